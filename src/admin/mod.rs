@@ -1,0 +1,54 @@
+//! The admin listener: Prometheus metrics, liveness and readiness, on its own address.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use http::Response;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+
+use crate::app::App;
+
+pub struct Admin {
+    pub app: Arc<App>,
+}
+
+fn reply(status: u16, content_type: &str, body: String) -> Response<Vec<u8>> {
+    let mut r = Response::new(body.into_bytes());
+    *r.status_mut() =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    if let Ok(v) = http::HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(http::header::CONTENT_TYPE, v);
+    }
+    let len = r.body().len();
+    r.headers_mut()
+        .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
+    r
+}
+
+#[async_trait]
+impl ServeHttp for Admin {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let path = session.req_header().uri.path().to_owned();
+        match path.as_str() {
+            "/healthz" => reply(200, "text/plain", "ok\n".into()),
+            "/readyz" => match self.app.store.ping().await {
+                Ok(()) => reply(200, "text/plain", "ready\n".into()),
+                Err(_) => reply(503, "text/plain", "store unavailable\n".into()),
+            },
+            "/metrics" => {
+                let mut text = crate::metrics::render();
+                text.push_str(&format!(
+                    "# HELP nidan_sessions_cached Sessions in the in-memory cache\n# TYPE nidan_sessions_cached gauge\nnidan_sessions_cached {}\n\
+                     # HELP nidan_devices_cached Trusted devices in the in-memory cache\n# TYPE nidan_devices_cached gauge\nnidan_devices_cached {}\n\
+                     # HELP nidan_users Users in the directory\n# TYPE nidan_users gauge\nnidan_users {}\n",
+                    self.app.sessions.cached(),
+                    self.app.devices.cached(),
+                    self.app.users.len(),
+                ));
+                reply(200, "text/plain; version=0.0.4", text)
+            }
+            _ => reply(404, "text/plain", "not found\n".into()),
+        }
+    }
+}

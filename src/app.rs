@@ -1,0 +1,213 @@
+//! Everything a request may need, built once from the configuration and shared by the
+//! proxy, the portal and the background tasks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::future::Cache;
+use tokio::sync::Mutex as AsyncMutex;
+
+use crate::audit::Audit;
+use crate::config::{Config, TwoStepMethod};
+use crate::login::flow::Flow;
+use crate::login::limits::{FailureLimiter, Window};
+use crate::login::password::Hasher;
+use crate::notify::Notifier;
+use crate::proxy::route::RouteTable;
+use crate::session::Sessions;
+use crate::session::device::Devices;
+use crate::session::token::KeyRing;
+use crate::store::{SettingRecord, Store};
+use crate::users::{Directory, User};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigErrors),
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("{0}")]
+    Notify(#[from] crate::notify::NotifyError),
+    #[error("the password hashing threads could not start")]
+    Hasher,
+}
+
+pub struct App {
+    pub cfg: Arc<Config>,
+    pub routes: RouteTable,
+    pub users: Directory,
+    pub store: Store,
+    pub sessions: Sessions,
+    pub devices: Devices,
+    pub hasher: Arc<Hasher>,
+    pub failures: FailureLimiter,
+    pub sends_per_account: Window,
+    pub sends_per_ip: Window,
+    pub sends_global: Window,
+    pub flows: Cache<String, Arc<AsyncMutex<Flow>>>,
+    /// Recently verified HTTP Basic credentials (hash of user:password → user), so a
+    /// client sending them on every request does not cost a password hash each time.
+    pub basic_cache: Cache<[u8; 32], String>,
+    pub notifier: Arc<Notifier>,
+    pub audit: Audit,
+}
+
+impl App {
+    pub async fn build(cfg: Config) -> Result<Arc<Self>, StartError> {
+        let store = Store::open(&cfg.storage.sqlite_path).await?;
+        let users = Directory::load(&cfg.users.file)?;
+        let hashers = if cfg.login_limits.max_concurrent_hashes == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            cfg.login_limits.max_concurrent_hashes
+        };
+        let hasher = Hasher::new(hashers, 256).map_err(|_| StartError::Hasher)?;
+        let code = &cfg.security_code;
+        Ok(Arc::new(Self {
+            routes: RouteTable::new(cfg.routes.clone()),
+            users,
+            sessions: Sessions::new(
+                store.clone(),
+                cfg.session.idle_timeout,
+                cfg.session.absolute_timeout,
+            ),
+            devices: Devices::new(
+                store.clone(),
+                KeyRing::new(&cfg.trusted_devices.signing_keys),
+                cfg.trusted_devices.lifetime,
+                cfg.trusted_devices.max_per_user,
+            ),
+            hasher,
+            failures: FailureLimiter::new(store.clone(), cfg.login_limits.clone()),
+            sends_per_account: Window::new(code.max_sends_per_account, code.send_window),
+            sends_per_ip: Window::new(code.max_sends_per_ip, code.send_window),
+            sends_global: Window::new(code.max_sends_global_per_hour, Duration::from_secs(3_600)),
+            flows: Cache::builder()
+                .max_capacity(200_000)
+                .time_to_live(cfg.portal.flow_lifetime)
+                .build(),
+            basic_cache: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(300))
+                .build(),
+            notifier: Arc::new(Notifier::new(&cfg.notifiers)?),
+            audit: Audit::new(store.clone()),
+            store,
+            cfg: Arc::new(cfg),
+        }))
+    }
+
+    /// A user's effective 2-step setting: their own choice if they made one, else the users
+    /// file, else the configured default.
+    pub async fn two_step_of(&self, user: &User) -> (bool, TwoStepMethod) {
+        if let Ok(Some(s)) = self.store.setting(&user.id).await
+            && let Some(m) = method_from_str(&s.method)
+        {
+            return (s.enabled, m);
+        }
+        user.two_step.unwrap_or((
+            self.cfg.users.default_two_step,
+            self.cfg.users.default_method,
+        ))
+    }
+
+    pub async fn put_two_step(
+        &self,
+        user: &str,
+        enabled: bool,
+        method: TwoStepMethod,
+    ) -> Result<(), crate::store::StoreError> {
+        self.store
+            .put_setting(&SettingRecord {
+                user_id: user.to_owned(),
+                enabled,
+                method: method_str(method).to_owned(),
+                updated: crate::time::now(),
+            })
+            .await
+    }
+
+    /// The user behind an ID, if they exist and may log in.
+    pub fn active_user(&self, id: &str) -> Option<Arc<User>> {
+        self.users.get(id).filter(|u| !u.disabled)
+    }
+
+    /// Runs the periodic chores: users-file reload, purging expired sessions and counters.
+    pub fn spawn_background(self: &Arc<Self>) {
+        let app = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(app.cfg.users.reload_interval);
+            let mut rounds: u64 = 0;
+            loop {
+                tick.tick().await;
+                rounds += 1;
+                app.reload_users().await;
+                if rounds.is_multiple_of(30) {
+                    let now = crate::time::now();
+                    let _ = app.sessions.purge(now).await;
+                    let _ = app.store.purge_failures(now - 3_600).await;
+                }
+            }
+        });
+    }
+
+    async fn reload_users(&self) {
+        match self.users.reload_if_changed() {
+            Ok(None) => {}
+            Ok(Some((old, new))) => {
+                tracing::info!(users = new.len(), "users file reloaded");
+                for (id, user) in new.iter() {
+                    let was_enabled = old.get(id).is_some_and(|u| !u.disabled);
+                    let password_changed = old
+                        .get(id)
+                        .is_some_and(|u| u.password_hash != user.password_hash);
+                    if (user.disabled && was_enabled) || password_changed {
+                        let why = if user.disabled {
+                            "account_disabled"
+                        } else {
+                            "password_changed"
+                        };
+                        self.revoke_everything(id, why, "").await;
+                    }
+                }
+                for id in old.keys() {
+                    if !new.contains_key(id) {
+                        self.revoke_everything(id, "account_removed", "").await;
+                    }
+                }
+            }
+            Err(e) => tracing::error!("users file not reloaded, keeping the previous one:\n{e}"),
+        }
+    }
+
+    /// Ends all sessions and revokes all trusted devices of a user (SECURITY 15).
+    pub async fn revoke_everything(&self, user: &str, why: &str, ip: &str) {
+        let sessions = self.sessions.end_user(user).await.unwrap_or(0);
+        let devices = self.devices.revoke_all(user).await.unwrap_or(0);
+        self.audit
+            .record(
+                "credentials_revoked",
+                user,
+                ip,
+                serde_json::json!({"reason": why, "sessions": sessions, "devices": devices}),
+            )
+            .await;
+    }
+}
+
+pub fn method_str(m: TwoStepMethod) -> &'static str {
+    match m {
+        TwoStepMethod::Sms => "sms",
+        TwoStepMethod::Email => "email",
+        TwoStepMethod::App => "app",
+    }
+}
+
+pub fn method_from_str(s: &str) -> Option<TwoStepMethod> {
+    match s {
+        "sms" => Some(TwoStepMethod::Sms),
+        "email" => Some(TwoStepMethod::Email),
+        "app" => Some(TwoStepMethod::App),
+        _ => None,
+    }
+}

@@ -1,0 +1,276 @@
+//! The serde mirror of the YAML file: shape only, no meaning.
+//!
+//! Every key is optional except `version` (and a route's `name` and `policy`); defaults and
+//! range checks are applied in `load.rs`, where errors can be collected and placed.
+//! Durations, addresses and CIDRs stay text here so that a bad one becomes a placed,
+//! explained error rather than the first and only serde failure.
+
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{MapAccess, Visitor};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct File {
+    pub version: u32,
+    #[serde(default)]
+    pub server: Option<ServerFile>,
+    #[serde(default)]
+    pub portal: Option<PortalFile>,
+    #[serde(default)]
+    pub session: Option<SessionFile>,
+    #[serde(default)]
+    pub trusted_devices: Option<TrustedDevicesFile>,
+    #[serde(default)]
+    pub security_code: Option<SecurityCodeFile>,
+    #[serde(default)]
+    pub login_limits: Option<LoginLimitsFile>,
+    #[serde(default)]
+    pub notifiers: Option<NotifiersFile>,
+    #[serde(default)]
+    pub users: Option<UsersFile>,
+    #[serde(default)]
+    pub storage: Option<StorageFile>,
+    #[serde(default)]
+    pub identity_headers: Option<IdentityHeadersFile>,
+    #[serde(default)]
+    pub trusted_proxies: Option<Vec<String>>,
+    #[serde(default)]
+    pub routes: Option<Vec<RouteFile>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ServerFile {
+    pub listen: Option<Vec<String>>,
+    pub tls: Option<TlsFile>,
+    pub admin_listen: Option<String>,
+    pub admin_token_file: Option<String>,
+    pub admin_token_env: Option<String>,
+    pub threads: Option<u64>,
+    pub grace_period: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TlsFile {
+    pub listen: Option<Vec<String>>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum LanguageFile {
+    Ja,
+    En,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PortalFile {
+    pub path_prefix: Option<String>,
+    pub default_language: Option<LanguageFile>,
+    pub title: Option<String>,
+    pub allowed_return_hosts: Option<Vec<String>>,
+    pub recent_login: Option<String>,
+    pub flow_lifetime: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SessionFile {
+    pub idle_timeout: Option<String>,
+    pub absolute_timeout: Option<String>,
+    pub cookie_name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TrustedDevicesFile {
+    pub lifetime: Option<String>,
+    pub max_per_user: Option<u64>,
+    pub cookie_name: Option<String>,
+    pub signing_keys: Option<Vec<SigningKeyFile>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SigningKeyFile {
+    pub id: String,
+    pub secret_file: Option<String>,
+    pub secret_env: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SecurityCodeFile {
+    pub length: Option<u64>,
+    pub lifetime: Option<String>,
+    pub max_attempts: Option<u64>,
+    pub resend_cooldown: Option<String>,
+    pub max_sends_per_account: Option<u64>,
+    pub send_window: Option<String>,
+    pub max_sends_per_ip: Option<u64>,
+    pub max_sends_global_per_hour: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LoginLimitsFile {
+    pub max_failures_per_account: Option<u64>,
+    pub free_failures: Option<u64>,
+    pub base_delay: Option<String>,
+    pub max_delay: Option<String>,
+    pub max_concurrent_hashes: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NotifiersFile {
+    pub email: Option<EmailFile>,
+    pub sms: Option<SmsFile>,
+    pub outbox: Option<OutboxFile>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum SmtpSecurityFile {
+    Starttls,
+    Tls,
+    None,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EmailFile {
+    pub host: Option<String>,
+    pub port: Option<u64>,
+    pub security: Option<SmtpSecurityFile>,
+    pub username: Option<String>,
+    pub password_file: Option<String>,
+    pub password_env: Option<String>,
+    pub from: Option<String>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SmsFile {
+    pub url: Option<String>,
+    pub method: Option<String>,
+    pub headers: Option<OrderedMap>,
+    pub body_template: Option<String>,
+    pub content_type: Option<String>,
+    pub success_status: Option<Vec<u64>>,
+    pub secret_file: Option<String>,
+    pub secret_env: Option<String>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OutboxFile {
+    pub path: Option<String>,
+    pub console: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum TwoStepMethodFile {
+    Sms,
+    Email,
+    App,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UsersFile {
+    pub file: Option<String>,
+    pub reload_interval: Option<String>,
+    pub default_two_step: Option<bool>,
+    pub default_method: Option<TwoStepMethodFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StorageFile {
+    pub sqlite: Option<SqliteFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SqliteFile {
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct IdentityHeadersFile {
+    pub user: Option<String>,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub groups: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum PolicyFile {
+    Bypass,
+    Login,
+    TwoFactor,
+    Deny,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum SecondStepFile {
+    Required,
+    Exempt,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum AcceptFile {
+    Session,
+    Basic,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RouteFile {
+    pub name: String,
+    pub hosts: Option<Vec<String>>,
+    pub path_prefix: Option<String>,
+    pub upstream: Option<Vec<String>>,
+    pub policy: PolicyFile,
+    pub second_step: Option<SecondStepFile>,
+    pub accept: Option<Vec<AcceptFile>>,
+    pub groups: Option<Vec<String>>,
+    pub second_steps: Option<Vec<TwoStepMethodFile>>,
+}
+
+/// A string-to-string mapping that keeps the file's order (for SMS headers).
+#[derive(Debug, Default)]
+pub(crate) struct OrderedMap(pub Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for OrderedMap {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MapVisitor;
+        impl<'de> Visitor<'de> for MapVisitor {
+            type Value = OrderedMap;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping of header names to values")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OrderedMap, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, String>()? {
+                    out.push((k, v));
+                }
+                Ok(OrderedMap(out))
+            }
+        }
+        deserializer.deserialize_map(MapVisitor)
+    }
+}

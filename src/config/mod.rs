@@ -1,0 +1,301 @@
+//! The validated runtime configuration: what every other module reads.
+//!
+//! The YAML file is mirrored by `file.rs` (serde, unknown keys rejected) and converted once
+//! by `load.rs` into these types; nothing downstream sees a raw string that should have
+//! been an enum, an address or a duration.
+
+mod file;
+pub(crate) mod load;
+pub(crate) mod locate;
+
+pub use load::{ConfigError, ConfigErrors, load, load_str};
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// File the configuration came from (for messages and relative paths).
+    pub source: PathBuf,
+    pub server: Server,
+    pub portal: Portal,
+    pub session: SessionSettings,
+    pub trusted_devices: TrustedDevices,
+    pub security_code: SecurityCode,
+    pub login_limits: LoginLimits,
+    pub notifiers: Notifiers,
+    pub users: UsersSource,
+    pub storage: Storage,
+    pub identity_headers: IdentityHeaders,
+    /// Peers whose `X-Forwarded-For` is believed. Empty: the TCP peer is the client.
+    pub trusted_proxies: Vec<IpNet>,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// Plain HTTP listeners.
+    pub listen: Vec<SocketAddr>,
+    pub tls: Option<Tls>,
+    /// Admin listener (metrics, health); `None` disables it.
+    pub admin_listen: Option<SocketAddr>,
+    /// Bearer token for the admin API, read from a file or env var.
+    pub admin_token: Option<Secret>,
+    /// pingora worker threads per service (default 2).
+    pub threads: usize,
+    /// Grace period for in-flight requests on shutdown (default 5s).
+    pub grace_period: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub listen: Vec<SocketAddr>,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Language {
+    Ja,
+    En,
+}
+
+#[derive(Debug, Clone)]
+pub struct Portal {
+    /// Always starts with `/`, never ends with `/`, e.g. `/_nidan`.
+    pub path_prefix: String,
+    pub default_language: Language,
+    /// Product name shown on pages (default "nidan").
+    pub title: String,
+    /// Hosts (besides route hosts) that return addresses may name.
+    pub allowed_return_hosts: Vec<String>,
+    /// How long after a login the settings/devices pages may change things (default 5m).
+    pub recent_login: Duration,
+    /// Lifetime of an unfinished login flow (default 10m).
+    pub flow_lifetime: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// Default 30m.
+    pub idle_timeout: Duration,
+    /// Default 12h.
+    pub absolute_timeout: Duration,
+    /// Base cookie name (default `nidan_session`); `__Host-` is prefixed over TLS.
+    pub cookie_name: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct TrustedDevices {
+    /// Default 30d; the server-side cap for every device.
+    pub lifetime: Duration,
+    /// Default 10.
+    pub max_per_user: usize,
+    /// Base cookie name (default `nidan_device`).
+    pub cookie_name: String,
+    /// First key signs; all verify. At least one.
+    pub signing_keys: Vec<SigningKey>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SigningKey {
+    pub id: String,
+    pub secret: Secret,
+}
+
+#[derive(Debug, Clone)]
+pub struct SecurityCode {
+    /// Digits, 6..=10 (default 6).
+    pub length: usize,
+    /// Default 5m, at most 10m.
+    pub lifetime: Duration,
+    /// Wrong tries per code (default 5, at most 5).
+    pub max_attempts: u32,
+    /// Default 30s.
+    pub resend_cooldown: Duration,
+    /// Sends per account per `send_window` (default 5 per 15m).
+    pub max_sends_per_account: u32,
+    pub send_window: Duration,
+    /// Sends per client IP per `send_window` (default 20).
+    pub max_sends_per_ip: u32,
+    /// Sends in total per hour (default 1000).
+    pub max_sends_global_per_hour: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoginLimits {
+    /// Failed passwords/codes per account per hour before logins wait (default 100, at most 100).
+    pub max_failures_per_account: u32,
+    /// Failures per account before delays start (default 5); each further failure doubles it.
+    pub free_failures: u32,
+    /// First delay (default 1s), doubling, capped by `max_delay` (default 15m).
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// Concurrent password hashes (default: number of cores).
+    pub max_concurrent_hashes: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Notifiers {
+    pub email: Option<Smtp>,
+    pub sms: Option<SmsGateway>,
+    pub outbox: Option<Outbox>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// Plain connection upgraded with STARTTLS (required).
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No encryption: only for a relay on localhost.
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct Smtp {
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// `From:` address, e.g. `nidan <no-reply@example.com>`.
+    pub from: String,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct SmsGateway {
+    /// http:// or https:// URL of the gateway.
+    pub url: String,
+    /// HTTP method (default POST).
+    pub method: String,
+    /// Extra headers; values may contain `{secret}` (replaced by `secret`).
+    pub headers: Vec<(String, String)>,
+    /// Body template with `{to}`, `{body}`, `{code}` placeholders.
+    pub body_template: String,
+    /// Content-Type of the body (default `application/x-www-form-urlencoded`).
+    pub content_type: String,
+    /// Statuses that mean "sent" (default 200..=299).
+    pub success_status: Vec<u16>,
+    pub secret: Option<Secret>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    /// JSON-lines file to append to; `None` only prints to the console.
+    pub path: Option<PathBuf>,
+    /// Also print each message on stdout.
+    pub console: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TwoStepMethod {
+    Sms,
+    Email,
+    App,
+}
+
+#[derive(Debug, Clone)]
+pub struct UsersSource {
+    pub file: PathBuf,
+    /// How often the file's modification time is checked (default 2s).
+    pub reload_interval: Duration,
+    /// 2-step setting for users whose entry says nothing (default off, sms).
+    pub default_two_step: bool,
+    pub default_method: TwoStepMethod,
+}
+
+#[derive(Debug, Clone)]
+pub struct Storage {
+    /// SQLite database file.
+    pub sqlite_path: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct IdentityHeaders {
+    pub user: String,
+    pub name: String,
+    pub email: String,
+    pub groups: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    Bypass,
+    Login,
+    TwoFactor,
+    Deny,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecondStep {
+    /// Asked as the policy says.
+    Required,
+    /// Never asked on this route (password alone).
+    Exempt,
+}
+
+/// A host pattern: exact (`wiki.example.com`), one-label wildcard (`*.example.com`), or any (`*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    Any,
+    Exact(String),
+    Suffix(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub tls: bool,
+    /// SNI / Host for TLS upstreams.
+    pub sni: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accept {
+    pub session: bool,
+    pub basic: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    /// Lower-case, without port.
+    pub hosts: Vec<HostPattern>,
+    /// Canonical, starts with `/`; matches whole segments (`/app` matches `/app` and `/app/x`, not `/apple`).
+    pub path_prefix: String,
+    pub upstreams: Vec<Upstream>,
+    pub policy: Policy,
+    pub second_step: SecondStep,
+    pub accept: Accept,
+    /// If non-empty, the user must be in one of these groups (else 403).
+    pub groups: Vec<String>,
+    /// Second-step methods this route accepts (default all).
+    pub allowed_methods: Vec<TwoStepMethod>,
+}
+
+/// A secret loaded from a file or environment variable; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub Vec<u8>);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl Secret {
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+    pub fn expose_str(&self) -> Option<&str> {
+        std::str::from_utf8(&self.0).ok()
+    }
+}

@@ -1,0 +1,20 @@
+//! nidan: a reverse-proxy authentication gateway with a two-step login and trusted devices,
+//! on Cloudflare's pingora. See README.md for operating it; `proxy/mod.rs` is where a
+//! request is decided.
+
+pub mod admin;
+pub mod app;
+pub mod audit;
+pub mod config;
+pub mod demo;
+pub mod login;
+pub mod metrics;
+pub mod notify;
+pub mod portal;
+pub mod proxy;
+pub mod secret;
+pub mod server;
+pub mod session;
+pub mod store;
+pub mod time;
+pub mod users;

@@ -1,0 +1,270 @@
+//! The login as a state machine: what the ID step decides (is a second step needed, and
+//! which one, sent where), and the state a flow keeps between pages. Pure: no I/O here.
+
+use std::time::Instant;
+
+use crate::config::{Policy, SecondStep, TwoStepMethod};
+use crate::login::code::IssuedCode;
+use crate::notify::Channel;
+use crate::users::{PhoneStatus, User};
+
+/// The page the flow is on after the ID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Password,
+    PasswordAndCode,
+}
+
+impl Step {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Password => "password",
+            Step::PasswordAndCode => "password_and_code",
+        }
+    }
+}
+
+/// Why the second step is asked (recorded in the audit trail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    UserSetting,
+    RoutePolicy,
+}
+
+/// Something the password page must explain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    /// The phone is kept (suspended): SMS cannot arrive, so the code went by email.
+    PhoneKept,
+    /// The user chose the app, which this gateway cannot reach yet: a code was sent instead.
+    AppUnavailable,
+}
+
+/// Why a needed second step cannot be done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blocked {
+    /// Neither a usable phone nor an email address is on file.
+    NoDestination,
+    /// The route accepts none of the channels this user has.
+    NoAllowedChannel,
+}
+
+/// What the ID step decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub step: Step,
+    /// The second step is part of this login (asked, or skipped by a trusted device).
+    pub second_step: Option<Why>,
+    /// A valid trusted-device cookie for this user skips the second step.
+    pub device_skip: bool,
+    /// Where to send the code: channel and full address.
+    pub send_to: Option<(Channel, String)>,
+    pub notice: Option<Notice>,
+    pub blocked: Option<Blocked>,
+    /// Email is possible as an alternative (shown as "send by email instead").
+    pub email_alternative: bool,
+}
+
+pub struct PlanInput<'a> {
+    /// `None` for unknown or disabled IDs: they follow the path of a user without 2-step.
+    pub user: Option<&'a User>,
+    /// The user's effective 2-step setting.
+    pub enabled: bool,
+    pub method: TwoStepMethod,
+    pub policy: Policy,
+    pub route_second_step: SecondStep,
+    /// Channels the route accepts for the second step (empty: all).
+    pub allowed: &'a [TwoStepMethod],
+    pub trusted_device: bool,
+}
+
+/// Decides the rest of the login after the ID.
+pub fn plan(input: &PlanInput<'_>) -> Plan {
+    let mut plan = Plan {
+        step: Step::Password,
+        second_step: None,
+        device_skip: false,
+        send_to: None,
+        notice: None,
+        blocked: None,
+        email_alternative: false,
+    };
+    let Some(user) = input.user else {
+        return plan;
+    };
+    let why = if input.policy == Policy::TwoFactor {
+        Some(Why::RoutePolicy)
+    } else if input.enabled && input.route_second_step == SecondStep::Required {
+        Some(Why::UserSetting)
+    } else {
+        None
+    };
+    let Some(why) = why else {
+        return plan;
+    };
+    plan.second_step = Some(why);
+    if input.trusted_device {
+        plan.device_skip = true;
+        return plan;
+    }
+    plan.step = Step::PasswordAndCode;
+    let allows = |m: TwoStepMethod| input.allowed.is_empty() || input.allowed.contains(&m);
+    let phone = user
+        .phone
+        .as_ref()
+        .filter(|_| user.phone_status == PhoneStatus::Active && allows(TwoStepMethod::Sms));
+    let email = user.email.as_ref().filter(|_| allows(TwoStepMethod::Email));
+    plan.email_alternative = email.is_some();
+    let prefer_email = input.method == TwoStepMethod::Email;
+    if input.method == TwoStepMethod::App {
+        plan.notice = Some(Notice::AppUnavailable);
+    }
+    plan.send_to = match (prefer_email, phone, email) {
+        (true, _, Some(e)) => Some((Channel::Email, e.clone())),
+        (_, Some(p), _) => Some((Channel::Sms, p.clone())),
+        (_, None, Some(e)) => {
+            if user.phone_status == PhoneStatus::Kept && user.phone.is_some() {
+                plan.notice = Some(Notice::PhoneKept);
+            }
+            Some((Channel::Email, e.clone()))
+        }
+        (_, None, None) => None,
+    };
+    if matches!(plan.send_to, Some((Channel::Email, _))) {
+        plan.email_alternative = false;
+    }
+    if plan.send_to.is_none() {
+        let has_any = user.email.is_some()
+            || (user.phone.is_some() && user.phone_status == PhoneStatus::Active);
+        plan.blocked = Some(if has_any {
+            Blocked::NoAllowedChannel
+        } else {
+            Blocked::NoDestination
+        });
+    }
+    plan
+}
+
+/// One login in progress, kept server-side under a random ID.
+#[derive(Debug, Clone)]
+pub struct Flow {
+    pub id: String,
+    /// The ID as entered (it may not exist).
+    pub user_id: String,
+    pub return_to: String,
+    pub plan: Plan,
+    pub code: Option<IssuedCode>,
+    /// Last time a code was sent, for the resend cooldown.
+    pub last_send: Option<Instant>,
+    /// Device cookie's ID when it skipped the second step.
+    pub device_id: Option<String>,
+    /// The login finished; the flow cannot be used again.
+    pub finished: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(phone: Option<&str>, status: PhoneStatus, email: Option<&str>) -> User {
+        User {
+            id: "u".into(),
+            password_hash: String::new(),
+            name: "U".into(),
+            email: email.map(str::to_owned),
+            phone: phone.map(str::to_owned),
+            phone_status: status,
+            groups: vec![],
+            disabled: false,
+            two_step: None,
+        }
+    }
+
+    fn input<'a>(
+        u: Option<&'a User>,
+        enabled: bool,
+        method: TwoStepMethod,
+        policy: Policy,
+    ) -> PlanInput<'a> {
+        PlanInput {
+            user: u,
+            enabled,
+            method,
+            policy,
+            route_second_step: SecondStep::Required,
+            allowed: &[],
+            trusted_device: false,
+        }
+    }
+
+    #[test]
+    fn unknown_ids_look_like_users_without_two_step() {
+        let p = plan(&input(None, true, TwoStepMethod::Sms, Policy::Login));
+        let u = user(Some("+81 90 1111 2222"), PhoneStatus::Active, None);
+        let q = plan(&input(Some(&u), false, TwoStepMethod::Sms, Policy::Login));
+        assert_eq!(p, q);
+        assert_eq!(p.step, Step::Password);
+    }
+
+    #[test]
+    fn setting_or_route_asks_for_a_code_by_sms() {
+        let u = user(
+            Some("+81 90 1111 2222"),
+            PhoneStatus::Active,
+            Some("u@example.com"),
+        );
+        let p = plan(&input(Some(&u), true, TwoStepMethod::Sms, Policy::Login));
+        assert_eq!(p.step, Step::PasswordAndCode);
+        assert_eq!(p.second_step, Some(Why::UserSetting));
+        assert_eq!(p.send_to, Some((Channel::Sms, "+81 90 1111 2222".into())));
+        assert!(p.email_alternative);
+        let p = plan(&input(
+            Some(&u),
+            false,
+            TwoStepMethod::Sms,
+            Policy::TwoFactor,
+        ));
+        assert_eq!(p.second_step, Some(Why::RoutePolicy));
+    }
+
+    #[test]
+    fn kept_phone_goes_to_email_and_says_why() {
+        let u = user(
+            Some("+81 90 1111 2222"),
+            PhoneStatus::Kept,
+            Some("u@example.com"),
+        );
+        let p = plan(&input(Some(&u), true, TwoStepMethod::Sms, Policy::Login));
+        assert_eq!(p.send_to, Some((Channel::Email, "u@example.com".into())));
+        assert_eq!(p.notice, Some(Notice::PhoneKept));
+        let u = user(Some("+81 90 1111 2222"), PhoneStatus::Kept, None);
+        let p = plan(&input(Some(&u), true, TwoStepMethod::Sms, Policy::Login));
+        assert_eq!(p.blocked, Some(Blocked::NoDestination));
+    }
+
+    #[test]
+    fn trusted_device_skips_only_the_second_step() {
+        let u = user(Some("1"), PhoneStatus::Active, None);
+        let mut i = input(Some(&u), true, TwoStepMethod::Sms, Policy::TwoFactor);
+        i.trusted_device = true;
+        let p = plan(&i);
+        assert_eq!(p.step, Step::Password);
+        assert!(p.device_skip);
+        assert!(p.send_to.is_none());
+    }
+
+    #[test]
+    fn exempt_route_and_allowed_channels() {
+        let u = user(Some("1"), PhoneStatus::Active, Some("e@x"));
+        let mut i = input(Some(&u), true, TwoStepMethod::Sms, Policy::Login);
+        i.route_second_step = SecondStep::Exempt;
+        assert_eq!(plan(&i).step, Step::Password);
+        let mut i = input(Some(&u), true, TwoStepMethod::Sms, Policy::Login);
+        let only_email = [TwoStepMethod::Email];
+        i.allowed = &only_email;
+        assert_eq!(plan(&i).send_to, Some((Channel::Email, "e@x".into())));
+        let only_app = [TwoStepMethod::App];
+        i.allowed = &only_app;
+        assert_eq!(plan(&i).blocked, Some(Blocked::NoAllowedChannel));
+    }
+}

@@ -1,0 +1,648 @@
+//! The login, end to end: the ID step (plan the rest, send a code), the final step
+//! (password, code, trusted device), resends and the switch to email. Shared by the HTML
+//! pages and the JSON API, which only translate in and out.
+
+pub mod code;
+pub mod flow;
+pub mod limits;
+pub mod password;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::json;
+use tokio::sync::Mutex as AsyncMutex;
+
+use crate::app::App;
+use crate::config::{Language, Policy, Route, SecondStep};
+use crate::login::code::{CodeCheck, IssuedCode};
+use crate::login::flow::{Blocked, Flow, Notice, Plan, PlanInput, Step, Why};
+use crate::notify::{self, Channel, Message};
+use crate::session::NewSession;
+use crate::session::device::{self, DeviceError, browser_summary};
+
+/// Who is logging in, as far as the gateway can tell.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub ip: IpAddr,
+    pub user_agent: String,
+    /// The trusted-device cookie, if the browser sent one.
+    pub device_cookie: Option<String>,
+    pub lang: Language,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoginError {
+    #[error("this login has expired or does not exist")]
+    FlowNotFound,
+    #[error("bad input: {0}")]
+    BadInput(&'static str),
+    #[error("the password is too long")]
+    PasswordTooLong,
+    #[error("the ID, password or security code is wrong")]
+    Failed,
+    #[error("the security code was entered wrongly too often")]
+    CodeExhausted,
+    #[error("the security code has expired")]
+    CodeExpired,
+    #[error("no security code is waiting: ask for a new one")]
+    NoCode,
+    #[error("too many attempts; try again in {0} s")]
+    Throttled(u64),
+    #[error("too many codes were sent; try again in {0} s")]
+    SendLimited(u64),
+    #[error("a code was sent moments ago; try again in {0} s")]
+    ResendTooSoon(u64),
+    #[error("the security code could not be delivered")]
+    Delivery,
+    #[error("the second step cannot be done for this account")]
+    Blocked(Blocked),
+    #[error("this account already has the maximum number of trusted devices")]
+    DevicesFull,
+    #[error("the server is busy; try again shortly")]
+    Busy,
+    #[error("internal error")]
+    Internal,
+}
+
+impl LoginError {
+    /// Stable machine-readable code for the JSON API.
+    pub fn code(&self) -> &'static str {
+        match self {
+            LoginError::FlowNotFound => "flow_not_found",
+            LoginError::BadInput(_) => "bad_request",
+            LoginError::PasswordTooLong => "password_too_long",
+            LoginError::Failed => "login_failed",
+            LoginError::CodeExhausted => "code_exhausted",
+            LoginError::CodeExpired => "code_expired",
+            LoginError::NoCode => "no_code",
+            LoginError::Throttled(_) => "too_many_attempts",
+            LoginError::SendLimited(_) => "too_many_codes",
+            LoginError::ResendTooSoon(_) => "resend_too_soon",
+            LoginError::Delivery => "delivery_failed",
+            LoginError::Blocked(_) => "second_step_unavailable",
+            LoginError::DevicesFull => "too_many_devices",
+            LoginError::Busy => "busy",
+            LoginError::Internal => "internal",
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            LoginError::FlowNotFound => 404,
+            LoginError::BadInput(_) | LoginError::PasswordTooLong => 400,
+            LoginError::Failed
+            | LoginError::CodeExhausted
+            | LoginError::CodeExpired
+            | LoginError::NoCode => 401,
+            LoginError::Throttled(_)
+            | LoginError::SendLimited(_)
+            | LoginError::ResendTooSoon(_) => 429,
+            LoginError::Delivery | LoginError::Busy => 503,
+            LoginError::Blocked(_) => 403,
+            LoginError::DevicesFull => 409,
+            LoginError::Internal => 500,
+        }
+    }
+
+    /// Seconds for `Retry-After`.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            LoginError::Throttled(s)
+            | LoginError::SendLimited(s)
+            | LoginError::ResendTooSoon(s) => Some(*s),
+            LoginError::Busy => Some(1),
+            _ => None,
+        }
+    }
+}
+
+/// A view of a flow for pages and the API.
+#[derive(Debug, Clone)]
+pub struct FlowView {
+    pub id: String,
+    pub user_id: String,
+    pub step: Step,
+    pub code_destination: Option<String>,
+    pub code_channel: Option<Channel>,
+    pub notice: Option<Notice>,
+    pub email_alternative: bool,
+    pub blocked: Option<Blocked>,
+    /// The trust-this-device option is offered (the second step is being done).
+    pub offer_trust: bool,
+    pub code_live: bool,
+}
+
+/// The ID step's result: the flow, and how sending the code went.
+pub struct Started {
+    pub flow: FlowView,
+    pub send: Result<(), LoginError>,
+}
+
+/// The final step's fields.
+pub struct Completion<'a> {
+    pub password: &'a str,
+    pub code: Option<&'a str>,
+    pub trust_device: bool,
+    pub device_name: Option<&'a str>,
+}
+
+pub struct Completed {
+    pub user_id: String,
+    pub session_token: String,
+    pub device_token: Option<String>,
+    pub redirect: String,
+}
+
+fn view(f: &Flow, now: Instant) -> FlowView {
+    FlowView {
+        id: f.id.clone(),
+        user_id: f.user_id.clone(),
+        step: f.plan.step,
+        code_destination: f
+            .code
+            .as_ref()
+            .map(|c| c.destination.clone())
+            .or_else(|| f.plan.send_to.as_ref().map(|(ch, to)| mask(*ch, to))),
+        code_channel: f.code.as_ref().map(|c| c.channel).or(f
+            .plan
+            .send_to
+            .as_ref()
+            .map(|(c, _)| *c)),
+        notice: f.plan.notice,
+        email_alternative: f.plan.email_alternative,
+        blocked: f.plan.blocked,
+        offer_trust: f.plan.step == Step::PasswordAndCode,
+        code_live: f.code.as_ref().is_some_and(|c| c.is_live(now)),
+    }
+}
+
+fn mask(channel: Channel, to: &str) -> String {
+    match channel {
+        Channel::Email => notify::mask_email(to),
+        _ => notify::mask_phone(to),
+    }
+}
+
+/// A login ID: trimmed, 1..=64 characters, printable.
+pub fn valid_id(raw: &str) -> Option<&str> {
+    let id = raw.trim();
+    let n = id.chars().count();
+    (n > 0 && n <= 64 && !id.chars().any(char::is_control)).then_some(id)
+}
+
+/// The ID step. `target` is the route the user is heading to (its policy may demand the
+/// second step); `return_to` is already validated.
+pub async fn start(
+    app: &App,
+    client: &Client,
+    raw_id: &str,
+    return_to: &str,
+    target: Option<&Route>,
+) -> Result<Started, LoginError> {
+    let id = valid_id(raw_id).ok_or(LoginError::BadInput("id"))?;
+    let now = crate::time::now();
+    let user = app.active_user(id);
+    // Look the setting up for unknown IDs too, so both take the same path.
+    let (enabled, method) = match &user {
+        Some(u) => app.two_step_of(u).await,
+        None => {
+            let _ = app.store.setting(id).await;
+            (false, app.cfg.users.default_method)
+        }
+    };
+    let device_id = match (&user, &client.device_cookie) {
+        (Some(u), Some(token)) => app.devices.check(token, &u.id, now).await,
+        _ => None,
+    };
+    let plan = flow::plan(&PlanInput {
+        user: user.as_deref(),
+        enabled,
+        method,
+        policy: target.map_or(Policy::Login, |r| r.policy),
+        route_second_step: target.map_or(SecondStep::Required, |r| r.second_step),
+        allowed: target.map_or(&[], |r| r.allowed_methods.as_slice()),
+        trusted_device: device_id.is_some(),
+    });
+    let mut f = Flow {
+        id: crate::secret::random_token(16),
+        user_id: id.to_owned(),
+        return_to: return_to.to_owned(),
+        plan,
+        code: None,
+        last_send: None,
+        device_id: if plan_skips(&user, device_id.is_some()) {
+            device_id
+        } else {
+            None
+        },
+        finished: false,
+    };
+    let ip = client.ip.to_string();
+    if let Some(why) = f.plan.second_step {
+        let reason = match why {
+            Why::UserSetting => "user_setting",
+            Why::RoutePolicy => "route_policy",
+        };
+        if f.plan.device_skip {
+            app.audit
+                .record(
+                    "second_step_skipped",
+                    id,
+                    &ip,
+                    json!({"reason": "trusted_device", "asked_by": reason}),
+                )
+                .await;
+        } else {
+            app.audit
+                .record("second_step_required", id, &ip, json!({"reason": reason}))
+                .await;
+        }
+    }
+    let send = if f.plan.send_to.is_some() && f.plan.blocked.is_none() {
+        send_code(app, &mut f, client, false).await
+    } else if let Some(b) = f.plan.blocked {
+        app.audit
+            .record(
+                "second_step_unavailable",
+                id,
+                &ip,
+                json!({"reason": format!("{b:?}")}),
+            )
+            .await;
+        Err(LoginError::Blocked(b))
+    } else {
+        Ok(())
+    };
+    let v = view(&f, Instant::now());
+    app.flows
+        .insert(f.id.clone(), Arc::new(AsyncMutex::new(f)))
+        .await;
+    Ok(Started { flow: v, send })
+}
+
+fn plan_skips(user: &Option<Arc<crate::users::User>>, device: bool) -> bool {
+    user.is_some() && device
+}
+
+async fn flow(app: &App, id: &str) -> Result<Arc<AsyncMutex<Flow>>, LoginError> {
+    if id.len() > 64 {
+        return Err(LoginError::FlowNotFound);
+    }
+    app.flows.get(id).await.ok_or(LoginError::FlowNotFound)
+}
+
+/// The current state of a flow.
+pub async fn status(app: &App, id: &str) -> Result<FlowView, LoginError> {
+    let f = flow(app, id).await?;
+    let f = f.lock().await;
+    if f.finished {
+        return Err(LoginError::FlowNotFound);
+    }
+    Ok(view(&f, Instant::now()))
+}
+
+/// Sends (or re-sends) the flow's security code, replacing any earlier one.
+async fn send_code(
+    app: &App,
+    f: &mut Flow,
+    client: &Client,
+    respect_cooldown: bool,
+) -> Result<(), LoginError> {
+    let Some((channel, to)) = f.plan.send_to.clone() else {
+        return Err(LoginError::BadInput("no code is needed"));
+    };
+    let cfg = &app.cfg.security_code;
+    let now_i = Instant::now();
+    if respect_cooldown && let Some(last) = f.last_send {
+        let since = now_i.duration_since(last);
+        if since < cfg.resend_cooldown {
+            let wait = (cfg.resend_cooldown - since).as_secs().max(1);
+            return Err(LoginError::ResendTooSoon(wait));
+        }
+    }
+    let now = crate::time::now();
+    let ip = client.ip.to_string();
+    let limited = app
+        .sends_per_account
+        .hit(&f.user_id, now)
+        .and_then(|()| app.sends_per_ip.hit(&ip, now))
+        .and_then(|()| app.sends_global.hit("all", now));
+    if let Err(wait) = limited {
+        app.audit
+            .record(
+                "code_send_limited",
+                &f.user_id,
+                &ip,
+                json!({"retry_after": wait}),
+            )
+            .await;
+        return Err(LoginError::SendLimited(wait));
+    }
+    let masked = mask(channel, &to);
+    let (issued, plain) = IssuedCode::generate(
+        &f.id,
+        cfg.length,
+        cfg.lifetime,
+        cfg.max_attempts,
+        channel,
+        masked.clone(),
+        now_i,
+    );
+    // The old code is void from here on, whether or not the new one arrives.
+    f.code = None;
+    let minutes = cfg.lifetime.as_secs().div_ceil(60);
+    let site = &app.cfg.portal.title;
+    let (subject, body) = match channel {
+        Channel::Sms => {
+            let (subject, _) = notify::messages::security_code(client.lang, &plain, minutes, site);
+            (
+                subject,
+                notify::messages::security_code_sms(client.lang, &plain, minutes, site),
+            )
+        }
+        _ => notify::messages::security_code(client.lang, &plain, minutes, site),
+    };
+    let msg = Message {
+        channel,
+        user: f.user_id.clone(),
+        to,
+        code: Some(plain),
+        subject,
+        body,
+    };
+    match app.notifier.send(&msg).await {
+        Ok(()) => {
+            f.code = Some(issued);
+            f.last_send = Some(now_i);
+            app.audit
+                .record(
+                    "code_sent",
+                    &f.user_id,
+                    &ip,
+                    json!({"channel": channel, "to": masked}),
+                )
+                .await;
+            Ok(())
+        }
+        Err(e) => {
+            app.audit
+                .record(
+                    "code_send_failed",
+                    &f.user_id,
+                    &ip,
+                    json!({"channel": channel, "to": masked, "error": e.to_string()}),
+                )
+                .await;
+            Err(LoginError::Delivery)
+        }
+    }
+}
+
+/// "Send the code again".
+pub async fn resend(app: &App, client: &Client, id: &str) -> Result<FlowView, LoginError> {
+    let f = flow(app, id).await?;
+    let mut f = f.lock().await;
+    if f.finished || f.plan.step != Step::PasswordAndCode {
+        return Err(LoginError::FlowNotFound);
+    }
+    send_code(app, &mut f, client, true).await?;
+    Ok(view(&f, Instant::now()))
+}
+
+/// "Send the code by email instead" (the phone cannot receive SMS, say).
+pub async fn use_email(app: &App, client: &Client, id: &str) -> Result<FlowView, LoginError> {
+    let f = flow(app, id).await?;
+    let mut f = f.lock().await;
+    if f.finished || f.plan.step != Step::PasswordAndCode || !f.plan.email_alternative {
+        return Err(LoginError::BadInput(
+            "email is not available for this login",
+        ));
+    }
+    let email = app.active_user(&f.user_id).and_then(|u| u.email.clone());
+    let Some(email) = email else {
+        return Err(LoginError::BadInput(
+            "email is not available for this login",
+        ));
+    };
+    f.plan.send_to = Some((Channel::Email, email));
+    f.plan.email_alternative = false;
+    send_code(app, &mut f, client, false).await?;
+    Ok(view(&f, Instant::now()))
+}
+
+/// The final step: password (and code), then a session (and a trusted device if asked).
+pub async fn complete(
+    app: &App,
+    client: &Client,
+    id: &str,
+    input: &Completion<'_>,
+) -> Result<Completed, LoginError> {
+    if input.password.len() > password::MAX_PASSWORD_BYTES {
+        return Err(LoginError::PasswordTooLong);
+    }
+    let f = flow(app, id).await?;
+    let mut f = f.lock().await;
+    if f.finished {
+        return Err(LoginError::FlowNotFound);
+    }
+    if let Some(b) = f.plan.blocked {
+        return Err(LoginError::Blocked(b));
+    }
+    let with_code = f.plan.step == Step::PasswordAndCode;
+    let now = crate::time::now();
+    let user = app.active_user(&f.user_id);
+    // Checks that change nothing come first.
+    let device_name = if input.trust_device && with_code {
+        let name = input
+            .device_name
+            .and_then(device::valid_name)
+            .ok_or(LoginError::BadInput("device_name"))?;
+        if let Some(u) = &user {
+            let live = app
+                .devices
+                .list(&u.id, now)
+                .await
+                .map_err(|_| LoginError::Internal)?;
+            if live.len() >= app.devices.max_per_user() {
+                return Err(LoginError::DevicesFull);
+            }
+        }
+        Some(name)
+    } else {
+        None
+    };
+    let ip = client.ip.to_string();
+    let attempt = app
+        .failures
+        .begin(&f.user_id, now)
+        .await
+        .map_err(LoginError::Throttled)?;
+    let password_ok = match app
+        .hasher
+        .verify(
+            input.password,
+            user.as_ref().map(|u| u.password_hash.as_str()),
+        )
+        .await
+    {
+        Ok(ok) => ok,
+        Err(_) => {
+            app.failures.abandon(attempt);
+            return Err(LoginError::Busy);
+        }
+    };
+    let flow_id = f.id.clone();
+    let code_check = if with_code {
+        match (
+            f.code.as_mut(),
+            input.code.map(str::trim).filter(|c| !c.is_empty()),
+        ) {
+            (None, _) => Some(Err(LoginError::NoCode)),
+            (Some(_), None) => Some(Err(LoginError::Failed)),
+            (Some(c), Some(entered)) => Some(match c.check(&flow_id, entered, Instant::now()) {
+                CodeCheck::Right => Ok(()),
+                CodeCheck::Wrong { .. } => Err(LoginError::Failed),
+                CodeCheck::Exhausted => Err(LoginError::CodeExhausted),
+                CodeCheck::Expired => Err(LoginError::CodeExpired),
+            }),
+        }
+    } else {
+        None
+    };
+    let failure = match (password_ok, code_check) {
+        (true, None | Some(Ok(()))) => None,
+        (_, Some(Err(e))) => Some(e),
+        (false, _) => Some(LoginError::Failed),
+    };
+    if let Some(err) = failure {
+        if matches!(err, LoginError::CodeExhausted | LoginError::CodeExpired) {
+            f.code = None;
+        }
+        app.failures.failed(attempt, now).await;
+        let reason = match (&err, password_ok) {
+            (LoginError::Failed, false) => "wrong_password",
+            (LoginError::Failed, true) => "wrong_code",
+            (e, _) => e.code(),
+        };
+        app.audit
+            .record("login_failed", &f.user_id, &ip, json!({"reason": reason}))
+            .await;
+        return Err(err);
+    }
+    let Some(user) = user else {
+        // Unreachable in practice: the dummy hash never verifies.
+        app.failures.abandon(attempt);
+        return Err(LoginError::Failed);
+    };
+    f.finished = true;
+    f.code = None;
+    app.failures.succeeded(attempt).await;
+    let channel = f.plan.send_to.as_ref().map(|(c, _)| *c);
+    let methods = match (f.plan.device_skip, with_code, channel) {
+        (true, _, _) => "password+device".to_owned(),
+        (false, true, Some(Channel::Email)) => "password+email".to_owned(),
+        (false, true, _) => "password+sms".to_owned(),
+        _ => "password".to_owned(),
+    };
+    let (session_token, _) = app
+        .sessions
+        .create(
+            NewSession {
+                user_id: &user.id,
+                two_step: f.plan.device_skip || with_code,
+                methods: methods.clone(),
+                device_id: f.device_id.clone(),
+                ip: &ip,
+                user_agent: &client.user_agent,
+            },
+            now,
+        )
+        .await
+        .map_err(|_| LoginError::Internal)?;
+    if let Some(dev) = &f.device_id {
+        app.devices.used(dev, now).await;
+    }
+    app.audit
+        .record(
+            "login_succeeded",
+            &user.id,
+            &ip,
+            json!({"methods": methods, "device": f.device_id}),
+        )
+        .await;
+    let mut device_token = None;
+    if let Some(name) = device_name {
+        let browser = browser_summary(&client.user_agent);
+        match app
+            .devices
+            .register(&user.id, &name, &browser, &ip, now)
+            .await
+        {
+            Ok((token, rec)) => {
+                device_token = Some(token);
+                app.audit
+                    .record(
+                        "device_registered",
+                        &user.id,
+                        &ip,
+                        json!({"device": rec.id, "browser": browser}),
+                    )
+                    .await;
+                notify_user(app, &user, client.lang, |lang, site| {
+                    notify::messages::device_added(lang, &name, &browser, &ip, site)
+                });
+            }
+            Err(DeviceError::Full) => {
+                app.audit
+                    .record(
+                        "device_refused",
+                        &user.id,
+                        &ip,
+                        json!({"reason": "too_many_devices"}),
+                    )
+                    .await;
+            }
+            Err(e) => tracing::error!(error = %e, "could not register a trusted device"),
+        }
+    }
+    Ok(Completed {
+        user_id: user.id.clone(),
+        session_token,
+        device_token,
+        redirect: f.return_to.clone(),
+    })
+}
+
+/// Sends a notice to the user's contact email in the background (never delays a login).
+pub fn notify_user(
+    app: &App,
+    user: &crate::users::User,
+    lang: Language,
+    make: impl FnOnce(Language, &str) -> (String, String),
+) {
+    let Some(to) = user.email.clone() else {
+        return;
+    };
+    let (subject, body) = make(lang, &app.cfg.portal.title);
+    let msg = Message {
+        channel: Channel::Email,
+        user: user.id.clone(),
+        to,
+        code: None,
+        subject,
+        body,
+    };
+    let notifier = app.notifier.clone();
+    tokio::spawn(async move {
+        if let Err(e) = notifier.send(&msg).await {
+            tracing::warn!(error = %e, user = %msg.user, "could not send a notice");
+        }
+    });
+}
+
+/// Checks `Some(device cookie)` against a flow's plan; exposed for tests of the skip rule.
+pub fn skips_second_step(plan: &Plan) -> bool {
+    plan.device_skip
+}

@@ -1,0 +1,220 @@
+//! The `nidan` command: serve, demo, check-config, hash-password, echo-backend.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "nidan",
+    version,
+    about = "Two-step login gateway in front of unchanged web apps"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway with a configuration file.
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the gateway on its embedded defaults, in front of a built-in echo backend.
+    Demo {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Also append every message (codes, notices) to this JSON-lines file.
+        #[arg(long)]
+        outbox: Option<PathBuf>,
+        /// Keep the database and keys here (default: a new temporary directory).
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// Validate a configuration file; lists every problem with file, line and column.
+    CheckConfig {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Read a password on standard input and print its argon2id hash for the users file.
+    HashPassword,
+    /// Run only the echo backend (for tests and trials).
+    EchoBackend {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,pingora_core=warn,pingora_proxy=warn,sqlx=warn")
+    });
+    let json = std::env::var("NIDAN_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { config } => match nidan::config::load(&config) {
+            Ok(cfg) => {
+                println!("{}: valid ({} routes)", config.display(), cfg.routes.len());
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                eprintln!(
+                    "{} problem(s) found; nidan will not start with this file.",
+                    errors.0.len()
+                );
+                ExitCode::FAILURE
+            }
+        },
+        Command::HashPassword => {
+            let mut input = String::new();
+            if std::io::stdin().read_to_string(&mut input).is_err() {
+                eprintln!("could not read the password from standard input");
+                return ExitCode::FAILURE;
+            }
+            let password = input.strip_suffix('\n').unwrap_or(&input);
+            let password = password.strip_suffix('\r').unwrap_or(password);
+            if password.is_empty() {
+                eprintln!("the password is empty");
+                return ExitCode::FAILURE;
+            }
+            match nidan::login::password::hash_password(password) {
+                Ok(h) => {
+                    println!("{h}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Serve { config } => {
+            init_logging();
+            let cfg = match nidan::config::load(&config) {
+                Ok(c) => c,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    eprintln!("nidan did not start: fix the configuration above.");
+                    return ExitCode::FAILURE;
+                }
+            };
+            report(nidan::server::run(cfg, None))
+        }
+        Command::Demo {
+            listen,
+            outbox,
+            data,
+        } => {
+            init_logging();
+            demo(listen, outbox, data)
+        }
+        Command::EchoBackend { listen } => {
+            init_logging();
+            echo(listen)
+        }
+    }
+}
+
+fn report(r: Result<(), nidan::app::StartError>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("nidan did not start: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn demo(listen: SocketAddr, outbox: Option<PathBuf>, data: Option<PathBuf>) -> ExitCode {
+    // A temporary directory lives as long as the process.
+    let temp;
+    let data = match data {
+        Some(d) => d,
+        None => match tempfile::Builder::new().prefix("nidan-demo-").tempdir() {
+            Ok(t) => {
+                temp = t;
+                temp.path().to_path_buf()
+            }
+            Err(e) => {
+                eprintln!("could not create a temporary directory: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let backend = match nidan::demo::start_echo() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("the echo backend could not start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let opts = nidan::demo::DemoOptions {
+        listen,
+        outbox,
+        data: Some(data.clone()),
+    };
+    let cfg = match nidan::demo::prepare(&opts, backend, &data) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let banner = nidan::demo::banner(listen, &data, opts.outbox.as_deref());
+    report(nidan::server::run(cfg, Some(banner)))
+}
+
+fn echo(listen: SocketAddr) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("could not listen on {listen}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match listener.local_addr() {
+            Ok(a) => println!("echo backend listening on http://{a}"),
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        match nidan::demo::echo::serve(listener).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("echo backend stopped: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

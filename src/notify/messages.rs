@@ -1,0 +1,325 @@
+//! The texts nidan sends (subject and body), in Japanese and English.
+//!
+//! Every function returns `(subject, body)`. Values are inserted as given: these are
+//! plain-text messages, never HTML.
+
+use crate::config::Language;
+
+const FOOTER_JA: &str =
+    "※このメッセージは送信専用のアドレスからお送りしています。ご返信いただいてもお答えできません。";
+const FOOTER_EN: &str = "This is an automated message; replies are not read.";
+
+fn with_footer(lang: Language, body: String) -> String {
+    let footer = match lang {
+        Language::Ja => FOOTER_JA,
+        Language::En => FOOTER_EN,
+    };
+    format!("{body}\n\n--\n{footer}\n")
+}
+
+/// A security code for the second step, as an email.
+pub fn security_code(lang: Language, code: &str, minutes: u64, site: &str) -> (String, String) {
+    match lang {
+        Language::Ja => (
+            format!("【{site}】確認コードのお知らせ"),
+            with_footer(
+                lang,
+                format!(
+                    "{site} へのログインに使う確認コードは次のとおりです。\n\n\
+                     \u{3000}\u{3000}{code}\n\n\
+                     このコードの有効期限は{minutes}分間です。\n\
+                     このコードは他人に教えないでください。{site} の担当者がコードをお尋ねすることはありません。\n\n\
+                     お心当たりのない場合は、このメッセージを破棄してください。\
+                     第三者があなたのパスワードを知っている可能性がありますので、パスワードの変更をおすすめします。"
+                ),
+            ),
+        ),
+        Language::En => (
+            format!("Your {site} security code"),
+            with_footer(
+                lang,
+                format!(
+                    "Your security code for signing in to {site} is:\n\n\
+                     \x20   {code}\n\n\
+                     It is valid for {minutes} {}.\n\
+                     Do not share this code with anyone. {site} staff will never ask you for it.\n\n\
+                     If you did not try to sign in, you can ignore this message, but someone may \
+                     know your password: we recommend changing it.",
+                    plural_minutes(minutes)
+                ),
+            ),
+        ),
+    }
+}
+
+/// The same security code as a short SMS text (the `body` of an SMS message).
+pub fn security_code_sms(lang: Language, code: &str, minutes: u64, site: &str) -> String {
+    match lang {
+        Language::Ja => {
+            format!("{site}: 確認コード {code}（{minutes}分間有効）。他人に教えないでください。")
+        }
+        Language::En => format!(
+            "{site}: your security code is {code} (valid for {minutes} {}). Do not share it.",
+            plural_minutes(minutes)
+        ),
+    }
+}
+
+/// A browser was registered as a trusted device (the second step is skipped there).
+pub fn device_added(
+    lang: Language,
+    device_name: &str,
+    browser: &str,
+    ip: &str,
+    site: &str,
+) -> (String, String) {
+    match lang {
+        Language::Ja => (
+            format!("【{site}】信頼できるデバイスが追加されました"),
+            with_footer(
+                lang,
+                format!(
+                    "お使いの {site} アカウントに、信頼できるデバイスが追加されました。\
+                     このデバイスでは、次回から2段階認証の確認が省略されます。\n\n\
+                     デバイス名: {device_name}\n\
+                     ブラウザ: {browser}\n\
+                     IPアドレス: {ip}\n\n\
+                     お心当たりのない場合は、すぐにパスワードを変更し、\
+                     設定画面の「デバイス」からこのデバイスを削除してください。"
+                ),
+            ),
+        ),
+        Language::En => (
+            format!("A trusted device was added to your {site} account"),
+            with_footer(
+                lang,
+                format!(
+                    "A trusted device was added to your {site} account. \
+                     Signing in on this device will no longer ask for the second step.\n\n\
+                     Device name: {device_name}\n\
+                     Browser: {browser}\n\
+                     IP address: {ip}\n\n\
+                     If this was not you, change your password right away and remove the device \
+                     under \"Devices\" in your settings."
+                ),
+            ),
+        ),
+    }
+}
+
+/// 2-step verification was turned on (with `method_label`) or off (`method_label` is the
+/// method used until now; may be empty).
+pub fn two_step_changed(
+    lang: Language,
+    enabled: bool,
+    method_label: &str,
+    site: &str,
+) -> (String, String) {
+    match (lang, enabled) {
+        (Language::Ja, true) => (
+            format!("【{site}】2段階認証が有効になりました"),
+            with_footer(
+                lang,
+                format!(
+                    "お使いの {site} アカウントで、2段階認証が有効になりました。{}\n\n\
+                     今後のログインでは、パスワードに加えて確認が必要になります。\n\n\
+                     お心当たりのない場合は、すぐにパスワードを変更し、管理者にお問い合わせください。",
+                    label_line_ja("認証方法", method_label)
+                ),
+            ),
+        ),
+        (Language::Ja, false) => (
+            format!("【{site}】2段階認証が無効になりました"),
+            with_footer(
+                lang,
+                format!(
+                    "お使いの {site} アカウントで、2段階認証が無効になりました。{}\n\n\
+                     現在はパスワードだけでログインできる状態です。\n\n\
+                     お心当たりのない場合は、すぐにパスワードを変更し、\
+                     設定画面から2段階認証をもう一度有効にしてください。",
+                    label_line_ja("これまでの認証方法", method_label)
+                ),
+            ),
+        ),
+        (Language::En, true) => (
+            format!("2-step verification is now on for your {site} account"),
+            with_footer(
+                lang,
+                format!(
+                    "2-step verification was turned on for your {site} account.{}\n\n\
+                     From now on, signing in needs a second step after your password.\n\n\
+                     If this was not you, change your password right away and contact your \
+                     administrator.",
+                    label_line_en("Method", method_label)
+                ),
+            ),
+        ),
+        (Language::En, false) => (
+            format!("2-step verification is now off for your {site} account"),
+            with_footer(
+                lang,
+                format!(
+                    "2-step verification was turned off for your {site} account.{}\n\n\
+                     Your password alone is now enough to sign in.\n\n\
+                     If this was not you, change your password right away and turn 2-step \
+                     verification back on in your settings.",
+                    label_line_en("Previous method", method_label)
+                ),
+            ),
+        ),
+    }
+}
+
+/// The operator marked the user's phone as gone; 2-step was turned off because of it.
+pub fn two_step_disabled_phone_gone(lang: Language, site: &str) -> (String, String) {
+    match lang {
+        Language::Ja => (
+            format!("【{site}】電話番号の解約にともない2段階認証を無効にしました"),
+            with_footer(
+                lang,
+                format!(
+                    "お使いの {site} アカウントに登録されていた電話番号が利用できなくなったと\
+                     管理者から連絡があったため、2段階認証を無効にしました。\
+                     あわせて、認証アプリの登録も解除しました。\n\n\
+                     現在はパスワードだけでログインできる状態です。\
+                     アカウントを守るため、ログイン後に設定画面から2段階認証をもう一度有効にしてください。\n\n\
+                     お心当たりのない場合は、管理者にお問い合わせください。"
+                ),
+            ),
+        ),
+        Language::En => (
+            format!(
+                "2-step verification was turned off because your phone is no longer on file ({site})"
+            ),
+            with_footer(
+                lang,
+                format!(
+                    "Your administrator reported that the phone number on your {site} account is \
+                     no longer in use, so 2-step verification was turned off and the \
+                     authenticator app was unlinked.\n\n\
+                     Your password alone is now enough to sign in. To keep your account safe, \
+                     please sign in and turn 2-step verification back on in your settings.\n\n\
+                     If you did not expect this, contact your administrator."
+                ),
+            ),
+        ),
+    }
+}
+
+/// A sign-in from a browser not seen before.
+pub fn new_browser_signin(lang: Language, browser: &str, ip: &str, site: &str) -> (String, String) {
+    match lang {
+        Language::Ja => (
+            format!("【{site}】新しいブラウザからログインがありました"),
+            with_footer(
+                lang,
+                format!(
+                    "お使いの {site} アカウントに、これまでに使われていないブラウザからログインがありました。\n\n\
+                     ブラウザ: {browser}\n\
+                     IPアドレス: {ip}\n\n\
+                     ご本人によるログインであれば、対応は不要です。\n\
+                     お心当たりのない場合は、すぐにパスワードを変更し、2段階認証を有効にしてください。"
+                ),
+            ),
+        ),
+        Language::En => (
+            format!("New sign-in to your {site} account"),
+            with_footer(
+                lang,
+                format!(
+                    "Your {site} account was just signed in to from a browser not used before.\n\n\
+                     Browser: {browser}\n\
+                     IP address: {ip}\n\n\
+                     If this was you, there is nothing to do.\n\
+                     If not, change your password right away and turn on 2-step verification."
+                ),
+            ),
+        ),
+    }
+}
+
+/// A push to the phone app asking to approve a sign-in; `number` is shown on the login page.
+pub fn login_approval_request(
+    lang: Language,
+    number: impl std::fmt::Display,
+    site: &str,
+) -> (String, String) {
+    match lang {
+        Language::Ja => (
+            format!("【{site}】ログインの承認リクエスト"),
+            format!(
+                "{site} へのログインを承認しますか？ログイン画面に表示されている番号「{number}」を選んでください。\
+                 ご自身のログインでない場合は、拒否してください。"
+            ),
+        ),
+        Language::En => (
+            format!("Approve sign-in to {site}?"),
+            format!(
+                "Someone is signing in to {site}. If it is you, choose the number {number} shown on \
+                 the sign-in page. If it is not you, deny the request."
+            ),
+        ),
+    }
+}
+
+fn label_line_ja(key: &str, label: &str) -> String {
+    if label.is_empty() {
+        String::new()
+    } else {
+        format!("\n\n{key}: {label}")
+    }
+}
+
+fn label_line_en(key: &str, label: &str) -> String {
+    if label.is_empty() {
+        String::new()
+    } else {
+        format!("\n\n{key}: {label}")
+    }
+}
+
+fn plural_minutes(n: u64) -> &'static str {
+    if n == 1 { "minute" } else { "minutes" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_texts_contain_code_and_lifetime() {
+        let (s, b) = security_code(Language::Ja, "123456", 5, "nidan");
+        assert!(s.contains("nidan") && !s.contains("123456"));
+        assert!(b.contains("123456") && b.contains("5分間"));
+        let (s, b) = security_code(Language::En, "123456", 1, "nidan");
+        assert!(s.contains("security code"));
+        assert!(b.contains("123456") && b.contains("1 minute."));
+        assert_eq!(
+            security_code_sms(Language::Ja, "123456", 5, "nidan"),
+            "nidan: 確認コード 123456（5分間有効）。他人に教えないでください。"
+        );
+        assert!(security_code_sms(Language::En, "123456", 5, "nidan").len() < 160);
+    }
+
+    #[test]
+    fn other_texts_carry_their_details() {
+        let (_, b) = device_added(
+            Language::Ja,
+            "会社PC",
+            "Firefox on Linux",
+            "192.0.2.1",
+            "nidan",
+        );
+        assert!(b.contains("会社PC") && b.contains("192.0.2.1"));
+        let (s, b) = two_step_changed(Language::En, true, "SMS", "nidan");
+        assert!(s.contains("on") && b.contains("Method: SMS"));
+        let (s, b) = two_step_changed(Language::Ja, false, "", "nidan");
+        assert!(s.contains("無効") && !b.contains("認証方法:"));
+        let (_, b) = two_step_disabled_phone_gone(Language::Ja, "nidan");
+        assert!(b.contains("電話番号"));
+        let (_, b) = new_browser_signin(Language::En, "Safari", "2001:db8::1", "nidan");
+        assert!(b.contains("Safari") && b.contains("2001:db8::1"));
+        let (_, b) = login_approval_request(Language::Ja, 42, "nidan");
+        assert!(b.contains("「42」"));
+    }
+}

@@ -1,0 +1,448 @@
+//! The JSON API under `{prefix}/api`: the same login, devices and settings as the pages,
+//! for scripts and single-page front ends. Errors are `{"error", "message"}`.
+
+use ::http::Method;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::Ctx;
+use super::http::Response;
+use super::pages::{SettingError, blocked_text, change_setting, signed_in_redirect};
+use crate::app::{method_from_str, method_str};
+use crate::login::{self, Completion, FlowView, LoginError};
+use crate::session::cookie;
+use crate::session::device::{self, DeviceError};
+
+/// Largest JSON body the API reads.
+const MAX_JSON: usize = 16 * 1024;
+
+pub async fn handle(ctx: &Ctx<'_>, rest: &str) -> Response {
+    let segments: Vec<&str> = rest.trim_matches('/').split('/').collect();
+    let method = &ctx.req.method;
+    let changes = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if changes {
+        if !ctx.same_site() {
+            return Response::json_error(403, "cross_site", "cross-site requests are refused");
+        }
+        if *method != Method::DELETE && !ctx.req.is_json() {
+            return Response::json_error(
+                415,
+                "json_required",
+                "send Content-Type: application/json",
+            );
+        }
+    }
+    match (method, segments.as_slice()) {
+        (&Method::POST, ["login"]) => login_start(ctx).await,
+        (&Method::GET, ["login", flow]) => match login::status(ctx.app, flow).await {
+            Ok(v) => Response::json(200, &flow_json(&v)),
+            Err(e) => login_error(ctx, &e),
+        },
+        (&Method::POST, ["login", flow, "complete"]) => login_complete(ctx, flow).await,
+        (&Method::POST, ["login", flow, "resend"]) => {
+            flow_result(ctx, login::resend(ctx.app, &ctx.client(), flow).await)
+        }
+        (&Method::POST, ["login", flow, "use-email"]) => {
+            flow_result(ctx, login::use_email(ctx.app, &ctx.client(), flow).await)
+        }
+        (&Method::POST, ["logout"]) => logout(ctx).await,
+        (&Method::GET, ["me"]) => me(ctx).await,
+        (&Method::GET, ["devices"]) => devices(ctx).await,
+        (&Method::DELETE, ["devices"]) => devices_delete_all(ctx).await,
+        (&Method::PATCH, ["devices", id]) => device_rename(ctx, id).await,
+        (&Method::DELETE, ["devices", id]) => device_delete(ctx, id).await,
+        (&Method::GET, ["settings"]) => settings_get(ctx).await,
+        (&Method::PUT, ["settings"]) => settings_put(ctx).await,
+        _ => Response::json_error(404, "not_found", "no such API endpoint"),
+    }
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(ctx: &Ctx<'_>) -> Result<T, Response> {
+    if ctx.req.body.len() > MAX_JSON {
+        return Err(Response::json_error(
+            413,
+            "too_large",
+            "the request body is too large",
+        ));
+    }
+    serde_json::from_slice(&ctx.req.body).map_err(|e| {
+        Response::json_error(
+            400,
+            "bad_request",
+            &format!("invalid JSON body: {}", e.classify_reason()),
+        )
+    })
+}
+
+trait Reason {
+    fn classify_reason(&self) -> &'static str;
+}
+
+impl Reason for serde_json::Error {
+    /// A reason without echoing the body (it may hold a password).
+    fn classify_reason(&self) -> &'static str {
+        match self.classify() {
+            serde_json::error::Category::Io => "unreadable",
+            serde_json::error::Category::Syntax => "syntax error",
+            serde_json::error::Category::Data => "missing or mistyped field",
+            serde_json::error::Category::Eof => "unexpected end",
+        }
+    }
+}
+
+fn flow_json(v: &FlowView) -> Value {
+    let mut j = json!({"flow": v.id, "step": v.step.as_str()});
+    if let Some(d) = &v.code_destination {
+        j["code_destination"] = json!(d);
+    }
+    if let Some(c) = v.code_channel {
+        j["code_channel"] = json!(c);
+    }
+    if let Some(n) = v.notice {
+        j["notice"] = json!(match n {
+            login::flow::Notice::PhoneKept => "phone_kept",
+            login::flow::Notice::AppUnavailable => "app_unavailable",
+        });
+    }
+    if v.step == login::flow::Step::PasswordAndCode {
+        j["email_alternative"] = json!(v.email_alternative);
+        j["code_live"] = json!(v.code_live);
+    }
+    j
+}
+
+fn login_error(ctx: &Ctx<'_>, e: &LoginError) -> Response {
+    let text = match e {
+        LoginError::Blocked(b) => blocked_text(ctx.t, *b).to_owned(),
+        other => other.to_string(),
+    };
+    let mut r = Response::json_error(e.status(), e.code(), &text);
+    if let Some(s) = e.retry_after() {
+        r = r.with("retry-after", s.to_string());
+    }
+    r
+}
+
+fn flow_result(ctx: &Ctx<'_>, r: Result<FlowView, LoginError>) -> Response {
+    match r {
+        Ok(v) => Response::json(200, &flow_json(&v)),
+        Err(e) => login_error(ctx, &e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartBody {
+    id: String,
+    #[serde(default)]
+    return_to: Option<String>,
+}
+
+async fn login_start(ctx: &Ctx<'_>) -> Response {
+    let body: StartBody = match parse(ctx) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let rd = ctx.safe_rd(body.return_to.as_deref());
+    let target = ctx.route_of(&rd);
+    match login::start(ctx.app, &ctx.client(), &body.id, &rd, target).await {
+        Ok(started) => match started.send {
+            Ok(()) => Response::json(200, &flow_json(&started.flow)),
+            Err(e) => {
+                let mut r = login_error(ctx, &e);
+                // The flow exists; a client may resend or switch to email.
+                r.body = {
+                    let mut j: Value =
+                        serde_json::from_slice(&r.body).unwrap_or_else(|_| json!({}));
+                    j["flow"] = json!(started.flow.id);
+                    j.to_string().into()
+                };
+                r
+            }
+        },
+        Err(e) => login_error(ctx, &e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CompleteBody {
+    password: String,
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    trust_device: bool,
+    #[serde(default)]
+    device_name: Option<String>,
+}
+
+async fn login_complete(ctx: &Ctx<'_>, flow: &str) -> Response {
+    let body: CompleteBody = match parse(ctx) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let input = Completion {
+        password: &body.password,
+        code: body.code.as_deref(),
+        trust_device: body.trust_device,
+        device_name: body.device_name.as_deref(),
+    };
+    match login::complete(ctx.app, &ctx.client(), flow, &input).await {
+        Ok(done) => signed_in_redirect(ctx, done, 200),
+        Err(e) => login_error(ctx, &e),
+    }
+}
+
+async fn logout(ctx: &Ctx<'_>) -> Response {
+    if let Some(token) = ctx.session_token() {
+        if let Some(live) = ctx.app.sessions.check(&token, ctx.now()).await {
+            ctx.app
+                .audit
+                .record(
+                    "logout",
+                    &live.record.user_id,
+                    &ctx.req.peer.to_string(),
+                    json!({}),
+                )
+                .await;
+        }
+        let _ = ctx.app.sessions.end(&token).await;
+    }
+    Response::json(200, &json!({"logged_out": true}))
+        .with(
+            "set-cookie",
+            cookie::remove(
+                &ctx.cookie_name(&ctx.app.cfg.session.cookie_name),
+                ctx.req.tls,
+            ),
+        )
+        .with("cache-control", "no-store")
+}
+
+fn unauthorized() -> Response {
+    Response::json_error(401, "unauthenticated", "log in first")
+}
+
+fn recent_required() -> Response {
+    Response::json_error(403, "recent_login_required", "log in again to change this")
+}
+
+async fn me(ctx: &Ctx<'_>) -> Response {
+    let Some((live, user)) = ctx.session().await else {
+        return unauthorized();
+    };
+    let r = &live.record;
+    let idle = i64::try_from(ctx.app.cfg.session.idle_timeout.as_secs()).unwrap_or(0);
+    Response::json(
+        200,
+        &json!({
+            "user": user.id,
+            "name": user.name,
+            "email": user.email,
+            "groups": user.groups,
+            "two_step": r.two_step,
+            "methods": r.methods.split('+').collect::<Vec<_>>(),
+            "login_at": crate::time::rfc3339(r.created),
+            "auth_time": crate::time::rfc3339(r.auth_time),
+            "idle_expires_at": crate::time::rfc3339(live.last_seen() + idle),
+            "expires_at": crate::time::rfc3339(r.expires),
+        }),
+    )
+}
+
+async fn devices(ctx: &Ctx<'_>) -> Response {
+    let Some((_, user)) = ctx.session().await else {
+        return unauthorized();
+    };
+    let now = ctx.now();
+    let current = ctx
+        .client()
+        .device_cookie
+        .and_then(|t| ctx.app.devices.token_device(&t, now))
+        .map(|c| c.jti);
+    let list = ctx
+        .app
+        .devices
+        .list(&user.id, now)
+        .await
+        .unwrap_or_default();
+    let devices: Vec<Value> = list
+        .iter()
+        .map(|d| {
+            json!({
+                "id": d.id,
+                "name": d.name,
+                "created": crate::time::rfc3339(d.created),
+                "last_used": crate::time::rfc3339(d.last_used),
+                "expires": crate::time::rfc3339(d.expires),
+                "browser": d.browser,
+                "current": current.as_deref() == Some(d.id.as_str()),
+            })
+        })
+        .collect();
+    Response::json(
+        200,
+        &json!({"devices": devices, "max": ctx.app.devices.max_per_user()}),
+    )
+}
+
+/// A session with a recent login, or the error response.
+async fn recent(ctx: &Ctx<'_>) -> Result<std::sync::Arc<crate::users::User>, Response> {
+    let Some((live, user)) = ctx.session().await else {
+        return Err(unauthorized());
+    };
+    if !ctx.is_recent(&live) {
+        return Err(recent_required());
+    }
+    Ok(user)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RenameBody {
+    name: String,
+}
+
+async fn device_rename(ctx: &Ctx<'_>, id: &str) -> Response {
+    let user = match recent(ctx).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let body: RenameBody = match parse(ctx) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let Some(name) = device::valid_name(&body.name) else {
+        return Response::json_error(
+            400,
+            "bad_device_name",
+            "a device name has 1 to 64 characters and no control characters",
+        );
+    };
+    match ctx.app.devices.rename(&user.id, id, &name).await {
+        Ok(()) => {
+            ctx.app
+                .audit
+                .record(
+                    "device_renamed",
+                    &user.id,
+                    &ctx.req.peer.to_string(),
+                    json!({"device": id}),
+                )
+                .await;
+            Response::json(200, &json!({"id": id, "name": name}))
+        }
+        Err(DeviceError::NotFound) => Response::json_error(404, "not_found", "no such device"),
+        Err(_) => Response::json_error(500, "internal", "internal error"),
+    }
+}
+
+async fn device_delete(ctx: &Ctx<'_>, id: &str) -> Response {
+    let user = match recent(ctx).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    match ctx.app.devices.revoke(&user.id, id).await {
+        Ok(()) => {
+            ctx.app
+                .audit
+                .record(
+                    "device_revoked",
+                    &user.id,
+                    &ctx.req.peer.to_string(),
+                    json!({"device": id}),
+                )
+                .await;
+            Response::no_content()
+        }
+        Err(DeviceError::NotFound) => Response::json_error(404, "not_found", "no such device"),
+        Err(_) => Response::json_error(500, "internal", "internal error"),
+    }
+}
+
+async fn devices_delete_all(ctx: &Ctx<'_>) -> Response {
+    let user = match recent(ctx).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    match ctx.app.devices.revoke_all(&user.id).await {
+        Ok(n) => {
+            ctx.app
+                .audit
+                .record(
+                    "devices_revoked",
+                    &user.id,
+                    &ctx.req.peer.to_string(),
+                    json!({"count": n}),
+                )
+                .await;
+            Response::no_content()
+        }
+        Err(_) => Response::json_error(500, "internal", "internal error"),
+    }
+}
+
+async fn settings_get(ctx: &Ctx<'_>) -> Response {
+    let Some((_, user)) = ctx.session().await else {
+        return unauthorized();
+    };
+    let (enabled, method) = ctx.app.two_step_of(&user).await;
+    Response::json(
+        200,
+        &json!({
+            "enabled": enabled,
+            "method": method_str(method),
+            "phone": user.phone.as_deref().map(crate::notify::mask_phone),
+            "email": user.email.as_deref().map(crate::notify::mask_email),
+        }),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingsBody {
+    enabled: bool,
+    method: String,
+}
+
+async fn settings_put(ctx: &Ctx<'_>) -> Response {
+    let user = match recent(ctx).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let body: SettingsBody = match parse(ctx) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let Some(method) = method_from_str(&body.method) else {
+        return Response::json_error(400, "bad_method", "method is one of sms, email, app");
+    };
+    match change_setting(ctx, &user, body.enabled, method).await {
+        Ok(token) => {
+            let mut r = Response::json(
+                200,
+                &json!({"enabled": body.enabled, "method": body.method}),
+            );
+            if let Some(t) = token {
+                r = r
+                    .with(
+                        "set-cookie",
+                        cookie::set(
+                            &ctx.cookie_name(&ctx.app.cfg.session.cookie_name),
+                            &t,
+                            ctx.req.tls,
+                            None,
+                        ),
+                    )
+                    .with("cache-control", "no-store");
+            }
+            r
+        }
+        Err(SettingError::Unavailable) => Response::json_error(
+            400,
+            "method_unavailable",
+            "that method cannot be used for this account",
+        ),
+        Err(SettingError::Internal) => Response::json_error(500, "internal", "internal error"),
+    }
+}

@@ -1,0 +1,689 @@
+//! Portal languages and every string the portal shows, in Japanese and English.
+//!
+//! Templates read `t.xxx`; handlers pick messages (errors, notices) from the same
+//! [`Texts`] so a page never mixes languages.
+
+/// A language the portal speaks (the configuration's `Language`, under a shorter name).
+pub use crate::config::Language as Lang;
+
+impl Lang {
+    /// The BCP 47 code used in `<html lang>` and in `?lang=`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Ja => "ja",
+            Lang::En => "en",
+        }
+    }
+
+    /// The other language, for the language switch.
+    pub fn other(self) -> Lang {
+        match self {
+            Lang::Ja => Lang::En,
+            Lang::En => Lang::Ja,
+        }
+    }
+
+    /// Parses a language tag (`ja`, `EN`, `ja-JP`, `en_US`); only the primary subtag counts.
+    pub fn parse(s: &str) -> Option<Lang> {
+        let primary = s.trim().split(['-', '_']).next().unwrap_or("");
+        if primary.eq_ignore_ascii_case("ja") {
+            Some(Lang::Ja)
+        } else if primary.eq_ignore_ascii_case("en") {
+            Some(Lang::En)
+        } else {
+            None
+        }
+    }
+
+    /// Picks the language the browser prefers most among those the portal speaks.
+    ///
+    /// Follows the `q` weights of RFC 9110 §12.5.4; `q=0` means "not this one"; ties
+    /// keep header order. Anything unparsable is skipped, never an error.
+    pub fn from_accept_language(header: Option<&str>, default: Lang) -> Lang {
+        let Some(header) = header else {
+            return default;
+        };
+        let mut best: Option<(u16, Lang)> = None;
+        // Bounded: a hostile header cannot make this loop long.
+        for item in header.split(',').take(32) {
+            let mut parts = item.split(';');
+            let tag = parts.next().unwrap_or("").trim();
+            let mut q: u16 = 1000;
+            for param in parts {
+                let param = param.trim();
+                if let Some(v) = param
+                    .strip_prefix("q=")
+                    .or_else(|| param.strip_prefix("Q="))
+                {
+                    q = parse_qvalue(v).unwrap_or(0);
+                }
+            }
+            if q == 0 {
+                continue;
+            }
+            let Some(lang) = Lang::parse(tag) else {
+                continue;
+            };
+            if best.is_none_or(|(bq, _)| q > bq) {
+                best = Some((q, lang));
+            }
+        }
+        best.map_or(default, |(_, lang)| lang)
+    }
+}
+
+/// A qvalue ("0", "0.8", "1.000") in thousandths.
+fn parse_qvalue(v: &str) -> Option<u16> {
+    let v = v.trim();
+    let (int, frac) = v.split_once('.').unwrap_or((v, ""));
+    if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut thousandths: u16 = 0;
+    for (i, b) in frac.bytes().enumerate() {
+        thousandths += u16::from(b - b'0') * [100, 10, 1][i];
+    }
+    match int {
+        "0" => Some(thousandths),
+        "1" if thousandths == 0 => Some(1000),
+        _ => None,
+    }
+}
+
+/// Every user-visible string of the portal, for one language.
+///
+/// `{n}` in a string is a number filled in by one of the methods below.
+#[derive(Debug)]
+pub struct Texts {
+    // ---- layout ----
+    /// Name of the *other* language, shown as the language switch link.
+    pub switch_lang: &'static str,
+    pub switch_lang_label: &'static str,
+    pub back: &'static str,
+
+    // ---- step 1: ID ----
+    pub id_heading: &'static str,
+    pub id_lead: &'static str,
+    pub id_label: &'static str,
+    pub next: &'static str,
+
+    // ---- step 2: password (+ security code) ----
+    pub pw_heading: &'static str,
+    pub pw_code_heading: &'static str,
+    pub pw_lead: &'static str,
+    pub pw_code_lead: &'static str,
+    pub your_id: &'static str,
+    pub use_other_id: &'static str,
+    pub code_sent_sms: &'static str,
+    pub code_sent_email: &'static str,
+    pub code_sent: &'static str,
+    pub code_destination: &'static str,
+    pub password_label: &'static str,
+    pub code_label: &'static str,
+    pub code_help: &'static str,
+    pub login_button: &'static str,
+    pub app_approved: &'static str,
+    pub trust_label: &'static str,
+    pub trust_help: &'static str,
+    pub device_name_label: &'static str,
+    pub device_name_help: &'static str,
+    pub device_name_placeholder: &'static str,
+    pub trust_cookie_note: &'static str,
+    pub resend_button: &'static str,
+    pub use_email_button: &'static str,
+    pub help_summary: &'static str,
+    pub help_wait: &'static str,
+    pub help_kept: &'static str,
+    pub help_no_phone: &'static str,
+    pub help_email: &'static str,
+    /// Notice for the password page when the phone is kept (suspended).
+    pub notice_phone_kept: &'static str,
+    /// Notice after the user switched to email.
+    pub notice_switched_to_email: &'static str,
+    /// Notice after a resend.
+    pub notice_code_resent: &'static str,
+    /// Notice when the login asks for a code because of unusual activity (risk).
+    pub notice_risk_step_up: &'static str,
+
+    // ---- app approval ----
+    pub wait_heading: &'static str,
+    pub wait_lead: &'static str,
+    pub wait_number_label: &'static str,
+    pub wait_number_help: &'static str,
+    pub wait_auto_refresh: &'static str,
+    pub wait_check_now: &'static str,
+    pub wait_expiry: &'static str,
+    pub use_code_button: &'static str,
+    pub use_code_help: &'static str,
+
+    // ---- signed in ----
+    pub signed_in_heading: &'static str,
+    pub signed_in_lead: &'static str,
+    pub name_label: &'static str,
+    pub email_label: &'static str,
+    pub groups_label: &'static str,
+    pub none: &'static str,
+    pub two_step_label: &'static str,
+    pub login_at_label: &'static str,
+    pub expires_at_label: &'static str,
+    pub nav_devices: &'static str,
+    pub nav_settings: &'static str,
+    pub logout_button: &'static str,
+    /// Descriptions of how the second step was done, for `SignedInPage::two_step`.
+    pub two_step_code_sms: &'static str,
+    pub two_step_code_email: &'static str,
+    pub two_step_app: &'static str,
+    pub two_step_trusted_device: &'static str,
+    pub two_step_exempt: &'static str,
+    pub two_step_passkey: &'static str,
+    pub two_step_none: &'static str,
+
+    // ---- trusted devices ----
+    pub devices_heading: &'static str,
+    pub devices_lead: &'static str,
+    pub devices_max: &'static str,
+    pub devices_none: &'static str,
+    pub device_created: &'static str,
+    pub device_last_used: &'static str,
+    pub device_browser: &'static str,
+    pub this_browser: &'static str,
+    pub rename_label: &'static str,
+    pub rename_button: &'static str,
+    pub remove_button: &'static str,
+    pub remove_all_button: &'static str,
+    pub remove_all_help: &'static str,
+    pub reauth_notice: &'static str,
+    pub reauth_link: &'static str,
+    pub msg_device_renamed: &'static str,
+    pub msg_device_removed: &'static str,
+    pub msg_devices_all_removed: &'static str,
+    pub msg_device_registered: &'static str,
+
+    // ---- 2-step settings ----
+    pub settings_heading: &'static str,
+    pub settings_lead: &'static str,
+    pub settings_enabled_legend: &'static str,
+    pub settings_on: &'static str,
+    pub settings_off: &'static str,
+    pub settings_method_legend: &'static str,
+    pub method_sms: &'static str,
+    pub method_email: &'static str,
+    pub method_app: &'static str,
+    pub method_sms_unavailable: &'static str,
+    pub method_email_unavailable: &'static str,
+    pub method_email_weaker: &'static str,
+    pub settings_change_note: &'static str,
+    pub settings_current: &'static str,
+    pub save_button: &'static str,
+    pub msg_settings_saved: &'static str,
+    pub err_method_unavailable: &'static str,
+    /// The second step is needed but no phone or email can receive a code.
+    pub err_no_destination: &'static str,
+    /// The route accepts none of the user's second-step channels.
+    pub err_no_allowed_channel: &'static str,
+
+    // ---- errors and messages (for handlers) ----
+    pub err_generic_login: &'static str,
+    pub err_id_required: &'static str,
+    pub err_password_required: &'static str,
+    pub err_code_required: &'static str,
+    pub err_code_format: &'static str,
+    pub err_code_expired: &'static str,
+    pub err_code_attempts: &'static str,
+    pub err_device_name_required: &'static str,
+    pub err_device_name_invalid: &'static str,
+    pub err_device_limit: &'static str,
+    pub err_device_not_found: &'static str,
+    pub err_too_many_heading: &'static str,
+    pub err_too_many: &'static str,
+    /// "Try again in {n} seconds" — use [`Texts::retry_in`].
+    pub err_retry_in: &'static str,
+    /// "You can resend in {n} seconds" — use [`Texts::resend_in`].
+    pub err_resend_in: &'static str,
+    pub err_delivery_failed: &'static str,
+    pub err_flow_expired_heading: &'static str,
+    pub err_flow_expired: &'static str,
+    pub err_approval_denied: &'static str,
+    pub err_approval_expired: &'static str,
+    pub err_app_unavailable: &'static str,
+    pub err_csrf: &'static str,
+    pub err_forbidden_heading: &'static str,
+    pub err_forbidden: &'static str,
+    pub err_not_found_heading: &'static str,
+    pub err_not_found: &'static str,
+    pub err_bad_request_heading: &'static str,
+    pub err_bad_request: &'static str,
+    pub err_bad_gateway_heading: &'static str,
+    pub err_bad_gateway: &'static str,
+    pub err_internal_heading: &'static str,
+    pub err_internal: &'static str,
+    pub err_unavailable_heading: &'static str,
+    pub err_unavailable: &'static str,
+    pub logged_out_heading: &'static str,
+    pub logged_out: &'static str,
+    pub link_login: &'static str,
+    pub link_login_again: &'static str,
+    pub link_home: &'static str,
+}
+
+impl Texts {
+    /// "Try again in N seconds."
+    pub fn retry_in(&self, secs: u64) -> String {
+        self.err_retry_in.replace("{n}", &secs.to_string())
+    }
+
+    /// "You can request a new code in N seconds."
+    pub fn resend_in(&self, secs: u64) -> String {
+        self.err_resend_in.replace("{n}", &secs.to_string())
+    }
+
+    /// "Up to N devices can be registered."
+    pub fn devices_max_line(&self, n: usize) -> String {
+        self.devices_max.replace("{n}", &n.to_string())
+    }
+}
+
+/// The strings for `lang`.
+pub fn texts(lang: Lang) -> &'static Texts {
+    match lang {
+        Lang::Ja => &JA,
+        Lang::En => &EN,
+    }
+}
+
+static JA: Texts = Texts {
+    switch_lang: "English",
+    switch_lang_label: "Language",
+    back: "戻る",
+
+    id_heading: "ログイン",
+    id_lead: "IDを入力し、「次へ」を押してください。",
+    id_label: "ID",
+    next: "次へ",
+
+    pw_heading: "パスワード入力",
+    pw_code_heading: "パスワード/セキュリティコード入力",
+    pw_lead: "パスワードを入力し、「ログイン」を押してください。",
+    pw_code_lead: "パスワードと、届いたセキュリティコードを入力し、「ログイン」を押してください。",
+    your_id: "ID",
+    use_other_id: "別のIDでログインする",
+    code_sent_sms: "セキュリティコードをSMSで送信しました。",
+    code_sent_email: "セキュリティコードをメールで送信しました。",
+    code_sent: "セキュリティコードを送信しました。",
+    code_destination: "送信先",
+    password_label: "パスワード",
+    code_label: "セキュリティコード",
+    code_help: "半角数字で入力してください。",
+    login_button: "ログイン",
+    app_approved: "アプリでログインが許可されました。パスワードを入力してください。",
+    trust_label: "信頼できる端末（ブラウザ等）として登録する",
+    trust_help: "登録すると、次回以降このブラウザでは2段階認証が省略されます。共用のパソコンでは登録しないでください。",
+    device_name_label: "端末名",
+    device_name_help: "後から確認・解除できるよう、名前の入力が必要です（64文字以内）。",
+    device_name_placeholder: "例：自宅のパソコン",
+    trust_cookie_note: "信頼できる端末の登録は、ブラウザのCookie・キャッシュを削除すると解除されます。",
+    resend_button: "セキュリティコードを再送信する",
+    use_email_button: "メールでセキュリティコードを受け取る",
+    help_summary: "セキュリティコードが届かない方",
+    help_wait: "セキュリティコードが届くまで時間がかかる場合があります。しばらく待ってから再送信してください。メールの場合は迷惑メールフォルダもご確認ください。",
+    help_kept: "セキュリティコード送信先の電話番号を電話番号保管（利用休止）されている場合、SMSを受信できません。電話番号保管を解除してからご利用ください。",
+    help_no_phone: "セキュリティコード送信先の携帯電話がお手元にない場合（紛失・盗難等を含みます）、2段階認証が利用できず、ログインできません。必ずお手元にご準備ください。",
+    help_email: "SMSを受信できない場合は、ご登録のメールアドレスでセキュリティコードを受け取ることもできます。",
+    notice_phone_kept: "電話番号が保管（利用休止）中のため、SMSを受信できません。セキュリティコードをメールで送信しました。",
+    notice_switched_to_email: "セキュリティコードをメールで送信しました。",
+    notice_code_resent: "新しいセキュリティコードを送信しました。以前のセキュリティコードは使用できません。",
+    notice_risk_step_up: "安全にご利用いただくため、セキュリティコードによる確認をお願いしています。",
+
+    wait_heading: "アプリでログインを許可してください",
+    wait_lead: "2段階認証を設定したスマートフォンのアプリに、ログインしてよいか確認する画面が表示されます。下の番号を選び、「はい」を選択してください。",
+    wait_number_label: "確認番号",
+    wait_number_help: "アプリで同じ番号を選んでください。",
+    wait_auto_refresh: "アプリで操作すると、この画面は自動で切り替わります。",
+    wait_check_now: "切り替わらない場合はこちら",
+    wait_expiry: "一定時間内に操作がない場合、確認は無効になります。",
+    use_code_button: "セキュリティコードでログインする",
+    use_code_help: "アプリの画面が表示されない場合（アプリを削除した場合など）は、セキュリティコードでログインしてください。",
+
+    signed_in_heading: "ログイン中",
+    signed_in_lead: "ログインしています。",
+    name_label: "お名前",
+    email_label: "メールアドレス",
+    groups_label: "グループ",
+    none: "なし",
+    two_step_label: "2段階認証",
+    login_at_label: "ログイン日時",
+    expires_at_label: "ログインの有効期限",
+    nav_devices: "信頼できる端末の確認・解除",
+    nav_settings: "2段階認証の設定",
+    logout_button: "ログアウト",
+    two_step_code_sms: "SMSのセキュリティコードで確認済み",
+    two_step_code_email: "メールのセキュリティコードで確認済み",
+    two_step_app: "アプリで許可済み",
+    two_step_trusted_device: "信頼できる端末のため省略",
+    two_step_exempt: "対象外（信頼できるネットワーク等）",
+    two_step_passkey: "生体認証（パスキー）で確認済み",
+    two_step_none: "なし（ID/パスワードのみ）",
+
+    devices_heading: "信頼できる端末",
+    devices_lead: "信頼できる端末として登録したブラウザでは、2段階認証が省略されます。心当たりのない端末は解除してください。",
+    devices_max: "登録できる端末は最大{n}台です。",
+    devices_none: "信頼できる端末は登録されていません。",
+    device_created: "登録日時",
+    device_last_used: "最終利用日時",
+    device_browser: "ブラウザ",
+    this_browser: "このブラウザ",
+    rename_label: "新しい端末名",
+    rename_button: "名前を変更",
+    remove_button: "登録を解除",
+    remove_all_button: "すべての端末の登録を解除",
+    remove_all_help: "すべてのブラウザで、次回のログインから2段階認証が必要になります。",
+    reauth_notice: "信頼できる端末の管理や設定の変更には、もう一度ログインが必要です。",
+    reauth_link: "もう一度ログインする",
+    msg_device_renamed: "端末名を変更しました。",
+    msg_device_removed: "端末の登録を解除しました。",
+    msg_devices_all_removed: "すべての端末の登録を解除しました。",
+    msg_device_registered: "このブラウザを信頼できる端末として登録しました。",
+
+    settings_heading: "2段階認証の設定",
+    settings_lead: "ID/パスワードに加えて、セキュリティコードの入力やアプリでのログイン許可を求めることで、お客様以外による不正なログインを防ぎます。設定を強くおすすめします。",
+    settings_enabled_legend: "2段階認証",
+    settings_on: "利用する",
+    settings_off: "利用しない",
+    settings_method_legend: "確認方法",
+    method_sms: "SMSでセキュリティコードを受け取る",
+    method_email: "メールでセキュリティコードを受け取る",
+    method_app: "アプリでログインを許可する",
+    method_sms_unavailable: "電話番号が登録されていないため選択できません。",
+    method_email_unavailable: "メールアドレスが登録されていないため選択できません。",
+    method_email_weaker: "メールはSMSやアプリに比べて安全性が低い方法です。",
+    settings_change_note: "設定を変更すると、登録済みの信頼できる端末はすべて解除されます。",
+    settings_current: "現在の設定",
+    save_button: "設定する",
+    msg_settings_saved: "設定を変更しました。信頼できる端末の登録はすべて解除されました。",
+    err_method_unavailable: "選択した確認方法はご利用いただけません。",
+    err_no_destination: "セキュリティコードを受け取れる電話番号またはメールアドレスが登録されていないため、ログインできません。管理者にお問い合わせください。",
+    err_no_allowed_channel: "このサービスでは、ご登録の受け取り方法ではセキュリティコードを送信できません。管理者にお問い合わせください。",
+
+    err_generic_login: "ID、パスワードまたはセキュリティコードが正しくありません。",
+    err_id_required: "IDを入力してください。",
+    err_password_required: "パスワードを入力してください。",
+    err_code_required: "セキュリティコードを入力してください。",
+    err_code_format: "セキュリティコードは半角数字で入力してください。",
+    err_code_expired: "セキュリティコードの有効期限が切れました。再送信してください。",
+    err_code_attempts: "セキュリティコードの入力回数が上限に達しました。新しいセキュリティコードを送信してください。",
+    err_device_name_required: "信頼できる端末として登録するには、端末名を入力してください。",
+    err_device_name_invalid: "端末名は64文字以内で入力してください（改行などの制御文字は使用できません）。",
+    err_device_limit: "登録できる端末数の上限に達しています。不要な端末の登録を解除してください。",
+    err_device_not_found: "指定された端末は見つかりませんでした。",
+    err_too_many_heading: "しばらくお待ちください",
+    err_too_many: "短時間に多くの操作が行われたため、一時的にご利用を制限しています。",
+    err_retry_in: "{n}秒後にもう一度お試しください。",
+    err_resend_in: "セキュリティコードの再送信は{n}秒後から可能です。",
+    err_delivery_failed: "セキュリティコードを送信できませんでした。しばらくしてからもう一度お試しください。",
+    err_flow_expired_heading: "有効期限切れ",
+    err_flow_expired: "ログインの有効期限が切れました。お手数ですが、最初からやり直してください。",
+    err_approval_denied: "アプリでログインが拒否されました。",
+    err_approval_expired: "アプリでの確認の有効期限が切れました。もう一度ログインしてください。",
+    err_app_unavailable: "アプリでの確認は現在ご利用いただけません。セキュリティコードでログインしてください。",
+    err_csrf: "画面の有効期限が切れました。もう一度操作してください。",
+    err_forbidden_heading: "アクセスできません",
+    err_forbidden: "このページへのアクセスは許可されていません。",
+    err_not_found_heading: "ページが見つかりません",
+    err_not_found: "お探しのページは見つかりませんでした。",
+    err_bad_request_heading: "入力内容をご確認ください",
+    err_bad_request: "送信された内容を処理できませんでした。",
+    err_bad_gateway_heading: "サービスに接続できません",
+    err_bad_gateway: "接続先のサービスが応答していません。しばらくしてからもう一度お試しください。",
+    err_internal_heading: "エラーが発生しました",
+    err_internal: "システムエラーが発生しました。しばらくしてからもう一度お試しください。",
+    err_unavailable_heading: "ただいま混み合っています",
+    err_unavailable: "ただいまアクセスが集中しています。しばらくしてからもう一度お試しください。",
+    logged_out_heading: "ログアウトしました",
+    logged_out: "ログアウトしました。ご利用ありがとうございました。",
+    link_login: "ログイン画面へ",
+    link_login_again: "最初からログインする",
+    link_home: "トップへ戻る",
+};
+
+static EN: Texts = Texts {
+    switch_lang: "日本語",
+    switch_lang_label: "言語",
+    back: "Back",
+
+    id_heading: "Log in",
+    id_lead: "Enter your ID and select Next.",
+    id_label: "ID",
+    next: "Next",
+
+    pw_heading: "Enter your password",
+    pw_code_heading: "Enter your password and security code",
+    pw_lead: "Enter your password and select Log in.",
+    pw_code_lead: "Enter your password and the security code you received, then select Log in.",
+    your_id: "ID",
+    use_other_id: "Use a different ID",
+    code_sent_sms: "We sent a security code by SMS.",
+    code_sent_email: "We sent a security code by email.",
+    code_sent: "We sent a security code.",
+    code_destination: "Sent to",
+    password_label: "Password",
+    code_label: "Security code",
+    code_help: "Digits only.",
+    login_button: "Log in",
+    app_approved: "You approved this login in the app. Now enter your password.",
+    trust_label: "Register as a trusted device (browser etc.)",
+    trust_help: "This browser will then skip two-step verification from next time. Do not register a shared computer.",
+    device_name_label: "Device name",
+    device_name_help: "A name is required so you can review and remove the device later (up to 64 characters).",
+    device_name_placeholder: "e.g. Home laptop",
+    trust_cookie_note: "Clearing this browser's cookies or cache removes the trusted-device registration.",
+    resend_button: "Send the code again",
+    use_email_button: "Get the code by email instead",
+    help_summary: "Security code not arriving?",
+    help_wait: "A code can take a little while to arrive. Wait a moment, then send it again. For email, also check your spam folder.",
+    help_kept: "If the phone number that receives codes is kept (the line is suspended), SMS cannot be received. Release the keeping first.",
+    help_no_phone: "Without the phone that receives the codes at hand (including when it is lost or stolen), two-step verification cannot be completed and you cannot log in. Keep it at hand.",
+    help_email: "If you cannot receive SMS, you can get the code at your registered email address instead.",
+    notice_phone_kept: "Your phone number is kept (suspended), so it cannot receive SMS. We sent the security code by email instead.",
+    notice_switched_to_email: "We sent the security code by email.",
+    notice_code_resent: "We sent a new security code. The previous code no longer works.",
+    notice_risk_step_up: "To keep your account safe, we ask you to confirm this login with a security code.",
+
+    wait_heading: "Approve the login in the app",
+    wait_lead: "The app on the smartphone where you set up two-step verification asks whether this login may go ahead. Choose the number below and select Yes.",
+    wait_number_label: "Number",
+    wait_number_help: "Choose the same number in the app.",
+    wait_auto_refresh: "This page moves on by itself once you respond in the app.",
+    wait_check_now: "If it does not, select here",
+    wait_expiry: "The request expires if nothing happens for a while.",
+    use_code_button: "Log in with a security code instead",
+    use_code_help: "If the app does not show the request (for example, you deleted the app), log in with a security code.",
+
+    signed_in_heading: "Signed in",
+    signed_in_lead: "You are logged in.",
+    name_label: "Name",
+    email_label: "Email",
+    groups_label: "Groups",
+    none: "None",
+    two_step_label: "Two-step verification",
+    login_at_label: "Logged in at",
+    expires_at_label: "Login expires at",
+    nav_devices: "Review or remove trusted devices",
+    nav_settings: "Two-step verification settings",
+    logout_button: "Log out",
+    two_step_code_sms: "Confirmed with a security code by SMS",
+    two_step_code_email: "Confirmed with a security code by email",
+    two_step_app: "Approved in the app",
+    two_step_trusted_device: "Skipped on a trusted device",
+    two_step_exempt: "Not required here (trusted network etc.)",
+    two_step_passkey: "Confirmed with a passkey (biometrics)",
+    two_step_none: "None (ID and password only)",
+
+    devices_heading: "Trusted devices",
+    devices_lead: "Browsers registered as trusted devices skip two-step verification. Remove any device you do not recognise.",
+    devices_max: "Up to {n} devices can be registered.",
+    devices_none: "No trusted devices are registered.",
+    device_created: "Registered",
+    device_last_used: "Last used",
+    device_browser: "Browser",
+    this_browser: "This browser",
+    rename_label: "New name",
+    rename_button: "Rename",
+    remove_button: "Remove",
+    remove_all_button: "Remove all devices",
+    remove_all_help: "Every browser will need two-step verification at its next login.",
+    reauth_notice: "Please log in again to manage trusted devices or change settings.",
+    reauth_link: "Log in again",
+    msg_device_renamed: "The device was renamed.",
+    msg_device_removed: "The device was removed.",
+    msg_devices_all_removed: "All trusted devices were removed.",
+    msg_device_registered: "This browser is now registered as a trusted device.",
+
+    settings_heading: "Two-step verification settings",
+    settings_lead: "Besides your ID and password, a security code or an approval in the app is asked for, so no one else can log in as you. We strongly recommend turning it on.",
+    settings_enabled_legend: "Two-step verification",
+    settings_on: "Use",
+    settings_off: "Do not use",
+    settings_method_legend: "How to confirm",
+    method_sms: "Security code by SMS",
+    method_email: "Security code by email",
+    method_app: "Approve in the app",
+    method_sms_unavailable: "Not available: no phone number is registered.",
+    method_email_unavailable: "Not available: no email address is registered.",
+    method_email_weaker: "Email is less secure than SMS or the app.",
+    settings_change_note: "Changing this setting removes all your trusted devices.",
+    settings_current: "Current setting",
+    save_button: "Save",
+    msg_settings_saved: "Your settings were changed. All trusted devices were removed.",
+    err_method_unavailable: "The chosen method is not available.",
+    err_no_destination: "No phone number or email address that can receive a security code is registered, so you cannot log in. Please contact your administrator.",
+    err_no_allowed_channel: "This service cannot send a security code to the contact methods you have registered. Please contact your administrator.",
+
+    err_generic_login: "The ID, password or security code is incorrect.",
+    err_id_required: "Enter your ID.",
+    err_password_required: "Enter your password.",
+    err_code_required: "Enter the security code.",
+    err_code_format: "The security code is digits only.",
+    err_code_expired: "The security code has expired. Send a new one.",
+    err_code_attempts: "Too many wrong security codes. Send a new one.",
+    err_device_name_required: "Enter a device name to register this browser as a trusted device.",
+    err_device_name_invalid: "Device names are up to 64 characters, without control characters such as line breaks.",
+    err_device_limit: "You have registered the maximum number of devices. Remove one you no longer use.",
+    err_device_not_found: "That device was not found.",
+    err_too_many_heading: "Please wait",
+    err_too_many: "Too many attempts in a short time, so this is paused for now.",
+    err_retry_in: "Try again in {n} seconds.",
+    err_resend_in: "You can send a new code in {n} seconds.",
+    err_delivery_failed: "We could not send the security code. Please try again later.",
+    err_flow_expired_heading: "Expired",
+    err_flow_expired: "This login has expired. Please start again.",
+    err_approval_denied: "The login was denied in the app.",
+    err_approval_expired: "The app request has expired. Please log in again.",
+    err_app_unavailable: "App approval is not available right now. Log in with a security code.",
+    err_csrf: "This page has expired. Please try again.",
+    err_forbidden_heading: "Access denied",
+    err_forbidden: "You are not allowed to access this page.",
+    err_not_found_heading: "Page not found",
+    err_not_found: "The page you are looking for does not exist.",
+    err_bad_request_heading: "Please check your input",
+    err_bad_request: "What was sent could not be processed.",
+    err_bad_gateway_heading: "Service unavailable",
+    err_bad_gateway: "The service behind this address is not responding. Please try again later.",
+    err_internal_heading: "Something went wrong",
+    err_internal: "An internal error occurred. Please try again later.",
+    err_unavailable_heading: "Busy",
+    err_unavailable: "We are busy right now. Please try again later.",
+    logged_out_heading: "Logged out",
+    logged_out: "You have logged out.",
+    link_login: "Go to login",
+    link_login_again: "Start the login again",
+    link_home: "Back to the top",
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_language_follows_weights() {
+        assert_eq!(Lang::from_accept_language(None, Lang::Ja), Lang::Ja);
+        assert_eq!(Lang::from_accept_language(Some(""), Lang::En), Lang::En);
+        assert_eq!(
+            Lang::from_accept_language(Some("en-US,en;q=0.9"), Lang::Ja),
+            Lang::En
+        );
+        assert_eq!(
+            Lang::from_accept_language(Some("ja-JP,ja;q=0.9,en;q=0.8"), Lang::En),
+            Lang::Ja
+        );
+        assert_eq!(
+            Lang::from_accept_language(Some("en;q=0.5, ja;q=0.8"), Lang::En),
+            Lang::Ja
+        );
+        assert_eq!(
+            Lang::from_accept_language(Some("fr, de;q=0.9, en;q=0.1"), Lang::Ja),
+            Lang::En
+        );
+        assert_eq!(
+            Lang::from_accept_language(Some("fr, de"), Lang::Ja),
+            Lang::Ja
+        );
+        assert_eq!(
+            Lang::from_accept_language(Some("en;q=0, ja;q=0.1"), Lang::En),
+            Lang::Ja
+        );
+        assert_eq!(
+            Lang::from_accept_language(Some("en;q=0"), Lang::Ja),
+            Lang::Ja
+        );
+        assert_eq!(Lang::from_accept_language(Some("*"), Lang::En), Lang::En);
+        assert_eq!(
+            Lang::from_accept_language(Some("ja;q=abc, en"), Lang::Ja),
+            Lang::En
+        );
+        assert_eq!(
+            Lang::from_accept_language(Some("en;q=1.5, ja;q=0.2"), Lang::En),
+            Lang::Ja
+        );
+        assert_eq!(
+            Lang::from_accept_language(Some("EN-gb;Q=0.7, ja;q=0.700"), Lang::Ja),
+            Lang::En
+        );
+    }
+
+    #[test]
+    fn parse_and_code() {
+        assert_eq!(Lang::parse("ja"), Some(Lang::Ja));
+        assert_eq!(Lang::parse("EN"), Some(Lang::En));
+        assert_eq!(Lang::parse("ja-JP"), Some(Lang::Ja));
+        assert_eq!(Lang::parse("en_US"), Some(Lang::En));
+        assert_eq!(Lang::parse("fr"), None);
+        assert_eq!(Lang::parse(""), None);
+        assert_eq!(Lang::parse("japanese"), None);
+        for l in [Lang::Ja, Lang::En] {
+            assert_eq!(Lang::parse(l.code()), Some(l));
+            assert_eq!(l.other().other(), l);
+        }
+    }
+
+    #[test]
+    fn no_text_is_empty() {
+        for lang in [Lang::Ja, Lang::En] {
+            let dump = format!("{:?}", texts(lang));
+            assert!(!dump.contains(": \"\""), "{lang:?} has an empty text");
+        }
+        // The switch link names the other language in that language.
+        assert_eq!(texts(Lang::Ja).switch_lang, "English");
+        assert_eq!(texts(Lang::En).switch_lang, "日本語");
+    }
+
+    #[test]
+    fn placeholders_fill_in() {
+        assert_eq!(
+            texts(Lang::Ja).retry_in(30),
+            "30秒後にもう一度お試しください。"
+        );
+        assert_eq!(texts(Lang::En).retry_in(5), "Try again in 5 seconds.");
+        assert!(texts(Lang::En).resend_in(12).contains("12"));
+        assert!(texts(Lang::Ja).devices_max_line(10).contains("10台"));
+    }
+}

@@ -1,0 +1,321 @@
+//! The login portal under the configured prefix: HTML pages (work without JavaScript, in
+//! Japanese and English), the JSON API, and static assets. Entered from `request_filter`;
+//! the request ends here.
+
+pub mod api;
+pub mod http;
+pub mod i18n;
+pub mod pages;
+pub mod redirect;
+pub mod views;
+
+use std::sync::Arc;
+
+use ::http::Method;
+
+use crate::app::App;
+use crate::config::Route;
+use crate::login::Client;
+use crate::session::LiveSession;
+use crate::session::cookie;
+use crate::users::User;
+use http::{Request, Response};
+use i18n::{Lang, Texts};
+
+const CSS: &str = include_str!("static/nidan.css");
+const JS: &str = include_str!("static/nidan.js");
+
+/// Base names of the cookies the portal sets besides session and device.
+pub const CSRF_COOKIE: &str = "nidan_csrf";
+pub const LANG_COOKIE: &str = "nidan_lang";
+
+/// Per-request context shared by pages and API.
+pub struct Ctx<'a> {
+    pub app: &'a App,
+    pub req: &'a Request,
+    pub lang: Lang,
+    pub t: &'static Texts,
+    /// The CSRF token for forms on this response.
+    pub csrf: String,
+    /// The CSRF cookie must be (re)set on this response.
+    pub set_csrf: bool,
+    pub set_lang: bool,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(app: &'a App, req: &'a Request) -> Self {
+        let tls = req.tls;
+        let chosen = req.query_param("lang").and_then(|l| Lang::parse(&l));
+        let remembered = cookie::get(&req.headers, &cookie::name(LANG_COOKIE, tls))
+            .and_then(|l| Lang::parse(&l));
+        let lang = chosen.or(remembered).unwrap_or_else(|| {
+            Lang::from_accept_language(
+                req.header("accept-language"),
+                app.cfg.portal.default_language,
+            )
+        });
+        let existing =
+            cookie::get(&req.headers, &cookie::name(CSRF_COOKIE, tls)).filter(|v| v.len() == 43);
+        let (csrf, set_csrf) = match existing {
+            Some(v) => (v, false),
+            None => (crate::secret::random_token(32), true),
+        };
+        Self {
+            app,
+            req,
+            lang,
+            t: i18n::texts(lang),
+            csrf,
+            set_csrf,
+            set_lang: chosen.is_some() && chosen != remembered,
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.app.cfg.portal.path_prefix
+    }
+
+    pub fn title(&self) -> String {
+        self.app.cfg.portal.title.clone()
+    }
+
+    pub fn now(&self) -> i64 {
+        crate::time::now()
+    }
+
+    pub fn cookie_name(&self, base: &str) -> String {
+        cookie::name(base, self.req.tls)
+    }
+
+    pub fn client(&self) -> Client {
+        Client {
+            ip: self.req.peer,
+            user_agent: self.req.user_agent(),
+            device_cookie: cookie::get(
+                &self.req.headers,
+                &self.cookie_name(&self.app.cfg.trusted_devices.cookie_name),
+            ),
+            lang: self.lang,
+        }
+    }
+
+    pub fn session_token(&self) -> Option<String> {
+        cookie::get(
+            &self.req.headers,
+            &self.cookie_name(&self.app.cfg.session.cookie_name),
+        )
+    }
+
+    /// The logged-in user, if the session is valid and the account still active.
+    pub async fn session(&self) -> Option<(Arc<LiveSession>, Arc<User>)> {
+        let token = self.session_token()?;
+        let live = self.app.sessions.check(&token, self.now()).await?;
+        let user = self.app.active_user(&live.record.user_id)?;
+        Some((live, user))
+    }
+
+    /// Logged in within `portal.recent_login` (needed to change settings and devices).
+    pub fn is_recent(&self, live: &LiveSession) -> bool {
+        let window = i64::try_from(self.app.cfg.portal.recent_login.as_secs()).unwrap_or(300);
+        self.now() - live.record.auth_time <= window
+    }
+
+    /// The return address if it is safe, else `/`.
+    pub fn safe_rd(&self, raw: Option<&str>) -> String {
+        let allowed = |h: &str| {
+            self.app.routes.names_host(h)
+                || self
+                    .app
+                    .cfg
+                    .portal
+                    .allowed_return_hosts
+                    .iter()
+                    .any(|a| a == h)
+        };
+        raw.and_then(|r| redirect::safe_return_to(r, &allowed))
+            .unwrap_or_else(|| "/".to_owned())
+    }
+
+    /// The route a (validated) return address leads to.
+    pub fn route_of(&self, rd: &str) -> Option<&'a Route> {
+        let (host, path) = if rd.starts_with('/') {
+            (self.req.host.clone(), rd.to_owned())
+        } else {
+            let after = rd.split_once("://").map_or(rd, |(_, rest)| rest);
+            let (authority, path) = after
+                .split_once('/')
+                .map_or((after, "/".to_owned()), |(a, p)| (a, format!("/{p}")));
+            (crate::proxy::route::host_of(authority), path)
+        };
+        let path = path.split(['?', '#']).next().unwrap_or("/");
+        let path = crate::proxy::path::canonicalize(path).ok()?.path;
+        let app: &'a App = self.app;
+        app.routes
+            .find(&host, &path)
+            .and_then(|i| app.routes.get(i))
+    }
+
+    /// Is this state-changing request from our own site? (SECURITY 22)
+    pub fn same_site(&self) -> bool {
+        if let Some(site) = self.req.header("sec-fetch-site")
+            && !matches!(site, "same-origin" | "none")
+        {
+            return false;
+        }
+        match self.req.header("origin") {
+            None => true,
+            Some(origin) => {
+                let host = self.req.header("host").unwrap_or("");
+                let authority = origin.split_once("://").map_or("", |(_, a)| a);
+                !host.is_empty() && authority.eq_ignore_ascii_case(host)
+            }
+        }
+    }
+
+    /// The CSRF token in a form matches this browser's cookie.
+    pub fn csrf_ok(&self, form: &[(String, String)]) -> bool {
+        let sent = http::field(form, "csrf").unwrap_or("");
+        !self.set_csrf && crate::secret::equal(sent.as_bytes(), self.csrf.as_bytes())
+    }
+
+    /// Adds the cookies this context owes the browser.
+    pub fn finish(&self, mut resp: Response) -> Response {
+        // Only pages carry forms; static files and JSON stay cacheable and cookie-free.
+        let is_page = resp
+            .header("content-type")
+            .is_some_and(|c| c.starts_with("text/html"));
+        if self.set_csrf && is_page {
+            resp = resp.with(
+                "set-cookie",
+                cookie::set(
+                    &self.cookie_name(CSRF_COOKIE),
+                    &self.csrf,
+                    self.req.tls,
+                    None,
+                ),
+            );
+        }
+        if self.set_lang {
+            resp = resp.with(
+                "set-cookie",
+                cookie::set(
+                    &self.cookie_name(LANG_COOKIE),
+                    self.lang.code(),
+                    self.req.tls,
+                    Some(365 * 86_400),
+                ),
+            );
+        }
+        resp
+    }
+}
+
+/// Answers a portal request.
+pub async fn handle(app: &App, req: &Request) -> Response {
+    let ctx = Ctx::new(app, req);
+    let resp = route(&ctx).await;
+    security_headers(ctx.finish(resp), req.tls)
+}
+
+async fn route(ctx: &Ctx<'_>) -> Response {
+    let req = ctx.req;
+    let path = req.path.as_str();
+    if let Some(rest) = path.strip_prefix("/api/") {
+        return api::handle(ctx, rest).await;
+    }
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (&req.method, segments.as_slice()) {
+        (&Method::GET | &Method::HEAD, ["static", "nidan.css"]) => {
+            Response::new(200, "text/css; charset=utf-8", CSS)
+                .with("cache-control", "public, max-age=3600")
+        }
+        (&Method::GET | &Method::HEAD, ["static", "nidan.js"]) => {
+            Response::new(200, "text/javascript; charset=utf-8", JS)
+                .with("cache-control", "public, max-age=3600")
+        }
+        (&Method::GET | &Method::HEAD, [""]) => pages::home(ctx).await,
+        (&Method::GET | &Method::HEAD, ["login"]) => pages::id_page(ctx).await,
+        (&Method::POST, ["login"]) => pages::id_post(ctx).await,
+        (&Method::GET | &Method::HEAD, ["login", flow]) => {
+            pages::flow_page(ctx, flow, None, 200).await
+        }
+        (&Method::POST, ["login", flow]) => pages::complete_post(ctx, flow).await,
+        (&Method::POST, ["login", flow, "resend"]) => pages::resend_post(ctx, flow).await,
+        (&Method::POST, ["login", flow, "use-email"]) => pages::use_email_post(ctx, flow).await,
+        (&Method::POST, ["logout"]) => pages::logout_post(ctx).await,
+        (&Method::GET | &Method::HEAD, ["logout"]) => {
+            Response::redirect(302, &format!("{}/", ctx.prefix()))
+        }
+        (&Method::GET | &Method::HEAD, ["devices"]) => pages::devices_page(ctx, None, None).await,
+        (&Method::POST, ["devices", "delete-all"]) => pages::devices_delete_all(ctx).await,
+        (&Method::POST, ["devices", id, "rename"]) => pages::device_rename(ctx, id).await,
+        (&Method::POST, ["devices", id, "delete"]) => pages::device_delete(ctx, id).await,
+        (&Method::GET | &Method::HEAD, ["settings"]) => pages::settings_page(ctx, None, None).await,
+        (&Method::POST, ["settings"]) => pages::settings_post(ctx).await,
+        _ => pages::message(
+            ctx,
+            404,
+            ctx.t.err_not_found_heading,
+            ctx.t.err_not_found,
+            None,
+        ),
+    }
+}
+
+/// Headers on every portal response (SECURITY 20, 23).
+fn security_headers(resp: Response, tls: bool) -> Response {
+    let mut resp = resp
+        .with(
+            "content-security-policy",
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+        )
+        .with("x-content-type-options", "nosniff")
+        .with("x-frame-options", "DENY")
+        .with("referrer-policy", "no-referrer");
+    if resp.header("cache-control").is_none() {
+        resp = resp.with("cache-control", "no-store");
+    }
+    if tls {
+        resp = resp.with("strict-transport-security", "max-age=31536000");
+    }
+    resp
+}
+
+/// The gateway's own error answer outside the portal (403, 404, 502, ...): an HTML page
+/// for browsers, JSON for other clients. Carries the portal's security headers.
+pub fn gateway_error(app: &App, req: &pingora::http::RequestHeader, status: u16) -> Response {
+    let header = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok());
+    let lang =
+        Lang::from_accept_language(header("accept-language"), app.cfg.portal.default_language);
+    let t = i18n::texts(lang);
+    let (heading, text, code) = match status {
+        403 => (t.err_forbidden_heading, t.err_forbidden, "forbidden"),
+        404 => (t.err_not_found_heading, t.err_not_found, "not_found"),
+        421 => (t.err_not_found_heading, t.err_not_found, "misdirected"),
+        502 | 504 => (t.err_bad_gateway_heading, t.err_bad_gateway, "bad_gateway"),
+        503 => (t.err_unavailable_heading, t.err_unavailable, "unavailable"),
+        400..=499 => (t.err_bad_request_heading, t.err_bad_request, "bad_request"),
+        _ => (t.err_internal_heading, t.err_internal, "internal"),
+    };
+    let resp = if crate::proxy::gate::is_browser(header("accept")) {
+        let page = views::MessagePage {
+            t,
+            lang,
+            other_lang: lang.other(),
+            prefix: app.cfg.portal.path_prefix.clone(),
+            title: app.cfg.portal.title.clone(),
+            csrf: String::new(),
+            heading: heading.to_owned(),
+            message: text.to_owned(),
+            link: None,
+        };
+        match askama::Template::render(&page) {
+            Ok(html) => Response::html(status, html),
+            Err(_) => Response::new(status, "text/plain; charset=utf-8", text.to_owned()),
+        }
+    } else {
+        Response::json_error(status, code, text)
+    };
+    security_headers(resp, false)
+}

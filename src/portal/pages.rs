@@ -1,0 +1,754 @@
+//! The HTML side of the portal: one handler per page or form, each a thin translation
+//! between forms and the login/device/settings logic, rendered with askama views.
+
+use askama::Template;
+use serde_json::json;
+
+use super::http::{Response, field};
+use super::redirect::encode_rd;
+use super::views::{
+    DeviceRow, DevicesPage, IdPage, MessagePage, PasswordPage, SettingsPage, SignedInPage,
+};
+use super::{Ctx, i18n::Texts};
+use crate::app::{method_from_str, method_str};
+use crate::config::TwoStepMethod;
+use crate::login::flow::{Blocked, Notice, Step};
+use crate::login::{self, Completion, LoginError};
+use crate::notify::{self, Channel};
+use crate::session::cookie;
+use crate::session::device::{self, DeviceError};
+
+fn render(t: impl Template, status: u16) -> Response {
+    match t.render() {
+        Ok(html) => Response::html(status, html),
+        Err(e) => {
+            tracing::error!(error = %e, "a portal page failed to render");
+            Response::new(500, "text/plain; charset=utf-8", "internal error")
+        }
+    }
+}
+
+/// A page with a heading, a message and an optional link.
+pub fn message(
+    ctx: &Ctx<'_>,
+    status: u16,
+    heading: &str,
+    text: &str,
+    link: Option<(String, String)>,
+) -> Response {
+    render(
+        MessagePage {
+            t: ctx.t,
+            lang: ctx.lang,
+            other_lang: ctx.lang.other(),
+            prefix: ctx.prefix().to_owned(),
+            title: ctx.title(),
+            csrf: ctx.csrf.clone(),
+            heading: heading.to_owned(),
+            message: text.to_owned(),
+            link,
+        },
+        status,
+    )
+}
+
+fn login_link(ctx: &Ctx<'_>) -> Option<(String, String)> {
+    Some((
+        format!("{}/login", ctx.prefix()),
+        ctx.t.link_login.to_owned(),
+    ))
+}
+
+fn forbidden_csrf(ctx: &Ctx<'_>) -> Response {
+    message(
+        ctx,
+        403,
+        ctx.t.err_forbidden_heading,
+        ctx.t.err_csrf,
+        login_link(ctx),
+    )
+}
+
+/// Reads the form of a state-changing request, refusing cross-site posts and bad tokens.
+fn checked_form(ctx: &Ctx<'_>) -> Result<Vec<(String, String)>, Response> {
+    let Some(form) = ctx.req.form() else {
+        return Err(message(
+            ctx,
+            400,
+            ctx.t.err_bad_request_heading,
+            ctx.t.err_bad_request,
+            None,
+        ));
+    };
+    if !ctx.same_site() || !ctx.csrf_ok(&form) {
+        return Err(forbidden_csrf(ctx));
+    }
+    Ok(form)
+}
+
+fn too_many(ctx: &Ctx<'_>, secs: u64, back: Option<(String, String)>) -> Response {
+    message(
+        ctx,
+        429,
+        ctx.t.err_too_many_heading,
+        &format!("{} {}", ctx.t.err_too_many, ctx.t.retry_in(secs)),
+        back,
+    )
+    .with("retry-after", secs.to_string())
+}
+
+pub fn blocked_text(t: &Texts, b: Blocked) -> &'static str {
+    match b {
+        Blocked::NoDestination => t.err_no_destination,
+        Blocked::NoAllowedChannel => t.err_no_allowed_channel,
+    }
+}
+
+// --- signed in -------------------------------------------------------------------------
+
+pub async fn home(ctx: &Ctx<'_>) -> Response {
+    let Some((live, user)) = ctx.session().await else {
+        return Response::redirect(302, &format!("{}/login", ctx.prefix()));
+    };
+    let r = &live.record;
+    let two_step = match r.methods.as_str() {
+        "password+sms" => ctx.t.two_step_code_sms,
+        "password+email" => ctx.t.two_step_code_email,
+        "password+device" => ctx.t.two_step_trusted_device,
+        "password+app" => ctx.t.two_step_app,
+        _ => ctx.t.two_step_none,
+    };
+    let idle = i64::try_from(ctx.app.cfg.session.idle_timeout.as_secs()).unwrap_or(0);
+    render(
+        SignedInPage {
+            t: ctx.t,
+            lang: ctx.lang,
+            other_lang: ctx.lang.other(),
+            prefix: ctx.prefix().to_owned(),
+            title: ctx.title(),
+            csrf: ctx.csrf.clone(),
+            user_id: user.id.clone(),
+            name: user.name.clone(),
+            email: user.email.clone(),
+            groups: user.groups.clone(),
+            two_step: two_step.to_owned(),
+            login_at: crate::time::display(r.created),
+            expires_at: crate::time::display(r.expires.min(live.last_seen() + idle)),
+        },
+        200,
+    )
+}
+
+pub async fn logout_post(ctx: &Ctx<'_>) -> Response {
+    if let Err(r) = checked_form(ctx) {
+        return r;
+    }
+    if let Some(token) = ctx.session_token() {
+        if let Some(live) = ctx.app.sessions.check(&token, ctx.now()).await {
+            ctx.app
+                .audit
+                .record(
+                    "logout",
+                    &live.record.user_id,
+                    &ctx.req.peer.to_string(),
+                    json!({}),
+                )
+                .await;
+        }
+        let _ = ctx.app.sessions.end(&token).await;
+    }
+    message(
+        ctx,
+        200,
+        ctx.t.logged_out_heading,
+        ctx.t.logged_out,
+        login_link(ctx),
+    )
+    .with(
+        "set-cookie",
+        cookie::remove(
+            &ctx.cookie_name(&ctx.app.cfg.session.cookie_name),
+            ctx.req.tls,
+        ),
+    )
+}
+
+// --- the login --------------------------------------------------------------------------
+
+fn id_view(ctx: &Ctx<'_>, rd: String, id: String, error: Option<String>, status: u16) -> Response {
+    render(
+        IdPage {
+            t: ctx.t,
+            lang: ctx.lang,
+            other_lang: ctx.lang.other(),
+            prefix: ctx.prefix().to_owned(),
+            title: ctx.title(),
+            csrf: ctx.csrf.clone(),
+            rd,
+            id,
+            error,
+        },
+        status,
+    )
+}
+
+pub async fn id_page(ctx: &Ctx<'_>) -> Response {
+    let rd = ctx.safe_rd(ctx.req.query_param("rd").as_deref());
+    let prefill = match ctx.session().await {
+        Some((_, user)) => user.id.clone(),
+        None => String::new(),
+    };
+    id_view(ctx, rd, prefill, None, 200)
+}
+
+pub async fn id_post(ctx: &Ctx<'_>) -> Response {
+    let form = match checked_form(ctx) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let rd = ctx.safe_rd(field(&form, "rd"));
+    let raw_id = field(&form, "id").unwrap_or("");
+    if login::valid_id(raw_id).is_none() {
+        return id_view(
+            ctx,
+            rd,
+            String::new(),
+            Some(ctx.t.err_id_required.to_owned()),
+            400,
+        );
+    }
+    let target = ctx.route_of(&rd);
+    match login::start(ctx.app, &ctx.client(), raw_id, &rd, target).await {
+        Ok(started) => {
+            let flow_url = format!("{}/login/{}", ctx.prefix(), started.flow.id);
+            match started.send {
+                Ok(()) => Response::redirect(303, &flow_url),
+                Err(LoginError::Delivery) => {
+                    Response::redirect(303, &format!("{flow_url}?e=delivery"))
+                }
+                Err(LoginError::SendLimited(s)) => too_many(ctx, s, login_link(ctx)),
+                Err(LoginError::Blocked(b)) => message(
+                    ctx,
+                    403,
+                    ctx.t.err_forbidden_heading,
+                    blocked_text(ctx.t, b),
+                    login_link(ctx),
+                ),
+                Err(_) => message(
+                    ctx,
+                    500,
+                    ctx.t.err_internal_heading,
+                    ctx.t.err_internal,
+                    login_link(ctx),
+                ),
+            }
+        }
+        Err(LoginError::BadInput(_)) => id_view(
+            ctx,
+            rd,
+            String::new(),
+            Some(ctx.t.err_id_required.to_owned()),
+            400,
+        ),
+        Err(_) => message(
+            ctx,
+            500,
+            ctx.t.err_internal_heading,
+            ctx.t.err_internal,
+            login_link(ctx),
+        ),
+    }
+}
+
+fn expired(ctx: &Ctx<'_>) -> Response {
+    message(
+        ctx,
+        404,
+        ctx.t.err_flow_expired_heading,
+        ctx.t.err_flow_expired,
+        login_link(ctx),
+    )
+}
+
+/// The password (and code) page of a flow, with an optional error.
+pub async fn flow_page(ctx: &Ctx<'_>, flow: &str, error: Option<String>, status: u16) -> Response {
+    let v = match login::status(ctx.app, flow).await {
+        Ok(v) => v,
+        Err(_) => return expired(ctx),
+    };
+    if let Some(b) = v.blocked {
+        return message(
+            ctx,
+            403,
+            ctx.t.err_forbidden_heading,
+            blocked_text(ctx.t, b),
+            login_link(ctx),
+        );
+    }
+    let error = error.or_else(|| match ctx.req.query_param("e").as_deref() {
+        Some("delivery") => Some(ctx.t.err_delivery_failed.to_owned()),
+        _ => None,
+    });
+    let notice = match ctx.req.query_param("m").as_deref() {
+        Some("resent") => Some(ctx.t.notice_code_resent),
+        Some("email") => Some(ctx.t.notice_switched_to_email),
+        _ => match v.notice {
+            Some(Notice::PhoneKept) => Some(ctx.t.notice_phone_kept),
+            Some(Notice::AppUnavailable) => Some(ctx.t.err_app_unavailable),
+            None => None,
+        },
+    };
+    let with_code = v.step == Step::PasswordAndCode;
+    render(
+        PasswordPage {
+            t: ctx.t,
+            lang: ctx.lang,
+            other_lang: ctx.lang.other(),
+            prefix: ctx.prefix().to_owned(),
+            title: ctx.title(),
+            csrf: ctx.csrf.clone(),
+            flow: v.id.clone(),
+            user_id: v.user_id.clone(),
+            with_code,
+            code_destination: if with_code {
+                v.code_destination.clone()
+            } else {
+                None
+            },
+            code_channel: v.code_channel.map(|c| match c {
+                Channel::Email => "email".to_owned(),
+                _ => "sms".to_owned(),
+            }),
+            notice: notice.map(str::to_owned),
+            can_switch_to_email: with_code && v.email_alternative,
+            can_resend: with_code,
+            offer_trust: v.offer_trust,
+            error,
+            app_approved: false,
+        },
+        status,
+    )
+}
+
+/// The text shown for a login error on the password page.
+fn error_text(t: &Texts, e: &LoginError) -> String {
+    match e {
+        LoginError::CodeExpired => t.err_code_expired.to_owned(),
+        LoginError::CodeExhausted | LoginError::NoCode => t.err_code_attempts.to_owned(),
+        LoginError::Delivery => t.err_delivery_failed.to_owned(),
+        LoginError::DevicesFull => t.err_device_limit.to_owned(),
+        LoginError::BadInput("device_name") => t.err_device_name_required.to_owned(),
+        LoginError::ResendTooSoon(s) => t.resend_in(*s),
+        LoginError::BadInput(_) | LoginError::PasswordTooLong => t.err_bad_request.to_owned(),
+        LoginError::Busy => t.err_unavailable.to_owned(),
+        _ => t.err_generic_login.to_owned(),
+    }
+}
+
+pub async fn complete_post(ctx: &Ctx<'_>, flow: &str) -> Response {
+    let form = match checked_form(ctx) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let input = Completion {
+        password: field(&form, "password").unwrap_or(""),
+        code: field(&form, "code"),
+        trust_device: field(&form, "trust_device").is_some_and(|v| v == "1" || v == "on"),
+        device_name: field(&form, "device_name"),
+    };
+    match login::complete(ctx.app, &ctx.client(), flow, &input).await {
+        Ok(done) => signed_in_redirect(ctx, done, 303),
+        Err(LoginError::FlowNotFound) => expired(ctx),
+        Err(e @ (LoginError::Throttled(_) | LoginError::SendLimited(_))) => {
+            let back = Some((
+                format!("{}/login/{flow}", ctx.prefix()),
+                ctx.t.back.to_owned(),
+            ));
+            too_many(ctx, e.retry_after().unwrap_or(1), back)
+        }
+        Err(LoginError::Blocked(b)) => message(
+            ctx,
+            403,
+            ctx.t.err_forbidden_heading,
+            blocked_text(ctx.t, b),
+            login_link(ctx),
+        ),
+        Err(e) => {
+            let status = e.status();
+            let mut resp = flow_page(ctx, flow, Some(error_text(ctx.t, &e)), status).await;
+            if let Some(s) = e.retry_after() {
+                resp = resp.with("retry-after", s.to_string());
+            }
+            resp
+        }
+    }
+}
+
+/// The answer to a finished login: cookies, then off to the return address.
+pub fn signed_in_redirect(ctx: &Ctx<'_>, done: login::Completed, status: u16) -> Response {
+    let tls = ctx.req.tls;
+    let mut resp = if status == 200 {
+        Response::json(200, &json!({"redirect": done.redirect}))
+    } else {
+        Response::redirect(status, &done.redirect)
+    };
+    resp = resp.with(
+        "set-cookie",
+        cookie::set(
+            &ctx.cookie_name(&ctx.app.cfg.session.cookie_name),
+            &done.session_token,
+            tls,
+            None,
+        ),
+    );
+    if let Some(token) = done.device_token {
+        resp = resp.with(
+            "set-cookie",
+            cookie::set(
+                &ctx.cookie_name(&ctx.app.cfg.trusted_devices.cookie_name),
+                &token,
+                tls,
+                Some(ctx.app.devices.lifetime()),
+            ),
+        );
+    }
+    resp.with("cache-control", "no-store")
+}
+
+pub async fn resend_post(ctx: &Ctx<'_>, flow: &str) -> Response {
+    if let Err(r) = checked_form(ctx) {
+        return r;
+    }
+    match login::resend(ctx.app, &ctx.client(), flow).await {
+        Ok(_) => Response::redirect(303, &format!("{}/login/{flow}?m=resent", ctx.prefix())),
+        Err(LoginError::FlowNotFound) => expired(ctx),
+        Err(LoginError::SendLimited(s)) => too_many(
+            ctx,
+            s,
+            Some((
+                format!("{}/login/{flow}", ctx.prefix()),
+                ctx.t.back.to_owned(),
+            )),
+        ),
+        Err(e) => {
+            let mut resp = flow_page(ctx, flow, Some(error_text(ctx.t, &e)), e.status()).await;
+            if let Some(s) = e.retry_after() {
+                resp = resp.with("retry-after", s.to_string());
+            }
+            resp
+        }
+    }
+}
+
+pub async fn use_email_post(ctx: &Ctx<'_>, flow: &str) -> Response {
+    if let Err(r) = checked_form(ctx) {
+        return r;
+    }
+    match login::use_email(ctx.app, &ctx.client(), flow).await {
+        Ok(_) => Response::redirect(303, &format!("{}/login/{flow}?m=email", ctx.prefix())),
+        Err(LoginError::FlowNotFound) => expired(ctx),
+        Err(LoginError::SendLimited(s)) => too_many(
+            ctx,
+            s,
+            Some((
+                format!("{}/login/{flow}", ctx.prefix()),
+                ctx.t.back.to_owned(),
+            )),
+        ),
+        Err(e) => flow_page(ctx, flow, Some(error_text(ctx.t, &e)), e.status()).await,
+    }
+}
+
+// --- trusted devices --------------------------------------------------------------------
+
+fn reauth_redirect(ctx: &Ctx<'_>, page: &str) -> Response {
+    let rd = format!("{}/{page}", ctx.prefix());
+    Response::redirect(
+        302,
+        &format!("{}/login?rd={}", ctx.prefix(), encode_rd(&rd)),
+    )
+}
+
+pub async fn devices_page(ctx: &Ctx<'_>, msg: Option<&str>, error: Option<&str>) -> Response {
+    let Some((live, user)) = ctx.session().await else {
+        return reauth_redirect(ctx, "devices");
+    };
+    let now = ctx.now();
+    let current = ctx
+        .client()
+        .device_cookie
+        .and_then(|t| ctx.app.devices.token_device(&t, now))
+        .map(|c| c.jti);
+    let devices = ctx
+        .app
+        .devices
+        .list(&user.id, now)
+        .await
+        .unwrap_or_default();
+    let rows = devices
+        .into_iter()
+        .map(|d| DeviceRow {
+            current: current.as_deref() == Some(d.id.as_str()),
+            id: d.id,
+            name: d.name,
+            created: crate::time::display(d.created),
+            last_used: crate::time::display(d.last_used),
+            browser: d.browser,
+        })
+        .collect();
+    render(
+        DevicesPage {
+            t: ctx.t,
+            lang: ctx.lang,
+            other_lang: ctx.lang.other(),
+            prefix: ctx.prefix().to_owned(),
+            title: ctx.title(),
+            csrf: ctx.csrf.clone(),
+            devices: rows,
+            needs_recent_login: !ctx.is_recent(&live),
+            message: msg.map(str::to_owned),
+            error: error.map(str::to_owned),
+            max_devices: ctx.app.devices.max_per_user(),
+        },
+        if error.is_some() { 400 } else { 200 },
+    )
+}
+
+/// Common gate for device and settings changes: a form from our site, a session, a recent
+/// login. Returns the user on success.
+async fn recent_user(
+    ctx: &Ctx<'_>,
+    page: &str,
+) -> Result<(Vec<(String, String)>, std::sync::Arc<crate::users::User>), Response> {
+    let form = checked_form(ctx)?;
+    let Some((live, user)) = ctx.session().await else {
+        return Err(reauth_redirect(ctx, page));
+    };
+    if !ctx.is_recent(&live) {
+        return Err(reauth_redirect(ctx, page));
+    }
+    Ok((form, user))
+}
+
+pub async fn device_rename(ctx: &Ctx<'_>, id: &str) -> Response {
+    let (form, user) = match recent_user(ctx, "devices").await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let Some(name) = field(&form, "name").and_then(device::valid_name) else {
+        return devices_page(ctx, None, Some(ctx.t.err_device_name_invalid)).await;
+    };
+    match ctx.app.devices.rename(&user.id, id, &name).await {
+        Ok(()) => {
+            ctx.app
+                .audit
+                .record(
+                    "device_renamed",
+                    &user.id,
+                    &ctx.req.peer.to_string(),
+                    json!({"device": id}),
+                )
+                .await;
+            devices_page(ctx, Some(ctx.t.msg_device_renamed), None).await
+        }
+        Err(_) => devices_page(ctx, None, Some(ctx.t.err_device_not_found)).await,
+    }
+}
+
+pub async fn device_delete(ctx: &Ctx<'_>, id: &str) -> Response {
+    let (_, user) = match recent_user(ctx, "devices").await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    match ctx.app.devices.revoke(&user.id, id).await {
+        Ok(()) => {
+            ctx.app
+                .audit
+                .record(
+                    "device_revoked",
+                    &user.id,
+                    &ctx.req.peer.to_string(),
+                    json!({"device": id}),
+                )
+                .await;
+            devices_page(ctx, Some(ctx.t.msg_device_removed), None).await
+        }
+        Err(DeviceError::NotFound) => {
+            devices_page(ctx, None, Some(ctx.t.err_device_not_found)).await
+        }
+        Err(_) => message(
+            ctx,
+            500,
+            ctx.t.err_internal_heading,
+            ctx.t.err_internal,
+            None,
+        ),
+    }
+}
+
+pub async fn devices_delete_all(ctx: &Ctx<'_>) -> Response {
+    let (_, user) = match recent_user(ctx, "devices").await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    match ctx.app.devices.revoke_all(&user.id).await {
+        Ok(n) => {
+            ctx.app
+                .audit
+                .record(
+                    "devices_revoked",
+                    &user.id,
+                    &ctx.req.peer.to_string(),
+                    json!({"count": n}),
+                )
+                .await;
+            devices_page(ctx, Some(ctx.t.msg_devices_all_removed), None).await
+        }
+        Err(_) => message(
+            ctx,
+            500,
+            ctx.t.err_internal_heading,
+            ctx.t.err_internal,
+            None,
+        ),
+    }
+}
+
+// --- 2-step setting ---------------------------------------------------------------------
+
+pub async fn settings_page(ctx: &Ctx<'_>, msg: Option<&str>, error: Option<&str>) -> Response {
+    let Some((live, user)) = ctx.session().await else {
+        return reauth_redirect(ctx, "settings");
+    };
+    let (enabled, method) = ctx.app.two_step_of(&user).await;
+    render(
+        SettingsPage {
+            t: ctx.t,
+            lang: ctx.lang,
+            other_lang: ctx.lang.other(),
+            prefix: ctx.prefix().to_owned(),
+            title: ctx.title(),
+            csrf: ctx.csrf.clone(),
+            enabled,
+            method: method_str(method).to_owned(),
+            has_phone: user.phone.is_some(),
+            has_email: user.email.is_some(),
+            phone_masked: user.phone.as_deref().map(notify::mask_phone),
+            email_masked: user.email.as_deref().map(notify::mask_email),
+            needs_recent_login: !ctx.is_recent(&live),
+            message: msg.map(str::to_owned),
+            error: error.map(str::to_owned),
+        },
+        if error.is_some() { 400 } else { 200 },
+    )
+}
+
+pub async fn settings_post(ctx: &Ctx<'_>) -> Response {
+    let (form, user) = match recent_user(ctx, "settings").await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let enabled = match field(&form, "enabled") {
+        Some("on") => true,
+        Some("off") => false,
+        _ => return settings_page(ctx, None, Some(ctx.t.err_bad_request)).await,
+    };
+    let Some(method) = field(&form, "method").and_then(method_from_str) else {
+        return settings_page(ctx, None, Some(ctx.t.err_bad_request)).await;
+    };
+    match change_setting(ctx, &user, enabled, method).await {
+        Ok(Some(new_token)) => settings_page(ctx, Some(ctx.t.msg_settings_saved), None)
+            .await
+            .with(
+                "set-cookie",
+                cookie::set(
+                    &ctx.cookie_name(&ctx.app.cfg.session.cookie_name),
+                    &new_token,
+                    ctx.req.tls,
+                    None,
+                ),
+            ),
+        Ok(None) => settings_page(ctx, Some(ctx.t.msg_settings_saved), None).await,
+        Err(SettingError::Unavailable) => {
+            settings_page(ctx, None, Some(ctx.t.err_method_unavailable)).await
+        }
+        Err(SettingError::Internal) => message(
+            ctx,
+            500,
+            ctx.t.err_internal_heading,
+            ctx.t.err_internal,
+            None,
+        ),
+    }
+}
+
+pub enum SettingError {
+    Unavailable,
+    Internal,
+}
+
+/// Changes a user's 2-step setting. A real change revokes every device and session of the
+/// user (SECURITY 15), notifies the contact address, and returns a fresh session for this
+/// browser so the user stays logged in here.
+pub async fn change_setting(
+    ctx: &Ctx<'_>,
+    user: &crate::users::User,
+    enabled: bool,
+    method: TwoStepMethod,
+) -> Result<Option<String>, SettingError> {
+    let usable = match method {
+        TwoStepMethod::Sms => user.phone.is_some(),
+        TwoStepMethod::Email => user.email.is_some(),
+        // The app cannot be enrolled yet, so it cannot be chosen.
+        TwoStepMethod::App => false,
+    };
+    if enabled && !usable {
+        return Err(SettingError::Unavailable);
+    }
+    let before = ctx.app.two_step_of(user).await;
+    if before == (enabled, method) {
+        return Ok(None);
+    }
+    ctx.app
+        .put_two_step(&user.id, enabled, method)
+        .await
+        .map_err(|_| SettingError::Internal)?;
+    let ip = ctx.req.peer.to_string();
+    ctx.app
+        .audit
+        .record(
+            "setting_changed",
+            &user.id,
+            &ip,
+            json!({"enabled": enabled, "method": method_str(method), "was_enabled": before.0, "was_method": method_str(before.1)}),
+        )
+        .await;
+    ctx.app
+        .revoke_everything(&user.id, "setting_changed", &ip)
+        .await;
+    let label = match method {
+        TwoStepMethod::Sms => ctx.t.method_sms,
+        TwoStepMethod::Email => ctx.t.method_email,
+        TwoStepMethod::App => ctx.t.method_app,
+    };
+    login::notify_user(ctx.app, user, ctx.lang, |lang, site| {
+        notify::messages::two_step_changed(lang, enabled, label, site)
+    });
+    let (token, _) = ctx
+        .app
+        .sessions
+        .create(
+            crate::session::NewSession {
+                user_id: &user.id,
+                two_step: false,
+                methods: "password".to_owned(),
+                device_id: None,
+                ip: &ip,
+                user_agent: &ctx.req.user_agent(),
+            },
+            ctx.now(),
+        )
+        .await
+        .map_err(|_| SettingError::Internal)?;
+    Ok(Some(token))
+}

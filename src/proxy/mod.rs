@@ -1,0 +1,586 @@
+//! The pingora shell around the gateway, one phase per method, each a few lines that
+//! delegate. Read top to bottom to follow a request:
+//!
+//! `request_filter` (canonical path → portal, or route + decision) → `upstream_peer` →
+//! `upstream_request_filter` (header hygiene, identity) → `response_filter` → `logging`.
+
+pub mod gate;
+pub mod path;
+pub mod respond;
+pub mod route;
+pub mod upstream;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{ErrorSource, ErrorType};
+
+use crate::app::App;
+use crate::config::{Policy, SecondStep};
+use crate::metrics;
+use crate::portal;
+use crate::portal::http::Response;
+use crate::session::cookie;
+use gate::{Caller, Decision, Identity};
+
+/// Largest request body the portal reads.
+const PORTAL_BODY_LIMIT: usize = 64 * 1024;
+
+/// The gateway: what pingora calls for every request.
+pub struct Gateway {
+    pub app: Arc<App>,
+    /// Normalised identity header names (lower-case, `-`), removed from every request.
+    identity_headers: Vec<String>,
+}
+
+impl Gateway {
+    pub fn new(app: Arc<App>) -> Self {
+        let h = &app.cfg.identity_headers;
+        let identity_headers = [&h.user, &h.name, &h.email, &h.groups]
+            .iter()
+            .map(|n| upstream::normal(n))
+            .collect();
+        Self {
+            app,
+            identity_headers,
+        }
+    }
+}
+
+/// What one request carries from phase to phase.
+pub struct Ctx {
+    started: Instant,
+    route: Option<usize>,
+    /// Canonical `path?query` forwarded upstream.
+    target: Option<String>,
+    identity: Option<Identity>,
+    client: Option<IpAddr>,
+    tls: bool,
+    upgrade: bool,
+    /// The gateway checked an `Authorization: Basic` header; it is not forwarded.
+    used_basic: bool,
+    /// What the gateway itself answered (for the access log).
+    answered: Option<u16>,
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            started: Instant::now(),
+            route: None,
+            target: None,
+            identity: None,
+            client: None,
+            tls: false,
+            upgrade: false,
+            used_basic: false,
+            answered: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let resp = self.decide(session, ctx).await?;
+        match resp {
+            None => Ok(false),
+            Some(resp) => {
+                ctx.answered = Some(resp.status);
+                let head = session.req_header().method == http::Method::HEAD;
+                respond::write(session, resp, head).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let up = ctx
+            .route
+            .and_then(|i| self.app.routes.upstream(i))
+            .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(502), "route has no upstream"))?;
+        let mut peer = HttpPeer::new(up.addr, up.tls, up.sni.clone());
+        peer.options.connection_timeout = Some(std::time::Duration::from_secs(5));
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        self.clean_request(session, req, ctx)
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        self.clean_response(resp, ctx)
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        _ctx: &mut Ctx,
+        e: Box<Error>,
+    ) -> Box<Error> {
+        e
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let code = match e.etype() {
+            ErrorType::HTTPStatus(code) => *code,
+            _ => match e.esource() {
+                ErrorSource::Upstream => 502,
+                ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    _ => 400,
+                },
+                ErrorSource::Internal | ErrorSource::Unset => 500,
+            },
+        };
+        if code > 0 && session.response_written().is_none() {
+            ctx.answered = Some(code);
+            let resp = portal::gateway_error(&self.app, session.req_header(), code);
+            if let Err(err) = respond::write(session, resp, false).await {
+                tracing::debug!(error = %err, "could not send the error page");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        let status = session
+            .response_written()
+            .map_or(ctx.answered.unwrap_or(0), |r| r.status.as_u16());
+        let route = ctx
+            .route
+            .and_then(|i| self.app.routes.get(i))
+            .map_or("-", |r| r.name.as_str());
+        let elapsed = ctx.started.elapsed();
+        metrics::request(route, status, elapsed);
+        let path = ctx.target.as_deref().unwrap_or("-");
+        let path = path.split('?').next().unwrap_or("-");
+        tracing::info!(
+            target: "access",
+            method = %session.req_header().method,
+            path,
+            status,
+            route,
+            user = ctx.identity.as_ref().map_or("-", |i| i.user.as_str()),
+            client = %ctx.client.map_or_else(|| "-".to_owned(), |c| c.to_string()),
+            micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            error = e.map(|e| e.etype().as_str()),
+        );
+    }
+}
+
+impl Gateway {
+    /// The whole decision for a request. `Some(response)` when the gateway answers itself.
+    async fn decide(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Option<Response>> {
+        let app = &self.app;
+        ctx.tls = session
+            .digest()
+            .and_then(|d| d.ssl_digest.as_ref())
+            .is_some();
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map_or(IpAddr::from([127, 0, 0, 1]), |a| a.ip());
+        let req = session.req_header();
+        let xff = req
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok());
+        let client = upstream::client_ip(peer, xff, &app.cfg.trusted_proxies);
+        ctx.client = Some(client);
+        if let Some(reason) = ambiguous_framing(&req.headers) {
+            return Ok(Some(Response::new(
+                400,
+                "text/plain; charset=utf-8",
+                reason,
+            )));
+        }
+        let canonical = match path::canonicalize_parts(req.uri.path(), req.uri.query()) {
+            Ok(c) => c,
+            Err(e) => {
+                return Ok(Some(Response::new(
+                    400,
+                    "text/plain; charset=utf-8",
+                    format!("bad request: {e}\n"),
+                )));
+            }
+        };
+        let host = req
+            .headers
+            .get("host")
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| req.uri.host())
+            .map(route::host_of)
+            .unwrap_or_default();
+        ctx.upgrade = session.is_upgrade_req();
+        ctx.target = Some(canonical.to_target());
+        let prefix = app.cfg.portal.path_prefix.as_str();
+        if let Some(rest) = canonical
+            .path
+            .strip_prefix(prefix)
+            .filter(|r| r.is_empty() || r.starts_with('/'))
+        {
+            let rest = if rest.is_empty() { "/" } else { rest };
+            return self
+                .portal(
+                    session,
+                    ctx,
+                    rest.to_owned(),
+                    canonical.query.clone(),
+                    host,
+                    client,
+                )
+                .await
+                .map(Some);
+        }
+        ctx.route = app.routes.find(&host, &canonical.path);
+        let route = ctx.route.and_then(|i| app.routes.get(i));
+        let caller = match route {
+            Some(r) if matches!(r.policy, Policy::Login | Policy::TwoFactor) => {
+                self.caller(session, ctx, r, client).await
+            }
+            _ => CallerState::None,
+        };
+        let decision = match &caller {
+            CallerState::Known(user, two_step) => gate::decide(
+                route,
+                Some(Caller {
+                    user,
+                    two_step: *two_step,
+                }),
+            ),
+            CallerState::BadBasic => return Ok(Some(basic_challenge())),
+            CallerState::Throttled(s) => {
+                return Ok(Some(
+                    Response::json_error(
+                        429,
+                        "too_many_attempts",
+                        "too many failed attempts; try later",
+                    )
+                    .with("retry-after", s.to_string()),
+                ));
+            }
+            CallerState::None => gate::decide(route, None),
+        };
+        let req = session.req_header();
+        Ok(match decision {
+            Decision::Allow(identity) => {
+                ctx.identity = identity;
+                None
+            }
+            Decision::Login { .. }
+                if route.is_some_and(|r| r.accept.basic && !r.accept.session) =>
+            {
+                Some(basic_challenge())
+            }
+            Decision::Login { step_up } => {
+                let accept = req.headers.get("accept").and_then(|v| v.to_str().ok());
+                if gate::is_browser(accept) {
+                    let rd = portal::redirect::encode_rd(&canonical.to_target());
+                    let extra = if step_up { "&step_up=1" } else { "" };
+                    Some(
+                        Response::redirect(302, &format!("{prefix}/login?rd={rd}{extra}"))
+                            .with("cache-control", "no-store"),
+                    )
+                } else {
+                    Some(
+                        Response::json_error(401, "unauthenticated", "log in first").with(
+                            "www-authenticate",
+                            format!("Cookie realm=\"nidan\", login=\"{prefix}/login\""),
+                        ),
+                    )
+                }
+            }
+            Decision::Deny => Some(portal::gateway_error(app, req, 403)),
+            Decision::NoRoute => Some(portal::gateway_error(app, req, 404)),
+        })
+    }
+
+    /// Who is calling a protected route: a session cookie, or HTTP Basic where accepted.
+    async fn caller(
+        &self,
+        session: &Session,
+        ctx: &mut Ctx,
+        route: &crate::config::Route,
+        client: IpAddr,
+    ) -> CallerState {
+        let app = &self.app;
+        let now = crate::time::now();
+        let headers = &session.req_header().headers;
+        if route.accept.session {
+            let name = cookie::name(&app.cfg.session.cookie_name, ctx.tls);
+            if let Some(token) = cookie::get(headers, &name)
+                && let Some(live) = app.sessions.check(&token, now).await
+                && let Some(user) = app.active_user(&live.record.user_id)
+            {
+                let two = live.record.two_step || route.second_step == SecondStep::Exempt;
+                return CallerState::Known(user, two);
+            }
+        }
+        if route.accept.basic
+            && let Some((id, password)) = basic_credentials(headers)
+        {
+            ctx.used_basic = true;
+            return self.basic(route, &id, &password, client).await;
+        }
+        CallerState::None
+    }
+
+    /// HTTP Basic: allowed only where the password alone is enough (the route exempts the
+    /// second step, or the user has none and the route does not demand it).
+    async fn basic(
+        &self,
+        route: &crate::config::Route,
+        id: &str,
+        password: &str,
+        client: IpAddr,
+    ) -> CallerState {
+        let app = &self.app;
+        if password.len() > crate::login::password::MAX_PASSWORD_BYTES
+            || crate::login::valid_id(id).is_none()
+        {
+            return CallerState::BadBasic;
+        }
+        let key = crate::secret::digest(&[id.as_bytes(), password.as_bytes()]);
+        let user = app.active_user(id);
+        if let (Some(cached), Some(u)) = (app.basic_cache.get(&key).await, &user)
+            && cached == u.id
+        {
+            return self.basic_allowed(route, u.clone()).await;
+        }
+        let now = crate::time::now();
+        let attempt = match app.failures.begin(id, now).await {
+            Ok(a) => a,
+            Err(wait) => return CallerState::Throttled(wait),
+        };
+        let ok = app
+            .hasher
+            .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
+            .await
+            .unwrap_or(false);
+        let ip = client.to_string();
+        match user {
+            Some(u) if ok => {
+                app.failures.succeeded(attempt).await;
+                app.basic_cache.insert(key, u.id.clone()).await;
+                app.audit
+                    .record(
+                        "basic_auth_succeeded",
+                        &u.id,
+                        &ip,
+                        serde_json::json!({"route": route.name}),
+                    )
+                    .await;
+                self.basic_allowed(route, u).await
+            }
+            _ => {
+                app.failures.failed(attempt, now).await;
+                app.audit
+                    .record("login_failed", id, &ip, serde_json::json!({"reason": "wrong_password", "via": "basic", "route": route.name}))
+                    .await;
+                CallerState::BadBasic
+            }
+        }
+    }
+
+    async fn basic_allowed(
+        &self,
+        route: &crate::config::Route,
+        user: Arc<crate::users::User>,
+    ) -> CallerState {
+        if route.second_step == SecondStep::Exempt {
+            return CallerState::Known(user, true);
+        }
+        let (enabled, _) = self.app.two_step_of(&user).await;
+        if route.policy == Policy::Login && !enabled {
+            CallerState::Known(user, false)
+        } else {
+            // The password alone is not enough for this user here.
+            CallerState::BadBasic
+        }
+    }
+
+    async fn portal(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        path: String,
+        query: Option<String>,
+        host: String,
+        client: IpAddr,
+    ) -> Result<Response> {
+        let body = match respond::read_body(session, PORTAL_BODY_LIMIT).await? {
+            Some(b) => b,
+            None => {
+                return Ok(Response::json_error(
+                    413,
+                    "too_large",
+                    "the request body is too large",
+                ));
+            }
+        };
+        let req = session.req_header();
+        let preq = portal::http::Request {
+            method: req.method.clone(),
+            path,
+            query,
+            headers: req.headers.clone(),
+            body,
+            peer: client,
+            tls: ctx.tls,
+            host,
+        };
+        Ok(portal::handle(&self.app, &preq).await)
+    }
+
+    fn clean_request(
+        &self,
+        session: &Session,
+        req: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let app = &self.app;
+        for name in upstream::request_removals(&req.headers, &self.identity_headers, ctx.upgrade) {
+            req.remove_header(&name);
+        }
+        if ctx.used_basic {
+            req.remove_header("authorization");
+        }
+        let gateway = gateway_cookies(app);
+        let kept = cookie::without(&session.req_header().headers, &gateway);
+        req.remove_header("cookie");
+        if let Some(c) = kept {
+            req.insert_header("cookie", c)?;
+        }
+        if let Some(target) = &ctx.target {
+            let uri = target
+                .parse::<http::Uri>()
+                .map_err(|_| Error::explain(ErrorType::HTTPStatus(400), "bad target"))?;
+            req.set_uri(uri);
+        }
+        if let Some(id) = &ctx.identity {
+            let h = &app.cfg.identity_headers;
+            req.insert_header(h.user.clone(), id.user.as_str())?;
+            req.insert_header(h.name.clone(), header_safe(&id.name))?;
+            req.insert_header(h.email.clone(), id.email.as_str())?;
+            req.insert_header(h.groups.clone(), id.groups.as_str())?;
+        }
+        if let Some(client) = ctx.client {
+            req.insert_header("x-forwarded-for", client.to_string())?;
+        }
+        req.insert_header("x-forwarded-proto", if ctx.tls { "https" } else { "http" })?;
+        if let Some(host) = session.req_header().headers.get("host").cloned() {
+            req.insert_header("x-forwarded-host", host)?;
+        }
+        Ok(())
+    }
+
+    fn clean_response(&self, resp: &mut ResponseHeader, ctx: &Ctx) -> Result<()> {
+        let upgrade = ctx.upgrade && resp.status.as_u16() == 101;
+        for name in upstream::response_removals(&resp.headers, upgrade) {
+            resp.remove_header(&name);
+        }
+        let gateway = gateway_cookies(&self.app);
+        let cookies: Vec<http::HeaderValue> =
+            resp.headers.get_all("set-cookie").iter().cloned().collect();
+        if cookies
+            .iter()
+            .any(|c| upstream::sets_gateway_cookie(c.to_str().unwrap_or(""), &gateway))
+        {
+            resp.remove_header("set-cookie");
+            for c in cookies {
+                if !upstream::sets_gateway_cookie(c.to_str().unwrap_or(""), &gateway) {
+                    resp.append_header("set-cookie", c)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+enum CallerState {
+    None,
+    Known(Arc<crate::users::User>, bool),
+    BadBasic,
+    Throttled(u64),
+}
+
+fn gateway_cookies(app: &App) -> [&str; 4] {
+    [
+        app.cfg.session.cookie_name.as_str(),
+        app.cfg.trusted_devices.cookie_name.as_str(),
+        portal::CSRF_COOKIE,
+        portal::LANG_COOKIE,
+    ]
+}
+
+fn basic_challenge() -> Response {
+    Response::json_error(401, "unauthenticated", "valid credentials are required").with(
+        "www-authenticate",
+        "Basic realm=\"nidan\", charset=\"UTF-8\"",
+    )
+}
+
+/// `Authorization: Basic` credentials, if well formed.
+fn basic_credentials(headers: &http::HeaderMap) -> Option<(String, String)> {
+    let value = headers.get("authorization")?.to_str().ok()?;
+    let (scheme, b64) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = STANDARD.decode(b64.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (id, pw) = text.split_once(':')?;
+    Some((id.to_owned(), pw.to_owned()))
+}
+
+/// Header values must be visible ASCII: anything else is percent-encoded (UTF-8).
+fn header_safe(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        if c == ' ' || c.is_ascii_graphic() {
+            out.push(c);
+        } else {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    out
+}
+
+/// Requests whose length is ambiguous are refused before anything else (SECURITY 29).
+fn ambiguous_framing(headers: &http::HeaderMap) -> Option<&'static str> {
+    let lengths: Vec<&http::HeaderValue> = headers.get_all("content-length").iter().collect();
+    let te = headers.contains_key("transfer-encoding");
+    if te && !lengths.is_empty() {
+        return Some("bad request: both Content-Length and Transfer-Encoding\n");
+    }
+    if lengths.len() > 1 || lengths.iter().any(|v| v.as_bytes().contains(&b',')) {
+        return Some("bad request: repeated Content-Length\n");
+    }
+    None
+}

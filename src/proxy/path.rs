@@ -1,0 +1,605 @@
+//! Request-target canonicalisation: the single place where the path used for route
+//! matching (and forwarded to the backend) is derived from what the client sent
+//! (SECURITY.md items 25 and 26).
+//!
+//! Ambiguous encodings are refused instead of guessed at, because a gateway and a
+//! backend that disagree about what a path means is exactly how auth bypasses happen
+//! (Authelia CVE-2021-32637, Pomerium CVE-2023-33189, Envoy CVE-2019-9901).
+
+use std::fmt;
+
+/// Longest request target (path plus query) we accept, in bytes.
+pub const MAX_TARGET_LEN: usize = 8 * 1024;
+
+/// A canonical request target: `path` is what routes match on and what is forwarded;
+/// `query` is passed through byte-for-byte and never used for routing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Canonical {
+    pub path: String,
+    pub query: Option<String>,
+}
+
+impl Canonical {
+    /// Path plus `?query` when there is one, ready to forward upstream.
+    pub fn to_target(&self) -> String {
+        match &self.query {
+            Some(q) => format!("{}?{}", self.path, q),
+            None => self.path.clone(),
+        }
+    }
+}
+
+/// Why a request target was refused. Every variant should be answered with 400.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    NotOriginForm,
+    BadEncoding,
+    EncodedSlash,
+    NulOrControl,
+    Backslash,
+    Semicolon,
+    EscapesRoot,
+    TooLong,
+}
+
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PathError::NotOriginForm => "the request target is not a path starting with /",
+            PathError::BadEncoding => "the path contains a malformed percent-escape",
+            PathError::EncodedSlash => {
+                "the path contains an encoded slash or backslash (%2F or %5C)"
+            }
+            PathError::NulOrControl => "the path contains a NUL or control character",
+            PathError::Backslash => "the path contains a backslash",
+            PathError::Semicolon => "the path contains a semicolon (path parameter)",
+            PathError::EscapesRoot => "the path climbs above the root with ..",
+            PathError::TooLong => "the request target is too long",
+        })
+    }
+}
+
+impl std::error::Error for PathError {}
+
+/// Canonicalises a full origin-form request target (`/a/b?x=1#frag`): the fragment is
+/// dropped, the query is kept untouched and the path is canonicalised.
+pub fn canonicalize(target: &str) -> Result<Canonical, PathError> {
+    if target.len() > MAX_TARGET_LEN {
+        return Err(PathError::TooLong);
+    }
+    // The fragment starts at the first '#', even inside the query (RFC 3986 3.5).
+    let without_fragment = match target.split_once('#') {
+        Some((before, _)) => before,
+        None => target,
+    };
+    match without_fragment.split_once('?') {
+        Some((path, query)) => canonicalize_parts(path, Some(query)),
+        None => canonicalize_parts(without_fragment, None),
+    }
+}
+
+/// Canonicalises a path and query that were already split apart (as pingora's
+/// `uri.path()` / `uri.query()` give them).
+pub fn canonicalize_parts(path: &str, query: Option<&str>) -> Result<Canonical, PathError> {
+    let total = path.len() + query.map_or(0, |q| q.len() + 1);
+    if total > MAX_TARGET_LEN {
+        return Err(PathError::TooLong);
+    }
+    if !path.starts_with('/') {
+        return Err(PathError::NotOriginForm);
+    }
+    let decoded = normalise_bytes(path.as_bytes())?;
+    let path = remove_dot_segments(&decoded)?;
+    // Encoding non-ASCII bytes can triple the length; keep the bound on the output too.
+    if path.len() + query.map_or(0, |q| q.len() + 1) > MAX_TARGET_LEN {
+        return Err(PathError::TooLong);
+    }
+    Ok(Canonical {
+        path,
+        query: query.map(str::to_owned),
+    })
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn is_control(b: u8) -> bool {
+    b < 0x20 || b == 0x7f
+}
+
+/// Characters that may appear raw in a canonical path segment (RFC 3986 `pchar` minus
+/// `;`, which we refuse, and minus `%`, which is handled separately). Everything else
+/// is percent-encoded on output.
+fn is_raw_path_char(b: u8) -> bool {
+    is_unreserved(b)
+        || matches!(
+            b,
+            b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b'=' | b':' | b'@'
+        )
+}
+
+fn hex_val(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+
+fn push_escaped(out: &mut String, b: u8) {
+    out.push('%');
+    out.push(char::from(HEX_UPPER[usize::from(b >> 4)]));
+    out.push(char::from(HEX_UPPER[usize::from(b & 0x0f)]));
+}
+
+/// One decoding pass: `%XX` of an unreserved char is decoded, other escapes are kept
+/// with upper-case hex, dangerous bytes are refused, anything else outside the raw set
+/// is escaped. The result is pure ASCII and contains no '%' that could decode to
+/// something structural, so a second pass changes nothing (idempotence).
+fn normalise_bytes(input: &[u8]) -> Result<String, PathError> {
+    let mut out = String::with_capacity(input.len());
+    let mut i = 0;
+    while let Some(&b) = input.get(i) {
+        if b == b'%' {
+            let hi = input.get(i + 1).copied().and_then(hex_val);
+            let lo = input.get(i + 2).copied().and_then(hex_val);
+            let (Some(hi), Some(lo)) = (hi, lo) else {
+                return Err(PathError::BadEncoding);
+            };
+            let v = (hi << 4) | lo;
+            if v == b'/' || v == b'\\' {
+                return Err(PathError::EncodedSlash);
+            }
+            if is_control(v) {
+                return Err(PathError::NulOrControl);
+            }
+            // Some backends (Tomcat, Spring) decode before stripping path parameters.
+            if v == b';' {
+                return Err(PathError::Semicolon);
+            }
+            if is_unreserved(v) {
+                out.push(char::from(v));
+            } else {
+                push_escaped(&mut out, v);
+            }
+            i += 3;
+            continue;
+        }
+        if is_control(b) {
+            return Err(PathError::NulOrControl);
+        }
+        match b {
+            b'\\' => return Err(PathError::Backslash),
+            b';' => return Err(PathError::Semicolon),
+            // These cannot be part of a path; if a caller hands them over, the split
+            // into path/query/fragment went wrong somewhere and we must not guess.
+            b'?' | b'#' => return Err(PathError::NotOriginForm),
+            b'/' => out.push('/'),
+            _ if is_raw_path_char(b) => out.push(char::from(b)),
+            // Non-ASCII bytes and ASCII outside pchar: encode so the output is ASCII.
+            _ => push_escaped(&mut out, b),
+        }
+        i += 1;
+    }
+    Ok(out)
+}
+
+/// RFC 3986 5.2.4 dot-segment removal plus collapsing of empty segments. A `..` at
+/// the root is an error rather than being clamped: such a request is never legitimate
+/// and clamping would hide a probing attempt from the backend's own checks.
+fn remove_dot_segments(path: &str) -> Result<String, PathError> {
+    // `path` starts with '/', so the first split element is empty; skip it.
+    let mut segments = path.split('/').skip(1).peekable();
+    let mut stack: Vec<&str> = Vec::new();
+    let mut trailing_slash = false;
+    while let Some(seg) = segments.next() {
+        let last = segments.peek().is_none();
+        match seg {
+            "" | "." => {}
+            ".." => {
+                if stack.pop().is_none() {
+                    return Err(PathError::EscapesRoot);
+                }
+            }
+            name => stack.push(name),
+        }
+        // A path ending in '/', '/.' or '/..' names a directory: keep the slash.
+        trailing_slash = last && matches!(seg, "" | "." | "..");
+    }
+    let mut out = String::with_capacity(path.len());
+    for seg in &stack {
+        out.push('/');
+        out.push_str(seg);
+    }
+    if out.is_empty() || trailing_slash {
+        out.push('/');
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    // Test helpers report failures by panicking with the offending input.
+    #![allow(clippy::panic)]
+
+    use super::*;
+
+    fn path_of(t: &str) -> String {
+        match canonicalize(t) {
+            Ok(c) => c.path,
+            Err(e) => panic!("{t:?} was refused: {e}"),
+        }
+    }
+
+    fn err_of(t: &str) -> PathError {
+        match canonicalize(t) {
+            Ok(c) => panic!("{t:?} was accepted as {c:?}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn security_25_list() {
+        assert_eq!(path_of("//admin"), "/admin");
+        assert_eq!(path_of("/./admin"), "/admin");
+        assert_eq!(err_of("/public/..%2fadmin"), PathError::EncodedSlash);
+        assert_eq!(err_of("/public/..%2Fadmin"), PathError::EncodedSlash);
+        assert_eq!(path_of("/public/../admin"), "/admin");
+        assert_eq!(path_of("/%61dmin"), "/admin");
+        assert_eq!(path_of("/%2561dmin"), "/%2561dmin");
+        assert_ne!(path_of("/%2561dmin"), "/admin");
+        assert_eq!(err_of("/admin;x"), PathError::Semicolon);
+        assert_eq!(err_of("/admin%00"), PathError::NulOrControl);
+        assert_eq!(err_of("/admin\\x"), PathError::Backslash);
+        assert_eq!(err_of("\\admin"), PathError::NotOriginForm);
+        assert_eq!(err_of("/%5cadmin"), PathError::EncodedSlash);
+        assert_eq!(err_of("/%5Cadmin"), PathError::EncodedSlash);
+        assert_eq!(err_of("/.."), PathError::EscapesRoot);
+        assert_eq!(err_of("/../admin"), PathError::EscapesRoot);
+        assert_eq!(err_of("/a/../../b"), PathError::EscapesRoot);
+        assert_eq!(err_of("/%2e%2e/admin"), PathError::EscapesRoot);
+    }
+
+    #[test]
+    fn malformed_escapes() {
+        assert_eq!(err_of("/%zz"), PathError::BadEncoding);
+        assert_eq!(err_of("/a%4"), PathError::BadEncoding);
+        assert_eq!(err_of("/a%4/"), PathError::BadEncoding);
+        assert_eq!(err_of("/a%"), PathError::BadEncoding);
+        assert_eq!(err_of("/%g0"), PathError::BadEncoding);
+        assert_eq!(err_of("/%0g"), PathError::BadEncoding);
+        assert_eq!(err_of("/%%41"), PathError::BadEncoding);
+        // Trailing '%' just before the query or fragment.
+        assert_eq!(err_of("/a%?x=1"), PathError::BadEncoding);
+        assert_eq!(err_of("/a%#f"), PathError::BadEncoding);
+    }
+
+    #[test]
+    fn unreserved_escapes_are_decoded_once() {
+        assert_eq!(path_of("/%41%5a%30%2D%2e%5F%7e"), "/AZ0-._~");
+        assert_eq!(path_of("/public/%2e%2e/admin"), "/admin");
+        assert_eq!(path_of("/public/%2E%2E/admin"), "/admin");
+        assert_eq!(path_of("/public/.%2e/admin"), "/admin");
+        assert_eq!(path_of("/%2e/admin"), "/admin");
+        // %25 is '%' and must stay encoded so nothing gets decoded twice.
+        assert_eq!(path_of("/%252e%252e/admin"), "/%252e%252e/admin");
+        assert_eq!(path_of("/%252f"), "/%252f");
+    }
+
+    #[test]
+    fn kept_escapes_are_upper_cased() {
+        assert_eq!(path_of("/a%e3%81%82"), "/a%E3%81%82");
+        assert_eq!(path_of("/a%20b"), "/a%20b");
+        assert_eq!(path_of("/a%3a"), "/a%3A");
+        assert_eq!(path_of("/a%3F"), "/a%3F");
+        assert_eq!(path_of("/a%23"), "/a%23");
+    }
+
+    #[test]
+    fn control_characters() {
+        for b in (0u8..0x20).chain([0x7f]) {
+            let enc = format!("/a%{b:02x}b");
+            assert_eq!(err_of(&enc), PathError::NulOrControl, "{enc}");
+            let enc_upper = format!("/a%{b:02X}b");
+            assert_eq!(err_of(&enc_upper), PathError::NulOrControl, "{enc_upper}");
+            let raw = format!("/a{}b", char::from(b));
+            assert_eq!(err_of(&raw), PathError::NulOrControl, "{raw:?}");
+        }
+        assert_eq!(err_of("/admin%0d%0aX-Injected:1"), PathError::NulOrControl);
+    }
+
+    #[test]
+    fn semicolons_raw_and_encoded() {
+        assert_eq!(err_of("/admin;jsessionid=1"), PathError::Semicolon);
+        assert_eq!(err_of("/public;/../admin"), PathError::Semicolon);
+        assert_eq!(err_of("/admin%3bx"), PathError::Semicolon);
+        assert_eq!(err_of("/admin%3Bx"), PathError::Semicolon);
+        // A semicolon in the query is none of our business.
+        assert_eq!(path_of("/admin?a=1;b=2"), "/admin");
+    }
+
+    #[test]
+    fn slashes_collapse() {
+        assert_eq!(path_of("/a//b"), "/a/b");
+        assert_eq!(path_of("///a///b///"), "/a/b/");
+        assert_eq!(path_of("//"), "/");
+        assert_eq!(path_of("/"), "/");
+        assert_eq!(path_of("//.//a//..//"), "/");
+        assert_eq!(err_of("//./..//.."), PathError::EscapesRoot);
+    }
+
+    #[test]
+    fn dot_segments() {
+        assert_eq!(path_of("/a/b/../c"), "/a/c");
+        assert_eq!(path_of("/a/./b/./c"), "/a/b/c");
+        assert_eq!(path_of("/a/b/.."), "/a/");
+        assert_eq!(path_of("/a/.."), "/");
+        assert_eq!(path_of("/a/../"), "/");
+        assert_eq!(path_of("/a/b/c/../../d"), "/a/d");
+        assert_eq!(path_of("/a/.../b"), "/a/.../b");
+        assert_eq!(path_of("/a/..b/c"), "/a/..b/c");
+        assert_eq!(path_of("/a/.b"), "/a/.b");
+        assert_eq!(err_of("/a/../.."), PathError::EscapesRoot);
+        assert_eq!(err_of("/./.."), PathError::EscapesRoot);
+    }
+
+    #[test]
+    fn trailing_slash_kept() {
+        assert_eq!(path_of("/app/"), "/app/");
+        assert_eq!(path_of("/app"), "/app");
+        assert_eq!(path_of("/app/."), "/app/");
+        assert_eq!(path_of("/app/./"), "/app/");
+        assert_eq!(path_of("/app//"), "/app/");
+    }
+
+    #[test]
+    fn non_ascii_and_odd_ascii_are_encoded() {
+        assert_eq!(path_of("/a\u{3042}"), "/a%E3%81%82");
+        assert_eq!(path_of("/caf\u{e9}"), "/caf%C3%A9");
+        assert_eq!(path_of("/a b"), "/a%20b");
+        assert_eq!(path_of("/a\"<>`{|}^[]"), "/a%22%3C%3E%60%7B%7C%7D%5E%5B%5D");
+        // Both spellings end up the same.
+        assert_eq!(path_of("/a\u{3042}"), path_of("/a%e3%81%82"));
+        assert_eq!(path_of("/!$&'()*+,=:@"), "/!$&'()*+,=:@");
+    }
+
+    #[test]
+    fn query_and_fragment_never_affect_the_path() {
+        let c = canonicalize("/admin?x=/public").ok();
+        assert_eq!(
+            c,
+            Some(Canonical {
+                path: "/admin".into(),
+                query: Some("x=/public".into())
+            })
+        );
+        let c = canonicalize("/public?x=../admin").ok();
+        assert_eq!(
+            c,
+            Some(Canonical {
+                path: "/public".into(),
+                query: Some("x=../admin".into())
+            })
+        );
+        assert_eq!(
+            canonicalize("/a#frag").ok(),
+            Some(Canonical {
+                path: "/a".into(),
+                query: None
+            })
+        );
+        // '#' ends the query too; '?' after '#' is fragment.
+        assert_eq!(
+            canonicalize("/a?x=%zz;\\#frag?y").ok(),
+            Some(Canonical {
+                path: "/a".into(),
+                query: Some("x=%zz;\\".into())
+            })
+        );
+        assert_eq!(
+            canonicalize("/a#?x=1").ok(),
+            Some(Canonical {
+                path: "/a".into(),
+                query: None
+            })
+        );
+        assert_eq!(
+            canonicalize("/a?").ok(),
+            Some(Canonical {
+                path: "/a".into(),
+                query: Some(String::new())
+            })
+        );
+        assert_eq!(path_of("/public#/../admin"), "/public");
+        assert_eq!(path_of("/public?/../../admin"), "/public");
+    }
+
+    #[test]
+    fn to_target_round_trips() {
+        let c = canonicalize("//x/./y?q=%2F#f").ok();
+        assert_eq!(c.map(|c| c.to_target()), Some("/x/y?q=%2F".to_string()));
+    }
+
+    #[test]
+    fn origin_form_only() {
+        assert_eq!(err_of(""), PathError::NotOriginForm);
+        assert_eq!(err_of("admin"), PathError::NotOriginForm);
+        assert_eq!(err_of("*"), PathError::NotOriginForm);
+        assert_eq!(err_of("http://evil.com/admin"), PathError::NotOriginForm);
+        assert_eq!(err_of("?x=1"), PathError::NotOriginForm);
+        assert_eq!(err_of("%2fadmin"), PathError::NotOriginForm);
+    }
+
+    #[test]
+    fn parts_api() {
+        assert_eq!(
+            canonicalize_parts("//a/./b", Some("x=1")).ok(),
+            Some(Canonical {
+                path: "/a/b".into(),
+                query: Some("x=1".into())
+            })
+        );
+        assert_eq!(
+            canonicalize_parts("/a?b", None),
+            Err(PathError::NotOriginForm)
+        );
+        assert_eq!(
+            canonicalize_parts("/a#b", None),
+            Err(PathError::NotOriginForm)
+        );
+        assert_eq!(canonicalize_parts("a", None), Err(PathError::NotOriginForm));
+    }
+
+    #[test]
+    fn length_limits() {
+        let ok = format!("/{}", "a".repeat(MAX_TARGET_LEN - 1));
+        assert_eq!(path_of(&ok).len(), MAX_TARGET_LEN);
+        let long = format!("/{}", "a".repeat(MAX_TARGET_LEN));
+        assert_eq!(err_of(&long), PathError::TooLong);
+        let long_query = format!("/a?{}", "b".repeat(MAX_TARGET_LEN));
+        assert_eq!(err_of(&long_query), PathError::TooLong);
+        assert_eq!(
+            canonicalize_parts("/a", Some(&"b".repeat(MAX_TARGET_LEN))),
+            Err(PathError::TooLong)
+        );
+        // Fits as input, but the escaped output would not.
+        let wide = format!("/{}", "\u{e9}".repeat(MAX_TARGET_LEN / 2 - 1));
+        assert!(wide.len() <= MAX_TARGET_LEN);
+        assert_eq!(err_of(&wide), PathError::TooLong);
+    }
+
+    #[test]
+    fn display_is_short_and_specific() {
+        assert!(PathError::EncodedSlash.to_string().contains("%2F"));
+        let all = [
+            PathError::NotOriginForm,
+            PathError::BadEncoding,
+            PathError::EncodedSlash,
+            PathError::NulOrControl,
+            PathError::Backslash,
+            PathError::Semicolon,
+            PathError::EscapesRoot,
+            PathError::TooLong,
+        ];
+        for e in all {
+            let s = e.to_string();
+            assert!(!s.is_empty() && s.len() < 80, "{s}");
+        }
+    }
+
+    /// Deterministic xorshift so the generated corpus is the same on every run.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            let mut x = self.0;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            self.0 = x;
+            x
+        }
+        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+            let n = u64::try_from(items.len()).unwrap_or(1);
+            let i = usize::try_from(self.next() % n).unwrap_or(0);
+            items[i]
+        }
+    }
+
+    const PIECES: &[&str] = &[
+        "/",
+        "//",
+        "/./",
+        "/../",
+        ".",
+        "..",
+        "a",
+        "admin",
+        "public",
+        "%2e",
+        "%2E",
+        "%2e%2e",
+        "%61",
+        "%41",
+        "%25",
+        "%2561",
+        "%20",
+        "%e3%81%82",
+        "\u{3042}",
+        "%3a",
+        "%3A",
+        "~",
+        "-",
+        "_",
+        "@",
+        ":",
+        "!",
+        "+",
+        "=",
+        " ",
+        "\"",
+        "[",
+        "]",
+        "%7e",
+        "%7E",
+        "%2f",
+        "%5c",
+        ";",
+        "\\",
+        "%00",
+        "%zz",
+        "%4",
+        "%",
+        "?q=1",
+        "#f",
+        "%3b",
+        "%23",
+        "%3f",
+        "...",
+    ];
+
+    #[test]
+    fn idempotent_on_generated_inputs() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut accepted = 0;
+        let mut refused = 0;
+        for _ in 0..2000 {
+            let len = 1 + (rng.next() % 8);
+            let mut target = String::from("/");
+            for _ in 0..len {
+                target.push_str(rng.pick(PIECES));
+            }
+            match canonicalize(&target) {
+                Ok(c) => {
+                    accepted += 1;
+                    let again = canonicalize(&c.path);
+                    assert_eq!(
+                        again.as_ref().map(|a| a.path.as_str()),
+                        Ok(c.path.as_str()),
+                        "not idempotent for {target:?}"
+                    );
+                    // Invariants of a canonical path.
+                    assert!(c.path.starts_with('/'));
+                    assert!(c.path.is_ascii());
+                    assert!(!c.path.contains("//"), "{target:?} -> {}", c.path);
+                    assert!(!c.path.contains(';') && !c.path.contains('\\'));
+                    for seg in c.path.split('/') {
+                        assert!(seg != "." && seg != "..", "{target:?} -> {}", c.path);
+                    }
+                    // Also stable through the split API.
+                    assert_eq!(
+                        canonicalize_parts(&c.path, c.query.as_deref()).ok(),
+                        Some(c.clone())
+                    );
+                }
+                Err(_) => refused += 1,
+            }
+        }
+        // The generator must exercise both outcomes substantially.
+        assert!(accepted > 300, "only {accepted} accepted");
+        assert!(refused > 300, "only {refused} refused");
+    }
+}

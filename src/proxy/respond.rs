@@ -1,0 +1,42 @@
+//! Writing the gateway's own answers (portal pages, redirects, JSON errors, 4xx/5xx pages)
+//! to a pingora session.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::proxy::Session;
+
+use crate::portal::http::Response;
+
+/// Writes a complete response. Requests we answer ourselves never leave a body unread
+/// behind on a kept-alive connection (SECURITY 29): with a body pending, we close.
+pub async fn write(session: &mut Session, resp: Response, head_only: bool) -> Result<()> {
+    let mut header = ResponseHeader::build(resp.status, Some(resp.headers.len() + 2))?;
+    for (name, value) in &resp.headers {
+        header.append_header(*name, value.as_str())?;
+    }
+    header.insert_header("content-length", resp.body.len().to_string())?;
+    if !session.is_body_empty() && !session.is_body_done() {
+        session.set_keepalive(None);
+    }
+    let empty = head_only || resp.body.is_empty();
+    session
+        .write_response_header(Box::new(header), empty)
+        .await?;
+    if !empty {
+        session.write_response_body(Some(resp.body), true).await?;
+    }
+    Ok(())
+}
+
+/// Reads the whole request body, up to `limit` bytes. `None` when it is larger.
+pub async fn read_body(session: &mut Session, limit: usize) -> Result<Option<Bytes>> {
+    let mut buf = bytes::BytesMut::new();
+    while let Some(chunk) = session.read_request_body().await? {
+        if buf.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Some(buf.freeze()))
+}

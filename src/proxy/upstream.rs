@@ -1,0 +1,209 @@
+//! Header hygiene between client and backend: identity headers only from us, gateway
+//! cookies hidden, hop-by-hop headers gone both ways, forwarding headers from the real peer
+//! (SECURITY 20, 24, 26, 27).
+
+use std::net::IpAddr;
+
+use http::HeaderMap;
+use ipnet::IpNet;
+
+/// Headers a client must never get to a backend, besides the configured identity headers:
+/// forwarding information is ours to set, and rewrite hints must not steer backends.
+const CLIENT_FORBIDDEN: &[&str] = &[
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-uri",
+    "x-forwarded-prefix",
+    "x-forwarded-method",
+    "x-original-url",
+    "x-original-uri",
+    "x-rewrite-url",
+    "x-real-ip",
+    "forwarded",
+];
+
+/// Hop-by-hop headers (RFC 9110 7.6.1) other than the framing ones pingora manages.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// A header name compared the way backends may read it: lower-case, `_` as `-`.
+pub fn normal(name: &str) -> String {
+    name.to_ascii_lowercase().replace('_', "-")
+}
+
+/// Names to remove from a request before it goes upstream. `identity` holds the normalised
+/// identity header names. Upgrade requests keep `Connection: upgrade` and `Upgrade`.
+pub fn request_removals(headers: &HeaderMap, identity: &[String], upgrade: bool) -> Vec<String> {
+    let listed = connection_listed(headers);
+    let mut out = Vec::new();
+    for name in headers.keys() {
+        let n = normal(name.as_str());
+        let hop = HOP_BY_HOP.contains(&name.as_str()) || listed.iter().any(|l| *l == name.as_str());
+        let keep_for_upgrade = upgrade && matches!(name.as_str(), "connection" | "upgrade");
+        if identity.contains(&n)
+            || CLIENT_FORBIDDEN.contains(&n.as_str())
+            || (hop && !keep_for_upgrade)
+        {
+            out.push(name.as_str().to_owned());
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Names to remove from a backend's response on its way to the client.
+pub fn response_removals(headers: &HeaderMap, upgrade: bool) -> Vec<String> {
+    let listed = connection_listed(headers);
+    let mut out: Vec<String> = headers
+        .keys()
+        .filter(|name| {
+            let n = name.as_str();
+            let hop = HOP_BY_HOP.contains(&n) || listed.iter().any(|l| l == n);
+            hop && !(upgrade && matches!(n, "connection" | "upgrade"))
+        })
+        .map(|n| n.as_str().to_owned())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Header names a `Connection` header lists (lower-case).
+fn connection_listed(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all("connection")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty() && s != "upgrade" && s != "close" && s != "keep-alive")
+        .collect()
+}
+
+/// Is this `Set-Cookie` value for one of the gateway's cookies?
+pub fn sets_gateway_cookie(set_cookie: &str, gateway: &[&str]) -> bool {
+    let name = set_cookie.split(['=', ';']).next().unwrap_or("").trim();
+    let bare = name
+        .strip_prefix("__Host-")
+        .or_else(|| name.strip_prefix("__Secure-"))
+        .unwrap_or(name);
+    gateway.iter().any(|g| g.eq_ignore_ascii_case(bare))
+}
+
+/// The client's address: the TCP peer, unless the peer is a trusted proxy, in which case
+/// `X-Forwarded-For` is walked from the right past trusted proxies (SECURITY 8).
+pub fn client_ip(peer: IpAddr, xff: Option<&str>, trusted: &[IpNet]) -> IpAddr {
+    if !trusted.iter().any(|n| n.contains(&peer)) {
+        return peer;
+    }
+    let Some(xff) = xff else {
+        return peer;
+    };
+    let mut client = peer;
+    for hop in xff.rsplit(',') {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) => {
+                client = ip;
+                if !trusted.iter().any(|n| n.contains(&ip)) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    client
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn identity_spoofs_are_removed_in_every_spelling() {
+        let identity = vec![normal("Remote-User"), normal("Remote-Groups")];
+        let h = headers(&[
+            ("Remote-User", "admin"),
+            ("remote_user", "admin"),
+            ("REMOTE-GROUPS", "admins"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("X-Original-URL", "/admin"),
+            ("accept", "*/*"),
+        ]);
+        let r = request_removals(&h, &identity, false);
+        assert_eq!(
+            r,
+            vec![
+                "remote-groups",
+                "remote-user",
+                "remote_user",
+                "x-forwarded-for",
+                "x-original-url"
+            ]
+        );
+    }
+
+    #[test]
+    fn connection_cannot_remove_our_headers_but_its_list_goes() {
+        let h = headers(&[
+            ("connection", "keep-alive, x-secret, remote-user"),
+            ("x-secret", "1"),
+            ("te", "trailers"),
+        ]);
+        let r = request_removals(&h, &[normal("Remote-User")], false);
+        assert!(
+            r.contains(&"connection".to_owned())
+                && r.contains(&"x-secret".to_owned())
+                && r.contains(&"te".to_owned())
+        );
+        let up = headers(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        assert!(request_removals(&up, &[], true).is_empty());
+        assert_eq!(
+            request_removals(&up, &[], false),
+            vec!["connection", "upgrade"]
+        );
+    }
+
+    #[test]
+    fn gateway_cookies_cannot_be_set_by_backends() {
+        let gw = ["nidan_session", "nidan_device"];
+        assert!(sets_gateway_cookie("nidan_session=x; Path=/", &gw));
+        assert!(sets_gateway_cookie("__Host-nidan_device=x", &gw));
+        assert!(!sets_gateway_cookie("app=1", &gw));
+    }
+
+    #[test]
+    fn forwarded_for_only_from_trusted_proxies() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let peer: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(client_ip(peer, Some("1.2.3.4"), &trusted), peer);
+        let proxy: IpAddr = "10.0.0.5".parse().unwrap();
+        assert_eq!(
+            client_ip(proxy, Some("6.6.6.6, 1.2.3.4, 10.0.0.9"), &trusted),
+            "1.2.3.4".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(client_ip(proxy, Some("garbage"), &trusted), proxy);
+    }
+}

@@ -1,0 +1,85 @@
+//! Turning a validated configuration into a running pingora server: the gateway service on
+//! its listeners, the admin service, and the background runtime for chores.
+
+use std::sync::Arc;
+
+use pingora::server::Server;
+use pingora::server::configuration::ServerConf;
+use pingora::services::listening::Service;
+
+use crate::admin::Admin;
+use crate::app::{App, StartError};
+use crate::config::Config;
+use crate::proxy::Gateway;
+
+/// Builds everything and serves until a signal stops the process. Never returns on success.
+pub fn run(cfg: Config, banner: Option<String>) -> Result<(), StartError> {
+    pingora::tls::install_default_crypto_provider();
+    let background = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("nidan-bg")
+        .enable_all()
+        .build()
+        .map_err(|e| StartError::Store(crate::store::StoreError::Db(sqlx::Error::Io(e))))?;
+    let app = background.block_on(App::build(cfg))?;
+    {
+        let _guard = background.enter();
+        app.spawn_background();
+    }
+    let server = build(app.clone());
+    if !app.cfg.server.listen.iter().any(|a| a.ip().is_loopback()) || app.cfg.server.tls.is_none() {
+        tracing::info!(
+            "cookies over plain HTTP drop Secure and the __Host- prefix; serve over TLS in production"
+        );
+    }
+    for addr in &app.cfg.server.listen {
+        tracing::info!("nidan listening on http://{addr}");
+    }
+    if let Some(tls) = &app.cfg.server.tls {
+        for addr in &tls.listen {
+            tracing::info!("nidan listening on https://{addr}");
+        }
+    }
+    if let Some(text) = banner {
+        println!("{text}");
+    }
+    // `background` must outlive the server: run_forever never returns.
+    let _keep = background;
+    server.run_forever();
+}
+
+fn build(app: Arc<App>) -> Server {
+    let cfg = app.cfg.clone();
+    let grace = cfg.server.grace_period.as_secs();
+    let conf = ServerConf {
+        threads: cfg.server.threads.max(1),
+        grace_period_seconds: Some(grace),
+        graceful_shutdown_timeout_seconds: Some(grace.max(1)),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let mut proxy =
+        pingora::proxy::http_proxy_service(&server.configuration, Gateway::new(app.clone()));
+    for addr in &cfg.server.listen {
+        proxy.add_tcp(&addr.to_string());
+    }
+    if let Some(tls) = &cfg.server.tls {
+        for addr in &tls.listen {
+            let cert = tls.cert.to_string_lossy();
+            let key = tls.key.to_string_lossy();
+            if let Err(e) = proxy.add_tls(&addr.to_string(), &cert, &key) {
+                tracing::error!(error = %e, "the TLS listener could not be set up");
+            }
+        }
+    }
+    server.add_service(proxy);
+
+    if let Some(addr) = cfg.server.admin_listen {
+        let mut admin = Service::new("nidan admin".to_owned(), Admin { app });
+        admin.add_tcp(&addr.to_string());
+        server.add_service(admin);
+    }
+    server
+}

@@ -1,0 +1,127 @@
+//! The gateway's cookies: one constructor with safe defaults and a removal that matches it,
+//! reading a named cookie from the request, and hiding gateway cookies from backends.
+
+use cookie::{Cookie, SameSite};
+use http::HeaderMap;
+use http::header::COOKIE;
+
+/// The name a cookie goes by: `__Host-` prefixed over TLS (SECURITY 19).
+pub fn name(base: &str, tls: bool) -> String {
+    if tls {
+        format!("__Host-{base}")
+    } else {
+        base.to_owned()
+    }
+}
+
+/// A `Set-Cookie` value: Path=/, HttpOnly, SameSite=Lax, Secure over TLS; session cookie
+/// (no Max-Age) unless `max_age` is given.
+pub fn set(name: &str, value: &str, tls: bool, max_age: Option<i64>) -> String {
+    let mut c = Cookie::build((name.to_owned(), value.to_owned()))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(tls);
+    if let Some(secs) = max_age {
+        c = c.max_age(cookie::time::Duration::seconds(secs));
+    }
+    c.build().to_string()
+}
+
+/// A `Set-Cookie` value that deletes what `set` made.
+pub fn remove(name: &str, tls: bool) -> String {
+    Cookie::build((name.to_owned(), ""))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(tls)
+        .max_age(cookie::time::Duration::ZERO)
+        .build()
+        .to_string()
+}
+
+/// The value of cookie `name`. A cookie sent twice, or unparsable, counts as absent: the
+/// caller then asks for a login (fails closed, SECURITY 28).
+pub fn get(headers: &HeaderMap, name: &str) -> Option<String> {
+    let mut found: Option<String> = None;
+    for value in headers.get_all(COOKIE) {
+        let Ok(text) = value.to_str() else {
+            continue;
+        };
+        for c in Cookie::split_parse(text).flatten() {
+            if c.name() == name {
+                if found.is_some() {
+                    return None;
+                }
+                found = Some(c.value().to_owned());
+            }
+        }
+    }
+    found.filter(|v| !v.is_empty())
+}
+
+/// The `Cookie` header for the backend: every pair except those named in `hidden`
+/// (with or without the `__Host-` prefix). `None` when nothing is left.
+pub fn without(headers: &HeaderMap, hidden: &[&str]) -> Option<String> {
+    let mut kept = Vec::new();
+    for value in headers.get_all(COOKIE) {
+        let Ok(text) = value.to_str() else {
+            continue;
+        };
+        for pair in text.split(';') {
+            let pair = pair.trim();
+            if pair.is_empty() {
+                continue;
+            }
+            let key = pair.split('=').next().unwrap_or("").trim();
+            let bare = key.strip_prefix("__Host-").unwrap_or(key);
+            if !hidden.contains(&bare) {
+                kept.push(pair);
+            }
+        }
+    }
+    (!kept.is_empty()).then(|| kept.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(COOKIE, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn set_has_safe_defaults() {
+        let s = set("__Host-nidan_session", "abc", true, None);
+        assert!(s.contains("HttpOnly") && s.contains("Secure") && s.contains("SameSite=Lax"));
+        assert!(s.contains("Path=/") && !s.contains("Max-Age"));
+        let r = remove("nidan_session", false);
+        assert!(r.contains("Max-Age=0") && !r.contains("Secure"));
+    }
+
+    #[test]
+    fn get_fails_closed_on_duplicates() {
+        assert_eq!(get(&headers(&["a=1; s=x"]), "s").as_deref(), Some("x"));
+        assert_eq!(get(&headers(&["s=x", "s=y"]), "s"), None);
+        assert_eq!(get(&headers(&["s="]), "s"), None);
+    }
+
+    #[test]
+    fn without_hides_gateway_cookies() {
+        let h = headers(&["app=1; nidan_session=x; __Host-nidan_device=y", "other=2"]);
+        assert_eq!(
+            without(&h, &["nidan_session", "nidan_device"]).as_deref(),
+            Some("app=1; other=2")
+        );
+        assert_eq!(
+            without(&headers(&["nidan_session=x"]), &["nidan_session"]),
+            None
+        );
+    }
+}

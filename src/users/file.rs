@@ -1,0 +1,400 @@
+//! The users file: a YAML list of accounts, parsed and checked (password hashes are only
+//! checked for shape here, never verified).
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::config::ConfigErrors;
+use crate::config::TwoStepMethod;
+use crate::config::load::{Errors, parse_yaml, read_file};
+
+/// Whether the phone number on file still reaches the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PhoneStatus {
+    /// In use: codes may be sent to it.
+    Active,
+    /// The user kept the number through a contract change.
+    Kept,
+    /// The number no longer belongs to the user: never send to it.
+    Gone,
+}
+
+/// One account from the users file.
+#[derive(Debug, Clone)]
+pub struct UserEntry {
+    pub id: String,
+    /// PHC string, `$argon2id$...`.
+    pub password_hash: String,
+    /// Display name (defaults to the ID).
+    pub name: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub phone_status: PhoneStatus,
+    pub groups: Vec<String>,
+    pub disabled: bool,
+    /// `(enabled, method)`; `None` means the configuration's default applies.
+    pub two_step: Option<(bool, TwoStepMethod)>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsersDoc {
+    version: u32,
+    #[serde(default)]
+    users: Option<Vec<UserDoc>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserDoc {
+    id: String,
+    password_hash: String,
+    name: Option<String>,
+    email: Option<String>,
+    phone: Option<String>,
+    phone_status: Option<PhoneStatusDoc>,
+    groups: Option<Vec<String>>,
+    disabled: Option<bool>,
+    two_step: Option<TwoStepDoc>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum PhoneStatusDoc {
+    Active,
+    Kept,
+    Gone,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum MethodDoc {
+    Sms,
+    Email,
+    App,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TwoStepDoc {
+    enabled: bool,
+    method: Option<MethodDoc>,
+}
+
+/// Reads and checks the users file at `path`.
+pub fn load_users(path: &Path) -> Result<Vec<UserEntry>, ConfigErrors> {
+    let text = read_file(path, "users")?;
+    parse_users(&text, path)
+}
+
+/// Parses and checks users-file `text` that came from `source` (for messages).
+pub fn parse_users(text: &str, source: &Path) -> Result<Vec<UserEntry>, ConfigErrors> {
+    let doc: UsersDoc = parse_yaml(text, source)?;
+    let mut errors = Errors::new(text, source);
+    if doc.version != 1 {
+        errors.at(
+            "version",
+            format!("unsupported users file version {}", doc.version),
+            "this nidan reads `version: 1`",
+        );
+    }
+    let mut out: Vec<UserEntry> = Vec::new();
+    // Every well-formed ID seen so far with its entry's index, valid entry or not.
+    let mut seen: Vec<(String, usize)> = Vec::new();
+    for (i, u) in doc.users.unwrap_or_default().into_iter().enumerate() {
+        if let Some(entry) = check_user(&mut errors, i, u, &mut seen) {
+            out.push(entry);
+        }
+    }
+    errors.finish().map(|()| out)
+}
+
+fn id_ok(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'@' | b'-'))
+}
+
+/// A PHC string for argon2id: `$argon2id$v=19$m=..,t=..,p=..$salt$hash`.
+fn hash_ok(hash: &str) -> bool {
+    let parts: Vec<&str> = hash.split('$').collect();
+    hash.starts_with("$argon2id$")
+        && parts.len() >= 5
+        && parts[1..].iter().all(|p| !p.is_empty())
+        && !hash.chars().any(char::is_whitespace)
+}
+
+fn check_user(
+    errors: &mut Errors,
+    i: usize,
+    u: UserDoc,
+    seen: &mut Vec<(String, usize)>,
+) -> Option<UserEntry> {
+    let at = |key: &str| format!("users[{i}].{key}");
+    let mut ok = true;
+    if !id_ok(&u.id) {
+        ok = false;
+        errors.at(
+            &at("id"),
+            format!("`users[{i}].id` is not a usable user ID"),
+            "use 1 to 64 letters, digits, `.`, `_`, `@` or `-`",
+        );
+    } else if let Some((_, k)) = seen.iter().find(|(id, _)| *id == u.id) {
+        ok = false;
+        let line = errors.line_of(&format!("users[{k}]"));
+        errors.at(
+            &at("id"),
+            format!("user ID {} is already used on line {line}", u.id),
+            "give every user a unique ID, or remove the duplicate entry",
+        );
+    } else {
+        seen.push((u.id.clone(), i));
+    }
+    if !hash_ok(&u.password_hash) {
+        ok = false;
+        errors.at(
+            &at("password_hash"),
+            format!("the password hash of user {} is not an argon2id PHC string", u.id),
+            "generate one with `nidan hash-password` and paste the whole `$argon2id$...` string in quotes",
+        );
+    }
+    let name = match u.name.as_deref().map(str::trim) {
+        None => u.id.clone(),
+        Some("") => {
+            ok = false;
+            errors.at(
+                &at("name"),
+                format!("the name of user {} is empty", u.id),
+                "write a display name or remove the key",
+            );
+            String::new()
+        }
+        Some(n) => n.to_string(),
+    };
+    let email = u.email.map(|e| e.trim().to_string());
+    if let Some(e) = &email {
+        let valid = e
+            .split_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.contains('@'))
+            && !e.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !valid {
+            ok = false;
+            errors.at(
+                &at("email"),
+                format!("the email of user {} is not an address", u.id),
+                "write e.g. `taro@example.com`",
+            );
+        }
+    }
+    let phone = u.phone.map(|p| p.trim().to_string());
+    if let Some(p) = &phone {
+        let digits = p.bytes().filter(u8::is_ascii_digit).count();
+        let valid = (5..=20).contains(&digits)
+            && p.bytes()
+                .all(|b| b.is_ascii_digit() || matches!(b, b'+' | b' ' | b'-' | b'(' | b')'));
+        if !valid {
+            ok = false;
+            errors.at(
+                &at("phone"),
+                format!("the phone number of user {} is not a phone number", u.id),
+                "write digits with an optional leading `+`, spaces, `-` and parentheses, e.g. `+81 90-1234-5678`",
+            );
+        }
+    }
+    let mut groups = Vec::new();
+    for (k, g) in u.groups.unwrap_or_default().into_iter().enumerate() {
+        if g.trim().is_empty() {
+            ok = false;
+            errors.at(
+                &format!("users[{i}].groups[{k}]"),
+                "a group name is empty",
+                "remove the entry or name a group",
+            );
+        } else {
+            groups.push(g.trim().to_string());
+        }
+    }
+    let two_step = match u.two_step {
+        None => None,
+        Some(TwoStepDoc {
+            enabled,
+            method: Some(m),
+        }) => Some((enabled, method(m))),
+        Some(TwoStepDoc {
+            enabled: false,
+            method: None,
+        }) => Some((false, TwoStepMethod::Sms)),
+        Some(TwoStepDoc {
+            enabled: true,
+            method: None,
+        }) => {
+            ok = false;
+            errors.at(
+                &at("two_step"),
+                format!("user {} enables two_step without a `method`", u.id),
+                "add `method: sms`, `method: email` or `method: app` to `two_step`",
+            );
+            None
+        }
+    };
+    if let Some((true, m)) = two_step {
+        let missing = match m {
+            TwoStepMethod::Sms if phone.is_none() => Some("phone"),
+            TwoStepMethod::Email if email.is_none() => Some("email"),
+            _ => None,
+        };
+        if let Some(key) = missing {
+            ok = false;
+            errors.at(
+                &at("two_step"),
+                format!(
+                    "user {} has two_step by {} but no `{key}`",
+                    u.id,
+                    if key == "phone" { "sms" } else { "email" }
+                ),
+                format!("add `{key}:` to the user, or choose another method"),
+            );
+        }
+    }
+    ok.then(|| UserEntry {
+        id: u.id,
+        password_hash: u.password_hash,
+        name,
+        email,
+        phone,
+        phone_status: match u.phone_status {
+            None | Some(PhoneStatusDoc::Active) => PhoneStatus::Active,
+            Some(PhoneStatusDoc::Kept) => PhoneStatus::Kept,
+            Some(PhoneStatusDoc::Gone) => PhoneStatus::Gone,
+        },
+        groups,
+        disabled: u.disabled.unwrap_or(false),
+        two_step,
+    })
+}
+
+fn method(m: MethodDoc) -> TwoStepMethod {
+    match m {
+        MethodDoc::Sms => TwoStepMethod::Sms,
+        MethodDoc::Email => TwoStepMethod::Email,
+        MethodDoc::App => TwoStepMethod::App,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA";
+
+    fn parse(text: &str) -> Result<Vec<UserEntry>, ConfigErrors> {
+        parse_users(text, Path::new("/etc/nidan/users.yaml"))
+    }
+
+    fn errors(text: &str) -> Vec<crate::config::ConfigError> {
+        match parse(text) {
+            Ok(_) => panic!("expected errors for:\n{text}"),
+            Err(e) => e.0,
+        }
+    }
+
+    fn user(extra: &str) -> String {
+        format!("version: 1\nusers:\n  - id: taro\n    password_hash: \"{HASH}\"\n{extra}")
+    }
+
+    #[test]
+    fn the_example_users_file_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/users.example.yaml");
+        let users = load_users(&path).unwrap();
+        assert_eq!(users.len(), 3);
+        let taro = &users[0];
+        assert_eq!(taro.id, "taro");
+        assert_eq!(taro.name, "Taro Yamada");
+        assert_eq!(taro.email.as_deref(), Some("taro@example.com"));
+        assert_eq!(taro.phone.as_deref(), Some("+81 90-1234-5678"));
+        assert_eq!(taro.phone_status, PhoneStatus::Active);
+        assert_eq!(taro.groups, vec!["staff".to_string(), "admins".to_string()]);
+        assert!(!taro.disabled);
+        assert_eq!(taro.two_step, Some((true, TwoStepMethod::Sms)));
+        assert_eq!(users[1].two_step, Some((true, TwoStepMethod::Email)));
+        let guest = &users[2];
+        assert_eq!(guest.name, "guest");
+        assert!(guest.disabled && guest.two_step.is_none() && guest.email.is_none());
+    }
+
+    #[test]
+    fn minimal_user_gets_defaults() {
+        let users = parse(&user("")).unwrap();
+        let u = &users[0];
+        assert_eq!(u.name, "taro");
+        assert_eq!(u.phone_status, PhoneStatus::Active);
+        assert!(u.groups.is_empty() && !u.disabled && u.two_step.is_none());
+        let users = parse(&user(
+            "    phone: \"090 1234\"\n    phone_status: gone\n    two_step: { enabled: false }\n",
+        ))
+        .unwrap();
+        assert_eq!(users[0].phone_status, PhoneStatus::Gone);
+        assert_eq!(users[0].two_step, Some((false, TwoStepMethod::Sms)));
+        assert!(parse("version: 1\n").unwrap().is_empty());
+    }
+
+    #[test]
+    fn duplicate_ids_are_reported_at_the_second() {
+        let text = format!(
+            "{}  - id: hanako\n    password_hash: \"{HASH}\"\n  - id: taro\n    password_hash: \"{HASH}\"\n",
+            user("")
+        );
+        let e = &errors(&text)[0];
+        assert_eq!((e.line, e.column), (7, 9), "{e}");
+        assert_eq!(e.message, "user ID taro is already used on line 3");
+    }
+
+    #[test]
+    fn bad_entries_are_all_reported_without_echoing_hashes() {
+        let text = "version: 1\nusers:\n  - id: \"bad id\"\n    password_hash: \"$2b$12$SECRETHASHVALUE\"\n    email: nope\n    phone: call me\n    two_step: { enabled: true }\n";
+        let errs = errors(text);
+        let places: Vec<(usize, usize)> = errs.iter().map(|e| (e.line, e.column)).collect();
+        assert_eq!(
+            places,
+            vec![(3, 9), (4, 20), (5, 12), (6, 12), (7, 15)],
+            "{errs:#?}"
+        );
+        let shown = ConfigErrors(errs).to_string();
+        assert!(!shown.contains("SECRETHASHVALUE"), "{shown}");
+        assert!(shown.contains("nidan hash-password"), "{shown}");
+    }
+
+    #[test]
+    fn two_step_needs_a_way_to_reach_the_user() {
+        let e = &errors(&user("    two_step: { enabled: true, method: sms }\n"))[0];
+        assert!(e.message.contains("no `phone`"), "{e}");
+        let e = &errors(&user("    two_step: { enabled: true, method: email }\n"))[0];
+        assert!(e.message.contains("no `email`"), "{e}");
+        assert!(parse(&user("    two_step: { enabled: true, method: app }\n")).is_ok());
+    }
+
+    #[test]
+    fn structural_errors_are_placed() {
+        let e = &errors(&user("    mail: x@example.com\n"))[0];
+        assert_eq!((e.line, e.column), (5, 5));
+        assert!(
+            e.fix.contains("`email`") && e.fix.contains("`two_step`"),
+            "{e}"
+        );
+        let e = &errors("version: 1\nusers:\n  - id: x\n")[0];
+        assert!(e.message.contains("missing field `password_hash`"), "{e}");
+        let e = &errors(&user("    phone_status: lost\n"))[0];
+        assert_eq!(e.fix, "use one of `active`, `kept`, `gone`");
+        let e = &errors(&user("").replace("version: 1", "version: 3"))[0];
+        assert_eq!((e.line, e.column), (1, 10));
+    }
+
+    #[test]
+    fn unreadable_file_names_it() {
+        let e = load_users(Path::new("/nonexistent/users.yaml")).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/users.yaml"), "{e}");
+    }
+}

@@ -1,0 +1,88 @@
+//! The user directory: who may log in, read from the operator's YAML users file and
+//! swapped atomically when that file changes (a bad edit keeps the previous directory).
+
+pub mod file;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+
+pub use file::{PhoneStatus, UserEntry};
+
+use crate::config::ConfigErrors;
+
+pub type User = UserEntry;
+
+pub struct Directory {
+    path: PathBuf,
+    users: ArcSwap<HashMap<String, Arc<User>>>,
+    modified: Mutex<Option<SystemTime>>,
+}
+
+impl Directory {
+    /// Reads the users file; an invalid file is an error (nidan refuses to start on it).
+    pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
+        let modified = mtime(path);
+        let users = file::load_users(path)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            users: ArcSwap::from_pointee(index(users)),
+            modified: Mutex::new(modified),
+        })
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<User>> {
+        self.users.load().get(id).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.users.load().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Re-reads the file when its modification time changed. Returns the previous and new
+    /// directories when a reload happened, so callers can react to what changed.
+    #[allow(clippy::type_complexity)]
+    pub fn reload_if_changed(
+        &self,
+    ) -> Result<
+        Option<(
+            Arc<HashMap<String, Arc<User>>>,
+            Arc<HashMap<String, Arc<User>>>,
+        )>,
+        ConfigErrors,
+    > {
+        let now = mtime(&self.path);
+        {
+            let Ok(mut seen) = self.modified.lock() else {
+                return Ok(None);
+            };
+            if *seen == now {
+                return Ok(None);
+            }
+            // Remember the attempt even if it fails, so a broken file is reported once.
+            *seen = now;
+        }
+        let users = file::load_users(&self.path)?;
+        let new = Arc::new(index(users));
+        let old = self.users.swap(new.clone());
+        Ok(Some((old, new)))
+    }
+}
+
+fn index(users: Vec<User>) -> HashMap<String, Arc<User>> {
+    users
+        .into_iter()
+        .map(|u| (u.id.clone(), Arc::new(u)))
+        .collect()
+}
+
+fn mtime(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
