@@ -474,11 +474,20 @@ pub async fn complete(
         None
     };
     let ip = client.ip.to_string();
-    let attempt = app
-        .failures
-        .begin(&f.user_id, now)
-        .await
-        .map_err(LoginError::Throttled)?;
+    let attempt = match app.failures.begin(&f.user_id, now).await {
+        Ok(a) => a,
+        Err(wait) => {
+            app.audit
+                .record(
+                    "login_throttled",
+                    &f.user_id,
+                    &ip,
+                    json!({"retry_after": wait}),
+                )
+                .await;
+            return Err(LoginError::Throttled(wait));
+        }
+    };
     let password_ok = match app
         .hasher
         .verify(
