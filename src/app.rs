@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use moka::future::Cache;
 use tokio::sync::Mutex as AsyncMutex;
 
@@ -34,7 +35,8 @@ pub enum StartError {
 
 pub struct App {
     pub cfg: Arc<Config>,
-    pub routes: RouteTable,
+    /// Swapped whole when the configuration file changes; a request keeps its snapshot.
+    routes: ArcSwap<RouteTable>,
     pub users: Directory,
     pub store: Store,
     pub sessions: Sessions,
@@ -64,7 +66,7 @@ impl App {
         let hasher = Hasher::new(hashers, 256).map_err(|_| StartError::Hasher)?;
         let code = &cfg.security_code;
         Ok(Arc::new(Self {
-            routes: RouteTable::new(cfg.routes.clone()),
+            routes: ArcSwap::from_pointee(RouteTable::new(cfg.routes.clone())),
             users,
             sessions: Sessions::new(
                 store.clone(),
@@ -95,6 +97,28 @@ impl App {
             store,
             cfg: Arc::new(cfg),
         }))
+    }
+
+    /// The routes in force now.
+    pub fn routes(&self) -> Arc<RouteTable> {
+        self.routes.load_full()
+    }
+
+    /// Re-reads the configuration file. Valid: the routes (hosts, paths, upstreams,
+    /// policies) take effect for new requests. Invalid: every problem is logged and the
+    /// running configuration stays (SECURITY 31). Other sections need a restart.
+    pub fn reload_config(&self) -> bool {
+        match crate::config::load(&self.cfg.source) {
+            Ok(new) => {
+                self.routes.store(Arc::new(RouteTable::new(new.routes.clone())));
+                tracing::info!(routes = new.routes.len(), "configuration reloaded: routes updated");
+                true
+            }
+            Err(e) => {
+                tracing::error!("configuration not reloaded, the running one stays:\n{e}");
+                false
+            }
+        }
     }
 
     /// A user's effective 2-step setting: their own choice if they made one, else the users
@@ -138,10 +162,16 @@ impl App {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(app.cfg.users.reload_interval);
             let mut rounds: u64 = 0;
+            let mut config_seen = modified(&app.cfg.source);
             loop {
                 tick.tick().await;
                 rounds += 1;
                 app.reload_users().await;
+                let now_seen = modified(&app.cfg.source);
+                if now_seen != config_seen {
+                    config_seen = now_seen;
+                    app.reload_config();
+                }
                 if rounds.is_multiple_of(30) {
                     let now = crate::time::now();
                     let _ = app.sessions.purge(now).await;
@@ -193,6 +223,10 @@ impl App {
             )
             .await;
     }
+}
+
+fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 pub fn method_str(m: TwoStepMethod) -> &'static str {

@@ -145,7 +145,7 @@ async fn login_start(ctx: &Ctx<'_>) -> Response {
     };
     let rd = ctx.safe_rd(body.return_to.as_deref());
     let target = ctx.route_of(&rd);
-    match login::start(ctx.app, &ctx.client(), &body.id, &rd, target).await {
+    match login::start(ctx.app, &ctx.client(), &body.id, &rd, target.as_ref()).await {
         Ok(started) => match started.send {
             Ok(()) => Response::json(200, &flow_json(&started.flow)),
             Err(e) => {

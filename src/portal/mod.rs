@@ -122,8 +122,9 @@ impl<'a> Ctx<'a> {
 
     /// The return address if it is safe, else `/`.
     pub fn safe_rd(&self, raw: Option<&str>) -> String {
+        let routes = self.app.routes();
         let allowed = |h: &str| {
-            self.app.routes.names_host(h)
+            routes.names_host(h)
                 || self
                     .app
                     .cfg
@@ -137,7 +138,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// The route a (validated) return address leads to.
-    pub fn route_of(&self, rd: &str) -> Option<&'a Route> {
+    pub fn route_of(&self, rd: &str) -> Option<Route> {
         let (host, path) = if rd.starts_with('/') {
             (self.req.host.clone(), rd.to_owned())
         } else {
@@ -149,10 +150,8 @@ impl<'a> Ctx<'a> {
         };
         let path = path.split(['?', '#']).next().unwrap_or("/");
         let path = crate::proxy::path::canonicalize(path).ok()?.path;
-        let app: &'a App = self.app;
-        app.routes
-            .find(&host, &path)
-            .and_then(|i| app.routes.get(i))
+        let routes = self.app.routes();
+        routes.find(&host, &path).and_then(|i| routes.get(i)).cloned()
     }
 
     /// Is this state-changing request from our own site? (SECURITY 22)

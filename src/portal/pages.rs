@@ -218,7 +218,7 @@ pub async fn id_post(ctx: &Ctx<'_>) -> Response {
         );
     }
     let target = ctx.route_of(&rd);
-    match login::start(ctx.app, &ctx.client(), raw_id, &rd, target).await {
+    match login::start(ctx.app, &ctx.client(), raw_id, &rd, target.as_ref()).await {
         Ok(started) => {
             let flow_url = format!("{}/login/{}", ctx.prefix(), started.flow.id);
             match started.send {

@@ -59,6 +59,8 @@ impl Gateway {
 pub struct Ctx {
     started: Instant,
     route: Option<usize>,
+    /// The route table the decision was made with (a reload never changes it mid-request).
+    table: Option<Arc<route::RouteTable>>,
     /// Canonical `path?query` forwarded upstream.
     target: Option<String>,
     identity: Option<Identity>,
@@ -79,6 +81,7 @@ impl ProxyHttp for Gateway {
         Ctx {
             started: Instant::now(),
             route: None,
+            table: None,
             target: None,
             identity: None,
             client: None,
@@ -105,7 +108,8 @@ impl ProxyHttp for Gateway {
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let up = ctx
             .route
-            .and_then(|i| self.app.routes.upstream(i))
+            .zip(ctx.table.as_ref())
+            .and_then(|(i, t)| t.upstream(i))
             .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(502), "route has no upstream"))?;
         let mut peer = HttpPeer::new(up.addr, up.tls, up.sni.clone());
         peer.options.connection_timeout = Some(std::time::Duration::from_secs(5));
@@ -171,7 +175,8 @@ impl ProxyHttp for Gateway {
             .map_or(ctx.answered.unwrap_or(0), |r| r.status.as_u16());
         let route = ctx
             .route
-            .and_then(|i| self.app.routes.get(i))
+            .zip(ctx.table.as_ref())
+            .and_then(|(i, t)| t.get(i))
             .map_or("-", |r| r.name.as_str());
         let elapsed = ctx.started.elapsed();
         metrics::request(route, status, elapsed);
@@ -255,8 +260,10 @@ impl Gateway {
                 .await
                 .map(Some);
         }
-        ctx.route = app.routes.find(&host, &canonical.path);
-        let route = ctx.route.and_then(|i| app.routes.get(i));
+        let table = app.routes();
+        ctx.route = table.find(&host, &canonical.path);
+        ctx.table = Some(table.clone());
+        let route = ctx.route.and_then(|i| table.get(i));
         let caller = match route {
             Some(r) if matches!(r.policy, Policy::Login | Policy::TwoFactor) => {
                 self.caller(session, ctx, r, client).await
