@@ -10,6 +10,7 @@ use tokio::sync::Mutex as AsyncMutex;
 
 use crate::audit::Audit;
 use crate::config::{Config, TwoStepMethod};
+use crate::login::approval::Approvals;
 use crate::login::flow::Flow;
 use crate::login::limits::{FailureLimiter, Window};
 use crate::login::password::Hasher;
@@ -51,6 +52,9 @@ pub struct App {
     /// client sending them on every request does not cost a password hash each time.
     pub basic_cache: Cache<[u8; 32], String>,
     pub notifier: Arc<Notifier>,
+    /// Phone changes made through the admin API, applied over the users file.
+    pub phones: crate::phone::PhoneOverrides,
+    pub approvals: Approvals,
     pub audit: Audit,
 }
 
@@ -93,7 +97,9 @@ impl App {
                 .time_to_live(Duration::from_secs(300))
                 .build(),
             notifier: Arc::new(Notifier::new(&cfg.notifiers)?),
+            phones: crate::phone::PhoneOverrides::load(&store).await?,
             audit: Audit::new(store.clone()),
+            approvals: Approvals::new(cfg.app_approval.clone(), store.clone()),
             store,
             cfg: Arc::new(cfg),
         }))
@@ -153,13 +159,18 @@ impl App {
 
     /// The user behind an ID, if they exist and may log in.
     pub fn active_user(&self, id: &str) -> Option<Arc<User>> {
-        self.users.get(id).filter(|u| !u.disabled)
+        self.users
+            .get(id)
+            .filter(|u| !u.disabled)
+            .map(|u| self.phones.apply(u))
     }
 
     /// Runs the periodic chores: users-file reload, purging expired sessions and counters.
     pub fn spawn_background(self: &Arc<Self>) {
         let app = self.clone();
         tokio::spawn(async move {
+            // Phones marked gone in the users file while nidan was stopped.
+            crate::phone::check_all(&app).await;
             let mut tick = tokio::time::interval(app.cfg.users.reload_interval);
             let mut rounds: u64 = 0;
             let mut config_seen = modified(&app.cfg.source);
@@ -205,6 +216,7 @@ impl App {
                         self.revoke_everything(id, "account_removed", "").await;
                     }
                 }
+                crate::phone::after_reload(self, &old, &new).await;
             }
             Err(e) => tracing::error!("users file not reloaded, keeping the previous one:\n{e}"),
         }
@@ -214,12 +226,18 @@ impl App {
     pub async fn revoke_everything(&self, user: &str, why: &str, ip: &str) {
         let sessions = self.sessions.end_user(user).await.unwrap_or(0);
         let devices = self.devices.revoke_all(user).await.unwrap_or(0);
+        // App passwords stand in for the password: they go with it (not with a 2-step change).
+        let tokens = if matches!(why, "password_changed" | "account_disabled" | "account_removed") {
+            self.store.revoke_user_tokens(user).await.unwrap_or(0)
+        } else {
+            0
+        };
         self.audit
             .record(
                 "credentials_revoked",
                 user,
                 ip,
-                serde_json::json!({"reason": why, "sessions": sessions, "devices": devices}),
+                serde_json::json!({"reason": why, "sessions": sessions, "devices": devices, "tokens": tokens}),
             )
             .await;
     }

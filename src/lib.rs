@@ -4,12 +4,16 @@
 
 pub mod admin;
 pub mod app;
+pub mod approver;
 pub mod audit;
 pub mod config;
 pub mod demo;
+pub mod exempt;
+pub mod explain;
 pub mod login;
 pub mod metrics;
 pub mod notify;
+pub mod phone;
 pub mod portal;
 pub mod proxy;
 pub mod secret;
@@ -17,4 +21,5 @@ pub mod server;
 pub mod session;
 pub mod store;
 pub mod time;
+pub mod tokens;
 pub mod users;

@@ -42,12 +42,62 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Explain what the gateway would do with a URL: route, policy, exemptions, and for a
+    /// user their 2-step setting and the risk signals known offline. Sends no traffic.
+    Explain {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Absolute URL, e.g. https://wiki.example.com/page
+        #[arg(long)]
+        url: String,
+        /// A user ID from the users file.
+        #[arg(long)]
+        user: Option<String>,
+        /// The client address (after trusted proxies), for exemptions and risk.
+        #[arg(long)]
+        ip: Option<std::net::IpAddr>,
+    },
     /// Read a password on standard input and print its argon2id hash for the users file.
     HashPassword,
     /// Run only the echo backend (for tests and trials).
     EchoBackend {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
+    },
+    /// The reference phone-app client: enroll, list and answer login approvals.
+    App {
+        /// The key file written at enrollment and read by the other commands.
+        #[arg(long, global = true, default_value = "nidan-app.json")]
+        key: PathBuf,
+        #[command(subcommand)]
+        command: AppCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AppCommand {
+    /// Enroll this client with the URI from the portal's app page and the security code.
+    Enroll {
+        #[arg(long)]
+        uri: String,
+        #[arg(long)]
+        security_code: String,
+        #[arg(long, default_value = "nidan reference app")]
+        name: String,
+    },
+    /// List the login approvals waiting for an answer.
+    List,
+    /// Allow a login: give the number the browser shows.
+    Approve {
+        id: String,
+        #[arg(long)]
+        number: String,
+    },
+    /// Refuse a login; with --not-me app prompts pause and the user is notified.
+    Deny {
+        id: String,
+        #[arg(long)]
+        not_me: bool,
     },
 }
 
@@ -83,6 +133,12 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Explain {
+            config,
+            url,
+            user,
+            ip,
+        } => explain(&config, &url, user.as_deref(), ip),
         Command::HashPassword => {
             let mut input = String::new();
             if std::io::stdin().read_to_string(&mut input).is_err() {
@@ -129,6 +185,43 @@ fn main() -> ExitCode {
         Command::EchoBackend { listen } => {
             init_logging();
             echo(listen)
+        }
+        Command::App { key, command } => app_client(&key, command),
+    }
+}
+
+fn explain(
+    config: &std::path::Path,
+    url: &str,
+    user: Option<&str>,
+    ip: Option<std::net::IpAddr>,
+) -> ExitCode {
+    let cfg = match nidan::config::load(config) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("fix the configuration first (`nidan check-config`).");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(nidan::explain::explain(&cfg, url, user, ip)) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
         }
     }
 }
@@ -180,6 +273,46 @@ fn demo(listen: SocketAddr, outbox: Option<PathBuf>, data: Option<PathBuf>) -> E
     };
     let banner = nidan::demo::banner(listen, &data, opts.outbox.as_deref());
     report(nidan::server::run(cfg, Some(banner)))
+}
+
+fn app_client(key_file: &std::path::Path, command: AppCommand) -> ExitCode {
+    use nidan::approver;
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async move {
+        match command {
+            AppCommand::Enroll { uri, security_code, name } => approver::enroll(&uri, &security_code, &name, key_file)
+                .await
+                .map(|k| serde_json::json!({"enrolled": k.app_id, "user": k.user, "key_file": key_file.display().to_string()})),
+            AppCommand::List => match approver::load(key_file) {
+                Ok(k) => approver::list(&k).await,
+                Err(e) => Err(e),
+            },
+            AppCommand::Approve { id, number } => match approver::load(key_file) {
+                Ok(k) => approver::answer(&k, &id, true, Some(&number), false).await,
+                Err(e) => Err(e),
+            },
+            AppCommand::Deny { id, not_me } => match approver::load(key_file) {
+                Ok(k) => approver::answer(&k, &id, false, None, not_me).await,
+                Err(e) => Err(e),
+            },
+        }
+    });
+    match result {
+        Ok(v) => {
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn echo(listen: SocketAddr) -> ExitCode {

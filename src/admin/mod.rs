@@ -1,4 +1,7 @@
-//! The admin listener: Prometheus metrics, liveness and readiness, on its own address.
+//! The admin listener: Prometheus metrics, liveness and readiness, and the admin API
+//! (`api.rs`), on its own address.
+
+pub mod api;
 
 use std::sync::Arc;
 
@@ -13,7 +16,7 @@ pub struct Admin {
     pub app: Arc<App>,
 }
 
-fn reply(status: u16, content_type: &str, body: String) -> Response<Vec<u8>> {
+pub(crate) fn reply(status: u16, content_type: &str, body: String) -> Response<Vec<u8>> {
     let mut r = Response::new(body.into_bytes());
     *r.status_mut() =
         http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
@@ -48,6 +51,7 @@ impl ServeHttp for Admin {
                 ));
                 reply(200, "text/plain; version=0.0.4", text)
             }
+            p if p.starts_with("/admin/") => api::handle(&self.app, session, p).await,
             _ => reply(404, "text/plain", "not found\n".into()),
         }
     }

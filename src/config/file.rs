@@ -26,6 +26,7 @@ pub(crate) struct File {
     pub security_code: Option<SecurityCodeFile>,
     #[serde(default)]
     pub login_limits: Option<LoginLimitsFile>,
+    pub app_approval: Option<AppApprovalFile>,
     #[serde(default)]
     pub notifiers: Option<NotifiersFile>,
     #[serde(default)]
@@ -37,7 +38,40 @@ pub(crate) struct File {
     #[serde(default)]
     pub trusted_proxies: Option<Vec<String>>,
     #[serde(default)]
+    pub exemptions: Option<ExemptionsFile>,
+    #[serde(default)]
+    pub risk: Option<RiskFile>,
+    #[serde(default)]
     pub routes: Option<Vec<RouteFile>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExemptionsFile {
+    pub networks: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RiskFile {
+    pub enabled: Option<bool>,
+    pub threshold: Option<u64>,
+    pub new_browser: Option<u64>,
+    pub new_network: Option<u64>,
+    pub recent_failures: Option<u64>,
+    pub new_user_agent: Option<u64>,
+    pub watchlist: Option<u64>,
+    pub watch_networks: Option<Vec<String>>,
+    pub network_memory: Option<String>,
+    pub failure_window: Option<String>,
+    pub score_first_login: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum OnPhoneLossFile {
+    Disable,
+    SwitchToEmail,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -131,6 +165,7 @@ pub(crate) struct LoginLimitsFile {
 pub(crate) struct NotifiersFile {
     pub email: Option<EmailFile>,
     pub sms: Option<SmsFile>,
+    pub push: Option<PushFile>,
     pub outbox: Option<OutboxFile>,
 }
 
@@ -186,11 +221,41 @@ pub(crate) enum TwoStepMethodFile {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(crate) struct AppApprovalFile {
+    pub order: Option<ApprovalOrderFile>,
+    pub lifetime: Option<String>,
+    pub max_per_window: Option<u64>,
+    pub window: Option<String>,
+    pub suspend_after_denial: Option<String>,
+    pub enrollment_lifetime: Option<String>,
+    pub feature_phone_patterns: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ApprovalOrderFile {
+    BeforePassword,
+    AfterPassword,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PushFile {
+    pub url: Option<String>,
+    pub headers: Option<OrderedMap>,
+    pub secret_file: Option<String>,
+    pub secret_env: Option<String>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct UsersFile {
     pub file: Option<String>,
     pub reload_interval: Option<String>,
     pub default_two_step: Option<bool>,
     pub default_method: Option<TwoStepMethodFile>,
+    pub on_phone_loss: Option<OnPhoneLossFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -235,6 +300,7 @@ pub(crate) enum SecondStepFile {
 pub(crate) enum AcceptFile {
     Session,
     Basic,
+    Token,
 }
 
 #[derive(Debug, Deserialize)]

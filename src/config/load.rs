@@ -14,8 +14,9 @@ use serde::de::DeserializeOwned;
 
 use super::file::{self, File};
 use super::locate::Locator;
+use super::{Exemptions, OnPhoneLoss, RiskSettings};
 use super::{
-    Accept, Config, HostPattern, IdentityHeaders, Language, LoginLimits, Notifiers, Outbox, Policy,
+    Accept, AppApproval, ApprovalOrder, Config, PushWebhook, HostPattern, IdentityHeaders, Language, LoginLimits, Notifiers, Outbox, Policy,
     Portal, Route, SecondStep, Secret, SecurityCode, Server, SessionSettings, SigningKey,
     SmsGateway, Smtp, SmtpSecurity, Storage, Tls, TrustedDevices, TwoStepMethod, Upstream,
     UsersSource,
@@ -440,9 +441,11 @@ impl Checker<'_> {
                         Some(Secret(bytes))
                     }
                     Err(e) => {
+                        // The path is not printed: a secret written here by mistake
+                        // would end up in the output (line and column locate it).
                         self.err(
                             &path,
-                            format!("cannot read the secret file {} named by `{path}`: {e}", full.display()),
+                            format!("cannot read the secret file named by `{path}`: {e}"),
                             "create the file (relative paths are relative to the configuration file's directory) and let nidan read it",
                         );
                         None
@@ -503,6 +506,7 @@ impl Checker<'_> {
         let trusted_devices = self.trusted_devices(f.trusted_devices.unwrap_or_default(), &session);
         let security_code = self.security_code(f.security_code.unwrap_or_default());
         let login_limits = self.login_limits(f.login_limits.unwrap_or_default());
+        let app_approval = self.app_approval(f.app_approval.unwrap_or_default());
         let notifiers = self.notifiers(f.notifiers.unwrap_or_default());
         let users = self.users(f.users.unwrap_or_default());
         let storage = Storage {
@@ -516,6 +520,8 @@ impl Checker<'_> {
         };
         let identity_headers = self.identity_headers(f.identity_headers.unwrap_or_default());
         let trusted_proxies = self.trusted_proxies(f.trusted_proxies.unwrap_or_default());
+        let exemptions = self.exemptions(f.exemptions.unwrap_or_default());
+        let risk = self.risk(f.risk.unwrap_or_default());
         let routes = self.routes(f.routes.unwrap_or_default());
         Config {
             source: source.to_path_buf(),
@@ -525,11 +531,14 @@ impl Checker<'_> {
             trusted_devices,
             security_code,
             login_limits,
+            app_approval,
             notifiers,
             users,
             storage,
             identity_headers,
             trusted_proxies,
+            exemptions,
+            risk,
             routes,
         }
     }
@@ -919,6 +928,7 @@ impl Checker<'_> {
         Notifiers {
             email: n.email.map(|e| self.email(e)),
             sms: n.sms.map(|s| self.sms(s)),
+            push: n.push.map(|p| self.push(p)),
             outbox: n.outbox.map(|o| Outbox {
                 path: o.path.map(|p| self.path(&p)),
                 console: o.console.unwrap_or(true),
@@ -1103,6 +1113,99 @@ impl Checker<'_> {
         }
     }
 
+    fn app_approval(&mut self, a: file::AppApprovalFile) -> AppApproval {
+        const P: &str = "app_approval";
+        let lifetime = self.duration(
+            "app_approval.lifetime",
+            a.lifetime.as_ref(),
+            Duration::from_secs(120),
+            Zero::Refused,
+        );
+        let lifetime = self.at_most("app_approval.lifetime", lifetime, Duration::from_secs(300), "5m");
+        let patterns = a.feature_phone_patterns.unwrap_or_else(|| {
+            [
+                "DoCoMo/", "KDDI-", "UP.Browser", "SoftBank/", "Vodafone/", "J-PHONE/", "WILLCOM",
+                "emobile/", "MOT-",
+            ]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect()
+        });
+        for (i, p) in patterns.iter().enumerate() {
+            if p.trim().is_empty() {
+                self.err(
+                    &format!("{P}.feature_phone_patterns[{i}]"),
+                    "a feature-phone pattern is empty",
+                    "remove the empty entry or write a User-Agent substring such as `DoCoMo/`",
+                );
+            }
+        }
+        AppApproval {
+            order: match a.order {
+                Some(file::ApprovalOrderFile::AfterPassword) => ApprovalOrder::AfterPassword,
+                _ => ApprovalOrder::BeforePassword,
+            },
+            lifetime,
+            max_per_window: u32::try_from(self.number("app_approval.max_per_window", a.max_per_window, 3, 1..=3))
+                .unwrap_or(3),
+            window: self.duration("app_approval.window", a.window.as_ref(), Duration::from_secs(600), Zero::Refused),
+            suspend_after_denial: self.duration(
+                "app_approval.suspend_after_denial",
+                a.suspend_after_denial.as_ref(),
+                Duration::from_secs(900),
+                Zero::Allowed,
+            ),
+            enrollment_lifetime: self.duration(
+                "app_approval.enrollment_lifetime",
+                a.enrollment_lifetime.as_ref(),
+                Duration::from_secs(600),
+                Zero::Refused,
+            ),
+            feature_phone_patterns: patterns,
+        }
+    }
+
+    fn push(&mut self, p: file::PushFile) -> PushWebhook {
+        const P: &str = "notifiers.push";
+        let url = self.required_text(P, "url", p.url, "https://push.example.com/nidan");
+        let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
+        if !url.is_empty() && (!scheme_ok || url.chars().any(char::is_whitespace)) {
+            self.err(
+                "notifiers.push.url",
+                "`notifiers.push.url` is not an http:// or https:// URL",
+                "write the webhook's full URL, e.g. `https://push.example.com/nidan`",
+            );
+        }
+        let secret = self.secret(P, "secret", p.secret_file.as_ref(), p.secret_env.as_ref());
+        let mut headers = Vec::new();
+        for (name, value) in p.headers.unwrap_or_default().0 {
+            let path = format!("{P}.headers.{name}");
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err()
+                || http::HeaderValue::from_str(&value).is_err()
+            {
+                self.err(
+                    &path,
+                    format!("`{path}` is not a valid HTTP header"),
+                    "use a plain header name and a printable value",
+                );
+            } else if value.contains("{secret}") && secret.is_none() {
+                self.err(
+                    &path,
+                    format!("header `{name}` uses `{{secret}}` but `{P}` has no secret"),
+                    format!("add `secret_file: path` or `secret_env: VARIABLE` under `{P}`"),
+                );
+            } else {
+                headers.push((name, value));
+            }
+        }
+        PushWebhook {
+            url,
+            headers,
+            secret,
+            timeout: self.duration("notifiers.push.timeout", p.timeout.as_ref(), Duration::from_secs(10), Zero::Refused),
+        }
+    }
+
     fn users(&mut self, u: file::UsersFile) -> UsersSource {
         UsersSource {
             file: self.path(u.file.as_deref().unwrap_or("users.yaml")),
@@ -1114,6 +1217,10 @@ impl Checker<'_> {
             ),
             default_two_step: u.default_two_step.unwrap_or(false),
             default_method: u.default_method.map_or(TwoStepMethod::Sms, method),
+            on_phone_loss: match u.on_phone_loss {
+                None | Some(file::OnPhoneLossFile::Disable) => OnPhoneLoss::Disable,
+                Some(file::OnPhoneLossFile::SwitchToEmail) => OnPhoneLoss::SwitchToEmail,
+            },
         }
     }
 
@@ -1304,12 +1411,13 @@ impl Checker<'_> {
             self.err(
                 &at("accept"),
                 format!("`routes[{i}].accept` is empty"),
-                "use `[session]`, `[basic]` or `[session, basic]`",
+                "use `[session]`, `[basic]`, `[token]` or a combination such as `[session, basic, token]`",
             );
         }
         let accept = Accept {
             session: accept_list.contains(&file::AcceptFile::Session),
             basic: accept_list.contains(&file::AcceptFile::Basic),
+            token: accept_list.contains(&file::AcceptFile::Token),
         };
         let mut groups = Vec::new();
         for (k, g) in r.groups.unwrap_or_default().into_iter().enumerate() {
@@ -1358,6 +1466,84 @@ impl Checker<'_> {
             allowed_methods,
         };
         (route, ok)
+    }
+}
+
+/// The exemptions and risk sections.
+impl Checker<'_> {
+    /// A list of CIDRs (a bare address is a /32 or /128) at `path`.
+    fn networks(&mut self, path: &str, list: &[String]) -> Vec<IpNet> {
+        let mut out = Vec::new();
+        for (i, text) in list.iter().enumerate() {
+            let t = text.trim();
+            let net = t
+                .parse::<IpNet>()
+                .map(|n| n.trunc())
+                .or_else(|_| t.parse::<IpAddr>().map(IpNet::from));
+            match net {
+                Ok(n) => out.push(n),
+                Err(_) => self.err(
+                    &format!("{path}[{i}]"),
+                    format!("`{path}[{i}]` is not an IP network"),
+                    "write a CIDR such as `10.0.0.0/8` or `2001:db8::/32`, or a single address such as `192.0.2.1`",
+                ),
+            }
+        }
+        out
+    }
+
+    fn exemptions(&mut self, e: file::ExemptionsFile) -> Exemptions {
+        let list = e.networks.unwrap_or_default();
+        let networks = self.networks("exemptions.networks", &list);
+        if let Some(i) = networks.iter().position(|n| n.prefix_len() == 0) {
+            self.err(
+                &format!("exemptions.networks[{i}]"),
+                format!("`exemptions.networks[{i}]` contains every address"),
+                "list only the networks you trust (e.g. an office's `203.0.113.0/24`); `0.0.0.0/0` or `::/0` would turn the second step off for everyone",
+            );
+        }
+        Exemptions { networks }
+    }
+
+    fn weight(&mut self, key: &str, value: Option<u64>, default: u32) -> u32 {
+        let n = self.number(&format!("risk.{key}"), value, u64::from(default), 0..=1000);
+        u32::try_from(n).unwrap_or(default)
+    }
+
+    fn risk(&mut self, r: file::RiskFile) -> RiskSettings {
+        let d = RiskSettings::default();
+        let threshold = self.weight("threshold", r.threshold, d.threshold);
+        if threshold == 0 {
+            self.err(
+                "risk.threshold",
+                "`risk.threshold` is 0: every login would ask for a security code",
+                "use a threshold from 1 to 1000 (default 50), or `enabled: false` to turn the risk step-up off",
+            );
+        }
+        let watch = r.watch_networks.unwrap_or_default();
+        RiskSettings {
+            enabled: r.enabled.unwrap_or(d.enabled),
+            threshold: threshold.max(1),
+            new_browser: self.weight("new_browser", r.new_browser, d.new_browser),
+            new_network: self.weight("new_network", r.new_network, d.new_network),
+            recent_failures: self.weight("recent_failures", r.recent_failures, d.recent_failures),
+            new_user_agent: self.weight("new_user_agent", r.new_user_agent, d.new_user_agent),
+            watchlist: self.weight("watchlist", r.watchlist, d.watchlist),
+            watch_networks: self.networks("risk.watch_networks", &watch),
+            network_memory: self.duration(
+                "risk.network_memory",
+                r.network_memory.as_ref(),
+                d.network_memory,
+                Zero::Refused,
+            ),
+            failure_window: self.duration(
+                "risk.failure_window",
+                r.failure_window.as_ref(),
+                d.failure_window,
+                Zero::Refused,
+            ),
+            score_first_login: r.score_first_login.unwrap_or(d.score_first_login),
+        }
     }
 }
 
@@ -1653,7 +1839,8 @@ routes:
             r.accept,
             Accept {
                 session: true,
-                basic: false
+                basic: false,
+                token: false
             }
         );
         assert!(r.groups.is_empty());
@@ -1730,7 +1917,8 @@ routes:
             sync.accept,
             Accept {
                 session: true,
-                basic: true
+                basic: true,
+                token: true
             }
         );
         assert_eq!(c.routes[2].groups, vec!["admins".to_string()]);
@@ -2254,5 +2442,38 @@ routes:
             strip_marks("x at line 3 column 14, y at line 1 column 1"),
             "x, y"
         );
+    }
+
+    #[test]
+    fn exemptions_and_risk_are_checked() {
+        let c = load_t(&with(
+            "exemptions: { networks: [\"10.1.2.3/8\", 192.0.2.7] }\nrisk: { threshold: 40, new_browser: 5, watch_networks: [\"203.0.113.0/24\"], network_memory: 30d }\nusers: { on_phone_loss: switch_to_email }\n",
+        ))
+        .unwrap();
+        let nets: Vec<String> = c.exemptions.networks.iter().map(ToString::to_string).collect();
+        assert_eq!(nets, vec!["10.0.0.0/8", "192.0.2.7/32"]);
+        assert_eq!((c.risk.threshold, c.risk.new_browser, c.risk.new_network), (40, 5, 30));
+        assert_eq!(c.risk.network_memory, Duration::from_secs(30 * 86_400));
+        assert_eq!(c.users.on_phone_loss, OnPhoneLoss::SwitchToEmail);
+        let d = load_t(MINIMAL).unwrap();
+        assert!(d.exemptions.networks.is_empty() && d.risk.enabled && d.risk.threshold == 50);
+        assert_eq!(d.users.on_phone_loss, OnPhoneLoss::Disable);
+
+        let e = &errors(&with("exemptions: { networks: [\"10.0.0.0/8\", nope] }\n"))[0];
+        assert_eq!((e.line, e.column), (2, 40), "{e}");
+        assert!(e.message.contains("`exemptions.networks[1]`") && e.fix.contains("CIDR"), "{e}");
+        let e = &errors(&with("exemptions:\n  networks: [\"0.0.0.0/0\"]\n"))[0];
+        assert!(e.message.contains("every address") && e.line == 3, "{e}");
+        let errs = errors(&with(
+            "risk:\n  threshold: 0\n  watchlist: 5000\n  network_memory: forever\n  watch_networks: [\"x\"]\n",
+        ));
+        let lines: Vec<usize> = errs.iter().map(|e| e.line).collect();
+        assert_eq!(lines, vec![3, 4, 5, 6], "{errs:#?}");
+        assert!(errs[0].fix.contains("enabled: false"), "{}", errs[0]);
+        assert!(errs[1].fix.contains("0 to 1000"), "{}", errs[1]);
+        let e = &errors(&with("risk: { treshold: 10 }\n"))[0];
+        assert!(e.message.contains("treshold"), "{e}");
+        let e = &errors(&with("users: { on_phone_loss: forget }\n"))[0];
+        assert!(e.fix.contains("switch_to_email"), "{e}");
     }
 }

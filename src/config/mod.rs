@@ -28,12 +28,17 @@ pub struct Config {
     pub trusted_devices: TrustedDevices,
     pub security_code: SecurityCode,
     pub login_limits: LoginLimits,
+    pub app_approval: AppApproval,
     pub notifiers: Notifiers,
     pub users: UsersSource,
     pub storage: Storage,
     pub identity_headers: IdentityHeaders,
     /// Peers whose `X-Forwarded-For` is believed. Empty: the TCP peer is the client.
     pub trusted_proxies: Vec<IpNet>,
+    /// Where the second step is not asked (trusted networks).
+    pub exemptions: Exemptions,
+    /// Risk-based step-up for users without 2-step.
+    pub risk: RiskSettings,
     pub routes: Vec<Route>,
 }
 
@@ -140,10 +145,46 @@ pub struct LoginLimits {
     pub max_concurrent_hashes: usize,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApprovalOrder {
+    /// The seed's order: approve in the app, then enter the password.
+    BeforePassword,
+    /// Password first; the app is asked only after a right password.
+    AfterPassword,
+}
+
+/// Login approval in the phone app, with number matching.
+#[derive(Debug, Clone)]
+pub struct AppApproval {
+    pub order: ApprovalOrder,
+    /// An approval expires after this (default 2m, at most 5m).
+    pub lifetime: Duration,
+    /// Approvals per account per `window` (default 3 per 10m).
+    pub max_per_window: u32,
+    pub window: Duration,
+    /// "This wasn't me" suspends app prompts for this long (default 15m).
+    pub suspend_after_denial: Duration,
+    /// An enrollment code is valid this long (default 10m).
+    pub enrollment_lifetime: Duration,
+    /// User-Agent substrings of feature-phone browsers, which get a security code instead.
+    pub feature_phone_patterns: Vec<String>,
+}
+
+/// A webhook told about each login approval (FCM, APNs, ntfy… behind it).
+#[derive(Debug, Clone)]
+pub struct PushWebhook {
+    pub url: String,
+    /// Extra headers; `{secret}` in a value is replaced by `secret`.
+    pub headers: Vec<(String, String)>,
+    pub secret: Option<Secret>,
+    pub timeout: Duration,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Notifiers {
     pub email: Option<Smtp>,
     pub sms: Option<SmsGateway>,
+    pub push: Option<PushWebhook>,
     pub outbox: Option<Outbox>,
 }
 
@@ -210,6 +251,70 @@ pub struct UsersSource {
     /// 2-step setting for users whose entry says nothing (default off, sms).
     pub default_two_step: bool,
     pub default_method: TwoStepMethod,
+    /// What happens to a user's 2-step setting when their phone is marked gone.
+    pub on_phone_loss: OnPhoneLoss,
+}
+
+/// `users.on_phone_loss`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnPhoneLoss {
+    /// 2-step is turned off (the seed's behaviour; the default).
+    Disable,
+    /// 2-step switches to codes by email when a contact address is on file, else off.
+    SwitchToEmail,
+}
+
+/// `exemptions`: networks where the second step is skipped at login.
+#[derive(Debug, Clone, Default)]
+pub struct Exemptions {
+    /// Client addresses (after `trusted_proxies`) inside these skip the second step, except
+    /// on `two_factor` routes.
+    pub networks: Vec<IpNet>,
+}
+
+/// `risk`: signals, weights and the threshold of the risk-based step-up.
+#[derive(Debug, Clone)]
+pub struct RiskSettings {
+    /// Default true.
+    pub enabled: bool,
+    /// A score at or above this asks for a security code (default 50).
+    pub threshold: u32,
+    /// No `nidan_seen` cookie this user's logins ever set (default 20).
+    pub new_browser: u32,
+    /// The /24 (IPv4) or /48 (IPv6) not seen for this user within `network_memory` (default 30).
+    pub new_network: u32,
+    /// A failed login on the account or from the address within `failure_window` (default 20).
+    pub recent_failures: u32,
+    /// A user-agent family never seen for this user (default 10).
+    pub new_user_agent: u32,
+    /// The address is on `watch_networks` (default 60).
+    pub watchlist: u32,
+    pub watch_networks: Vec<IpNet>,
+    /// Default 90d.
+    pub network_memory: Duration,
+    /// Default 1h.
+    pub failure_window: Duration,
+    /// Score the familiarity signals (browser, network, user agent) on a user's very first
+    /// login too, when nothing is known yet (default false: the first login only learns).
+    pub score_first_login: bool,
+}
+
+impl Default for RiskSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            threshold: 50,
+            new_browser: 20,
+            new_network: 30,
+            recent_failures: 20,
+            new_user_agent: 10,
+            watchlist: 60,
+            watch_networks: Vec::new(),
+            network_memory: Duration::from_secs(90 * 86_400),
+            failure_window: Duration::from_secs(3_600),
+            score_first_login: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -262,6 +367,8 @@ pub struct Upstream {
 pub struct Accept {
     pub session: bool,
     pub basic: bool,
+    /// API tokens (app passwords) as `Authorization: Bearer` or as the Basic password.
+    pub token: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -13,6 +13,8 @@ use crate::users::{PhoneStatus, User};
 pub enum Step {
     Password,
     PasswordAndCode,
+    /// Waiting for the approval in the phone app (number matching).
+    AppApproval,
 }
 
 impl Step {
@@ -20,6 +22,7 @@ impl Step {
         match self {
             Step::Password => "password",
             Step::PasswordAndCode => "password_and_code",
+            Step::AppApproval => "app_approval",
         }
     }
 }
@@ -29,6 +32,27 @@ impl Step {
 pub enum Why {
     UserSetting,
     RoutePolicy,
+    /// The risk engine asked for it (always a security code, never the app).
+    Risk,
+}
+
+/// Why a second step that would be asked is skipped without a trusted device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exemption {
+    /// The client address is in `exemptions.networks` (never on `two_factor` routes).
+    TrustedNetwork,
+    /// The route says `second_step: exempt`.
+    Route,
+}
+
+impl Exemption {
+    /// The reason recorded in the audit trail.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Exemption::TrustedNetwork => "trusted_network",
+            Exemption::Route => "route_exempt",
+        }
+    }
 }
 
 /// Something the password page must explain.
@@ -57,6 +81,8 @@ pub struct Plan {
     pub second_step: Option<Why>,
     /// A valid trusted-device cookie for this user skips the second step.
     pub device_skip: bool,
+    /// A second step was due but an exemption skipped it.
+    pub exemption: Option<Exemption>,
     /// Where to send the code: channel and full address.
     pub send_to: Option<(Channel, String)>,
     pub notice: Option<Notice>,
@@ -76,6 +102,14 @@ pub struct PlanInput<'a> {
     /// Channels the route accepts for the second step (empty: all).
     pub allowed: &'a [TwoStepMethod],
     pub trusted_device: bool,
+    /// The risk engine's score for this login reached the threshold.
+    pub risk_step_up: bool,
+    /// The client address is in a trusted network (`exemptions.networks`).
+    pub trusted_network: bool,
+    /// The user has a phone app enrolled.
+    pub app_enrolled: bool,
+    /// The browser is a feature phone's: the app is not offered, a code is sent.
+    pub feature_phone: bool,
 }
 
 /// Decides the rest of the login after the ID.
@@ -84,6 +118,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         step: Step::Password,
         second_step: None,
         device_skip: false,
+        exemption: None,
         send_to: None,
         notice: None,
         blocked: None,
@@ -94,17 +129,29 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     };
     let why = if input.policy == Policy::TwoFactor {
         Some(Why::RoutePolicy)
-    } else if input.enabled && input.route_second_step == SecondStep::Required {
+    } else if input.enabled {
         Some(Why::UserSetting)
+    } else if input.risk_step_up {
+        Some(Why::Risk)
     } else {
         None
     };
     let Some(why) = why else {
         return plan;
     };
+    // A route that says `second_step: exempt` never asks it, whatever the policy.
+    if input.route_second_step == SecondStep::Exempt {
+        plan.exemption = Some(Exemption::Route);
+        return plan;
+    }
     plan.second_step = Some(why);
     if input.trusted_device {
         plan.device_skip = true;
+        return plan;
+    }
+    // A trusted network skips the second step, except where the route demands both steps.
+    if input.trusted_network && why != Why::RoutePolicy {
+        plan.exemption = Some(Exemption::TrustedNetwork);
         return plan;
     }
     plan.step = Step::PasswordAndCode;
@@ -115,8 +162,9 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         .filter(|_| user.phone_status == PhoneStatus::Active && allows(TwoStepMethod::Sms));
     let email = user.email.as_ref().filter(|_| allows(TwoStepMethod::Email));
     plan.email_alternative = email.is_some();
-    let prefer_email = input.method == TwoStepMethod::Email;
-    if input.method == TwoStepMethod::App {
+    // A risk step-up is always a code: by SMS, else to the contact email.
+    let prefer_email = input.method == TwoStepMethod::Email && why != Why::Risk;
+    if input.method == TwoStepMethod::App && why != Why::Risk {
         plan.notice = Some(Notice::AppUnavailable);
     }
     plan.send_to = match (prefer_email, phone, email) {
@@ -132,6 +180,14 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     };
     if matches!(plan.send_to, Some((Channel::Email, _))) {
         plan.email_alternative = false;
+    }
+    let app_allowed = allows(TwoStepMethod::App) && why != Why::Risk && !input.feature_phone;
+    if input.method == TwoStepMethod::App && input.app_enrolled && app_allowed {
+        // The approval is the second step; the code path stays ready as the fallback.
+        plan.step = Step::AppApproval;
+        plan.notice = None;
+        plan.blocked = None;
+        return plan;
     }
     if plan.send_to.is_none() {
         let has_any = user.email.is_some()
@@ -160,6 +216,10 @@ pub struct Flow {
     pub device_id: Option<String>,
     /// The login finished; the flow cannot be used again.
     pub finished: bool,
+    /// The app approval asked for this flow, if any.
+    pub approval: Option<String>,
+    /// The password was already checked (approval after the password).
+    pub password_ok: bool,
 }
 
 #[cfg(test)]
@@ -194,7 +254,29 @@ mod tests {
             route_second_step: SecondStep::Required,
             allowed: &[],
             trusted_device: false,
+            risk_step_up: false,
+            trusted_network: false,
+            app_enrolled: false,
+            feature_phone: false,
         }
+    }
+
+    #[test]
+    fn app_users_get_the_approval_unless_risk_or_feature_phone() {
+        let u = user(Some("1"), PhoneStatus::Active, Some("e@x"));
+        let mut i = input(Some(&u), true, TwoStepMethod::App, Policy::Login);
+        assert_eq!(plan(&i).notice, Some(Notice::AppUnavailable));
+        assert_eq!(plan(&i).step, Step::PasswordAndCode);
+        i.app_enrolled = true;
+        let p = plan(&i);
+        assert_eq!(p.step, Step::AppApproval);
+        assert_eq!(p.send_to, Some((Channel::Sms, "1".into())), "the code path stays ready");
+        i.feature_phone = true;
+        assert_eq!(plan(&i).step, Step::PasswordAndCode);
+        i.feature_phone = false;
+        let only_sms = [TwoStepMethod::Sms];
+        i.allowed = &only_sms;
+        assert_eq!(plan(&i).step, Step::PasswordAndCode);
     }
 
     #[test]
@@ -266,5 +348,60 @@ mod tests {
         let only_app = [TwoStepMethod::App];
         i.allowed = &only_app;
         assert_eq!(plan(&i).blocked, Some(Blocked::NoAllowedChannel));
+    }
+
+    #[test]
+    fn route_exemption_skips_even_two_factor() {
+        let u = user(Some("1"), PhoneStatus::Active, Some("e@x"));
+        let mut i = input(Some(&u), false, TwoStepMethod::Sms, Policy::TwoFactor);
+        i.route_second_step = SecondStep::Exempt;
+        let p = plan(&i);
+        assert_eq!(p.step, Step::Password);
+        assert_eq!(p.exemption, Some(Exemption::Route));
+        assert_eq!(p.second_step, None);
+        // Nothing was due: no exemption is recorded.
+        let mut i = input(Some(&u), false, TwoStepMethod::Sms, Policy::Login);
+        i.route_second_step = SecondStep::Exempt;
+        assert_eq!(plan(&i).exemption, None);
+    }
+
+    #[test]
+    fn trusted_network_skips_but_not_on_two_factor_routes() {
+        let u = user(Some("1"), PhoneStatus::Active, Some("e@x"));
+        let mut i = input(Some(&u), true, TwoStepMethod::Sms, Policy::Login);
+        i.trusted_network = true;
+        let p = plan(&i);
+        assert_eq!(p.step, Step::Password);
+        assert_eq!(p.exemption, Some(Exemption::TrustedNetwork));
+        assert_eq!(p.second_step, Some(Why::UserSetting));
+        let mut i = input(Some(&u), true, TwoStepMethod::Sms, Policy::TwoFactor);
+        i.trusted_network = true;
+        let p = plan(&i);
+        assert_eq!(p.step, Step::PasswordAndCode);
+        assert_eq!(p.exemption, None);
+    }
+
+    #[test]
+    fn risk_asks_a_code_by_sms_else_email_never_the_app() {
+        let u = user(Some("1"), PhoneStatus::Active, Some("e@x"));
+        let mut i = input(Some(&u), false, TwoStepMethod::Email, Policy::Login);
+        assert_eq!(plan(&i).step, Step::Password);
+        i.risk_step_up = true;
+        let p = plan(&i);
+        assert_eq!(p.second_step, Some(Why::Risk));
+        assert_eq!(p.send_to, Some((Channel::Sms, "1".into())));
+        i.method = TwoStepMethod::App;
+        i.app_enrolled = true;
+        let p = plan(&i);
+        assert_eq!(p.step, Step::PasswordAndCode);
+        assert_eq!(p.notice, None);
+        let kept = user(Some("1"), PhoneStatus::Gone, Some("e@x"));
+        i.user = Some(&kept);
+        assert_eq!(plan(&i).send_to, Some((Channel::Email, "e@x".into())));
+        i.trusted_device = true;
+        assert!(plan(&i).device_skip);
+        // Unknown IDs never step up (they follow the path of a user without 2-step).
+        i.user = None;
+        assert_eq!(plan(&i).step, Step::Password);
     }
 }

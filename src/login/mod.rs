@@ -2,10 +2,12 @@
 //! (password, code, trusted device), resends and the switch to email. Shared by the HTML
 //! pages and the JSON API, which only translate in and out.
 
+pub mod approval;
 pub mod code;
 pub mod flow;
 pub mod limits;
 pub mod password;
+pub mod risk;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -29,6 +31,8 @@ pub struct Client {
     pub user_agent: String,
     /// The trusted-device cookie, if the browser sent one.
     pub device_cookie: Option<String>,
+    /// The risk engine's `nidan_seen` cookie, if the browser sent one.
+    pub seen_cookie: Option<String>,
     pub lang: Language,
 }
 
@@ -64,6 +68,12 @@ pub enum LoginError {
     Busy,
     #[error("internal error")]
     Internal,
+    #[error("the login has not been approved in the app")]
+    ApprovalRequired,
+    #[error("the password is right; approve the login in the app")]
+    AwaitingApproval,
+    #[error("too many approval requests; try again in {0} s or use a security code")]
+    ApprovalLimited(u64),
 }
 
 impl LoginError {
@@ -85,6 +95,9 @@ impl LoginError {
             LoginError::DevicesFull => "too_many_devices",
             LoginError::Busy => "busy",
             LoginError::Internal => "internal",
+            LoginError::ApprovalRequired => "approval_required",
+            LoginError::AwaitingApproval => "awaiting_approval",
+            LoginError::ApprovalLimited(_) => "too_many_approvals",
         }
     }
 
@@ -103,6 +116,9 @@ impl LoginError {
             LoginError::Blocked(_) => 403,
             LoginError::DevicesFull => 409,
             LoginError::Internal => 500,
+            LoginError::ApprovalRequired => 401,
+            LoginError::AwaitingApproval => 202,
+            LoginError::ApprovalLimited(_) => 429,
         }
     }
 
@@ -111,7 +127,8 @@ impl LoginError {
         match self {
             LoginError::Throttled(s)
             | LoginError::SendLimited(s)
-            | LoginError::ResendTooSoon(s) => Some(*s),
+            | LoginError::ResendTooSoon(s)
+            | LoginError::ApprovalLimited(s) => Some(*s),
             LoginError::Busy => Some(1),
             _ => None,
         }
@@ -132,6 +149,11 @@ pub struct FlowView {
     /// The trust-this-device option is offered (the second step is being done).
     pub offer_trust: bool,
     pub code_live: bool,
+    /// The number the browser shows while the app is asked.
+    pub approval_number: Option<String>,
+    pub approval: Option<approval::Status>,
+    /// The password was already accepted (approval after the password).
+    pub password_ok: bool,
 }
 
 /// The ID step's result: the flow, and how sending the code went.
@@ -152,14 +174,29 @@ pub struct Completed {
     pub user_id: String,
     pub session_token: String,
     pub device_token: Option<String>,
+    /// The `nidan_seen` cookie value to (re)set: lets the risk engine know this browser.
+    pub seen_token: String,
     pub redirect: String,
 }
 
-fn view(f: &Flow, now: Instant) -> FlowView {
+async fn view_of(app: &App, f: &Flow) -> FlowView {
+    let approval = match &f.approval {
+        Some(id) => app.approvals.get(id, crate::time::now()).await,
+        None => None,
+    };
+    view(f, approval.as_ref(), Instant::now())
+}
+
+fn view(f: &Flow, approval: Option<&approval::Approval>, now: Instant) -> FlowView {
+    let approved = approval.is_some_and(|a| a.status == approval::Status::Approved);
     FlowView {
+        approval_number: approval.filter(|a| a.status == approval::Status::Pending).map(|a| a.number.clone()),
+        approval: approval.map(|a| a.status),
+        password_ok: f.password_ok,
         id: f.id.clone(),
         user_id: f.user_id.clone(),
-        step: f.plan.step,
+        // Once the app approved, only the password is left.
+        step: if approved && f.plan.step == Step::AppApproval { Step::Password } else { f.plan.step },
         code_destination: f
             .code
             .as_ref()
@@ -173,7 +210,7 @@ fn view(f: &Flow, now: Instant) -> FlowView {
         notice: f.plan.notice,
         email_alternative: f.plan.email_alternative,
         blocked: f.plan.blocked,
-        offer_trust: f.plan.step == Step::PasswordAndCode,
+        offer_trust: matches!(f.plan.step, Step::PasswordAndCode | Step::AppApproval),
         code_live: f.code.as_ref().is_some_and(|c| c.is_live(now)),
     }
 }
@@ -216,14 +253,30 @@ pub async fn start(
         (Some(u), Some(token)) => app.devices.check(token, &u.id, now).await,
         _ => None,
     };
+    let policy = target.map_or(Policy::Login, |r| r.policy);
+    let route_second_step = target.map_or(SecondStep::Required, |r| r.second_step);
+    // Unknown IDs are scored too (same work), so the answer's timing does not tell them apart.
+    let risk_step_up = if risk::applies(&app.cfg.risk, enabled, policy, route_second_step) {
+        risk::assess(app, id, user.is_some(), client, now).await.step_up
+    } else {
+        false
+    };
+    let network = crate::exempt::trusted_network(&app.cfg.exemptions, client.ip);
     let plan = flow::plan(&PlanInput {
         user: user.as_deref(),
         enabled,
         method,
-        policy: target.map_or(Policy::Login, |r| r.policy),
-        route_second_step: target.map_or(SecondStep::Required, |r| r.second_step),
+        policy,
+        route_second_step,
         allowed: target.map_or(&[], |r| r.allowed_methods.as_slice()),
         trusted_device: device_id.is_some(),
+        risk_step_up,
+        trusted_network: network.is_some(),
+        app_enrolled: match &user {
+            Some(u) if method == crate::config::TwoStepMethod::App => app.approvals.has_app(&u.id).await,
+            _ => false,
+        },
+        feature_phone: app.approvals.is_feature_phone(&client.user_agent),
     });
     let mut f = Flow {
         id: crate::secret::random_token(16),
@@ -238,12 +291,15 @@ pub async fn start(
             None
         },
         finished: false,
+        approval: None,
+        password_ok: false,
     };
     let ip = client.ip.to_string();
     if let Some(why) = f.plan.second_step {
         let reason = match why {
             Why::UserSetting => "user_setting",
             Why::RoutePolicy => "route_policy",
+            Why::Risk => "risk",
         };
         if f.plan.device_skip {
             app.audit
@@ -254,13 +310,28 @@ pub async fn start(
                     json!({"reason": "trusted_device", "asked_by": reason}),
                 )
                 .await;
-        } else {
+        } else if f.plan.exemption.is_none() {
             app.audit
                 .record("second_step_required", id, &ip, json!({"reason": reason}))
                 .await;
         }
     }
-    let send = if f.plan.send_to.is_some() && f.plan.blocked.is_none() {
+    crate::exempt::record_login(
+        app,
+        id,
+        &ip,
+        &f.plan,
+        network,
+        target.map(|r| r.name.as_str()),
+    )
+    .await;
+    let by_app_first = f.plan.step == Step::AppApproval
+        && app.cfg.app_approval.order == crate::config::ApprovalOrder::BeforePassword;
+    let send = if by_app_first {
+        request_approval(app, &mut f, client, target).await
+    } else if f.plan.step == Step::AppApproval {
+        Ok(())
+    } else if f.plan.send_to.is_some() && f.plan.blocked.is_none() {
         send_code(app, &mut f, client, false).await
     } else if let Some(b) = f.plan.blocked {
         app.audit
@@ -275,11 +346,94 @@ pub async fn start(
     } else {
         Ok(())
     };
-    let v = view(&f, Instant::now());
+    let v = view_of(app, &f).await;
     app.flows
         .insert(f.id.clone(), Arc::new(AsyncMutex::new(f)))
         .await;
     Ok(Started { flow: v, send })
+}
+
+/// Asks the user's app to approve this flow, and tells the push webhook. When the fatigue
+/// limits refuse, the flow falls back to a security code.
+async fn request_approval(app: &App, f: &mut Flow, client: &Client, target: Option<&Route>) -> Result<(), LoginError> {
+    let now = crate::time::now();
+    let ip = client.ip.to_string();
+    let context = approval::LoginContext {
+        browser: browser_summary(&client.user_agent),
+        ip: ip.clone(),
+        time: crate::time::rfc3339(now),
+        route: target.map_or_else(|| f.return_to.clone(), |r| r.name.clone()),
+    };
+    match app.approvals.create(&f.user_id, &f.id, context.clone(), now).await {
+        Ok(a) => {
+            f.approval = Some(a.id.clone());
+            app.audit
+                .record("approval_requested", &f.user_id, &ip, json!({"approval": a.id, "context": context}))
+                .await;
+            let title = match client.lang {
+                Language::Ja => "ログインの確認",
+                Language::En => "Login request",
+            };
+            let body = match client.lang {
+                Language::Ja => format!("{} ({}) からのログインです。アプリを開いて確認してください。", context.browser, context.ip),
+                Language::En => format!("A login from {} ({}). Open the app to answer.", context.browser, context.ip),
+            };
+            let msg = Message {
+                channel: Channel::Push,
+                user: f.user_id.clone(),
+                to: a.id,
+                code: None,
+                subject: title.to_owned(),
+                body,
+            };
+            let notifier = app.notifier.clone();
+            tokio::spawn(async move {
+                if let Err(e) = notifier.send(&msg).await {
+                    tracing::warn!(error = %e, "the push notification was not delivered; the app can still poll");
+                }
+            });
+            Ok(())
+        }
+        Err(refused) => {
+            let (reason, wait) = match refused {
+                approval::Refused::Suspended(s) => ("suspended", s),
+                approval::Refused::TooMany(s) => ("too_many", s),
+            };
+            app.audit
+                .record("approval_refused", &f.user_id, &ip, json!({"reason": reason, "retry_after": wait}))
+                .await;
+            switch_to_code(app, f, client).await
+        }
+    }
+}
+
+/// Leaves the app path for the security code (the app is gone, or prompts are paused).
+async fn switch_to_code(app: &App, f: &mut Flow, client: &Client) -> Result<(), LoginError> {
+    if let Some(id) = f.approval.take() {
+        app.approvals.cancel(&id).await;
+    }
+    f.plan.step = Step::PasswordAndCode;
+    f.plan.notice = Some(Notice::AppUnavailable);
+    if f.plan.send_to.is_none() {
+        let b = Blocked::NoDestination;
+        f.plan.blocked = Some(b);
+        return Err(LoginError::Blocked(b));
+    }
+    send_code(app, f, client, false).await
+}
+
+/// "Log in with a security code instead" on the app's waiting page.
+pub async fn use_code(app: &App, client: &Client, id: &str) -> Result<FlowView, LoginError> {
+    let f = flow(app, id).await?;
+    let mut f = f.lock().await;
+    if f.finished || f.plan.step != Step::AppApproval {
+        return Err(LoginError::BadInput("this login is not waiting for the app"));
+    }
+    app.audit
+        .record("approval_fallback_to_code", &f.user_id, &client.ip.to_string(), json!({}))
+        .await;
+    switch_to_code(app, &mut f, client).await?;
+    Ok(view_of(app, &f).await)
 }
 
 fn plan_skips(user: &Option<Arc<crate::users::User>>, device: bool) -> bool {
@@ -300,7 +454,7 @@ pub async fn status(app: &App, id: &str) -> Result<FlowView, LoginError> {
     if f.finished {
         return Err(LoginError::FlowNotFound);
     }
-    Ok(view(&f, Instant::now()))
+    Ok(view_of(app, &f).await)
 }
 
 /// Sends (or re-sends) the flow's security code, replacing any earlier one.
@@ -324,10 +478,12 @@ async fn send_code(
     }
     let now = crate::time::now();
     let ip = client.ip.to_string();
+    // The address first: a request refused for its address must not use up the account's
+    // budget (else one capped address could still block codes for any number of accounts).
     let limited = app
-        .sends_per_account
-        .hit(&f.user_id, now)
-        .and_then(|()| app.sends_per_ip.hit(&ip, now))
+        .sends_per_ip
+        .hit(&ip, now)
+        .and_then(|()| app.sends_per_account.hit(&f.user_id, now))
         .and_then(|()| app.sends_global.hit("all", now));
     if let Err(wait) = limited {
         app.audit
@@ -408,7 +564,7 @@ pub async fn resend(app: &App, client: &Client, id: &str) -> Result<FlowView, Lo
         return Err(LoginError::FlowNotFound);
     }
     send_code(app, &mut f, client, true).await?;
-    Ok(view(&f, Instant::now()))
+    Ok(view_of(app, &f).await)
 }
 
 /// "Send the code by email instead" (the phone cannot receive SMS, say).
@@ -429,7 +585,7 @@ pub async fn use_email(app: &App, client: &Client, id: &str) -> Result<FlowView,
     f.plan.send_to = Some((Channel::Email, email));
     f.plan.email_alternative = false;
     send_code(app, &mut f, client, false).await?;
-    Ok(view(&f, Instant::now()))
+    Ok(view_of(app, &f).await)
 }
 
 /// The final step: password (and code), then a session (and a trusted device if asked).
@@ -451,10 +607,29 @@ pub async fn complete(
         return Err(LoginError::Blocked(b));
     }
     let with_code = f.plan.step == Step::PasswordAndCode;
+    let by_app = f.plan.step == Step::AppApproval;
     let now = crate::time::now();
+    // The app path: the password step needs this flow's approval (SECURITY 12), except
+    // the first password of the approval-after-password order.
+    let after_password = app.cfg.app_approval.order == crate::config::ApprovalOrder::AfterPassword;
+    let approved = match (&f.approval, by_app) {
+        (Some(aid), true) => app
+            .approvals
+            .get(aid, now)
+            .await
+            .is_some_and(|a| a.status == approval::Status::Approved && a.flow_id == f.id),
+        _ => false,
+    };
+    let first_password = by_app && after_password && !f.password_ok;
+    if by_app && !approved && !first_password {
+        app.audit
+            .record("login_failed", &f.user_id, &client.ip.to_string(), json!({"reason": "approval_required"}))
+            .await;
+        return Err(LoginError::ApprovalRequired);
+    }
     let user = app.active_user(&f.user_id);
     // Checks that change nothing come first.
-    let device_name = if input.trust_device && with_code {
+    let device_name = if input.trust_device && (with_code || by_app) {
         let name = input
             .device_name
             .and_then(device::valid_name)
@@ -488,18 +663,21 @@ pub async fn complete(
             return Err(LoginError::Throttled(wait));
         }
     };
-    let password_ok = match app
-        .hasher
-        .verify(
-            input.password,
-            user.as_ref().map(|u| u.password_hash.as_str()),
-        )
-        .await
-    {
-        Ok(ok) => ok,
-        Err(_) => {
-            app.failures.abandon(attempt);
-            return Err(LoginError::Busy);
+    // After an approval that followed a right password, the password is not asked again.
+    let skip_password = by_app && after_password && f.password_ok && input.password.is_empty();
+    let password_ok = if skip_password {
+        true
+    } else {
+        match app
+            .hasher
+            .verify(input.password, user.as_ref().map(|u| u.password_hash.as_str()))
+            .await
+        {
+            Ok(ok) => ok,
+            Err(_) => {
+                app.failures.abandon(attempt);
+                return Err(LoginError::Busy);
+            }
         }
     };
     let flow_id = f.id.clone();
@@ -545,12 +723,26 @@ pub async fn complete(
         app.failures.abandon(attempt);
         return Err(LoginError::Failed);
     };
+    if first_password {
+        // Right password; now the app is asked (what the fatigue limits guard).
+        f.password_ok = true;
+        app.failures.abandon(attempt);
+        return match request_approval(app, &mut f, client, None).await {
+            Ok(()) if f.plan.step == Step::AppApproval => Err(LoginError::AwaitingApproval),
+            Ok(()) => Err(LoginError::NoCode),
+            Err(e) => Err(e),
+        };
+    }
     f.finished = true;
     f.code = None;
     app.failures.succeeded(attempt).await;
     let channel = f.plan.send_to.as_ref().map(|(c, _)| *c);
     let methods = match (f.plan.device_skip, with_code, channel) {
         (true, _, _) => "password+device".to_owned(),
+        _ if f.plan.exemption == Some(flow::Exemption::TrustedNetwork) => {
+            "password+network".to_owned()
+        }
+        _ if by_app => "password+app".to_owned(),
         (false, true, Some(Channel::Email)) => "password+email".to_owned(),
         (false, true, _) => "password+sms".to_owned(),
         _ => "password".to_owned(),
@@ -560,7 +752,7 @@ pub async fn complete(
         .create(
             NewSession {
                 user_id: &user.id,
-                two_step: f.plan.device_skip || with_code,
+                two_step: f.plan.device_skip || with_code || by_app,
                 methods: methods.clone(),
                 device_id: f.device_id.clone(),
                 ip: &ip,
@@ -581,6 +773,13 @@ pub async fn complete(
             json!({"methods": methods, "device": f.device_id}),
         )
         .await;
+    let seen_token = risk::remember(app, &user.id, client, now).await;
+    if f.plan.second_step == Some(Why::Risk) && with_code {
+        let browser = browser_summary(&client.user_agent);
+        notify_user(app, &user, client.lang, |lang, site| {
+            notify::messages::new_browser_signin(lang, &browser, &ip, site)
+        });
+    }
     let mut device_token = None;
     if let Some(name) = device_name {
         let browser = browser_summary(&client.user_agent);
@@ -620,6 +819,7 @@ pub async fn complete(
         user_id: user.id.clone(),
         session_token,
         device_token,
+        seen_token,
         redirect: f.return_to.clone(),
     })
 }

@@ -207,6 +207,39 @@ pub fn two_step_disabled_phone_gone(lang: Language, site: &str) -> (String, Stri
 }
 
 /// A sign-in from a browser not seen before.
+/// The phone is gone and 2-step now sends codes to the contact email
+/// (`users.on_phone_loss: switch_to_email`).
+pub fn two_step_switched_to_email_phone_gone(lang: Language, site: &str) -> (String, String) {
+    match lang {
+        Language::Ja => (
+            format!("【{site}】電話番号の解約にともない2段階認証の方法をメールに変更しました"),
+            with_footer(
+                lang,
+                format!(
+                    "お使いの {site} アカウントに登録されていた電話番号が利用できなくなったと\
+                     管理者から連絡があったため、セキュリティコードの送り先をこのメールアドレスに変更しました。\
+                     あわせて、認証アプリの登録と、信頼できる端末の登録も解除しました。\n\n\
+                     新しい電話番号をお持ちの場合は、ログイン後に設定画面から変更してください。\n\n\
+                     お心当たりのない場合は、管理者にお問い合わせください。"
+                ),
+            ),
+        ),
+        Language::En => (
+            format!("2-step verification now sends codes by email: your phone is no longer on file ({site})"),
+            with_footer(
+                lang,
+                format!(
+                    "Your administrator reported that the phone number on your {site} account is \
+                     no longer in use, so security codes are now sent to this email address. \
+                     The authenticator app was unlinked and your trusted devices were removed.\n\n\
+                     If you have a new phone number, sign in and update your settings.\n\n\
+                     If you did not expect this, contact your administrator."
+                ),
+            ),
+        ),
+    }
+}
+
 pub fn new_browser_signin(lang: Language, browser: &str, ip: &str, site: &str) -> (String, String) {
     match lang {
         Language::Ja => (

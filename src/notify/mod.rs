@@ -7,6 +7,7 @@
 mod email;
 pub mod messages;
 mod outbox;
+mod push;
 mod sms;
 
 use crate::config::Notifiers;
@@ -45,12 +46,15 @@ pub enum NotifyError {
     Sms(String),
     #[error("outbox write failed: {0}")]
     Outbox(String),
+    #[error("push delivery failed: {0}")]
+    Push(String),
 }
 
 /// All configured transports; cheap to share behind an `Arc`.
 pub struct Notifier {
     email: Option<email::EmailSender>,
     sms: Option<sms::SmsSender>,
+    push: Option<push::PushSender>,
     outbox: Option<outbox::OutboxWriter>,
 }
 
@@ -76,6 +80,7 @@ impl Notifier {
                 .map(email::EmailSender::new)
                 .transpose()?,
             sms: cfg.sms.as_ref().map(sms::SmsSender::new).transpose()?,
+            push: cfg.push.as_ref().map(push::PushSender::new).transpose()?,
             outbox: cfg
                 .outbox
                 .as_ref()
@@ -90,7 +95,7 @@ impl Notifier {
             || match channel {
                 Channel::Email => self.email.is_some(),
                 Channel::Sms => self.sms.is_some(),
-                Channel::Push => false,
+                Channel::Push => self.push.is_some(),
             }
     }
 
@@ -112,7 +117,10 @@ impl Notifier {
                 Some(s) => Some(s.send(msg).await),
                 None => None,
             },
-            Channel::Push => None,
+            Channel::Push => match &self.push {
+                Some(p) => Some(p.send(msg).await),
+                None => None,
+            },
         };
         let delivered = transport.as_ref().map(Result::is_ok);
         let outbox_result = match &self.outbox {

@@ -45,6 +45,27 @@ pub async fn handle(ctx: &Ctx<'_>, rest: &str) -> Response {
         (&Method::POST, ["login", flow, "use-email"]) => {
             flow_result(ctx, login::use_email(ctx.app, &ctx.client(), flow).await)
         }
+        (&Method::POST, ["login", flow, "use-code"]) => {
+            flow_result(ctx, login::use_code(ctx.app, &ctx.client(), flow).await)
+        }
+        (&Method::POST, ["app", "enroll"]) => super::phone_app::enroll(ctx).await,
+        (&Method::POST, ["app", "enroll", "start"]) => app_enroll_start(ctx).await,
+        (&Method::GET, ["app", "approvals"]) => super::phone_app::approvals(ctx).await,
+        (&Method::POST, ["app", "approvals", id]) => super::phone_app::answer(ctx, id).await,
+        (&Method::GET, ["app", "enrollments"]) => match ctx.session().await {
+            Some((_, user)) => super::phone_app::enrollments_json(ctx, &user).await,
+            None => unauthorized(),
+        },
+        (&Method::DELETE, ["app", "enrollments", id]) => match recent(ctx).await {
+            Ok(user) => {
+                if super::phone_app::remove(ctx, &user, Some(id)).await {
+                    Response::no_content()
+                } else {
+                    Response::json_error(404, "not_found", "no such app")
+                }
+            }
+            Err(r) => r,
+        },
         (&Method::POST, ["logout"]) => logout(ctx).await,
         (&Method::GET, ["me"]) => me(ctx).await,
         (&Method::GET, ["devices"]) => devices(ctx).await,
@@ -53,11 +74,14 @@ pub async fn handle(ctx: &Ctx<'_>, rest: &str) -> Response {
         (&Method::DELETE, ["devices", id]) => device_delete(ctx, id).await,
         (&Method::GET, ["settings"]) => settings_get(ctx).await,
         (&Method::PUT, ["settings"]) => settings_put(ctx).await,
+        (&Method::GET, ["tokens"]) => super::tokens::api_list(ctx).await,
+        (&Method::POST, ["tokens"]) => super::tokens::api_create(ctx).await,
+        (&Method::DELETE, ["tokens", id]) => super::tokens::api_delete(ctx, id).await,
         _ => Response::json_error(404, "not_found", "no such API endpoint"),
     }
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(ctx: &Ctx<'_>) -> Result<T, Response> {
+pub(super) fn parse<T: for<'de> Deserialize<'de>>(ctx: &Ctx<'_>) -> Result<T, Response> {
     if ctx.req.body.len() > MAX_JSON {
         return Err(Response::json_error(
             413,
@@ -108,7 +132,39 @@ fn flow_json(v: &FlowView) -> Value {
         j["email_alternative"] = json!(v.email_alternative);
         j["code_live"] = json!(v.code_live);
     }
+    if let Some(n) = &v.approval_number {
+        j["approval_number"] = json!(n);
+    }
+    if let Some(a) = v.approval {
+        j["approval"] = json!(a.as_str());
+    }
+    if v.password_ok {
+        j["password_ok"] = json!(true);
+    }
     j
+}
+
+async fn app_enroll_start(ctx: &Ctx<'_>) -> Response {
+    let user = match recent(ctx).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    match super::phone_app::open(ctx, &user).await {
+        Ok(e) => Response::json(
+            200,
+            &json!({"enrollment_code": e.enrollment_code, "uri": e.uri, "code_destination": e.code_destination}),
+        )
+        .with("cache-control", "no-store"),
+        Err(super::phone_app::EnrollError::Limited(s)) => {
+            Response::json_error(429, "too_many_codes", "too many codes were sent; try later").with("retry-after", s.to_string())
+        }
+        Err(super::phone_app::EnrollError::NoDestination) => {
+            Response::json_error(403, "second_step_unavailable", "no phone or email can receive the security code")
+        }
+        Err(super::phone_app::EnrollError::Delivery) => {
+            Response::json_error(503, "delivery_failed", "the security code could not be delivered")
+        }
+    }
 }
 
 fn login_error(ctx: &Ctx<'_>, e: &LoginError) -> Response {
@@ -189,6 +245,10 @@ async fn login_complete(ctx: &Ctx<'_>, flow: &str) -> Response {
     };
     match login::complete(ctx.app, &ctx.client(), flow, &input).await {
         Ok(done) => signed_in_redirect(ctx, done, 200),
+        Err(LoginError::AwaitingApproval) => match login::status(ctx.app, flow).await {
+            Ok(v) => Response::json(202, &flow_json(&v)),
+            Err(e) => login_error(ctx, &e),
+        },
         Err(e) => login_error(ctx, &e),
     }
 }
@@ -287,7 +347,7 @@ async fn devices(ctx: &Ctx<'_>) -> Response {
 }
 
 /// A session with a recent login, or the error response.
-async fn recent(ctx: &Ctx<'_>) -> Result<std::sync::Arc<crate::users::User>, Response> {
+pub(super) async fn recent(ctx: &Ctx<'_>) -> Result<std::sync::Arc<crate::users::User>, Response> {
     let Some((live, user)) = ctx.session().await else {
         return Err(unauthorized());
     };

@@ -6,7 +6,9 @@ pub mod api;
 pub mod http;
 pub mod i18n;
 pub mod pages;
+pub mod phone_app;
 pub mod redirect;
+pub mod tokens;
 pub mod views;
 
 use std::sync::Arc;
@@ -94,6 +96,10 @@ impl<'a> Ctx<'a> {
             device_cookie: cookie::get(
                 &self.req.headers,
                 &self.cookie_name(&self.app.cfg.trusted_devices.cookie_name),
+            ),
+            seen_cookie: cookie::get(
+                &self.req.headers,
+                &self.cookie_name(crate::login::risk::SEEN_COOKIE),
             ),
             lang: self.lang,
         }
@@ -241,6 +247,10 @@ async fn route(ctx: &Ctx<'_>) -> Response {
         (&Method::POST, ["login", flow]) => pages::complete_post(ctx, flow).await,
         (&Method::POST, ["login", flow, "resend"]) => pages::resend_post(ctx, flow).await,
         (&Method::POST, ["login", flow, "use-email"]) => pages::use_email_post(ctx, flow).await,
+        (&Method::POST, ["login", flow, "use-code"]) => pages::use_code_post(ctx, flow).await,
+        (&Method::GET | &Method::HEAD, ["app"]) => pages::app_page(ctx).await,
+        (&Method::POST, ["app", "enroll"]) => pages::app_enroll_post(ctx).await,
+        (&Method::POST, ["app", id, "delete"]) => pages::app_delete_post(ctx, id).await,
         (&Method::POST, ["logout"]) => pages::logout_post(ctx).await,
         (&Method::GET | &Method::HEAD, ["logout"]) => {
             Response::redirect(302, &format!("{}/", ctx.prefix()))
@@ -251,6 +261,13 @@ async fn route(ctx: &Ctx<'_>) -> Response {
         (&Method::POST, ["devices", id, "delete"]) => pages::device_delete(ctx, id).await,
         (&Method::GET | &Method::HEAD, ["settings"]) => pages::settings_page(ctx, None, None).await,
         (&Method::POST, ["settings"]) => pages::settings_post(ctx).await,
+        (&Method::GET | &Method::HEAD, ["settings", "tokens"]) => {
+            tokens::page(ctx, None, None, None).await
+        }
+        (&Method::POST, ["settings", "tokens"]) => tokens::create_post(ctx).await,
+        (&Method::POST, ["settings", "tokens", id, "delete"]) => {
+            tokens::delete_post(ctx, id).await
+        }
         _ => pages::message(
             ctx,
             404,

@@ -7,8 +7,10 @@ use serde_json::json;
 use super::http::{Response, field};
 use super::redirect::encode_rd;
 use super::views::{
-    DeviceRow, DevicesPage, IdPage, MessagePage, PasswordPage, SettingsPage, SignedInPage,
+    AppPage, AppRow, AppSetup, DeviceRow, DevicesPage, IdPage, MessagePage, PasswordPage,
+    SettingsPage, SignedInPage, WaitingPage,
 };
+use crate::login::approval::Status as ApprovalStatus;
 use super::{Ctx, i18n::Texts};
 use crate::app::{method_from_str, method_str};
 use crate::config::TwoStepMethod;
@@ -18,7 +20,7 @@ use crate::notify::{self, Channel};
 use crate::session::cookie;
 use crate::session::device::{self, DeviceError};
 
-fn render(t: impl Template, status: u16) -> Response {
+pub(super) fn render(t: impl Template, status: u16) -> Response {
     match t.render() {
         Ok(html) => Response::html(status, html),
         Err(e) => {
@@ -298,6 +300,38 @@ pub async fn flow_page(ctx: &Ctx<'_>, flow: &str, error: Option<String>, status:
             None => None,
         },
     };
+    if v.step == Step::AppApproval {
+        match v.approval {
+            Some(ApprovalStatus::Pending) => {
+                return render(
+                    WaitingPage {
+                        t: ctx.t,
+                        lang: ctx.lang,
+                        other_lang: ctx.lang.other(),
+                        prefix: ctx.prefix().to_owned(),
+                        title: ctx.title(),
+                        csrf: ctx.csrf.clone(),
+                        flow: v.id.clone(),
+                        user_id: v.user_id.clone(),
+                        number: v.approval_number.clone().unwrap_or_default(),
+                        poll_url: format!("{}/api/login/{}", ctx.prefix(), v.id),
+                        refresh_seconds: 5,
+                        error,
+                    },
+                    status,
+                );
+            }
+            Some(ApprovalStatus::Denied) => {
+                return message(ctx, 403, ctx.t.err_forbidden_heading, ctx.t.err_approval_denied, login_link(ctx));
+            }
+            Some(ApprovalStatus::Expired) => {
+                return message(ctx, 410, ctx.t.err_flow_expired_heading, ctx.t.err_approval_expired, login_link(ctx));
+            }
+            // Approval after the password: the password comes first.
+            _ => {}
+        }
+    }
+    let app_approved = v.approval == Some(ApprovalStatus::Approved);
     let with_code = v.step == Step::PasswordAndCode;
     render(
         PasswordPage {
@@ -324,10 +358,24 @@ pub async fn flow_page(ctx: &Ctx<'_>, flow: &str, error: Option<String>, status:
             can_resend: with_code,
             offer_trust: v.offer_trust,
             error,
-            app_approved: false,
+            app_approved,
         },
         status,
     )
+}
+
+pub async fn use_code_post(ctx: &Ctx<'_>, flow: &str) -> Response {
+    if let Err(r) = checked_form(ctx) {
+        return r;
+    }
+    match login::use_code(ctx.app, &ctx.client(), flow).await {
+        Ok(_) => Response::redirect(303, &format!("{}/login/{flow}", ctx.prefix())),
+        Err(LoginError::FlowNotFound) => expired(ctx),
+        Err(LoginError::SendLimited(s)) => too_many(ctx, s, login_link(ctx)),
+        Err(LoginError::Blocked(b)) => message(ctx, 403, ctx.t.err_forbidden_heading, blocked_text(ctx.t, b), login_link(ctx)),
+        Err(LoginError::Delivery) => Response::redirect(303, &format!("{}/login/{flow}?e=delivery", ctx.prefix())),
+        Err(e) => flow_page(ctx, flow, Some(error_text(ctx.t, &e)), e.status()).await,
+    }
 }
 
 /// The text shown for a login error on the password page.
@@ -341,6 +389,7 @@ fn error_text(t: &Texts, e: &LoginError) -> String {
         LoginError::ResendTooSoon(s) => t.resend_in(*s),
         LoginError::BadInput(_) | LoginError::PasswordTooLong => t.err_bad_request.to_owned(),
         LoginError::Busy => t.err_unavailable.to_owned(),
+        LoginError::ApprovalRequired => t.err_approval_required.to_owned(),
         _ => t.err_generic_login.to_owned(),
     }
 }
@@ -358,6 +407,8 @@ pub async fn complete_post(ctx: &Ctx<'_>, flow: &str) -> Response {
     };
     match login::complete(ctx.app, &ctx.client(), flow, &input).await {
         Ok(done) => signed_in_redirect(ctx, done, 303),
+        // The password was right; the app is asked now: show the waiting page.
+        Err(LoginError::AwaitingApproval) => Response::redirect(303, &format!("{}/login/{flow}", ctx.prefix())),
         Err(LoginError::FlowNotFound) => expired(ctx),
         Err(e @ (LoginError::Throttled(_) | LoginError::SendLimited(_))) => {
             let back = Some((
@@ -399,6 +450,15 @@ pub fn signed_in_redirect(ctx: &Ctx<'_>, done: login::Completed, status: u16) ->
             &done.session_token,
             tls,
             None,
+        ),
+    );
+    resp = resp.with(
+        "set-cookie",
+        cookie::set(
+            &ctx.cookie_name(crate::login::risk::SEEN_COOKIE),
+            &done.seen_token,
+            tls,
+            Some(crate::login::risk::SEEN_MAX_AGE),
         ),
     );
     if let Some(token) = done.device_token {
@@ -461,7 +521,7 @@ pub async fn use_email_post(ctx: &Ctx<'_>, flow: &str) -> Response {
 
 // --- trusted devices --------------------------------------------------------------------
 
-fn reauth_redirect(ctx: &Ctx<'_>, page: &str) -> Response {
+pub(super) fn reauth_redirect(ctx: &Ctx<'_>, page: &str) -> Response {
     let rd = format!("{}/{page}", ctx.prefix());
     Response::redirect(
         302,
@@ -516,7 +576,7 @@ pub async fn devices_page(ctx: &Ctx<'_>, msg: Option<&str>, error: Option<&str>)
 
 /// Common gate for device and settings changes: a form from our site, a session, a recent
 /// login. Returns the user on success.
-async fn recent_user(
+pub(super) async fn recent_user(
     ctx: &Ctx<'_>,
     page: &str,
 ) -> Result<(Vec<(String, String)>, std::sync::Arc<crate::users::User>), Response> {
@@ -699,8 +759,8 @@ pub async fn change_setting(
     let usable = match method {
         TwoStepMethod::Sms => user.phone.is_some(),
         TwoStepMethod::Email => user.email.is_some(),
-        // The app cannot be enrolled yet, so it cannot be chosen.
-        TwoStepMethod::App => false,
+        // The app can be chosen once one is enrolled.
+        TwoStepMethod::App => ctx.app.approvals.has_app(&user.id).await,
     };
     if enabled && !usable {
         return Err(SettingError::Unavailable);
@@ -751,4 +811,83 @@ pub async fn change_setting(
         .await
         .map_err(|_| SettingError::Internal)?;
     Ok(Some(token))
+}
+
+// --- the phone app ----------------------------------------------------------------------
+
+async fn app_view(ctx: &Ctx<'_>, setup: Option<AppSetup>, msg: Option<&str>, error: Option<&str>, status: u16) -> Response {
+    let Some((live, user)) = ctx.session().await else {
+        return reauth_redirect(ctx, "app");
+    };
+    let apps = ctx
+        .app
+        .store
+        .live_enrollments(&user.id)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| AppRow {
+            id: e.id,
+            name: e.name,
+            created: crate::time::display(e.created),
+            last_used: crate::time::display(e.last_used),
+        })
+        .collect();
+    render(
+        AppPage {
+            t: ctx.t,
+            lang: ctx.lang,
+            other_lang: ctx.lang.other(),
+            prefix: ctx.prefix().to_owned(),
+            title: ctx.title(),
+            csrf: ctx.csrf.clone(),
+            apps,
+            setup,
+            needs_recent_login: !ctx.is_recent(&live),
+            message: msg.map(str::to_owned),
+            error: error.map(str::to_owned),
+        },
+        status,
+    )
+}
+
+pub async fn app_page(ctx: &Ctx<'_>) -> Response {
+    app_view(ctx, None, None, None, 200).await
+}
+
+pub async fn app_enroll_post(ctx: &Ctx<'_>) -> Response {
+    let (_, user) = match recent_user(ctx, "app").await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    match super::phone_app::open(ctx, &user).await {
+        Ok(e) => {
+            let setup = AppSetup {
+                qr: super::phone_app::qr_data_uri(&e.uri),
+                enrollment_code: e.enrollment_code,
+                uri: e.uri,
+                code_destination: e.code_destination,
+            };
+            app_view(ctx, Some(setup), None, None, 200).await
+        }
+        Err(super::phone_app::EnrollError::Limited(s)) => too_many(ctx, s, None),
+        Err(super::phone_app::EnrollError::NoDestination) => {
+            app_view(ctx, None, None, Some(ctx.t.err_no_destination), 400).await
+        }
+        Err(super::phone_app::EnrollError::Delivery) => {
+            app_view(ctx, None, None, Some(ctx.t.err_delivery_failed), 503).await
+        }
+    }
+}
+
+pub async fn app_delete_post(ctx: &Ctx<'_>, id: &str) -> Response {
+    let (_, user) = match recent_user(ctx, "app").await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if super::phone_app::remove(ctx, &user, Some(id)).await {
+        app_view(ctx, None, Some(ctx.t.msg_app_removed), None, 200).await
+    } else {
+        app_view(ctx, None, None, Some(ctx.t.err_device_not_found), 404).await
+    }
 }

@@ -160,6 +160,48 @@ pub struct MessagePage {
     pub link: Option<(String, String)>,
 }
 
+/// One enrolled phone app on the app page.
+#[derive(Clone, Debug)]
+pub struct AppRow {
+    pub id: String,
+    pub name: String,
+    pub created: String,
+    pub last_used: String,
+}
+
+/// What the app page shows right after "set up the app".
+#[derive(Clone, Debug)]
+pub struct AppSetup {
+    pub enrollment_code: String,
+    pub uri: String,
+    /// `data:` URI of an SVG QR code of `uri`.
+    pub qr: Option<String>,
+    pub code_destination: String,
+}
+
+/// The phone app: enrolled apps, and setting one up.
+#[derive(Template)]
+#[template(path = "app.html")]
+pub struct AppPage {
+    pub t: &'static Texts,
+    pub lang: Lang,
+    pub other_lang: Lang,
+    pub prefix: String,
+    pub title: String,
+    pub csrf: String,
+    pub apps: Vec<AppRow>,
+    pub setup: Option<AppSetup>,
+    pub needs_recent_login: bool,
+    pub message: Option<String>,
+    pub error: Option<String>,
+}
+
+impl AppPage {
+    pub fn page_heading(&self) -> &str {
+        self.t.app_heading
+    }
+}
+
 // The `<title>` and `<h1>` of each page (base.html prints `self.page_heading()`).
 impl IdPage {
     pub fn page_heading(&self) -> &str {

@@ -91,6 +91,7 @@ mod tests {
             accept: Accept {
                 session: true,
                 basic: false,
+                token: false,
             },
             groups,
             allowed_methods: vec![],

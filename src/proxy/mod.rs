@@ -8,6 +8,7 @@ pub mod gate;
 pub mod path;
 pub mod respond;
 pub mod route;
+mod token;
 pub mod upstream;
 
 use std::net::IpAddr;
@@ -158,6 +159,9 @@ impl ProxyHttp for Gateway {
         };
         if code > 0 && session.response_written().is_none() {
             ctx.answered = Some(code);
+            // The connection is not reused after this (below): say so, or a client
+            // sends its next request into a closing connection.
+            session.set_keepalive(None);
             let resp = portal::gateway_error(&self.app, session.req_header(), code);
             if let Err(err) = respond::write(session, resp, false).await {
                 tracing::debug!(error = %err, "could not send the error page");
@@ -215,7 +219,7 @@ impl Gateway {
             .and_then(|v| v.to_str().ok());
         let client = upstream::client_ip(peer, xff, &app.cfg.trusted_proxies);
         ctx.client = Some(client);
-        if let Some(reason) = ambiguous_framing(&req.headers) {
+        if let Some(reason) = ambiguous_framing(&req.headers, sent_content_lengths(session)) {
             return Ok(Some(Response::new(
                 400,
                 "text/plain; charset=utf-8",
@@ -298,7 +302,7 @@ impl Gateway {
                 None
             }
             Decision::Login { .. }
-                if route.is_some_and(|r| r.accept.basic && !r.accept.session) =>
+                if route.is_some_and(|r| (r.accept.basic || r.accept.token) && !r.accept.session) =>
             {
                 Some(basic_challenge())
             }
@@ -345,6 +349,14 @@ impl Gateway {
                 let two = live.record.two_step || route.second_step == SecondStep::Exempt;
                 return CallerState::Known(user, two);
             }
+        }
+        if route.accept.token
+            && let Some((basic_id, presented)) = token::presented(headers)
+        {
+            ctx.used_basic = true;
+            return self
+                .token_caller(route, basic_id.as_deref(), &presented, client)
+                .await;
         }
         if route.accept.basic
             && let Some((id, password)) = basic_credentials(headers)
@@ -397,7 +409,11 @@ impl Gateway {
                         "basic_auth_succeeded",
                         &u.id,
                         &ip,
-                        serde_json::json!({"route": route.name}),
+                        serde_json::json!({
+                            "route": route.name,
+                            "exemption": (route.second_step == SecondStep::Exempt)
+                                .then_some("route_exempt"),
+                        }),
                     )
                     .await;
                 self.basic_allowed(route, u).await
@@ -534,12 +550,13 @@ enum CallerState {
     Throttled(u64),
 }
 
-fn gateway_cookies(app: &App) -> [&str; 4] {
+fn gateway_cookies(app: &App) -> [&str; 5] {
     [
         app.cfg.session.cookie_name.as_str(),
         app.cfg.trusted_devices.cookie_name.as_str(),
         portal::CSRF_COOKIE,
         portal::LANG_COOKIE,
+        crate::login::risk::SEEN_COOKIE,
     ]
 }
 
@@ -580,14 +597,35 @@ fn header_safe(v: &str) -> String {
 }
 
 /// Requests whose length is ambiguous are refused before anything else (SECURITY 29).
-fn ambiguous_framing(headers: &http::HeaderMap) -> Option<&'static str> {
+/// `sent_lengths` counts the `Content-Length` lines the client sent (see
+/// [`sent_content_lengths`]).
+fn ambiguous_framing(headers: &http::HeaderMap, sent_lengths: usize) -> Option<&'static str> {
     let lengths: Vec<&http::HeaderValue> = headers.get_all("content-length").iter().collect();
     let te = headers.contains_key("transfer-encoding");
-    if te && !lengths.is_empty() {
+    if te && (!lengths.is_empty() || sent_lengths > 0) {
         return Some("bad request: both Content-Length and Transfer-Encoding\n");
     }
     if lengths.len() > 1 || lengths.iter().any(|v| v.as_bytes().contains(&b',')) {
         return Some("bad request: repeated Content-Length\n");
     }
     None
+}
+
+/// How many `Content-Length` fields an HTTP/1 client sent. pingora drops `Content-Length`
+/// from the parsed request when `Transfer-Encoding` is also present (RFC 9112 6.3), so only
+/// the raw header block still shows that the client sent both.
+fn sent_content_lengths(session: &Session) -> usize {
+    let Some(h1) = session.as_http1() else {
+        return 0;
+    };
+    h1.get_headers_raw_bytes()
+        .split(|b| *b == b'\n')
+        .skip(1)
+        .filter(|line| {
+            line.iter()
+                .position(|b| *b == b':')
+                .and_then(|i| line.get(..i))
+                .is_some_and(|name| name.eq_ignore_ascii_case(b"content-length"))
+        })
+        .count()
 }

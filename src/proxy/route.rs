@@ -104,6 +104,7 @@ mod tests {
             accept: Accept {
                 session: true,
                 basic: false,
+                token: false,
             },
             groups: vec![],
             allowed_methods: vec![],

@@ -5,7 +5,7 @@
 //! drops the entry at once (SECURITY 15).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use moka::future::Cache;
@@ -41,6 +41,9 @@ pub struct Devices {
     cache: Cache<String, Arc<CachedDevice>>,
     lifetime: i64,
     max_per_user: usize,
+    /// Bumped by every revocation, after the store is updated: a cache miss that raced a
+    /// revocation must not put the record it read before the revocation into the cache.
+    revocations: AtomicU64,
 }
 
 /// Checks a device name: trimmed, 1..=64 characters, no control characters.
@@ -64,6 +67,7 @@ impl Devices {
                 .build(),
             lifetime: i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX / 4),
             max_per_user,
+            revocations: AtomicU64::new(0),
         }
     }
 
@@ -90,6 +94,7 @@ impl Devices {
         let device = match self.cache.get(&claims.jti).await {
             Some(d) => d,
             None => {
+                let epoch = self.revocations.load(Ordering::SeqCst);
                 let rec = self.store.device(&claims.jti).await.ok()??;
                 let d = Arc::new(CachedDevice {
                     user_id: rec.user_id,
@@ -97,6 +102,14 @@ impl Devices {
                     revoked: AtomicBool::new(rec.revoked),
                 });
                 self.cache.insert(claims.jti.clone(), d.clone()).await;
+                if self.revocations.load(Ordering::SeqCst) != epoch {
+                    // A revocation ran meanwhile and may have missed the entry just
+                    // inserted (SECURITY 15): drop it and decide from a fresh read.
+                    self.cache.invalidate(&claims.jti).await;
+                    let rec = self.store.device(&claims.jti).await.ok()??;
+                    let ok = rec.user_id == user_id && !rec.revoked && rec.expires > now;
+                    return ok.then_some(claims.jti);
+                }
                 d
             }
         };
@@ -195,6 +208,7 @@ impl Devices {
     }
 
     async fn forget(&self, id: &str) {
+        self.revocations.fetch_add(1, Ordering::SeqCst);
         if let Some(d) = self.cache.get(id).await {
             d.revoked.store(true, Ordering::Release);
         }

@@ -4,6 +4,14 @@
 //! Everything a user was told succeeded is committed here before the answer goes out, so a
 //! killed and restarted gateway forgets nothing acknowledged.
 
+mod phones;
+mod risk;
+mod tokens;
+
+pub use phones::PhoneOverrideRecord;
+pub use risk::SeenKind;
+pub use tokens::TokenRecord;
+
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -55,6 +63,19 @@ pub struct DeviceRecord {
     pub revoked: bool,
 }
 
+/// A phone-app installation enrolled for a user: its public key verifies its requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrollmentRecord {
+    pub id: String,
+    pub user_id: String,
+    pub name: String,
+    /// Ed25519 public key, 32 bytes, base64url.
+    pub public_key: String,
+    pub created: i64,
+    pub last_used: i64,
+    pub revoked: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SettingRecord {
     pub user_id: String,
@@ -93,6 +114,11 @@ const SCHEMA: &[&str] = &[
         id INTEGER PRIMARY KEY AUTOINCREMENT, ts INTEGER NOT NULL, event TEXT NOT NULL,
         user_id TEXT NOT NULL, ip TEXT NOT NULL, detail TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS audit_user ON audit(user_id, ts)",
+    "CREATE TABLE IF NOT EXISTS app_enrollments (
+        id TEXT PRIMARY KEY, user_id TEXT NOT NULL, name TEXT NOT NULL,
+        public_key TEXT NOT NULL, created INTEGER NOT NULL, last_used INTEGER NOT NULL,
+        revoked INTEGER NOT NULL DEFAULT 0)",
+    "CREATE INDEX IF NOT EXISTS app_enrollments_user ON app_enrollments(user_id)",
 ];
 
 #[derive(Clone)]
@@ -122,9 +148,28 @@ impl Store {
             .max_lifetime(None)
             .connect_with(options)
             .await?;
-        for stmt in SCHEMA {
+        for stmt in SCHEMA
+            .iter()
+            .chain(tokens::SCHEMA)
+            .chain(risk::SCHEMA)
+            .chain(phones::SCHEMA)
+        {
             sqlx::query(*stmt).execute(&pool).await?;
         }
+        Ok(Self { pool })
+    }
+
+    /// Opens an existing database without writing to it (for `nidan explain`).
+    pub async fn open_read_only(path: &Path) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .read_only(true)
+            .create_if_missing(false)
+            .busy_timeout(Duration::from_secs(2));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
         Ok(Self { pool })
     }
 
@@ -306,6 +351,74 @@ impl Store {
             .collect()
     }
 
+    // --- phone-app enrollments --------------------------------------------------------
+
+    pub async fn insert_enrollment(&self, e: &EnrollmentRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO app_enrollments (id, user_id, name, public_key, created, last_used, revoked)
+             VALUES (?,?,?,?,?,?,0)",
+        )
+        .bind(&e.id)
+        .bind(&e.user_id)
+        .bind(&e.name)
+        .bind(&e.public_key)
+        .bind(e.created)
+        .bind(e.last_used)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn enrollment(&self, id: &str) -> Result<Option<EnrollmentRecord>> {
+        let row = sqlx::query("SELECT * FROM app_enrollments WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| enrollment_from_row(&r)).transpose()
+    }
+
+    /// The user's enrollments that are not revoked, newest first.
+    pub async fn live_enrollments(&self, user_id: &str) -> Result<Vec<EnrollmentRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM app_enrollments WHERE user_id = ? AND revoked = 0 ORDER BY created DESC",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(enrollment_from_row).collect()
+    }
+
+    pub async fn enrollment_used(&self, id: &str, now: i64) -> Result<()> {
+        sqlx::query("UPDATE app_enrollments SET last_used = ? WHERE id = ?")
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Revokes one enrollment of a user (`None`: all of them); returns how many.
+    pub async fn revoke_enrollments(&self, user_id: &str, id: Option<&str>) -> Result<u64> {
+        let done = match id {
+            Some(id) => {
+                sqlx::query(
+                    "UPDATE app_enrollments SET revoked = 1 WHERE user_id = ? AND id = ? AND revoked = 0",
+                )
+                .bind(user_id)
+                .bind(id)
+                .execute(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query("UPDATE app_enrollments SET revoked = 1 WHERE user_id = ? AND revoked = 0")
+                    .bind(user_id)
+                    .execute(&self.pool)
+                    .await?
+            }
+        };
+        Ok(done.rows_affected())
+    }
+
     // --- 2-step settings ------------------------------------------------------------
 
     pub async fn setting(&self, user_id: &str) -> Result<Option<SettingRecord>> {
@@ -441,6 +554,18 @@ fn session_from_row(r: &SqliteRow) -> Result<SessionRecord> {
         device_id: r.try_get("device_id")?,
         ip: r.try_get("ip")?,
         user_agent: r.try_get("user_agent")?,
+    })
+}
+
+fn enrollment_from_row(r: &SqliteRow) -> Result<EnrollmentRecord> {
+    Ok(EnrollmentRecord {
+        id: r.try_get("id")?,
+        user_id: r.try_get("user_id")?,
+        name: r.try_get("name")?,
+        public_key: r.try_get("public_key")?,
+        created: r.try_get("created")?,
+        last_used: r.try_get("last_used")?,
+        revoked: r.try_get("revoked")?,
     })
 }
 

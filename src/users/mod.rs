@@ -38,6 +38,11 @@ impl Directory {
         self.users.load().get(id).cloned()
     }
 
+    /// Every user in the directory now.
+    pub fn all(&self) -> Vec<Arc<User>> {
+        self.users.load().values().cloned().collect()
+    }
+
     pub fn len(&self) -> usize {
         self.users.load().len()
     }

@@ -1,0 +1,529 @@
+//! `nidan explain`: what the gateway would do with a URL — the route (after the same
+//! canonicalisation as live traffic), its policy, second-step rule and accepted
+//! credentials, which exemption would apply, and for a user their 2-step setting and the
+//! risk signals that can be known offline. No traffic, no database writes (the database is
+//! opened read-only when it exists).
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use crate::app::{method_from_str, method_str};
+use crate::config::{Config, Policy, SecondStep};
+use crate::login::flow::{self, Exemption, PlanInput, Step, Why};
+use crate::login::risk;
+use crate::proxy::route::{RouteTable, host_of};
+use crate::store::{SeenKind, Store};
+use crate::users::{PhoneStatus, User};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ExplainError {
+    #[error("bad URL: {0}")]
+    BadUrl(&'static str),
+}
+
+/// A URL split the way the gateway sees a request: host (no port, lower-case), path and
+/// query. The fragment never reaches a server and is dropped.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Target {
+    pub tls: bool,
+    pub host: String,
+    pub path: String,
+    pub query: Option<String>,
+}
+
+pub fn parse_url(url: &str) -> Result<Target, ExplainError> {
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ExplainError::BadUrl(
+            "it contains spaces or control characters; percent-encode them",
+        ));
+    }
+    let lower = url.to_ascii_lowercase();
+    let (tls, rest) = if lower.starts_with("https://") {
+        (true, &url[8..])
+    } else if lower.starts_with("http://") {
+        (false, &url[7..])
+    } else {
+        return Err(ExplainError::BadUrl(
+            "give an absolute http:// or https:// URL, e.g. https://wiki.example.com/page",
+        ));
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    if authority.contains('@') {
+        return Err(ExplainError::BadUrl(
+            "user information (`user@`) in a URL is not sent to the gateway; remove it",
+        ));
+    }
+    let host = host_of(authority);
+    if host.is_empty() {
+        return Err(ExplainError::BadUrl("the URL has no host"));
+    }
+    if let Some((_, port)) = authority.rsplit_once(':').filter(|_| !authority.ends_with(']'))
+        && port.parse::<u16>().is_err()
+    {
+        return Err(ExplainError::BadUrl("the port is not a number from 0 to 65535"));
+    }
+    let after = &rest[end..];
+    let after = after.split('#').next().unwrap_or("");
+    let (path, query) = match after.split_once('?') {
+        Some((p, q)) => (p, Some(q.to_owned())),
+        None => (after, None),
+    };
+    let path = if path.is_empty() { "/" } else { path };
+    Ok(Target {
+        tls,
+        host,
+        path: path.to_owned(),
+        query,
+    })
+}
+
+fn policy_str(p: Policy) -> &'static str {
+    match p {
+        Policy::Bypass => "bypass (public: no login)",
+        Policy::Login => "login (2-step when the user enabled it or the risk engine asks)",
+        Policy::TwoFactor => "two_factor (always both steps)",
+        Policy::Deny => "deny (403 for everyone)",
+    }
+}
+
+/// Explains `url` (and optionally `user` from `ip`) under `cfg`. The database is read when
+/// it exists; nothing is written.
+pub async fn explain(
+    cfg: &Config,
+    url: &str,
+    user: Option<&str>,
+    ip: Option<IpAddr>,
+) -> Result<String, ExplainError> {
+    let target = parse_url(url)?;
+    let mut out = String::new();
+    let w = &mut out;
+    let _ = writeln!(w, "URL        {url}");
+    let _ = writeln!(w, "host       {}", target.host);
+    let canonical = match crate::proxy::path::canonicalize_parts(&target.path, target.query.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = writeln!(w, "path       {} is refused: {e}", target.path);
+            let _ = writeln!(
+                w,
+                "decision   400 Bad Request (the gateway never guesses what an ambiguous path means)"
+            );
+            return Ok(out);
+        }
+    };
+    let _ = writeln!(
+        w,
+        "path       {} (canonical; the query never affects routing)",
+        canonical.path
+    );
+    let prefix = &cfg.portal.path_prefix;
+    if canonical
+        .path
+        .strip_prefix(prefix.as_str())
+        .is_some_and(|r| r.is_empty() || r.starts_with('/'))
+    {
+        let _ = writeln!(
+            w,
+            "route      none: {prefix} is the login portal (pages and API), answered by the gateway itself"
+        );
+        return Ok(out);
+    }
+    let table = RouteTable::new(cfg.routes.clone());
+    let Some(index) = table.find(&target.host, &canonical.path) else {
+        let _ = writeln!(w, "route      none matches this host and path");
+        let _ = writeln!(w, "decision   404 Not Found");
+        return Ok(out);
+    };
+    let Some(route) = table.get(index) else {
+        return Ok(out);
+    };
+    let _ = writeln!(
+        w,
+        "route      {} (routes[{index}], path_prefix {}; first match in file order)",
+        route.name, route.path_prefix
+    );
+    let _ = writeln!(w, "policy     {}", policy_str(route.policy));
+    if matches!(route.policy, Policy::Bypass | Policy::Deny) {
+        let _ = writeln!(w, "second step  not applicable");
+        return Ok(out);
+    }
+    let _ = writeln!(
+        w,
+        "second step  {}",
+        match (route.policy, route.second_step) {
+            (_, SecondStep::Exempt) =>
+                "exempt: never asked on this route (the password alone is enough)",
+            (Policy::TwoFactor, _) => "always asked (a trusted device may skip it)",
+            _ => "asked when the user enabled 2-step or the risk score reaches the threshold",
+        }
+    );
+    let mut accepts = Vec::new();
+    if route.accept.session {
+        accepts.push("session (browser login)");
+    }
+    if route.accept.basic {
+        accepts.push("basic (ID and password)");
+    }
+    if route.accept.token {
+        accepts.push("token (API token as Bearer, or as the Basic password)");
+    }
+    let _ = writeln!(w, "accepts    {}", accepts.join(", "));
+    if !route.groups.is_empty() {
+        let _ = writeln!(w, "groups     one of: {}", route.groups.join(", "));
+    }
+    let methods: Vec<&str> = route.allowed_methods.iter().map(|m| method_str(*m)).collect();
+    let _ = writeln!(w, "second steps accepted  {}", methods.join(", "));
+    let password_alone = route.second_step == SecondStep::Exempt || route.policy == Policy::Login;
+    if route.accept.basic || route.accept.token {
+        let _ = writeln!(
+            w,
+            "password-only credentials (Basic, tokens)  {}",
+            if route.second_step == SecondStep::Exempt {
+                "accepted for every user (route exemption)"
+            } else if password_alone {
+                "accepted only for users without 2-step"
+            } else {
+                "never accepted (two_factor route)"
+            }
+        );
+    }
+
+    let _ = writeln!(w, "exemptions");
+    let _ = writeln!(
+        w,
+        "  route    {}",
+        if route.second_step == SecondStep::Exempt {
+            "applies: second_step: exempt"
+        } else {
+            "does not apply"
+        }
+    );
+    let network = ip.and_then(|a| crate::exempt::trusted_network(&cfg.exemptions, a));
+    match ip {
+        None if cfg.exemptions.networks.is_empty() => {
+            let _ = writeln!(w, "  network  none configured");
+        }
+        None => {
+            let nets: Vec<String> = cfg.exemptions.networks.iter().map(ToString::to_string).collect();
+            let _ = writeln!(
+                w,
+                "  network  trusted: {} (give --ip to check an address)",
+                nets.join(", ")
+            );
+        }
+        Some(a) => {
+            let _ = match network {
+                Some(n) if route.policy == Policy::TwoFactor && route.second_step == SecondStep::Required => writeln!(
+                    w,
+                    "  network  {a} is in trusted network {n}, but two_factor routes never skip the second step for a network"
+                ),
+                Some(n) => writeln!(w, "  network  applies: {a} is in trusted network {n}"),
+                None => writeln!(w, "  network  does not apply: {a} is in no trusted network"),
+            };
+            if !cfg.trusted_proxies.is_empty() {
+                let _ = writeln!(
+                    w,
+                    "           (--ip is the client address after trusted_proxies; X-Forwarded-For is believed only from them)"
+                );
+            }
+        }
+    }
+
+    let Some(id) = user else {
+        return Ok(out);
+    };
+    let users = match crate::users::file::load_users(&cfg.users.file) {
+        Ok(u) => u,
+        Err(e) => {
+            let _ = writeln!(w, "user {id}: the users file could not be read:\n{e}");
+            return Ok(out);
+        }
+    };
+    let store = if cfg.storage.sqlite_path.exists() {
+        match Store::open_read_only(&cfg.storage.sqlite_path).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                let _ = writeln!(w, "database   not readable ({e}); only the files are used");
+                None
+            }
+        }
+    } else {
+        let _ = writeln!(
+            w,
+            "database   {} does not exist yet; only the files are used",
+            cfg.storage.sqlite_path.display()
+        );
+        None
+    };
+    user_section(w, cfg, route, id, &users, store.as_ref(), ip, network.is_some()).await;
+    Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn user_section(
+    w: &mut String,
+    cfg: &Config,
+    route: &crate::config::Route,
+    id: &str,
+    users: &[User],
+    store: Option<&Store>,
+    ip: Option<IpAddr>,
+    trusted_network: bool,
+) {
+    let _ = writeln!(w, "user {id}");
+    let Some(file_user) = users.iter().find(|u| u.id == id) else {
+        let _ = writeln!(
+            w,
+            "  not in the users file: the login runs like a user without 2-step and always fails"
+        );
+        return;
+    };
+    let mut u = file_user.clone();
+    if u.disabled {
+        let _ = writeln!(w, "  disabled: every login fails");
+        return;
+    }
+    if let Some(s) = store
+        && let Ok(list) = s.phone_overrides().await
+        && let Some(o) = list.iter().find(|o| o.user_id == id)
+    {
+        if let Some(st) = crate::phone::status_from_str(&o.status) {
+            u.phone_status = st;
+        }
+        if let Some(p) = &o.phone {
+            u.phone = Some(p.clone());
+        }
+        let _ = writeln!(
+            w,
+            "  phone    changed by the admin API at {}: {}",
+            crate::time::rfc3339(o.updated),
+            o.status
+        );
+    }
+    let file_setting = u.two_step.unwrap_or((cfg.users.default_two_step, cfg.users.default_method));
+    let _ = writeln!(
+        w,
+        "  users file  2-step {} ({}){}",
+        if file_setting.0 { "on" } else { "off" },
+        method_str(file_setting.1),
+        if u.two_step.is_none() { ", from users.default_two_step/default_method" } else { "" }
+    );
+    let stored = match store {
+        Some(s) => s.setting(id).await.ok().flatten(),
+        None => None,
+    };
+    let (enabled, method) = match stored.as_ref().and_then(|r| Some((r.enabled, method_from_str(&r.method)?))) {
+        Some((e, m)) => {
+            let _ = writeln!(
+                w,
+                "  stored setting  2-step {} ({}), wins over the users file",
+                if e { "on" } else { "off" },
+                method_str(m)
+            );
+            (e, m)
+        }
+        None => file_setting,
+    };
+    let phone = match (&u.phone, u.phone_status) {
+        (None, _) => "none".to_owned(),
+        (Some(p), s) => format!("{} ({})", crate::notify::mask_phone(p), crate::phone::status_str(s)),
+    };
+    let _ = writeln!(
+        w,
+        "  contacts    phone {phone}, email {}",
+        u.email.as_deref().map_or_else(|| "none".to_owned(), crate::notify::mask_email)
+    );
+
+    // Risk signals that can be known without the browser.
+    let applies = risk::applies(&cfg.risk, enabled, route.policy, route.second_step);
+    let mut known = 0u32;
+    let mut unknown = 0u32;
+    if applies {
+        let _ = writeln!(
+            w,
+            "risk (threshold {}; user without 2-step on a login route)",
+            cfg.risk.threshold
+        );
+        let now = crate::time::now();
+        let history = match store {
+            Some(s) => s.has_history(id).await.unwrap_or(false),
+            None => false,
+        };
+        let learning = !history && !cfg.risk.score_first_login;
+        if learning {
+            let _ = writeln!(
+                w,
+                "  first login: the browser, network and user-agent signals only learn (risk.score_first_login: false)"
+            );
+        } else {
+            unknown += cfg.risk.new_browser + cfg.risk.new_user_agent;
+            let _ = writeln!(
+                w,
+                "  new_browser (+{}) and new_user_agent (+{}): depend on the browser, unknown offline",
+                cfg.risk.new_browser, cfg.risk.new_user_agent
+            );
+        }
+        if let Some(a) = ip {
+            if let Some(n) = risk::watchlisted(&cfg.risk, a) {
+                known += cfg.risk.watchlist;
+                let _ = writeln!(w, "  watchlist (+{}): {a} is in {n}", cfg.risk.watchlist);
+            } else {
+                let _ = writeln!(w, "  watchlist: {a} is not on the watch list");
+            }
+            let prefix = risk::network_prefix(a);
+            let memory = i64::try_from(cfg.risk.network_memory.as_secs()).unwrap_or(i64::MAX);
+            let seen = match store {
+                Some(s) => s
+                    .seen_since(id, SeenKind::Network, &prefix, now.saturating_sub(memory))
+                    .await
+                    .unwrap_or(false),
+                None => false,
+            };
+            if seen {
+                let _ = writeln!(w, "  new_network: {prefix} was seen for {id} recently");
+            } else if !learning {
+                known += cfg.risk.new_network;
+                let _ = writeln!(
+                    w,
+                    "  new_network (+{}): {prefix} not seen for {id} within {}",
+                    cfg.risk.new_network,
+                    humantime::format_duration(cfg.risk.network_memory)
+                );
+            }
+            if let Some(s) = store {
+                let window = i64::try_from(cfg.risk.failure_window.as_secs()).unwrap_or(3_600);
+                let (acc, addr) = s
+                    .recent_failures(id, &a.to_string(), now - window)
+                    .await
+                    .unwrap_or((0, 0));
+                if acc > 0 || addr > 0 {
+                    known += cfg.risk.recent_failures;
+                    let _ = writeln!(
+                        w,
+                        "  recent_failures (+{}): {acc} on the account, {addr} from the address within {}",
+                        cfg.risk.recent_failures,
+                        humantime::format_duration(cfg.risk.failure_window)
+                    );
+                } else {
+                    let _ = writeln!(w, "  recent_failures: none");
+                }
+            }
+        } else {
+            let _ = writeln!(
+                w,
+                "  give --ip to check the watch list, the network prefix and failures from the address"
+            );
+        }
+        let _ = writeln!(
+            w,
+            "  score      {known} known offline, up to {} with an unknown browser",
+            known + unknown
+        );
+    } else if !cfg.risk.enabled {
+        let _ = writeln!(w, "risk       turned off (risk.enabled: false)");
+    } else {
+        let _ = writeln!(
+            w,
+            "risk       not scored here (only for users without 2-step on login routes)"
+        );
+    }
+
+    // The plan the ID step would make, for a browser without a trusted device.
+    let plan_for = |risk_step_up: bool| {
+        flow::plan(&PlanInput {
+            user: Some(&u),
+            enabled,
+            method,
+            policy: route.policy,
+            route_second_step: route.second_step,
+            allowed: &route.allowed_methods,
+            trusted_device: false,
+            risk_step_up,
+            trusted_network,
+            app_enrolled: false,
+            feature_phone: false,
+        })
+    };
+    let low = plan_for(applies && known >= cfg.risk.threshold);
+    let high = plan_for(applies && known + unknown >= cfg.risk.threshold);
+    let _ = writeln!(w, "login      {}", describe(&low, &u));
+    if high != low {
+        let _ = writeln!(w, "           from an unknown browser: {}", describe(&high, &u));
+    }
+    let _ = writeln!(
+        w,
+        "           (a valid trusted-device cookie of {id} skips the second step)"
+    );
+}
+
+fn describe(p: &flow::Plan, u: &User) -> String {
+    let why = |w: Why| match w {
+        Why::UserSetting => "the user's 2-step setting",
+        Why::RoutePolicy => "the route's two_factor policy",
+        Why::Risk => "the risk score",
+    };
+    if let Some(e) = p.exemption {
+        return match e {
+            Exemption::Route => "password only (route exemption)".to_owned(),
+            Exemption::TrustedNetwork => format!(
+                "password only: the trusted network skips the second step asked by {}",
+                p.second_step.map_or("-", why)
+            ),
+        };
+    }
+    if let Some(b) = p.blocked {
+        return format!("blocked: the second step cannot be done ({b:?})");
+    }
+    match p.step {
+        Step::Password => "password only".to_owned(),
+        Step::AppApproval => "approval in the phone app, then the password".to_owned(),
+        Step::PasswordAndCode => {
+            let dest = match &p.send_to {
+                Some((crate::notify::Channel::Sms, to)) => format!("by SMS to {}", crate::notify::mask_phone(to)),
+                Some((_, to)) => format!("by email to {}", crate::notify::mask_email(to)),
+                None => "nowhere".to_owned(),
+            };
+            let kept = if u.phone_status == PhoneStatus::Kept {
+                " (phone kept: SMS cannot arrive)"
+            } else {
+                ""
+            };
+            let app = if p.second_step == Some(Why::UserSetting)
+                && p.notice == Some(flow::Notice::AppUnavailable)
+            {
+                " (no app enrolled)"
+            } else {
+                ""
+            };
+            format!(
+                "password and a security code {dest}{kept}{app}, asked by {}",
+                p.second_step.map_or("-", why)
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn urls_parse_like_requests() {
+        let t = parse_url("HTTPS://Wiki.Example.com:8443/a/../b?x=1#frag").unwrap();
+        assert_eq!(
+            t,
+            Target {
+                tls: true,
+                host: "wiki.example.com".into(),
+                path: "/a/../b".into(),
+                query: Some("x=1".into())
+            }
+        );
+        assert_eq!(parse_url("http://h").unwrap().path, "/");
+        assert_eq!(parse_url("http://[::1]:80/x").unwrap().host, "[::1]");
+        for bad in ["wiki/page", "ftp://h/", "http:///x", "http://u@h/", "http://h:99999/", "http://h/a b"] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
+    }
+}

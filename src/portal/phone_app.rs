@@ -1,0 +1,310 @@
+//! The phone app's side of the portal: enrolling an app (verified with a security code),
+//! listing and removing enrollments, and the signed API the app uses to list and answer
+//! login approvals.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::Ctx;
+use super::http::Response;
+use crate::login::approval::{Answer, AnswerError, SignedRequest, Status};
+use crate::login::code::{CodeCheck, IssuedCode};
+use crate::notify::{self, Channel, Message};
+use crate::session::device;
+use crate::users::{PhoneStatus, User};
+
+/// What the settings page shows after "set up the app".
+pub struct Enrollment {
+    pub enrollment_code: String,
+    pub uri: String,
+    pub code_destination: String,
+}
+
+#[derive(Debug)]
+pub enum EnrollError {
+    NoDestination,
+    Limited(u64),
+    Delivery,
+}
+
+/// Opens an enrollment: a one-time enrollment code for the app, and a security code sent
+/// to the user's phone (or email) that the app must also present, as the seed asks when
+/// the ID is set into the app.
+pub async fn open(ctx: &Ctx<'_>, user: &User) -> Result<Enrollment, EnrollError> {
+    let app = ctx.app;
+    let destination = match (&user.phone, user.phone_status, &user.email) {
+        (Some(p), PhoneStatus::Active, _) => (Channel::Sms, p.clone()),
+        (_, _, Some(e)) => (Channel::Email, e.clone()),
+        _ => return Err(EnrollError::NoDestination),
+    };
+    let now = ctx.now();
+    let ip = ctx.req.peer.to_string();
+    app.sends_per_account
+        .hit(&user.id, now)
+        .and_then(|()| app.sends_per_ip.hit(&ip, now))
+        .and_then(|()| app.sends_global.hit("all", now))
+        .map_err(EnrollError::Limited)?;
+    let enrollment_code = crate::secret::random_token(15);
+    let cfg = &app.cfg.security_code;
+    let masked = match destination.0 {
+        Channel::Email => notify::mask_email(&destination.1),
+        _ => notify::mask_phone(&destination.1),
+    };
+    let (issued, plain) = IssuedCode::generate(
+        &enrollment_code,
+        cfg.length,
+        cfg.lifetime,
+        cfg.max_attempts,
+        destination.0,
+        masked.clone(),
+        std::time::Instant::now(),
+    );
+    let minutes = cfg.lifetime.as_secs().div_ceil(60);
+    let site = &app.cfg.portal.title;
+    let (subject, body) = notify::messages::security_code(ctx.lang, &plain, minutes, site);
+    let body = if destination.0 == Channel::Sms {
+        notify::messages::security_code_sms(ctx.lang, &plain, minutes, site)
+    } else {
+        body
+    };
+    let msg = Message {
+        channel: destination.0,
+        user: user.id.clone(),
+        to: destination.1,
+        code: Some(plain),
+        subject,
+        body,
+    };
+    if app.notifier.send(&msg).await.is_err() {
+        app.audit
+            .record("code_send_failed", &user.id, &ip, json!({"channel": destination.0, "to": masked, "for": "app_enrollment"}))
+            .await;
+        return Err(EnrollError::Delivery);
+    }
+    app.approvals.open_ticket(&enrollment_code, &user.id, Some(issued)).await;
+    app.audit
+        .record("app_enrollment_opened", &user.id, &ip, json!({"code_to": masked}))
+        .await;
+    let scheme = if ctx.req.tls { "https" } else { "http" };
+    let host = ctx.req.header("host").unwrap_or("localhost");
+    let server = format!("{scheme}://{host}{}", ctx.prefix());
+    let uri = format!(
+        "nidan-app://enroll?server={}&user={}&code={}",
+        super::redirect::encode_rd(&server),
+        super::redirect::encode_rd(&user.id),
+        enrollment_code
+    );
+    Ok(Enrollment {
+        enrollment_code,
+        uri,
+        code_destination: masked,
+    })
+}
+
+/// An SVG QR code of `text` as a `data:` URI (allowed by the portal's CSP for images).
+pub fn qr_data_uri(text: &str) -> Option<String> {
+    let code = qrcode::QrCode::new(text.as_bytes()).ok()?;
+    let svg = code
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(200, 200)
+        .build();
+    Some(format!("data:image/svg+xml;base64,{}", base64::engine::general_purpose::STANDARD.encode(svg)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrollBody {
+    user: String,
+    enrollment_code: String,
+    security_code: String,
+    /// Ed25519 public key, 32 bytes, base64url without padding.
+    public_key: String,
+    name: String,
+}
+
+/// `POST /api/app/enroll`: the app registers its key with both codes.
+pub async fn enroll(ctx: &Ctx<'_>) -> Response {
+    let body: EnrollBody = match serde_json::from_slice(&ctx.req.body) {
+        Ok(b) => b,
+        Err(_) => return Response::json_error(400, "bad_request", "expected {user, enrollment_code, security_code, public_key, name}"),
+    };
+    let Some(name) = device::valid_name(&body.name) else {
+        return Response::json_error(400, "bad_name", "a name has 1 to 64 characters and no control characters");
+    };
+    let key: Option<[u8; 32]> = URL_SAFE_NO_PAD.decode(body.public_key.trim()).ok().and_then(|b| b.try_into().ok());
+    let Some(key) = key.filter(|k| ed25519_dalek::VerifyingKey::from_bytes(k).is_ok()) else {
+        return Response::json_error(400, "bad_public_key", "public_key must be an Ed25519 key: 32 bytes, base64url");
+    };
+    let app = ctx.app;
+    let ip = ctx.req.peer.to_string();
+    let Some(ticket) = app.approvals.ticket(&body.enrollment_code).await else {
+        return Response::json_error(401, "enrollment_failed", "the enrollment code or security code is wrong or has expired");
+    };
+    let mut t = ticket.lock().await;
+    let same_user = t.user_id == body.user;
+    let check = match t.code.as_mut() {
+        Some(c) if same_user => c.check(&body.enrollment_code, &body.security_code, std::time::Instant::now()),
+        _ => CodeCheck::Exhausted,
+    };
+    if check != CodeCheck::Right {
+        if matches!(check, CodeCheck::Exhausted | CodeCheck::Expired) {
+            app.approvals.close_ticket(&body.enrollment_code).await;
+        }
+        app.audit
+            .record("app_enrollment_failed", &t.user_id, &ip, json!({"reason": format!("{check:?}")}))
+            .await;
+        return Response::json_error(401, "enrollment_failed", "the enrollment code or security code is wrong or has expired");
+    }
+    let user_id = t.user_id.clone();
+    t.code = None;
+    drop(t);
+    app.approvals.close_ticket(&body.enrollment_code).await;
+    match app.approvals.enroll(&user_id, &name, &key, ctx.now()).await {
+        Ok(rec) => {
+            app.audit
+                .record("app_enrolled", &user_id, &ip, json!({"app": rec.id}))
+                .await;
+            if let Some(user) = app.active_user(&user_id) {
+                let browser = format!("app: {name}");
+                crate::login::notify_user(app, &user, ctx.lang, |lang, site| {
+                    notify::messages::device_added(lang, &name, &browser, &ip, site)
+                });
+            }
+            Response::json(200, &json!({"app_id": rec.id, "user": user_id}))
+        }
+        Err(_) => Response::json_error(500, "internal", "internal error"),
+    }
+}
+
+fn signed<'a>(ctx: &'a Ctx<'a>, path: &'a str) -> SignedRequest<'a> {
+    SignedRequest {
+        app: ctx.req.header("x-nidan-app"),
+        time: ctx.req.header("x-nidan-time"),
+        nonce: ctx.req.header("x-nidan-nonce"),
+        signature: ctx.req.header("x-nidan-signature"),
+        method: ctx.req.method.as_str(),
+        path,
+        body: &ctx.req.body,
+    }
+}
+
+fn unauthenticated(e: &crate::login::approval::AppAuthError) -> Response {
+    Response::json_error(401, "app_unauthenticated", &e.to_string())
+}
+
+/// `GET /api/app/approvals`: the signed app lists its user's pending approval.
+pub async fn approvals(ctx: &Ctx<'_>) -> Response {
+    let path = format!("{}{}", ctx.prefix(), ctx.req.path);
+    let rec = match ctx.app.approvals.authenticate(&signed(ctx, &path), ctx.now()).await {
+        Ok(r) => r,
+        Err(e) => return unauthenticated(&e),
+    };
+    let list: Vec<Value> = ctx
+        .app
+        .approvals
+        .pending(&rec.user_id, ctx.now())
+        .await
+        .into_iter()
+        .map(|a| json!({"id": a.id, "context": a.context, "expires_at": crate::time::rfc3339(a.expires)}))
+        .collect();
+    Response::json(200, &json!({"user": rec.user_id, "approvals": list}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnswerBody {
+    approve: bool,
+    #[serde(default)]
+    number: Option<String>,
+    #[serde(default)]
+    not_me: bool,
+}
+
+/// `POST /api/app/approvals/{id}`: approve with the number, deny, or "this wasn't me".
+pub async fn answer(ctx: &Ctx<'_>, id: &str) -> Response {
+    let path = format!("{}{}", ctx.prefix(), ctx.req.path);
+    let now = ctx.now();
+    let rec = match ctx.app.approvals.authenticate(&signed(ctx, &path), now).await {
+        Ok(r) => r,
+        Err(e) => return unauthenticated(&e),
+    };
+    let body: AnswerBody = match serde_json::from_slice(&ctx.req.body) {
+        Ok(b) => b,
+        Err(_) => return Response::json_error(400, "bad_request", "expected {approve, number?, not_me?}"),
+    };
+    let answer = match (body.approve, body.not_me, body.number) {
+        (true, _, Some(number)) => Answer::Approve { number },
+        // A bare "yes" never completes a login (SECURITY 10).
+        (true, _, None) => Answer::Approve { number: String::new() },
+        (false, true, _) => Answer::NotMe,
+        (false, false, _) => Answer::Deny,
+    };
+    let ip = ctx.req.peer.to_string();
+    let result = ctx.app.approvals.answer(&rec.user_id, &rec.id, id, &answer, now).await;
+    let event = match (&answer, &result) {
+        (_, Err(AnswerError::WrongNumber)) => "approval_wrong_number",
+        (Answer::Approve { .. }, Ok(Status::Approved)) => "approval_approved",
+        (Answer::NotMe, Ok(_)) => "approval_not_me",
+        (_, Ok(_)) => "approval_denied",
+        (_, Err(_)) => "approval_answer_refused",
+    };
+    ctx.app
+        .audit
+        .record(event, &rec.user_id, &ip, json!({"approval": id, "app": rec.id}))
+        .await;
+    match result {
+        Ok(status) => {
+            if answer == Answer::NotMe
+                && let Some(user) = ctx.app.active_user(&rec.user_id)
+            {
+                let minutes = ctx.app.cfg.app_approval.suspend_after_denial.as_secs() / 60;
+                crate::login::notify_user(ctx.app, &user, ctx.lang, |lang, site| match lang {
+                    crate::config::Language::Ja => (
+                        format!("[{site}] 心当たりのないログインを拒否しました"),
+                        format!(
+                            "アプリで「心当たりがない」が選ばれたため、ログインを拒否し、{minutes}分間アプリへの確認を停止しました。\nパスワードの変更をおすすめします。"
+                        ),
+                    ),
+                    crate::config::Language::En => (
+                        format!("[{site}] A login you did not recognise was refused"),
+                        format!(
+                            "\"This wasn't me\" was chosen in the app: the login was refused and app prompts are paused for {minutes} minutes.\nWe recommend changing your password."
+                        ),
+                    ),
+                });
+            }
+            Response::json(200, &json!({"status": status.as_str()}))
+        }
+        Err(AnswerError::WrongNumber) => {
+            Response::json_error(403, "wrong_number", "the number does not match; the login was refused")
+        }
+        Err(AnswerError::NotFound) => Response::json_error(404, "not_found", "no such approval"),
+        Err(AnswerError::NotPending) => Response::json_error(409, "not_pending", "the approval is no longer waiting"),
+    }
+}
+
+/// `GET /api/app/enrollments` (session): the user's enrolled apps.
+pub async fn enrollments_json(ctx: &Ctx<'_>, user: &User) -> Response {
+    let list = ctx.app.store.live_enrollments(&user.id).await.unwrap_or_default();
+    let apps: Vec<Value> = list
+        .iter()
+        .map(|e| {
+            json!({"id": e.id, "name": e.name, "created": crate::time::rfc3339(e.created), "last_used": crate::time::rfc3339(e.last_used)})
+        })
+        .collect();
+    Response::json(200, &json!({"apps": apps}))
+}
+
+/// Removes one enrollment (or all with `None`); true when something was removed.
+pub async fn remove(ctx: &Ctx<'_>, user: &User, id: Option<&str>) -> bool {
+    let n = ctx.app.store.revoke_enrollments(&user.id, id).await.unwrap_or(0);
+    if n > 0 {
+        ctx.app
+            .audit
+            .record("app_removed", &user.id, &ctx.req.peer.to_string(), json!({"app": id, "count": n}))
+            .await;
+    }
+    n > 0
+}

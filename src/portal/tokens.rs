@@ -1,0 +1,298 @@
+//! API tokens (app passwords) in the portal: the page under settings and the JSON API
+//! (`GET|POST /api/tokens`, `DELETE /api/tokens/{id}`). A new token is shown once.
+
+use askama::Template;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::Ctx;
+use super::http::{Response, field};
+use super::i18n::{Lang, Texts};
+use super::pages::{recent_user, reauth_redirect, render};
+use crate::session::device;
+use crate::tokens::{self, TokenError};
+
+/// The page's own texts (the rest come from the portal's `Texts`).
+pub struct TokenTexts {
+    pub heading: &'static str,
+    pub lead: &'static str,
+    pub none: &'static str,
+    pub name_label: &'static str,
+    pub create_button: &'static str,
+    pub created: &'static str,
+    pub last_used: &'static str,
+    pub never: &'static str,
+    pub revoke_button: &'static str,
+    pub new_token_heading: &'static str,
+    pub new_token_help: &'static str,
+    pub msg_created: &'static str,
+    pub msg_revoked: &'static str,
+    pub err_name: &'static str,
+    pub err_full: &'static str,
+    pub err_not_found: &'static str,
+    pub link: &'static str,
+}
+
+const JA: TokenTexts = TokenTexts {
+    heading: "アプリパスワード",
+    lead: "メールアプリや同期ツールなど、2段階認証に対応していないアプリのためのパスワードです。許可されたサービスでのみ、IDとパスワードの代わりに使えます。使わなくなったものは削除してください。",
+    none: "アプリパスワードはありません。",
+    name_label: "名前(どのアプリで使うか)",
+    create_button: "作成する",
+    created: "作成日時",
+    last_used: "最終利用",
+    never: "未使用",
+    revoke_button: "削除する",
+    new_token_heading: "新しいアプリパスワード",
+    new_token_help: "この画面を離れると二度と表示されません。今すぐアプリに設定してください。",
+    msg_created: "アプリパスワードを作成しました。",
+    msg_revoked: "アプリパスワードを削除しました。",
+    err_name: "名前は1〜64文字で、制御文字は使えません。",
+    err_full: "アプリパスワードの数が上限に達しています。使っていないものを削除してください。",
+    err_not_found: "そのアプリパスワードは見つかりません。",
+    link: "アプリパスワード",
+};
+
+const EN: TokenTexts = TokenTexts {
+    heading: "App passwords",
+    lead: "Passwords for apps that cannot do two-step verification, such as mail clients or sync tools. They work instead of your password only on the services that allow them. Delete the ones you no longer use.",
+    none: "You have no app passwords.",
+    name_label: "Name (which app uses it)",
+    create_button: "Create",
+    created: "Created",
+    last_used: "Last used",
+    never: "never",
+    revoke_button: "Delete",
+    new_token_heading: "Your new app password",
+    new_token_help: "It will not be shown again once you leave this page. Set it in your app now.",
+    msg_created: "The app password was created.",
+    msg_revoked: "The app password was deleted.",
+    err_name: "A name has 1 to 64 characters and no control characters.",
+    err_full: "You have the maximum number of app passwords. Delete one you no longer use.",
+    err_not_found: "No such app password.",
+    link: "App passwords",
+};
+
+pub fn texts(lang: Lang) -> &'static TokenTexts {
+    match lang {
+        Lang::Ja => &JA,
+        Lang::En => &EN,
+    }
+}
+
+pub struct TokenRow {
+    pub id: String,
+    pub name: String,
+    pub created: String,
+    pub last_used: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "tokens.html")]
+pub struct TokensPage {
+    pub t: &'static Texts,
+    pub tt: &'static TokenTexts,
+    pub lang: Lang,
+    pub other_lang: Lang,
+    pub prefix: String,
+    pub title: String,
+    pub csrf: String,
+    pub tokens: Vec<TokenRow>,
+    /// The token just created: shown this once.
+    pub new_token: Option<String>,
+    pub needs_recent_login: bool,
+    pub message: Option<String>,
+    pub error: Option<String>,
+}
+
+impl TokensPage {
+    pub fn page_heading(&self) -> &str {
+        self.tt.heading
+    }
+}
+
+pub async fn page(
+    ctx: &Ctx<'_>,
+    new_token: Option<String>,
+    msg: Option<&str>,
+    error: Option<&str>,
+) -> Response {
+    let Some((live, user)) = ctx.session().await else {
+        return reauth_redirect(ctx, "settings/tokens");
+    };
+    let list = tokens::list(&ctx.app.store, &user.id)
+        .await
+        .unwrap_or_default();
+    let rows = list
+        .into_iter()
+        .map(|t| TokenRow {
+            id: t.id,
+            name: t.name,
+            created: crate::time::display(t.created),
+            last_used: t.last_used.map(crate::time::display),
+        })
+        .collect();
+    render(
+        TokensPage {
+            t: ctx.t,
+            tt: texts(ctx.lang),
+            lang: ctx.lang,
+            other_lang: ctx.lang.other(),
+            prefix: ctx.prefix().to_owned(),
+            title: ctx.title(),
+            csrf: ctx.csrf.clone(),
+            tokens: rows,
+            new_token,
+            needs_recent_login: !ctx.is_recent(&live),
+            message: msg.map(str::to_owned),
+            error: error.map(str::to_owned),
+        },
+        if error.is_some() { 400 } else { 200 },
+    )
+    .with("cache-control", "no-store")
+}
+
+pub async fn create_post(ctx: &Ctx<'_>) -> Response {
+    let (form, user) = match recent_user(ctx, "settings/tokens").await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let tt = texts(ctx.lang);
+    let Some(name) = field(&form, "name").and_then(device::valid_name) else {
+        return page(ctx, None, None, Some(tt.err_name)).await;
+    };
+    match create(ctx, &user.id, &name).await {
+        Ok((plain, _)) => page(ctx, Some(plain), Some(tt.msg_created), None).await,
+        Err(TokenError::Full) => page(ctx, None, None, Some(tt.err_full)).await,
+        Err(_) => internal(ctx),
+    }
+}
+
+pub async fn delete_post(ctx: &Ctx<'_>, id: &str) -> Response {
+    let (_, user) = match recent_user(ctx, "settings/tokens").await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let tt = texts(ctx.lang);
+    match revoke(ctx, &user.id, id).await {
+        Ok(()) => page(ctx, None, Some(tt.msg_revoked), None).await,
+        Err(TokenError::NotFound) => page(ctx, None, None, Some(tt.err_not_found)).await,
+        Err(_) => internal(ctx),
+    }
+}
+
+fn internal(ctx: &Ctx<'_>) -> Response {
+    super::pages::message(
+        ctx,
+        500,
+        ctx.t.err_internal_heading,
+        ctx.t.err_internal,
+        None,
+    )
+}
+
+async fn create(
+    ctx: &Ctx<'_>,
+    user: &str,
+    name: &str,
+) -> Result<(String, crate::store::TokenRecord), TokenError> {
+    let (plain, rec) = tokens::create(&ctx.app.store, user, name, ctx.now()).await?;
+    ctx.app
+        .audit
+        .record(
+            "token_created",
+            user,
+            &ctx.req.peer.to_string(),
+            json!({"token": rec.id}),
+        )
+        .await;
+    Ok((plain, rec))
+}
+
+async fn revoke(ctx: &Ctx<'_>, user: &str, id: &str) -> Result<(), TokenError> {
+    tokens::revoke(&ctx.app.store, user, id).await?;
+    ctx.app
+        .audit
+        .record(
+            "token_revoked",
+            user,
+            &ctx.req.peer.to_string(),
+            json!({"token": id}),
+        )
+        .await;
+    Ok(())
+}
+
+fn token_json(t: &crate::store::TokenRecord) -> Value {
+    json!({
+        "id": t.id,
+        "name": t.name,
+        "created": crate::time::rfc3339(t.created),
+        "last_used": t.last_used.map(crate::time::rfc3339),
+    })
+}
+
+pub async fn api_list(ctx: &Ctx<'_>) -> Response {
+    let Some((_, user)) = ctx.session().await else {
+        return Response::json_error(401, "unauthenticated", "log in first");
+    };
+    match tokens::list(&ctx.app.store, &user.id).await {
+        Ok(list) => Response::json(
+            200,
+            &json!({
+                "tokens": list.iter().map(token_json).collect::<Vec<_>>(),
+                "max": tokens::MAX_PER_USER,
+            }),
+        ),
+        Err(_) => Response::json_error(500, "internal", "internal error"),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    name: String,
+}
+
+pub async fn api_create(ctx: &Ctx<'_>) -> Response {
+    let user = match super::api::recent(ctx).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let body: CreateBody = match super::api::parse(ctx) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let Some(name) = device::valid_name(&body.name) else {
+        return Response::json_error(
+            400,
+            "bad_token_name",
+            "a token name has 1 to 64 characters and no control characters",
+        );
+    };
+    match create(ctx, &user.id, &name).await {
+        Ok((plain, rec)) => {
+            let mut j = token_json(&rec);
+            j["token"] = json!(plain);
+            Response::json(201, &j).with("cache-control", "no-store")
+        }
+        Err(TokenError::Full) => Response::json_error(
+            409,
+            "too_many_tokens",
+            "this account already has the maximum number of API tokens",
+        ),
+        Err(_) => Response::json_error(500, "internal", "internal error"),
+    }
+}
+
+pub async fn api_delete(ctx: &Ctx<'_>, id: &str) -> Response {
+    let user = match super::api::recent(ctx).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    match revoke(ctx, &user.id, id).await {
+        Ok(()) => Response::no_content(),
+        Err(TokenError::NotFound) => Response::json_error(404, "not_found", "no such token"),
+        Err(_) => Response::json_error(500, "internal", "internal error"),
+    }
+}
