@@ -116,8 +116,12 @@ impl App {
     pub fn reload_config(&self) -> bool {
         match crate::config::load(&self.cfg.source) {
             Ok(new) => {
-                self.routes.store(Arc::new(RouteTable::new(new.routes.clone())));
-                tracing::info!(routes = new.routes.len(), "configuration reloaded: routes updated");
+                self.routes
+                    .store(Arc::new(RouteTable::new(new.routes.clone())));
+                tracing::info!(
+                    routes = new.routes.len(),
+                    "configuration reloaded: routes updated"
+                );
                 true
             }
             Err(e) => {
@@ -227,7 +231,10 @@ impl App {
         let sessions = self.sessions.end_user(user).await.unwrap_or(0);
         let devices = self.devices.revoke_all(user).await.unwrap_or(0);
         // App passwords stand in for the password: they go with it (not with a 2-step change).
-        let tokens = if matches!(why, "password_changed" | "account_disabled" | "account_removed") {
+        let tokens = if matches!(
+            why,
+            "password_changed" | "account_disabled" | "account_removed"
+        ) {
             self.store.revoke_user_tokens(user).await.unwrap_or(0)
         } else {
             0

@@ -51,9 +51,9 @@ pub struct AppKey {
 
 /// The parts of an enrollment URI (`nidan-app://enroll?server=…&user=…&code=…`).
 pub fn parse_uri(uri: &str) -> Result<(String, String, String), ApproverError> {
-    let query = uri
-        .strip_prefix("nidan-app://enroll?")
-        .ok_or_else(|| ApproverError::Usage("the URI must start with nidan-app://enroll?".into()))?;
+    let query = uri.strip_prefix("nidan-app://enroll?").ok_or_else(|| {
+        ApproverError::Usage("the URI must start with nidan-app://enroll?".into())
+    })?;
     let mut server = None;
     let mut user = None;
     let mut code = None;
@@ -67,7 +67,9 @@ pub fn parse_uri(uri: &str) -> Result<(String, String, String), ApproverError> {
     }
     match (server, user, code) {
         (Some(s), Some(u), Some(c)) => Ok((s.trim_end_matches('/').to_owned(), u, c)),
-        _ => Err(ApproverError::Usage("the URI needs server, user and code".into())),
+        _ => Err(ApproverError::Usage(
+            "the URI needs server, user and code".into(),
+        )),
     }
 }
 
@@ -81,7 +83,10 @@ fn http() -> Result<reqwest::Client, ApproverError> {
 
 async fn answer_of(resp: reqwest::Response) -> Result<Value, ApproverError> {
     let status = resp.status().as_u16();
-    let body = resp.text().await.map_err(|e| ApproverError::Network(e.to_string()))?;
+    let body = resp
+        .text()
+        .await
+        .map_err(|e| ApproverError::Network(e.to_string()))?;
     if !(200..300).contains(&status) {
         return Err(ApproverError::Refused { status, body });
     }
@@ -89,7 +94,12 @@ async fn answer_of(resp: reqwest::Response) -> Result<Value, ApproverError> {
 }
 
 /// Enrolls a new key and writes the key file.
-pub async fn enroll(uri: &str, security_code: &str, name: &str, key_file: &Path) -> Result<AppKey, ApproverError> {
+pub async fn enroll(
+    uri: &str,
+    security_code: &str,
+    name: &str,
+    key_file: &Path,
+) -> Result<AppKey, ApproverError> {
     let (server, user, code) = parse_uri(uri)?;
     let mut secret = [0u8; 32];
     rand::rng().fill_bytes(&mut secret);
@@ -110,7 +120,10 @@ pub async fn enroll(uri: &str, security_code: &str, name: &str, key_file: &Path)
     let v = answer_of(resp).await?;
     let app_id = v["app_id"]
         .as_str()
-        .ok_or_else(|| ApproverError::Refused { status: 200, body: v.to_string() })?
+        .ok_or_else(|| ApproverError::Refused {
+            status: 200,
+            body: v.to_string(),
+        })?
         .to_owned();
     let saved = AppKey {
         server,
@@ -123,7 +136,8 @@ pub async fn enroll(uri: &str, security_code: &str, name: &str, key_file: &Path)
 }
 
 fn save(path: &Path, key: &AppKey) -> Result<(), ApproverError> {
-    let text = serde_json::to_string_pretty(key).map_err(|e| ApproverError::KeyFile(e.to_string()))?;
+    let text =
+        serde_json::to_string_pretty(key).map_err(|e| ApproverError::KeyFile(e.to_string()))?;
     #[cfg(unix)]
     {
         use std::io::Write;
@@ -135,7 +149,8 @@ fn save(path: &Path, key: &AppKey) -> Result<(), ApproverError> {
             .mode(0o600)
             .open(path)
             .map_err(|e| ApproverError::KeyFile(e.to_string()))?;
-        f.write_all(text.as_bytes()).map_err(|e| ApproverError::KeyFile(e.to_string()))
+        f.write_all(text.as_bytes())
+            .map_err(|e| ApproverError::KeyFile(e.to_string()))
     }
     #[cfg(not(unix))]
     {
@@ -144,19 +159,26 @@ fn save(path: &Path, key: &AppKey) -> Result<(), ApproverError> {
 }
 
 pub fn load(path: &Path) -> Result<AppKey, ApproverError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ApproverError::KeyFile(format!("{}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ApproverError::KeyFile(format!("{}: {e}", path.display())))?;
     serde_json::from_str(&text).map_err(|e| ApproverError::KeyFile(e.to_string()))
 }
 
 /// Sends one signed request.
-async fn signed(key: &AppKey, method: reqwest::Method, endpoint: &str, body: Option<&Value>) -> Result<Value, ApproverError> {
+async fn signed(
+    key: &AppKey,
+    method: reqwest::Method,
+    endpoint: &str,
+    body: Option<&Value>,
+) -> Result<Value, ApproverError> {
     let secret: [u8; 32] = URL_SAFE_NO_PAD
         .decode(&key.secret_key)
         .ok()
         .and_then(|b| b.try_into().ok())
         .ok_or_else(|| ApproverError::KeyFile("the secret key is malformed".into()))?;
     let signing = SigningKey::from_bytes(&secret);
-    let url = reqwest::Url::parse(&format!("{}{endpoint}", key.server)).map_err(|e| ApproverError::Usage(e.to_string()))?;
+    let url = reqwest::Url::parse(&format!("{}{endpoint}", key.server))
+        .map_err(|e| ApproverError::Usage(e.to_string()))?;
     let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
     let time = crate::time::now();
     let nonce = crate::secret::random_token(18);
@@ -171,7 +193,10 @@ async fn signed(key: &AppKey, method: reqwest::Method, endpoint: &str, body: Opt
     if body.is_some() {
         req = req.header("content-type", "application/json").body(bytes);
     }
-    let resp = req.send().await.map_err(|e| ApproverError::Network(e.to_string()))?;
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| ApproverError::Network(e.to_string()))?;
     answer_of(resp).await
 }
 
@@ -181,7 +206,13 @@ pub async fn list(key: &AppKey) -> Result<Value, ApproverError> {
 }
 
 /// Approves (with the number shown in the browser) or denies an approval.
-pub async fn answer(key: &AppKey, id: &str, approve: bool, number: Option<&str>, not_me: bool) -> Result<Value, ApproverError> {
+pub async fn answer(
+    key: &AppKey,
+    id: &str,
+    approve: bool,
+    number: Option<&str>,
+    not_me: bool,
+) -> Result<Value, ApproverError> {
     let mut body = json!({"approve": approve});
     if let Some(n) = number {
         body["number"] = json!(n);
@@ -189,7 +220,13 @@ pub async fn answer(key: &AppKey, id: &str, approve: bool, number: Option<&str>,
     if not_me {
         body["not_me"] = json!(true);
     }
-    signed(key, reqwest::Method::POST, &format!("/api/app/approvals/{id}"), Some(&body)).await
+    signed(
+        key,
+        reqwest::Method::POST,
+        &format!("/api/app/approvals/{id}"),
+        Some(&body),
+    )
+    .await
 }
 
 #[cfg(test)]
@@ -198,8 +235,14 @@ mod tests {
 
     #[test]
     fn uris() {
-        let (s, u, c) = parse_uri("nidan-app://enroll?server=http%3A%2F%2F127.0.0.1%3A8080%2F_nidan&user=jiro&code=abc").unwrap_or_default();
-        assert_eq!((s.as_str(), u.as_str(), c.as_str()), ("http://127.0.0.1:8080/_nidan", "jiro", "abc"));
+        let (s, u, c) = parse_uri(
+            "nidan-app://enroll?server=http%3A%2F%2F127.0.0.1%3A8080%2F_nidan&user=jiro&code=abc",
+        )
+        .unwrap_or_default();
+        assert_eq!(
+            (s.as_str(), u.as_str(), c.as_str()),
+            ("http://127.0.0.1:8080/_nidan", "jiro", "abc")
+        );
         assert!(parse_uri("https://evil/").is_err());
         assert!(parse_uri("nidan-app://enroll?user=jiro").is_err());
     }

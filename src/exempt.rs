@@ -75,7 +75,10 @@ mod tests {
     #[test]
     fn networks_match_v4_v6_and_mapped() {
         let cfg = Exemptions {
-            networks: vec!["10.0.0.0/8".parse().unwrap(), "2001:db8::/32".parse().unwrap()],
+            networks: vec![
+                "10.0.0.0/8".parse().unwrap(),
+                "2001:db8::/32".parse().unwrap(),
+            ],
         };
         assert!(trusted_network(&cfg, "10.1.2.3".parse().unwrap()).is_some());
         assert!(trusted_network(&cfg, "::ffff:10.1.2.3".parse().unwrap()).is_some());

@@ -58,10 +58,14 @@ pub fn parse_url(url: &str) -> Result<Target, ExplainError> {
     if host.is_empty() {
         return Err(ExplainError::BadUrl("the URL has no host"));
     }
-    if let Some((_, port)) = authority.rsplit_once(':').filter(|_| !authority.ends_with(']'))
+    if let Some((_, port)) = authority
+        .rsplit_once(':')
+        .filter(|_| !authority.ends_with(']'))
         && port.parse::<u16>().is_err()
     {
-        return Err(ExplainError::BadUrl("the port is not a number from 0 to 65535"));
+        return Err(ExplainError::BadUrl(
+            "the port is not a number from 0 to 65535",
+        ));
     }
     let after = &rest[end..];
     let after = after.split('#').next().unwrap_or("");
@@ -100,7 +104,10 @@ pub async fn explain(
     let w = &mut out;
     let _ = writeln!(w, "URL        {url}");
     let _ = writeln!(w, "host       {}", target.host);
-    let canonical = match crate::proxy::path::canonicalize_parts(&target.path, target.query.as_deref()) {
+    let canonical = match crate::proxy::path::canonicalize_parts(
+        &target.path,
+        target.query.as_deref(),
+    ) {
         Ok(c) => c,
         Err(e) => {
             let _ = writeln!(w, "path       {} is refused: {e}", target.path);
@@ -171,7 +178,11 @@ pub async fn explain(
     if !route.groups.is_empty() {
         let _ = writeln!(w, "groups     one of: {}", route.groups.join(", "));
     }
-    let methods: Vec<&str> = route.allowed_methods.iter().map(|m| method_str(*m)).collect();
+    let methods: Vec<&str> = route
+        .allowed_methods
+        .iter()
+        .map(|m| method_str(*m))
+        .collect();
     let _ = writeln!(w, "second steps accepted  {}", methods.join(", "));
     let password_alone = route.second_step == SecondStep::Exempt || route.policy == Policy::Login;
     if route.accept.basic || route.accept.token {
@@ -204,7 +215,12 @@ pub async fn explain(
             let _ = writeln!(w, "  network  none configured");
         }
         None => {
-            let nets: Vec<String> = cfg.exemptions.networks.iter().map(ToString::to_string).collect();
+            let nets: Vec<String> = cfg
+                .exemptions
+                .networks
+                .iter()
+                .map(ToString::to_string)
+                .collect();
             let _ = writeln!(
                 w,
                 "  network  trusted: {} (give --ip to check an address)",
@@ -213,10 +229,15 @@ pub async fn explain(
         }
         Some(a) => {
             let _ = match network {
-                Some(n) if route.policy == Policy::TwoFactor && route.second_step == SecondStep::Required => writeln!(
-                    w,
-                    "  network  {a} is in trusted network {n}, but two_factor routes never skip the second step for a network"
-                ),
+                Some(n)
+                    if route.policy == Policy::TwoFactor
+                        && route.second_step == SecondStep::Required =>
+                {
+                    writeln!(
+                        w,
+                        "  network  {a} is in trusted network {n}, but two_factor routes never skip the second step for a network"
+                    )
+                }
                 Some(n) => writeln!(w, "  network  applies: {a} is in trusted network {n}"),
                 None => writeln!(w, "  network  does not apply: {a} is in no trusted network"),
             };
@@ -255,7 +276,17 @@ pub async fn explain(
         );
         None
     };
-    user_section(w, cfg, route, id, &users, store.as_ref(), ip, network.is_some()).await;
+    user_section(
+        w,
+        cfg,
+        route,
+        id,
+        &users,
+        store.as_ref(),
+        ip,
+        network.is_some(),
+    )
+    .await;
     Ok(out)
 }
 
@@ -300,19 +331,28 @@ async fn user_section(
             o.status
         );
     }
-    let file_setting = u.two_step.unwrap_or((cfg.users.default_two_step, cfg.users.default_method));
+    let file_setting = u
+        .two_step
+        .unwrap_or((cfg.users.default_two_step, cfg.users.default_method));
     let _ = writeln!(
         w,
         "  users file  2-step {} ({}){}",
         if file_setting.0 { "on" } else { "off" },
         method_str(file_setting.1),
-        if u.two_step.is_none() { ", from users.default_two_step/default_method" } else { "" }
+        if u.two_step.is_none() {
+            ", from users.default_two_step/default_method"
+        } else {
+            ""
+        }
     );
     let stored = match store {
         Some(s) => s.setting(id).await.ok().flatten(),
         None => None,
     };
-    let (enabled, method) = match stored.as_ref().and_then(|r| Some((r.enabled, method_from_str(&r.method)?))) {
+    let (enabled, method) = match stored
+        .as_ref()
+        .and_then(|r| Some((r.enabled, method_from_str(&r.method)?)))
+    {
         Some((e, m)) => {
             let _ = writeln!(
                 w,
@@ -326,12 +366,18 @@ async fn user_section(
     };
     let phone = match (&u.phone, u.phone_status) {
         (None, _) => "none".to_owned(),
-        (Some(p), s) => format!("{} ({})", crate::notify::mask_phone(p), crate::phone::status_str(s)),
+        (Some(p), s) => format!(
+            "{} ({})",
+            crate::notify::mask_phone(p),
+            crate::phone::status_str(s)
+        ),
     };
     let _ = writeln!(
         w,
         "  contacts    phone {phone}, email {}",
-        u.email.as_deref().map_or_else(|| "none".to_owned(), crate::notify::mask_email)
+        u.email
+            .as_deref()
+            .map_or_else(|| "none".to_owned(), crate::notify::mask_email)
     );
 
     // Risk signals that can be known without the browser.
@@ -448,7 +494,11 @@ async fn user_section(
     let high = plan_for(applies && known + unknown >= cfg.risk.threshold);
     let _ = writeln!(w, "login      {}", describe(&low, &u));
     if high != low {
-        let _ = writeln!(w, "           from an unknown browser: {}", describe(&high, &u));
+        let _ = writeln!(
+            w,
+            "           from an unknown browser: {}",
+            describe(&high, &u)
+        );
     }
     let _ = writeln!(
         w,
@@ -479,7 +529,9 @@ fn describe(p: &flow::Plan, u: &User) -> String {
         Step::AppApproval => "approval in the phone app, then the password".to_owned(),
         Step::PasswordAndCode => {
             let dest = match &p.send_to {
-                Some((crate::notify::Channel::Sms, to)) => format!("by SMS to {}", crate::notify::mask_phone(to)),
+                Some((crate::notify::Channel::Sms, to)) => {
+                    format!("by SMS to {}", crate::notify::mask_phone(to))
+                }
                 Some((_, to)) => format!("by email to {}", crate::notify::mask_email(to)),
                 None => "nowhere".to_owned(),
             };
@@ -522,7 +574,14 @@ mod tests {
         );
         assert_eq!(parse_url("http://h").unwrap().path, "/");
         assert_eq!(parse_url("http://[::1]:80/x").unwrap().host, "[::1]");
-        for bad in ["wiki/page", "ftp://h/", "http:///x", "http://u@h/", "http://h:99999/", "http://h/a b"] {
+        for bad in [
+            "wiki/page",
+            "ftp://h/",
+            "http:///x",
+            "http://u@h/",
+            "http://h:99999/",
+            "http://h/a b",
+        ] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
     }

@@ -277,7 +277,10 @@ fn demo(listen: SocketAddr, outbox: Option<PathBuf>, data: Option<PathBuf>) -> E
 
 fn app_client(key_file: &std::path::Path, command: AppCommand) -> ExitCode {
     use nidan::approver;
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("{e}");

@@ -225,7 +225,9 @@ pub async fn phone_gone(app: &App, user: &User, source: Source, ip: &str) -> Act
     app.revoke_everything(&user.id, "phone_gone", ip).await;
     let lang = app.cfg.portal.default_language;
     crate::login::notify_user(app, user, lang, |lang, site| match action {
-        Action::SwitchedToEmail => crate::notify::messages::two_step_switched_to_email_phone_gone(lang, site),
+        Action::SwitchedToEmail => {
+            crate::notify::messages::two_step_switched_to_email_phone_gone(lang, site)
+        }
         _ => crate::notify::messages::two_step_disabled_phone_gone(lang, site),
     });
     action

@@ -106,16 +106,34 @@ mod tests {
         assert!(looks_like_token(&plain));
         assert_ne!(rec.hash, plain);
         assert!(!rec.hash.contains(&plain[PREFIX.len()..]));
-        assert!(matches!(check(&store, &plain).await.unwrap(), Check::Valid(t) if t.user_id == "taro"));
+        assert!(
+            matches!(check(&store, &plain).await.unwrap(), Check::Valid(t) if t.user_id == "taro")
+        );
         assert_eq!(check(&store, "nidan_nope").await.unwrap(), Check::Unknown);
         let forged = format!("{PREFIX}{}", crate::secret::random_token(32));
         assert_eq!(check(&store, &forged).await.unwrap(), Check::Unknown);
         assert_eq!(list(&store, "taro").await.unwrap().len(), 1);
-        assert!(store.token_used(&rec.id, 20, 20 - USE_RECORD_INTERVAL).await.unwrap());
-        assert!(!store.token_used(&rec.id, 30, 30 - USE_RECORD_INTERVAL).await.unwrap());
-        assert!(matches!(revoke(&store, "hanako", &rec.id).await, Err(TokenError::NotFound)));
+        assert!(
+            store
+                .token_used(&rec.id, 20, 20 - USE_RECORD_INTERVAL)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .token_used(&rec.id, 30, 30 - USE_RECORD_INTERVAL)
+                .await
+                .unwrap()
+        );
+        assert!(matches!(
+            revoke(&store, "hanako", &rec.id).await,
+            Err(TokenError::NotFound)
+        ));
         revoke(&store, "taro", &rec.id).await.unwrap();
-        assert!(matches!(check(&store, &plain).await.unwrap(), Check::Revoked(_)));
+        assert!(matches!(
+            check(&store, &plain).await.unwrap(),
+            Check::Revoked(_)
+        ));
         assert!(list(&store, "taro").await.unwrap().is_empty());
     }
 
@@ -126,7 +144,10 @@ mod tests {
         for i in 0..MAX_PER_USER {
             create(&store, "taro", &format!("t{i}"), 1).await.unwrap();
         }
-        assert!(matches!(create(&store, "taro", "x", 1).await, Err(TokenError::Full)));
+        assert!(matches!(
+            create(&store, "taro", "x", 1).await,
+            Err(TokenError::Full)
+        ));
         assert!(create(&store, "hanako", "x", 1).await.is_ok());
     }
 }

@@ -16,9 +16,23 @@ use serde_json::{Value, json};
 
 /// Runs `nidan app --key KEY ARGS…`; returns (success, stdout JSON or stderr text).
 fn app_cli(key: &Path, args: &[&str]) -> (bool, Value) {
-    let out = Command::new(bin()).arg("app").arg("--key").arg(key).args(args).output().unwrap();
-    let text = String::from_utf8_lossy(if out.status.success() { &out.stdout } else { &out.stderr }).into_owned();
-    (out.status.success(), serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    let out = Command::new(bin())
+        .arg("app")
+        .arg("--key")
+        .arg(key)
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(if out.status.success() {
+        &out.stdout
+    } else {
+        &out.stderr
+    })
+    .into_owned();
+    (
+        out.status.success(),
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 /// Logs jiro in (a code, as no app is enrolled yet), enrolls the reference client, returns
@@ -30,7 +44,12 @@ async fn enroll_jiro(gw: &Gateway) -> std::path::PathBuf {
     assert_eq!(v["step"], "password_and_code", "no app yet: a code instead");
     assert_eq!(v["notice"], "app_unavailable");
     let flow = v["flow"].as_str().unwrap().to_owned();
-    let (s, v) = api.complete(&flow, json!({"password": PASSWORD, "code": gw.last_code("jiro")})).await;
+    let (s, v) = api
+        .complete(
+            &flow,
+            json!({"password": PASSWORD, "code": gw.last_code("jiro")}),
+        )
+        .await;
     assert_eq!(s, 200, "{v}");
     let before = gw.codes_sent("jiro");
     let (s, e) = api.post("/app/enroll/start", json!({})).await;
@@ -45,11 +64,25 @@ async fn enroll_jiro(gw: &Gateway) -> std::path::PathBuf {
     let wrong = if code == "000000" { "000001" } else { "000000" };
     let (ok, err) = app_cli(&key, &["enroll", "--uri", &uri, "--security-code", wrong]);
     assert!(!ok, "a wrong security code must not enroll: {err}");
-    let (ok, out) = app_cli(&key, &["enroll", "--uri", &uri, "--security-code", &code, "--name", "test phone"]);
+    let (ok, out) = app_cli(
+        &key,
+        &[
+            "enroll",
+            "--uri",
+            &uri,
+            "--security-code",
+            &code,
+            "--name",
+            "test phone",
+        ],
+    );
     assert!(ok, "{out}");
     assert_eq!(out["user"], "jiro");
     // The enrollment code is single use.
-    let (ok, _) = app_cli(&gw.path("second-key.json"), &["enroll", "--uri", &uri, "--security-code", &code]);
+    let (ok, _) = app_cli(
+        &gw.path("second-key.json"),
+        &["enroll", "--uri", &uri, "--security-code", &code],
+    );
     assert!(!ok);
     let (s, apps) = api.get("/app/enrollments").await;
     assert_eq!(s, 200);
@@ -81,7 +114,10 @@ async fn approve_with_the_number_then_password() {
 
     let list = pending(&key);
     assert_eq!(list.len(), 1);
-    assert!(list[0].get("number").is_none(), "the app is never told the number");
+    assert!(
+        list[0].get("number").is_none(),
+        "the app is never told the number"
+    );
     assert_eq!(list[0]["context"]["ip"], "127.0.0.1");
     let id = list[0]["id"].as_str().unwrap().to_owned();
     // A bare "yes" without the number never approves (SECURITY 10).
@@ -102,7 +138,10 @@ async fn approve_with_the_number_then_password() {
     let (ok, _) = app_cli(&key, &["approve", &id, "--number", &number]);
     assert!(!ok);
     let (_, v) = api.get(&format!("/login/{flow}")).await;
-    assert_eq!((v["step"].as_str(), v["approval"].as_str()), (Some("password"), Some("approved")));
+    assert_eq!(
+        (v["step"].as_str(), v["approval"].as_str()),
+        (Some("password"), Some("approved"))
+    );
     let (s, e) = api.complete(&flow, json!({"password": "wrong"})).await;
     assert_eq!(s, 401, "the approval does not replace the password: {e}");
     let (s, e) = api.complete(&flow, json!({"password": PASSWORD})).await;
@@ -110,13 +149,26 @@ async fn approve_with_the_number_then_password() {
     let (_, me) = api.get("/me").await;
     assert_eq!(me["two_step"], true);
     assert_eq!(me["methods"], json!(["password", "app"]));
-    let echo: Value = api.http.get(gw.url("/admin/x")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(echo["headers"]["remote-user"], "jiro", "the app counts as the second step");
+    let echo: Value = api
+        .http
+        .get(gw.url("/admin/x"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        echo["headers"]["remote-user"], "jiro",
+        "the app counts as the second step"
+    );
 }
 
 #[tokio::test]
 async fn approval_is_bound_to_its_flow_and_expires() {
-    let gw = Gateway::builder().set("app_approval.lifetime", "2s").start();
+    let gw = Gateway::builder()
+        .set("app_approval.lifetime", "2s")
+        .start();
     let key = enroll_jiro(&gw).await;
     let a = Api::new(&gw);
     let b = Api::new(&gw);
@@ -130,7 +182,15 @@ async fn approval_is_bound_to_its_flow_and_expires() {
     let list = pending(&key);
     assert_eq!(list.len(), 1);
     let id = list[0]["id"].as_str().unwrap().to_owned();
-    let (ok, _) = app_cli(&key, &["approve", &id, "--number", vb["approval_number"].as_str().unwrap()]);
+    let (ok, _) = app_cli(
+        &key,
+        &[
+            "approve",
+            &id,
+            "--number",
+            vb["approval_number"].as_str().unwrap(),
+        ],
+    );
     assert!(ok);
     // B's approval does not complete A.
     let (s, _) = a.complete(&flow_a, json!({"password": PASSWORD})).await;
@@ -145,11 +205,28 @@ async fn approval_is_bound_to_its_flow_and_expires() {
     tokio::time::sleep(std::time::Duration::from_millis(2_300)).await;
     let (_, s) = a.get(&format!("/login/{flow}")).await;
     assert_eq!(s["approval"], "expired");
-    let (ok, out) = app_cli(&key, &["approve", &id, "--number", v["approval_number"].as_str().unwrap()]);
+    let (ok, out) = app_cli(
+        &key,
+        &[
+            "approve",
+            &id,
+            "--number",
+            v["approval_number"].as_str().unwrap(),
+        ],
+    );
     assert!(!ok, "{out}");
-    let page = a.http.get(gw.url(&format!("/_nidan/login/{flow}"))).header("accept", "text/html").send().await.unwrap();
+    let page = a
+        .http
+        .get(gw.url(&format!("/_nidan/login/{flow}")))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.status(), 410);
-    assert!(page.text().await.unwrap().contains("/_nidan/login"), "an offer to start again");
+    assert!(
+        page.text().await.unwrap().contains("/_nidan/login"),
+        "an offer to start again"
+    );
 }
 
 #[tokio::test]
@@ -178,7 +255,11 @@ async fn fatigue_limits_and_this_was_not_me() {
     let (_, v) = api.start("jiro").await;
     assert_eq!(v["step"], "password_and_code");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !gw.outbox().iter().any(|m| m["user"] == "jiro" && m["channel"] == "email" && m["code"].is_null()) {
+    while !gw
+        .outbox()
+        .iter()
+        .any(|m| m["user"] == "jiro" && m["channel"] == "email" && m["code"].is_null())
+    {
         assert!(std::time::Instant::now() < deadline, "no notice to jiro");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
@@ -193,11 +274,18 @@ async fn fallback_to_a_code_and_feature_phones() {
     let (_, v) = api.start("jiro").await;
     let flow = v["flow"].as_str().unwrap().to_owned();
     let before = gw.codes_sent("jiro");
-    let (s, v) = api.post(&format!("/login/{flow}/use-code"), json!({})).await;
+    let (s, v) = api
+        .post(&format!("/login/{flow}/use-code"), json!({}))
+        .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["step"], "password_and_code");
     assert_eq!(gw.codes_sent("jiro"), before + 1);
-    let (s, _) = api.complete(&flow, json!({"password": PASSWORD, "code": gw.last_code("jiro")})).await;
+    let (s, _) = api
+        .complete(
+            &flow,
+            json!({"password": PASSWORD, "code": gw.last_code("jiro")}),
+        )
+        .await;
     assert_eq!(s, 200);
 
     // A feature phone's browser goes straight to the code.
@@ -218,7 +306,11 @@ async fn signed_requests_cannot_be_replayed_or_forged() {
     let gw = Gateway::start();
     let key_file = enroll_jiro(&gw).await;
     let key: Value = serde_json::from_str(&std::fs::read_to_string(&key_file).unwrap()).unwrap();
-    let secret: [u8; 32] = URL_SAFE_NO_PAD.decode(key["secret_key"].as_str().unwrap()).unwrap().try_into().unwrap();
+    let secret: [u8; 32] = URL_SAFE_NO_PAD
+        .decode(key["secret_key"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
     let signing = ed25519_dalek::SigningKey::from_bytes(&secret);
     let path = "/_nidan/api/app/approvals";
     let time = nidan::time::now();
@@ -236,26 +328,42 @@ async fn signed_requests_cannot_be_replayed_or_forged() {
             .send()
     };
     assert_eq!(send(sig.clone(), time).await.unwrap().status(), 200);
-    assert_eq!(send(sig.clone(), time).await.unwrap().status(), 401, "a replay is refused");
+    assert_eq!(
+        send(sig.clone(), time).await.unwrap().status(),
+        401,
+        "a replay is refused"
+    );
     let other = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
     let forged = URL_SAFE_NO_PAD.encode(other.sign(msg.as_bytes()).to_bytes());
     assert_eq!(send(forged, time).await.unwrap().status(), 401);
-    assert_eq!(http.get(gw.url(path)).send().await.unwrap().status(), 401, "unsigned");
+    assert_eq!(
+        http.get(gw.url(path)).send().await.unwrap().status(),
+        401,
+        "unsigned"
+    );
 }
 
 #[tokio::test]
 async fn approval_after_the_password_order() {
-    let gw = Gateway::builder().set("app_approval.order", "after_password").start();
+    let gw = Gateway::builder()
+        .set("app_approval.order", "after_password")
+        .start();
     let key = enroll_jiro(&gw).await;
     let api = Api::new(&gw);
     let (_, v) = api.start("jiro").await;
     assert_eq!(v["step"], "app_approval");
-    assert!(v.get("approval_number").is_none(), "nothing is pushed before the password");
+    assert!(
+        v.get("approval_number").is_none(),
+        "nothing is pushed before the password"
+    );
     assert!(pending(&key).is_empty());
     let flow = v["flow"].as_str().unwrap().to_owned();
     let (s, _) = api.complete(&flow, json!({"password": "wrong"})).await;
     assert_eq!(s, 401);
-    assert!(pending(&key).is_empty(), "a wrong password never prompts the app");
+    assert!(
+        pending(&key).is_empty(),
+        "a wrong password never prompts the app"
+    );
     let (s, v) = api.complete(&flow, json!({"password": PASSWORD})).await;
     assert_eq!(s, 202, "{v}");
     let number = v["approval_number"].as_str().unwrap().to_owned();
@@ -286,10 +394,15 @@ async fn push_webhook_is_told_without_the_number() {
                 if let Some(i) = text.find("\r\n\r\n") {
                     let len: usize = text
                         .lines()
-                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
                         .unwrap_or(0);
                     if got.len() >= i + 4 + len {
-                        s.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n").unwrap();
+                        s.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+                            .unwrap();
                         tx.send(text).unwrap();
                         break;
                     }
@@ -301,7 +414,10 @@ async fn push_webhook_is_told_without_the_number() {
         }
     });
     let gw = Gateway::builder()
-        .set("notifiers.push", &format!("{{ url: \"http://127.0.0.1:{port}/push\", headers: {{ X-Token: abc }} }}"))
+        .set(
+            "notifiers.push",
+            &format!("{{ url: \"http://127.0.0.1:{port}/push\", headers: {{ X-Token: abc }} }}"),
+        )
         .start();
     let _key = enroll_jiro(&gw).await;
     let api = Api::new(&gw);
@@ -314,9 +430,16 @@ async fn push_webhook_is_told_without_the_number() {
     assert_eq!(body["user"], "jiro");
     assert!(body.get("number").is_none() && !body.to_string().contains(&format!("\"{number}\"")));
     let text = body["body"].as_str().unwrap().replace("127.0.0.1", "");
-    assert!(!text.contains(&number), "the push never carries the number: {text}");
+    assert!(
+        !text.contains(&number),
+        "the push never carries the number: {text}"
+    );
     // The outbox records the push too.
-    assert!(gw.outbox().iter().any(|m| m["channel"] == "push" && m["user"] == "jiro"));
+    assert!(
+        gw.outbox()
+            .iter()
+            .any(|m| m["channel"] == "push" && m["user"] == "jiro")
+    );
 }
 
 #[tokio::test]
@@ -336,9 +459,22 @@ async fn waiting_page_works_without_javascript_and_the_setting_accepts_the_app()
     drop(api);
     let _key = enroll_jiro(&gw).await;
     let api = Api::new(&gw);
-    let page = api.http.get(gw.url("/_nidan/login")).header("accept", "text/html").send().await.unwrap();
+    let page = api
+        .http
+        .get(gw.url("/_nidan/login"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
     let html = page.text().await.unwrap();
-    let csrf = html.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
     let r = api
         .http
         .post(gw.url("/_nidan/login"))
@@ -348,12 +484,32 @@ async fn waiting_page_works_without_javascript_and_the_setting_accepts_the_app()
         .unwrap();
     assert_eq!(r.status(), 303);
     let flow_url = r.headers()["location"].to_str().unwrap().to_owned();
-    let waiting = api.http.get(gw.url(&flow_url)).header("accept", "text/html").send().await.unwrap().text().await.unwrap();
-    assert!(waiting.contains("http-equiv=\"refresh\""), "a meta refresh for browsers without JS");
-    assert!(waiting.contains("/use-code"), "a way to use a security code instead");
-    let (_, v) = api.get(&format!("/login/{}", flow_url.rsplit('/').next().unwrap())).await;
+    let waiting = api
+        .http
+        .get(gw.url(&flow_url))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        waiting.contains("http-equiv=\"refresh\""),
+        "a meta refresh for browsers without JS"
+    );
+    assert!(
+        waiting.contains("/use-code"),
+        "a way to use a security code instead"
+    );
+    let (_, v) = api
+        .get(&format!("/login/{}", flow_url.rsplit('/').next().unwrap()))
+        .await;
     let number = v["approval_number"].as_str().unwrap();
-    assert!(waiting.contains(&format!(">{number}<")), "the number is shown big");
+    assert!(
+        waiting.contains(&format!(">{number}<")),
+        "the number is shown big"
+    );
     let r = api
         .http
         .post(gw.url(&format!("{flow_url}/use-code")))
@@ -362,6 +518,18 @@ async fn waiting_page_works_without_javascript_and_the_setting_accepts_the_app()
         .await
         .unwrap();
     assert_eq!(r.status(), 303);
-    let page = api.http.get(gw.url(&flow_url)).header("accept", "text/html").send().await.unwrap().text().await.unwrap();
-    assert!(page.contains("name=\"code\""), "now the password + code page");
+    let page = api
+        .http
+        .get(gw.url(&flow_url))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("name=\"code\""),
+        "now the password + code page"
+    );
 }

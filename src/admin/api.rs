@@ -41,7 +41,11 @@ fn authorize(app: &App, session: &ServerSession) -> Option<Response<Vec<u8>>> {
     let a = crate::secret::digest(&[&sent]);
     let b = crate::secret::digest(&[expected.expose()]);
     if sent.is_empty() || !crate::secret::equal(&a, &b) {
-        let mut r = error(401, "unauthenticated", "a valid admin bearer token is required");
+        let mut r = error(
+            401,
+            "unauthenticated",
+            "a valid admin bearer token is required",
+        );
         if let Ok(v) = http::HeaderValue::from_str("Bearer realm=\"nidan-admin\"") {
             r.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
         }
@@ -61,7 +65,13 @@ async fn body(session: &mut ServerSession) -> Result<Vec<u8>, Response<Vec<u8>>>
                 }
             }
             Ok(None) => return Ok(out),
-            Err(_) => return Err(error(400, "bad_request", "the request body could not be read")),
+            Err(_) => {
+                return Err(error(
+                    400,
+                    "bad_request",
+                    "the request body could not be read",
+                ));
+            }
         }
     }
 }

@@ -14,13 +14,13 @@ use serde::de::DeserializeOwned;
 
 use super::file::{self, File};
 use super::locate::Locator;
-use super::{Exemptions, OnPhoneLoss, RiskSettings};
 use super::{
-    Accept, AppApproval, ApprovalOrder, Config, PushWebhook, HostPattern, IdentityHeaders, Language, LoginLimits, Notifiers, Outbox, Policy,
-    Portal, Route, SecondStep, Secret, SecurityCode, Server, SessionSettings, SigningKey,
-    SmsGateway, Smtp, SmtpSecurity, Storage, Tls, TrustedDevices, TwoStepMethod, Upstream,
-    UsersSource,
+    Accept, AppApproval, ApprovalOrder, Config, HostPattern, IdentityHeaders, Language,
+    LoginLimits, Notifiers, Outbox, Policy, Portal, PushWebhook, Route, SecondStep, Secret,
+    SecurityCode, Server, SessionSettings, SigningKey, SmsGateway, Smtp, SmtpSecurity, Storage,
+    Tls, TrustedDevices, TwoStepMethod, Upstream, UsersSource,
 };
+use super::{Exemptions, OnPhoneLoss, RiskSettings};
 
 /// One problem in a configuration (or users) file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -1121,11 +1121,23 @@ impl Checker<'_> {
             Duration::from_secs(120),
             Zero::Refused,
         );
-        let lifetime = self.at_most("app_approval.lifetime", lifetime, Duration::from_secs(300), "5m");
+        let lifetime = self.at_most(
+            "app_approval.lifetime",
+            lifetime,
+            Duration::from_secs(300),
+            "5m",
+        );
         let patterns = a.feature_phone_patterns.unwrap_or_else(|| {
             [
-                "DoCoMo/", "KDDI-", "UP.Browser", "SoftBank/", "Vodafone/", "J-PHONE/", "WILLCOM",
-                "emobile/", "MOT-",
+                "DoCoMo/",
+                "KDDI-",
+                "UP.Browser",
+                "SoftBank/",
+                "Vodafone/",
+                "J-PHONE/",
+                "WILLCOM",
+                "emobile/",
+                "MOT-",
             ]
             .iter()
             .map(|s| (*s).to_owned())
@@ -1146,9 +1158,19 @@ impl Checker<'_> {
                 _ => ApprovalOrder::BeforePassword,
             },
             lifetime,
-            max_per_window: u32::try_from(self.number("app_approval.max_per_window", a.max_per_window, 3, 1..=3))
-                .unwrap_or(3),
-            window: self.duration("app_approval.window", a.window.as_ref(), Duration::from_secs(600), Zero::Refused),
+            max_per_window: u32::try_from(self.number(
+                "app_approval.max_per_window",
+                a.max_per_window,
+                3,
+                1..=3,
+            ))
+            .unwrap_or(3),
+            window: self.duration(
+                "app_approval.window",
+                a.window.as_ref(),
+                Duration::from_secs(600),
+                Zero::Refused,
+            ),
             suspend_after_denial: self.duration(
                 "app_approval.suspend_after_denial",
                 a.suspend_after_denial.as_ref(),
@@ -1202,7 +1224,12 @@ impl Checker<'_> {
             url,
             headers,
             secret,
-            timeout: self.duration("notifiers.push.timeout", p.timeout.as_ref(), Duration::from_secs(10), Zero::Refused),
+            timeout: self.duration(
+                "notifiers.push.timeout",
+                p.timeout.as_ref(),
+                Duration::from_secs(10),
+                Zero::Refused,
+            ),
         }
     }
 
@@ -2450,9 +2477,17 @@ routes:
             "exemptions: { networks: [\"10.1.2.3/8\", 192.0.2.7] }\nrisk: { threshold: 40, new_browser: 5, watch_networks: [\"203.0.113.0/24\"], network_memory: 30d }\nusers: { on_phone_loss: switch_to_email }\n",
         ))
         .unwrap();
-        let nets: Vec<String> = c.exemptions.networks.iter().map(ToString::to_string).collect();
+        let nets: Vec<String> = c
+            .exemptions
+            .networks
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(nets, vec!["10.0.0.0/8", "192.0.2.7/32"]);
-        assert_eq!((c.risk.threshold, c.risk.new_browser, c.risk.new_network), (40, 5, 30));
+        assert_eq!(
+            (c.risk.threshold, c.risk.new_browser, c.risk.new_network),
+            (40, 5, 30)
+        );
         assert_eq!(c.risk.network_memory, Duration::from_secs(30 * 86_400));
         assert_eq!(c.users.on_phone_loss, OnPhoneLoss::SwitchToEmail);
         let d = load_t(MINIMAL).unwrap();
@@ -2461,7 +2496,10 @@ routes:
 
         let e = &errors(&with("exemptions: { networks: [\"10.0.0.0/8\", nope] }\n"))[0];
         assert_eq!((e.line, e.column), (2, 40), "{e}");
-        assert!(e.message.contains("`exemptions.networks[1]`") && e.fix.contains("CIDR"), "{e}");
+        assert!(
+            e.message.contains("`exemptions.networks[1]`") && e.fix.contains("CIDR"),
+            "{e}"
+        );
         let e = &errors(&with("exemptions:\n  networks: [\"0.0.0.0/0\"]\n"))[0];
         assert!(e.message.contains("every address") && e.line == 3, "{e}");
         let errs = errors(&with(

@@ -143,15 +143,23 @@ impl Approvals {
         let keep = cfg.lifetime + Duration::from_secs(600);
         Self {
             per_window: Window::new(cfg.max_per_window, cfg.window),
-            approvals: Cache::builder().max_capacity(100_000).time_to_live(keep).build(),
-            current: Cache::builder().max_capacity(100_000).time_to_live(keep).build(),
+            approvals: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(keep)
+                .build(),
+            current: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(keep)
+                .build(),
             suspended: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(cfg.suspend_after_denial.max(Duration::from_secs(1)))
                 .build(),
             nonces: Cache::builder()
                 .max_capacity(1_000_000)
-                .time_to_live(Duration::from_secs(u64::try_from(2 * CLOCK_SKEW + 10).unwrap_or(300)))
+                .time_to_live(Duration::from_secs(
+                    u64::try_from(2 * CLOCK_SKEW + 10).unwrap_or(300),
+                ))
                 .build(),
             tickets: Cache::builder()
                 .max_capacity(100_000)
@@ -183,13 +191,21 @@ impl Approvals {
 
     /// Asks the user's app to approve the login of `flow_id`. Supersedes any approval
     /// still pending for the account, so at most one is pending (SECURITY 11).
-    pub async fn create(&self, user_id: &str, flow_id: &str, context: LoginContext, now: i64) -> Result<Approval, Refused> {
+    pub async fn create(
+        &self,
+        user_id: &str,
+        flow_id: &str,
+        context: LoginContext,
+        now: i64,
+    ) -> Result<Approval, Refused> {
         if let Some(until) = self.suspended.get(user_id).await
             && until > now
         {
             return Err(Refused::Suspended(u64::try_from(until - now).unwrap_or(1)));
         }
-        self.per_window.hit(user_id, now).map_err(Refused::TooMany)?;
+        self.per_window
+            .hit(user_id, now)
+            .map_err(Refused::TooMany)?;
         if let Some(old) = self.current.get(user_id).await
             && let Some(a) = self.approvals.get(&old).await
         {
@@ -217,9 +233,14 @@ impl Approvals {
             answered_by: None,
         };
         self.approvals
-            .insert(approval.id.clone(), Arc::new(AsyncMutex::new(approval.clone())))
+            .insert(
+                approval.id.clone(),
+                Arc::new(AsyncMutex::new(approval.clone())),
+            )
             .await;
-        self.current.insert(user_id.to_owned(), approval.id.clone()).await;
+        self.current
+            .insert(user_id.to_owned(), approval.id.clone())
+            .await;
         Ok(approval)
     }
 
@@ -253,7 +274,14 @@ impl Approvals {
     }
 
     /// The app answers an approval of its own user.
-    pub async fn answer(&self, user_id: &str, enrollment: &str, id: &str, answer: &Answer, now: i64) -> Result<Status, AnswerError> {
+    pub async fn answer(
+        &self,
+        user_id: &str,
+        enrollment: &str,
+        id: &str,
+        answer: &Answer,
+        now: i64,
+    ) -> Result<Status, AnswerError> {
         let slot = self.approvals.get(id).await.ok_or(AnswerError::NotFound)?;
         let mut a = slot.lock().await;
         if a.user_id != user_id {
@@ -286,13 +314,21 @@ impl Approvals {
     // --- enrollment -------------------------------------------------------------------
 
     /// Opens an enrollment for a user under a one-time enrollment code.
-    pub async fn open_ticket(&self, enrollment_code: &str, user_id: &str, code: Option<crate::login::code::IssuedCode>) {
+    pub async fn open_ticket(
+        &self,
+        enrollment_code: &str,
+        user_id: &str,
+        code: Option<crate::login::code::IssuedCode>,
+    ) {
         let ticket = Ticket {
             user_id: user_id.to_owned(),
             code,
         };
         self.tickets
-            .insert(secret::token_hash(enrollment_code), Arc::new(AsyncMutex::new(ticket)))
+            .insert(
+                secret::token_hash(enrollment_code),
+                Arc::new(AsyncMutex::new(ticket)),
+            )
             .await;
     }
 
@@ -305,10 +341,18 @@ impl Approvals {
     }
 
     pub async fn close_ticket(&self, enrollment_code: &str) {
-        self.tickets.invalidate(&secret::token_hash(enrollment_code)).await;
+        self.tickets
+            .invalidate(&secret::token_hash(enrollment_code))
+            .await;
     }
 
-    pub async fn enroll(&self, user_id: &str, name: &str, public_key: &[u8; 32], now: i64) -> Result<EnrollmentRecord, StoreError> {
+    pub async fn enroll(
+        &self,
+        user_id: &str,
+        name: &str,
+        public_key: &[u8; 32],
+        now: i64,
+    ) -> Result<EnrollmentRecord, StoreError> {
         let rec = EnrollmentRecord {
             id: secret::random_token(16),
             user_id: user_id.to_owned(),
@@ -323,15 +367,26 @@ impl Approvals {
     }
 
     /// Checks an app request's signature; returns the enrollment that signed it.
-    pub async fn authenticate(&self, req: &SignedRequest<'_>, now: i64) -> Result<EnrollmentRecord, AppAuthError> {
-        let (Some(app), Some(time), Some(nonce), Some(sig)) = (req.app, req.time, req.nonce, req.signature) else {
+    pub async fn authenticate(
+        &self,
+        req: &SignedRequest<'_>,
+        now: i64,
+    ) -> Result<EnrollmentRecord, AppAuthError> {
+        let (Some(app), Some(time), Some(nonce), Some(sig)) =
+            (req.app, req.time, req.nonce, req.signature)
+        else {
             return Err(AppAuthError::Unsigned);
         };
         let time: i64 = time.parse().map_err(|_| AppAuthError::Unsigned)?;
-        if (time - now).abs() > CLOCK_SKEW || nonce.len() < 16 || nonce.len() > 64 || app.len() > 64 {
+        if (time - now).abs() > CLOCK_SKEW || nonce.len() < 16 || nonce.len() > 64 || app.len() > 64
+        {
             return Err(AppAuthError::Stale);
         }
-        let rec = self.store.enrollment(app).await?.ok_or(AppAuthError::UnknownApp)?;
+        let rec = self
+            .store
+            .enrollment(app)
+            .await?
+            .ok_or(AppAuthError::UnknownApp)?;
         if rec.revoked {
             return Err(AppAuthError::UnknownApp);
         }
@@ -423,21 +478,57 @@ mod tests {
         assert_eq!(ap.number.len(), 2);
         let wrong = if ap.number == "42" { "43" } else { "42" };
         assert_eq!(
-            a.answer("jiro", "e", &ap.id, &Answer::Approve { number: wrong.into() }, 101).await,
+            a.answer(
+                "jiro",
+                "e",
+                &ap.id,
+                &Answer::Approve {
+                    number: wrong.into()
+                },
+                101
+            )
+            .await,
             Err(AnswerError::WrongNumber)
         );
         assert_eq!(a.get(&ap.id, 101).await.unwrap().status, Status::Denied);
         let ap = a.create("jiro", "f2", ctx(), 102).await.unwrap();
         assert_eq!(
-            a.answer("taro", "e", &ap.id, &Answer::Approve { number: ap.number.clone() }, 103).await,
+            a.answer(
+                "taro",
+                "e",
+                &ap.id,
+                &Answer::Approve {
+                    number: ap.number.clone()
+                },
+                103
+            )
+            .await,
             Err(AnswerError::NotFound)
         );
         assert_eq!(
-            a.answer("jiro", "e", &ap.id, &Answer::Approve { number: ap.number.clone() }, 103).await,
+            a.answer(
+                "jiro",
+                "e",
+                &ap.id,
+                &Answer::Approve {
+                    number: ap.number.clone()
+                },
+                103
+            )
+            .await,
             Ok(Status::Approved)
         );
         assert_eq!(
-            a.answer("jiro", "e", &ap.id, &Answer::Approve { number: ap.number.clone() }, 103).await,
+            a.answer(
+                "jiro",
+                "e",
+                &ap.id,
+                &Answer::Approve {
+                    number: ap.number.clone()
+                },
+                103
+            )
+            .await,
             Err(AnswerError::NotPending)
         );
     }
@@ -447,14 +538,26 @@ mod tests {
         let (_d, a) = approvals().await;
         let first = a.create("jiro", "f1", ctx(), 0).await.unwrap();
         let second = a.create("jiro", "f2", ctx(), 1).await.unwrap();
-        assert_eq!(a.get(&first.id, 1).await.unwrap().status, Status::Expired, "one pending per account");
+        assert_eq!(
+            a.get(&first.id, 1).await.unwrap().status,
+            Status::Expired,
+            "one pending per account"
+        );
         assert_eq!(a.pending("jiro", 1).await.len(), 1);
         a.create("jiro", "f3", ctx(), 2).await.unwrap();
-        assert!(matches!(a.create("jiro", "f4", ctx(), 3).await, Err(Refused::TooMany(_))));
+        assert!(matches!(
+            a.create("jiro", "f4", ctx(), 3).await,
+            Err(Refused::TooMany(_))
+        ));
         let _ = second;
         let ap = a.create("hanako", "g1", ctx(), 0).await.unwrap();
-        a.answer("hanako", "e", &ap.id, &Answer::NotMe, 1).await.unwrap();
-        assert_eq!(a.create("hanako", "g2", ctx(), 2).await.err(), Some(Refused::Suspended(899)));
+        a.answer("hanako", "e", &ap.id, &Answer::NotMe, 1)
+            .await
+            .unwrap();
+        assert_eq!(
+            a.create("hanako", "g2", ctx(), 2).await.err(),
+            Some(Refused::Suspended(899))
+        );
         assert_eq!(a.get(&ap.id, 200).await.unwrap().status, Status::Denied);
         let ap = a.create("emi", "h", ctx(), 0).await.unwrap();
         assert_eq!(a.get(&ap.id, 120).await.unwrap().status, Status::Expired);
@@ -464,9 +567,18 @@ mod tests {
     async fn signed_requests_verify_once() {
         let (_d, a) = approvals().await;
         let key = SigningKey::from_bytes(&[9u8; 32]);
-        let rec = a.enroll("jiro", "phone", &key.verifying_key().to_bytes(), 0).await.unwrap();
+        let rec = a
+            .enroll("jiro", "phone", &key.verifying_key().to_bytes(), 0)
+            .await
+            .unwrap();
         let body = b"{}";
-        let msg = signing_input("GET", "/_nidan/api/app/approvals", 1_000, "nonce-nonce-nonce-1", body);
+        let msg = signing_input(
+            "GET",
+            "/_nidan/api/app/approvals",
+            1_000,
+            "nonce-nonce-nonce-1",
+            body,
+        );
         let sig = URL_SAFE_NO_PAD.encode(key.sign(msg.as_bytes()).to_bytes());
         let time = "1000".to_string();
         let req = SignedRequest {
@@ -479,9 +591,22 @@ mod tests {
             body,
         };
         assert_eq!(a.authenticate(&req, 1_010).await.unwrap().user_id, "jiro");
-        assert!(matches!(a.authenticate(&req, 1_010).await, Err(AppAuthError::Replayed)));
-        assert!(matches!(a.authenticate(&req, 2_000).await, Err(AppAuthError::Stale)));
-        let other = SignedRequest { path: "/_nidan/api/app/approvals/x", nonce: Some("nonce-nonce-nonce-2"), ..req };
-        assert!(matches!(a.authenticate(&other, 1_010).await, Err(AppAuthError::BadSignature)));
+        assert!(matches!(
+            a.authenticate(&req, 1_010).await,
+            Err(AppAuthError::Replayed)
+        ));
+        assert!(matches!(
+            a.authenticate(&req, 2_000).await,
+            Err(AppAuthError::Stale)
+        ));
+        let other = SignedRequest {
+            path: "/_nidan/api/app/approvals/x",
+            nonce: Some("nonce-nonce-nonce-2"),
+            ..req
+        };
+        assert!(matches!(
+            a.authenticate(&other, 1_010).await,
+            Err(AppAuthError::BadSignature)
+        ));
     }
 }

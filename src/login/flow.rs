@@ -220,6 +220,9 @@ pub struct Flow {
     pub approval: Option<String>,
     /// The password was already checked (approval after the password).
     pub password_ok: bool,
+    /// An unknown ID on a route that always asks for a code: the flow looks like a real
+    /// user's (a code "is sent", to a made-up masked number) but nothing is sent.
+    pub decoy: bool,
 }
 
 #[cfg(test)]
@@ -270,7 +273,11 @@ mod tests {
         i.app_enrolled = true;
         let p = plan(&i);
         assert_eq!(p.step, Step::AppApproval);
-        assert_eq!(p.send_to, Some((Channel::Sms, "1".into())), "the code path stays ready");
+        assert_eq!(
+            p.send_to,
+            Some((Channel::Sms, "1".into())),
+            "the code path stays ready"
+        );
         i.feature_phone = true;
         assert_eq!(plan(&i).step, Step::PasswordAndCode);
         i.feature_phone = false;

@@ -190,13 +190,19 @@ async fn view_of(app: &App, f: &Flow) -> FlowView {
 fn view(f: &Flow, approval: Option<&approval::Approval>, now: Instant) -> FlowView {
     let approved = approval.is_some_and(|a| a.status == approval::Status::Approved);
     FlowView {
-        approval_number: approval.filter(|a| a.status == approval::Status::Pending).map(|a| a.number.clone()),
+        approval_number: approval
+            .filter(|a| a.status == approval::Status::Pending)
+            .map(|a| a.number.clone()),
         approval: approval.map(|a| a.status),
         password_ok: f.password_ok,
         id: f.id.clone(),
         user_id: f.user_id.clone(),
         // Once the app approved, only the password is left.
-        step: if approved && f.plan.step == Step::AppApproval { Step::Password } else { f.plan.step },
+        step: if approved && f.plan.step == Step::AppApproval {
+            Step::Password
+        } else {
+            f.plan.step
+        },
         code_destination: f
             .code
             .as_ref()
@@ -257,7 +263,9 @@ pub async fn start(
     let route_second_step = target.map_or(SecondStep::Required, |r| r.second_step);
     // Unknown IDs are scored too (same work), so the answer's timing does not tell them apart.
     let risk_step_up = if risk::applies(&app.cfg.risk, enabled, policy, route_second_step) {
-        risk::assess(app, id, user.is_some(), client, now).await.step_up
+        risk::assess(app, id, user.is_some(), client, now)
+            .await
+            .step_up
     } else {
         false
     };
@@ -273,7 +281,9 @@ pub async fn start(
         risk_step_up,
         trusted_network: network.is_some(),
         app_enrolled: match &user {
-            Some(u) if method == crate::config::TwoStepMethod::App => app.approvals.has_app(&u.id).await,
+            Some(u) if method == crate::config::TwoStepMethod::App => {
+                app.approvals.has_app(&u.id).await
+            }
             _ => false,
         },
         feature_phone: app.approvals.is_feature_phone(&client.user_agent),
@@ -293,7 +303,17 @@ pub async fn start(
         finished: false,
         approval: None,
         password_ok: false,
+        decoy: false,
     };
+    // Unknown IDs must not stand out where every real user is asked for a code (SECURITY 4).
+    if user.is_none()
+        && target.is_some_and(|r| r.policy == Policy::TwoFactor && r.second_step == SecondStep::Required)
+    {
+        f.decoy = true;
+        f.plan.step = Step::PasswordAndCode;
+        f.plan.second_step = Some(Why::RoutePolicy);
+        f.plan.send_to = Some((Channel::Sms, decoy_phone(app, id)));
+    }
     let ip = client.ip.to_string();
     if let Some(why) = f.plan.second_step {
         let reason = match why {
@@ -355,7 +375,12 @@ pub async fn start(
 
 /// Asks the user's app to approve this flow, and tells the push webhook. When the fatigue
 /// limits refuse, the flow falls back to a security code.
-async fn request_approval(app: &App, f: &mut Flow, client: &Client, target: Option<&Route>) -> Result<(), LoginError> {
+async fn request_approval(
+    app: &App,
+    f: &mut Flow,
+    client: &Client,
+    target: Option<&Route>,
+) -> Result<(), LoginError> {
     let now = crate::time::now();
     let ip = client.ip.to_string();
     let context = approval::LoginContext {
@@ -364,19 +389,34 @@ async fn request_approval(app: &App, f: &mut Flow, client: &Client, target: Opti
         time: crate::time::rfc3339(now),
         route: target.map_or_else(|| f.return_to.clone(), |r| r.name.clone()),
     };
-    match app.approvals.create(&f.user_id, &f.id, context.clone(), now).await {
+    match app
+        .approvals
+        .create(&f.user_id, &f.id, context.clone(), now)
+        .await
+    {
         Ok(a) => {
             f.approval = Some(a.id.clone());
             app.audit
-                .record("approval_requested", &f.user_id, &ip, json!({"approval": a.id, "context": context}))
+                .record(
+                    "approval_requested",
+                    &f.user_id,
+                    &ip,
+                    json!({"approval": a.id, "context": context}),
+                )
                 .await;
             let title = match client.lang {
                 Language::Ja => "ログインの確認",
                 Language::En => "Login request",
             };
             let body = match client.lang {
-                Language::Ja => format!("{} ({}) からのログインです。アプリを開いて確認してください。", context.browser, context.ip),
-                Language::En => format!("A login from {} ({}). Open the app to answer.", context.browser, context.ip),
+                Language::Ja => format!(
+                    "{} ({}) からのログインです。アプリを開いて確認してください。",
+                    context.browser, context.ip
+                ),
+                Language::En => format!(
+                    "A login from {} ({}). Open the app to answer.",
+                    context.browser, context.ip
+                ),
             };
             let msg = Message {
                 channel: Channel::Push,
@@ -400,7 +440,12 @@ async fn request_approval(app: &App, f: &mut Flow, client: &Client, target: Opti
                 approval::Refused::TooMany(s) => ("too_many", s),
             };
             app.audit
-                .record("approval_refused", &f.user_id, &ip, json!({"reason": reason, "retry_after": wait}))
+                .record(
+                    "approval_refused",
+                    &f.user_id,
+                    &ip,
+                    json!({"reason": reason, "retry_after": wait}),
+                )
                 .await;
             switch_to_code(app, f, client).await
         }
@@ -427,13 +472,29 @@ pub async fn use_code(app: &App, client: &Client, id: &str) -> Result<FlowView, 
     let f = flow(app, id).await?;
     let mut f = f.lock().await;
     if f.finished || f.plan.step != Step::AppApproval {
-        return Err(LoginError::BadInput("this login is not waiting for the app"));
+        return Err(LoginError::BadInput(
+            "this login is not waiting for the app",
+        ));
     }
     app.audit
-        .record("approval_fallback_to_code", &f.user_id, &client.ip.to_string(), json!({}))
+        .record(
+            "approval_fallback_to_code",
+            &f.user_id,
+            &client.ip.to_string(),
+            json!({}),
+        )
         .await;
     switch_to_code(app, &mut f, client).await?;
     Ok(view_of(app, &f).await)
+}
+
+/// A made-up phone number for an unknown ID: stable for that ID (its masked form does not
+/// change between attempts), derived from the server's signing key.
+fn decoy_phone(app: &App, id: &str) -> String {
+    let key = app.cfg.trusted_devices.signing_keys.first().map(|k| k.secret.expose()).unwrap_or_default();
+    let d = crate::secret::digest(&[b"decoy-phone", key, id.as_bytes()]);
+    let n = u32::from_be_bytes([d[0], d[1], d[2], d[3]]) % 10_000;
+    format!("+00 00-0000-{n:04}")
 }
 
 fn plan_skips(user: &Option<Arc<crate::users::User>>, device: bool) -> bool {
@@ -528,6 +589,12 @@ async fn send_code(
         subject,
         body,
     };
+    if f.decoy {
+        // Nothing goes out for an unknown ID; the flow otherwise behaves the same.
+        f.code = Some(issued);
+        f.last_send = Some(now_i);
+        return Ok(());
+    }
     match app.notifier.send(&msg).await {
         Ok(()) => {
             f.code = Some(issued);
@@ -623,7 +690,12 @@ pub async fn complete(
     let first_password = by_app && after_password && !f.password_ok;
     if by_app && !approved && !first_password {
         app.audit
-            .record("login_failed", &f.user_id, &client.ip.to_string(), json!({"reason": "approval_required"}))
+            .record(
+                "login_failed",
+                &f.user_id,
+                &client.ip.to_string(),
+                json!({"reason": "approval_required"}),
+            )
             .await;
         return Err(LoginError::ApprovalRequired);
     }
@@ -670,7 +742,10 @@ pub async fn complete(
     } else {
         match app
             .hasher
-            .verify(input.password, user.as_ref().map(|u| u.password_hash.as_str()))
+            .verify(
+                input.password,
+                user.as_ref().map(|u| u.password_hash.as_str()),
+            )
             .await
         {
             Ok(ok) => ok,

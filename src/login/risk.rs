@@ -65,7 +65,10 @@ pub fn score(s: &Signals, cfg: &RiskSettings) -> Assessment {
     if s.watchlisted.is_some() {
         reasons.push(("watchlist", cfg.watchlist));
     }
-    let score = reasons.iter().map(|(_, w)| *w).fold(0u32, u32::saturating_add);
+    let score = reasons
+        .iter()
+        .map(|(_, w)| *w)
+        .fold(0u32, u32::saturating_add);
     Assessment {
         score,
         reasons,
@@ -89,8 +92,7 @@ pub fn agent_family(user_agent: &str) -> String {
 /// A `nidan_seen` cookie value the gateway could have issued (43 URL-safe characters).
 pub fn seen_cookie_ok(v: &str) -> bool {
     v.len() == 43
-        && v
-            .bytes()
+        && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
@@ -130,7 +132,12 @@ pub async fn signals(app: &App, user_id: &str, client: &Client, now: i64) -> Sig
         .await
         .unwrap_or(false);
     let new_user_agent = !store
-        .seen_since(user_id, SeenKind::Agent, &agent_family(&client.user_agent), 0)
+        .seen_since(
+            user_id,
+            SeenKind::Agent,
+            &agent_family(&client.user_agent),
+            0,
+        )
         .await
         .unwrap_or(false);
     let (failures_account, failures_address) = store
@@ -150,13 +157,7 @@ pub async fn signals(app: &App, user_id: &str, client: &Client, now: i64) -> Sig
 
 /// Scores the ID step of a login when the risk engine applies; records `risk_scored` for
 /// known users. Unknown IDs are read the same way (same work, same timing) but not recorded.
-pub async fn assess(
-    app: &App,
-    id: &str,
-    known: bool,
-    client: &Client,
-    now: i64,
-) -> Assessment {
+pub async fn assess(app: &App, id: &str, known: bool, client: &Client, now: i64) -> Assessment {
     let s = signals(app, id, client, now).await;
     let a = score(&s, &app.cfg.risk);
     if known {
@@ -234,7 +235,13 @@ mod tests {
         let names: Vec<&str> = a.reasons.iter().map(|(n, _)| *n).collect();
         assert_eq!(
             names,
-            vec!["new_browser", "new_network", "recent_failures", "new_user_agent", "watchlist"]
+            vec![
+                "new_browser",
+                "new_network",
+                "recent_failures",
+                "new_user_agent",
+                "watchlist"
+            ]
         );
         for (field, weight) in [("b", 20), ("n", 30), ("f", 20), ("u", 10), ("w", 60)] {
             let mut s = Signals::default();
@@ -297,15 +304,44 @@ mod tests {
 
     #[test]
     fn prefixes_and_cookies() {
-        assert_eq!(network_prefix("192.0.2.77".parse().unwrap()), "192.0.2.0/24");
-        assert_eq!(network_prefix("::ffff:192.0.2.77".parse().unwrap()), "192.0.2.0/24");
-        assert_eq!(network_prefix("2001:db8:1:2::5".parse().unwrap()), "2001:db8:1::/48");
+        assert_eq!(
+            network_prefix("192.0.2.77".parse().unwrap()),
+            "192.0.2.0/24"
+        );
+        assert_eq!(
+            network_prefix("::ffff:192.0.2.77".parse().unwrap()),
+            "192.0.2.0/24"
+        );
+        assert_eq!(
+            network_prefix("2001:db8:1:2::5".parse().unwrap()),
+            "2001:db8:1::/48"
+        );
         assert!(seen_cookie_ok(&crate::secret::random_token(32)));
         assert!(!seen_cookie_ok("short"));
         assert!(!seen_cookie_ok(&"a;".repeat(22)[..43]));
-        assert!(applies(&RiskSettings::default(), false, Policy::Login, SecondStep::Required));
-        assert!(!applies(&RiskSettings::default(), true, Policy::Login, SecondStep::Required));
-        assert!(!applies(&RiskSettings::default(), false, Policy::TwoFactor, SecondStep::Required));
-        assert!(!applies(&RiskSettings::default(), false, Policy::Login, SecondStep::Exempt));
+        assert!(applies(
+            &RiskSettings::default(),
+            false,
+            Policy::Login,
+            SecondStep::Required
+        ));
+        assert!(!applies(
+            &RiskSettings::default(),
+            true,
+            Policy::Login,
+            SecondStep::Required
+        ));
+        assert!(!applies(
+            &RiskSettings::default(),
+            false,
+            Policy::TwoFactor,
+            SecondStep::Required
+        ));
+        assert!(!applies(
+            &RiskSettings::default(),
+            false,
+            Policy::Login,
+            SecondStep::Exempt
+        ));
     }
 }

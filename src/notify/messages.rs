@@ -225,7 +225,9 @@ pub fn two_step_switched_to_email_phone_gone(lang: Language, site: &str) -> (Str
             ),
         ),
         Language::En => (
-            format!("2-step verification now sends codes by email: your phone is no longer on file ({site})"),
+            format!(
+                "2-step verification now sends codes by email: your phone is no longer on file ({site})"
+            ),
             with_footer(
                 lang,
                 format!(

@@ -16,7 +16,8 @@ pub(super) struct PushSender {
 impl PushSender {
     /// Needs a rustls crypto provider installed first, as the SMS sender does.
     pub(super) fn new(cfg: &PushWebhook) -> Result<Self, NotifyError> {
-        let url = reqwest::Url::parse(&cfg.url).map_err(|e| NotifyError::Push(format!("invalid webhook URL: {e}")))?;
+        let url = reqwest::Url::parse(&cfg.url)
+            .map_err(|e| NotifyError::Push(format!("invalid webhook URL: {e}")))?;
         let secret = cfg.secret.as_ref().and_then(|s| s.expose_str());
         let mut headers = HeaderMap::new();
         for (name, value) in &cfg.headers {
@@ -24,11 +25,13 @@ impl PushSender {
                 .map_err(|_| NotifyError::Push(format!("invalid header name {name:?}")))?;
             let value = match (value.contains("{secret}"), secret) {
                 (true, Some(s)) => value.replace("{secret}", s),
-                (true, None) => return Err(NotifyError::Push(format!("header {name} needs a secret"))),
+                (true, None) => {
+                    return Err(NotifyError::Push(format!("header {name} needs a secret")));
+                }
                 (false, _) => value.clone(),
             };
-            let mut value =
-                HeaderValue::from_str(&value).map_err(|_| NotifyError::Push(format!("invalid value for header {name}")))?;
+            let mut value = HeaderValue::from_str(&value)
+                .map_err(|_| NotifyError::Push(format!("invalid value for header {name}")))?;
             value.set_sensitive(true);
             headers.append(name, value);
         }
@@ -36,7 +39,11 @@ impl PushSender {
             .timeout(cfg.timeout)
             .build()
             .map_err(|_| NotifyError::Push("the HTTP client could not be built".into()))?;
-        Ok(Self { client, url, headers })
+        Ok(Self {
+            client,
+            url,
+            headers,
+        })
     }
 
     pub(super) async fn send(&self, msg: &Message) -> Result<(), NotifyError> {
@@ -54,12 +61,19 @@ impl PushSender {
             .send()
             .await
             .map_err(|e| {
-                NotifyError::Push(if e.is_timeout() { "timed out".into() } else { "request failed".into() })
+                NotifyError::Push(if e.is_timeout() {
+                    "timed out".into()
+                } else {
+                    "request failed".into()
+                })
             })?;
         if resp.status().is_success() {
             Ok(())
         } else {
-            Err(NotifyError::Push(format!("webhook answered {}", resp.status().as_u16())))
+            Err(NotifyError::Push(format!(
+                "webhook answered {}",
+                resp.status().as_u16()
+            )))
         }
     }
 }

@@ -157,7 +157,10 @@ impl<'a> Ctx<'a> {
         let path = path.split(['?', '#']).next().unwrap_or("/");
         let path = crate::proxy::path::canonicalize(path).ok()?.path;
         let routes = self.app.routes();
-        routes.find(&host, &path).and_then(|i| routes.get(i)).cloned()
+        routes
+            .find(&host, &path)
+            .and_then(|i| routes.get(i))
+            .cloned()
     }
 
     /// Is this state-changing request from our own site? (SECURITY 22)
@@ -265,9 +268,7 @@ async fn route(ctx: &Ctx<'_>) -> Response {
             tokens::page(ctx, None, None, None).await
         }
         (&Method::POST, ["settings", "tokens"]) => tokens::create_post(ctx).await,
-        (&Method::POST, ["settings", "tokens", id, "delete"]) => {
-            tokens::delete_post(ctx, id).await
-        }
+        (&Method::POST, ["settings", "tokens", id, "delete"]) => tokens::delete_post(ctx, id).await,
         _ => pages::message(
             ctx,
             404,

@@ -10,10 +10,10 @@ use super::views::{
     AppPage, AppRow, AppSetup, DeviceRow, DevicesPage, IdPage, MessagePage, PasswordPage,
     SettingsPage, SignedInPage, WaitingPage,
 };
-use crate::login::approval::Status as ApprovalStatus;
 use super::{Ctx, i18n::Texts};
 use crate::app::{method_from_str, method_str};
 use crate::config::TwoStepMethod;
+use crate::login::approval::Status as ApprovalStatus;
 use crate::login::flow::{Blocked, Notice, Step};
 use crate::login::{self, Completion, LoginError};
 use crate::notify::{self, Channel};
@@ -322,10 +322,22 @@ pub async fn flow_page(ctx: &Ctx<'_>, flow: &str, error: Option<String>, status:
                 );
             }
             Some(ApprovalStatus::Denied) => {
-                return message(ctx, 403, ctx.t.err_forbidden_heading, ctx.t.err_approval_denied, login_link(ctx));
+                return message(
+                    ctx,
+                    403,
+                    ctx.t.err_forbidden_heading,
+                    ctx.t.err_approval_denied,
+                    login_link(ctx),
+                );
             }
             Some(ApprovalStatus::Expired) => {
-                return message(ctx, 410, ctx.t.err_flow_expired_heading, ctx.t.err_approval_expired, login_link(ctx));
+                return message(
+                    ctx,
+                    410,
+                    ctx.t.err_flow_expired_heading,
+                    ctx.t.err_approval_expired,
+                    login_link(ctx),
+                );
             }
             // Approval after the password: the password comes first.
             _ => {}
@@ -372,8 +384,16 @@ pub async fn use_code_post(ctx: &Ctx<'_>, flow: &str) -> Response {
         Ok(_) => Response::redirect(303, &format!("{}/login/{flow}", ctx.prefix())),
         Err(LoginError::FlowNotFound) => expired(ctx),
         Err(LoginError::SendLimited(s)) => too_many(ctx, s, login_link(ctx)),
-        Err(LoginError::Blocked(b)) => message(ctx, 403, ctx.t.err_forbidden_heading, blocked_text(ctx.t, b), login_link(ctx)),
-        Err(LoginError::Delivery) => Response::redirect(303, &format!("{}/login/{flow}?e=delivery", ctx.prefix())),
+        Err(LoginError::Blocked(b)) => message(
+            ctx,
+            403,
+            ctx.t.err_forbidden_heading,
+            blocked_text(ctx.t, b),
+            login_link(ctx),
+        ),
+        Err(LoginError::Delivery) => {
+            Response::redirect(303, &format!("{}/login/{flow}?e=delivery", ctx.prefix()))
+        }
         Err(e) => flow_page(ctx, flow, Some(error_text(ctx.t, &e)), e.status()).await,
     }
 }
@@ -408,7 +428,9 @@ pub async fn complete_post(ctx: &Ctx<'_>, flow: &str) -> Response {
     match login::complete(ctx.app, &ctx.client(), flow, &input).await {
         Ok(done) => signed_in_redirect(ctx, done, 303),
         // The password was right; the app is asked now: show the waiting page.
-        Err(LoginError::AwaitingApproval) => Response::redirect(303, &format!("{}/login/{flow}", ctx.prefix())),
+        Err(LoginError::AwaitingApproval) => {
+            Response::redirect(303, &format!("{}/login/{flow}", ctx.prefix()))
+        }
         Err(LoginError::FlowNotFound) => expired(ctx),
         Err(e @ (LoginError::Throttled(_) | LoginError::SendLimited(_))) => {
             let back = Some((
@@ -815,7 +837,13 @@ pub async fn change_setting(
 
 // --- the phone app ----------------------------------------------------------------------
 
-async fn app_view(ctx: &Ctx<'_>, setup: Option<AppSetup>, msg: Option<&str>, error: Option<&str>, status: u16) -> Response {
+async fn app_view(
+    ctx: &Ctx<'_>,
+    setup: Option<AppSetup>,
+    msg: Option<&str>,
+    error: Option<&str>,
+    status: u16,
+) -> Response {
     let Some((live, user)) = ctx.session().await else {
         return reauth_redirect(ctx, "app");
     };

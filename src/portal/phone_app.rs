@@ -79,13 +79,25 @@ pub async fn open(ctx: &Ctx<'_>, user: &User) -> Result<Enrollment, EnrollError>
     };
     if app.notifier.send(&msg).await.is_err() {
         app.audit
-            .record("code_send_failed", &user.id, &ip, json!({"channel": destination.0, "to": masked, "for": "app_enrollment"}))
+            .record(
+                "code_send_failed",
+                &user.id,
+                &ip,
+                json!({"channel": destination.0, "to": masked, "for": "app_enrollment"}),
+            )
             .await;
         return Err(EnrollError::Delivery);
     }
-    app.approvals.open_ticket(&enrollment_code, &user.id, Some(issued)).await;
+    app.approvals
+        .open_ticket(&enrollment_code, &user.id, Some(issued))
+        .await;
     app.audit
-        .record("app_enrollment_opened", &user.id, &ip, json!({"code_to": masked}))
+        .record(
+            "app_enrollment_opened",
+            &user.id,
+            &ip,
+            json!({"code_to": masked}),
+        )
         .await;
     let scheme = if ctx.req.tls { "https" } else { "http" };
     let host = ctx.req.header("host").unwrap_or("localhost");
@@ -110,7 +122,10 @@ pub fn qr_data_uri(text: &str) -> Option<String> {
         .render::<qrcode::render::svg::Color<'_>>()
         .min_dimensions(200, 200)
         .build();
-    Some(format!("data:image/svg+xml;base64,{}", base64::engine::general_purpose::STANDARD.encode(svg)))
+    Some(format!(
+        "data:image/svg+xml;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(svg)
+    ))
 }
 
 #[derive(Deserialize)]
@@ -128,24 +143,49 @@ struct EnrollBody {
 pub async fn enroll(ctx: &Ctx<'_>) -> Response {
     let body: EnrollBody = match serde_json::from_slice(&ctx.req.body) {
         Ok(b) => b,
-        Err(_) => return Response::json_error(400, "bad_request", "expected {user, enrollment_code, security_code, public_key, name}"),
+        Err(_) => {
+            return Response::json_error(
+                400,
+                "bad_request",
+                "expected {user, enrollment_code, security_code, public_key, name}",
+            );
+        }
     };
     let Some(name) = device::valid_name(&body.name) else {
-        return Response::json_error(400, "bad_name", "a name has 1 to 64 characters and no control characters");
+        return Response::json_error(
+            400,
+            "bad_name",
+            "a name has 1 to 64 characters and no control characters",
+        );
     };
-    let key: Option<[u8; 32]> = URL_SAFE_NO_PAD.decode(body.public_key.trim()).ok().and_then(|b| b.try_into().ok());
+    let key: Option<[u8; 32]> = URL_SAFE_NO_PAD
+        .decode(body.public_key.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok());
     let Some(key) = key.filter(|k| ed25519_dalek::VerifyingKey::from_bytes(k).is_ok()) else {
-        return Response::json_error(400, "bad_public_key", "public_key must be an Ed25519 key: 32 bytes, base64url");
+        return Response::json_error(
+            400,
+            "bad_public_key",
+            "public_key must be an Ed25519 key: 32 bytes, base64url",
+        );
     };
     let app = ctx.app;
     let ip = ctx.req.peer.to_string();
     let Some(ticket) = app.approvals.ticket(&body.enrollment_code).await else {
-        return Response::json_error(401, "enrollment_failed", "the enrollment code or security code is wrong or has expired");
+        return Response::json_error(
+            401,
+            "enrollment_failed",
+            "the enrollment code or security code is wrong or has expired",
+        );
     };
     let mut t = ticket.lock().await;
     let same_user = t.user_id == body.user;
     let check = match t.code.as_mut() {
-        Some(c) if same_user => c.check(&body.enrollment_code, &body.security_code, std::time::Instant::now()),
+        Some(c) if same_user => c.check(
+            &body.enrollment_code,
+            &body.security_code,
+            std::time::Instant::now(),
+        ),
         _ => CodeCheck::Exhausted,
     };
     if check != CodeCheck::Right {
@@ -153,9 +193,18 @@ pub async fn enroll(ctx: &Ctx<'_>) -> Response {
             app.approvals.close_ticket(&body.enrollment_code).await;
         }
         app.audit
-            .record("app_enrollment_failed", &t.user_id, &ip, json!({"reason": format!("{check:?}")}))
+            .record(
+                "app_enrollment_failed",
+                &t.user_id,
+                &ip,
+                json!({"reason": format!("{check:?}")}),
+            )
             .await;
-        return Response::json_error(401, "enrollment_failed", "the enrollment code or security code is wrong or has expired");
+        return Response::json_error(
+            401,
+            "enrollment_failed",
+            "the enrollment code or security code is wrong or has expired",
+        );
     }
     let user_id = t.user_id.clone();
     t.code = None;
@@ -197,7 +246,12 @@ fn unauthenticated(e: &crate::login::approval::AppAuthError) -> Response {
 /// `GET /api/app/approvals`: the signed app lists its user's pending approval.
 pub async fn approvals(ctx: &Ctx<'_>) -> Response {
     let path = format!("{}{}", ctx.prefix(), ctx.req.path);
-    let rec = match ctx.app.approvals.authenticate(&signed(ctx, &path), ctx.now()).await {
+    let rec = match ctx
+        .app
+        .approvals
+        .authenticate(&signed(ctx, &path), ctx.now())
+        .await
+    {
         Ok(r) => r,
         Err(e) => return unauthenticated(&e),
     };
@@ -226,23 +280,36 @@ struct AnswerBody {
 pub async fn answer(ctx: &Ctx<'_>, id: &str) -> Response {
     let path = format!("{}{}", ctx.prefix(), ctx.req.path);
     let now = ctx.now();
-    let rec = match ctx.app.approvals.authenticate(&signed(ctx, &path), now).await {
+    let rec = match ctx
+        .app
+        .approvals
+        .authenticate(&signed(ctx, &path), now)
+        .await
+    {
         Ok(r) => r,
         Err(e) => return unauthenticated(&e),
     };
     let body: AnswerBody = match serde_json::from_slice(&ctx.req.body) {
         Ok(b) => b,
-        Err(_) => return Response::json_error(400, "bad_request", "expected {approve, number?, not_me?}"),
+        Err(_) => {
+            return Response::json_error(400, "bad_request", "expected {approve, number?, not_me?}");
+        }
     };
     let answer = match (body.approve, body.not_me, body.number) {
         (true, _, Some(number)) => Answer::Approve { number },
         // A bare "yes" never completes a login (SECURITY 10).
-        (true, _, None) => Answer::Approve { number: String::new() },
+        (true, _, None) => Answer::Approve {
+            number: String::new(),
+        },
         (false, true, _) => Answer::NotMe,
         (false, false, _) => Answer::Deny,
     };
     let ip = ctx.req.peer.to_string();
-    let result = ctx.app.approvals.answer(&rec.user_id, &rec.id, id, &answer, now).await;
+    let result = ctx
+        .app
+        .approvals
+        .answer(&rec.user_id, &rec.id, id, &answer, now)
+        .await;
     let event = match (&answer, &result) {
         (_, Err(AnswerError::WrongNumber)) => "approval_wrong_number",
         (Answer::Approve { .. }, Ok(Status::Approved)) => "approval_approved",
@@ -252,7 +319,12 @@ pub async fn answer(ctx: &Ctx<'_>, id: &str) -> Response {
     };
     ctx.app
         .audit
-        .record(event, &rec.user_id, &ip, json!({"approval": id, "app": rec.id}))
+        .record(
+            event,
+            &rec.user_id,
+            &ip,
+            json!({"approval": id, "app": rec.id}),
+        )
         .await;
     match result {
         Ok(status) => {
@@ -277,17 +349,26 @@ pub async fn answer(ctx: &Ctx<'_>, id: &str) -> Response {
             }
             Response::json(200, &json!({"status": status.as_str()}))
         }
-        Err(AnswerError::WrongNumber) => {
-            Response::json_error(403, "wrong_number", "the number does not match; the login was refused")
-        }
+        Err(AnswerError::WrongNumber) => Response::json_error(
+            403,
+            "wrong_number",
+            "the number does not match; the login was refused",
+        ),
         Err(AnswerError::NotFound) => Response::json_error(404, "not_found", "no such approval"),
-        Err(AnswerError::NotPending) => Response::json_error(409, "not_pending", "the approval is no longer waiting"),
+        Err(AnswerError::NotPending) => {
+            Response::json_error(409, "not_pending", "the approval is no longer waiting")
+        }
     }
 }
 
 /// `GET /api/app/enrollments` (session): the user's enrolled apps.
 pub async fn enrollments_json(ctx: &Ctx<'_>, user: &User) -> Response {
-    let list = ctx.app.store.live_enrollments(&user.id).await.unwrap_or_default();
+    let list = ctx
+        .app
+        .store
+        .live_enrollments(&user.id)
+        .await
+        .unwrap_or_default();
     let apps: Vec<Value> = list
         .iter()
         .map(|e| {
@@ -299,11 +380,21 @@ pub async fn enrollments_json(ctx: &Ctx<'_>, user: &User) -> Response {
 
 /// Removes one enrollment (or all with `None`); true when something was removed.
 pub async fn remove(ctx: &Ctx<'_>, user: &User, id: Option<&str>) -> bool {
-    let n = ctx.app.store.revoke_enrollments(&user.id, id).await.unwrap_or(0);
+    let n = ctx
+        .app
+        .store
+        .revoke_enrollments(&user.id, id)
+        .await
+        .unwrap_or(0);
     if n > 0 {
         ctx.app
             .audit
-            .record("app_removed", &user.id, &ctx.req.peer.to_string(), json!({"app": id, "count": n}))
+            .record(
+                "app_removed",
+                &user.id,
+                &ctx.req.peer.to_string(),
+                json!({"app": id, "count": n}),
+            )
             .await;
     }
     n > 0

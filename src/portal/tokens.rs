@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::Ctx;
 use super::http::{Response, field};
 use super::i18n::{Lang, Texts};
-use super::pages::{recent_user, reauth_redirect, render};
+use super::pages::{reauth_redirect, recent_user, render};
 use crate::session::device;
 use crate::tokens::{self, TokenError};
 

@@ -302,7 +302,8 @@ impl Gateway {
                 None
             }
             Decision::Login { .. }
-                if route.is_some_and(|r| (r.accept.basic || r.accept.token) && !r.accept.session) =>
+                if route
+                    .is_some_and(|r| (r.accept.basic || r.accept.token) && !r.accept.session) =>
             {
                 Some(basic_challenge())
             }

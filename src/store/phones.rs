@@ -62,12 +62,11 @@ impl Store {
 impl Store {
     /// Revokes every phone-app enrollment of a user (the phone is gone); returns how many.
     pub async fn revoke_user_enrollments(&self, user_id: &str) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE app_enrollments SET revoked = 1 WHERE user_id = ? AND revoked = 0",
-        )
-        .bind(user_id)
-        .execute(&self.pool)
-        .await?;
+        let done =
+            sqlx::query("UPDATE app_enrollments SET revoked = 1 WHERE user_id = ? AND revoked = 0")
+                .bind(user_id)
+                .execute(&self.pool)
+                .await?;
         Ok(done.rows_affected())
     }
 }

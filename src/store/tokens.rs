@@ -42,13 +42,12 @@ impl Store {
     /// Inserts a token unless the user already has `max` live ones; false when full.
     pub async fn insert_token(&self, t: &TokenRecord, max: usize) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        let live: i64 = sqlx::query(
-            "SELECT COUNT(*) AS n FROM api_tokens WHERE user_id = ? AND revoked = 0",
-        )
-        .bind(&t.user_id)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("n")?;
+        let live: i64 =
+            sqlx::query("SELECT COUNT(*) AS n FROM api_tokens WHERE user_id = ? AND revoked = 0")
+                .bind(&t.user_id)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("n")?;
         if usize::try_from(live).unwrap_or(usize::MAX) >= max {
             return Ok(false);
         }
@@ -115,10 +114,11 @@ impl Store {
 
     /// Revokes every token of a user; returns how many.
     pub async fn revoke_user_tokens(&self, user_id: &str) -> Result<u64> {
-        let done = sqlx::query("UPDATE api_tokens SET revoked = 1 WHERE user_id = ? AND revoked = 0")
-            .bind(user_id)
-            .execute(&self.pool)
-            .await?;
+        let done =
+            sqlx::query("UPDATE api_tokens SET revoked = 1 WHERE user_id = ? AND revoked = 0")
+                .bind(user_id)
+                .execute(&self.pool)
+                .await?;
         Ok(done.rows_affected())
     }
 }

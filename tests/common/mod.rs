@@ -281,6 +281,11 @@ impl Gateway {
         std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
     }
 
+    /// The gateway process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Kill -9, as a crash would.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
