@@ -1012,12 +1012,32 @@ async fn unknown_ids_on_a_two_factor_route_look_like_real_users() {
 async fn the_decoy_for_unknown_ids_sends_nothing_and_stays_stable() {
     let gw = Gateway::start();
     let api = Api::new(&gw);
-    let (_, a) = api.post("/login", json!({"id": "nobody-here", "return_to": "/admin/x"})).await;
-    let (_, b) = api.post("/login", json!({"id": "nobody-here", "return_to": "/admin/x"})).await;
+    let (_, a) = api
+        .post(
+            "/login",
+            json!({"id": "nobody-here", "return_to": "/admin/x"}),
+        )
+        .await;
+    let (_, b) = api
+        .post(
+            "/login",
+            json!({"id": "nobody-here", "return_to": "/admin/x"}),
+        )
+        .await;
     assert_eq!(a["code_destination"], b["code_destination"]);
-    assert!(a["code_destination"].as_str().unwrap().starts_with("***-****-"));
+    assert!(
+        a["code_destination"]
+            .as_str()
+            .unwrap()
+            .starts_with("***-****-")
+    );
     let flow = a["flow"].as_str().unwrap();
-    let (s, e) = api.complete(flow, json!({"password": PASSWORD, "code": "123456"})).await;
+    let (s, e) = api
+        .complete(flow, json!({"password": PASSWORD, "code": "123456"}))
+        .await;
     assert_eq!((s, e["error"].as_str()), (401, Some("login_failed")));
-    assert!(gw.outbox().iter().all(|m| m["user"] != "nobody-here"), "nothing is sent");
+    assert!(
+        gw.outbox().iter().all(|m| m["user"] != "nobody-here"),
+        "nothing is sent"
+    );
 }

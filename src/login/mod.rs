@@ -307,7 +307,8 @@ pub async fn start(
     };
     // Unknown IDs must not stand out where every real user is asked for a code (SECURITY 4).
     if user.is_none()
-        && target.is_some_and(|r| r.policy == Policy::TwoFactor && r.second_step == SecondStep::Required)
+        && target
+            .is_some_and(|r| r.policy == Policy::TwoFactor && r.second_step == SecondStep::Required)
     {
         f.decoy = true;
         f.plan.step = Step::PasswordAndCode;
@@ -491,7 +492,13 @@ pub async fn use_code(app: &App, client: &Client, id: &str) -> Result<FlowView, 
 /// A made-up phone number for an unknown ID: stable for that ID (its masked form does not
 /// change between attempts), derived from the server's signing key.
 fn decoy_phone(app: &App, id: &str) -> String {
-    let key = app.cfg.trusted_devices.signing_keys.first().map(|k| k.secret.expose()).unwrap_or_default();
+    let key = app
+        .cfg
+        .trusted_devices
+        .signing_keys
+        .first()
+        .map(|k| k.secret.expose())
+        .unwrap_or_default();
     let d = crate::secret::digest(&[b"decoy-phone", key, id.as_bytes()]);
     let n = u32::from_be_bytes([d[0], d[1], d[2], d[3]]) % 10_000;
     format!("+00 00-0000-{n:04}")

@@ -292,7 +292,11 @@ pub async fn answer(ctx: &Ctx<'_>, id: &str) -> Response {
     let body: AnswerBody = match serde_json::from_slice(&ctx.req.body) {
         Ok(b) => b,
         Err(_) => {
-            return Response::json_error(400, "bad_request", "expected {approve, number?, not_me?}");
+            return Response::json_error(
+                400,
+                "bad_request",
+                "expected {approve, number?, not_me?}",
+            );
         }
     };
     let answer = match (body.approve, body.not_me, body.number) {
