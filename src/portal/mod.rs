@@ -165,10 +165,12 @@ impl<'a> Ctx<'a> {
 
     /// Is this state-changing request from our own site? (SECURITY 22)
     pub fn same_site(&self) -> bool {
-        if let Some(site) = self.req.header("sec-fetch-site")
-            && !matches!(site, "same-origin" | "none")
-        {
-            return false;
+        // Browsers set Sec-Fetch-Site themselves (no page script can): when present it
+        // decides; an `Origin` is checked otherwise.
+        match self.req.header("sec-fetch-site") {
+            Some("same-origin") => return true,
+            Some(_) => return false,
+            None => {}
         }
         match self.req.header("origin") {
             None => true,
@@ -289,7 +291,8 @@ fn security_headers(resp: Response, tls: bool) -> Response {
         )
         .with("x-content-type-options", "nosniff")
         .with("x-frame-options", "DENY")
-        .with("referrer-policy", "no-referrer");
+        // Not `no-referrer`: with it browsers send `Origin: null` on our own form posts.
+        .with("referrer-policy", "same-origin");
     if resp.header("cache-control").is_none() {
         resp = resp.with("cache-control", "no-store");
     }
