@@ -6,6 +6,7 @@ pub mod approval;
 pub mod code;
 pub mod flow;
 pub mod limits;
+pub mod passkey;
 pub mod password;
 pub mod risk;
 
@@ -81,6 +82,7 @@ impl LoginError {
     pub fn code(&self) -> &'static str {
         match self {
             LoginError::FlowNotFound => "flow_not_found",
+            LoginError::BadInput("device_name") => "bad_device_name",
             LoginError::BadInput(_) => "bad_request",
             LoginError::PasswordTooLong => "password_too_long",
             LoginError::Failed => "login_failed",
@@ -713,16 +715,6 @@ pub async fn complete(
             .device_name
             .and_then(device::valid_name)
             .ok_or(LoginError::BadInput("device_name"))?;
-        if let Some(u) = &user {
-            let live = app
-                .devices
-                .list(&u.id, now)
-                .await
-                .map_err(|_| LoginError::Internal)?;
-            if live.len() >= app.devices.max_per_user() {
-                return Err(LoginError::DevicesFull);
-            }
-        }
         Some(name)
     } else {
         None
@@ -805,6 +797,19 @@ pub async fn complete(
         app.failures.abandon(attempt);
         return Err(LoginError::Failed);
     };
+    // Only someone with the right factors learns that the device list is full; the flow and
+    // its code stay usable for a login without trusting this browser.
+    if device_name.is_some() {
+        let live = app
+            .devices
+            .list(&user.id, now)
+            .await
+            .map_err(|_| LoginError::Internal)?;
+        if live.len() >= app.devices.max_per_user() {
+            app.failures.abandon(attempt);
+            return Err(LoginError::DevicesFull);
+        }
+    }
     if first_password {
         // Right password; now the app is asked (what the fatigue limits guard).
         f.password_ok = true;
