@@ -12,7 +12,13 @@ async fn status_until(gw: &Gateway, path: &str, want: u16) -> u16 {
     let http = client();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let s = http.get(gw.url(path)).send().await.unwrap().status().as_u16();
+        let s = http
+            .get(gw.url(path))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
         if s == want || Instant::now() > deadline {
             return s;
         }
@@ -36,10 +42,29 @@ async fn valid_edits_apply_and_invalid_ones_keep_the_running_config() {
     std::fs::write(&gw.config, format!("{closed}\nnot_a_key: 1\n")).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while !gw.log().contains("configuration not reloaded") {
-        assert!(Instant::now() < deadline, "no reload error logged:\n{}", gw.log());
+        assert!(
+            Instant::now() < deadline,
+            "no reload error logged:\n{}",
+            gw.log()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(gw.log().contains("not_a_key"), "the error names the key:\n{}", gw.log());
-    assert_eq!(client().get(gw.url("/public/x")).send().await.unwrap().status(), 403);
-    assert_eq!(client().get(gw.url("/app")).send().await.unwrap().status(), 401);
+    assert!(
+        gw.log().contains("not_a_key"),
+        "the error names the key:\n{}",
+        gw.log()
+    );
+    assert_eq!(
+        client()
+            .get(gw.url("/public/x"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        client().get(gw.url("/app")).send().await.unwrap().status(),
+        401
+    );
 }
