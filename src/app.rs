@@ -55,6 +55,8 @@ pub struct App {
     /// Phone changes made through the admin API, applied over the users file.
     pub phones: crate::phone::PhoneOverrides,
     pub approvals: Approvals,
+    /// Outstanding passkey (WebAuthn) challenges.
+    pub passkeys: crate::login::passkey::Challenges,
     pub audit: Audit,
 }
 
@@ -100,6 +102,7 @@ impl App {
             phones: crate::phone::PhoneOverrides::load(&store).await?,
             audit: Audit::new(store.clone()),
             approvals: Approvals::new(cfg.app_approval.clone(), store.clone()),
+            passkeys: crate::login::passkey::Challenges::new(),
             store,
             cfg: Arc::new(cfg),
         }))

@@ -434,12 +434,19 @@ async fn push_webhook_is_told_without_the_number() {
         !text.contains(&number),
         "the push never carries the number: {text}"
     );
-    // The outbox records the push too.
-    assert!(
-        gw.outbox()
-            .iter()
-            .any(|m| m["channel"] == "push" && m["user"] == "jiro")
-    );
+    // The outbox records the push too, right after the webhook call: wait for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !gw
+        .outbox()
+        .iter()
+        .any(|m| m["channel"] == "push" && m["user"] == "jiro")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the outbox never recorded the push"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]

@@ -42,7 +42,17 @@ pub(crate) struct File {
     #[serde(default)]
     pub risk: Option<RiskFile>,
     #[serde(default)]
+    pub passkeys: Option<PasskeysFile>,
+    #[serde(default)]
     pub routes: Option<Vec<RouteFile>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PasskeysFile {
+    pub enabled: Option<bool>,
+    pub rp_id: Option<String>,
+    pub rp_name: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -20,7 +20,7 @@ use super::{
     SecurityCode, Server, SessionSettings, SigningKey, SmsGateway, Smtp, SmtpSecurity, Storage,
     Tls, TrustedDevices, TwoStepMethod, Upstream, UsersSource,
 };
-use super::{Exemptions, OnPhoneLoss, RiskSettings};
+use super::{Exemptions, OnPhoneLoss, PasskeySettings, RiskSettings};
 
 /// One problem in a configuration (or users) file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -522,6 +522,7 @@ impl Checker<'_> {
         let trusted_proxies = self.trusted_proxies(f.trusted_proxies.unwrap_or_default());
         let exemptions = self.exemptions(f.exemptions.unwrap_or_default());
         let risk = self.risk(f.risk.unwrap_or_default());
+        let passkeys = self.passkeys(f.passkeys.unwrap_or_default());
         let routes = self.routes(f.routes.unwrap_or_default());
         Config {
             source: source.to_path_buf(),
@@ -539,7 +540,35 @@ impl Checker<'_> {
             trusted_proxies,
             exemptions,
             risk,
+            passkeys,
             routes,
+        }
+    }
+
+    fn passkeys(&mut self, p: file::PasskeysFile) -> PasskeySettings {
+        let rp_id = p.rp_id.map(|v| v.trim().to_ascii_lowercase());
+        if let Some(id) = &rp_id
+            && (!hostname_ok(id) || id.contains('*') || id.parse::<IpAddr>().is_ok())
+        {
+            self.err(
+                "passkeys.rp_id",
+                "`passkeys.rp_id` is not a domain name",
+                "write the domain the portal is served on (or a parent domain of it) without scheme, port or path, e.g. `login.example.com`; leave it out to use the request's host",
+            );
+        }
+        let rp_name = p.rp_name.unwrap_or_else(|| "nidan".into());
+        let n = rp_name.chars().count();
+        if rp_name.trim().is_empty() || n > 64 || rp_name.chars().any(char::is_control) {
+            self.err(
+                "passkeys.rp_name",
+                "`passkeys.rp_name` must have 1 to 64 characters and no control characters",
+                "give the name authenticators show with the passkey, e.g. `nidan`",
+            );
+        }
+        PasskeySettings {
+            enabled: p.enabled.unwrap_or(true),
+            rp_id,
+            rp_name,
         }
     }
 
@@ -1293,23 +1322,7 @@ impl Checker<'_> {
     }
 
     fn trusted_proxies(&mut self, list: Vec<String>) -> Vec<IpNet> {
-        let mut out = Vec::new();
-        for (i, text) in list.iter().enumerate() {
-            let t = text.trim();
-            let net = t
-                .parse::<IpNet>()
-                .map(|n| n.trunc())
-                .or_else(|_| t.parse::<IpAddr>().map(IpNet::from));
-            match net {
-                Ok(n) => out.push(n),
-                Err(_) => self.err(
-                    &format!("trusted_proxies[{i}]"),
-                    format!("`trusted_proxies[{i}]` is not an IP network"),
-                    "write a CIDR such as `10.0.0.0/8` or `fd00::/8`, or a single address such as `192.0.2.1`",
-                ),
-            }
-        }
-        out
+        self.networks("trusted_proxies", &list)
     }
 
     fn routes(&mut self, list: Vec<file::RouteFile>) -> Vec<Route> {
@@ -2513,5 +2526,28 @@ routes:
         assert!(e.message.contains("treshold"), "{e}");
         let e = &errors(&with("users: { on_phone_loss: forget }\n"))[0];
         assert!(e.fix.contains("switch_to_email"), "{e}");
+    }
+
+    #[test]
+    fn passkeys_section() {
+        let d = load_t(MINIMAL).unwrap();
+        assert!(d.passkeys.enabled && d.passkeys.rp_id.is_none() && d.passkeys.rp_name == "nidan");
+        let c = load_t(&with(
+            "passkeys: { enabled: false, rp_id: Login.Example.com, rp_name: Example }\n",
+        ))
+        .unwrap();
+        assert!(!c.passkeys.enabled);
+        assert_eq!(c.passkeys.rp_id.as_deref(), Some("login.example.com"));
+        assert_eq!(c.passkeys.rp_name, "Example");
+        let errs = errors(&with(
+            "passkeys:\n  rp_id: \"https://x.example\"\n  rp_name: \"\"\n",
+        ));
+        let lines: Vec<usize> = errs.iter().map(|e| e.line).collect();
+        assert_eq!(lines, vec![3, 4], "{errs:#?}");
+        assert!(errs[0].fix.contains("login.example.com"), "{}", errs[0]);
+        let e = &errors(&with("passkeys: { rp_id: 192.0.2.1 }\n"))[0];
+        assert!(e.message.contains("not a domain name"), "{e}");
+        let e = &errors(&with("passkeys: { rpid: x }\n"))[0];
+        assert!(e.message.contains("rpid"), "{e}");
     }
 }

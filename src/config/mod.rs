@@ -39,6 +39,8 @@ pub struct Config {
     pub exemptions: Exemptions,
     /// Risk-based step-up for users without 2-step.
     pub risk: RiskSettings,
+    /// Passkey login (WebAuthn), which counts as both steps.
+    pub passkeys: PasskeySettings,
     pub routes: Vec<Route>,
 }
 
@@ -151,6 +153,16 @@ pub enum ApprovalOrder {
     BeforePassword,
     /// Password first; the app is asked only after a right password.
     AfterPassword,
+}
+
+/// Passkey login: WebAuthn with user verification, counted as both steps.
+#[derive(Debug, Clone)]
+pub struct PasskeySettings {
+    pub enabled: bool,
+    /// The WebAuthn relying party ID; `None`: the request's host (without port).
+    pub rp_id: Option<String>,
+    /// The name authenticators show next to the passkey.
+    pub rp_name: String,
 }
 
 /// Login approval in the phone app, with number matching.

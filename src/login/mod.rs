@@ -6,6 +6,7 @@ pub mod approval;
 pub mod code;
 pub mod flow;
 pub mod limits;
+pub mod passkey;
 pub mod password;
 pub mod risk;
 

@@ -638,6 +638,99 @@ static EN: Texts = Texts {
     link_home: "Back to the top",
 };
 
+/// The passkey texts (login button, the passkeys page, the signed-in link).
+#[derive(Debug)]
+pub struct PasskeyTexts {
+    pub login_button: &'static str,
+    pub login_failed: &'static str,
+    pub unsupported: &'static str,
+    pub nav: &'static str,
+    pub heading: &'static str,
+    pub lead: &'static str,
+    pub none: &'static str,
+    pub name_label: &'static str,
+    pub register_button: &'static str,
+    pub needs_js: &'static str,
+    pub needs_two_step: &'static str,
+    pub created: &'static str,
+    pub last_used: &'static str,
+    pub never: &'static str,
+    pub rename_button: &'static str,
+    pub delete_button: &'static str,
+    pub msg_registered: &'static str,
+    pub msg_renamed: &'static str,
+    pub msg_deleted: &'static str,
+    pub err_name: &'static str,
+    pub err_register: &'static str,
+    pub err_full: &'static str,
+    pub err_not_found: &'static str,
+    pub two_step_passkey: &'static str,
+}
+
+static PASSKEY_JA: PasskeyTexts = PasskeyTexts {
+    login_button: "パスキーでログイン",
+    login_failed: "パスキーでログインできませんでした。もう一度お試しいただくか、IDを入力してログインしてください。",
+    unsupported: "このブラウザはパスキーに対応していません。",
+    nav: "パスキー(生体認証)",
+    heading: "パスキー",
+    lead: "パスキーを登録すると、指紋・顔認証や画面ロックでログインできます。パスキーでのログインは2段階認証を済ませたものとして扱われます。",
+    none: "パスキーは登録されていません。",
+    name_label: "名前(どの端末のパスキーか)",
+    register_button: "パスキーを登録する",
+    needs_js: "パスキーの登録にはJavaScriptが必要です。",
+    needs_two_step: "パスキーを登録するには、セキュリティコードなど2段階認証でログインし直してください。",
+    created: "登録日時",
+    last_used: "最終利用",
+    never: "未使用",
+    rename_button: "名前を変更",
+    delete_button: "削除する",
+    msg_registered: "パスキーを登録しました。",
+    msg_renamed: "名前を変更しました。",
+    msg_deleted: "パスキーを削除しました。",
+    err_name: "名前は1〜64文字で、制御文字は使えません。",
+    err_register: "パスキーを登録できませんでした。もう一度お試しください。",
+    err_full: "パスキーの数が上限に達しています。使っていないものを削除してください。",
+    err_not_found: "そのパスキーは見つかりません。",
+    two_step_passkey: "パスキー(生体認証)",
+};
+
+static PASSKEY_EN: PasskeyTexts = PasskeyTexts {
+    login_button: "Log in with a passkey",
+    login_failed: "The passkey login did not work. Try again, or enter your ID to log in.",
+    unsupported: "This browser does not support passkeys.",
+    nav: "Passkeys (biometrics)",
+    heading: "Passkeys",
+    lead: "With a passkey you log in with your fingerprint, face or screen lock. A passkey login counts as both steps of the two-step verification.",
+    none: "You have no passkeys.",
+    name_label: "Name (which device holds the passkey)",
+    register_button: "Register a passkey",
+    needs_js: "Registering a passkey needs JavaScript.",
+    needs_two_step: "To register a passkey, log in again with both steps (a security code, say).",
+    created: "Registered",
+    last_used: "Last used",
+    never: "never",
+    rename_button: "Rename",
+    delete_button: "Delete",
+    msg_registered: "The passkey was registered.",
+    msg_renamed: "The name was changed.",
+    msg_deleted: "The passkey was deleted.",
+    err_name: "A name has 1 to 64 characters and no control characters.",
+    err_register: "The passkey could not be registered. Please try again.",
+    err_full: "You have the maximum number of passkeys. Delete one you no longer use.",
+    err_not_found: "No such passkey.",
+    two_step_passkey: "Passkey (biometrics)",
+};
+
+impl Lang {
+    /// The passkey texts in this language (templates call `lang.passkeys()`).
+    pub fn passkeys(self) -> &'static PasskeyTexts {
+        match self {
+            Lang::Ja => &PASSKEY_JA,
+            Lang::En => &PASSKEY_EN,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

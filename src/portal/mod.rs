@@ -6,6 +6,7 @@ pub mod api;
 pub mod http;
 pub mod i18n;
 pub mod pages;
+pub mod passkeys;
 pub mod phone_app;
 pub mod redirect;
 pub mod tokens;
@@ -257,6 +258,7 @@ async fn route(ctx: &Ctx<'_>) -> Response {
         (&Method::POST, ["app", "enroll"]) => pages::app_enroll_post(ctx).await,
         (&Method::POST, ["app", id, "delete"]) => pages::app_delete_post(ctx, id).await,
         (&Method::POST, ["logout"]) => pages::logout_post(ctx).await,
+        (_, ["passkeys", rest @ ..]) => passkeys::route(ctx, rest).await,
         (&Method::GET | &Method::HEAD, ["logout"]) => {
             Response::redirect(302, &format!("{}/", ctx.prefix()))
         }

@@ -118,6 +118,7 @@ pub async fn home(ctx: &Ctx<'_>) -> Response {
         "password+email" => ctx.t.two_step_code_email,
         "password+device" => ctx.t.two_step_trusted_device,
         "password+app" => ctx.t.two_step_app,
+        "passkey" => ctx.lang.passkeys().two_step_passkey,
         _ => ctx.t.two_step_none,
     };
     let idle = i64::try_from(ctx.app.cfg.session.idle_timeout.as_secs()).unwrap_or(0);
@@ -136,6 +137,7 @@ pub async fn home(ctx: &Ctx<'_>) -> Response {
             two_step: two_step.to_owned(),
             login_at: crate::time::display(r.created),
             expires_at: crate::time::display(r.expires.min(live.last_seen() + idle)),
+            passkeys: ctx.app.cfg.passkeys.enabled,
         },
         200,
     )
@@ -189,6 +191,7 @@ fn id_view(ctx: &Ctx<'_>, rd: String, id: String, error: Option<String>, status:
             rd,
             id,
             error,
+            passkeys: ctx.app.cfg.passkeys.enabled,
         },
         status,
     )

@@ -23,6 +23,8 @@ pub struct IdPage {
     /// ID to prefill (after an error).
     pub id: String,
     pub error: Option<String>,
+    /// Offer "log in with a passkey" (shown by nidan.js where WebAuthn works).
+    pub passkeys: bool,
 }
 
 /// Step 2: the password, with the security code when `with_code`.
@@ -90,6 +92,8 @@ pub struct SignedInPage {
     pub two_step: String,
     pub login_at: String,
     pub expires_at: String,
+    /// Link to the passkeys page.
+    pub passkeys: bool,
 }
 
 /// One trusted device in [`DevicesPage`].
@@ -274,6 +278,7 @@ mod tests {
             rd: "/app?x=1&y=2".into(),
             id: EVIL.into(),
             error: Some(EVIL.into()),
+            passkeys: true,
         }
     }
 
@@ -331,6 +336,7 @@ mod tests {
             two_step: texts(lang).two_step_app.into(),
             login_at: "2026-05-01 10:00".into(),
             expires_at: "2026-05-01 22:00".into(),
+            passkeys: true,
         }
     }
 
@@ -581,8 +587,15 @@ mod tests {
         for lang in LANGS {
             for (name, html) in all_pages(lang) {
                 let has = html.contains("<script src=\"/_nidan/static/nidan.js\" defer></script>");
-                assert_eq!(has, name == "waiting", "{name}");
+                // The ID page loads it for the passkey button (hidden without JavaScript).
+                assert_eq!(has, name == "waiting" || name == "id", "{name}");
             }
+            let mut no_passkeys = id_page(lang);
+            no_passkeys.passkeys = false;
+            let html = no_passkeys.render().unwrap();
+            assert!(!html.contains("<script") && !html.contains("nidan-passkey-login"));
+            let html = id_page(lang).render().unwrap();
+            assert!(html.contains("id=\"nidan-passkey-login\"") && html.contains(" hidden>"));
             let w = waiting_page(lang).render().unwrap();
             assert!(w.contains("<meta http-equiv=\"refresh\" content=\"5\">"));
             assert!(w.contains("data-poll=\"/_nidan/api/login/FLOW123\""));

@@ -4,10 +4,12 @@
 //! Everything a user was told succeeded is committed here before the answer goes out, so a
 //! killed and restarted gateway forgets nothing acknowledged.
 
+mod passkeys;
 mod phones;
 mod risk;
 mod tokens;
 
+pub use passkeys::{PasskeyInsert, PasskeyRecord};
 pub use phones::PhoneOverrideRecord;
 pub use risk::SeenKind;
 pub use tokens::TokenRecord;
@@ -153,6 +155,7 @@ impl Store {
             .chain(tokens::SCHEMA)
             .chain(risk::SCHEMA)
             .chain(phones::SCHEMA)
+            .chain(passkeys::SCHEMA)
         {
             sqlx::query(*stmt).execute(&pool).await?;
         }

@@ -52,3 +52,130 @@
 
   schedule();
 })();
+
+// Passkeys (WebAuthn): "log in with a passkey" on the ID page and "register a passkey" on
+// the passkeys page. Both controls carry `hidden` in the HTML and are shown only here, in
+// browsers that can do WebAuthn; the portal works without them.
+(function () {
+  "use strict";
+  if (!window.fetch || !window.PublicKeyCredential || !navigator.credentials) { return; }
+
+  function toBuffer(b64url) {
+    var s = b64url.replace(/-/g, "+").replace(/_/g, "/");
+    while (s.length % 4) { s += "="; }
+    var bin = window.atob(s);
+    var out = new Uint8Array(bin.length);
+    for (var i = 0; i < bin.length; i++) { out[i] = bin.charCodeAt(i); }
+    return out.buffer;
+  }
+
+  function toB64url(buf) {
+    var bytes = new Uint8Array(buf);
+    var bin = "";
+    for (var i = 0; i < bytes.length; i++) { bin += String.fromCharCode(bytes[i]); }
+    return window.btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  }
+
+  // The JSON API wants Content-Type: application/json from our own origin.
+  function post(url, body) {
+    return fetch(url, {
+      method: "POST",
+      credentials: "same-origin",
+      cache: "no-store",
+      headers: { "Content-Type": "application/json", "Accept": "application/json" },
+      body: JSON.stringify(body)
+    }).then(function (res) {
+      return res.json().catch(function () { return {}; }).then(function (data) {
+        if (!res.ok) { throw new Error(data.error || ("status " + res.status)); }
+        return data;
+      });
+    });
+  }
+
+  function credentialJson(cred) {
+    var r = cred.response;
+    var out = {
+      id: cred.id,
+      rawId: toB64url(cred.rawId),
+      type: cred.type,
+      response: { clientDataJSON: toB64url(r.clientDataJSON) }
+    };
+    if (r.attestationObject) { out.response.attestationObject = toB64url(r.attestationObject); }
+    if (r.authenticatorData) { out.response.authenticatorData = toB64url(r.authenticatorData); }
+    if (r.signature) { out.response.signature = toB64url(r.signature); }
+    if (r.userHandle) { out.response.userHandle = toB64url(r.userHandle); }
+    return out;
+  }
+
+  function showError(box, text) {
+    var p = box.querySelector(".error");
+    if (p) { p.textContent = text; p.hidden = false; }
+  }
+
+  var login = document.getElementById("nidan-passkey-login");
+  if (login) {
+    var button = login.querySelector("button");
+    login.hidden = false;
+    button.addEventListener("click", function () {
+      button.disabled = true;
+      post(login.getAttribute("data-start"), { return_to: login.getAttribute("data-rd") || "/" })
+        .then(function (o) {
+          return navigator.credentials.get({
+            publicKey: {
+              challenge: toBuffer(o.challenge),
+              rpId: o.rpId,
+              timeout: o.timeout,
+              userVerification: o.userVerification,
+              allowCredentials: []
+            }
+          });
+        })
+        .then(function (cred) {
+          if (!cred) { throw new Error("no credential"); }
+          return post(login.getAttribute("data-finish"), { credential: credentialJson(cred) });
+        })
+        .then(function (data) { window.location.assign(data.redirect || "/"); })
+        .catch(function () {
+          button.disabled = false;
+          showError(login, login.getAttribute("data-error"));
+        });
+    });
+  }
+
+  var reg = document.getElementById("nidan-passkey-register");
+  if (reg) {
+    reg.hidden = false;
+    reg.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var name = reg.querySelector("input[name=name]").value;
+      var submit = reg.querySelector("button");
+      submit.disabled = true;
+      post(reg.getAttribute("data-start"), {})
+        .then(function (o) {
+          return navigator.credentials.create({
+            publicKey: {
+              challenge: toBuffer(o.challenge),
+              rp: o.rp,
+              user: { id: toBuffer(o.user.id), name: o.user.name, displayName: o.user.displayName },
+              pubKeyCredParams: o.pubKeyCredParams,
+              timeout: o.timeout,
+              attestation: o.attestation,
+              authenticatorSelection: o.authenticatorSelection,
+              excludeCredentials: (o.excludeCredentials || []).map(function (c) {
+                return { type: c.type, id: toBuffer(c.id) };
+              })
+            }
+          });
+        })
+        .then(function (cred) {
+          if (!cred) { throw new Error("no credential"); }
+          return post(reg.getAttribute("data-finish"), { name: name, credential: credentialJson(cred) });
+        })
+        .then(function () { window.location.assign(reg.getAttribute("data-done")); })
+        .catch(function () {
+          submit.disabled = false;
+          showError(reg, reg.getAttribute("data-error"));
+        });
+    });
+  }
+})();

@@ -1,0 +1,1160 @@
+//! Passkey login (WebAuthn with user verification): the seed's "biometric authentication",
+//! which counts as both steps. Owns the WebAuthn checks (clientDataJSON, authenticator data,
+//! the attestation object's CBOR, COSE keys, ES256/EdDSA signatures, the sign counter),
+//! the single-use challenges, registration and the login that ends in a session.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ciborium::Value as Cbor;
+use moka::future::Cache;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::app::App;
+use crate::login::{Client, Completed};
+use crate::session::NewSession;
+use crate::store::PasskeyRecord;
+use crate::users::User;
+
+/// COSE algorithm numbers we accept: ES256 (P-256 ECDSA with SHA-256) and EdDSA (Ed25519).
+pub const ALG_ES256: i64 = -7;
+pub const ALG_EDDSA: i64 = -8;
+
+/// How long a challenge may be answered.
+pub const CHALLENGE_LIFETIME: Duration = Duration::from_secs(300);
+/// What the browser is told to wait (milliseconds), a little under the challenge lifetime.
+const TIMEOUT_MS: u64 = 240_000;
+/// Passkeys per user.
+pub const MAX_PER_USER: usize = 20;
+/// Credential IDs are at most 1023 bytes (WebAuthn level 3).
+const MAX_CREDENTIAL_ID: usize = 1023;
+
+/// authenticatorData flags.
+const FLAG_UP: u8 = 0x01;
+const FLAG_UV: u8 = 0x04;
+const FLAG_AT: u8 = 0x40;
+
+/// Why a WebAuthn response was refused. The codes go to the audit trail; the browser only
+/// ever hears a generic failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WebAuthnError {
+    #[error("malformed {0}")]
+    Malformed(&'static str),
+    #[error("clientDataJSON has the wrong type")]
+    WrongType,
+    #[error("the challenge is unknown, expired or used")]
+    WrongChallenge,
+    #[error("the origin is not this site")]
+    WrongOrigin,
+    #[error("the relying party ID hash does not match")]
+    WrongRpId,
+    #[error("the user was not present")]
+    NotPresent,
+    #[error("the user was not verified")]
+    NotVerified,
+    #[error("no attested credential in the authenticator data")]
+    NoCredential,
+    #[error("the credential's key type or algorithm is not supported")]
+    UnsupportedKey,
+    #[error("the signature does not verify")]
+    BadSignature,
+    #[error("the signature counter did not increase (a cloned authenticator?)")]
+    CounterNotIncreased,
+}
+
+impl WebAuthnError {
+    /// A reason code for the audit trail.
+    pub fn code(self) -> &'static str {
+        match self {
+            WebAuthnError::Malformed(_) => "malformed",
+            WebAuthnError::WrongType => "wrong_type",
+            WebAuthnError::WrongChallenge => "wrong_challenge",
+            WebAuthnError::WrongOrigin => "wrong_origin",
+            WebAuthnError::WrongRpId => "wrong_rp_id",
+            WebAuthnError::NotPresent => "user_not_present",
+            WebAuthnError::NotVerified => "user_not_verified",
+            WebAuthnError::NoCredential => "no_credential",
+            WebAuthnError::UnsupportedKey => "unsupported_key",
+            WebAuthnError::BadSignature => "bad_signature",
+            WebAuthnError::CounterNotIncreased => "counter_not_increased",
+        }
+    }
+}
+
+// --- the pure checks ----------------------------------------------------------------
+
+/// The fields of clientDataJSON we check.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ClientData {
+    #[serde(rename = "type")]
+    pub typ: String,
+    pub challenge: String,
+    pub origin: String,
+    #[serde(default, rename = "crossOrigin")]
+    pub cross_origin: bool,
+}
+
+pub fn parse_client_data(bytes: &[u8]) -> Result<ClientData, WebAuthnError> {
+    serde_json::from_slice(bytes).map_err(|_| WebAuthnError::Malformed("clientDataJSON"))
+}
+
+/// What the response must be bound to.
+#[derive(Debug, Clone, Copy)]
+pub struct Expected<'a> {
+    /// `webauthn.create` or `webauthn.get`.
+    pub typ: &'a str,
+    pub challenge: &'a str,
+    /// `http(s)://host[:port]` of the request.
+    pub origin: &'a str,
+    pub rp_id: &'a str,
+}
+
+fn check_client_data(cd: &ClientData, exp: &Expected<'_>) -> Result<(), WebAuthnError> {
+    if cd.typ != exp.typ {
+        return Err(WebAuthnError::WrongType);
+    }
+    if !crate::secret::equal(cd.challenge.as_bytes(), exp.challenge.as_bytes()) {
+        return Err(WebAuthnError::WrongChallenge);
+    }
+    if cd.cross_origin || !cd.origin.eq_ignore_ascii_case(exp.origin) {
+        return Err(WebAuthnError::WrongOrigin);
+    }
+    Ok(())
+}
+
+/// A credential created at registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttestedCredential {
+    pub aaguid: [u8; 16],
+    pub id: Vec<u8>,
+    /// The COSE_Key exactly as the authenticator encoded it.
+    pub cose_key: Vec<u8>,
+}
+
+/// Parsed authenticatorData.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthData {
+    pub rp_id_hash: [u8; 32],
+    pub flags: u8,
+    pub sign_count: u32,
+    pub credential: Option<AttestedCredential>,
+}
+
+impl AuthData {
+    fn check(&self, rp_id: &str) -> Result<(), WebAuthnError> {
+        let want: [u8; 32] = Sha256::digest(rp_id.as_bytes()).into();
+        if !crate::secret::equal(&self.rp_id_hash, &want) {
+            return Err(WebAuthnError::WrongRpId);
+        }
+        if self.flags & FLAG_UP == 0 {
+            return Err(WebAuthnError::NotPresent);
+        }
+        if self.flags & FLAG_UV == 0 {
+            return Err(WebAuthnError::NotVerified);
+        }
+        Ok(())
+    }
+}
+
+/// Parses authenticatorData: rpIdHash ‖ flags ‖ signCount ‖ [attested credential data].
+pub fn parse_auth_data(data: &[u8]) -> Result<AuthData, WebAuthnError> {
+    const BAD: WebAuthnError = WebAuthnError::Malformed("authenticatorData");
+    if data.len() < 37 {
+        return Err(BAD);
+    }
+    let mut rp_id_hash = [0u8; 32];
+    rp_id_hash.copy_from_slice(&data[..32]);
+    let flags = data[32];
+    let sign_count = u32::from_be_bytes([data[33], data[34], data[35], data[36]]);
+    let credential = if flags & FLAG_AT != 0 {
+        let rest = &data[37..];
+        if rest.len() < 18 {
+            return Err(BAD);
+        }
+        let mut aaguid = [0u8; 16];
+        aaguid.copy_from_slice(&rest[..16]);
+        let len = usize::from(u16::from_be_bytes([rest[16], rest[17]]));
+        if len == 0 || len > MAX_CREDENTIAL_ID || rest.len() < 18 + len {
+            return Err(BAD);
+        }
+        let id = rest[18..18 + len].to_vec();
+        let key_bytes = &rest[18 + len..];
+        // The COSE key is one CBOR item; extensions may follow it.
+        let mut reader: &[u8] = key_bytes;
+        let _: Cbor = ciborium::de::from_reader(&mut reader).map_err(|_| BAD)?;
+        let used = key_bytes.len() - reader.len();
+        Some(AttestedCredential {
+            aaguid,
+            id,
+            cose_key: key_bytes[..used].to_vec(),
+        })
+    } else {
+        None
+    };
+    Ok(AuthData {
+        rp_id_hash,
+        flags,
+        sign_count,
+        credential,
+    })
+}
+
+fn map_get<'a>(map: &'a [(Cbor, Cbor)], key: &str) -> Option<&'a Cbor> {
+    map.iter()
+        .find(|(k, _)| k.as_text() == Some(key))
+        .map(|(_, v)| v)
+}
+
+fn map_int(map: &[(Cbor, Cbor)], key: i128) -> Option<&Cbor> {
+    map.iter()
+        .find(|(k, _)| k.as_integer().map(i128::from) == Some(key))
+        .map(|(_, v)| v)
+}
+
+/// The attestation object's `authData` (its `fmt`/`attStmt` are not checked: we ask for
+/// attestation `none`, so the authenticator's make is not vouched for).
+pub fn attestation_auth_data(attestation_object: &[u8]) -> Result<Vec<u8>, WebAuthnError> {
+    const BAD: WebAuthnError = WebAuthnError::Malformed("attestationObject");
+    let v: Cbor = ciborium::de::from_reader(attestation_object).map_err(|_| BAD)?;
+    let map = v.as_map().ok_or(BAD)?;
+    map_get(map, "fmt").and_then(Cbor::as_text).ok_or(BAD)?;
+    map_get(map, "authData")
+        .and_then(Cbor::as_bytes)
+        .cloned()
+        .ok_or(BAD)
+}
+
+/// A credential public key.
+#[derive(Debug, Clone)]
+pub enum PublicKey {
+    Es256(p256::ecdsa::VerifyingKey),
+    EdDsa(ed25519_dalek::VerifyingKey),
+}
+
+impl PublicKey {
+    pub fn alg(&self) -> i64 {
+        match self {
+            PublicKey::Es256(_) => ALG_ES256,
+            PublicKey::EdDsa(_) => ALG_EDDSA,
+        }
+    }
+
+    /// Verifies a WebAuthn signature (ES256: ASN.1 DER; EdDSA: 64 raw bytes).
+    pub fn verify(&self, msg: &[u8], sig: &[u8]) -> Result<(), WebAuthnError> {
+        match self {
+            PublicKey::Es256(key) => {
+                use p256::ecdsa::signature::Verifier;
+                let sig = p256::ecdsa::Signature::from_der(sig)
+                    .map_err(|_| WebAuthnError::BadSignature)?;
+                key.verify(msg, &sig)
+                    .map_err(|_| WebAuthnError::BadSignature)
+            }
+            PublicKey::EdDsa(key) => {
+                let sig = ed25519_dalek::Signature::from_slice(sig)
+                    .map_err(|_| WebAuthnError::BadSignature)?;
+                key.verify_strict(msg, &sig)
+                    .map_err(|_| WebAuthnError::BadSignature)
+            }
+        }
+    }
+}
+
+/// Parses a COSE_Key: EC2 P-256 with ES256, or OKP Ed25519 with EdDSA.
+pub fn parse_cose_key(bytes: &[u8]) -> Result<PublicKey, WebAuthnError> {
+    const BAD: WebAuthnError = WebAuthnError::Malformed("COSE key");
+    let v: Cbor = ciborium::de::from_reader(bytes).map_err(|_| BAD)?;
+    let map = v.as_map().ok_or(BAD)?;
+    let int = |k: i128| map_int(map, k).and_then(Cbor::as_integer).map(i128::from);
+    let bytes_of = |k: i128| map_int(map, k).and_then(Cbor::as_bytes);
+    let (kty, alg, crv) = (int(1), int(3), int(-1));
+    match (kty, alg, crv) {
+        // kty EC2, alg ES256, crv P-256
+        (Some(2), Some(-7), Some(1)) => {
+            let (Some(x), Some(y)) = (bytes_of(-2), bytes_of(-3)) else {
+                return Err(BAD);
+            };
+            if x.len() != 32 || y.len() != 32 {
+                return Err(BAD);
+            }
+            let mut sec1 = Vec::with_capacity(65);
+            sec1.push(0x04);
+            sec1.extend_from_slice(x);
+            sec1.extend_from_slice(y);
+            p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1)
+                .map(PublicKey::Es256)
+                .map_err(|_| BAD)
+        }
+        // kty OKP, alg EdDSA, crv Ed25519
+        (Some(1), Some(-8), Some(6)) => {
+            let x: [u8; 32] = bytes_of(-2)
+                .and_then(|x| x.as_slice().try_into().ok())
+                .ok_or(BAD)?;
+            ed25519_dalek::VerifyingKey::from_bytes(&x)
+                .map(PublicKey::EdDsa)
+                .map_err(|_| BAD)
+        }
+        _ => Err(WebAuthnError::UnsupportedKey),
+    }
+}
+
+/// What registration keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCredential {
+    pub id: Vec<u8>,
+    pub cose_key: Vec<u8>,
+    pub alg: i64,
+    pub sign_count: u32,
+}
+
+/// Checks a `navigator.credentials.create()` response.
+pub fn verify_registration(
+    client_data_json: &[u8],
+    attestation_object: &[u8],
+    exp: &Expected<'_>,
+) -> Result<NewCredential, WebAuthnError> {
+    let cd = parse_client_data(client_data_json)?;
+    check_client_data(&cd, exp)?;
+    let auth_data = parse_auth_data(&attestation_auth_data(attestation_object)?)?;
+    auth_data.check(exp.rp_id)?;
+    let cred = auth_data.credential.ok_or(WebAuthnError::NoCredential)?;
+    let key = parse_cose_key(&cred.cose_key)?;
+    Ok(NewCredential {
+        id: cred.id,
+        alg: key.alg(),
+        cose_key: cred.cose_key,
+        sign_count: auth_data.sign_count,
+    })
+}
+
+/// A `navigator.credentials.get()` response's signed parts.
+#[derive(Debug, Clone, Copy)]
+pub struct Assertion<'a> {
+    pub client_data_json: &'a [u8],
+    pub authenticator_data: &'a [u8],
+    pub signature: &'a [u8],
+}
+
+/// The counter rule: authenticators that count must count up; a counter that did not
+/// increase means two copies of the key exist.
+pub fn check_counter(stored: u32, received: u32) -> Result<(), WebAuthnError> {
+    if (stored == 0 && received == 0) || received > stored {
+        Ok(())
+    } else {
+        Err(WebAuthnError::CounterNotIncreased)
+    }
+}
+
+/// Checks an assertion against the stored key and counter; returns the new counter.
+/// (The challenge in `exp` was taken from the store already; it is compared here again.)
+pub fn verify_assertion(
+    a: &Assertion<'_>,
+    exp: &Expected<'_>,
+    cose_key: &[u8],
+    stored_count: u32,
+) -> Result<u32, WebAuthnError> {
+    let cd = parse_client_data(a.client_data_json)?;
+    check_client_data(&cd, exp)?;
+    let auth_data = parse_auth_data(a.authenticator_data)?;
+    auth_data.check(exp.rp_id)?;
+    let key = parse_cose_key(cose_key)?;
+    let mut signed = Vec::with_capacity(a.authenticator_data.len() + 32);
+    signed.extend_from_slice(a.authenticator_data);
+    signed.extend_from_slice(&Sha256::digest(a.client_data_json));
+    key.verify(&signed, a.signature)?;
+    check_counter(stored_count, auth_data.sign_count)?;
+    Ok(auth_data.sign_count)
+}
+
+// --- challenges -----------------------------------------------------------------------
+
+/// What a challenge was issued for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Purpose {
+    /// Adding a passkey: bound to the user and the session (hash) that asked; `handle` is
+    /// the WebAuthn user handle the authenticator was given.
+    Register {
+        user: String,
+        session: String,
+        handle: String,
+    },
+    /// Logging in; the validated return address.
+    Login { return_to: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub purpose: Purpose,
+    pub rp_id: String,
+    pub origin: String,
+}
+
+/// Outstanding challenges (5 minutes, single use), keyed by the challenge itself.
+pub struct Challenges {
+    pending: Cache<String, Arc<Pending>>,
+}
+
+impl Default for Challenges {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Challenges {
+    pub fn new() -> Self {
+        Self {
+            // Bounded: anyone may ask for a login challenge.
+            pending: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(CHALLENGE_LIFETIME)
+                .build(),
+        }
+    }
+
+    /// A new 32-byte random challenge (base64url) for `pending`.
+    pub async fn issue(&self, pending: Pending) -> String {
+        let challenge = crate::secret::random_token(32);
+        self.pending
+            .insert(challenge.clone(), Arc::new(pending))
+            .await;
+        challenge
+    }
+
+    /// Takes a challenge out: it answers once.
+    pub async fn take(&self, challenge: &str) -> Option<Arc<Pending>> {
+        if challenge.len() != 43 {
+            return None;
+        }
+        self.pending.remove(challenge).await
+    }
+}
+
+// --- registration and login ----------------------------------------------------------
+
+/// Why a passkey call failed, for the web edge.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PasskeyError {
+    #[error("bad input: {0}")]
+    BadInput(&'static str),
+    #[error("the passkey could not be verified")]
+    Failed(WebAuthnError),
+    #[error("too many attempts; try again in {0} s")]
+    Throttled(u64),
+    #[error("this account already has the maximum number of passkeys")]
+    Full,
+    #[error("this passkey is already registered")]
+    Duplicate,
+    #[error("no such passkey")]
+    NotFound,
+    #[error("internal error")]
+    Internal,
+}
+
+fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Decodes base64url (padding and standard alphabet tolerated, as some clients send them).
+pub fn unb64(s: &str) -> Option<Vec<u8>> {
+    let t = s.trim_end_matches('=');
+    URL_SAFE_NO_PAD.decode(t).ok().or_else(|| {
+        base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(t)
+            .ok()
+    })
+}
+
+/// The browser's credential, as nidan.js sends it (base64url fields).
+#[derive(Debug, Clone, Deserialize)]
+pub struct CredentialJson {
+    pub id: String,
+    #[serde(default, rename = "rawId")]
+    pub raw_id: Option<String>,
+    #[serde(rename = "type")]
+    pub typ: String,
+    pub response: CredentialResponseJson,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CredentialResponseJson {
+    #[serde(rename = "clientDataJSON")]
+    pub client_data_json: String,
+    #[serde(default, rename = "attestationObject")]
+    pub attestation_object: Option<String>,
+    #[serde(default, rename = "authenticatorData")]
+    pub authenticator_data: Option<String>,
+    #[serde(default)]
+    pub signature: Option<String>,
+    #[serde(default, rename = "userHandle")]
+    pub user_handle: Option<String>,
+}
+
+impl CredentialJson {
+    fn credential_id(&self) -> Result<Vec<u8>, PasskeyError> {
+        if self.typ != "public-key" {
+            return Err(PasskeyError::BadInput("type"));
+        }
+        let id = unb64(self.raw_id.as_deref().unwrap_or(&self.id))
+            .filter(|id| !id.is_empty() && id.len() <= MAX_CREDENTIAL_ID)
+            .ok_or(PasskeyError::BadInput("id"))?;
+        Ok(id)
+    }
+
+    fn client_data(&self) -> Result<(Vec<u8>, ClientData), PasskeyError> {
+        let raw = unb64(&self.response.client_data_json)
+            .ok_or(PasskeyError::BadInput("clientDataJSON"))?;
+        let cd = parse_client_data(&raw).map_err(|_| PasskeyError::BadInput("clientDataJSON"))?;
+        Ok((raw, cd))
+    }
+}
+
+/// PublicKeyCredentialCreationOptions for a signed-in user.
+pub async fn register_start(
+    app: &App,
+    user: &User,
+    session_hash: &str,
+    rp_id: &str,
+    origin: &str,
+) -> Result<Value, PasskeyError> {
+    let existing = app
+        .store
+        .user_passkeys(&user.id)
+        .await
+        .map_err(|_| PasskeyError::Internal)?;
+    if existing.len() >= MAX_PER_USER {
+        return Err(PasskeyError::Full);
+    }
+    // One random handle per user (not the ID: authenticators may show or sync it).
+    let handle = existing.first().map_or_else(
+        || crate::secret::random_token(32),
+        |p| p.user_handle.clone(),
+    );
+    let challenge = app
+        .passkeys
+        .issue(Pending {
+            purpose: Purpose::Register {
+                user: user.id.clone(),
+                session: session_hash.to_owned(),
+                handle: handle.clone(),
+            },
+            rp_id: rp_id.to_owned(),
+            origin: origin.to_owned(),
+        })
+        .await;
+    let display = if user.name.trim().is_empty() {
+        user.id.clone()
+    } else {
+        user.name.clone()
+    };
+    Ok(json!({
+        "challenge": challenge,
+        "rp": {"id": rp_id, "name": app.cfg.passkeys.rp_name},
+        "user": {"id": handle, "name": user.id, "displayName": display},
+        "pubKeyCredParams": [
+            {"type": "public-key", "alg": ALG_ES256},
+            {"type": "public-key", "alg": ALG_EDDSA},
+        ],
+        "timeout": TIMEOUT_MS,
+        "attestation": "none",
+        "authenticatorSelection": {
+            "residentKey": "required",
+            "requireResidentKey": true,
+            "userVerification": "required",
+        },
+        "excludeCredentials": existing
+            .iter()
+            .map(|p| json!({"type": "public-key", "id": p.credential_id}))
+            .collect::<Vec<_>>(),
+    }))
+}
+
+/// Checks the browser's new credential and stores it under `name`.
+pub async fn register_finish(
+    app: &App,
+    user: &User,
+    session_hash: &str,
+    origin: &str,
+    name: &str,
+    cred: &CredentialJson,
+    ip: &str,
+) -> Result<PasskeyRecord, PasskeyError> {
+    let (raw_cd, cd) = cred.client_data()?;
+    let attestation = cred
+        .response
+        .attestation_object
+        .as_deref()
+        .and_then(unb64)
+        .ok_or(PasskeyError::BadInput("attestationObject"))?;
+    let fail = |e: WebAuthnError| PasskeyError::Failed(e);
+    let pending = app
+        .passkeys
+        .take(&cd.challenge)
+        .await
+        .ok_or(fail(WebAuthnError::WrongChallenge))?;
+    let (bound, handle) = match &pending.purpose {
+        Purpose::Register {
+            user: u,
+            session,
+            handle,
+        } => (
+            u == &user.id && crate::secret::equal(session.as_bytes(), session_hash.as_bytes()),
+            handle.clone(),
+        ),
+        Purpose::Login { .. } => (false, String::new()),
+    };
+    let result = if !bound {
+        Err(WebAuthnError::WrongChallenge)
+    } else if !pending.origin.eq_ignore_ascii_case(origin) {
+        Err(WebAuthnError::WrongOrigin)
+    } else {
+        verify_registration(
+            &raw_cd,
+            &attestation,
+            &Expected {
+                typ: "webauthn.create",
+                challenge: &cd.challenge,
+                origin,
+                rp_id: &pending.rp_id,
+            },
+        )
+    };
+    let new = match result {
+        Ok(n) => n,
+        Err(e) => {
+            app.audit
+                .record("passkey_refused", &user.id, ip, json!({"reason": e.code()}))
+                .await;
+            return Err(fail(e));
+        }
+    };
+    let now = crate::time::now();
+    let rec = PasskeyRecord {
+        id: crate::secret::random_token(16),
+        user_id: user.id.clone(),
+        name: name.to_owned(),
+        credential_id: b64(&new.id),
+        user_handle: handle,
+        public_key: new.cose_key,
+        alg: new.alg,
+        sign_count: new.sign_count,
+        created: now,
+        last_used: None,
+    };
+    match app.store.insert_passkey(&rec, MAX_PER_USER).await {
+        Ok(crate::store::PasskeyInsert::Added) => {}
+        Ok(crate::store::PasskeyInsert::Full) => return Err(PasskeyError::Full),
+        Ok(crate::store::PasskeyInsert::Duplicate) => return Err(PasskeyError::Duplicate),
+        Err(_) => return Err(PasskeyError::Internal),
+    }
+    app.audit
+        .record(
+            "passkey_registered",
+            &user.id,
+            ip,
+            json!({"passkey": rec.id, "alg": rec.alg}),
+        )
+        .await;
+    Ok(rec)
+}
+
+/// PublicKeyCredentialRequestOptions for a discoverable-credential login.
+pub async fn login_start(app: &App, rp_id: &str, origin: &str, return_to: &str) -> Value {
+    let challenge = app
+        .passkeys
+        .issue(Pending {
+            purpose: Purpose::Login {
+                return_to: return_to.to_owned(),
+            },
+            rp_id: rp_id.to_owned(),
+            origin: origin.to_owned(),
+        })
+        .await;
+    json!({
+        "challenge": challenge,
+        "rpId": rp_id,
+        "timeout": TIMEOUT_MS,
+        "userVerification": "required",
+        "allowCredentials": [],
+    })
+}
+
+/// Checks an assertion and, when it holds, signs the user in with both steps done.
+pub async fn login_finish(
+    app: &App,
+    client: &Client,
+    origin: &str,
+    cred: &CredentialJson,
+) -> Result<Completed, PasskeyError> {
+    let ip = client.ip.to_string();
+    let cred_id = cred.credential_id()?;
+    let (raw_cd, cd) = cred.client_data()?;
+    let field = |v: &Option<String>, what: &'static str| {
+        v.as_deref()
+            .and_then(unb64)
+            .ok_or(PasskeyError::BadInput(what))
+    };
+    let auth_data = field(&cred.response.authenticator_data, "authenticatorData")?;
+    let signature = field(&cred.response.signature, "signature")?;
+    // The challenge goes first, so a refused attempt cannot be retried with it.
+    let pending = app.passkeys.take(&cd.challenge).await;
+    let Ok(Some(stored)) = app.store.passkey_by_credential(&b64(&cred_id)).await else {
+        return Err(PasskeyError::Failed(WebAuthnError::NoCredential));
+    };
+    let user = app.active_user(&stored.user_id);
+    let inactive = user.is_none();
+    let now = crate::time::now();
+    let attempt = match app.failures.begin(&stored.user_id, now).await {
+        Ok(a) => a,
+        Err(wait) => {
+            app.audit
+                .record(
+                    "login_throttled",
+                    &stored.user_id,
+                    &ip,
+                    json!({"retry_after": wait, "method": "passkey"}),
+                )
+                .await;
+            return Err(PasskeyError::Throttled(wait));
+        }
+    };
+    let handle_ok = cred
+        .response
+        .user_handle
+        .as_deref()
+        .is_none_or(|h| crate::secret::equal(h.as_bytes(), stored.user_handle.as_bytes()));
+    let verdict = match (&pending, user.as_ref()) {
+        (None, _) => Err(WebAuthnError::WrongChallenge),
+        (Some(p), _) if !matches!(p.purpose, Purpose::Login { .. }) => {
+            Err(WebAuthnError::WrongChallenge)
+        }
+        (Some(p), _) if !p.origin.eq_ignore_ascii_case(origin) => Err(WebAuthnError::WrongOrigin),
+        (_, None) => Err(WebAuthnError::NoCredential),
+        (_, Some(_)) if !handle_ok => Err(WebAuthnError::NoCredential),
+        (Some(p), Some(_)) => verify_assertion(
+            &Assertion {
+                client_data_json: &raw_cd,
+                authenticator_data: &auth_data,
+                signature: &signature,
+            },
+            &Expected {
+                typ: "webauthn.get",
+                challenge: &cd.challenge,
+                origin,
+                rp_id: &p.rp_id,
+            },
+            &stored.public_key,
+            stored.sign_count,
+        ),
+    };
+    // The counter moves only from the value we checked (parallel replays lose the race).
+    let verdict = match verdict {
+        Ok(count) => match app
+            .store
+            .passkey_used(&stored.id, stored.sign_count, count, now)
+            .await
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(WebAuthnError::CounterNotIncreased),
+            Err(_) => {
+                app.failures.abandon(attempt);
+                return Err(PasskeyError::Internal);
+            }
+        },
+        Err(e) => Err(e),
+    };
+    let (Ok(()), Some(user), Some(pending)) = (verdict, user, pending) else {
+        let reason = match verdict {
+            _ if inactive => "account_inactive",
+            Err(e) => e.code(),
+            Ok(()) => "internal",
+        };
+        app.failures.failed(attempt, now).await;
+        app.audit
+            .record(
+                "login_failed",
+                &stored.user_id,
+                &ip,
+                json!({"reason": reason, "method": "passkey", "passkey": stored.id}),
+            )
+            .await;
+        return Err(PasskeyError::Failed(
+            verdict.err().unwrap_or(WebAuthnError::NoCredential),
+        ));
+    };
+    app.failures.succeeded(attempt).await;
+    let methods = "passkey".to_owned();
+    let (session_token, _) = app
+        .sessions
+        .create(
+            NewSession {
+                user_id: &user.id,
+                two_step: true,
+                methods: methods.clone(),
+                device_id: None,
+                ip: &ip,
+                user_agent: &client.user_agent,
+            },
+            now,
+        )
+        .await
+        .map_err(|_| PasskeyError::Internal)?;
+    app.audit
+        .record(
+            "second_step_skipped",
+            &user.id,
+            &ip,
+            json!({"reason": "passkey", "passkey": stored.id}),
+        )
+        .await;
+    app.audit
+        .record(
+            "login_succeeded",
+            &user.id,
+            &ip,
+            json!({"methods": methods, "method": "passkey", "passkey": stored.id}),
+        )
+        .await;
+    let seen_token = crate::login::risk::remember(app, &user.id, client, now).await;
+    let redirect = match &pending.purpose {
+        Purpose::Login { return_to } => return_to.clone(),
+        Purpose::Register { .. } => "/".to_owned(),
+    };
+    Ok(Completed {
+        user_id: user.id.clone(),
+        session_token,
+        device_token: None,
+        seen_token,
+        redirect,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p256::ecdsa::signature::Signer;
+
+    const RP: &str = "login.example.com";
+    const ORIGIN: &str = "https://login.example.com";
+    const CHALLENGE: &str = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA";
+
+    fn es256_key() -> p256::ecdsa::SigningKey {
+        p256::ecdsa::SigningKey::from_slice(&[0x42; 32]).unwrap()
+    }
+
+    fn cose_es256(key: &p256::ecdsa::SigningKey) -> Vec<u8> {
+        let point = key.verifying_key().to_encoded_point(false);
+        let map = Cbor::Map(vec![
+            (Cbor::Integer(1.into()), Cbor::Integer(2.into())),
+            (Cbor::Integer(3.into()), Cbor::Integer((-7).into())),
+            (Cbor::Integer((-1).into()), Cbor::Integer(1.into())),
+            (
+                Cbor::Integer((-2).into()),
+                Cbor::Bytes(point.x().unwrap().to_vec()),
+            ),
+            (
+                Cbor::Integer((-3).into()),
+                Cbor::Bytes(point.y().unwrap().to_vec()),
+            ),
+        ]);
+        let mut out = Vec::new();
+        ciborium::ser::into_writer(&map, &mut out).unwrap();
+        out
+    }
+
+    fn cose_ed25519(key: &ed25519_dalek::SigningKey) -> Vec<u8> {
+        let map = Cbor::Map(vec![
+            (Cbor::Integer(1.into()), Cbor::Integer(1.into())),
+            (Cbor::Integer(3.into()), Cbor::Integer((-8).into())),
+            (Cbor::Integer((-1).into()), Cbor::Integer(6.into())),
+            (
+                Cbor::Integer((-2).into()),
+                Cbor::Bytes(key.verifying_key().to_bytes().to_vec()),
+            ),
+        ]);
+        let mut out = Vec::new();
+        ciborium::ser::into_writer(&map, &mut out).unwrap();
+        out
+    }
+
+    fn auth_data(rp: &str, flags: u8, count: u32, cred: Option<(&[u8], &[u8])>) -> Vec<u8> {
+        let mut d = Sha256::digest(rp.as_bytes()).to_vec();
+        d.push(flags | if cred.is_some() { FLAG_AT } else { 0 });
+        d.extend_from_slice(&count.to_be_bytes());
+        if let Some((id, key)) = cred {
+            d.extend_from_slice(&[7u8; 16]);
+            d.extend_from_slice(&u16::try_from(id.len()).unwrap().to_be_bytes());
+            d.extend_from_slice(id);
+            d.extend_from_slice(key);
+        }
+        d
+    }
+
+    fn client_data(typ: &str, challenge: &str, origin: &str) -> Vec<u8> {
+        json!({"type": typ, "challenge": challenge, "origin": origin, "crossOrigin": false})
+            .to_string()
+            .into_bytes()
+    }
+
+    fn attestation(auth: &[u8]) -> Vec<u8> {
+        let obj = Cbor::Map(vec![
+            (Cbor::Text("fmt".into()), Cbor::Text("none".into())),
+            (Cbor::Text("attStmt".into()), Cbor::Map(vec![])),
+            (Cbor::Text("authData".into()), Cbor::Bytes(auth.to_vec())),
+        ]);
+        let mut out = Vec::new();
+        ciborium::ser::into_writer(&obj, &mut out).unwrap();
+        out
+    }
+
+    fn exp(typ: &'static str) -> Expected<'static> {
+        Expected {
+            typ,
+            challenge: CHALLENGE,
+            origin: ORIGIN,
+            rp_id: RP,
+        }
+    }
+
+    fn sign_es256(key: &p256::ecdsa::SigningKey, auth: &[u8], cd: &[u8]) -> Vec<u8> {
+        let mut msg = auth.to_vec();
+        msg.extend_from_slice(&Sha256::digest(cd));
+        let sig: p256::ecdsa::Signature = key.sign(&msg);
+        sig.to_der().as_bytes().to_vec()
+    }
+
+    #[test]
+    fn registration_yields_the_credential_and_its_key() {
+        let key = es256_key();
+        let cose = cose_es256(&key);
+        // Extension bytes after the key must not end up in it.
+        let mut auth = auth_data(RP, FLAG_UP | FLAG_UV, 0, Some((b"cred-1", &cose)));
+        auth.extend_from_slice(&[0xa0]);
+        let cd = client_data("webauthn.create", CHALLENGE, ORIGIN);
+        let new = verify_registration(&cd, &attestation(&auth), &exp("webauthn.create")).unwrap();
+        assert_eq!(new.id, b"cred-1");
+        assert_eq!(new.cose_key, cose);
+        assert_eq!(new.alg, ALG_ES256);
+        assert_eq!(new.sign_count, 0);
+        let parsed = parse_auth_data(&auth).unwrap();
+        assert_eq!(parsed.credential.unwrap().aaguid, [7u8; 16]);
+    }
+
+    #[test]
+    fn registration_refusals() {
+        let key = es256_key();
+        let cose = cose_es256(&key);
+        let good_auth = auth_data(RP, FLAG_UP | FLAG_UV, 0, Some((b"c", &cose)));
+        let good_cd = client_data("webauthn.create", CHALLENGE, ORIGIN);
+        let e = exp("webauthn.create");
+        let cases: Vec<(Vec<u8>, Vec<u8>, WebAuthnError)> = vec![
+            (
+                client_data("webauthn.get", CHALLENGE, ORIGIN),
+                good_auth.clone(),
+                WebAuthnError::WrongType,
+            ),
+            (
+                client_data("webauthn.create", "other", ORIGIN),
+                good_auth.clone(),
+                WebAuthnError::WrongChallenge,
+            ),
+            (
+                client_data("webauthn.create", CHALLENGE, "https://evil.example"),
+                good_auth.clone(),
+                WebAuthnError::WrongOrigin,
+            ),
+            (
+                good_cd.clone(),
+                auth_data("evil.example", FLAG_UP | FLAG_UV, 0, Some((b"c", &cose))),
+                WebAuthnError::WrongRpId,
+            ),
+            (
+                good_cd.clone(),
+                auth_data(RP, FLAG_UP, 0, Some((b"c", &cose))),
+                WebAuthnError::NotVerified,
+            ),
+            (
+                good_cd.clone(),
+                auth_data(RP, FLAG_UV, 0, Some((b"c", &cose))),
+                WebAuthnError::NotPresent,
+            ),
+            (
+                good_cd.clone(),
+                auth_data(RP, FLAG_UP | FLAG_UV, 0, None),
+                WebAuthnError::NoCredential,
+            ),
+        ];
+        for (cd, auth, want) in cases {
+            assert_eq!(verify_registration(&cd, &attestation(&auth), &e), Err(want));
+        }
+        assert!(matches!(
+            verify_registration(&good_cd, b"\xff\x00", &e),
+            Err(WebAuthnError::Malformed(_))
+        ));
+        let cross = json!({"type": "webauthn.create", "challenge": CHALLENGE, "origin": ORIGIN, "crossOrigin": true}).to_string();
+        assert_eq!(
+            verify_registration(cross.as_bytes(), &attestation(&good_auth), &e),
+            Err(WebAuthnError::WrongOrigin)
+        );
+    }
+
+    #[test]
+    fn truncated_and_unsupported_inputs_are_refused() {
+        assert!(parse_auth_data(&[0u8; 36]).is_err());
+        let mut d = auth_data(RP, FLAG_UP | FLAG_UV, 0, None);
+        d[32] |= FLAG_AT;
+        d.extend_from_slice(&[0u8; 16]);
+        d.extend_from_slice(&[0, 200]);
+        d.extend_from_slice(&[1, 2, 3]);
+        assert!(
+            parse_auth_data(&d).is_err(),
+            "credential ID longer than the data"
+        );
+        // An RSA key (kty 3, alg -257) is not supported.
+        let rsa = Cbor::Map(vec![
+            (Cbor::Integer(1.into()), Cbor::Integer(3.into())),
+            (Cbor::Integer(3.into()), Cbor::Integer((-257).into())),
+        ]);
+        let mut b = Vec::new();
+        ciborium::ser::into_writer(&rsa, &mut b).unwrap();
+        assert!(matches!(
+            parse_cose_key(&b),
+            Err(WebAuthnError::UnsupportedKey)
+        ));
+        // A point that is not on the curve.
+        let bad = Cbor::Map(vec![
+            (Cbor::Integer(1.into()), Cbor::Integer(2.into())),
+            (Cbor::Integer(3.into()), Cbor::Integer((-7).into())),
+            (Cbor::Integer((-1).into()), Cbor::Integer(1.into())),
+            (Cbor::Integer((-2).into()), Cbor::Bytes(vec![1; 32])),
+            (Cbor::Integer((-3).into()), Cbor::Bytes(vec![2; 32])),
+        ]);
+        let mut b = Vec::new();
+        ciborium::ser::into_writer(&bad, &mut b).unwrap();
+        assert!(parse_cose_key(&b).is_err());
+    }
+
+    #[test]
+    fn es256_assertions_verify_and_count() {
+        let key = es256_key();
+        let cose = cose_es256(&key);
+        let e = exp("webauthn.get");
+        let auth = auth_data(RP, FLAG_UP | FLAG_UV, 5, None);
+        let cd = client_data("webauthn.get", CHALLENGE, ORIGIN);
+        let sig = sign_es256(&key, &auth, &cd);
+        let a = Assertion {
+            client_data_json: &cd,
+            authenticator_data: &auth,
+            signature: &sig,
+        };
+        assert_eq!(verify_assertion(&a, &e, &cose, 4), Ok(5));
+        assert_eq!(
+            verify_assertion(&a, &e, &cose, 5),
+            Err(WebAuthnError::CounterNotIncreased)
+        );
+        // A signature by another key, or over other data.
+        let other = p256::ecdsa::SigningKey::from_slice(&[0x43; 32]).unwrap();
+        let bad = sign_es256(&other, &auth, &cd);
+        let a2 = Assertion {
+            signature: &bad,
+            ..a
+        };
+        assert_eq!(
+            verify_assertion(&a2, &e, &cose, 0),
+            Err(WebAuthnError::BadSignature)
+        );
+        let cd2 = client_data("webauthn.get", CHALLENGE, "https://login.example.com:8443");
+        let a3 = Assertion {
+            client_data_json: &cd2,
+            ..a
+        };
+        assert_eq!(
+            verify_assertion(&a3, &e, &cose, 0),
+            Err(WebAuthnError::WrongOrigin)
+        );
+        let no_uv = auth_data(RP, FLAG_UP, 6, None);
+        let sig = sign_es256(&key, &no_uv, &cd);
+        let a4 = Assertion {
+            client_data_json: &cd,
+            authenticator_data: &no_uv,
+            signature: &sig,
+        };
+        assert_eq!(
+            verify_assertion(&a4, &e, &cose, 0),
+            Err(WebAuthnError::NotVerified)
+        );
+        assert_eq!(
+            verify_assertion(&a, &exp("webauthn.create"), &cose, 0),
+            Err(WebAuthnError::WrongType)
+        );
+    }
+
+    #[test]
+    fn ed25519_assertions_verify() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
+        let cose = cose_ed25519(&key);
+        assert_eq!(parse_cose_key(&cose).unwrap().alg(), ALG_EDDSA);
+        let auth = auth_data(RP, FLAG_UP | FLAG_UV, 0, None);
+        let cd = client_data("webauthn.get", CHALLENGE, ORIGIN);
+        let mut msg = auth.clone();
+        msg.extend_from_slice(&Sha256::digest(&cd));
+        let sig = ed25519_dalek::Signer::sign(&key, &msg).to_bytes();
+        let a = Assertion {
+            client_data_json: &cd,
+            authenticator_data: &auth,
+            signature: &sig,
+        };
+        assert_eq!(verify_assertion(&a, &exp("webauthn.get"), &cose, 0), Ok(0));
+        let mut bad = sig;
+        bad[0] ^= 1;
+        let a = Assertion {
+            signature: &bad,
+            ..a
+        };
+        assert_eq!(
+            verify_assertion(&a, &exp("webauthn.get"), &cose, 0),
+            Err(WebAuthnError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn the_counter_rule() {
+        assert!(
+            check_counter(0, 0).is_ok(),
+            "authenticators that do not count"
+        );
+        assert!(check_counter(0, 1).is_ok());
+        assert!(check_counter(7, 8).is_ok());
+        assert!(check_counter(7, 7).is_err());
+        assert!(check_counter(7, 0).is_err());
+        assert!(check_counter(7, 3).is_err());
+    }
+
+    #[tokio::test]
+    async fn challenges_answer_once() {
+        let c = Challenges::new();
+        let ch = c
+            .issue(Pending {
+                purpose: Purpose::Login {
+                    return_to: "/".into(),
+                },
+                rp_id: RP.into(),
+                origin: ORIGIN.into(),
+            })
+            .await;
+        assert_eq!(URL_SAFE_NO_PAD.decode(&ch).unwrap().len(), 32);
+        assert!(c.take(&ch).await.is_some());
+        assert!(c.take(&ch).await.is_none());
+        assert!(c.take("short").await.is_none());
+    }
+
+    #[test]
+    fn base64url_is_read_leniently() {
+        assert_eq!(unb64("AQID").unwrap(), vec![1, 2, 3]);
+        assert_eq!(unb64("-_8").unwrap(), vec![0xfb, 0xff]);
+        assert_eq!(unb64("+/8=").unwrap(), vec![0xfb, 0xff]);
+        assert!(unb64("!!").is_none());
+    }
+}

@@ -1,0 +1,465 @@
+//! Passkeys in the portal: the page `{prefix}/passkeys` (list, rename, delete; registering
+//! needs JavaScript, as WebAuthn does) and the JSON API under `{prefix}/api/passkeys`
+//! (register start/finish, login start/finish, list, rename, delete).
+
+use std::sync::Arc;
+
+use ::http::Method;
+use askama::Template;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::Ctx;
+use super::http::{Response, field};
+use super::i18n::{Lang, PasskeyTexts, Texts};
+use super::pages::{reauth_redirect, recent_user, render, signed_in_redirect};
+use crate::login::passkey::{self, CredentialJson, PasskeyError};
+use crate::session::LiveSession;
+use crate::session::device;
+use crate::store::PasskeyRecord;
+use crate::users::User;
+
+pub struct PasskeyRow {
+    pub id: String,
+    pub name: String,
+    pub created: String,
+    pub last_used: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "passkeys.html")]
+pub struct PasskeysPage {
+    pub t: &'static Texts,
+    pub pt: &'static PasskeyTexts,
+    pub lang: Lang,
+    pub other_lang: Lang,
+    pub prefix: String,
+    pub title: String,
+    pub csrf: String,
+    pub passkeys: Vec<PasskeyRow>,
+    pub needs_recent_login: bool,
+    /// The session did not do both steps: a passkey cannot be added from it.
+    pub needs_two_step: bool,
+    pub message: Option<String>,
+    pub error: Option<String>,
+}
+
+impl PasskeysPage {
+    pub fn page_heading(&self) -> &str {
+        self.pt.heading
+    }
+
+    pub fn can_register(&self) -> bool {
+        !self.needs_recent_login && !self.needs_two_step
+    }
+}
+
+fn disabled(ctx: &Ctx<'_>) -> bool {
+    !ctx.app.cfg.passkeys.enabled
+}
+
+/// The relying party ID: configured, else the request's host without port.
+fn rp_id(ctx: &Ctx<'_>) -> String {
+    ctx.app
+        .cfg
+        .passkeys
+        .rp_id
+        .clone()
+        .unwrap_or_else(|| ctx.req.host.clone())
+}
+
+/// The origin the browser must report: our scheme and the request's `Host`.
+fn origin(ctx: &Ctx<'_>) -> Option<String> {
+    let host = ctx.req.header("host").filter(|h| !h.is_empty())?;
+    let scheme = if ctx.req.tls { "https" } else { "http" };
+    Some(format!("{scheme}://{}", host.to_ascii_lowercase()))
+}
+
+// --- the page --------------------------------------------------------------------------
+
+pub async fn route(ctx: &Ctx<'_>, rest: &[&str]) -> Response {
+    if disabled(ctx) {
+        return not_found(ctx);
+    }
+    let method = &ctx.req.method;
+    match (method, rest) {
+        (&Method::GET | &Method::HEAD, []) => page(ctx, None, None).await,
+        (&Method::POST, [id, "rename"]) => rename_post(ctx, id).await,
+        (&Method::POST, [id, "delete"]) => delete_post(ctx, id).await,
+        _ => not_found(ctx),
+    }
+}
+
+fn not_found(ctx: &Ctx<'_>) -> Response {
+    super::pages::message(
+        ctx,
+        404,
+        ctx.t.err_not_found_heading,
+        ctx.t.err_not_found,
+        None,
+    )
+}
+
+pub async fn page(ctx: &Ctx<'_>, msg: Option<&str>, error: Option<&str>) -> Response {
+    let Some((live, user)) = ctx.session().await else {
+        return reauth_redirect(ctx, "passkeys");
+    };
+    let pt = ctx.lang.passkeys();
+    let msg = msg.or_else(|| match ctx.req.query_param("m").as_deref() {
+        Some("registered") => Some(pt.msg_registered),
+        _ => None,
+    });
+    let rows = ctx
+        .app
+        .store
+        .user_passkeys(&user.id)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| PasskeyRow {
+            id: p.id,
+            name: p.name,
+            created: crate::time::display(p.created),
+            last_used: p.last_used.map(crate::time::display),
+        })
+        .collect();
+    render(
+        PasskeysPage {
+            t: ctx.t,
+            pt,
+            lang: ctx.lang,
+            other_lang: ctx.lang.other(),
+            prefix: ctx.prefix().to_owned(),
+            title: ctx.title(),
+            csrf: ctx.csrf.clone(),
+            passkeys: rows,
+            needs_recent_login: !ctx.is_recent(&live),
+            needs_two_step: !live.record.two_step,
+            message: msg.map(str::to_owned),
+            error: error.map(str::to_owned),
+        },
+        if error.is_some() { 400 } else { 200 },
+    )
+    .with("cache-control", "no-store")
+}
+
+async fn rename_post(ctx: &Ctx<'_>, id: &str) -> Response {
+    let (form, user) = match recent_user(ctx, "passkeys").await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let pt = ctx.lang.passkeys();
+    let Some(name) = field(&form, "name").and_then(device::valid_name) else {
+        return page(ctx, None, Some(pt.err_name)).await;
+    };
+    match rename(ctx, &user, id, &name).await {
+        Ok(()) => page(ctx, Some(pt.msg_renamed), None).await,
+        Err(PasskeyError::NotFound) => page(ctx, None, Some(pt.err_not_found)).await,
+        Err(_) => internal(ctx),
+    }
+}
+
+async fn delete_post(ctx: &Ctx<'_>, id: &str) -> Response {
+    let (_, user) = match recent_user(ctx, "passkeys").await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let pt = ctx.lang.passkeys();
+    match delete(ctx, &user, id).await {
+        Ok(()) => page(ctx, Some(pt.msg_deleted), None).await,
+        Err(PasskeyError::NotFound) => page(ctx, None, Some(pt.err_not_found)).await,
+        Err(_) => internal(ctx),
+    }
+}
+
+fn internal(ctx: &Ctx<'_>) -> Response {
+    super::pages::message(
+        ctx,
+        500,
+        ctx.t.err_internal_heading,
+        ctx.t.err_internal,
+        None,
+    )
+}
+
+async fn rename(ctx: &Ctx<'_>, user: &User, id: &str, name: &str) -> Result<(), PasskeyError> {
+    match ctx.app.store.rename_passkey(&user.id, id, name).await {
+        Ok(true) => {
+            ctx.app
+                .audit
+                .record(
+                    "passkey_renamed",
+                    &user.id,
+                    &ctx.req.peer.to_string(),
+                    json!({"passkey": id}),
+                )
+                .await;
+            Ok(())
+        }
+        Ok(false) => Err(PasskeyError::NotFound),
+        Err(_) => Err(PasskeyError::Internal),
+    }
+}
+
+async fn delete(ctx: &Ctx<'_>, user: &User, id: &str) -> Result<(), PasskeyError> {
+    match ctx.app.store.delete_passkey(&user.id, id).await {
+        Ok(true) => {
+            ctx.app
+                .audit
+                .record(
+                    "passkey_deleted",
+                    &user.id,
+                    &ctx.req.peer.to_string(),
+                    json!({"passkey": id}),
+                )
+                .await;
+            Ok(())
+        }
+        Ok(false) => Err(PasskeyError::NotFound),
+        Err(_) => Err(PasskeyError::Internal),
+    }
+}
+
+// --- the JSON API -----------------------------------------------------------------------
+
+/// `{prefix}/api/passkeys/...`; same-site and JSON were checked by the API dispatcher.
+pub async fn api(ctx: &Ctx<'_>, rest: &[&str]) -> Response {
+    if disabled(ctx) {
+        return Response::json_error(404, "not_found", "passkeys are not enabled");
+    }
+    match (&ctx.req.method, rest) {
+        (&Method::GET, []) => api_list(ctx).await,
+        (&Method::POST, ["register", "start"]) => register_start(ctx).await,
+        (&Method::POST, ["register", "finish"]) => register_finish(ctx).await,
+        (&Method::POST, ["login", "start"]) => login_start(ctx).await,
+        (&Method::POST, ["login", "finish"]) => login_finish(ctx).await,
+        (&Method::PATCH, [id]) => api_rename(ctx, id).await,
+        (&Method::DELETE, [id]) => api_delete(ctx, id).await,
+        _ => Response::json_error(404, "not_found", "no such API endpoint"),
+    }
+}
+
+fn passkey_json(p: &PasskeyRecord) -> Value {
+    json!({
+        "id": p.id,
+        "name": p.name,
+        "created": crate::time::rfc3339(p.created),
+        "last_used": p.last_used.map(crate::time::rfc3339),
+        "alg": match p.alg {
+            passkey::ALG_EDDSA => "EdDSA",
+            _ => "ES256",
+        },
+    })
+}
+
+fn error(e: &PasskeyError) -> Response {
+    match e {
+        PasskeyError::BadInput(what) => {
+            Response::json_error(400, "bad_request", &format!("bad input: {what}"))
+        }
+        PasskeyError::Failed(_) => Response::json_error(
+            400,
+            "registration_failed",
+            "the passkey could not be verified",
+        ),
+        PasskeyError::Throttled(s) => {
+            Response::json_error(429, "too_many_attempts", "too many attempts; try later")
+                .with("retry-after", s.to_string())
+        }
+        PasskeyError::Full => Response::json_error(
+            409,
+            "too_many_passkeys",
+            "this account already has the maximum number of passkeys",
+        ),
+        PasskeyError::Duplicate => {
+            Response::json_error(409, "passkey_exists", "this passkey is already registered")
+        }
+        PasskeyError::NotFound => Response::json_error(404, "not_found", "no such passkey"),
+        PasskeyError::Internal => Response::json_error(500, "internal", "internal error"),
+    }
+}
+
+async fn api_list(ctx: &Ctx<'_>) -> Response {
+    let Some((_, user)) = ctx.session().await else {
+        return Response::json_error(401, "unauthenticated", "log in first");
+    };
+    match ctx.app.store.user_passkeys(&user.id).await {
+        Ok(list) => Response::json(
+            200,
+            &json!({
+                "passkeys": list.iter().map(passkey_json).collect::<Vec<_>>(),
+                "max": passkey::MAX_PER_USER,
+            }),
+        ),
+        Err(_) => Response::json_error(500, "internal", "internal error"),
+    }
+}
+
+/// A session with a recent login in which both steps were done: a passkey stands for both
+/// steps, so only such a login may add one.
+async fn registering_user(
+    ctx: &Ctx<'_>,
+) -> Result<(Arc<LiveSession>, Arc<User>, String), Response> {
+    let Some((live, user)) = ctx.session().await else {
+        return Err(Response::json_error(401, "unauthenticated", "log in first"));
+    };
+    if !ctx.is_recent(&live) {
+        return Err(Response::json_error(
+            403,
+            "recent_login_required",
+            "log in again to change this",
+        ));
+    }
+    if !live.record.two_step {
+        return Err(Response::json_error(
+            403,
+            "second_step_required",
+            "log in with both steps to register a passkey",
+        ));
+    }
+    let session = crate::secret::token_hash(&ctx.session_token().unwrap_or_default());
+    Ok((live, user, session))
+}
+
+async fn register_start(ctx: &Ctx<'_>) -> Response {
+    let (_, user, session) = match registering_user(ctx).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let Some(origin) = origin(ctx) else {
+        return Response::json_error(400, "bad_request", "the Host header is missing");
+    };
+    match passkey::register_start(ctx.app, &user, &session, &rp_id(ctx), &origin).await {
+        Ok(options) => Response::json(200, &options).with("cache-control", "no-store"),
+        Err(e) => error(&e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterBody {
+    name: String,
+    credential: CredentialJson,
+}
+
+async fn register_finish(ctx: &Ctx<'_>) -> Response {
+    let (_, user, session) = match registering_user(ctx).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let body: RegisterBody = match super::api::parse(ctx) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let Some(name) = device::valid_name(&body.name) else {
+        return Response::json_error(
+            400,
+            "bad_passkey_name",
+            "a passkey name has 1 to 64 characters and no control characters",
+        );
+    };
+    let Some(origin) = origin(ctx) else {
+        return Response::json_error(400, "bad_request", "the Host header is missing");
+    };
+    let ip = ctx.req.peer.to_string();
+    match passkey::register_finish(
+        ctx.app,
+        &user,
+        &session,
+        &origin,
+        &name,
+        &body.credential,
+        &ip,
+    )
+    .await
+    {
+        Ok(rec) => Response::json(201, &passkey_json(&rec)),
+        Err(e) => error(&e),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LoginStartBody {
+    #[serde(default)]
+    return_to: Option<String>,
+}
+
+async fn login_start(ctx: &Ctx<'_>) -> Response {
+    let body: LoginStartBody = if ctx.req.body.iter().all(u8::is_ascii_whitespace) {
+        LoginStartBody::default()
+    } else {
+        match super::api::parse(ctx) {
+            Ok(b) => b,
+            Err(r) => return r,
+        }
+    };
+    let Some(origin) = origin(ctx) else {
+        return Response::json_error(400, "bad_request", "the Host header is missing");
+    };
+    let rd = ctx.safe_rd(body.return_to.as_deref());
+    let options = passkey::login_start(ctx.app, &rp_id(ctx), &origin, &rd).await;
+    Response::json(200, &options).with("cache-control", "no-store")
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginFinishBody {
+    credential: CredentialJson,
+}
+
+async fn login_finish(ctx: &Ctx<'_>) -> Response {
+    let body: LoginFinishBody = match super::api::parse(ctx) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let Some(origin) = origin(ctx) else {
+        return Response::json_error(400, "bad_request", "the Host header is missing");
+    };
+    match passkey::login_finish(ctx.app, &ctx.client(), &origin, &body.credential).await {
+        Ok(done) => signed_in_redirect(ctx, done, 200),
+        Err(e @ (PasskeyError::BadInput(_) | PasskeyError::Throttled(_))) => error(&e),
+        Err(PasskeyError::Internal) => error(&PasskeyError::Internal),
+        // One answer for every refusal: nothing tells which check failed.
+        Err(_) => Response::json_error(401, "login_failed", "the passkey login failed"),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RenameBody {
+    name: String,
+}
+
+async fn api_rename(ctx: &Ctx<'_>, id: &str) -> Response {
+    let user = match super::api::recent(ctx).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let body: RenameBody = match super::api::parse(ctx) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let Some(name) = device::valid_name(&body.name) else {
+        return Response::json_error(
+            400,
+            "bad_passkey_name",
+            "a passkey name has 1 to 64 characters and no control characters",
+        );
+    };
+    match rename(ctx, &user, id, &name).await {
+        Ok(()) => Response::json(200, &json!({"id": id, "name": name})),
+        Err(e) => error(&e),
+    }
+}
+
+async fn api_delete(ctx: &Ctx<'_>, id: &str) -> Response {
+    let user = match super::api::recent(ctx).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    match delete(ctx, &user, id).await {
+        Ok(()) => Response::no_content(),
+        Err(e) => error(&e),
+    }
+}
