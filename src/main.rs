@@ -110,7 +110,10 @@ fn init_logging() {
         tracing_subscriber::EnvFilter::new("info,pingora_core=warn,pingora_proxy=warn,sqlx=warn")
     });
     let json = std::env::var("NIDAN_LOG_FORMAT").is_ok_and(|v| v == "json");
+    use std::io::IsTerminal;
+    // Colour codes only for a terminal: in files they cost CPU on every access line.
     let builder = tracing_subscriber::fmt()
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     if json {

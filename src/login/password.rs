@@ -65,6 +65,11 @@ impl Hasher {
             std::thread::Builder::new()
                 .name(format!("nidan-hash-{i}"))
                 .spawn(move || {
+                    // Hashing yields to proxied traffic: a login flood must not stall the
+                    // proxy (nice 19 on Linux; failing to lower it is harmless).
+                    let _ = thread_priority::set_current_thread_priority(
+                        thread_priority::ThreadPriority::Min,
+                    );
                     loop {
                         let job = match rx.lock() {
                             Ok(guard) => guard.recv(),

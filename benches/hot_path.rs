@@ -1,0 +1,182 @@
+//! Micro-benchmarks of what every proxied request pays before it reaches the backend:
+//! canonicalising the path and finding the route, the session check on a cache hit, and
+//! the decision for a bypass route. `cargo bench --bench hot_path`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use nidan::proxy::gate::{self, Caller};
+use nidan::proxy::path::canonicalize_parts;
+use nidan::proxy::route::RouteTable;
+use nidan::session::{NewSession, Sessions};
+use nidan::store::Store;
+use nidan::users::Directory;
+
+/// Ten routes, the request matching the last one (the catch-all), as in a typical file.
+/// Built through the real configuration loader so the bench follows the config types.
+const CONFIG: &str = r#"
+version: 1
+server: { listen: ["127.0.0.1:18080"] }
+trusted_devices:
+  signing_keys: [{ id: k1, secret_file: device-key }]
+users: { file: users.yaml }
+storage: { sqlite: { path: nidan.db } }
+routes:
+  - { name: public, path_prefix: /public, upstream: ["127.0.0.1:8081"], policy: bypass }
+  - { name: assets, path_prefix: /assets, upstream: ["127.0.0.1:8081"], policy: bypass }
+  - { name: admin, path_prefix: /admin, upstream: ["127.0.0.1:8081"], policy: two_factor }
+  - { name: api, path_prefix: /api/v1, upstream: ["127.0.0.1:8081"], policy: login }
+  - { name: wiki, hosts: [wiki.example.com], path_prefix: /, upstream: ["127.0.0.1:8081"], policy: login }
+  - { name: git, hosts: [git.example.com], path_prefix: /, upstream: ["127.0.0.1:8081"], policy: login }
+  - { name: tenant, hosts: ["*.apps.example.com"], path_prefix: /, upstream: ["127.0.0.1:8081"], policy: login }
+  - { name: closed, path_prefix: /internal, upstream: ["127.0.0.1:8081"], policy: deny }
+  - { name: metrics, path_prefix: /metrics, upstream: ["127.0.0.1:8081"], policy: deny }
+  - { name: app, path_prefix: /, upstream: ["127.0.0.1:8081"], policy: login }
+"#;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    table: RouteTable,
+    users: Directory,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(
+        repo.join("config/test/users.yaml"),
+        dir.path().join("users.yaml"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("device-key"),
+        "bench-device-signing-key-0123456789abcdef",
+    )
+    .unwrap();
+    let path = dir.path().join("nidan.yaml");
+    std::fs::write(&path, CONFIG).unwrap();
+    let cfg = nidan::config::load(&path).unwrap_or_else(|e| panic!("bench config: {e}"));
+    assert_eq!(cfg.routes.len(), 10);
+    let users = Directory::load(&cfg.users.file).unwrap();
+    Fixture {
+        table: RouteTable::new(cfg.routes.clone()),
+        users,
+        _dir: dir,
+    }
+}
+
+fn path_and_route(c: &mut Criterion) {
+    let f = fixture();
+    let t = &f.table;
+    let mut g = c.benchmark_group("path_and_route");
+    g.sample_size(30)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    g.bench_function("canonicalize_plain", |b| {
+        b.iter(|| {
+            canonicalize_parts(
+                black_box("/app/projects/42/issues"),
+                black_box(Some("page=2")),
+            )
+        })
+    });
+    g.bench_function("canonicalize_escaped", |b| {
+        b.iter(|| {
+            canonicalize_parts(
+                black_box("/app/./projects//%7Euser/%E3%81%82/../issues"),
+                black_box(None),
+            )
+        })
+    });
+    g.bench_function("find_last_of_10", |b| {
+        b.iter(|| {
+            t.find(
+                black_box("app.example.com"),
+                black_box("/app/projects/42/issues"),
+            )
+        })
+    });
+    g.bench_function("canonicalize_and_find", |b| {
+        b.iter(|| {
+            let c =
+                canonicalize_parts(black_box("/app/projects/42/issues"), black_box(None)).unwrap();
+            t.find(black_box("app.example.com"), &c.path)
+        })
+    });
+    g.finish();
+}
+
+fn session_hit(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = rt
+        .block_on(Store::open(&dir.path().join("bench.db")))
+        .unwrap();
+    let sessions = Sessions::new(
+        store,
+        Duration::from_secs(1800),
+        Duration::from_secs(12 * 3600),
+    );
+    let now = nidan::time::now();
+    let (token, _) = rt
+        .block_on(sessions.create(
+            NewSession {
+                user_id: "taro",
+                two_step: true,
+                methods: "password".into(),
+                device_id: None,
+                ip: "127.0.0.1",
+                user_agent: "bench",
+            },
+            now,
+        ))
+        .unwrap();
+    assert!(rt.block_on(sessions.check(&token, now)).is_some());
+    let mut g = c.benchmark_group("session");
+    g.sample_size(30)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    g.bench_function("check_cache_hit", |b| {
+        b.iter(|| rt.block_on(sessions.check(black_box(&token), now)))
+    });
+    g.bench_function("check_unknown_token", |b| {
+        // Same length as a real token, so it is hashed and looked up (cache, then store).
+        let unknown = "A".repeat(43);
+        b.iter(|| rt.block_on(sessions.check(black_box(&unknown), now)))
+    });
+    g.finish();
+}
+
+fn decision(c: &mut Criterion) {
+    let f = fixture();
+    let bypass = f.table.get(0).unwrap();
+    let login = f.table.get(9).unwrap();
+    let u = f.users.get("taro").unwrap();
+    let mut g = c.benchmark_group("decide");
+    g.sample_size(30)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    g.bench_function("bypass", |b| {
+        b.iter(|| gate::decide(black_box(Some(bypass)), None))
+    });
+    g.bench_function("login_with_session", |b| {
+        b.iter(|| {
+            gate::decide(
+                black_box(Some(login)),
+                Some(Caller {
+                    user: &u,
+                    two_step: true,
+                }),
+            )
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, path_and_route, session_hit, decision);
+criterion_main!(benches);
