@@ -111,19 +111,11 @@ fn init_logging() {
     });
     let json = std::env::var("NIDAN_LOG_FORMAT").is_ok_and(|v| v == "json");
     use std::io::IsTerminal;
-    // A background thread does the writing, so an access line costs the proxy worker a
-    // formatted string and a channel send, not a system call. Not lossy: when the buffer
-    // is full, workers wait rather than drop lines.
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::stderr());
-    // The guard flushes on drop; the process ends in pingora's exit, so keep it for good.
-    std::mem::forget(guard);
     // Colour codes only for a terminal: in files they cost CPU on every access line.
     let builder = tracing_subscriber::fmt()
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter)
-        .with_writer(writer);
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
