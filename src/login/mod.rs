@@ -20,7 +20,7 @@ use tokio::sync::Mutex as AsyncMutex;
 use crate::app::App;
 use crate::config::{Language, Policy, Route, SecondStep};
 use crate::login::code::{CodeCheck, IssuedCode};
-use crate::login::flow::{Blocked, Flow, Notice, Plan, PlanInput, Step, Why};
+use crate::login::flow::{Blocked, Flow, Notice, PlanInput, Step, Why};
 use crate::notify::{self, Channel, Message};
 use crate::session::NewSession;
 use crate::session::device::{self, DeviceError, browser_summary};
@@ -290,6 +290,8 @@ pub async fn start(
         },
         feature_phone: app.approvals.is_feature_phone(&client.user_agent),
     });
+    // The device is recorded on the session only when it did skip the second step.
+    let device_id = device_id.filter(|_| plan.device_skip);
     let mut f = Flow {
         id: crate::secret::random_token(16),
         user_id: id.to_owned(),
@@ -297,11 +299,7 @@ pub async fn start(
         plan,
         code: None,
         last_send: None,
-        device_id: if plan_skips(&user, device_id.is_some()) {
-            device_id
-        } else {
-            None
-        },
+        device_id,
         finished: false,
         approval: None,
         password_ok: false,
@@ -504,10 +502,6 @@ fn decoy_phone(app: &App, id: &str) -> String {
     let d = crate::secret::digest(&[b"decoy-phone", key, id.as_bytes()]);
     let n = u32::from_be_bytes([d[0], d[1], d[2], d[3]]) % 10_000;
     format!("+00 00-0000-{n:04}")
-}
-
-fn plan_skips(user: &Option<Arc<crate::users::User>>, device: bool) -> bool {
-    user.is_some() && device
 }
 
 async fn flow(app: &App, id: &str) -> Result<Arc<AsyncMutex<Flow>>, LoginError> {
@@ -936,9 +930,4 @@ pub fn notify_user(
             tracing::warn!(error = %e, user = %msg.user, "could not send a notice");
         }
     });
-}
-
-/// Checks `Some(device cookie)` against a flow's plan; exposed for tests of the skip rule.
-pub fn skips_second_step(plan: &Plan) -> bool {
-    plan.device_skip
 }
