@@ -44,7 +44,9 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest = std::env::var("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
+    let repo = std::path::Path::new(&manifest);
     std::fs::copy(
         repo.join("config/test/users.yaml"),
         dir.path().join("users.yaml"),

@@ -307,7 +307,11 @@ mod tests {
 
     #[test]
     fn the_example_users_file_parses() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/users.example.yaml");
+        let path = std::path::PathBuf::from(
+            std::env::var("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()),
+        )
+        .join("config/users.example.yaml");
         let users = load_users(&path).unwrap();
         assert_eq!(users.len(), 3);
         let taro = &users[0];

@@ -10,6 +10,7 @@ import time
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
 base, outbox, shots = sys.argv[1], sys.argv[2], sys.argv[3]
 
@@ -33,6 +34,18 @@ def submit(drv, form_css="form"):
     drv.find_element(By.CSS_SELECTOR, form_css + " button.primary").click()
 
 
+def wait_until(drv, what, cond):
+    # A click only starts a navigation: wait for the page it leads to.
+    try:
+        WebDriverWait(drv, 15).until(lambda d: cond(d))
+    except Exception:
+        raise SystemExit(f"timed out waiting for {what} at {drv.current_url}")
+
+
+def on_password_page(d):
+    return "/_nidan/login/" in d.current_url and d.find_elements(By.ID, "password")
+
+
 opts = webdriver.ChromeOptions()
 for a in [
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -48,7 +61,7 @@ try:
     # A feature-phone-sized screen first.
     drv.set_window_size(360, 740)
     drv.get(base + "/app/page?x=1")
-    assert "/_nidan/login?rd=" in drv.current_url, drv.current_url
+    wait_until(drv, "the login page", lambda d: "/_nidan/login?rd=" in d.current_url)
     seen["lang"] = drv.find_element(By.TAG_NAME, "html").get_attribute("lang")
     seen["label_for_id"] = drv.find_element(By.CSS_SELECTOR, "label[for=id]").text
     drv.save_screenshot(f"{shots}/1-id-phone.png")
@@ -56,6 +69,7 @@ try:
     seen["scroll_width"] = drv.execute_script("return document.documentElement.scrollWidth")
     drv.find_element(By.ID, "id").send_keys("hanako")
     submit(drv)
+    wait_until(drv, "the password page", on_password_page)
     code, n = last_code("hanako")
     assert drv.find_elements(By.ID, "code"), "the code field sits beside the password"
     seen["destination"] = drv.find_element(By.CSS_SELECTOR, ".dest").text
@@ -65,7 +79,7 @@ try:
     drv.find_element(By.ID, "device_name").send_keys("Chromium のテスト")
     drv.save_screenshot(f"{shots}/2-password-code-phone.png")
     submit(drv)
-    assert drv.current_url.endswith("/app/page?x=1"), drv.current_url
+    wait_until(drv, "the return address", lambda d: d.current_url.endswith("/app/page?x=1"))
     body = drv.find_element(By.TAG_NAME, "body").text
     seen["backend_sees_user"] = "hanako" in body
     drv.save_screenshot(f"{shots}/3-backend.png")
@@ -79,12 +93,16 @@ try:
     # Log out, log in again: the trusted browser is asked for the password only.
     drv.get(base + "/_nidan/")
     drv.find_element(By.CSS_SELECTOR, "form[action$='/logout'] button").click()
+    wait_until(drv, "the logged-out page", lambda d: d.current_url.endswith("/_nidan/logout"))
     drv.get(base + "/app/page")
+    wait_until(drv, "the ID page", lambda d: d.find_elements(By.ID, "id"))
     drv.find_element(By.ID, "id").send_keys("hanako")
     submit(drv)
+    wait_until(drv, "the password page", on_password_page)
     seen["second_login_has_code_field"] = bool(drv.find_elements(By.ID, "code"))
     drv.find_element(By.ID, "password").send_keys("test-password-1")
     submit(drv)
+    wait_until(drv, "the return address", lambda d: d.current_url.endswith("/app/page"))
     seen["second_login_url"] = drv.current_url
     _, n2 = last_code("hanako")
     seen["codes_sent"] = n2

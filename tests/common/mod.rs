@@ -18,7 +18,10 @@ pub fn bin() -> &'static str {
 }
 
 pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    // Read at run time: CI reuses a warm target dir from another checkout folder, and a
+    // path baked in at compile time could name a folder that is gone.
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
 }
 
 pub fn free_port() -> u16 {
