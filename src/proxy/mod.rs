@@ -493,12 +493,26 @@ impl Gateway {
             req.remove_header("authorization");
         }
         let gateway = gateway_cookies(app);
-        let kept = cookie::without(&session.req_header().headers, &gateway);
-        req.remove_header("cookie");
-        if let Some(c) = kept {
-            req.insert_header("cookie", c)?;
+        let headers = &session.req_header().headers;
+        // Rebuild the Cookie header only when it carries a gateway cookie (hot path).
+        let carries_ours = headers
+            .get_all("cookie")
+            .iter()
+            .any(|v| gateway.iter().any(|g| contains(v.as_bytes(), g.as_bytes())));
+        if carries_ours {
+            let kept = cookie::without(headers, &gateway);
+            req.remove_header("cookie");
+            if let Some(c) = kept {
+                req.insert_header("cookie", c)?;
+            }
         }
-        if let Some(target) = &ctx.target {
+        // Forward exactly the canonical target; parse a new URI only when it differs.
+        let original = session
+            .req_header()
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str());
+        if let Some(target) = ctx.target.as_deref().filter(|t| Some(*t) != original) {
             let uri = target
                 .parse::<http::Uri>()
                 .map_err(|_| Error::explain(ErrorType::HTTPStatus(400), "bad target"))?;
@@ -527,6 +541,9 @@ impl Gateway {
             resp.remove_header(&name);
         }
         let gateway = gateway_cookies(&self.app);
+        if !resp.headers.contains_key("set-cookie") {
+            return Ok(());
+        }
         let cookies: Vec<http::HeaderValue> =
             resp.headers.get_all("set-cookie").iter().cloned().collect();
         if cookies
@@ -549,6 +566,14 @@ enum CallerState {
     Known(Arc<crate::users::User>, bool),
     BadBasic,
     Throttled(u64),
+}
+
+/// Does `haystack` contain `needle` (ASCII case-insensitive)?
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty()
+        && haystack
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 fn gateway_cookies(app: &App) -> [&str; 5] {

@@ -47,11 +47,16 @@ pub fn request_removals(headers: &HeaderMap, identity: &[String], upgrade: bool)
     let listed = connection_listed(headers);
     let mut out = Vec::new();
     for name in headers.keys() {
-        let n = normal(name.as_str());
+        // Header names arrive lower-case; only an `_` needs a new string (hot path).
+        let n: std::borrow::Cow<'_, str> = if name.as_str().contains('_') {
+            normal(name.as_str()).into()
+        } else {
+            name.as_str().into()
+        };
         let hop = HOP_BY_HOP.contains(&name.as_str()) || listed.iter().any(|l| *l == name.as_str());
         let keep_for_upgrade = upgrade && matches!(name.as_str(), "connection" | "upgrade");
-        if identity.contains(&n)
-            || CLIENT_FORBIDDEN.contains(&n.as_str())
+        if identity.iter().any(|i| *i == n)
+            || CLIENT_FORBIDDEN.contains(&n.as_ref())
             || (hop && !keep_for_upgrade)
         {
             out.push(name.as_str().to_owned());
