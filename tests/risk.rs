@@ -243,3 +243,36 @@ async fn a_trusted_device_skips_the_risk_code() {
     assert_eq!(skipped["reason"], "trusted_device");
     assert_eq!(skipped["asked_by"], "risk");
 }
+
+/// From a watched address a user's first login is asked for a code; an unknown ID gets the
+/// same code step (a decoy that sends nothing), so the answer does not tell them apart
+/// (SECURITY 4).
+#[tokio::test]
+async fn unknown_ids_from_a_watched_address_look_like_real_users() {
+    let gw = Gateway::builder()
+        .set("risk", "{ watch_networks: [\"127.0.0.6/32\"] }")
+        .start();
+    let watched = client_from("127.0.0.6", &jar(), FIREFOX);
+    let (known, _) = start(&watched, &gw, "taro").await;
+    // Unknown IDs leave no risk record: ask the API directly.
+    let (s, unknown) = post(&watched, &gw, "/login", json!({"id": "nobody-watched"})).await;
+    assert_eq!(s, 200, "{unknown}");
+    assert_eq!(known["step"], "password_and_code", "{known}");
+    assert_eq!(unknown["step"], known["step"], "{unknown}");
+    let mut k: Vec<&String> = known.as_object().unwrap().keys().collect();
+    let mut u: Vec<&String> = unknown.as_object().unwrap().keys().collect();
+    k.sort();
+    u.sort();
+    assert_eq!(k, u);
+    assert!(
+        unknown["code_destination"]
+            .as_str()
+            .unwrap()
+            .starts_with("***-****-")
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        gw.outbox().iter().all(|m| m["user"] != "nobody-watched"),
+        "nothing is sent"
+    );
+}

@@ -305,14 +305,19 @@ pub async fn start(
         password_ok: false,
         decoy: false,
     };
-    // Unknown IDs must not stand out where every real user is asked for a code (SECURITY 4).
-    if user.is_none()
-        && target
-            .is_some_and(|r| r.policy == Policy::TwoFactor && r.second_step == SecondStep::Required)
-    {
+    // Unknown IDs must not stand out where a real user would be asked for a code: on
+    // two_factor routes, and where the risk engine would step a returning user up
+    // (SECURITY 4).
+    let always_code = target
+        .is_some_and(|r| r.policy == Policy::TwoFactor && r.second_step == SecondStep::Required);
+    if user.is_none() && (always_code || risk_step_up) {
         f.decoy = true;
         f.plan.step = Step::PasswordAndCode;
-        f.plan.second_step = Some(Why::RoutePolicy);
+        f.plan.second_step = Some(if always_code {
+            Why::RoutePolicy
+        } else {
+            Why::Risk
+        });
         f.plan.send_to = Some((Channel::Sms, decoy_phone(app, id)));
     }
     let ip = client.ip.to_string();
