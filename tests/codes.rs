@@ -18,27 +18,6 @@ use serde_json::{Value, json};
 
 const SESSION: &str = "nidan_session";
 
-fn plain() -> reqwest::Client {
-    pingora::tls::install_default_crypto_provider();
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
-
-fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
-    r.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter_map(|v| v.split(';').next())
-        .filter_map(|kv| kv.split_once('='))
-        .filter(|(k, _)| k.trim() == name)
-        .map(|(_, v)| v.trim().to_owned())
-        .next_back()
-}
-
 /// POST to the API; returns status, `Retry-After` (if any) and the JSON body.
 async fn post(api: &Api<'_>, path: &str, body: Value) -> (u16, Option<u64>, Value) {
     let r = api

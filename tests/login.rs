@@ -13,29 +13,6 @@ use serde_json::{Value, json};
 const SESSION: &str = "nidan_session";
 const CSRF: &str = "nidan_csrf";
 
-/// A client without a cookie jar and without redirects: cookies are sent by hand.
-fn plain() -> reqwest::Client {
-    pingora::tls::install_default_crypto_provider();
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
-
-/// The value a response sets for cookie `name` (last one wins).
-fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
-    r.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter_map(|v| v.split(';').next())
-        .filter_map(|kv| kv.split_once('='))
-        .filter(|(k, _)| k.trim() == name)
-        .map(|(_, v)| v.trim().to_owned())
-        .next_back()
-}
-
 /// The `value` of the hidden input `name` in an HTML page.
 fn hidden(html: &str, name: &str) -> Option<String> {
     let needle = format!("name=\"{name}\" value=\"");

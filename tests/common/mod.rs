@@ -371,6 +371,29 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// A client without a cookie jar and without redirects: cookies are sent by hand.
+pub fn plain() -> reqwest::Client {
+    pingora::tls::install_default_crypto_provider();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// The value a response sets for cookie `name` (last one wins).
+pub fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .filter_map(|kv| kv.split_once('='))
+        .filter(|(k, _)| k.trim() == name)
+        .map(|(_, v)| v.trim().to_owned())
+        .next_back()
+}
+
 /// JSON API helpers over a client.
 pub struct Api<'a> {
     pub gw: &'a Gateway,
