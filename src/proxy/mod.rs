@@ -219,7 +219,7 @@ impl Gateway {
             .and_then(|v| v.to_str().ok());
         let client = upstream::client_ip(peer, xff, &app.cfg.trusted_proxies);
         ctx.client = Some(client);
-        if let Some(reason) = ambiguous_framing(&req.headers, sent_content_lengths(session)) {
+        if let Some(reason) = ambiguous_framing(&req.headers, || sent_content_lengths(session)) {
             return Ok(Some(Response::new(
                 400,
                 "text/plain; charset=utf-8",
@@ -625,13 +625,18 @@ fn header_safe(v: &str) -> String {
 /// Requests whose length is ambiguous are refused before anything else (SECURITY 29).
 /// `sent_lengths` counts the `Content-Length` lines the client sent (see
 /// [`sent_content_lengths`]).
-fn ambiguous_framing(headers: &http::HeaderMap, sent_lengths: usize) -> Option<&'static str> {
-    let lengths: Vec<&http::HeaderValue> = headers.get_all("content-length").iter().collect();
-    let te = headers.contains_key("transfer-encoding");
-    if te && (!lengths.is_empty() || sent_lengths > 0) {
+/// `sent_lengths` counts the raw header block; it is called only when Transfer-Encoding is
+/// present, so ordinary requests never scan it.
+fn ambiguous_framing(
+    headers: &http::HeaderMap,
+    sent_lengths: impl FnOnce() -> usize,
+) -> Option<&'static str> {
+    let lengths = headers.get_all("content-length");
+    let count = lengths.iter().count();
+    if headers.contains_key("transfer-encoding") && (count > 0 || sent_lengths() > 0) {
         return Some("bad request: both Content-Length and Transfer-Encoding\n");
     }
-    if lengths.len() > 1 || lengths.iter().any(|v| v.as_bytes().contains(&b',')) {
+    if count > 1 || lengths.iter().any(|v| v.as_bytes().contains(&b',')) {
         return Some("bad request: repeated Content-Length\n");
     }
     None
