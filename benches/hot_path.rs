@@ -129,7 +129,12 @@ fn session_hit(c: &mut Criterion) {
         .block_on(sessions.create(
             NewSession {
                 user_id: "taro",
-                two_step: true,
+                proof: nidan::assurance::Proof {
+                    first: nidan::assurance::FirstFactor::Password,
+                    second: Some(nidan::assurance::SecondFactor::Sms),
+                    exemption: None,
+                    required: true,
+                },
                 methods: "password".into(),
                 device_id: None,
                 ip: "127.0.0.1",
@@ -138,7 +143,10 @@ fn session_hit(c: &mut Criterion) {
             now,
         ))
         .unwrap();
-    assert!(rt.block_on(sessions.check(&token, now)).is_some());
+    assert!(matches!(
+        rt.block_on(sessions.check(&token, now)),
+        Ok(Some(_))
+    ));
     let mut g = c.benchmark_group("session");
     g.sample_size(30)
         .warm_up_time(Duration::from_millis(500))
@@ -159,12 +167,19 @@ fn decision(c: &mut Criterion) {
     let bypass = f.table.get(0).unwrap();
     let login = f.table.get(9).unwrap();
     let u = f.users.get("taro").unwrap();
+    let client = std::net::IpAddr::from([127, 0, 0, 1]);
+    let proof = nidan::assurance::Proof {
+        first: nidan::assurance::FirstFactor::Password,
+        second: Some(nidan::assurance::SecondFactor::Sms),
+        exemption: None,
+        required: true,
+    };
     let mut g = c.benchmark_group("decide");
     g.sample_size(30)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
     g.bench_function("bypass", |b| {
-        b.iter(|| gate::decide(black_box(Some(bypass)), None))
+        b.iter(|| gate::decide(black_box(Some(bypass)), None, client, &[]))
     });
     g.bench_function("login_with_session", |b| {
         b.iter(|| {
@@ -172,8 +187,11 @@ fn decision(c: &mut Criterion) {
                 black_box(Some(login)),
                 Some(Caller {
                     user: &u,
-                    two_step: true,
+                    proof: &proof,
+                    two_step_on: true,
                 }),
+                client,
+                &[],
             )
         })
     });

@@ -81,7 +81,12 @@ fn main() {
                         .create(
                             NewSession {
                                 user_id: &user,
-                                two_step: true,
+                                proof: nidan::assurance::Proof {
+                    first: nidan::assurance::FirstFactor::Password,
+                    second: Some(nidan::assurance::SecondFactor::Sms),
+                    exemption: None,
+                    required: true,
+                },
                                 methods: "password+sms".into(),
                                 device_id: None,
                                 ip: "192.0.2.10",
@@ -102,7 +107,7 @@ fn main() {
         }
         // Every session must be a cache hit; checking also settles moka's bookkeeping.
         for tok in tokens.iter().step_by(1000) {
-            assert!(sessions.check(tok, now).await.is_some());
+            assert!(matches!(sessions.check(tok, now).await, Ok(Some(_))));
         }
         let tokens_bytes = (tokens.capacity() * std::mem::size_of::<String>()
             + tokens.iter().map(String::capacity).sum::<usize>()) as u64;

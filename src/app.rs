@@ -9,6 +9,7 @@ use moka::future::Cache;
 use tokio::sync::Mutex as AsyncMutex;
 
 use crate::audit::Audit;
+use crate::cache::SafeCache;
 use crate::config::{Config, TwoStepMethod};
 use crate::login::approval::Approvals;
 use crate::login::flow::Flow;
@@ -48,9 +49,14 @@ pub struct App {
     pub sends_per_ip: Window,
     pub sends_global: Window,
     pub flows: Cache<String, Arc<AsyncMutex<Flow>>>,
-    /// Recently verified HTTP Basic credentials (hash of user:password → user), so a
-    /// client sending them on every request does not cost a password hash each time.
-    pub basic_cache: Cache<[u8; 32], String>,
+    /// Recently verified HTTP Basic credentials, so a client sending them on every request
+    /// does not cost a password hash each time. Keyed by a salted digest of ID and password;
+    /// an entry counts only while the user's password hash is the one it was verified
+    /// against, and every revocation drops them all (SECURITY 37).
+    pub basic_cache: SafeCache<[u8; 32], BasicEntry>,
+    basic_salt: [u8; 32],
+    /// Users' effective 2-step settings, read through on every decision that needs them.
+    settings: SafeCache<String, (bool, TwoStepMethod)>,
     pub notifier: Arc<Notifier>,
     /// Phone changes made through the admin API, applied over the users file.
     pub phones: crate::phone::PhoneOverrides,
@@ -94,10 +100,19 @@ impl App {
                 .max_capacity(200_000)
                 .time_to_live(cfg.portal.flow_lifetime)
                 .build(),
-            basic_cache: Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(Duration::from_secs(300))
-                .build(),
+            basic_cache: SafeCache::new(
+                Cache::builder()
+                    .max_capacity(10_000)
+                    .time_to_live(Duration::from_secs(300))
+                    .build(),
+            ),
+            basic_salt: rand::random(),
+            settings: SafeCache::new(
+                Cache::builder()
+                    .max_capacity(100_000)
+                    .time_to_live(Duration::from_secs(600))
+                    .build(),
+            ),
             notifier: Arc::new(Notifier::new(&cfg.notifiers)?),
             phones: crate::phone::PhoneOverrides::load(&store).await?,
             audit: Audit::new(store.clone()),
@@ -135,17 +150,27 @@ impl App {
     }
 
     /// A user's effective 2-step setting: their own choice if they made one, else the users
-    /// file, else the configured default.
-    pub async fn two_step_of(&self, user: &User) -> (bool, TwoStepMethod) {
-        if let Ok(Some(s)) = self.store.setting(&user.id).await
-            && let Some(m) = method_from_str(&s.method)
-        {
-            return (s.enabled, m);
+    /// file, else the configured default. A store error is an error, never "off": callers
+    /// deciding on access answer 503 (SECURITY 36).
+    pub async fn two_step_of(
+        &self,
+        user: &User,
+    ) -> Result<(bool, TwoStepMethod), crate::store::StoreError> {
+        if let Some(s) = self.settings.get(&user.id).await {
+            return Ok(s);
         }
-        user.two_step.unwrap_or((
-            self.cfg.users.default_two_step,
-            self.cfg.users.default_method,
-        ))
+        let seen = self.settings.epoch();
+        let stored = self.store.setting(&user.id).await?;
+        let setting = match stored.and_then(|s| method_from_str(&s.method).map(|m| (s.enabled, m)))
+        {
+            Some(s) => s,
+            None => user.two_step.unwrap_or((
+                self.cfg.users.default_two_step,
+                self.cfg.users.default_method,
+            )),
+        };
+        self.settings.admit(user.id.clone(), setting, seen).await;
+        Ok(setting)
     }
 
     pub async fn put_two_step(
@@ -161,7 +186,15 @@ impl App {
                 method: method_str(method).to_owned(),
                 updated: crate::time::now(),
             })
-            .await
+            .await?;
+        self.settings.revoke([&user.to_owned()]).await;
+        Ok(())
+    }
+
+    /// The Basic-credentials cache key for an ID and password: salted per process, so the
+    /// digests in memory are no password oracle.
+    pub fn basic_key(&self, id: &str, password: &str) -> [u8; 32] {
+        crate::secret::digest(&[&self.basic_salt, id.as_bytes(), password.as_bytes()])
     }
 
     /// The user behind an ID, if they exist and may log in.
@@ -204,6 +237,9 @@ impl App {
             Ok(None) => {}
             Ok(Some((old, new))) => {
                 tracing::info!(users = new.len(), "users file reloaded");
+                // 2-step defaults and password hashes may have changed for anyone.
+                self.settings.revoke_all();
+                self.basic_cache.revoke_all();
                 for (id, user) in new.iter() {
                     let was_enabled = old.get(id).is_some_and(|u| !u.disabled);
                     let password_changed = old
@@ -231,6 +267,7 @@ impl App {
 
     /// Ends all sessions and revokes all trusted devices of a user (SECURITY 15).
     pub async fn revoke_everything(&self, user: &str, why: &str, ip: &str) {
+        self.basic_cache.revoke_all();
         let sessions = self.sessions.end_user(user).await.unwrap_or(0);
         let devices = self.devices.revoke_all(user).await.unwrap_or(0);
         // App passwords stand in for the password: they go with it (not with a 2-step change).
@@ -251,6 +288,13 @@ impl App {
             )
             .await;
     }
+}
+
+/// A verified Basic credential: whose, and against which password hash (a digest of it).
+#[derive(Clone)]
+pub struct BasicEntry {
+    pub user_id: String,
+    pub hash: [u8; 32],
 }
 
 fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {

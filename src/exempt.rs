@@ -56,11 +56,9 @@ pub async fn record_login(
                 detail["network"] = json!(n.to_string());
             }
         }
-        Exemption::Route => {
-            if let Some(r) = route {
-                detail["route"] = json!(r);
-            }
-        }
+    }
+    if let Some(r) = route {
+        detail["route"] = json!(r);
     }
     app.audit
         .record("second_step_skipped", user, ip, detail)

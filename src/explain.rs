@@ -381,13 +381,13 @@ async fn user_section(
     );
 
     // Risk signals that can be known without the browser.
-    let applies = risk::applies(&cfg.risk, enabled, route.policy, route.second_step);
+    let applies = risk::applies(&cfg.risk, enabled);
     let mut known = 0u32;
     let mut unknown = 0u32;
     if applies {
         let _ = writeln!(
             w,
-            "risk (threshold {}; user without 2-step on a login route)",
+            "risk (threshold {}; user without 2-step, scored on every portal login)",
             cfg.risk.threshold
         );
         let now = crate::time::now();
@@ -468,10 +468,7 @@ async fn user_section(
     } else if !cfg.risk.enabled {
         let _ = writeln!(w, "risk       turned off (risk.enabled: false)");
     } else {
-        let _ = writeln!(
-            w,
-            "risk       not scored here (only for users without 2-step on login routes)"
-        );
+        let _ = writeln!(w, "risk       not scored: the user's 2-step is on");
     }
 
     // The plan the ID step would make, for a browser without a trusted device.
@@ -480,8 +477,13 @@ async fn user_section(
             user: Some(&u),
             enabled,
             method,
-            policy: route.policy,
-            route_second_step: route.second_step,
+            policy: if route.policy == Policy::TwoFactor
+                && route.second_step == SecondStep::Required
+            {
+                Policy::TwoFactor
+            } else {
+                Policy::Login
+            },
             allowed: &route.allowed_methods,
             trusted_device: false,
             risk_step_up,
@@ -514,7 +516,6 @@ fn describe(p: &flow::Plan, u: &User) -> String {
     };
     if let Some(e) = p.exemption {
         return match e {
-            Exemption::Route => "password only (route exemption)".to_owned(),
             Exemption::TrustedNetwork => format!(
                 "password only: the trusted network skips the second step asked by {}",
                 p.second_step.map_or("-", why)

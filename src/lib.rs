@@ -5,7 +5,9 @@
 pub mod admin;
 pub mod app;
 pub mod approver;
+pub mod assurance;
 pub mod audit;
+pub mod cache;
 pub mod config;
 pub mod demo;
 pub mod exempt;

@@ -184,7 +184,15 @@ pub async fn file_changed(app: &App, id: &str) {
 /// The user's phone is gone. Idempotent: once 2-step no longer depends on the phone,
 /// calling it again changes nothing.
 pub async fn phone_gone(app: &App, user: &User, source: Source, ip: &str) -> Action {
-    let (enabled, method) = app.two_step_of(user).await;
+    let (enabled, method) = match app.two_step_of(user).await {
+        Ok(s) => s,
+        Err(e) => {
+            // Nothing is loosened on an error: 2-step stays as it is (SMS is not attempted
+            // to a gone phone anyway); the next start or change runs this again.
+            tracing::error!(error = %e, user = %user.id, "phone gone: the 2-step setting is unreadable, left unchanged");
+            return Action::None;
+        }
+    };
     let apps = revoke_app_enrollment(app, &user.id).await;
     let depends = enabled && matches!(method, TwoStepMethod::Sms | TwoStepMethod::App);
     if !depends {
@@ -291,7 +299,10 @@ pub async fn check_all(app: &App) {
             continue;
         };
         if user.phone_status == PhoneStatus::Gone {
-            let (enabled, method) = app.two_step_of(&user).await;
+            let Ok((enabled, method)) = app.two_step_of(&user).await else {
+                tracing::error!(user = %user.id, "phone gone: the 2-step setting is unreadable, left unchanged");
+                continue;
+            };
             if enabled && matches!(method, TwoStepMethod::Sms | TwoStepMethod::App) {
                 phone_gone(app, &user, Source::UsersFile, "").await;
             }

@@ -140,7 +140,9 @@ async fn phone(app: &App, session: &mut ServerSession, id: &str) -> Response<Vec
         .map_or_else(String::new, |a| a.ip().to_string());
     match crate::phone::admin_change(app, id, status, phone, &ip).await {
         Ok((user, action)) => {
-            let (enabled, method) = app.two_step_of(&user).await;
+            let Ok((enabled, method)) = app.two_step_of(&user).await else {
+                return error(503, "unavailable", "the store could not be read; try again");
+            };
             reply(
                 200,
                 "application/json",

@@ -118,6 +118,7 @@ pub(crate) struct PortalFile {
     pub default_language: Option<LanguageFile>,
     pub title: Option<String>,
     pub allowed_return_hosts: Option<Vec<String>>,
+    pub public_url: Option<String>,
     pub recent_login: Option<String>,
     pub flow_lifetime: Option<String>,
 }

@@ -693,8 +693,22 @@ impl Checker<'_> {
                 );
             }
         }
+        let public_url = p.public_url.and_then(|u| {
+            let u = u.trim().trim_end_matches('/').to_ascii_lowercase();
+            if public_url_ok(&u) {
+                Some(u)
+            } else {
+                self.err(
+                    "portal.public_url",
+                    "`portal.public_url` is not an http(s) address of a host",
+                    "write the scheme, host and optional port users reach nidan at, without a path, e.g. `https://login.example.com`",
+                );
+                None
+            }
+        });
         Portal {
             path_prefix,
+            public_url,
             default_language: match p.default_language {
                 Some(file::LanguageFile::En) => Language::En,
                 Some(file::LanguageFile::Ja) | None => Language::Ja,
@@ -1670,6 +1684,34 @@ fn route_prefix(p: &str) -> Option<String> {
 }
 
 /// `/_nidan`, `/auth/portal`: plain segments, no trailing slash.
+/// `http(s)://host[:port]`, no path, query, userinfo or fragment.
+fn public_url_ok(u: &str) -> bool {
+    let Some(rest) = u
+        .strip_prefix("https://")
+        .or_else(|| u.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let (host_ok, port) = match rest.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((addr, after)) => (
+                addr.parse::<std::net::Ipv6Addr>().is_ok(),
+                after
+                    .strip_prefix(':')
+                    .or(Some(""))
+                    .filter(|_| after.is_empty() || after.starts_with(':')),
+            ),
+            None => (false, None),
+        },
+        None => match rest.split_once(':') {
+            Some((h, p)) => (hostname_ok(h), Some(p)),
+            None => (hostname_ok(rest), Some("")),
+        },
+    };
+    let port_ok = port.is_some_and(|p| p.is_empty() || p.parse::<u16>().is_ok_and(|n| n > 0));
+    host_ok && port_ok
+}
+
 fn portal_prefix_ok(p: &str) -> bool {
     let Some(rest) = p.strip_prefix('/') else {
         return false;

@@ -81,6 +81,10 @@ pub struct Portal {
     pub title: String,
     /// Hosts (besides route hosts) that return addresses may name.
     pub allowed_return_hosts: Vec<String>,
+    /// Where users reach the portal, e.g. `https://login.example.com` (no path): absolute
+    /// URLs the gateway hands out (the app enrollment's server) are built from it, never from
+    /// a request's `Host` (SECURITY 21).
+    pub public_url: Option<String>,
     /// How long after a login the settings/devices pages may change things (default 5m).
     pub recent_login: Duration,
     /// Lifetime of an unfinished login flow (default 10m).

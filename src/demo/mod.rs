@@ -73,6 +73,7 @@ pub fn prepare(opts: &DemoOptions, backend: SocketAddr, data: &Path) -> Result<C
     };
     let text = CONFIG_TEMPLATE
         .replace("${LISTEN}", &opts.listen.to_string())
+        .replace("${PUBLIC_URL}", &public_url(opts.listen))
         .replace("${BACKEND}", &backend.to_string())
         .replace("${OUTBOX}", &outbox);
     let path = data.join("demo.yaml");
@@ -84,14 +85,22 @@ fn yaml_string(s: &str) -> String {
     serde_json::Value::String(s.to_owned()).to_string()
 }
 
-/// The text printed when the demo is up.
-pub fn banner(listen: SocketAddr, data: &Path, outbox: Option<&Path>) -> String {
+/// The address the demo is reached at (an unspecified listen address is reached on 127.0.0.1).
+fn public_url(listen: SocketAddr) -> String {
     let host = if listen.ip().is_unspecified() {
         "127.0.0.1".to_owned()
     } else {
-        listen.ip().to_string()
+        match listen {
+            SocketAddr::V6(a) => format!("[{}]", a.ip()),
+            SocketAddr::V4(a) => a.ip().to_string(),
+        }
     };
-    let url = format!("http://{host}:{}", listen.port());
+    format!("http://{host}:{}", listen.port())
+}
+
+/// The text printed when the demo is up.
+pub fn banner(listen: SocketAddr, data: &Path, outbox: Option<&Path>) -> String {
+    let url = public_url(listen);
     let mut s = format!(
         "\n  nidan demo is running: open {url}/\n\n\
          \x20 users (password for all: {PASSWORD}):\n\

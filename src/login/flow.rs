@@ -3,7 +3,10 @@
 
 use std::time::Instant;
 
-use crate::config::{Policy, SecondStep, TwoStepMethod};
+use ipnet::IpNet;
+
+use crate::assurance::Proof;
+use crate::config::{Policy, TwoStepMethod};
 use crate::login::code::IssuedCode;
 use crate::notify::Channel;
 use crate::users::{PhoneStatus, User};
@@ -36,13 +39,13 @@ pub enum Why {
     Risk,
 }
 
-/// Why a second step that would be asked is skipped without a trusted device.
+/// Why a second step that would be asked is skipped without a trusted device. (A route's
+/// `second_step: exempt` is no login exemption: what a login asks never depends on the
+/// return address for being weaker; exempt routes are decided per request.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exemption {
     /// The client address is in `exemptions.networks` (never on `two_factor` routes).
     TrustedNetwork,
-    /// The route says `second_step: exempt`.
-    Route,
 }
 
 impl Exemption {
@@ -50,7 +53,6 @@ impl Exemption {
     pub fn as_str(self) -> &'static str {
         match self {
             Exemption::TrustedNetwork => "trusted_network",
-            Exemption::Route => "route_exempt",
         }
     }
 }
@@ -97,9 +99,10 @@ pub struct PlanInput<'a> {
     /// The user's effective 2-step setting.
     pub enabled: bool,
     pub method: TwoStepMethod,
+    /// `TwoFactor` when the return address's route demands both steps (it can only add a
+    /// requirement); `Login` otherwise, whatever that route says.
     pub policy: Policy,
-    pub route_second_step: SecondStep,
-    /// Channels the route accepts for the second step (empty: all).
+    /// Channels the return route accepts for the second step (empty: all).
     pub allowed: &'a [TwoStepMethod],
     pub trusted_device: bool,
     /// The risk engine's score for this login reached the threshold.
@@ -139,13 +142,10 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     let Some(why) = why else {
         return plan;
     };
-    // A route that says `second_step: exempt` never asks it, whatever the policy.
-    if input.route_second_step == SecondStep::Exempt {
-        plan.exemption = Some(Exemption::Route);
-        return plan;
-    }
     plan.second_step = Some(why);
-    if input.trusted_device {
+    // A trusted device does not say which step registered it: it stands in only where the
+    // route accepts any second step.
+    if input.trusted_device && !crate::assurance::restricts_kind(input.allowed) {
         plan.device_skip = true;
         return plan;
     }
@@ -223,6 +223,21 @@ pub struct Flow {
     /// An unknown ID on a route that always asks for a code: the flow looks like a real
     /// user's (a code "is sent", to a made-up masked number) but nothing is sent.
     pub decoy: bool,
+    /// The trusted network the client was in at the ID step (recorded on the session when
+    /// it stood in for the second step).
+    pub network: Option<IpNet>,
+    /// This user's login requires the second step: 2-step on, or the risk score.
+    pub requires_two: bool,
+    /// The login is a step-up of this browser's session (the first factor is proved).
+    pub step_up: Option<StepUp>,
+}
+
+/// A step-up: the session that asked for it, and what it had proved.
+#[derive(Debug, Clone)]
+pub struct StepUp {
+    /// Hex SHA-256 of the session cookie (as the store keeps it).
+    pub session: String,
+    pub proof: Proof,
 }
 
 #[cfg(test)]
@@ -254,7 +269,6 @@ mod tests {
             enabled,
             method,
             policy,
-            route_second_step: SecondStep::Required,
             allowed: &[],
             trusted_device: false,
             risk_step_up: false,
@@ -343,11 +357,8 @@ mod tests {
     }
 
     #[test]
-    fn exempt_route_and_allowed_channels() {
+    fn allowed_channels() {
         let u = user(Some("1"), PhoneStatus::Active, Some("e@x"));
-        let mut i = input(Some(&u), true, TwoStepMethod::Sms, Policy::Login);
-        i.route_second_step = SecondStep::Exempt;
-        assert_eq!(plan(&i).step, Step::Password);
         let mut i = input(Some(&u), true, TwoStepMethod::Sms, Policy::Login);
         let only_email = [TwoStepMethod::Email];
         i.allowed = &only_email;
@@ -358,18 +369,16 @@ mod tests {
     }
 
     #[test]
-    fn route_exemption_skips_even_two_factor() {
+    fn a_trusted_device_does_not_stand_in_where_the_route_restricts_the_kind() {
         let u = user(Some("1"), PhoneStatus::Active, Some("e@x"));
-        let mut i = input(Some(&u), false, TwoStepMethod::Sms, Policy::TwoFactor);
-        i.route_second_step = SecondStep::Exempt;
+        let mut i = input(Some(&u), true, TwoStepMethod::Sms, Policy::TwoFactor);
+        i.trusted_device = true;
+        let only_sms = [TwoStepMethod::Sms];
+        i.allowed = &only_sms;
         let p = plan(&i);
-        assert_eq!(p.step, Step::Password);
-        assert_eq!(p.exemption, Some(Exemption::Route));
-        assert_eq!(p.second_step, None);
-        // Nothing was due: no exemption is recorded.
-        let mut i = input(Some(&u), false, TwoStepMethod::Sms, Policy::Login);
-        i.route_second_step = SecondStep::Exempt;
-        assert_eq!(plan(&i).exemption, None);
+        assert!(!p.device_skip);
+        assert_eq!(p.step, Step::PasswordAndCode);
+        assert_eq!(p.send_to, Some((Channel::Sms, "1".into())));
     }
 
     #[test]

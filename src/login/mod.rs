@@ -18,6 +18,7 @@ use serde_json::json;
 use tokio::sync::Mutex as AsyncMutex;
 
 use crate::app::App;
+use crate::assurance::{self, FirstFactor, Proof, SecondFactor};
 use crate::config::{Language, Policy, Route, SecondStep};
 use crate::login::code::{CodeCheck, IssuedCode};
 use crate::login::flow::{Blocked, Flow, Notice, PlanInput, Step, Why};
@@ -34,6 +35,9 @@ pub struct Client {
     pub device_cookie: Option<String>,
     /// The risk engine's `nidan_seen` cookie, if the browser sent one.
     pub seen_cookie: Option<String>,
+    /// The session cookie, if the browser sent one: a login for the session's own user is a
+    /// step-up, which asks only for the second step the session lacks.
+    pub session_cookie: Option<String>,
     pub lang: Language,
 }
 
@@ -156,6 +160,8 @@ pub struct FlowView {
     pub approval: Option<approval::Status>,
     /// The password was already accepted (approval after the password).
     pub password_ok: bool,
+    /// A step-up of this browser's session: only the second step is asked.
+    pub step_up: bool,
 }
 
 /// The ID step's result: the flow, and how sending the code went.
@@ -197,6 +203,7 @@ fn view(f: &Flow, approval: Option<&approval::Approval>, now: Instant) -> FlowVi
             .map(|a| a.number.clone()),
         approval: approval.map(|a| a.status),
         password_ok: f.password_ok,
+        step_up: f.step_up.is_some(),
         id: f.id.clone(),
         user_id: f.user_id.clone(),
         // Once the app approved, only the password is left.
@@ -237,8 +244,10 @@ pub fn valid_id(raw: &str) -> Option<&str> {
     (n > 0 && n <= 64 && !id.chars().any(char::is_control)).then_some(id)
 }
 
-/// The ID step. `target` is the route the user is heading to (its policy may demand the
-/// second step); `return_to` is already validated.
+/// The ID step. What the login asks comes from the user and the request: the 2-step
+/// setting, the risk score (on every login) and the trusted network. `target`, the route of
+/// the client-chosen return address (already validated), can only add to it: a `two_factor`
+/// route asks for both steps and may restrict their kind (SECURITY 35).
 pub async fn start(
     app: &App,
     client: &Client,
@@ -249,22 +258,34 @@ pub async fn start(
     let id = valid_id(raw_id).ok_or(LoginError::BadInput("id"))?;
     let now = crate::time::now();
     let user = app.active_user(id);
-    // Look the setting up for unknown IDs too, so both take the same path.
+    // Look the setting up for unknown IDs too, so both take the same path. A store error is
+    // a 503, never "2-step off" (SECURITY 36).
     let (enabled, method) = match &user {
-        Some(u) => app.two_step_of(u).await,
+        Some(u) => app.two_step_of(u).await.map_err(|_| LoginError::Busy)?,
         None => {
             let _ = app.store.setting(id).await;
             (false, app.cfg.users.default_method)
         }
     };
+    let step_up = match &user {
+        Some(u) => step_up_session(app, client, &u.id, target, now).await?,
+        None => None,
+    };
     let device_id = match (&user, &client.device_cookie) {
         (Some(u), Some(token)) => app.devices.check(token, &u.id, now).await,
         _ => None,
     };
-    let policy = target.map_or(Policy::Login, |r| r.policy);
-    let route_second_step = target.map_or(SecondStep::Required, |r| r.second_step);
+    // The return route adds a requirement when it demands both steps; an exempt or bypass
+    // route removes none.
+    let policy = if target
+        .is_some_and(|r| r.policy == Policy::TwoFactor && r.second_step == SecondStep::Required)
+    {
+        Policy::TwoFactor
+    } else {
+        Policy::Login
+    };
     // Unknown IDs are scored too (same work), so the answer's timing does not tell them apart.
-    let risk_step_up = if risk::applies(&app.cfg.risk, enabled, policy, route_second_step) {
+    let risk_step_up = if risk::applies(&app.cfg.risk, enabled) {
         risk::assess(app, id, user.is_some(), client, now)
             .await
             .step_up
@@ -277,7 +298,6 @@ pub async fn start(
         enabled,
         method,
         policy,
-        route_second_step,
         allowed: target.map_or(&[], |r| r.allowed_methods.as_slice()),
         trusted_device: device_id.is_some(),
         risk_step_up,
@@ -304,7 +324,15 @@ pub async fn start(
         approval: None,
         password_ok: false,
         decoy: false,
+        network,
+        requires_two: user.is_some() && (enabled || risk_step_up),
+        step_up: None,
     };
+    // A session of this user already proved the first factor: only a second step that is
+    // asked remains (the password is not asked again).
+    if f.plan.step != Step::Password {
+        f.step_up = step_up;
+    }
     // Unknown IDs must not stand out where a real user would be asked for a code: on
     // two_factor routes, and where the risk engine would step a returning user up
     // (SECURITY 4).
@@ -351,8 +379,11 @@ pub async fn start(
         target.map(|r| r.name.as_str()),
     )
     .await;
+    // In a step-up the password is already proved: the app is asked at once.
+    f.password_ok = f.step_up.is_some();
     let by_app_first = f.plan.step == Step::AppApproval
-        && app.cfg.app_approval.order == crate::config::ApprovalOrder::BeforePassword;
+        && (app.cfg.app_approval.order == crate::config::ApprovalOrder::BeforePassword
+            || f.step_up.is_some());
     let send = if by_app_first {
         request_approval(app, &mut f, client, target).await
     } else if f.plan.step == Step::AppApproval {
@@ -507,6 +538,39 @@ fn decoy_phone(app: &App, id: &str) -> String {
     let d = crate::secret::digest(&[b"decoy-phone", key, id.as_bytes()]);
     let n = u32::from_be_bytes([d[0], d[1], d[2], d[3]]) % 10_000;
     format!("+00 00-0000-{n:04}")
+}
+
+/// The browser's live session for `user_id` when it lacks a second step the login is for
+/// (none at all, or not of a kind the return route accepts): what it proved and which
+/// session it is (the hash of its cookie). A session that already holds a fitting second
+/// step makes this an ordinary login.
+async fn step_up_session(
+    app: &App,
+    client: &Client,
+    user_id: &str,
+    target: Option<&Route>,
+    now: i64,
+) -> Result<Option<flow::StepUp>, LoginError> {
+    let Some(token) = client.session_cookie.as_deref() else {
+        return Ok(None);
+    };
+    let live = app
+        .sessions
+        .check(token, now)
+        .await
+        .map_err(|_| LoginError::Busy)?;
+    let lacking = |p: &Proof| match p.second {
+        None => true,
+        Some(f) => target.is_some_and(|r| {
+            r.policy == Policy::TwoFactor && !assurance::accepts(&r.allowed_methods, f)
+        }),
+    };
+    Ok(live
+        .filter(|l| l.record.user_id == user_id && lacking(&l.record.proof))
+        .map(|l| flow::StepUp {
+            session: crate::secret::token_hash(token),
+            proof: l.record.proof,
+        }))
 }
 
 async fn flow(app: &App, id: &str) -> Result<Arc<AsyncMutex<Flow>>, LoginError> {
@@ -695,6 +759,28 @@ pub async fn complete(
             .is_some_and(|a| a.status == approval::Status::Approved && a.flow_id == f.id),
         _ => false,
     };
+    // A step-up: the session that started it must still be live, and be this browser's.
+    let stepped_from = match &f.step_up {
+        Some(su) => {
+            let token = client
+                .session_cookie
+                .as_deref()
+                .filter(|t| crate::secret::token_hash(t) == su.session);
+            let live = match token {
+                Some(t) => app
+                    .sessions
+                    .check(t, now)
+                    .await
+                    .map_err(|_| LoginError::Busy)?,
+                None => None,
+            };
+            match (token, live) {
+                (Some(t), Some(l)) if l.record.user_id == f.user_id => Some(t.to_owned()),
+                _ => return Err(LoginError::FlowNotFound),
+            }
+        }
+        None => None,
+    };
     let first_password = by_app && after_password && !f.password_ok;
     if by_app && !approved && !first_password {
         app.audit
@@ -733,8 +819,10 @@ pub async fn complete(
             return Err(LoginError::Throttled(wait));
         }
     };
-    // After an approval that followed a right password, the password is not asked again.
-    let skip_password = by_app && after_password && f.password_ok && input.password.is_empty();
+    // After an approval that followed a right password, the password is not asked again;
+    // nor in a step-up, where the session proved it.
+    let skip_password = stepped_from.is_some()
+        || (by_app && after_password && f.password_ok && input.password.is_empty());
     let password_ok = if skip_password {
         true
     } else {
@@ -833,12 +921,36 @@ pub async fn complete(
         (false, true, _) => "password+sms".to_owned(),
         _ => "password".to_owned(),
     };
+    let second = if f.plan.device_skip {
+        Some(SecondFactor::TrustedDevice)
+    } else if by_app {
+        Some(SecondFactor::App)
+    } else if with_code {
+        Some(match channel {
+            Some(Channel::Email) => SecondFactor::Email,
+            _ => SecondFactor::Sms,
+        })
+    } else {
+        None
+    };
+    let earlier = f.step_up.as_ref().map(|s| s.proof);
+    let proof = Proof {
+        first: earlier.map_or(FirstFactor::Password, |p| p.first),
+        second,
+        exemption: match (second, f.plan.exemption, f.network) {
+            (None, Some(flow::Exemption::TrustedNetwork), Some(n)) => {
+                Some(assurance::Exemption::Network(n))
+            }
+            _ => None,
+        },
+        required: f.requires_two || earlier.is_some_and(|p| p.required),
+    };
     let (session_token, _) = app
         .sessions
         .create(
             NewSession {
                 user_id: &user.id,
-                two_step: f.plan.device_skip || with_code || by_app,
+                proof,
                 methods: methods.clone(),
                 device_id: f.device_id.clone(),
                 ip: &ip,
@@ -848,6 +960,10 @@ pub async fn complete(
         )
         .await
         .map_err(|_| LoginError::Internal)?;
+    if let Some(old) = &stepped_from {
+        // A new session ID at every login, step-ups included (SECURITY 18).
+        let _ = app.sessions.end(old).await;
+    }
     if let Some(dev) = &f.device_id {
         app.devices.used(dev, now).await;
     }

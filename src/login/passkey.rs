@@ -791,7 +791,13 @@ pub async fn login_finish(
         .create(
             NewSession {
                 user_id: &user.id,
-                two_step: true,
+                // User verification makes a passkey both steps at once.
+                proof: crate::assurance::Proof {
+                    first: crate::assurance::FirstFactor::Passkey,
+                    second: Some(crate::assurance::SecondFactor::Passkey),
+                    exemption: None,
+                    required: true,
+                },
                 methods: methods.clone(),
                 device_id: None,
                 ip: &ip,

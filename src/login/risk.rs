@@ -8,7 +8,7 @@ use ipnet::IpNet;
 use serde_json::json;
 
 use crate::app::App;
-use crate::config::{Policy, RiskSettings, SecondStep};
+use crate::config::RiskSettings;
 use crate::login::Client;
 use crate::session::device::browser_summary;
 use crate::store::SeenKind;
@@ -102,10 +102,11 @@ pub fn watchlisted(cfg: &RiskSettings, ip: IpAddr) -> Option<IpNet> {
     cfg.watch_networks.iter().find(|n| n.contains(&ip)).copied()
 }
 
-/// Does the risk engine score this login? Only for users without 2-step, on routes where
-/// the second step follows the user's setting (`login`, not exempt).
-pub fn applies(cfg: &RiskSettings, enabled: bool, policy: Policy, second_step: SecondStep) -> bool {
-    cfg.enabled && !enabled && policy == Policy::Login && second_step == SecondStep::Required
+/// Does the risk engine score this login? For every portal login of a user without 2-step,
+/// whatever the return address, host or route (SECURITY 35): the session records the result
+/// and every route then holds the login to it.
+pub fn applies(cfg: &RiskSettings, enabled: bool) -> bool {
+    cfg.enabled && !enabled
 }
 
 /// Reads the signals for a login of `user_id` by `client` from the store.
@@ -319,29 +320,8 @@ mod tests {
         assert!(seen_cookie_ok(&crate::secret::random_token(32)));
         assert!(!seen_cookie_ok("short"));
         assert!(!seen_cookie_ok(&"a;".repeat(22)[..43]));
-        assert!(applies(
-            &RiskSettings::default(),
-            false,
-            Policy::Login,
-            SecondStep::Required
-        ));
-        assert!(!applies(
-            &RiskSettings::default(),
-            true,
-            Policy::Login,
-            SecondStep::Required
-        ));
-        assert!(!applies(
-            &RiskSettings::default(),
-            false,
-            Policy::TwoFactor,
-            SecondStep::Required
-        ));
-        assert!(!applies(
-            &RiskSettings::default(),
-            false,
-            Policy::Login,
-            SecondStep::Exempt
-        ));
+        // Scored for every login of a user without 2-step, whatever the route.
+        assert!(applies(&RiskSettings::default(), false));
+        assert!(!applies(&RiskSettings::default(), true));
     }
 }

@@ -139,6 +139,9 @@ fn flow_json(v: &FlowView) -> Value {
     if let Some(a) = v.approval {
         j["approval"] = json!(a.as_str());
     }
+    if v.step_up {
+        j["step_up"] = json!(true);
+    }
     if v.password_ok {
         j["password_ok"] = json!(true);
     }
@@ -162,6 +165,11 @@ async fn app_enroll_start(ctx: &Ctx<'_>) -> Response {
         Err(super::phone_app::EnrollError::NoDestination) => {
             Response::json_error(403, "second_step_unavailable", "no phone or email can receive the security code")
         }
+        Err(super::phone_app::EnrollError::NoPublicUrl) => Response::json_error(
+            503,
+            "not_configured",
+            "the gateway's public address is not configured (portal.public_url)",
+        ),
         Err(super::phone_app::EnrollError::Delivery) => {
             Response::json_error(503, "delivery_failed", "the security code could not be delivered")
         }
@@ -256,7 +264,7 @@ async fn login_complete(ctx: &Ctx<'_>, flow: &str) -> Response {
 
 async fn logout(ctx: &Ctx<'_>) -> Response {
     if let Some(token) = ctx.session_token() {
-        if let Some(live) = ctx.app.sessions.check(&token, ctx.now()).await {
+        if let Ok(Some(live)) = ctx.app.sessions.check(&token, ctx.now()).await {
             ctx.app
                 .audit
                 .record(
@@ -301,8 +309,14 @@ async fn me(ctx: &Ctx<'_>) -> Response {
             "name": user.name,
             "email": user.email,
             "groups": user.groups,
-            "two_step": r.two_step,
+            "two_step": r.proof.second.is_some(),
             "methods": r.methods.split('+').collect::<Vec<_>>(),
+            "proof": {
+                "first_factor": r.proof.first.as_str(),
+                "second_factor": r.proof.second.map(|f| f.as_str()),
+                "exemption": r.proof.exemption.map(|e| e.to_string()),
+                "second_step_required": r.proof.required,
+            },
             "login_at": crate::time::rfc3339(r.created),
             "auth_time": crate::time::rfc3339(r.auth_time),
             "idle_expires_at": crate::time::rfc3339(live.last_seen() + idle),
@@ -352,7 +366,7 @@ pub(super) async fn recent(ctx: &Ctx<'_>) -> Result<std::sync::Arc<crate::users:
     let Some((live, user)) = ctx.session().await else {
         return Err(unauthorized());
     };
-    if !ctx.is_recent(&live) {
+    if !ctx.may_manage(&live).await {
         return Err(recent_required());
     }
     Ok(user)
@@ -447,7 +461,10 @@ async fn settings_get(ctx: &Ctx<'_>) -> Response {
     let Some((_, user)) = ctx.session().await else {
         return unauthorized();
     };
-    let (enabled, method) = ctx.app.two_step_of(&user).await;
+    let Ok((enabled, method)) = ctx.app.two_step_of(&user).await else {
+        return Response::json_error(503, "unavailable", "the service is unavailable; try again")
+            .with("retry-after", "5");
+    };
     Response::json(
         200,
         &json!({

@@ -144,6 +144,10 @@ pub struct Texts {
     pub notice_code_resent: &'static str,
     /// Notice when the login asks for a code because of unusual activity (risk).
     pub notice_risk_step_up: &'static str,
+    /// The ID page after a step-up redirect: the session lacks the second step here.
+    pub notice_step_up: &'static str,
+    /// The password page of a step-up: the password is already proved.
+    pub step_up_code_only: &'static str,
 
     // ---- app approval ----
     pub wait_heading: &'static str,
@@ -346,6 +350,8 @@ static JA: Texts = Texts {
     notice_switched_to_email: "セキュリティコードをメールで送信しました。",
     notice_code_resent: "新しいセキュリティコードを送信しました。以前のセキュリティコードは使用できません。",
     notice_risk_step_up: "安全にご利用いただくため、セキュリティコードによる確認をお願いしています。",
+    notice_step_up: "このページを表示するには、2段階認証での確認が必要です。IDを確認して「次へ」を押してください。",
+    step_up_code_only: "パスワードは確認済みです。2段階目の確認だけをお願いします。",
 
     wait_heading: "アプリでログインを許可してください",
     wait_lead: "2段階認証を設定したスマートフォンのアプリに、ログインしてよいか確認する画面が表示されます。下の番号を選び、「はい」を選択してください。",
@@ -513,6 +519,8 @@ static EN: Texts = Texts {
     notice_switched_to_email: "We sent the security code by email.",
     notice_code_resent: "We sent a new security code. The previous code no longer works.",
     notice_risk_step_up: "To keep your account safe, we ask you to confirm this login with a security code.",
+    notice_step_up: "This page needs the second step of the login. Check your ID and choose Next.",
+    step_up_code_only: "Your password is already confirmed: only the second step is left.",
 
     wait_heading: "Approve the login in the app",
     wait_lead: "The app on the smartphone where you set up two-step verification asks whether this login may go ahead. Choose the number below and select Yes.",

@@ -102,6 +102,7 @@ impl<'a> Ctx<'a> {
                 &self.req.headers,
                 &self.cookie_name(crate::login::risk::SEEN_COOKIE),
             ),
+            session_cookie: self.session_token(),
             lang: self.lang,
         }
     }
@@ -114,17 +115,69 @@ impl<'a> Ctx<'a> {
     }
 
     /// The logged-in user, if the session is valid and the account still active.
+    /// A store error counts as no session here (pages that need one send the user to log in;
+    /// nothing is granted by it).
     pub async fn session(&self) -> Option<(Arc<LiveSession>, Arc<User>)> {
         let token = self.session_token()?;
-        let live = self.app.sessions.check(&token, self.now()).await?;
+        let live = self.app.sessions.check(&token, self.now()).await.ok()??;
         let user = self.app.active_user(&live.record.user_id)?;
         Some((live, user))
     }
 
-    /// Logged in within `portal.recent_login` (needed to change settings and devices).
-    pub fn is_recent(&self, live: &LiveSession) -> bool {
+    /// May this session manage the account (2-step setting, devices, passkeys, tokens, app
+    /// enrollment)? It must be a login within `portal.recent_login` that met the user's full
+    /// requirement: a second step whenever the user's 2-step is on or the login's risk asked
+    /// for one — a network exemption does not stand in here (SECURITY 35). Anything it cannot
+    /// read counts as "no": the user is sent to log in again.
+    pub async fn may_manage(&self, live: &LiveSession) -> bool {
         let window = i64::try_from(self.app.cfg.portal.recent_login.as_secs()).unwrap_or(300);
-        self.now() - live.record.auth_time <= window
+        if self.now() - live.record.auth_time > window {
+            return false;
+        }
+        let proof = &live.record.proof;
+        if proof.second.is_some() {
+            return true;
+        }
+        if proof.required {
+            return false;
+        }
+        let Some(user) = self.app.active_user(&live.record.user_id) else {
+            return false;
+        };
+        matches!(self.app.two_step_of(&user).await, Ok((false, _)))
+    }
+
+    /// The portal's absolute address (scheme, host, port) for links handed out of band (the
+    /// app enrollment): `portal.public_url`, else the request's host only where the
+    /// configuration names it — a route host, an allowed return host, or one of the
+    /// listen addresses. Never an arbitrary `Host` (SECURITY 21).
+    pub fn public_base(&self) -> Option<String> {
+        let portal = &self.app.cfg.portal;
+        if let Some(u) = &portal.public_url {
+            return Some(u.clone());
+        }
+        let raw = self.req.header("host")?.trim().to_ascii_lowercase();
+        let host = &self.req.host;
+        let port = match raw.strip_prefix(host.as_str())? {
+            "" => None,
+            rest => {
+                let p = rest.strip_prefix(':')?;
+                Some(p.parse::<u16>().ok().filter(|n| *n > 0)?)
+            }
+        };
+        let named = self.app.routes().names_host(host)
+            || portal.allowed_return_hosts.iter().any(|h| h == host)
+            || self.app.cfg.server.listen.iter().any(|a| {
+                Some(a.port()) == port && a.ip().to_string() == host.trim_matches(['[', ']'])
+            });
+        if !named {
+            return None;
+        }
+        let scheme = if self.req.tls { "https" } else { "http" };
+        Some(match port {
+            Some(p) => format!("{scheme}://{host}:{p}"),
+            None => format!("{scheme}://{host}"),
+        })
     }
 
     /// The return address if it is safe, else `/`.

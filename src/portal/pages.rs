@@ -148,7 +148,7 @@ pub async fn logout_post(ctx: &Ctx<'_>) -> Response {
         return r;
     }
     if let Some(token) = ctx.session_token() {
-        if let Some(live) = ctx.app.sessions.check(&token, ctx.now()).await {
+        if let Ok(Some(live)) = ctx.app.sessions.check(&token, ctx.now()).await {
             ctx.app
                 .audit
                 .record(
@@ -180,6 +180,7 @@ pub async fn logout_post(ctx: &Ctx<'_>) -> Response {
 // --- the login --------------------------------------------------------------------------
 
 fn id_view(ctx: &Ctx<'_>, rd: String, id: String, error: Option<String>, status: u16) -> Response {
+    let step_up = ctx.req.query_param("step_up").as_deref() == Some("1");
     render(
         IdPage {
             t: ctx.t,
@@ -192,6 +193,7 @@ fn id_view(ctx: &Ctx<'_>, rd: String, id: String, error: Option<String>, status:
             id,
             error,
             passkeys: ctx.app.cfg.passkeys.enabled,
+            step_up,
         },
         status,
     )
@@ -374,6 +376,7 @@ pub async fn flow_page(ctx: &Ctx<'_>, flow: &str, error: Option<String>, status:
             offer_trust: v.offer_trust,
             error,
             app_approved,
+            password_known: v.step_up,
         },
         status,
     )
@@ -590,7 +593,7 @@ pub async fn devices_page(ctx: &Ctx<'_>, msg: Option<&str>, error: Option<&str>)
             title: ctx.title(),
             csrf: ctx.csrf.clone(),
             devices: rows,
-            needs_recent_login: !ctx.is_recent(&live),
+            needs_recent_login: !ctx.may_manage(&live).await,
             message: msg.map(str::to_owned),
             error: error.map(str::to_owned),
             max_devices: ctx.app.devices.max_per_user(),
@@ -609,7 +612,7 @@ pub(super) async fn recent_user(
     let Some((live, user)) = ctx.session().await else {
         return Err(reauth_redirect(ctx, page));
     };
-    if !ctx.is_recent(&live) {
+    if !ctx.may_manage(&live).await {
         return Err(reauth_redirect(ctx, page));
     }
     Ok((form, user))
@@ -705,7 +708,15 @@ pub async fn settings_page(ctx: &Ctx<'_>, msg: Option<&str>, error: Option<&str>
     let Some((live, user)) = ctx.session().await else {
         return reauth_redirect(ctx, "settings");
     };
-    let (enabled, method) = ctx.app.two_step_of(&user).await;
+    let Ok((enabled, method)) = ctx.app.two_step_of(&user).await else {
+        return message(
+            ctx,
+            503,
+            ctx.t.err_unavailable_heading,
+            ctx.t.err_unavailable,
+            None,
+        );
+    };
     render(
         SettingsPage {
             t: ctx.t,
@@ -720,7 +731,7 @@ pub async fn settings_page(ctx: &Ctx<'_>, msg: Option<&str>, error: Option<&str>
             has_email: user.email.is_some(),
             phone_masked: user.phone.as_deref().map(notify::mask_phone),
             email_masked: user.email.as_deref().map(notify::mask_email),
-            needs_recent_login: !ctx.is_recent(&live),
+            needs_recent_login: !ctx.may_manage(&live).await,
             message: msg.map(str::to_owned),
             error: error.map(str::to_owned),
         },
@@ -790,7 +801,11 @@ pub async fn change_setting(
     if enabled && !usable {
         return Err(SettingError::Unavailable);
     }
-    let before = ctx.app.two_step_of(user).await;
+    let before = ctx
+        .app
+        .two_step_of(user)
+        .await
+        .map_err(|_| SettingError::Internal)?;
     if before == (enabled, method) {
         return Ok(None);
     }
@@ -808,6 +823,11 @@ pub async fn change_setting(
             json!({"enabled": enabled, "method": method_str(method), "was_enabled": before.0, "was_method": method_str(before.1)}),
         )
         .await;
+    // This browser keeps what its login proved, under a new session ID.
+    let (proof, methods) = match ctx.session().await {
+        Some((live, _)) => (live.record.proof, live.record.methods.clone()),
+        None => return Err(SettingError::Internal),
+    };
     ctx.app
         .revoke_everything(&user.id, "setting_changed", &ip)
         .await;
@@ -825,8 +845,8 @@ pub async fn change_setting(
         .create(
             crate::session::NewSession {
                 user_id: &user.id,
-                two_step: false,
-                methods: "password".to_owned(),
+                proof,
+                methods,
                 device_id: None,
                 ip: &ip,
                 user_agent: &ctx.req.user_agent(),
@@ -874,7 +894,7 @@ async fn app_view(
             csrf: ctx.csrf.clone(),
             apps,
             setup,
-            needs_recent_login: !ctx.is_recent(&live),
+            needs_recent_login: !ctx.may_manage(&live).await,
             message: msg.map(str::to_owned),
             error: error.map(str::to_owned),
         },
@@ -904,6 +924,9 @@ pub async fn app_enroll_post(ctx: &Ctx<'_>) -> Response {
         Err(super::phone_app::EnrollError::Limited(s)) => too_many(ctx, s, None),
         Err(super::phone_app::EnrollError::NoDestination) => {
             app_view(ctx, None, None, Some(ctx.t.err_no_destination), 400).await
+        }
+        Err(super::phone_app::EnrollError::NoPublicUrl) => {
+            app_view(ctx, None, None, Some(ctx.t.err_unavailable), 503).await
         }
         Err(super::phone_app::EnrollError::Delivery) => {
             app_view(ctx, None, None, Some(ctx.t.err_delivery_failed), 503).await

@@ -133,8 +133,8 @@ pub async fn page(ctx: &Ctx<'_>, msg: Option<&str>, error: Option<&str>) -> Resp
             title: ctx.title(),
             csrf: ctx.csrf.clone(),
             passkeys: rows,
-            needs_recent_login: !ctx.is_recent(&live),
-            needs_two_step: !live.record.two_step,
+            needs_recent_login: !ctx.may_manage(&live).await,
+            needs_two_step: live.record.proof.second.is_none(),
             message: msg.map(str::to_owned),
             error: error.map(str::to_owned),
         },
@@ -303,14 +303,14 @@ async fn registering_user(
     let Some((live, user)) = ctx.session().await else {
         return Err(Response::json_error(401, "unauthenticated", "log in first"));
     };
-    if !ctx.is_recent(&live) {
+    if !ctx.may_manage(&live).await {
         return Err(Response::json_error(
             403,
             "recent_login_required",
             "log in again to change this",
         ));
     }
-    if !live.record.two_step {
+    if live.record.proof.second.is_none() {
         return Err(Response::json_error(
             403,
             "second_step_required",

@@ -24,6 +24,9 @@ pub struct Enrollment {
 
 #[derive(Debug)]
 pub enum EnrollError {
+    /// No absolute address of the portal is known: `portal.public_url` is not set and the
+    /// request's host is not one the configuration names.
+    NoPublicUrl,
     NoDestination,
     Limited(u64),
     Delivery,
@@ -34,6 +37,13 @@ pub enum EnrollError {
 /// the ID is set into the app.
 pub async fn open(ctx: &Ctx<'_>, user: &User) -> Result<Enrollment, EnrollError> {
     let app = ctx.app;
+    // Before anything is sent: the app must be told where to reach us (SECURITY 21).
+    let Some(base) = ctx.public_base() else {
+        tracing::error!(
+            "app enrollment needs portal.public_url (the request's host is not a configured one)"
+        );
+        return Err(EnrollError::NoPublicUrl);
+    };
     let destination = match (&user.phone, user.phone_status, &user.email) {
         (Some(p), PhoneStatus::Active, _) => (Channel::Sms, p.clone()),
         (_, _, Some(e)) => (Channel::Email, e.clone()),
@@ -99,9 +109,7 @@ pub async fn open(ctx: &Ctx<'_>, user: &User) -> Result<Enrollment, EnrollError>
             json!({"code_to": masked}),
         )
         .await;
-    let scheme = if ctx.req.tls { "https" } else { "http" };
-    let host = ctx.req.header("host").unwrap_or("localhost");
-    let server = format!("{scheme}://{host}{}", ctx.prefix());
+    let server = format!("{base}{}", ctx.prefix());
     let uri = format!(
         "nidan-app://enroll?server={}&user={}&code={}",
         super::redirect::encode_rd(&server),

@@ -143,7 +143,7 @@ pub async fn page(
             csrf: ctx.csrf.clone(),
             tokens: rows,
             new_token,
-            needs_recent_login: !ctx.is_recent(&live),
+            needs_recent_login: !ctx.may_manage(&live).await,
             message: msg.map(str::to_owned),
             error: error.map(str::to_owned),
         },

@@ -25,6 +25,8 @@ pub struct IdPage {
     pub error: Option<String>,
     /// Offer "log in with a passkey" (shown by nidan.js where WebAuthn works).
     pub passkeys: bool,
+    /// Came here by a step-up: the session lacks the second step for the page asked for.
+    pub step_up: bool,
 }
 
 /// Step 2: the password, with the security code when `with_code`.
@@ -51,6 +53,8 @@ pub struct PasswordPage {
     pub error: Option<String>,
     /// The app approved this login; only the password is left.
     pub app_approved: bool,
+    /// A step-up: the session proved the password, which is not asked again.
+    pub password_known: bool,
 }
 
 /// Step 2 (app): waiting for the approval in the phone app.
@@ -279,6 +283,7 @@ mod tests {
             id: EVIL.into(),
             error: Some(EVIL.into()),
             passkeys: true,
+            step_up: true,
         }
     }
 
@@ -301,6 +306,7 @@ mod tests {
             offer_trust,
             error: Some(EVIL.into()),
             app_approved: !with_code,
+            password_known: false,
         }
     }
 

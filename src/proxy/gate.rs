@@ -1,7 +1,12 @@
 //! The access decision for a proxied request: plain Rust, no pingora types, so every rule
 //! is unit-tested without sockets.
 
-use crate::config::{Policy, Route, SecondStep};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::assurance::{self, Context, Missing, Proof, Verdict};
+use crate::config::{Policy, Route};
 use crate::users::User;
 
 /// Who the backend is told the user is.
@@ -28,22 +33,31 @@ impl Identity {
 pub enum Decision {
     /// Forward, with identity headers when someone is logged in.
     Allow(Option<Identity>),
-    /// Send the client to log in; `step_up` when a session exists but lacks the second step.
-    Login { step_up: bool },
+    /// Send the client to log in; `step_up` names what a known caller lacks for this route
+    /// (the portal then asks only for that).
+    Login { step_up: Option<Missing> },
     /// 403.
     Deny,
     /// No route for this host and path: 404.
     NoRoute,
 }
 
-/// What the gateway knows about the caller's login.
+/// What the gateway knows about the caller: who, what they proved, and what this user's
+/// 2-step setting is now (read only when the route's decision depends on it).
 pub struct Caller<'a> {
     pub user: &'a User,
-    /// The second step was done (code, app or trusted device), or the route exempts it.
-    pub two_step: bool,
+    pub proof: &'a Proof,
+    pub two_step_on: bool,
 }
 
-pub fn decide(route: Option<&Route>, caller: Option<Caller<'_>>) -> Decision {
+/// The decision for a request, on every request (SECURITY 35): the route's policy, then
+/// what the caller proved against what this route needs for this user.
+pub fn decide(
+    route: Option<&Route>,
+    caller: Option<Caller<'_>>,
+    client: IpAddr,
+    networks: &[IpNet],
+) -> Decision {
     let Some(route) = route else {
         return Decision::NoRoute;
     };
@@ -52,19 +66,21 @@ pub fn decide(route: Option<&Route>, caller: Option<Caller<'_>>) -> Decision {
         Policy::Bypass => Decision::Allow(None),
         Policy::Login | Policy::TwoFactor => {
             let Some(caller) = caller else {
-                return Decision::Login { step_up: false };
+                return Decision::Login { step_up: None };
             };
-            let needs_two =
-                route.policy == Policy::TwoFactor && route.second_step == SecondStep::Required;
-            if needs_two && !caller.two_step {
-                return Decision::Login { step_up: true };
+            let cx = Context {
+                two_step_on: caller.two_step_on,
+                groups: &caller.user.groups,
+                client,
+                networks,
+            };
+            match assurance::evaluate(route, caller.proof, &cx) {
+                Verdict::Met => Decision::Allow(Some(Identity::of(caller.user))),
+                Verdict::StepUp(missing) => Decision::Login {
+                    step_up: Some(missing),
+                },
+                Verdict::Deny => Decision::Deny,
             }
-            if !route.groups.is_empty()
-                && !caller.user.groups.iter().any(|g| route.groups.contains(g))
-            {
-                return Decision::Deny;
-            }
-            Decision::Allow(Some(Identity::of(caller.user)))
         }
     }
 }
@@ -77,7 +93,8 @@ pub fn is_browser(accept: Option<&str>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Accept;
+    use crate::assurance::{FirstFactor, SecondFactor};
+    use crate::config::{Accept, SecondStep};
     use crate::users::PhoneStatus;
 
     fn route(policy: Policy, groups: Vec<String>) -> Route {
@@ -112,56 +129,53 @@ mod tests {
         }
     }
 
+    fn proof(second: Option<SecondFactor>) -> Proof {
+        Proof {
+            first: FirstFactor::Password,
+            second,
+            exemption: None,
+            required: false,
+        }
+    }
+
+    const CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
     #[test]
     fn policies() {
         let u = user();
-        assert_eq!(decide(None, None), Decision::NoRoute);
+        let password = proof(None);
+        let code = proof(Some(SecondFactor::Sms));
+        let caller = |p, on| {
+            Some(Caller {
+                user: &u,
+                proof: p,
+                two_step_on: on,
+            })
+        };
+        let d = |policy, c| decide(Some(&route(policy, vec![])), c, CLIENT, &[]);
+        assert_eq!(decide(None, None, CLIENT, &[]), Decision::NoRoute);
+        assert_eq!(d(Policy::Deny, caller(&code, true)), Decision::Deny);
+        assert_eq!(d(Policy::Bypass, None), Decision::Allow(None));
+        assert_eq!(d(Policy::Login, None), Decision::Login { step_up: None });
         assert_eq!(
-            decide(
-                Some(&route(Policy::Deny, vec![])),
-                Some(Caller {
-                    user: &u,
-                    two_step: true
-                })
-            ),
-            Decision::Deny
-        );
-        assert_eq!(
-            decide(Some(&route(Policy::Bypass, vec![])), None),
-            Decision::Allow(None)
-        );
-        assert_eq!(
-            decide(Some(&route(Policy::Login, vec![])), None),
-            Decision::Login { step_up: false }
-        );
-        assert_eq!(
-            decide(
-                Some(&route(Policy::Login, vec![])),
-                Some(Caller {
-                    user: &u,
-                    two_step: false
-                })
-            ),
+            d(Policy::Login, caller(&password, false)),
             Decision::Allow(Some(Identity::of(&u)))
         );
+        // The user's 2-step is on now: the password alone no longer opens a login route.
         assert_eq!(
-            decide(
-                Some(&route(Policy::TwoFactor, vec![])),
-                Some(Caller {
-                    user: &u,
-                    two_step: false
-                })
-            ),
-            Decision::Login { step_up: true }
+            d(Policy::Login, caller(&password, true)),
+            Decision::Login {
+                step_up: Some(Missing::SecondStep)
+            }
+        );
+        assert_eq!(
+            d(Policy::TwoFactor, caller(&password, false)),
+            Decision::Login {
+                step_up: Some(Missing::SecondStep)
+            }
         );
         assert!(matches!(
-            decide(
-                Some(&route(Policy::TwoFactor, vec![])),
-                Some(Caller {
-                    user: &u,
-                    two_step: true
-                })
-            ),
+            d(Policy::TwoFactor, caller(&code, false)),
             Decision::Allow(Some(_))
         ));
     }
@@ -169,18 +183,30 @@ mod tests {
     #[test]
     fn groups_restrict() {
         let u = user();
+        let code = proof(Some(SecondFactor::Sms));
         let c = || {
             Some(Caller {
                 user: &u,
-                two_step: true,
+                proof: &code,
+                two_step_on: true,
             })
         };
         assert_eq!(
-            decide(Some(&route(Policy::Login, vec!["admins".into()])), c()),
+            decide(
+                Some(&route(Policy::Login, vec!["admins".into()])),
+                c(),
+                CLIENT,
+                &[]
+            ),
             Decision::Deny
         );
         assert!(matches!(
-            decide(Some(&route(Policy::Login, vec!["staff".into()])), c()),
+            decide(
+                Some(&route(Policy::Login, vec!["staff".into()])),
+                c(),
+                CLIENT,
+                &[]
+            ),
             Decision::Allow(_)
         ));
     }

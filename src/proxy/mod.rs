@@ -25,6 +25,7 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{ErrorSource, ErrorType};
 
 use crate::app::App;
+use crate::assurance::{self, Exemption, FirstFactor, Proof, Verdict};
 use crate::config::{Policy, SecondStep};
 use crate::metrics;
 use crate::portal;
@@ -274,15 +275,32 @@ impl Gateway {
             }
             _ => CallerState::None,
         };
+        let networks = &app.cfg.exemptions.networks;
         let decision = match &caller {
-            CallerState::Known(user, two_step) => gate::decide(
-                route,
-                Some(Caller {
+            CallerState::Known(user, proof) => {
+                // The user's current setting, read only when the decision depends on it; an
+                // error reading it is a 503, never "2-step off" (SECURITY 36).
+                let two_step_on = match route.filter(|r| assurance::needs_setting(r, proof)) {
+                    Some(_) => match app.two_step_of(user).await {
+                        Ok((on, _)) => on,
+                        Err(e) => {
+                            tracing::error!(error = %e, "2-step setting unreadable: refusing");
+                            return Ok(Some(unavailable(app, session.req_header())));
+                        }
+                    },
+                    None => false,
+                };
+                let caller = Caller {
                     user,
-                    two_step: *two_step,
-                }),
-            ),
+                    proof,
+                    two_step_on,
+                };
+                gate::decide(route, Some(caller), client, networks)
+            }
             CallerState::BadBasic => return Ok(Some(basic_challenge())),
+            CallerState::Unavailable => {
+                return Ok(Some(unavailable(app, session.req_header())));
+            }
             CallerState::Throttled(s) => {
                 return Ok(Some(
                     Response::json_error(
@@ -293,7 +311,7 @@ impl Gateway {
                     .with("retry-after", s.to_string()),
                 ));
             }
-            CallerState::None => gate::decide(route, None),
+            CallerState::None => gate::decide(route, None, client, networks),
         };
         let req = session.req_header();
         Ok(match decision {
@@ -311,18 +329,25 @@ impl Gateway {
                 let accept = req.headers.get("accept").and_then(|v| v.to_str().ok());
                 if gate::is_browser(accept) {
                     let rd = portal::redirect::encode_rd(&canonical.to_target());
-                    let extra = if step_up { "&step_up=1" } else { "" };
+                    let extra = if step_up.is_some() { "&step_up=1" } else { "" };
                     Some(
                         Response::redirect(302, &format!("{prefix}/login?rd={rd}{extra}"))
                             .with("cache-control", "no-store"),
                     )
                 } else {
-                    Some(
-                        Response::json_error(401, "unauthenticated", "log in first").with(
-                            "www-authenticate",
-                            format!("Cookie realm=\"nidan\", login=\"{prefix}/login\""),
+                    let challenge = format!("Cookie realm=\"nidan\", login=\"{prefix}/login\"");
+                    Some(match step_up {
+                        Some(missing) => Response::json(
+                            401,
+                            &serde_json::json!({
+                                "error": "step_up_required",
+                                "reason": missing.as_str(),
+                                "message": "this route needs a stronger login: log in again with the second step",
+                            }),
                         ),
-                    )
+                        None => Response::json_error(401, "unauthenticated", "log in first"),
+                    }
+                    .with("www-authenticate", challenge))
                 }
             }
             Decision::Deny => Some(portal::gateway_error(app, req, 403)),
@@ -330,7 +355,8 @@ impl Gateway {
         })
     }
 
-    /// Who is calling a protected route: a session cookie, or HTTP Basic where accepted.
+    /// Who is calling a protected route, and what they proved: a session cookie, or an API
+    /// token or HTTP Basic where the route accepts them.
     async fn caller(
         &self,
         session: &Session,
@@ -343,12 +369,19 @@ impl Gateway {
         let headers = &session.req_header().headers;
         if route.accept.session {
             let name = cookie::name(&app.cfg.session.cookie_name, ctx.tls);
-            if let Some(token) = cookie::get(headers, &name)
-                && let Some(live) = app.sessions.check(&token, now).await
-                && let Some(user) = app.active_user(&live.record.user_id)
-            {
-                let two = live.record.two_step || route.second_step == SecondStep::Exempt;
-                return CallerState::Known(user, two);
+            if let Some(token) = cookie::get(headers, &name) {
+                match app.sessions.check(&token, now).await {
+                    Ok(Some(live)) => {
+                        if let Some(user) = app.active_user(&live.record.user_id) {
+                            return CallerState::Known(user, live.record.proof);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "session store unreadable: refusing");
+                        return CallerState::Unavailable;
+                    }
+                }
             }
         }
         if route.accept.token
@@ -368,8 +401,9 @@ impl Gateway {
         CallerState::None
     }
 
-    /// HTTP Basic: allowed only where the password alone is enough (the route exempts the
-    /// second step, or the user has none and the route does not demand it).
+    /// HTTP Basic: the password alone, so it opens only routes where that is enough for
+    /// this user. A right password that cannot open the route is treated exactly like a
+    /// wrong one: hashed, counted as a failure, never cached (SECURITY 37).
     async fn basic(
         &self,
         route: &crate::config::Route,
@@ -383,28 +417,42 @@ impl Gateway {
         {
             return CallerState::BadBasic;
         }
-        let key = crate::secret::digest(&[id.as_bytes(), password.as_bytes()]);
         let user = app.active_user(id);
-        if let (Some(cached), Some(u)) = (app.basic_cache.get(&key).await, &user)
-            && cached == u.id
+        let proof = match &user {
+            Some(u) => match self.password_alone(route, u, FirstFactor::Password).await {
+                Ok(p) => p,
+                Err(()) => return CallerState::Unavailable,
+            },
+            None => None,
+        };
+        let key = app.basic_key(id, password);
+        if let (Some(p), Some(u)) = (proof, &user)
+            && let Some(hit) = app.basic_cache.get(&key).await
+            && hit.user_id == u.id
+            && hit.hash == crate::secret::digest(&[u.password_hash.as_bytes()])
         {
-            return self.basic_allowed(route, u.clone()).await;
+            return CallerState::Known(u.clone(), p);
         }
         let now = crate::time::now();
         let attempt = match app.failures.begin(id, now).await {
             Ok(a) => a,
             Err(wait) => return CallerState::Throttled(wait),
         };
+        let seen = app.basic_cache.epoch();
         let ok = app
             .hasher
             .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
             .await
             .unwrap_or(false);
         let ip = client.to_string();
-        match user {
-            Some(u) if ok => {
+        match (user, proof) {
+            (Some(u), Some(p)) if ok => {
                 app.failures.succeeded(attempt).await;
-                app.basic_cache.insert(key, u.id.clone()).await;
+                let entry = crate::app::BasicEntry {
+                    user_id: u.id.clone(),
+                    hash: crate::secret::digest(&[u.password_hash.as_bytes()]),
+                };
+                app.basic_cache.admit(key, entry, seen).await;
                 app.audit
                     .record(
                         "basic_auth_succeeded",
@@ -417,33 +465,60 @@ impl Gateway {
                         }),
                     )
                     .await;
-                self.basic_allowed(route, u).await
+                CallerState::Known(u, p)
             }
-            _ => {
+            (user, proof) => {
                 app.failures.failed(attempt, now).await;
+                let reason = if ok && user.is_some() && proof.is_none() {
+                    "second_step_required"
+                } else {
+                    "wrong_password"
+                };
                 app.audit
-                    .record("login_failed", id, &ip, serde_json::json!({"reason": "wrong_password", "via": "basic", "route": route.name}))
+                    .record(
+                        "login_failed",
+                        id,
+                        &ip,
+                        serde_json::json!({"reason": reason, "via": "basic", "route": route.name}),
+                    )
                     .await;
                 CallerState::BadBasic
             }
         }
     }
 
-    async fn basic_allowed(
+    /// The proof a password (or token) alone gives on this route, if it is enough there for
+    /// this user (`Ok(None)` when it is not); `Err` when the user's setting is unreadable.
+    async fn password_alone(
         &self,
         route: &crate::config::Route,
-        user: Arc<crate::users::User>,
-    ) -> CallerState {
-        if route.second_step == SecondStep::Exempt {
-            return CallerState::Known(user, true);
-        }
-        let (enabled, _) = self.app.two_step_of(&user).await;
-        if route.policy == Policy::Login && !enabled {
-            CallerState::Known(user, false)
+        user: &crate::users::User,
+        first: FirstFactor,
+    ) -> Result<Option<Proof>, ()> {
+        let proof = Proof {
+            first,
+            second: None,
+            exemption: (route.second_step == SecondStep::Exempt).then_some(Exemption::Route),
+            required: false,
+        };
+        let two_step_on = if assurance::needs_setting(route, &proof) {
+            self.app.two_step_of(user).await.map_err(|_| ())?.0
         } else {
-            // The password alone is not enough for this user here.
-            CallerState::BadBasic
-        }
+            false
+        };
+        let cx = assurance::Context {
+            two_step_on,
+            groups: &user.groups,
+            // Network exemptions are a portal login's; the password alone never uses them.
+            client: IpAddr::from([0, 0, 0, 0]),
+            networks: &[],
+        };
+        // A user outside the route's groups still gets a proof: the gate answers 403 only
+        // after the password was checked.
+        Ok(match assurance::evaluate(route, &proof, &cx) {
+            Verdict::Met | Verdict::Deny => Some(proof),
+            Verdict::StepUp(_) => None,
+        })
     }
 
     async fn portal(
@@ -563,9 +638,16 @@ impl Gateway {
 
 enum CallerState {
     None,
-    Known(Arc<crate::users::User>, bool),
+    Known(Arc<crate::users::User>, Proof),
     BadBasic,
     Throttled(u64),
+    /// A store needed for the decision failed: 503 (SECURITY 36).
+    Unavailable,
+}
+
+/// 503 when the gateway cannot decide (a store failed): never a weaker rule.
+fn unavailable(app: &App, req: &RequestHeader) -> Response {
+    portal::gateway_error(app, req, 503).with("retry-after", "5")
 }
 
 /// Does `haystack` contain `needle` (ASCII case-insensitive)?

@@ -1,12 +1,13 @@
 //! API tokens on proxied routes: `Authorization: Bearer <token>`, or the token as the
 //! password of HTTP Basic, on routes whose `accept` lists `token`. A token counts as the
-//! password alone, so it passes only where that is enough (see `Gateway::basic_allowed`).
+//! password alone, so it passes only where that is enough (see `Gateway::password_alone`).
 
 use std::net::IpAddr;
 
 use serde_json::json;
 
 use super::{CallerState, Gateway, basic_credentials};
+use crate::assurance::FirstFactor;
 use crate::config::{Route, SecondStep};
 use crate::tokens::{self, Check};
 
@@ -46,8 +47,8 @@ impl Gateway {
             }
             Ok(Check::Unknown) => return CallerState::BadBasic,
             Err(e) => {
-                tracing::error!(error = %e, "API token check failed");
-                return CallerState::BadBasic;
+                tracing::error!(error = %e, "API token check failed: refusing");
+                return CallerState::Unavailable;
             }
         };
         let Some(user) = app.active_user(&rec.user_id) else {
@@ -56,7 +57,11 @@ impl Gateway {
         if basic_id.is_some_and(|id| id != user.id) {
             return CallerState::BadBasic;
         }
-        let state = self.basic_allowed(route, user).await;
+        let state = match self.password_alone(route, &user, FirstFactor::Token).await {
+            Ok(Some(proof)) => CallerState::Known(user, proof),
+            Ok(None) => CallerState::BadBasic,
+            Err(()) => return CallerState::Unavailable,
+        };
         let now = crate::time::now();
         match &state {
             CallerState::Known(u, _) => {

@@ -5,11 +5,12 @@
 //! drops the entry at once (SECURITY 15).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use moka::future::Cache;
 
+use crate::cache::SafeCache;
 use crate::secret;
 use crate::session::token::{AUDIENCE, DeviceClaims, KeyRing, TYPE};
 use crate::store::{DeviceRecord, Store, StoreError};
@@ -38,12 +39,11 @@ pub enum DeviceError {
 pub struct Devices {
     store: Store,
     ring: KeyRing,
-    cache: Cache<String, Arc<CachedDevice>>,
+    /// Revocation-safe: a cache miss that raced a revocation never keeps what it read
+    /// before it (SECURITY 15, 37).
+    cache: SafeCache<String, Arc<CachedDevice>>,
     lifetime: i64,
     max_per_user: usize,
-    /// Bumped by every revocation, after the store is updated: a cache miss that raced a
-    /// revocation must not put the record it read before the revocation into the cache.
-    revocations: AtomicU64,
 }
 
 /// Checks a device name: trimmed, 1..=64 characters, no control characters.
@@ -61,13 +61,14 @@ impl Devices {
         Self {
             store,
             ring,
-            cache: Cache::builder()
-                .max_capacity(1_000_000)
-                .time_to_idle(Duration::from_secs(24 * 3_600))
-                .build(),
+            cache: SafeCache::new(
+                Cache::builder()
+                    .max_capacity(1_000_000)
+                    .time_to_idle(Duration::from_secs(24 * 3_600))
+                    .build(),
+            ),
             lifetime: i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX / 4),
             max_per_user,
-            revocations: AtomicU64::new(0),
         }
     }
 
@@ -94,18 +95,15 @@ impl Devices {
         let device = match self.cache.get(&claims.jti).await {
             Some(d) => d,
             None => {
-                let epoch = self.revocations.load(Ordering::SeqCst);
+                let seen = self.cache.epoch();
                 let rec = self.store.device(&claims.jti).await.ok()??;
                 let d = Arc::new(CachedDevice {
                     user_id: rec.user_id,
                     expires: rec.expires,
                     revoked: AtomicBool::new(rec.revoked),
                 });
-                self.cache.insert(claims.jti.clone(), d.clone()).await;
-                if self.revocations.load(Ordering::SeqCst) != epoch {
-                    // A revocation ran meanwhile and may have missed the entry just
-                    // inserted (SECURITY 15): drop it and decide from a fresh read.
-                    self.cache.invalidate(&claims.jti).await;
+                if !self.cache.admit(claims.jti.clone(), d.clone(), seen).await {
+                    // A revocation ran meanwhile: decide from a fresh read, uncached.
                     let rec = self.store.device(&claims.jti).await.ok()??;
                     let ok = rec.user_id == user_id && !rec.revoked && rec.expires > now;
                     return ok.then_some(claims.jti);
@@ -159,7 +157,7 @@ impl Devices {
             return Err(DeviceError::Full);
         }
         self.cache
-            .insert(
+            .insert_fresh(
                 id,
                 Arc::new(CachedDevice {
                     user_id: user_id.to_owned(),
@@ -208,11 +206,11 @@ impl Devices {
     }
 
     async fn forget(&self, id: &str) {
-        self.revocations.fetch_add(1, Ordering::SeqCst);
-        if let Some(d) = self.cache.get(id).await {
+        let id = id.to_owned();
+        if let Some(d) = self.cache.get(&id).await {
             d.revoked.store(true, Ordering::Release);
         }
-        self.cache.invalidate(id).await;
+        self.cache.revoke([&id]).await;
     }
 
     pub fn cached(&self) -> u64 {

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use moka::future::Cache;
 
+use crate::assurance::Proof;
+use crate::cache::SafeCache;
 use crate::secret;
 use crate::store::{SessionRecord, Store, StoreError};
 
@@ -34,7 +36,7 @@ impl LiveSession {
 /// What a new session needs to know about the login.
 pub struct NewSession<'a> {
     pub user_id: &'a str,
-    pub two_step: bool,
+    pub proof: Proof,
     pub methods: String,
     pub device_id: Option<String>,
     pub ip: &'a str,
@@ -44,7 +46,7 @@ pub struct NewSession<'a> {
 pub struct Sessions {
     store: Store,
     /// Keyed by the SHA-256 of the cookie value (the store keeps its hex form).
-    cache: Cache<[u8; 32], Arc<LiveSession>>,
+    cache: SafeCache<[u8; 32], Arc<LiveSession>>,
     idle: i64,
     absolute: i64,
 }
@@ -57,10 +59,12 @@ impl Sessions {
     pub fn new(store: Store, idle: Duration, absolute: Duration) -> Self {
         Self {
             store,
-            cache: Cache::builder()
-                .max_capacity(1_000_000)
-                .time_to_idle(idle)
-                .build(),
+            cache: SafeCache::new(
+                Cache::builder()
+                    .max_capacity(1_000_000)
+                    .time_to_idle(idle)
+                    .build(),
+            ),
             idle: secs(idle),
             absolute: secs(absolute),
         }
@@ -80,7 +84,7 @@ impl Sessions {
             auth_time: now,
             last_seen: now,
             expires: now + self.absolute,
-            two_step: s.two_step,
+            proof: s.proof,
             methods: s.methods,
             device_id: s.device_id,
             ip: s.ip.to_owned(),
@@ -92,35 +96,35 @@ impl Sessions {
             last_written: AtomicI64::new(now),
             record: slim(record),
         });
-        self.cache.insert(key_of(&token), live.clone()).await;
+        self.cache.insert_fresh(key_of(&token), live.clone()).await;
         Ok((token, live))
     }
 
-    /// The live session for a cookie value, or `None` (unknown, expired, idle too long, or
-    /// the store failed: fail closed). Counts as activity.
-    pub async fn check(&self, token: &str, now: i64) -> Option<Arc<LiveSession>> {
+    /// The live session for a cookie value: `Ok(None)` when unknown, expired or idle too
+    /// long; `Err` when the store could not be read (the caller fails closed, SECURITY 36).
+    /// Counts as activity.
+    pub async fn check(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<Option<Arc<LiveSession>>, StoreError> {
         if token.len() != 43 {
-            return None;
+            return Ok(None);
         }
         let key = key_of(token);
         let live = match self.cache.get(&key).await {
             Some(l) => l,
             None => {
-                // Only IDs we issued are in the store; unknown ones never enter the cache.
-                let record = self.store.session(&hex::encode(key)).await.ok()??;
-                let live = Arc::new(LiveSession {
-                    last_seen: AtomicI64::new(record.last_seen),
-                    last_written: AtomicI64::new(record.last_seen),
-                    record: slim(record),
-                });
-                self.cache.insert(key, live.clone()).await;
+                let Some(live) = self.load(key).await? else {
+                    return Ok(None);
+                };
                 live
             }
         };
         if now >= live.record.expires || now - live.last_seen() >= self.idle {
-            self.cache.invalidate(&key).await;
+            self.cache.forget(&key).await;
             let _ = self.store.delete_session(&hex::encode(key)).await;
-            return None;
+            return Ok(None);
         }
         live.last_seen.fetch_max(now, Ordering::Relaxed);
         let written = live.last_written.load(Ordering::Relaxed);
@@ -135,28 +139,52 @@ impl Sessions {
                 let _ = store.touch_session(&hex::encode(key), now).await;
             });
         }
-        Some(live)
+        Ok(Some(live))
+    }
+
+    /// Reads a session from the store into the cache. Only IDs we issued are in the store,
+    /// so unknown ones never enter the cache. A read that raced a revocation is not cached
+    /// and is read again (SECURITY 37); under a storm of revocations the last read answers
+    /// this request without entering the cache.
+    async fn load(&self, key: [u8; 32]) -> Result<Option<Arc<LiveSession>>, StoreError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let seen = self.cache.epoch();
+            let Some(record) = self.store.session(&hex::encode(key)).await? else {
+                return Ok(None);
+            };
+            let live = Arc::new(LiveSession {
+                last_seen: AtomicI64::new(record.last_seen),
+                last_written: AtomicI64::new(record.last_seen),
+                record: slim(record),
+            });
+            if self.cache.admit(key, live.clone(), seen).await || tries >= 3 {
+                return Ok(Some(live));
+            }
+        }
     }
 
     /// Ends the session for a cookie value.
     pub async fn end(&self, token: &str) -> Result<(), StoreError> {
         let key = key_of(token);
         self.store.delete_session(&hex::encode(key)).await?;
-        self.cache.invalidate(&key).await;
+        self.cache.revoke([&key]).await;
         Ok(())
     }
 
     /// Ends every session of a user (password change, setting change, account disabled).
     pub async fn end_user(&self, user_id: &str) -> Result<usize, StoreError> {
         let gone = self.store.delete_user_sessions(user_id).await?;
-        for hash in &gone {
-            if let Some(key) = hex::decode(hash)
-                .ok()
-                .and_then(|k| <[u8; 32]>::try_from(k).ok())
-            {
-                self.cache.invalidate(&key).await;
-            }
-        }
+        let keys: Vec<[u8; 32]> = gone
+            .iter()
+            .filter_map(|hash| {
+                hex::decode(hash)
+                    .ok()
+                    .and_then(|k| <[u8; 32]>::try_from(k).ok())
+            })
+            .collect();
+        self.cache.revoke(&keys).await;
         Ok(gone.len())
     }
 

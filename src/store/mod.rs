@@ -32,6 +32,8 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+use crate::assurance::{Exemption, FirstFactor, Proof, SecondFactor};
+
 /// A stored session; the ID itself is never stored, only its SHA-256.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRecord {
@@ -43,9 +45,9 @@ pub struct SessionRecord {
     pub last_seen: i64,
     /// Absolute expiry.
     pub expires: i64,
-    /// The second step was done in this login (code, app, or a trusted device).
-    pub two_step: bool,
-    /// How the user logged in, e.g. `password+sms`, `password+device`.
+    /// What the login proved (factors, exemption, whether the second step was required).
+    pub proof: Proof,
+    /// How the user logged in, e.g. `password+sms`, `password+device` (for display).
     pub methods: String,
     pub device_id: Option<String>,
     pub ip: String,
@@ -123,6 +125,27 @@ const SCHEMA: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS app_enrollments_user ON app_enrollments(user_id)",
 ];
 
+/// Columns added when sessions started recording what they proved (SECURITY 35). Added
+/// one by one to databases made before; rows from then read their proof from `methods`.
+const SESSION_PROOF_COLUMNS: &[(&str, &str)] = &[
+    (
+        "first_factor",
+        "ALTER TABLE sessions ADD COLUMN first_factor TEXT",
+    ),
+    (
+        "second_factor",
+        "ALTER TABLE sessions ADD COLUMN second_factor TEXT",
+    ),
+    (
+        "exemption",
+        "ALTER TABLE sessions ADD COLUMN exemption TEXT",
+    ),
+    (
+        "required",
+        "ALTER TABLE sessions ADD COLUMN required INTEGER",
+    ),
+];
+
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
@@ -159,6 +182,17 @@ impl Store {
         {
             sqlx::query(*stmt).execute(&pool).await?;
         }
+        let have: Vec<String> = sqlx::query("SELECT name FROM pragma_table_info('sessions')")
+            .fetch_all(&pool)
+            .await?
+            .iter()
+            .map(|r| r.try_get("name"))
+            .collect::<std::result::Result<_, _>>()?;
+        for (name, add) in SESSION_PROOF_COLUMNS {
+            if !have.iter().any(|h| h == name) {
+                sqlx::query(*add).execute(&pool).await?;
+            }
+        }
         Ok(Self { pool })
     }
 
@@ -181,7 +215,8 @@ impl Store {
     pub async fn insert_session(&self, s: &SessionRecord) -> Result<()> {
         sqlx::query(
             "INSERT INTO sessions (id_hash, user_id, created, auth_time, last_seen, expires,
-             two_step, methods, device_id, ip, user_agent) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+             two_step, methods, device_id, ip, user_agent, first_factor, second_factor,
+             exemption, required) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         )
         .bind(&s.id_hash)
         .bind(&s.user_id)
@@ -189,11 +224,15 @@ impl Store {
         .bind(s.auth_time)
         .bind(s.last_seen)
         .bind(s.expires)
-        .bind(s.two_step)
+        .bind(s.proof.second.is_some())
         .bind(&s.methods)
         .bind(&s.device_id)
         .bind(&s.ip)
         .bind(&s.user_agent)
+        .bind(s.proof.first.as_str())
+        .bind(s.proof.second.map(SecondFactor::as_str))
+        .bind(s.proof.exemption.map(|e| e.to_string()))
+        .bind(s.proof.required)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -552,11 +591,53 @@ fn session_from_row(r: &SqliteRow) -> Result<SessionRecord> {
         auth_time: r.try_get("auth_time")?,
         last_seen: r.try_get("last_seen")?,
         expires: r.try_get("expires")?,
-        two_step: r.try_get("two_step")?,
+        proof: proof_from_row(r)?,
         methods: r.try_get("methods")?,
         device_id: r.try_get("device_id")?,
         ip: r.try_get("ip")?,
         user_agent: r.try_get("user_agent")?,
+    })
+}
+
+/// A session's proof. Rows written before proofs were recorded carry only `methods`: their
+/// factors are read from it, and the risk decision, not recorded then, counts as "the
+/// second step was required" when one was done.
+fn proof_from_row(r: &SqliteRow) -> Result<Proof> {
+    let methods: String = r.try_get("methods")?;
+    let first: Option<String> = r.try_get("first_factor")?;
+    let Some(first) = first else {
+        let second = match methods.as_str() {
+            "password+sms" => Some(SecondFactor::Sms),
+            "password+email" => Some(SecondFactor::Email),
+            "password+app" => Some(SecondFactor::App),
+            "password+device" => Some(SecondFactor::TrustedDevice),
+            "passkey" => Some(SecondFactor::Passkey),
+            _ => None,
+        };
+        let first = if methods == "passkey" {
+            FirstFactor::Passkey
+        } else {
+            FirstFactor::Password
+        };
+        return Ok(Proof {
+            first,
+            second,
+            exemption: None,
+            required: second.is_some(),
+        });
+    };
+    let second: Option<String> = r.try_get("second_factor")?;
+    let exemption: Option<String> = r.try_get("exemption")?;
+    let required: Option<bool> = r.try_get("required")?;
+    // An unreadable value must not become a weaker proof: a bad first factor fails the
+    // read; unreadable second factors or exemptions count as absent (less proved).
+    let first = FirstFactor::parse(&first)
+        .ok_or_else(|| StoreError::Db(sqlx::Error::Decode("unknown first factor".into())))?;
+    Ok(Proof {
+        first,
+        second: second.as_deref().and_then(SecondFactor::parse),
+        exemption: exemption.as_deref().and_then(Exemption::parse),
+        required: required.unwrap_or(true),
     })
 }
 
@@ -618,7 +699,12 @@ mod tests {
                 auth_time: 1,
                 last_seen: 1,
                 expires: 100,
-                two_step: false,
+                proof: Proof {
+                    first: FirstFactor::Password,
+                    second: None,
+                    exemption: Some(Exemption::Network("10.0.0.0/8".parse().unwrap())),
+                    required: true,
+                },
                 methods: "password".into(),
                 device_id: None,
                 ip: "127.0.0.1".into(),
@@ -640,7 +726,13 @@ mod tests {
             );
         }
         let store = Store::open(&path).await.unwrap();
-        assert_eq!(store.session("h1").await.unwrap().unwrap().last_seen, 5);
+        let back = store.session("h1").await.unwrap().unwrap();
+        assert_eq!(back.last_seen, 5);
+        assert!(back.proof.required);
+        assert_eq!(
+            back.proof.exemption,
+            Some(Exemption::Network("10.0.0.0/8".parse().unwrap()))
+        );
         assert_eq!(store.live_devices("taro", 20).await.unwrap().len(), 1);
         assert!(!store.revoke_device("hanako", "d1").await.unwrap());
         assert!(store.revoke_device("taro", "d1").await.unwrap());

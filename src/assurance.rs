@@ -1,0 +1,401 @@
+//! Assurance: what a login proved, and what a route needs for a user — the one rule checked
+//! on every request, for sessions, API tokens and HTTP Basic alike (SECURITY 35).
+//!
+//! Pure: no I/O. The caller supplies the user's current 2-step setting and the request's
+//! client address; a failure to learn either is the caller's to turn into a 503.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::config::{Policy, Route, SecondStep, TwoStepMethod};
+
+/// How the user proved who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstFactor {
+    Password,
+    /// An API token (app password) stands in for the password.
+    Token,
+    /// WebAuthn with user verification.
+    Passkey,
+}
+
+/// The second step the login did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecondFactor {
+    Sms,
+    Email,
+    App,
+    TrustedDevice,
+    /// A passkey with user verification counts as both steps.
+    Passkey,
+}
+
+/// What stood in for a second step that was not done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exemption {
+    /// The client was inside this trusted network; holds only while requests come from it.
+    Network(IpNet),
+    /// The route says `second_step: exempt` (HTTP Basic and tokens: decided per request).
+    Route,
+}
+
+/// What a login (or a Basic/token request) proved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Proof {
+    pub first: FirstFactor,
+    pub second: Option<SecondFactor>,
+    pub exemption: Option<Exemption>,
+    /// This user's login required the second step: 2-step on, or the risk score was over
+    /// the threshold. Recorded so that a later request cannot forget the risk decision.
+    pub required: bool,
+}
+
+/// Why a request is short of what the route needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    /// The second step (the user's 2-step, or the login's risk, asks for it).
+    SecondStep,
+    /// A second step of a kind this route accepts (`second_steps`).
+    AcceptedSecondStep,
+}
+
+impl Missing {
+    /// The reason given to API clients (`401 {"error": "step_up_required", "reason"}`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Missing::SecondStep => "second_step_required",
+            Missing::AcceptedSecondStep => "route_requires_other_second_step",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Met,
+    StepUp(Missing),
+    /// The route is `deny`, or the user is in none of its groups.
+    Deny,
+}
+
+/// What the request knows besides the proof.
+pub struct Context<'a> {
+    /// The user's 2-step setting now (not at login time).
+    pub two_step_on: bool,
+    pub groups: &'a [String],
+    pub client: IpAddr,
+    /// `exemptions.networks` now: a network removed from the configuration stops counting.
+    pub networks: &'a [IpNet],
+}
+
+/// Does the route need to know the user's current 2-step setting to decide on this proof?
+/// (Lets the hot path skip the settings lookup for sessions that already hold a second step.)
+pub fn needs_setting(route: &Route, proof: &Proof) -> bool {
+    route.policy == Policy::Login
+        && route.second_step == SecondStep::Required
+        && proof.second.is_none()
+        && !proof.required
+}
+
+/// The rule. `bypass` routes never get here (nothing is needed), but answer `Met` anyway.
+pub fn evaluate(route: &Route, proof: &Proof, cx: &Context<'_>) -> Verdict {
+    let needs_second = match route.policy {
+        Policy::Deny => return Verdict::Deny,
+        Policy::Bypass => return Verdict::Met,
+        _ if !route.groups.is_empty() && !cx.groups.iter().any(|g| route.groups.contains(g)) => {
+            return Verdict::Deny;
+        }
+        _ if route.second_step == SecondStep::Exempt => false,
+        Policy::TwoFactor => {
+            return match proof.second {
+                Some(f) if accepts(&route.allowed_methods, f) => Verdict::Met,
+                Some(_) => Verdict::StepUp(Missing::AcceptedSecondStep),
+                None => Verdict::StepUp(Missing::SecondStep),
+            };
+        }
+        Policy::Login => cx.two_step_on || proof.required,
+    };
+    if !needs_second || proof.second.is_some() {
+        return Verdict::Met;
+    }
+    match proof.exemption {
+        Some(Exemption::Network(n)) if network_holds(n, cx) => Verdict::Met,
+        _ => Verdict::StepUp(Missing::SecondStep),
+    }
+}
+
+/// The trusted network a login was exempted for still holds: the request comes from inside
+/// it and the operator still lists it.
+fn network_holds(n: IpNet, cx: &Context<'_>) -> bool {
+    cx.networks.contains(&n) && n.contains(&crate::exempt::canonical(cx.client))
+}
+
+/// Does a route's `second_steps` list accept this second factor? An empty list accepts all.
+/// A passkey (phishing-resistant, user-verified) is accepted everywhere; a trusted device
+/// only where the route does not restrict the kind (it does not say which step made it).
+pub fn accepts(allowed: &[TwoStepMethod], f: SecondFactor) -> bool {
+    if !restricts_kind(allowed) {
+        return true;
+    }
+    match f {
+        SecondFactor::Sms => allowed.contains(&TwoStepMethod::Sms),
+        SecondFactor::Email => allowed.contains(&TwoStepMethod::Email),
+        SecondFactor::App => allowed.contains(&TwoStepMethod::App),
+        SecondFactor::Passkey => true,
+        SecondFactor::TrustedDevice => false,
+    }
+}
+
+/// Does a route's `second_steps` leave out some kind of second step? (Empty, or all of
+/// `sms`, `email`, `app` — the default — restricts nothing.)
+pub fn restricts_kind(allowed: &[TwoStepMethod]) -> bool {
+    !allowed.is_empty()
+        && ![TwoStepMethod::Sms, TwoStepMethod::Email, TwoStepMethod::App]
+            .iter()
+            .all(|m| allowed.contains(m))
+}
+
+// --- stored forms ---------------------------------------------------------------------
+
+impl FirstFactor {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FirstFactor::Password => "password",
+            FirstFactor::Token => "token",
+            FirstFactor::Passkey => "passkey",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "password" => FirstFactor::Password,
+            "token" => FirstFactor::Token,
+            "passkey" => FirstFactor::Passkey,
+            _ => return None,
+        })
+    }
+}
+
+impl SecondFactor {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecondFactor::Sms => "sms",
+            SecondFactor::Email => "email",
+            SecondFactor::App => "app",
+            SecondFactor::TrustedDevice => "trusted_device",
+            SecondFactor::Passkey => "passkey",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "sms" => SecondFactor::Sms,
+            "email" => SecondFactor::Email,
+            "app" => SecondFactor::App,
+            "trusted_device" => SecondFactor::TrustedDevice,
+            "passkey" => SecondFactor::Passkey,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Exemption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Exemption::Network(n) => write!(f, "network:{n}"),
+            Exemption::Route => f.write_str("route"),
+        }
+    }
+}
+
+impl Exemption {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "route" => Some(Exemption::Route),
+            _ => s
+                .strip_prefix("network:")
+                .and_then(|n| n.parse().ok())
+                .map(Exemption::Network),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::config::Accept;
+
+    fn route(policy: Policy, second_step: SecondStep, allowed: &[TwoStepMethod]) -> Route {
+        Route {
+            name: "r".into(),
+            hosts: vec![],
+            path_prefix: "/".into(),
+            upstreams: vec![],
+            policy,
+            second_step,
+            accept: Accept {
+                session: true,
+                basic: true,
+                token: true,
+            },
+            groups: vec![],
+            allowed_methods: allowed.to_vec(),
+        }
+    }
+
+    fn proof(
+        first: FirstFactor,
+        second: Option<SecondFactor>,
+        exemption: Option<Exemption>,
+        required: bool,
+    ) -> Proof {
+        Proof {
+            first,
+            second,
+            exemption,
+            required,
+        }
+    }
+
+    /// The whole table: policy × second_step × second_steps × user 2-step × risk (recorded
+    /// as `required`) × what the session proved × network, with the expected verdict.
+    #[test]
+    fn the_assurance_table() {
+        use FirstFactor::*;
+        use Policy::*;
+        use SecondFactor as S;
+        use SecondStep::*;
+        use TwoStepMethod as M;
+        let net: IpNet = "10.0.0.0/8".parse().unwrap();
+        let inside: IpAddr = "10.1.2.3".parse().unwrap();
+        let outside: IpAddr = "192.0.2.9".parse().unwrap();
+        let step = Verdict::StepUp(Missing::SecondStep);
+        let other = Verdict::StepUp(Missing::AcceptedSecondStep);
+        let met = Verdict::Met;
+        let nw = Some(Exemption::Network(net));
+        let route_ex = Some(Exemption::Route);
+        #[rustfmt::skip]
+        let table: &[(Policy, SecondStep, &[M], bool, bool, FirstFactor, Option<S>, Option<Exemption>, IpAddr, Verdict)] = &[
+            // policy   2nd step allowed       2-step risk  first     second              exemption client   verdict
+            (Bypass,    Required, &[],          true,  true,  Password, None,               None,     outside, met),
+            (Deny,      Required, &[],          false, false, Password, Some(S::Passkey),   None,     outside, Verdict::Deny),
+            // login: the password is enough only for a user without 2-step and no risk
+            (Login,     Required, &[],          false, false, Password, None,               None,     outside, met),
+            (Login,     Required, &[],          true,  false, Password, None,               None,     outside, step),
+            (Login,     Required, &[],          false, true,  Password, None,               None,     outside, step),
+            (Login,     Required, &[],          true,  false, Password, Some(S::Sms),       None,     outside, met),
+            (Login,     Required, &[],          true,  false, Password, Some(S::Email),     None,     outside, met),
+            (Login,     Required, &[],          true,  false, Password, Some(S::TrustedDevice), None, outside, met),
+            (Login,     Required, &[],          false, true,  Password, Some(S::Sms),       None,     outside, met),
+            (Login,     Required, &[],          true,  false, Passkey,  Some(S::Passkey),   None,     outside, met),
+            // the network exemption holds only from inside the network
+            (Login,     Required, &[],          true,  false, Password, None,               nw,       inside,  met),
+            (Login,     Required, &[],          true,  false, Password, None,               nw,       outside, step),
+            (Login,     Required, &[],          false, true,  Password, None,               nw,       outside, step),
+            // a route exemption is per route: it opens exempt routes only
+            (Login,     Exempt,   &[],          true,  false, Password, None,               route_ex, outside, met),
+            (Login,     Required, &[],          true,  false, Password, None,               route_ex, outside, step),
+            (Login,     Exempt,   &[],          true,  true,  Token,    None,               None,     outside, met),
+            (Login,     Required, &[],          true,  false, Token,    None,               None,     outside, step),
+            (Login,     Required, &[],          false, false, Token,    None,               None,     outside, met),
+            // two_factor: a second step, of a kind the route accepts, whatever the user
+            (TwoFactor, Required, &[],          false, false, Password, None,               None,     outside, step),
+            (TwoFactor, Required, &[],          false, false, Password, None,               nw,       inside,  step),
+            (TwoFactor, Required, &[],          false, false, Password, Some(S::Email),     None,     outside, met),
+            (TwoFactor, Required, &[],          false, false, Password, Some(S::TrustedDevice), None, outside, met),
+            (TwoFactor, Required, &[M::Sms, M::App], true, false, Password, Some(S::Email), None,     outside, other),
+            (TwoFactor, Required, &[M::Sms, M::App], true, false, Password, Some(S::Sms),   None,     outside, met),
+            (TwoFactor, Required, &[M::Sms, M::App], true, false, Password, Some(S::App),   None,     outside, met),
+            (TwoFactor, Required, &[M::Sms],    true,  false, Password, Some(S::TrustedDevice), None, outside, other),
+            (TwoFactor, Required, &[M::Sms],    true,  false, Passkey,  Some(S::Passkey),   None,     outside, met),
+            (TwoFactor, Required, &[M::Sms, M::Email, M::App], true, false, Password, Some(S::TrustedDevice), None, outside, met),
+            (TwoFactor, Exempt,   &[],          true,  false, Password, None,               None,     outside, met),
+            (TwoFactor, Required, &[],          true,  false, Token,    None,               None,     outside, step),
+        ];
+        for (i, (policy, ss, allowed, on, risk, first, second, ex, client, want)) in
+            table.iter().enumerate()
+        {
+            let r = route(*policy, *ss, allowed);
+            let p = proof(*first, *second, *ex, *risk);
+            let cx = Context {
+                two_step_on: *on,
+                groups: &[],
+                client: *client,
+                networks: &[net],
+            };
+            assert_eq!(evaluate(&r, &p, &cx), *want, "row {i}");
+        }
+    }
+
+    #[test]
+    fn groups_and_removed_networks() {
+        let net: IpNet = "10.0.0.0/8".parse().unwrap();
+        let mut r = route(Policy::Login, SecondStep::Required, &[]);
+        r.groups = vec!["admins".into()];
+        let p = proof(FirstFactor::Password, Some(SecondFactor::Sms), None, true);
+        let staff = vec!["staff".to_owned()];
+        let cx = |groups: &'static [String]| Context {
+            two_step_on: true,
+            groups,
+            client: "10.0.0.1".parse().unwrap(),
+            networks: &[],
+        };
+        assert_eq!(
+            evaluate(
+                &r,
+                &p,
+                &Context {
+                    groups: &staff,
+                    ..cx(&[])
+                }
+            ),
+            Verdict::Deny
+        );
+        let admins = vec!["admins".to_owned()];
+        assert_eq!(
+            evaluate(
+                &r,
+                &p,
+                &Context {
+                    groups: &admins,
+                    ..cx(&[])
+                }
+            ),
+            Verdict::Met
+        );
+        // A network the operator no longer lists stops standing in for the second step.
+        let r = route(Policy::Login, SecondStep::Required, &[]);
+        let p = proof(
+            FirstFactor::Password,
+            None,
+            Some(Exemption::Network(net)),
+            true,
+        );
+        assert_eq!(
+            evaluate(&r, &p, &cx(&[])),
+            Verdict::StepUp(Missing::SecondStep)
+        );
+    }
+
+    #[test]
+    fn stored_forms_round_trip() {
+        for e in [
+            Exemption::Route,
+            Exemption::Network("2001:db8::/32".parse().unwrap()),
+        ] {
+            assert_eq!(Exemption::parse(&e.to_string()), Some(e));
+        }
+        assert_eq!(Exemption::parse("network:nonsense"), None);
+        for f in [
+            SecondFactor::Sms,
+            SecondFactor::Email,
+            SecondFactor::App,
+            SecondFactor::TrustedDevice,
+            SecondFactor::Passkey,
+        ] {
+            assert_eq!(SecondFactor::parse(f.as_str()), Some(f));
+        }
+    }
+}
