@@ -261,6 +261,21 @@ mod tests {
 
     /// The whole table: policy × second_step × second_steps × user 2-step × risk (recorded
     /// as `required`) × what the session proved × network, with the expected verdict.
+    /// policy, second_step, second_steps, user 2-step, risk, first, second, exemption,
+    /// client, expected verdict.
+    type Row = (
+        Policy,
+        SecondStep,
+        &'static [TwoStepMethod],
+        bool,
+        bool,
+        FirstFactor,
+        Option<SecondFactor>,
+        Option<Exemption>,
+        IpAddr,
+        Verdict,
+    );
+
     #[test]
     fn the_assurance_table() {
         use FirstFactor::*;
@@ -277,7 +292,7 @@ mod tests {
         let nw = Some(Exemption::Network(net));
         let route_ex = Some(Exemption::Route);
         #[rustfmt::skip]
-        let table: &[(Policy, SecondStep, &[M], bool, bool, FirstFactor, Option<S>, Option<Exemption>, IpAddr, Verdict)] = &[
+        let table: &[Row] = &[
             // policy   2nd step allowed       2-step risk  first     second              exemption client   verdict
             (Bypass,    Required, &[],          true,  true,  Password, None,               None,     outside, met),
             (Deny,      Required, &[],          false, false, Password, Some(S::Passkey),   None,     outside, Verdict::Deny),

@@ -232,6 +232,8 @@ async fn login_start(ctx: &Ctx<'_>) -> Response {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CompleteBody {
+    /// Not needed in a step-up, where the session proved it.
+    #[serde(default)]
     password: String,
     #[serde(default)]
     code: Option<String>,
@@ -366,8 +368,15 @@ pub(super) async fn recent(ctx: &Ctx<'_>) -> Result<std::sync::Arc<crate::users:
     let Some((live, user)) = ctx.session().await else {
         return Err(unauthorized());
     };
-    if !ctx.may_manage(&live).await {
+    if !ctx.is_recent(&live) {
         return Err(recent_required());
+    }
+    if !ctx.may_manage(&live).await {
+        return Err(Response::json_error(
+            403,
+            "step_up_required",
+            "log in again with the second step to change this",
+        ));
     }
     Ok(user)
 }

@@ -124,14 +124,19 @@ impl<'a> Ctx<'a> {
         Some((live, user))
     }
 
+    /// Logged in within `portal.recent_login`.
+    pub fn is_recent(&self, live: &LiveSession) -> bool {
+        let window = i64::try_from(self.app.cfg.portal.recent_login.as_secs()).unwrap_or(300);
+        self.now() - live.record.auth_time <= window
+    }
+
     /// May this session manage the account (2-step setting, devices, passkeys, tokens, app
     /// enrollment)? It must be a login within `portal.recent_login` that met the user's full
     /// requirement: a second step whenever the user's 2-step is on or the login's risk asked
     /// for one — a network exemption does not stand in here (SECURITY 35). Anything it cannot
     /// read counts as "no": the user is sent to log in again.
     pub async fn may_manage(&self, live: &LiveSession) -> bool {
-        let window = i64::try_from(self.app.cfg.portal.recent_login.as_secs()).unwrap_or(300);
-        if self.now() - live.record.auth_time > window {
+        if !self.is_recent(live) {
             return false;
         }
         let proof = &live.record.proof;

@@ -257,6 +257,15 @@ pub async fn id_post(ctx: &Ctx<'_>) -> Response {
             Some(ctx.t.err_id_required.to_owned()),
             400,
         ),
+        // A store failed while planning the login: never a weaker plan (SECURITY 36).
+        Err(LoginError::Busy) => message(
+            ctx,
+            503,
+            ctx.t.err_unavailable_heading,
+            ctx.t.err_unavailable,
+            login_link(ctx),
+        )
+        .with("retry-after", "5"),
         Err(_) => message(
             ctx,
             500,
