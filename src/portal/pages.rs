@@ -255,6 +255,8 @@ pub async fn id_post(ctx: &Ctx<'_>) -> Response {
             Some(ctx.t.err_id_required.to_owned()),
             400,
         ),
+        // Too many ID steps from this network.
+        Err(LoginError::Throttled(s)) => too_many(ctx, s, login_link(ctx)),
         Err(_) => message(
             ctx,
             500,
