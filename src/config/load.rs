@@ -558,12 +558,7 @@ impl Checker<'_> {
         let n32 = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
         AuditSettings {
             retention,
-            max_rows: self.number(
-                "audit.max_rows",
-                a.max_rows,
-                1_000_000,
-                1_000..=1_000_000_000,
-            ),
+            max_rows: self.number("audit.max_rows", a.max_rows, 1_000_000, 100..=1_000_000_000),
             unauthenticated_per_address: n32(self.number(
                 "audit.unauthenticated_per_address",
                 a.unauthenticated_per_address,
