@@ -134,10 +134,9 @@ pub async fn id_step(app: &App, client: &Client, now: i64) -> Result<(), LoginEr
 
 /// Counts a passkey login start against the client's network; the seconds to wait if over.
 pub fn passkey_start(app: &App, ip: IpAddr, now: i64) -> Result<(), u64> {
-    app.budgets.passkey_start(ip, now).map_err(|wait| {
-        limited(app, "passkey_start_limited", ip, wait);
-        wait
-    })
+    app.budgets
+        .passkey_start(ip, now)
+        .inspect_err(|&wait| limited(app, "passkey_start_limited", ip, wait))
 }
 
 /// Records a refusal in the background (the audit trail bounds these per network).
