@@ -32,6 +32,7 @@ const UNAUTHENTICATED: &[&str] = &[
     "approval_fallback_to_code",
     "id_step_limited",
     "passkey_start_limited",
+    "audit_suppressed",
 ];
 
 /// Longest user ID kept in a row (IDs of unknown users are attacker-chosen).
@@ -149,10 +150,15 @@ impl Audit {
         }
     }
 
-    /// Deletes rows older than `retention` and beyond `max_rows`.
+    /// Deletes rows older than `retention` and beyond `max_rows` (events anyone can cause
+    /// go first).
     pub async fn purge(&self, cfg: &AuditSettings, now: i64) {
         let keep = i64::try_from(cfg.retention.as_secs()).unwrap_or(i64::MAX / 2);
-        match self.store.purge_audit(now - keep, cfg.max_rows).await {
+        match self
+            .store
+            .purge_audit(now - keep, cfg.max_rows, UNAUTHENTICATED)
+            .await
+        {
             Ok(0) => {}
             Ok(n) => tracing::info!(rows = n, "audit trail purged"),
             Err(e) => tracing::error!(error = %e, "could not purge the audit trail"),
@@ -237,7 +243,11 @@ mod tests {
         audit.purge(&AuditSettings { max_rows: 2, ..cfg }, 0).await;
         assert_eq!(store.audit_rows().await.unwrap(), 2);
         let rows = audit.trail(None, 10).await;
-        assert_eq!(rows[0].event, "audit_suppressed", "the newest stay");
+        assert_eq!(rows[0].event, "audit_suppressed");
+        assert_eq!(
+            rows[1].event, "login_succeeded",
+            "floods go before real logins"
+        );
         let later = crate::time::now() + 2 * 3_600;
         audit.purge(&cfg, later).await;
         assert_eq!(store.audit_rows().await.unwrap(), 0);

@@ -526,23 +526,41 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes audit rows older than `before`, then the oldest beyond the newest
-    /// `max_rows` (IDs only grow, so the newest `max_rows` are those above MAX(id) - max).
-    pub async fn purge_audit(&self, before: i64, max_rows: u64) -> Result<u64> {
-        let old = sqlx::query("DELETE FROM audit WHERE ts < ?")
+    /// Deletes audit rows older than `before`, then the oldest beyond `max_rows`: rows of
+    /// the `first` events before any other, so a flood of events anyone can cause never
+    /// pushes the record of real logins out.
+    pub async fn purge_audit(&self, before: i64, max_rows: u64, first: &[&str]) -> Result<u64> {
+        let mut removed = sqlx::query("DELETE FROM audit WHERE ts < ?")
             .bind(before)
             .execute(&self.pool)
             .await?
             .rows_affected();
-        let max = i64::try_from(max_rows).unwrap_or(i64::MAX);
-        let over = sqlx::query(
-            "DELETE FROM audit WHERE id <= (SELECT COALESCE(MAX(id), 0) FROM audit) - ?",
-        )
-        .bind(max)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(old + over)
+        let rows = u64::try_from(self.audit_rows().await?).unwrap_or(0);
+        let mut excess = rows.saturating_sub(max_rows);
+        if excess > 0 && !first.is_empty() {
+            let events = serde_json::to_string(first).unwrap_or_else(|_| "[]".into());
+            let n = sqlx::query(
+                "DELETE FROM audit WHERE id IN (SELECT id FROM audit \
+                 WHERE event IN (SELECT value FROM json_each(?)) ORDER BY id LIMIT ?)",
+            )
+            .bind(events)
+            .bind(i64::try_from(excess).unwrap_or(i64::MAX))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            removed += n;
+            excess = excess.saturating_sub(n);
+        }
+        if excess > 0 {
+            removed += sqlx::query(
+                "DELETE FROM audit WHERE id IN (SELECT id FROM audit ORDER BY id LIMIT ?)",
+            )
+            .bind(i64::try_from(excess).unwrap_or(i64::MAX))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        }
+        Ok(removed)
     }
 
     /// Number of rows in the audit trail.
