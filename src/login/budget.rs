@@ -109,8 +109,11 @@ impl Budgets {
     /// answer matches a real account's while it is spent), never spent.
     pub fn send_decoy(&self, ip: IpAddr, id: &str, now: i64) -> Result<(), u64> {
         self.per_address.hit(&self.key(ip), now)?;
-        self.global_strangers.peek("all", now)?;
-        self.decoy.hit(id, now)
+        // In the order a real send checks its budgets, so the same one answers first.
+        self.decoy.hit(id, now)?;
+        self.global_strangers.peek("all", now).inspect_err(|_| {
+            self.decoy.undo(id, now);
+        })
     }
 
     /// One ID step (a new login flow) from `ip`.
