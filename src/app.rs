@@ -13,7 +13,7 @@ use crate::cache::SafeCache;
 use crate::config::{Config, TwoStepMethod};
 use crate::login::approval::Approvals;
 use crate::login::flow::Flow;
-use crate::login::limits::{FailureLimiter, Window};
+use crate::login::limits::FailureLimiter;
 use crate::login::password::Hasher;
 use crate::notify::Notifier;
 use crate::proxy::route::RouteTable;
@@ -45,9 +45,10 @@ pub struct App {
     pub devices: Devices,
     pub hasher: Arc<Hasher>,
     pub failures: FailureLimiter,
-    pub sends_per_account: Window,
-    pub sends_per_ip: Window,
-    pub sends_global: Window,
+    /// Send budgets and per-network limits on anonymous work (login::budget).
+    pub budgets: crate::login::budget::Budgets,
+    /// Decoy flows for unknown IDs (login::decoy).
+    pub decoys: crate::login::decoy::Decoys,
     pub flows: Cache<String, Arc<AsyncMutex<Flow>>>,
     /// Recently verified HTTP Basic credentials, so a client sending them on every request
     /// does not cost a password hash each time. Keyed by a salted digest of ID and password;
@@ -93,9 +94,8 @@ impl App {
             ),
             hasher,
             failures: FailureLimiter::new(store.clone(), cfg.login_limits.clone()),
-            sends_per_account: Window::new(code.max_sends_per_account, code.send_window),
-            sends_per_ip: Window::new(code.max_sends_per_ip, code.send_window),
-            sends_global: Window::new(code.max_sends_global_per_hour, Duration::from_secs(3_600)),
+            budgets: crate::login::budget::Budgets::new(code, &cfg.login_limits),
+            decoys: crate::login::decoy::Decoys::new(),
             flows: Cache::builder()
                 .max_capacity(200_000)
                 .time_to_live(cfg.portal.flow_lifetime)
@@ -115,7 +115,11 @@ impl App {
             ),
             notifier: Arc::new(Notifier::new(&cfg.notifiers)?),
             phones: crate::phone::PhoneOverrides::load(&store).await?,
-            audit: Audit::new(store.clone()),
+            audit: Audit::with_bounds(
+                store.clone(),
+                &cfg.audit,
+                (cfg.login_limits.ipv4_prefix, cfg.login_limits.ipv6_prefix),
+            ),
             approvals: Approvals::new(cfg.app_approval.clone(), store.clone()),
             passkeys: crate::login::passkey::Challenges::new(),
             store,
@@ -223,6 +227,9 @@ impl App {
                     config_seen = now_seen;
                     app.reload_config();
                 }
+                // The audit trail stays bounded (SECURITY 39): cheap indexed deletes.
+                app.audit.flush_suppressed().await;
+                app.audit.purge(&app.cfg.audit, crate::time::now()).await;
                 if rounds.is_multiple_of(30) {
                     let now = crate::time::now();
                     let _ = app.sessions.purge(now).await;

@@ -810,7 +810,11 @@ async fn devices_and_revocations_survive_kill_9() {
 
 #[tokio::test]
 async fn a_two_step_setting_change_revokes_every_device() {
-    let gw = Gateway::start();
+    // Four code sends to hanako from browsers her account does not know: more than the
+    // default share strangers may use (see tests/budgets.rs).
+    let gw = Gateway::builder()
+        .set("security_code.max_sends_per_account", "10")
+        .start();
     let a = api(&gw);
     let token = login_trusting(&a, "hanako", "My laptop").await;
     let b = api(&gw);
@@ -958,6 +962,8 @@ async fn devices_cached(gw: &Gateway) -> u64 {
 async fn forged_cookies_do_not_grow_the_cache() {
     let gw = Gateway::builder()
         .set("server.admin_listen", "\"127.0.0.1:1\"")
+        // 2,000 ID steps from one address: far over the per-network limit.
+        .set("login_limits.id_steps_per_address", "100000")
         .start();
     let a = api(&gw);
     let token = login_trusting(&a, "hanako", "My laptop").await;

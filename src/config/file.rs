@@ -45,6 +45,8 @@ pub(crate) struct File {
     pub passkeys: Option<PasskeysFile>,
     #[serde(default)]
     pub routes: Option<Vec<RouteFile>>,
+    #[serde(default)]
+    pub audit: Option<AuditFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -159,6 +161,8 @@ pub(crate) struct SecurityCodeFile {
     pub send_window: Option<String>,
     pub max_sends_per_ip: Option<u64>,
     pub max_sends_global_per_hour: Option<u64>,
+    pub reserve_for_known_browsers: Option<u64>,
+    pub global_reserve_for_known_browsers: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -169,6 +173,21 @@ pub(crate) struct LoginLimitsFile {
     pub base_delay: Option<String>,
     pub max_delay: Option<String>,
     pub max_concurrent_hashes: Option<u64>,
+    pub reserve_for_known_browsers: Option<u64>,
+    pub id_steps_per_address: Option<u64>,
+    pub passkey_starts_per_address: Option<u64>,
+    pub address_window: Option<String>,
+    pub ipv4_prefix: Option<u64>,
+    pub ipv6_prefix: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AuditFile {
+    pub retention: Option<String>,
+    pub max_rows: Option<u64>,
+    pub unauthenticated_per_address: Option<u64>,
+    pub unauthenticated_total: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

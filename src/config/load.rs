@@ -12,6 +12,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::de::DeserializeOwned;
 
+use super::AuditSettings;
 use super::file::{self, File};
 use super::locate::Locator;
 use super::{
@@ -524,6 +525,7 @@ impl Checker<'_> {
         let risk = self.risk(f.risk.unwrap_or_default());
         let passkeys = self.passkeys(f.passkeys.unwrap_or_default());
         let routes = self.routes(f.routes.unwrap_or_default());
+        let audit = self.audit(f.audit.unwrap_or_default());
         Config {
             source: source.to_path_buf(),
             server,
@@ -542,6 +544,33 @@ impl Checker<'_> {
             risk,
             passkeys,
             routes,
+            audit,
+        }
+    }
+
+    fn audit(&mut self, a: file::AuditFile) -> AuditSettings {
+        let retention = self.duration(
+            "audit.retention",
+            a.retention.as_ref(),
+            Duration::from_secs(180 * 86_400),
+            Zero::Refused,
+        );
+        let n32 = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+        AuditSettings {
+            retention,
+            max_rows: self.number("audit.max_rows", a.max_rows, 1_000_000, 100..=1_000_000_000),
+            unauthenticated_per_address: n32(self.number(
+                "audit.unauthenticated_per_address",
+                a.unauthenticated_per_address,
+                30,
+                1..=100_000,
+            )),
+            unauthenticated_total: n32(self.number(
+                "audit.unauthenticated_total",
+                a.unauthenticated_total,
+                600,
+                1..=10_000_000,
+            )),
         }
     }
 
@@ -877,6 +906,32 @@ impl Checker<'_> {
             "10m",
         );
         let n32 = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+        let per_account = self.number(
+            "security_code.max_sends_per_account",
+            s.max_sends_per_account,
+            5,
+            1..=100,
+        );
+        let global = self.number(
+            "security_code.max_sends_global_per_hour",
+            s.max_sends_global_per_hour,
+            1000,
+            1..=10_000_000,
+        );
+        let reserve = self.reserve(
+            "security_code.reserve_for_known_browsers",
+            s.reserve_for_known_browsers,
+            2,
+            "security_code.max_sends_per_account",
+            per_account,
+        );
+        let global_reserve = self.reserve(
+            "security_code.global_reserve_for_known_browsers",
+            s.global_reserve_for_known_browsers,
+            global / 5,
+            "security_code.max_sends_global_per_hour",
+            global,
+        );
         SecurityCode {
             length: usize::try_from(length).unwrap_or(6),
             lifetime,
@@ -887,12 +942,7 @@ impl Checker<'_> {
                 Duration::from_secs(30),
                 Zero::Allowed,
             ),
-            max_sends_per_account: n32(self.number(
-                "security_code.max_sends_per_account",
-                s.max_sends_per_account,
-                5,
-                1..=100,
-            )),
+            max_sends_per_account: n32(per_account),
             send_window: self.duration(
                 "security_code.send_window",
                 s.send_window.as_ref(),
@@ -905,12 +955,9 @@ impl Checker<'_> {
                 20,
                 1..=100_000,
             )),
-            max_sends_global_per_hour: n32(self.number(
-                "security_code.max_sends_global_per_hour",
-                s.max_sends_global_per_hour,
-                1000,
-                1..=10_000_000,
-            )),
+            max_sends_global_per_hour: n32(global),
+            reserve_for_known_browsers: n32(reserve),
+            global_reserve_for_known_browsers: n32(global_reserve),
         }
     }
 
@@ -958,12 +1005,71 @@ impl Checker<'_> {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => usize::try_from(n).unwrap_or(1),
         };
+        let reserve = self.reserve(
+            "login_limits.reserve_for_known_browsers",
+            l.reserve_for_known_browsers,
+            20,
+            "login_limits.max_failures_per_account",
+            max_failures,
+        );
+        let n32 = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+        let per_address =
+            |c: &mut Self, path: &str, v: Option<u64>| n32(c.number(path, v, 60, 1..=1_000_000));
+        let id_steps_per_address = per_address(
+            self,
+            "login_limits.id_steps_per_address",
+            l.id_steps_per_address,
+        );
+        let passkey_starts_per_address = per_address(
+            self,
+            "login_limits.passkey_starts_per_address",
+            l.passkey_starts_per_address,
+        );
+        let address_window = self.duration(
+            "login_limits.address_window",
+            l.address_window.as_ref(),
+            Duration::from_secs(60),
+            Zero::Refused,
+        );
+        let ipv4_prefix = self.number("login_limits.ipv4_prefix", l.ipv4_prefix, 32, 8..=32);
+        let ipv6_prefix = self.number("login_limits.ipv6_prefix", l.ipv6_prefix, 64, 32..=128);
         LoginLimits {
+            reserve_for_known_browsers: n32(reserve),
+            id_steps_per_address,
+            passkey_starts_per_address,
+            address_window,
+            ipv4_prefix: u8::try_from(ipv4_prefix).unwrap_or(32),
+            ipv6_prefix: u8::try_from(ipv6_prefix).unwrap_or(64),
             max_failures_per_account: u32::try_from(max_failures).unwrap_or(100),
             free_failures: u32::try_from(free_failures).unwrap_or(5),
             base_delay,
             max_delay,
             max_concurrent_hashes,
+        }
+    }
+
+    /// A share of `total` kept for browsers the account knows: at most `total - 1`, so
+    /// other browsers always keep at least one. Unset: `default`, lowered to fit.
+    fn reserve(
+        &mut self,
+        path: &str,
+        value: Option<u64>,
+        default: u64,
+        total_path: &str,
+        total: u64,
+    ) -> u64 {
+        let most = total.saturating_sub(1);
+        match value {
+            None => default.min(most),
+            Some(v) if v <= most => v,
+            Some(v) => {
+                self.err(
+                    path,
+                    format!("`{path}` is {v}, not less than `{total_path}` ({total})"),
+                    format!("use a value from 0 to {most}, or raise `{total_path}`"),
+                );
+                default.min(most)
+            }
         }
     }
 

@@ -42,6 +42,21 @@ pub struct Config {
     /// Passkey login (WebAuthn), which counts as both steps.
     pub passkeys: PasskeySettings,
     pub routes: Vec<Route>,
+    /// How long the audit trail is kept, and how unauthenticated events are bounded.
+    pub audit: AuditSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    /// Rows older than this are purged (default 180 days).
+    pub retention: Duration,
+    /// At most this many rows are kept; the oldest go first (default 1,000,000).
+    pub max_rows: u64,
+    /// Events an unauthenticated request can cause, per network and event, per minute
+    /// (default 30); beyond it they are only counted and summed up periodically.
+    pub unauthenticated_per_address: u32,
+    /// The same, all networks together, per minute (default 600).
+    pub unauthenticated_total: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -136,6 +151,11 @@ pub struct SecurityCode {
     pub max_sends_per_ip: u32,
     /// Sends in total per hour (default 1000).
     pub max_sends_global_per_hour: u32,
+    /// Of `max_sends_per_account`, sends only browsers the account knows may use (default 2).
+    pub reserve_for_known_browsers: u32,
+    /// Of `max_sends_global_per_hour`, sends only browsers known to their account may use
+    /// (default a fifth).
+    pub global_reserve_for_known_browsers: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -149,6 +169,18 @@ pub struct LoginLimits {
     pub max_delay: Duration,
     /// Concurrent password hashes (default: number of cores).
     pub max_concurrent_hashes: usize,
+    /// Of `max_failures_per_account`, failures only a browser the account knows may use
+    /// (default 20); failures from other browsers never delay it.
+    pub reserve_for_known_browsers: u32,
+    /// ID steps (new login flows) per network per `address_window` (default 60).
+    pub id_steps_per_address: u32,
+    /// Passkey login starts per network per `address_window` (default 60).
+    pub passkey_starts_per_address: u32,
+    /// Default 1m.
+    pub address_window: Duration,
+    /// Prefix lengths that make one "address" for per-address limits (defaults 32 and 64).
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,9 @@
 //! pages and the JSON API, which only translate in and out.
 
 pub mod approval;
+pub mod budget;
 pub mod code;
+pub mod decoy;
 pub mod flow;
 pub mod limits;
 pub mod passkey;
@@ -257,6 +259,7 @@ pub async fn start(
 ) -> Result<Started, LoginError> {
     let id = valid_id(raw_id).ok_or(LoginError::BadInput("id"))?;
     let now = crate::time::now();
+    budget::id_step(app, client, now).await?;
     let user = app.active_user(id);
     // Look the setting up for unknown IDs too, so both take the same path. A store error is
     // a 503, never "2-step off" (SECURITY 36).
@@ -335,18 +338,18 @@ pub async fn start(
     }
     // Unknown IDs must not stand out where a real user would be asked for a code: on
     // two_factor routes, and where the risk engine would step a returning user up
-    // (SECURITY 4).
+    // (SECURITY 4, 41).
     let always_code = target
         .is_some_and(|r| r.policy == Policy::TwoFactor && r.second_step == SecondStep::Required);
-    if user.is_none() && (always_code || risk_step_up) {
-        f.decoy = true;
-        f.plan.step = Step::PasswordAndCode;
-        f.plan.second_step = Some(if always_code {
-            Why::RoutePolicy
+    if user.is_none() {
+        let asked = if always_code {
+            Some(Why::RoutePolicy)
+        } else if risk_step_up && network.is_none() {
+            Some(Why::Risk)
         } else {
-            Why::Risk
-        });
-        f.plan.send_to = Some((Channel::Sms, decoy_phone(app, id)));
+            None
+        };
+        decoy::apply(app, &mut f, target, asked);
     }
     let ip = client.ip.to_string();
     if let Some(why) = f.plan.second_step {
@@ -525,21 +528,6 @@ pub async fn use_code(app: &App, client: &Client, id: &str) -> Result<FlowView, 
     Ok(view_of(app, &f).await)
 }
 
-/// A made-up phone number for an unknown ID: stable for that ID (its masked form does not
-/// change between attempts), derived from the server's signing key.
-fn decoy_phone(app: &App, id: &str) -> String {
-    let key = app
-        .cfg
-        .trusted_devices
-        .signing_keys
-        .first()
-        .map(|k| k.secret.expose())
-        .unwrap_or_default();
-    let d = crate::secret::digest(&[b"decoy-phone", key, id.as_bytes()]);
-    let n = u32::from_be_bytes([d[0], d[1], d[2], d[3]]) % 10_000;
-    format!("+00 00-0000-{n:04}")
-}
-
 /// The browser's live session for `user_id` when it lacks a second step the login is for
 /// (none at all, or not of a kind the return route accepts): what it proved and which
 /// session it is (the hash of its cookie). A session that already holds a fitting second
@@ -611,13 +599,13 @@ async fn send_code(
     }
     let now = crate::time::now();
     let ip = client.ip.to_string();
-    // The address first: a request refused for its address must not use up the account's
-    // budget (else one capped address could still block codes for any number of accounts).
-    let limited = app
-        .sends_per_ip
-        .hit(&ip, now)
-        .and_then(|()| app.sends_per_account.hit(&f.user_id, now))
-        .and_then(|()| app.sends_global.hit("all", now));
+    // Same look-ups for decoys, so timing does not tell them apart.
+    let browser = budget::browser_of(app, &f.user_id, client, now).await;
+    let limited = if f.decoy {
+        app.budgets.send_decoy(client.ip, &f.user_id, now)
+    } else {
+        app.budgets.send(client.ip, &f.user_id, browser, now)
+    };
     if let Err(wait) = limited {
         app.audit
             .record(
@@ -663,11 +651,15 @@ async fn send_code(
     };
     if f.decoy {
         // Nothing goes out for an unknown ID; the flow otherwise behaves the same.
+        decoy::pretend_send(app).await;
         f.code = Some(issued);
         f.last_send = Some(now_i);
         return Ok(());
     }
-    match app.notifier.send(&msg).await {
+    let sending = Instant::now();
+    let sent = app.notifier.send(&msg).await;
+    app.decoys.sent_in(sending.elapsed());
+    match sent {
         Ok(()) => {
             f.code = Some(issued);
             f.last_send = Some(now_i);
@@ -715,7 +707,11 @@ pub async fn use_email(app: &App, client: &Client, id: &str) -> Result<FlowView,
             "email is not available for this login",
         ));
     }
-    let email = app.active_user(&f.user_id).and_then(|u| u.email.clone());
+    let email = if f.decoy {
+        Some(decoy::email_of(app, &f))
+    } else {
+        app.active_user(&f.user_id).and_then(|u| u.email.clone())
+    };
     let Some(email) = email else {
         return Err(LoginError::BadInput(
             "email is not available for this login",
@@ -805,7 +801,10 @@ pub async fn complete(
         None
     };
     let ip = client.ip.to_string();
-    let attempt = match app.failures.begin(&f.user_id, now).await {
+    // Failures from browsers the account knows count in a pool of their own, so strangers'
+    // wrong passwords never delay the owner's known browser (SECURITY 6, 40).
+    let known = budget::browser_of(app, &f.user_id, client, now).await == budget::Browser::Known;
+    let attempt = match app.failures.begin_as(&f.user_id, known, now).await {
         Ok(a) => a,
         Err(wait) => {
             app.audit

@@ -706,7 +706,10 @@ pub async fn login_finish(
     let user = app.active_user(&stored.user_id);
     let inactive = user.is_none();
     let now = crate::time::now();
-    let attempt = match app.failures.begin(&stored.user_id, now).await {
+    // From a browser the account knows, strangers' failures do not delay it (SECURITY 40).
+    let known = crate::login::budget::browser_of(app, &stored.user_id, client, now).await
+        == crate::login::budget::Browser::Known;
+    let attempt = match app.failures.begin_as(&stored.user_id, known, now).await {
         Ok(a) => a,
         Err(wait) => {
             app.audit

@@ -253,6 +253,10 @@ impl<'a> Ctx<'a> {
         let is_page = resp
             .header("content-type")
             .is_some_and(|c| c.starts_with("text/html"));
+        // Static files are cached (by browsers and shared caches): never a cookie on them.
+        if self.req.path.starts_with("/static/") {
+            return resp;
+        }
         if self.set_csrf && is_page {
             resp = resp.with(
                 "set-cookie",
@@ -283,7 +287,17 @@ impl<'a> Ctx<'a> {
 pub async fn handle(app: &App, req: &Request) -> Response {
     let ctx = Ctx::new(app, req);
     let resp = route(&ctx).await;
-    security_headers(ctx.finish(resp), req.tls)
+    security_headers(no_store_with_cookies(ctx.finish(resp)), req.tls)
+}
+
+/// A response that sets a cookie is never stored by a cache (SECURITY 20).
+fn no_store_with_cookies(mut resp: Response) -> Response {
+    if resp.header("set-cookie").is_some() {
+        resp.headers
+            .retain(|(n, _)| !n.eq_ignore_ascii_case("cache-control"));
+        resp.headers.push(("cache-control", "no-store".to_owned()));
+    }
+    resp
 }
 
 async fn route(ctx: &Ctx<'_>) -> Response {

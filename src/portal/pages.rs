@@ -266,6 +266,8 @@ pub async fn id_post(ctx: &Ctx<'_>) -> Response {
             login_link(ctx),
         )
         .with("retry-after", "5"),
+        // Too many ID steps from this network.
+        Err(LoginError::Throttled(s)) => too_many(ctx, s, login_link(ctx)),
         Err(_) => message(
             ctx,
             500,

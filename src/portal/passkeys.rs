@@ -386,6 +386,10 @@ struct LoginStartBody {
 }
 
 async fn login_start(ctx: &Ctx<'_>) -> Response {
+    // Each start keeps a challenge: limited per network (SECURITY 39, 40).
+    if let Err(s) = crate::login::budget::passkey_start(ctx.app, ctx.req.peer, ctx.now()) {
+        return error(&PasskeyError::Throttled(s));
+    }
     let body: LoginStartBody = if ctx.req.body.iter().all(u8::is_ascii_whitespace) {
         LoginStartBody::default()
     } else {

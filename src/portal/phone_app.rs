@@ -51,10 +51,14 @@ pub async fn open(ctx: &Ctx<'_>, user: &User) -> Result<Enrollment, EnrollError>
     };
     let now = ctx.now();
     let ip = ctx.req.peer.to_string();
-    app.sends_per_account
-        .hit(&user.id, now)
-        .and_then(|()| app.sends_per_ip.hit(&ip, now))
-        .and_then(|()| app.sends_global.hit("all", now))
+    // A logged-in session enrolls: the account's own browser.
+    app.budgets
+        .send(
+            ctx.req.peer,
+            &user.id,
+            crate::login::budget::Browser::Known,
+            now,
+        )
         .map_err(EnrollError::Limited)?;
     let enrollment_code = crate::secret::random_token(15);
     let cfg = &app.cfg.security_code;

@@ -114,10 +114,14 @@ const SCHEMA: &[&str] = &[
         updated INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS failures (user_id TEXT NOT NULL, ts INTEGER NOT NULL)",
     "CREATE INDEX IF NOT EXISTS failures_user ON failures(user_id, ts)",
+    // Failures from browsers the account knows: a pool of their own (login::limits).
+    "CREATE TABLE IF NOT EXISTS failures_known (user_id TEXT NOT NULL, ts INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS failures_known_user ON failures_known(user_id, ts)",
     "CREATE TABLE IF NOT EXISTS audit (
         id INTEGER PRIMARY KEY AUTOINCREMENT, ts INTEGER NOT NULL, event TEXT NOT NULL,
         user_id TEXT NOT NULL, ip TEXT NOT NULL, detail TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS audit_user ON audit(user_id, ts)",
+    "CREATE INDEX IF NOT EXISTS audit_ts ON audit(ts)",
     "CREATE TABLE IF NOT EXISTS app_enrollments (
         id TEXT PRIMARY KEY, user_id TEXT NOT NULL, name TEXT NOT NULL,
         public_key TEXT NOT NULL, created INTEGER NOT NULL, last_used INTEGER NOT NULL,
@@ -496,40 +500,54 @@ impl Store {
 
     // --- failure counts -------------------------------------------------------------
 
-    pub async fn record_failure(&self, user_id: &str, ts: i64) -> Result<()> {
-        sqlx::query("INSERT INTO failures (user_id, ts) VALUES (?, ?)")
-            .bind(user_id)
-            .bind(ts)
-            .execute(&self.pool)
-            .await?;
+    pub async fn record_failure(&self, user_id: &str, known: bool, ts: i64) -> Result<()> {
+        sqlx::query(if known {
+            "INSERT INTO failures_known (user_id, ts) VALUES (?, ?)"
+        } else {
+            "INSERT INTO failures (user_id, ts) VALUES (?, ?)"
+        })
+        .bind(user_id)
+        .bind(ts)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
-    /// Failure times for a user since `since`, oldest first.
-    pub async fn failures_since(&self, user_id: &str, since: i64) -> Result<Vec<i64>> {
-        let rows = sqlx::query("SELECT ts FROM failures WHERE user_id = ? AND ts >= ? ORDER BY ts")
-            .bind(user_id)
-            .bind(since)
-            .fetch_all(&self.pool)
-            .await?;
+    /// Failure times for a user since `since` in one pool, oldest first.
+    pub async fn failures_since(&self, user_id: &str, known: bool, since: i64) -> Result<Vec<i64>> {
+        let rows = sqlx::query(if known {
+            "SELECT ts FROM failures_known WHERE user_id = ? AND ts >= ? ORDER BY ts"
+        } else {
+            "SELECT ts FROM failures WHERE user_id = ? AND ts >= ? ORDER BY ts"
+        })
+        .bind(user_id)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|r| r.try_get::<i64, _>("ts").map_err(StoreError::from))
             .collect()
     }
 
-    pub async fn clear_failures(&self, user_id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM failures WHERE user_id = ?")
-            .bind(user_id)
-            .execute(&self.pool)
-            .await?;
+    pub async fn clear_failures(&self, user_id: &str, known: bool) -> Result<()> {
+        sqlx::query(if known {
+            "DELETE FROM failures_known WHERE user_id = ?"
+        } else {
+            "DELETE FROM failures WHERE user_id = ?"
+        })
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     pub async fn purge_failures(&self, before: i64) -> Result<()> {
-        sqlx::query("DELETE FROM failures WHERE ts < ?")
-            .bind(before)
-            .execute(&self.pool)
-            .await?;
+        for table in [
+            "DELETE FROM failures WHERE ts < ?",
+            "DELETE FROM failures_known WHERE ts < ?",
+        ] {
+            sqlx::query(table).bind(before).execute(&self.pool).await?;
+        }
         Ok(())
     }
 
@@ -545,6 +563,51 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    /// Deletes audit rows older than `before`, then the oldest beyond `max_rows`: rows of
+    /// the `first` events before any other, so a flood of events anyone can cause never
+    /// pushes the record of real logins out.
+    pub async fn purge_audit(&self, before: i64, max_rows: u64, first: &[&str]) -> Result<u64> {
+        let mut removed = sqlx::query("DELETE FROM audit WHERE ts < ?")
+            .bind(before)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        let rows = u64::try_from(self.audit_rows().await?).unwrap_or(0);
+        let mut excess = rows.saturating_sub(max_rows);
+        if excess > 0 && !first.is_empty() {
+            let events = serde_json::to_string(first).unwrap_or_else(|_| "[]".into());
+            let n = sqlx::query(
+                "DELETE FROM audit WHERE id IN (SELECT id FROM audit \
+                 WHERE event IN (SELECT value FROM json_each(?)) ORDER BY id LIMIT ?)",
+            )
+            .bind(events)
+            .bind(i64::try_from(excess).unwrap_or(i64::MAX))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            removed += n;
+            excess = excess.saturating_sub(n);
+        }
+        if excess > 0 {
+            removed += sqlx::query(
+                "DELETE FROM audit WHERE id IN (SELECT id FROM audit ORDER BY id LIMIT ?)",
+            )
+            .bind(i64::try_from(excess).unwrap_or(i64::MAX))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        }
+        Ok(removed)
+    }
+
+    /// Number of rows in the audit trail.
+    pub async fn audit_rows(&self) -> Result<i64> {
+        Ok(sqlx::query("SELECT COUNT(*) AS n FROM audit")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?)
     }
 
     /// The newest `limit` audit records, optionally for one user, newest first.

@@ -1,0 +1,271 @@
+//! Who may spend which budget (SECURITY 9, 40): per-network keys for per-address limits,
+//! whether a browser is known to an account, the send budgets (per network, per account and
+//! overall, each with a share only browsers known to their account may spend; decoys have
+//! their own per-ID window and never touch an account's or the overall budget), and the
+//! per-network limits on anonymous work (ID steps, passkey login starts).
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use crate::app::App;
+use crate::config::{LoginLimits, SecurityCode};
+use crate::login::limits::Window;
+use crate::login::{Client, LoginError};
+use crate::store::SeenKind;
+
+/// Whether the browser asking is one the account knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Browser {
+    /// A valid trusted-device cookie of this user, or a `nidan_seen` cookie remembered for
+    /// this user at an earlier login: only the owner's own browsers hold one.
+    Known,
+    /// Anyone else, including the owner on a new browser.
+    Stranger,
+}
+
+/// The key one "address" is counted under: IPv4 as is (or the configured prefix), IPv6 by
+/// its /64 (a single subscriber usually holds a whole /64, so per-address keys would be
+/// free to rotate). IPv4-mapped IPv6 counts as the IPv4 address.
+pub fn network_key(ip: IpAddr, v4: u8, v6: u8) -> String {
+    let ip = crate::exempt::canonical(ip);
+    let len = if ip.is_ipv4() { v4 } else { v6 };
+    match IpNet::new(ip, len) {
+        Ok(n) if n.prefix_len() == n.max_prefix_len() => ip.to_string(),
+        Ok(n) => n.trunc().to_string(),
+        Err(_) => ip.to_string(),
+    }
+}
+
+/// The send and anonymous-work budgets.
+pub struct Budgets {
+    v4: u8,
+    v6: u8,
+    /// Sends per network (every send, decoys included: the client's own budget).
+    per_address: Window,
+    /// Sends per account, every browser together (`max_sends_per_account`).
+    account: Window,
+    /// Sends per account from strangers (`max_sends_per_account - reserve`).
+    account_strangers: Window,
+    /// Decoy sends per unknown ID, counted like `account_strangers` (nobody owns it).
+    decoy: Window,
+    /// Sends overall per hour, and the part strangers may use.
+    global: Window,
+    global_strangers: Window,
+    id_steps: Window,
+    passkey_starts: Window,
+}
+
+impl Budgets {
+    pub fn new(code: &SecurityCode, limits: &LoginLimits) -> Self {
+        let hour = Duration::from_secs(3_600);
+        let strangers = code
+            .max_sends_per_account
+            .saturating_sub(code.reserve_for_known_browsers);
+        Self {
+            v4: limits.ipv4_prefix,
+            v6: limits.ipv6_prefix,
+            per_address: Window::new(code.max_sends_per_ip, code.send_window),
+            account: Window::new(code.max_sends_per_account, code.send_window),
+            account_strangers: Window::new(strangers, code.send_window),
+            decoy: Window::new(strangers, code.send_window),
+            global: Window::new(code.max_sends_global_per_hour, hour),
+            global_strangers: Window::new(
+                code.max_sends_global_per_hour
+                    .saturating_sub(code.global_reserve_for_known_browsers),
+                hour,
+            ),
+            id_steps: Window::new(limits.id_steps_per_address, limits.address_window),
+            passkey_starts: Window::new(limits.passkey_starts_per_address, limits.address_window),
+        }
+    }
+
+    pub fn key(&self, ip: IpAddr) -> String {
+        network_key(ip, self.v4, self.v6)
+    }
+
+    /// One code to a real account. The network's budget is spent first and kept even when
+    /// a later budget refuses (it is the client's own); the account's and the overall
+    /// budgets are spent together or not at all.
+    pub fn send(&self, ip: IpAddr, user: &str, browser: Browser, now: i64) -> Result<(), u64> {
+        self.per_address.hit(&self.key(ip), now)?;
+        match browser {
+            Browser::Known => Window::hit_all(&[(&self.account, user), (&self.global, "all")], now),
+            Browser::Stranger => Window::hit_all(
+                &[
+                    (&self.account_strangers, user),
+                    (&self.account, user),
+                    (&self.global_strangers, "all"),
+                    (&self.global, "all"),
+                ],
+                now,
+            ),
+        }
+    }
+
+    /// A decoy "send" for an unknown ID: the network's budget and the ID's own window, like
+    /// a stranger's send to a real account; the overall budget is only looked at (so the
+    /// answer matches a real account's while it is spent), never spent.
+    pub fn send_decoy(&self, ip: IpAddr, id: &str, now: i64) -> Result<(), u64> {
+        self.per_address.hit(&self.key(ip), now)?;
+        // In the order a real send checks its budgets, so the same one answers first.
+        self.decoy.hit(id, now)?;
+        self.global_strangers.peek("all", now).inspect_err(|_| {
+            self.decoy.undo(id, now);
+        })
+    }
+
+    /// One ID step (a new login flow) from `ip`.
+    pub fn id_step(&self, ip: IpAddr, now: i64) -> Result<(), u64> {
+        self.id_steps.hit(&self.key(ip), now)
+    }
+
+    /// One passkey login start (a new challenge) from `ip`.
+    pub fn passkey_start(&self, ip: IpAddr, now: i64) -> Result<(), u64> {
+        self.passkey_starts.hit(&self.key(ip), now)
+    }
+}
+
+/// Counts an ID step against the client's network: 429 beyond the limit (SECURITY 39, 40).
+pub async fn id_step(app: &App, client: &Client, now: i64) -> Result<(), LoginError> {
+    app.budgets.id_step(client.ip, now).map_err(|wait| {
+        limited(app, "id_step_limited", client.ip, wait);
+        LoginError::Throttled(wait)
+    })
+}
+
+/// Counts a passkey login start against the client's network; the seconds to wait if over.
+pub fn passkey_start(app: &App, ip: IpAddr, now: i64) -> Result<(), u64> {
+    app.budgets
+        .passkey_start(ip, now)
+        .inspect_err(|&wait| limited(app, "passkey_start_limited", ip, wait))
+}
+
+/// Records a refusal in the background (the audit trail bounds these per network).
+fn limited(app: &App, event: &'static str, ip: IpAddr, wait: u64) {
+    let audit = app.audit.clone();
+    tokio::spawn(async move {
+        audit
+            .record(
+                event,
+                "",
+                &ip.to_string(),
+                serde_json::json!({"retry_after": wait}),
+            )
+            .await;
+    });
+}
+
+/// Is the browser behind `client` one that `user_id` logged in from before? Unknown IDs go
+/// through the same look-ups (same work), and are never known.
+pub async fn browser_of(app: &App, user_id: &str, client: &Client, now: i64) -> Browser {
+    if let Some(token) = &client.device_cookie
+        && app.devices.check(token, user_id, now).await.is_some()
+    {
+        return Browser::Known;
+    }
+    let seen = match client
+        .seen_cookie
+        .as_deref()
+        .filter(|v| crate::login::risk::seen_cookie_ok(v))
+    {
+        Some(v) => app
+            .store
+            .seen_since(user_id, SeenKind::Browser, &crate::secret::token_hash(v), 0)
+            .await
+            .unwrap_or(false),
+        None => false,
+    };
+    if seen {
+        Browser::Known
+    } else {
+        Browser::Stranger
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn network_keys() {
+        let k = |s: &str| network_key(s.parse().unwrap(), 32, 64);
+        assert_eq!(k("192.0.2.7"), "192.0.2.7");
+        assert_eq!(k("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(k("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::/64");
+        assert_eq!(k("2001:db8:1:2::9"), k("2001:db8:1:2:ffff::1"));
+        assert_ne!(k("2001:db8:1:2::9"), k("2001:db8:1:3::9"));
+        assert_eq!(
+            network_key("192.0.2.7".parse().unwrap(), 24, 64),
+            "192.0.2.0/24"
+        );
+    }
+
+    fn budgets() -> Budgets {
+        let code = SecurityCode {
+            length: 6,
+            lifetime: Duration::from_secs(300),
+            max_attempts: 5,
+            resend_cooldown: Duration::from_secs(30),
+            max_sends_per_account: 5,
+            send_window: Duration::from_secs(900),
+            max_sends_per_ip: 100,
+            max_sends_global_per_hour: 10,
+            reserve_for_known_browsers: 2,
+            global_reserve_for_known_browsers: 4,
+        };
+        let limits = LoginLimits {
+            max_failures_per_account: 100,
+            free_failures: 5,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(900),
+            max_concurrent_hashes: 1,
+            reserve_for_known_browsers: 20,
+            id_steps_per_address: 60,
+            passkey_starts_per_address: 60,
+            address_window: Duration::from_secs(60),
+            ipv4_prefix: 32,
+            ipv6_prefix: 64,
+        };
+        Budgets::new(&code, &limits)
+    }
+
+    #[test]
+    fn strangers_leave_the_reserve_to_known_browsers() {
+        let b = budgets();
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..3 {
+            b.send(ip, "u", Browser::Stranger, 0).unwrap();
+        }
+        assert!(b.send(ip, "u", Browser::Stranger, 0).is_err());
+        b.send(ip, "u", Browser::Known, 0).unwrap();
+        b.send(ip, "u", Browser::Known, 0).unwrap();
+        assert!(b.send(ip, "u", Browser::Known, 0).is_err(), "5 in all");
+    }
+
+    #[test]
+    fn decoys_spend_nothing_shared() {
+        let b = budgets();
+        for i in 0..50 {
+            let ip: IpAddr = format!("192.0.2.{i}").parse().unwrap();
+            for _ in 0..3 {
+                b.send_decoy(ip, &format!("nobody{i}"), 0).unwrap();
+            }
+            assert!(b.send_decoy(ip, &format!("nobody{i}"), 0).is_err());
+        }
+        // Strangers may still use 10 - 4 = 6 overall sends, known browsers all 10.
+        let ip: IpAddr = "198.51.100.1".parse().unwrap();
+        for i in 0..6 {
+            b.send(ip, &format!("u{i}"), Browser::Stranger, 0).unwrap();
+        }
+        assert!(b.send(ip, "u9", Browser::Stranger, 0).is_err());
+        // Once strangers used their part, decoys answer the same way.
+        assert!(b.send_decoy(ip, "nobody-new", 0).is_err());
+        for i in 0..4 {
+            b.send(ip, &format!("k{i}"), Browser::Known, 0).unwrap();
+        }
+        assert!(b.send(ip, "k9", Browser::Known, 0).is_err());
+    }
+}
