@@ -136,19 +136,24 @@ pub async fn explain(
         return Ok(out);
     }
     let table = RouteTable::new(cfg.routes.clone());
-    let Some(index) = table.find(&target.host, &canonical.path) else {
+    let Some(found) = table.find(&target.host, &canonical.path) else {
         let _ = writeln!(w, "route      none matches this host and path");
         let _ = writeln!(w, "decision   404 Not Found");
         return Ok(out);
     };
-    let Some(route) = table.get(index) else {
-        return Ok(out);
-    };
+    let index = found.index;
+    let route = found.route.as_ref();
     let _ = writeln!(
         w,
         "route      {} (routes[{index}], path_prefix {}; first match in file order)",
         route.name, route.path_prefix
     );
+    if matches!(found.route, std::borrow::Cow::Owned(_)) {
+        let _ = writeln!(
+            w,
+            "letter case  another route's rule is reached by a case variant of this path; the stricter rule applies (set `case_sensitive: true` on the route if its backend is case-sensitive)"
+        );
+    }
     let _ = writeln!(w, "policy     {}", policy_str(route.policy));
     if matches!(route.policy, Policy::Bypass | Policy::Deny) {
         let _ = writeln!(w, "second step  not applicable");
@@ -177,6 +182,9 @@ pub async fn explain(
     let _ = writeln!(w, "accepts    {}", accepts.join(", "));
     if !route.groups.is_empty() {
         let _ = writeln!(w, "groups     one of: {}", route.groups.join(", "));
+    }
+    for also in &route.groups_also {
+        let _ = writeln!(w, "groups     and one of: {}", also.join(", "));
     }
     let methods: Vec<&str> = route
         .allowed_methods

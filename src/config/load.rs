@@ -20,7 +20,7 @@ use super::{
     SecurityCode, Server, SessionSettings, SigningKey, SmsGateway, Smtp, SmtpSecurity, Storage,
     Tls, TrustedDevices, TwoStepMethod, Upstream, UsersSource,
 };
-use super::{Exemptions, OnPhoneLoss, PasskeySettings, RiskSettings};
+use super::{Exemptions, Limits, OnPhoneLoss, PasskeySettings, RiskSettings};
 
 /// One problem in a configuration (or users) file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -355,6 +355,19 @@ impl Checker<'_> {
         }
     }
 
+    /// A size in bytes within `range`.
+    fn size(
+        &mut self,
+        path: &str,
+        value: Option<u64>,
+        default: usize,
+        range: RangeInclusive<u64>,
+    ) -> usize {
+        let default64 = u64::try_from(default).unwrap_or(u64::MAX);
+        let v = self.number(path, value, default64, range);
+        usize::try_from(v).unwrap_or(default)
+    }
+
     fn at_most(&mut self, path: &str, value: Duration, max: Duration, max_text: &str) -> Duration {
         if value > max {
             self.err(
@@ -616,7 +629,24 @@ impl Checker<'_> {
             Duration::from_secs(5),
             Zero::Allowed,
         );
+        let limits = s.limits.unwrap_or_default();
+        let defaults = Limits::default();
+        let limits = Limits {
+            max_request_line: self.size(
+                "server.limits.max_request_line",
+                limits.max_request_line,
+                defaults.max_request_line,
+                1024..=65_536,
+            ),
+            max_header_bytes: self.size(
+                "server.limits.max_header_bytes",
+                limits.max_header_bytes,
+                defaults.max_header_bytes,
+                4096..=524_288,
+            ),
+        };
         Server {
+            limits,
             listen,
             tls,
             admin_listen,
@@ -1398,7 +1428,7 @@ impl Checker<'_> {
                             self.err(
                                 &format!("routes[{i}].hosts[{k}]"),
                                 format!("`routes[{i}].hosts[{k}]` is not a host pattern"),
-                                "write a host without scheme, port or path: `wiki.example.com`, `*.example.com` (one label) or `\"*\"` (any host)",
+                                "write a host without scheme, port or path: `wiki.example.com`, `*.example.com` (every name below example.com) or `\"*\"` (any host)",
                             );
                         }
                     }
@@ -1503,7 +1533,9 @@ impl Checker<'_> {
             },
             accept,
             groups,
+            groups_also: Vec::new(),
             allowed_methods,
+            case_sensitive: r.case_sensitive.unwrap_or(false),
         };
         (route, ok)
     }
@@ -1630,7 +1662,7 @@ fn hostname_ok(host: &str) -> bool {
         })
 }
 
-/// `*` → any host; `*.example.com` → `Suffix("example.com")` (exactly one more label);
+/// `*` → any host; `*.example.com` → `Suffix("example.com")` (every name below it);
 /// otherwise an exact host. Lower-cased; IPv6 literals are kept in brackets, as in `Host`.
 fn host_pattern(text: &str) -> Option<HostPattern> {
     let h = text.trim().to_ascii_lowercase();
@@ -1753,12 +1785,12 @@ fn parse_upstream(text: &str) -> Result<Upstream, &'static str> {
 fn shadows(earlier: &Route, later: &Route) -> bool {
     let host_covers = |a: &HostPattern, b: &HostPattern| match (a, b) {
         (HostPattern::Any, _) => true,
-        (HostPattern::Exact(x), HostPattern::Exact(y))
-        | (HostPattern::Suffix(x), HostPattern::Suffix(y)) => x == y,
-        (HostPattern::Suffix(s), HostPattern::Exact(h)) => h
-            .strip_suffix(s.as_str())
-            .and_then(|label| label.strip_suffix('.'))
-            .is_some_and(|label| !label.is_empty() && !label.contains('.')),
+        (HostPattern::Exact(x), HostPattern::Exact(y)) => x == y,
+        // `*.a.b` covers `*.a.b` and `*.x.a.b`, and every name below `a.b`.
+        (HostPattern::Suffix(x), HostPattern::Suffix(y)) => {
+            x == y || crate::proxy::route::host_matches(a, y)
+        }
+        (HostPattern::Suffix(_), HostPattern::Exact(h)) => crate::proxy::route::host_matches(a, h),
         _ => false,
     };
     let hosts = later
@@ -2230,6 +2262,15 @@ routes:
                 ("a", "[\"*.example.com\"]", "/"),
                 ("b", "[x.example.com]", "/"),
             ],
+            // A wildcard covers every depth.
+            [
+                ("a", "[\"*.example.com\"]", "/"),
+                ("b", "[a.b.example.com]", "/"),
+            ],
+            [
+                ("a", "[\"*.example.com\"]", "/"),
+                ("b", "[\"*.b.example.com\"]", "/"),
+            ],
             [
                 ("a", "[a.example.com, b.example.com]", "/"),
                 ("b", "[b.example.com]", "/z"),
@@ -2258,8 +2299,8 @@ routes:
                 ("b", "[x.example.com, y.example.com]", "/"),
             ],
             [
-                ("a", "[\"*.example.com\"]", "/"),
-                ("b", "[a.b.example.com]", "/"),
+                ("a", "[\"*.b.example.com\"]", "/"),
+                ("b", "[\"*.example.com\"]", "/"),
             ],
             [
                 ("a", "[\"*.example.com\"]", "/"),

@@ -59,9 +59,7 @@ pub fn decide(route: Option<&Route>, caller: Option<Caller<'_>>) -> Decision {
             if needs_two && !caller.two_step {
                 return Decision::Login { step_up: true };
             }
-            if !route.groups.is_empty()
-                && !caller.user.groups.iter().any(|g| route.groups.contains(g))
-            {
+            if !route.admits(&caller.user.groups) {
                 return Decision::Deny;
             }
             Decision::Allow(Some(Identity::of(caller.user)))
@@ -94,7 +92,9 @@ mod tests {
                 token: false,
             },
             groups,
+            groups_also: vec![],
             allowed_methods: vec![],
+            case_sensitive: false,
         }
     }
 
