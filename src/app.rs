@@ -34,6 +34,27 @@ pub enum StartError {
     Hasher,
 }
 
+/// Bytes all login flows may take together.
+pub const FLOW_BUDGET: u64 = 64 * 1024 * 1024;
+
+/// Roughly what a flow costs in memory: its client-chosen strings (ID, return address)
+/// plus a fixed overhead for the rest. Weighed when inserted, which is when those strings
+/// are set; a flow locked at that moment is charged the most a flow can take.
+pub fn flow_weight(key: &String, flow: &Arc<AsyncMutex<Flow>>) -> u32 {
+    const MOST: usize = 1024 + 4 * 64 + crate::portal::redirect::MAX_RETURN_LEN + 256;
+    let bytes = match flow.try_lock() {
+        Ok(f) => {
+            1024 + key.len()
+                + f.id.len()
+                + f.user_id.len()
+                + f.return_to.len()
+                + f.plan.send_to.as_ref().map_or(0, |(_, to)| to.len())
+        }
+        Err(_) => MOST,
+    };
+    u32::try_from(bytes).unwrap_or(u32::MAX)
+}
+
 pub struct App {
     pub cfg: Arc<Config>,
     /// Swapped whole when the configuration file changes; a request keeps its snapshot.
@@ -90,8 +111,10 @@ impl App {
             sends_per_account: Window::new(code.max_sends_per_account, code.send_window),
             sends_per_ip: Window::new(code.max_sends_per_ip, code.send_window),
             sends_global: Window::new(code.max_sends_global_per_hour, Duration::from_secs(3_600)),
+            // Anyone can start a flow: bounded in bytes (SECURITY 39), not only in count.
             flows: Cache::builder()
-                .max_capacity(200_000)
+                .max_capacity(FLOW_BUDGET)
+                .weigher(flow_weight)
                 .time_to_live(cfg.portal.flow_lifetime)
                 .build(),
             basic_cache: Cache::builder()
