@@ -40,7 +40,7 @@ pub const FLOW_BUDGET: u64 = 64 * 1024 * 1024;
 /// Roughly what a flow costs in memory: its client-chosen strings (ID, return address)
 /// plus a fixed overhead for the rest. Weighed when inserted, which is when those strings
 /// are set; a flow locked at that moment is charged the most a flow can take.
-pub fn flow_weight(key: &String, flow: &Arc<AsyncMutex<Flow>>) -> u32 {
+pub fn flow_weight(key: &str, flow: &Arc<AsyncMutex<Flow>>) -> u32 {
     const MOST: usize = 1024 + 4 * 64 + crate::portal::redirect::MAX_RETURN_LEN + 256;
     let bytes = match flow.try_lock() {
         Ok(f) => {
@@ -114,7 +114,7 @@ impl App {
             // Anyone can start a flow: bounded in bytes (SECURITY 39), not only in count.
             flows: Cache::builder()
                 .max_capacity(FLOW_BUDGET)
-                .weigher(flow_weight)
+                .weigher(|k: &String, f| flow_weight(k, f))
                 .time_to_live(cfg.portal.flow_lifetime)
                 .build(),
             basic_cache: Cache::builder()
