@@ -54,9 +54,14 @@ pub fn parse_url(url: &str) -> Result<Target, ExplainError> {
             "user information (`user@`) in a URL is not sent to the gateway; remove it",
         ));
     }
+    if authority.is_empty() {
+        return Err(ExplainError::BadUrl("the URL has no host"));
+    }
     let host = host_of(authority);
     if host.is_empty() {
-        return Err(ExplainError::BadUrl("the URL has no host"));
+        return Err(ExplainError::BadUrl(
+            "the host is not a host name, IPv4 or [IPv6] address with an optional port; the gateway answers such a request with 400",
+        ));
     }
     if let Some((_, port)) = authority
         .rsplit_once(':')
@@ -582,6 +587,7 @@ mod tests {
         );
         assert_eq!(parse_url("http://h").unwrap().path, "/");
         assert_eq!(parse_url("http://[::1]:80/x").unwrap().host, "[::1]");
+        assert_eq!(parse_url("http://A.B.Test./").unwrap().host, "a.b.test");
         for bad in [
             "wiki/page",
             "ftp://h/",
@@ -589,6 +595,8 @@ mod tests {
             "http://u@h/",
             "http://h:99999/",
             "http://h/a b",
+            "http://wiki.test:80:80/",
+            "http://wiki..test/",
         ] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }

@@ -515,16 +515,24 @@ impl Gateway {
             }
         }
         // Forward exactly the canonical target in origin-form (an absolute-form or odd
-        // target is never passed on as sent); parse a new URI only when it differs.
+        // target is never passed on as sent, nor an HTTP/2 authority that would override
+        // Host); parse a new URI only when it differs.
         let original = session.req_header().raw_path();
-        if let Some(target) = ctx.target.as_deref().filter(|t| t.as_bytes() != original) {
+        let has_authority = req.uri.authority().is_some();
+        if let Some(target) = ctx
+            .target
+            .as_deref()
+            .filter(|t| t.as_bytes() != original || has_authority)
+        {
             let uri = target
                 .parse::<http::Uri>()
                 .map_err(|_| Error::explain(ErrorType::HTTPStatus(400), "bad target"))?;
             req.set_uri(uri);
         }
         // The host the decision used, normalised, is the one the backend gets.
-        if let Some(host) = &ctx.host {
+        if let Some(host) = &ctx.host
+            && req.headers.get("host").map(http::HeaderValue::as_bytes) != Some(host.as_bytes())
+        {
             req.insert_header("host", host.as_str())?;
         }
         if let Some(id) = &ctx.identity {
