@@ -35,6 +35,27 @@ pub enum StartError {
     Hasher,
 }
 
+/// Bytes all login flows may take together.
+pub const FLOW_BUDGET: u64 = 64 * 1024 * 1024;
+
+/// Roughly what a flow costs in memory: its client-chosen strings (ID, return address)
+/// plus a fixed overhead for the rest. Weighed when inserted, which is when those strings
+/// are set; a flow locked at that moment is charged the most a flow can take.
+pub fn flow_weight(key: &str, flow: &Arc<AsyncMutex<Flow>>) -> u32 {
+    const MOST: usize = 1024 + 4 * 64 + crate::portal::redirect::MAX_RETURN_LEN + 256;
+    let bytes = match flow.try_lock() {
+        Ok(f) => {
+            1024 + key.len()
+                + f.id.len()
+                + f.user_id.len()
+                + f.return_to.len()
+                + f.plan.send_to.as_ref().map_or(0, |(_, to)| to.len())
+        }
+        Err(_) => MOST,
+    };
+    u32::try_from(bytes).unwrap_or(u32::MAX)
+}
+
 pub struct App {
     pub cfg: Arc<Config>,
     /// Swapped whole when the configuration file changes; a request keeps its snapshot.
@@ -96,8 +117,10 @@ impl App {
             failures: FailureLimiter::new(store.clone(), cfg.login_limits.clone()),
             budgets: crate::login::budget::Budgets::new(code, &cfg.login_limits),
             decoys: crate::login::decoy::Decoys::new(),
+            // Anyone can start a flow: bounded in bytes (SECURITY 39), not only in count.
             flows: Cache::builder()
-                .max_capacity(200_000)
+                .max_capacity(FLOW_BUDGET)
+                .weigher(|k: &String, f| flow_weight(k, f))
                 .time_to_live(cfg.portal.flow_lifetime)
                 .build(),
             basic_cache: SafeCache::new(

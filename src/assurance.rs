@@ -103,9 +103,8 @@ pub fn evaluate(route: &Route, proof: &Proof, cx: &Context<'_>) -> Verdict {
     let needs_second = match route.policy {
         Policy::Deny => return Verdict::Deny,
         Policy::Bypass => return Verdict::Met,
-        _ if !route.groups.is_empty() && !cx.groups.iter().any(|g| route.groups.contains(g)) => {
-            return Verdict::Deny;
-        }
+        // One group of `groups`, and of each list a case-folded route adds (`groups_also`).
+        _ if !route.admits(cx.groups) => return Verdict::Deny,
         _ if route.second_step == SecondStep::Exempt => false,
         Policy::TwoFactor => {
             return match proof.second {
@@ -241,7 +240,9 @@ mod tests {
                 token: true,
             },
             groups: vec![],
+            groups_also: vec![],
             allowed_methods: allowed.to_vec(),
+            case_sensitive: false,
         }
     }
 

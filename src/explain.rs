@@ -54,9 +54,14 @@ pub fn parse_url(url: &str) -> Result<Target, ExplainError> {
             "user information (`user@`) in a URL is not sent to the gateway; remove it",
         ));
     }
+    if authority.is_empty() {
+        return Err(ExplainError::BadUrl("the URL has no host"));
+    }
     let host = host_of(authority);
     if host.is_empty() {
-        return Err(ExplainError::BadUrl("the URL has no host"));
+        return Err(ExplainError::BadUrl(
+            "the host is not a host name, IPv4 or [IPv6] address with an optional port; the gateway answers such a request with 400",
+        ));
     }
     if let Some((_, port)) = authority
         .rsplit_once(':')
@@ -136,19 +141,24 @@ pub async fn explain(
         return Ok(out);
     }
     let table = RouteTable::new(cfg.routes.clone());
-    let Some(index) = table.find(&target.host, &canonical.path) else {
+    let Some(found) = table.find(&target.host, &canonical.path) else {
         let _ = writeln!(w, "route      none matches this host and path");
         let _ = writeln!(w, "decision   404 Not Found");
         return Ok(out);
     };
-    let Some(route) = table.get(index) else {
-        return Ok(out);
-    };
+    let index = found.index;
+    let route = found.route.as_ref();
     let _ = writeln!(
         w,
         "route      {} (routes[{index}], path_prefix {}; first match in file order)",
         route.name, route.path_prefix
     );
+    if matches!(found.route, std::borrow::Cow::Owned(_)) {
+        let _ = writeln!(
+            w,
+            "letter case  another route's rule is reached by a case variant of this path; the stricter rule applies (set `case_sensitive: true` on the route if its backend is case-sensitive)"
+        );
+    }
     let _ = writeln!(w, "policy     {}", policy_str(route.policy));
     if matches!(route.policy, Policy::Bypass | Policy::Deny) {
         let _ = writeln!(w, "second step  not applicable");
@@ -177,6 +187,9 @@ pub async fn explain(
     let _ = writeln!(w, "accepts    {}", accepts.join(", "));
     if !route.groups.is_empty() {
         let _ = writeln!(w, "groups     one of: {}", route.groups.join(", "));
+    }
+    for also in &route.groups_also {
+        let _ = writeln!(w, "groups     and one of: {}", also.join(", "));
     }
     let methods: Vec<&str> = route
         .allowed_methods
@@ -575,6 +588,7 @@ mod tests {
         );
         assert_eq!(parse_url("http://h").unwrap().path, "/");
         assert_eq!(parse_url("http://[::1]:80/x").unwrap().host, "[::1]");
+        assert_eq!(parse_url("http://A.B.Test./").unwrap().host, "a.b.test");
         for bad in [
             "wiki/page",
             "ftp://h/",
@@ -582,6 +596,8 @@ mod tests {
             "http://u@h/",
             "http://h:99999/",
             "http://h/a b",
+            "http://wiki.test:80:80/",
+            "http://wiki..test/",
         ] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }

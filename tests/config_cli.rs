@@ -219,6 +219,52 @@ fn a_valid_config_passes() {
     );
 }
 
+/// `nidan` with no `NIDAN_*` variables set, as on a fresh machine.
+fn fresh(args: &[&str]) -> Output {
+    let mut cmd = Command::new(bin());
+    cmd.args(args).current_dir(repo());
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("NIDAN_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn the_annotated_example_config_passes_and_explains() {
+    let out = fresh(&["check-config", "--config", "config/nidan.yaml"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(all.contains("valid"), "{all}");
+    let out = fresh(&[
+        "explain",
+        "--config",
+        "config/nidan.yaml",
+        "--url",
+        "https://Wiki.Example.com./ADMIN/x",
+        "--user",
+        "taro",
+    ]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    // The host is normalised and the stricter rule across letter case is shown.
+    assert!(all.contains("host       wiki.example.com\n"), "{all}");
+    assert!(all.contains("policy     two_factor"), "{all}");
+    assert!(all.contains("letter case"), "{all}");
+    // Wildcards cover every depth.
+    let out = fresh(&[
+        "explain",
+        "--config",
+        "config/nidan.yaml",
+        "--url",
+        "https://a.b.example.org/healthz",
+    ]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(all.contains("route      health"), "{all}");
+}
+
 #[test]
 fn three_independent_mistakes_are_all_listed() {
     let d = ConfigDir::new();

@@ -96,6 +96,14 @@ pub(crate) struct ServerFile {
     pub admin_token_env: Option<String>,
     pub threads: Option<u64>,
     pub grace_period: Option<String>,
+    pub limits: Option<LimitsFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LimitsFile {
+    pub max_request_line: Option<u64>,
+    pub max_header_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -345,6 +353,7 @@ pub(crate) struct RouteFile {
     pub accept: Option<Vec<AcceptFile>>,
     pub groups: Option<Vec<String>>,
     pub second_steps: Option<Vec<TwoStepMethodFile>>,
+    pub case_sensitive: Option<bool>,
 }
 
 /// A string-to-string mapping that keeps the file's order (for SMS headers).

@@ -21,7 +21,7 @@ use super::{
     SecurityCode, Server, SessionSettings, SigningKey, SmsGateway, Smtp, SmtpSecurity, Storage,
     Tls, TrustedDevices, TwoStepMethod, Upstream, UsersSource,
 };
-use super::{Exemptions, OnPhoneLoss, PasskeySettings, RiskSettings};
+use super::{Exemptions, Limits, OnPhoneLoss, PasskeySettings, RiskSettings};
 
 /// One problem in a configuration (or users) file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -356,6 +356,19 @@ impl Checker<'_> {
         }
     }
 
+    /// A size in bytes within `range`.
+    fn size(
+        &mut self,
+        path: &str,
+        value: Option<u64>,
+        default: usize,
+        range: RangeInclusive<u64>,
+    ) -> usize {
+        let default64 = u64::try_from(default).unwrap_or(u64::MAX);
+        let v = self.number(path, value, default64, range);
+        usize::try_from(v).unwrap_or(default)
+    }
+
     fn at_most(&mut self, path: &str, value: Duration, max: Duration, max_text: &str) -> Duration {
         if value > max {
             self.err(
@@ -645,7 +658,24 @@ impl Checker<'_> {
             Duration::from_secs(5),
             Zero::Allowed,
         );
+        let limits = s.limits.unwrap_or_default();
+        let defaults = Limits::default();
+        let limits = Limits {
+            max_request_line: self.size(
+                "server.limits.max_request_line",
+                limits.max_request_line,
+                defaults.max_request_line,
+                1024..=65_536,
+            ),
+            max_header_bytes: self.size(
+                "server.limits.max_header_bytes",
+                limits.max_header_bytes,
+                defaults.max_header_bytes,
+                4096..=524_288,
+            ),
+        };
         Server {
+            limits,
             listen,
             tls,
             admin_listen,
@@ -1518,7 +1548,7 @@ impl Checker<'_> {
                             self.err(
                                 &format!("routes[{i}].hosts[{k}]"),
                                 format!("`routes[{i}].hosts[{k}]` is not a host pattern"),
-                                "write a host without scheme, port or path: `wiki.example.com`, `*.example.com` (one label) or `\"*\"` (any host)",
+                                "write a host without scheme, port or path: `wiki.example.com`, `*.example.com` (every name below example.com) or `\"*\"` (any host)",
                             );
                         }
                     }
@@ -1623,7 +1653,9 @@ impl Checker<'_> {
             },
             accept,
             groups,
+            groups_also: Vec::new(),
             allowed_methods,
+            case_sensitive: r.case_sensitive.unwrap_or(false),
         };
         (route, ok)
     }
@@ -1750,7 +1782,7 @@ fn hostname_ok(host: &str) -> bool {
         })
 }
 
-/// `*` → any host; `*.example.com` → `Suffix("example.com")` (exactly one more label);
+/// `*` → any host; `*.example.com` → `Suffix("example.com")` (every name below it);
 /// otherwise an exact host. Lower-cased; IPv6 literals are kept in brackets, as in `Host`.
 fn host_pattern(text: &str) -> Option<HostPattern> {
     let h = text.trim().to_ascii_lowercase();
@@ -1901,12 +1933,12 @@ fn parse_upstream(text: &str) -> Result<Upstream, &'static str> {
 fn shadows(earlier: &Route, later: &Route) -> bool {
     let host_covers = |a: &HostPattern, b: &HostPattern| match (a, b) {
         (HostPattern::Any, _) => true,
-        (HostPattern::Exact(x), HostPattern::Exact(y))
-        | (HostPattern::Suffix(x), HostPattern::Suffix(y)) => x == y,
-        (HostPattern::Suffix(s), HostPattern::Exact(h)) => h
-            .strip_suffix(s.as_str())
-            .and_then(|label| label.strip_suffix('.'))
-            .is_some_and(|label| !label.is_empty() && !label.contains('.')),
+        (HostPattern::Exact(x), HostPattern::Exact(y)) => x == y,
+        // `*.a.b` covers `*.a.b` and `*.x.a.b`, and every name below `a.b`.
+        (HostPattern::Suffix(x), HostPattern::Suffix(y)) => {
+            x == y || crate::proxy::route::host_matches(a, y)
+        }
+        (HostPattern::Suffix(_), HostPattern::Exact(h)) => crate::proxy::route::host_matches(a, h),
         _ => false,
     };
     let hosts = later
@@ -1964,6 +1996,31 @@ routes:
                 .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()),
         )
         .join(rel)
+    }
+
+    #[test]
+    fn request_head_limits_and_case_sensitivity() {
+        let c = load_t(MINIMAL).unwrap();
+        assert_eq!(c.server.limits, Limits::default());
+        assert_eq!(c.server.limits.max_request_line, 8192);
+        assert_eq!(c.server.limits.max_header_bytes, 32768);
+        assert!(!c.routes[0].case_sensitive && c.routes[0].groups_also.is_empty());
+        let c = load_t(&with(
+            "server: { limits: { max_request_line: 4096, max_header_bytes: 65536 } }\n",
+        ))
+        .unwrap();
+        assert_eq!(c.server.limits.max_request_line, 4096);
+        assert_eq!(c.server.limits.max_header_bytes, 65536);
+        let e = &errors(&with("server: { limits: { max_request_line: 100 } }\n"))[0];
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.message.contains("server.limits.max_request_line"), "{e}");
+        assert!(e.fix.contains("1024 to 65536"), "{e}");
+        let e = &errors(&with("server: { limits: { max_headers: 1 } }\n"))[0];
+        assert!(e.message.contains("unknown field `max_headers`"), "{e}");
+        let c =
+            load_t(&MINIMAL.replace("policy: login }", "policy: login, case_sensitive: true }"))
+                .unwrap();
+        assert!(c.routes[0].case_sensitive);
     }
 
     #[test]
@@ -2042,6 +2099,31 @@ routes:
         );
     }
 
+    /// Switches on the example's commented-out keys: an indented `# key:` or `# - key:`
+    /// becomes `key:` at the column of the `#`.
+    fn uncommented(text: &str) -> String {
+        let mut out = String::new();
+        for line in text.lines() {
+            let indent = line.len() - line.trim_start().len();
+            let rest = line.trim_start().strip_prefix("# ").unwrap_or("");
+            let key = rest.trim_start();
+            let key = key.strip_prefix("- ").unwrap_or(key);
+            let name_len = key
+                .bytes()
+                .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+                .count();
+            let is_key = indent > 0 && name_len > 0 && key[name_len..].starts_with(':');
+            if is_key {
+                out.push_str(&" ".repeat(indent));
+                out.push_str(rest);
+            } else {
+                out.push_str(line);
+            }
+            out.push('\n');
+        }
+        out
+    }
+
     #[test]
     fn the_annotated_example_loads() {
         let dir = tempfile::tempdir().unwrap();
@@ -2057,7 +2139,10 @@ routes:
         std::fs::write(d.join("secrets/smtp-password"), "smtp-password\r\n").unwrap();
         std::fs::write(d.join("tls/cert.pem"), "cert").unwrap();
         std::fs::write(d.join("tls/key.pem"), "key").unwrap();
-        let text = std::fs::read_to_string(manifest("config/nidan.yaml")).unwrap();
+        // With the parts shown commented out (they need files and variables a fresh
+        // checkout lacks) switched on, every key of the example is loaded.
+        let text = uncommented(&std::fs::read_to_string(manifest("config/nidan.yaml")).unwrap());
+        assert!(text.contains("\n  tls: "), "{text}");
         let source = d.join("nidan.yaml");
         std::fs::write(&source, &text).unwrap();
         let c = match load_with_env(&text, &source, &test_env) {
@@ -2094,7 +2179,7 @@ routes:
             c.notifiers.outbox.as_ref().unwrap().path,
             Some(d.join("outbox.jsonl"))
         );
-        assert_eq!(c.users.file, d.join("users.yaml"));
+        assert_eq!(c.users.file, d.join("users.example.yaml"));
         assert_eq!(c.storage.sqlite_path, d.join("nidan.db"));
         assert_eq!(
             c.trusted_proxies,
@@ -2378,6 +2463,15 @@ routes:
                 ("a", "[\"*.example.com\"]", "/"),
                 ("b", "[x.example.com]", "/"),
             ],
+            // A wildcard covers every depth.
+            [
+                ("a", "[\"*.example.com\"]", "/"),
+                ("b", "[a.b.example.com]", "/"),
+            ],
+            [
+                ("a", "[\"*.example.com\"]", "/"),
+                ("b", "[\"*.b.example.com\"]", "/"),
+            ],
             [
                 ("a", "[a.example.com, b.example.com]", "/"),
                 ("b", "[b.example.com]", "/z"),
@@ -2406,8 +2500,8 @@ routes:
                 ("b", "[x.example.com, y.example.com]", "/"),
             ],
             [
-                ("a", "[\"*.example.com\"]", "/"),
-                ("b", "[a.b.example.com]", "/"),
+                ("a", "[\"*.b.example.com\"]", "/"),
+                ("b", "[\"*.example.com\"]", "/"),
             ],
             [
                 ("a", "[\"*.example.com\"]", "/"),

@@ -61,6 +61,8 @@ pub struct AuditSettings {
 
 #[derive(Debug, Clone)]
 pub struct Server {
+    /// Request-line and header size limits.
+    pub limits: Limits,
     /// Plain HTTP listeners.
     pub listen: Vec<SocketAddr>,
     pub tls: Option<Tls>,
@@ -72,6 +74,24 @@ pub struct Server {
     pub threads: usize,
     /// Grace period for in-flight requests on shutdown (default 5s).
     pub grace_period: Duration,
+}
+
+/// How large a request head may be (SECURITY 39), like nginx's header buffers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Method, target and version, in bytes; longer gets 414.
+    pub max_request_line: usize,
+    /// All header fields together (names, values, separators), in bytes; more gets 431.
+    pub max_header_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_request_line: 8 * 1024,
+            max_header_bytes: 32 * 1024,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -395,7 +415,8 @@ pub enum SecondStep {
     Exempt,
 }
 
-/// A host pattern: exact (`wiki.example.com`), one-label wildcard (`*.example.com`), or any (`*`).
+/// A host pattern: exact (`wiki.example.com`), wildcard (`*.example.com`: every name below
+/// `example.com`, at any depth, not `example.com` itself), or any (`*`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostPattern {
     Any,
@@ -432,8 +453,26 @@ pub struct Route {
     pub accept: Accept,
     /// If non-empty, the user must be in one of these groups (else 403).
     pub groups: Vec<String>,
+    /// More group lists that must hold as well (one group of each): set when the route
+    /// table merges the rules of routes a path reaches by letter case (see
+    /// `RouteTable::find`); empty for routes from the file.
+    pub groups_also: Vec<Vec<String>>,
     /// Second-step methods this route accepts (default all).
     pub allowed_methods: Vec<TwoStepMethod>,
+    /// The backend reads paths case-sensitively, so a request this route forwards is
+    /// decided on its exact letter case only (default false: the stricter rule of any
+    /// route the path reaches by case applies).
+    pub case_sensitive: bool,
+}
+
+impl Route {
+    /// Does a user in `user_groups` pass the route's group rule (one group of
+    /// `groups`, and one of each list in `groups_also`)?
+    pub fn admits(&self, user_groups: &[String]) -> bool {
+        std::iter::once(&self.groups)
+            .chain(&self.groups_also)
+            .all(|list| list.is_empty() || user_groups.iter().any(|g| list.contains(g)))
+    }
 }
 
 /// A secret loaded from a file or environment variable; never printed.

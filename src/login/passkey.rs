@@ -403,15 +403,48 @@ impl Default for Challenges {
     }
 }
 
+/// Bytes all outstanding challenges may take together (SECURITY 39): anyone may ask for a
+/// login challenge, so the cache is bounded in bytes, not only in entries.
+pub const CHALLENGE_BUDGET: u64 = 32 * 1024 * 1024;
+
+impl Pending {
+    /// Roughly what an entry costs in memory: its strings plus a fixed overhead.
+    pub fn weight(&self) -> u32 {
+        let purpose = match &self.purpose {
+            Purpose::Register {
+                user,
+                session,
+                handle,
+            } => user.len() + session.len() + handle.len(),
+            Purpose::Login { return_to } => return_to.len(),
+        };
+        let bytes = 256 + purpose + self.rp_id.len() + self.origin.len();
+        u32::try_from(bytes).unwrap_or(u32::MAX)
+    }
+}
+
 impl Challenges {
     pub fn new() -> Self {
+        Self::with_budget(CHALLENGE_BUDGET)
+    }
+
+    pub fn with_budget(bytes: u64) -> Self {
         Self {
-            // Bounded: anyone may ask for a login challenge.
             pending: Cache::builder()
-                .max_capacity(100_000)
+                .max_capacity(bytes)
+                .weigher(|k: &String, v: &Arc<Pending>| {
+                    v.weight()
+                        .saturating_add(u32::try_from(k.len()).unwrap_or(u32::MAX))
+                })
                 .time_to_live(CHALLENGE_LIFETIME)
                 .build(),
         }
+    }
+
+    /// Bytes the outstanding challenges take (after pending cache maintenance).
+    pub async fn weighted_size(&self) -> u64 {
+        self.pending.run_pending_tasks().await;
+        self.pending.weighted_size()
     }
 
     /// A new 32-byte random challenge (base64url) for `pending`.
@@ -1157,6 +1190,28 @@ mod tests {
         assert!(c.take(&ch).await.is_some());
         assert!(c.take(&ch).await.is_none());
         assert!(c.take("short").await.is_none());
+    }
+
+    #[tokio::test]
+    async fn challenges_stay_within_their_byte_budget() {
+        let budget = 256 * 1024;
+        let c = Challenges::with_budget(budget);
+        let big = Pending {
+            purpose: Purpose::Login {
+                return_to: format!("/{}", "a".repeat(2000)),
+            },
+            rp_id: "a".repeat(253),
+            origin: format!("https://{}:65535", "a".repeat(253)),
+        };
+        for _ in 0..2000 {
+            c.issue(big.clone()).await;
+        }
+        let used = c.weighted_size().await;
+        assert!(used <= budget, "{used} > {budget}");
+        assert!(
+            used > budget / 2,
+            "{used}: the budget is used, not the entry count"
+        );
     }
 
     #[test]

@@ -216,10 +216,7 @@ impl<'a> Ctx<'a> {
         let path = path.split(['?', '#']).next().unwrap_or("/");
         let path = crate::proxy::path::canonicalize(path).ok()?.path;
         let routes = self.app.routes();
-        routes
-            .find(&host, &path)
-            .and_then(|i| routes.get(i))
-            .cloned()
+        routes.find(&host, &path).map(|f| f.route.into_owned())
     }
 
     /// Is this state-changing request from our own site? (SECURITY 22)

@@ -6,7 +6,7 @@
 //! Anything a browser might resolve differently from how we parse it is refused.
 
 /// Longest return address we consider; a longer one is refused, not truncated.
-pub const MAX_RETURN_LEN: usize = 4096;
+pub const MAX_RETURN_LEN: usize = 2048;
 
 /// Returns the value to put in a `Location` header, or `None` when `raw` is not a safe
 /// return address (callers then fall back to `/`).

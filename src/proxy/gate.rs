@@ -111,7 +111,9 @@ mod tests {
                 token: false,
             },
             groups,
+            groups_also: vec![],
             allowed_methods: vec![],
+            case_sensitive: false,
         }
     }
 

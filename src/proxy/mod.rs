@@ -8,6 +8,7 @@ pub mod gate;
 pub mod path;
 pub mod respond;
 pub mod route;
+pub mod target;
 mod token;
 pub mod upstream;
 
@@ -65,6 +66,8 @@ pub struct Ctx {
     table: Option<Arc<route::RouteTable>>,
     /// Canonical `path?query` forwarded upstream.
     target: Option<String>,
+    /// The normalised host (`host[:port]`) the decision used; sent upstream as `Host`.
+    host: Option<String>,
     identity: Option<Identity>,
     client: Option<IpAddr>,
     tls: bool,
@@ -85,6 +88,7 @@ impl ProxyHttp for Gateway {
             route: None,
             table: None,
             target: None,
+            host: None,
             identity: None,
             client: None,
             tls: false,
@@ -220,30 +224,22 @@ impl Gateway {
             .and_then(|v| v.to_str().ok());
         let client = upstream::client_ip(peer, xff, &app.cfg.trusted_proxies);
         ctx.client = Some(client);
-        if let Some(reason) = ambiguous_framing(&req.headers, || sent_content_lengths(session)) {
-            return Ok(Some(Response::new(
-                400,
-                "text/plain; charset=utf-8",
-                reason,
-            )));
-        }
-        let canonical = match path::canonicalize_parts(req.uri.path(), req.uri.query()) {
-            Ok(c) => c,
-            Err(e) => {
-                return Ok(Some(Response::new(
-                    400,
-                    "text/plain; charset=utf-8",
-                    format!("bad request: {e}\n"),
-                )));
-            }
+        let edge = match read_edge(req, &app.cfg.server.limits, || {
+            sent_content_lengths(session)
+        }) {
+            Ok(e) => e,
+            Err(resp) => return Ok(Some(resp)),
         };
-        let host = req
-            .headers
-            .get("host")
-            .and_then(|v| v.to_str().ok())
-            .or_else(|| req.uri.host())
-            .map(route::host_of)
+        let host = edge
+            .authority
+            .as_ref()
+            .map(|a| a.host.clone())
             .unwrap_or_default();
+        ctx.host = edge.authority.as_ref().map(target::Authority::to_header);
+        let Some(canonical) = edge.canonical else {
+            // `OPTIONS *` asks about the server, not a resource: nothing to route or forward.
+            return Ok(Some(Response::new(200, "text/plain; charset=utf-8", "")));
+        };
         ctx.upgrade = session.is_upgrade_req();
         ctx.target = Some(canonical.to_target());
         let prefix = app.cfg.portal.path_prefix.as_str();
@@ -266,9 +262,10 @@ impl Gateway {
                 .map(Some);
         }
         let table = app.routes();
-        ctx.route = table.find(&host, &canonical.path);
+        let found = table.find(&host, &canonical.path);
+        ctx.route = found.as_ref().map(|f| f.index);
         ctx.table = Some(table.clone());
-        let route = ctx.route.and_then(|i| table.get(i));
+        let route = found.as_ref().map(|f| f.route.as_ref());
         let caller = match route {
             Some(r) if matches!(r.policy, Policy::Login | Policy::TwoFactor) => {
                 self.caller(session, ctx, r, client).await
@@ -541,11 +538,22 @@ impl Gateway {
             }
         };
         let req = session.req_header();
+        let mut headers = req.headers.clone();
+        // The portal sees the normalised host (also for an absolute-form target), never the
+        // raw header: passkey origins and same-site checks are built from it.
+        headers.remove(http::header::HOST);
+        if let Some(h) = ctx
+            .host
+            .as_deref()
+            .and_then(|h| http::HeaderValue::from_str(h).ok())
+        {
+            headers.insert(http::header::HOST, h);
+        }
         let preq = portal::http::Request {
             method: req.method.clone(),
             path,
             query,
-            headers: req.headers.clone(),
+            headers,
             body,
             peer: client,
             tls: ctx.tls,
@@ -581,17 +589,26 @@ impl Gateway {
                 req.insert_header("cookie", c)?;
             }
         }
-        // Forward exactly the canonical target; parse a new URI only when it differs.
-        let original = session
-            .req_header()
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str());
-        if let Some(target) = ctx.target.as_deref().filter(|t| Some(*t) != original) {
+        // Forward exactly the canonical target in origin-form (an absolute-form or odd
+        // target is never passed on as sent, nor an HTTP/2 authority that would override
+        // Host); parse a new URI only when it differs.
+        let original = session.req_header().raw_path();
+        let has_authority = req.uri.authority().is_some();
+        if let Some(target) = ctx
+            .target
+            .as_deref()
+            .filter(|t| t.as_bytes() != original || has_authority)
+        {
             let uri = target
                 .parse::<http::Uri>()
                 .map_err(|_| Error::explain(ErrorType::HTTPStatus(400), "bad target"))?;
             req.set_uri(uri);
+        }
+        // The host the decision used, normalised, is the one the backend gets.
+        if let Some(host) = &ctx.host
+            && req.headers.get("host").map(http::HeaderValue::as_bytes) != Some(host.as_bytes())
+        {
+            req.insert_header("host", host.as_str())?;
         }
         if let Some(id) = &ctx.identity {
             let h = &app.cfg.identity_headers;
@@ -604,8 +621,8 @@ impl Gateway {
             req.insert_header("x-forwarded-for", client.to_string())?;
         }
         req.insert_header("x-forwarded-proto", if ctx.tls { "https" } else { "http" })?;
-        if let Some(host) = session.req_header().headers.get("host").cloned() {
-            req.insert_header("x-forwarded-host", host)?;
+        if let Some(host) = &ctx.host {
+            req.insert_header("x-forwarded-host", host.as_str())?;
         }
         Ok(())
     }
@@ -702,6 +719,74 @@ fn header_safe(v: &str) -> String {
         }
     }
     out
+}
+
+/// What the request edge read: the host and the canonical target (`None` for `OPTIONS *`).
+struct Edge {
+    authority: Option<target::Authority>,
+    canonical: Option<path::Canonical>,
+}
+
+/// The request read once, the way backends read it (DESIGN "The request edge"): sizes
+/// (414/431), framing, target form and Host ([`target::read`]), then the path
+/// ([`path::canonicalize_parts`]). `Err` is the answer to send.
+fn read_edge(
+    req: &RequestHeader,
+    limits: &crate::config::Limits,
+    sent_lengths: impl FnOnce() -> usize,
+) -> std::result::Result<Edge, Response> {
+    let text = |status: u16, msg: String| Response::new(status, "text/plain; charset=utf-8", msg);
+    let raw = req.raw_path();
+    // `METHOD SP target SP HTTP/1.1`
+    let line = req.method.as_str().len() + raw.len() + 10;
+    if line > limits.max_request_line {
+        return Err(text(414, "request line too long\n".into()));
+    }
+    let header_bytes: usize = req
+        .headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum();
+    if header_bytes > limits.max_header_bytes {
+        return Err(text(431, "request header fields too large\n".into()));
+    }
+    if let Some(reason) = ambiguous_framing(&req.headers, sent_lengths) {
+        return Err(text(400, reason.into()));
+    }
+    let method = match req.method {
+        http::Method::CONNECT => target::MethodKind::Connect,
+        http::Method::OPTIONS => target::MethodKind::Options,
+        _ => target::MethodKind::Other,
+    };
+    let hosts: Vec<&[u8]> = req
+        .headers
+        .get_all(http::header::HOST)
+        .iter()
+        .map(http::HeaderValue::as_bytes)
+        .collect();
+    let h2_authority = (req.version == http::Version::HTTP_2)
+        .then(|| req.uri.authority().map(|a| a.as_str()))
+        .flatten();
+    let http11 = req.version == http::Version::HTTP_11;
+    let reading = target::read(method, raw, &hosts, h2_authority, http11).map_err(|e| {
+        let resp = text(e.status(), format!("bad request: {e}\n"));
+        if e == target::EdgeError::Connect {
+            resp.with("allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+        } else {
+            resp
+        }
+    })?;
+    let canonical = match reading.target {
+        target::Target::Asterisk => None,
+        target::Target::Path { path, query } => Some(
+            path::canonicalize_parts(path, query)
+                .map_err(|e| text(400, format!("bad request: {e}\n")))?,
+        ),
+    };
+    Ok(Edge {
+        authority: reading.authority,
+        canonical,
+    })
 }
 
 /// Requests whose length is ambiguous are refused before anything else (SECURITY 29).

@@ -8,8 +8,10 @@
 
 use std::fmt;
 
-/// Longest request target (path plus query) we accept, in bytes.
-pub const MAX_TARGET_LEN: usize = 8 * 1024;
+/// Longest canonical target (path plus query), in bytes: a hard cap above the configurable
+/// request-line limit (`server.limits.max_request_line`, 414), which is what normally bounds
+/// a target; this one also bounds what escaping non-ASCII bytes can grow a path to.
+pub const MAX_TARGET_LEN: usize = 64 * 1024;
 
 /// A canonical request target: `path` is what routes match on and what is forwarded;
 /// `query` is passed through byte-for-byte and never used for routing.
@@ -34,6 +36,7 @@ impl Canonical {
 pub enum PathError {
     NotOriginForm,
     BadEncoding,
+    DoubleEncoding,
     EncodedSlash,
     NulOrControl,
     Backslash,
@@ -47,6 +50,9 @@ impl fmt::Display for PathError {
         f.write_str(match self {
             PathError::NotOriginForm => "the request target is not a path starting with /",
             PathError::BadEncoding => "the path contains a malformed percent-escape",
+            PathError::DoubleEncoding => {
+                "the path is percent-encoded twice (%25 and two hex digits)"
+            }
             PathError::EncodedSlash => {
                 "the path contains an encoded slash or backslash (%2F or %5C)"
             }
@@ -89,6 +95,9 @@ pub fn canonicalize_parts(path: &str, query: Option<&str>) -> Result<Canonical, 
         return Err(PathError::NotOriginForm);
     }
     let decoded = normalise_bytes(path.as_bytes())?;
+    if double_encoded(decoded.as_bytes()) {
+        return Err(PathError::DoubleEncoding);
+    }
     let path = remove_dot_segments(&decoded)?;
     // Encoding non-ASCII bytes can triple the length; keep the bound on the output too.
     if path.len() + query.map_or(0, |q| q.len() + 1) > MAX_TARGET_LEN {
@@ -98,6 +107,15 @@ pub fn canonicalize_parts(path: &str, query: Option<&str>) -> Result<Canonical, 
         path,
         query: query.map(str::to_owned),
     })
+}
+
+/// `%25` followed by two hex digits: `%2561` is `%61` after one decoding and `a` after
+/// two, so a backend that decodes twice sees another path than the one decided on
+/// (SECURITY 25). Checked on the normalised path, which is what is forwarded (so
+/// `%25%34%31` is caught too).
+fn double_encoded(path: &[u8]) -> bool {
+    path.windows(5)
+        .any(|w| w.starts_with(b"%25") && w.iter().skip(3).all(|b| hex_val(*b).is_some()))
 }
 
 fn is_unreserved(b: u8) -> bool {
@@ -250,8 +268,8 @@ mod tests {
         assert_eq!(err_of("/public/..%2Fadmin"), PathError::EncodedSlash);
         assert_eq!(path_of("/public/../admin"), "/admin");
         assert_eq!(path_of("/%61dmin"), "/admin");
-        assert_eq!(path_of("/%2561dmin"), "/%2561dmin");
-        assert_ne!(path_of("/%2561dmin"), "/admin");
+        assert_eq!(err_of("/%2561dmin"), PathError::DoubleEncoding);
+        assert_eq!(err_of("/admin%252fx"), PathError::DoubleEncoding);
         assert_eq!(err_of("/admin;x"), PathError::Semicolon);
         assert_eq!(err_of("/admin%00"), PathError::NulOrControl);
         assert_eq!(err_of("/admin\\x"), PathError::Backslash);
@@ -285,9 +303,19 @@ mod tests {
         assert_eq!(path_of("/public/%2E%2E/admin"), "/admin");
         assert_eq!(path_of("/public/.%2e/admin"), "/admin");
         assert_eq!(path_of("/%2e/admin"), "/admin");
-        // %25 is '%' and must stay encoded so nothing gets decoded twice.
-        assert_eq!(path_of("/%252e%252e/admin"), "/%252e%252e/admin");
-        assert_eq!(path_of("/%252f"), "/%252f");
+        // %25 is '%' and must stay encoded so nothing gets decoded twice; followed by two
+        // hex digits it is a double encoding and refused.
+        assert_eq!(err_of("/%252e%252e/admin"), PathError::DoubleEncoding);
+        assert_eq!(err_of("/%252f"), PathError::DoubleEncoding);
+        assert_eq!(err_of("/%252F"), PathError::DoubleEncoding);
+        assert_eq!(path_of("/100%25"), "/100%25");
+        assert_eq!(path_of("/100%25x"), "/100%25x");
+        assert_eq!(path_of("/100%252"), "/100%252");
+        assert_eq!(path_of("/a%25%41"), "/a%25A");
+        assert_eq!(err_of("/a%25%41B"), PathError::DoubleEncoding);
+        assert_eq!(err_of("/a%25%34%31"), PathError::DoubleEncoding);
+        // The query is the backend's business.
+        assert_eq!(path_of("/a?x=%2561"), "/a");
     }
 
     #[test]
@@ -478,6 +506,7 @@ mod tests {
         let all = [
             PathError::NotOriginForm,
             PathError::BadEncoding,
+            PathError::DoubleEncoding,
             PathError::EncodedSlash,
             PathError::NulOrControl,
             PathError::Backslash,

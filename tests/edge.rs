@@ -1,0 +1,551 @@
+//! The request edge through the real binary (SECURITY 25, 38, 39; DESIGN "The request
+//! edge"): request-target forms, Host, letter case, double encodings and size limits, each
+//! tried as an attacker would. Requests are written byte for byte over a socket, and the
+//! backend is a raw TCP one that records the exact request head it gets, so every test
+//! shows what was decided *and* what was forwarded.
+#![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+// ---------------------------------------------------------------------------------------
+// A backend that answers every request with its own request head, and remembers it.
+
+struct RawBackend {
+    addr: SocketAddr,
+    heads: Arc<Mutex<Vec<String>>>,
+}
+
+impl RawBackend {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let seen = heads.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { return };
+                let seen = seen.clone();
+                std::thread::spawn(move || serve_one(conn, &seen));
+            }
+        });
+        Self { addr, heads }
+    }
+
+    /// Every request head received so far.
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+
+    /// The request lines received so far.
+    fn lines(&self) -> Vec<String> {
+        self.heads()
+            .iter()
+            .map(|h| h.lines().next().unwrap_or("").to_owned())
+            .collect()
+    }
+
+    fn clear(&self) {
+        self.heads.lock().unwrap().clear();
+    }
+}
+
+fn serve_one(mut conn: TcpStream, seen: &Mutex<Vec<String>>) {
+    conn.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while find(&buf, b"\r\n\r\n").is_none() {
+        match conn.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let end = find(&buf, b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    seen.lock().unwrap().push(head.clone());
+    let reply = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{head}",
+        head.len()
+    );
+    let _ = conn.write_all(reply.as_bytes());
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The value of header `name` in a recorded request head.
+fn header_in<'a>(head: &'a str, name: &str) -> Vec<&'a str> {
+    head.lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Raw requests.
+
+struct Answer {
+    status: u16,
+    body: String,
+}
+
+/// Sends `request` as it is and reads the answer until the gateway closes. `0` when the
+/// connection closed without an answer.
+fn send(gw: &Gateway, request: &[u8]) -> Answer {
+    let mut s = TcpStream::connect(gw.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    // A refused request may close before all of it is written; the answer still counts.
+    let _ = s.write_all(request);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_owned());
+    Answer { status, body }
+}
+
+/// `METHOD target HTTP/1.1` with `headers` (each `Name: value`), closing after the answer.
+fn request(gw: &Gateway, line: &str, headers: &[&str]) -> Answer {
+    let mut req = format!("{line}\r\n");
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("Connection: close\r\n\r\n");
+    send(gw, req.as_bytes())
+}
+
+fn start(routes: &str, backend: &RawBackend) -> Gateway {
+    let routes = routes.replace("RAW", &backend.addr.to_string());
+    Gateway::builder().set("routes", &routes).start()
+}
+
+/// Routes by path: `/admin` two_factor, `/public` bypass, everything else login.
+fn path_gateway(backend: &RawBackend) -> Gateway {
+    start(
+        r#"
+- { name: admin, path_prefix: /admin, upstream: ["RAW"], policy: two_factor }
+- { name: public, path_prefix: /public, upstream: ["RAW"], policy: bypass }
+- { name: app, hosts: ["*"], path_prefix: /, upstream: ["RAW"], policy: login }
+"#,
+        backend,
+    )
+}
+
+/// Routes by host: `wiki.test` and `*.corp.test` need a login, any other host is public.
+fn host_gateway(backend: &RawBackend) -> Gateway {
+    start(
+        r#"
+- { name: wiki, hosts: [wiki.test], path_prefix: /, upstream: ["RAW"], policy: login }
+- { name: corp, hosts: ["*.corp.test"], path_prefix: /, upstream: ["RAW"], policy: login }
+- { name: open, hosts: ["*"], path_prefix: /, upstream: ["RAW"], policy: bypass }
+"#,
+        backend,
+    )
+}
+
+/// A one-step session for taro (2-step off): `Cookie:` header line.
+async fn taro_cookie(gw: &Gateway) -> String {
+    let http = plain();
+    let r = http
+        .post(gw.url("/_nidan/api/login"))
+        .json(&json!({"id": "taro"}))
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["step"], "password", "{v}");
+    let flow = v["flow"].as_str().unwrap();
+    let r = http
+        .post(gw.url(&format!("/_nidan/api/login/{flow}/complete")))
+        .json(&json!({"password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let session = set_cookie(&r, "nidan_session").expect("a session cookie");
+    format!("Cookie: nidan_session={session}")
+}
+
+// ---------------------------------------------------------------------------------------
+// Target forms.
+
+#[tokio::test]
+async fn targets_that_are_not_origin_form_are_refused() {
+    let backend = RawBackend::start();
+    let gw = path_gateway(&backend);
+    let cookie = taro_cookie(&gw).await;
+    // The session is good for the login route, and the backend answers.
+    let ok = request(&gw, "GET /x HTTP/1.1", &["Host: wiki.test", &cookie]);
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    backend.clear();
+    // Each was decided as `/` (a login route the session meets) and forwarded as sent,
+    // which werkzeug and http.server serve as the two_factor `/admin/x`.
+    for target in [
+        "admin/x",
+        "x:/admin/x",
+        "mailto:/admin/x",
+        "foo:bar://h/admin/x",
+        "http:/admin/x",
+        "ftp://wiki.test/admin/x",
+    ] {
+        let a = request(
+            &gw,
+            &format!("GET {target} HTTP/1.1"),
+            &["Host: wiki.test", &cookie],
+        );
+        assert_eq!(a.status, 400, "{target}: {}", a.body);
+    }
+    // `*` is for OPTIONS only; OPTIONS * is answered here, with nothing forwarded.
+    let a = request(&gw, "GET * HTTP/1.1", &["Host: wiki.test", &cookie]);
+    assert_eq!(a.status, 400);
+    let a = request(&gw, "OPTIONS * HTTP/1.1", &["Host: wiki.test"]);
+    assert_eq!(a.status, 200);
+    // CONNECT is not a gateway's business.
+    let a = request(
+        &gw,
+        "CONNECT wiki.test:443 HTTP/1.1",
+        &["Host: wiki.test:443", &cookie],
+    );
+    assert_eq!(a.status, 405, "{}", a.body);
+    assert_eq!(backend.heads(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn the_request_line_upstream_is_rebuilt_from_the_decision() {
+    let backend = RawBackend::start();
+    let gw = host_gateway(&backend);
+    for (line, forwarded) in [
+        ("GET //a/./b/../c?x=1 HTTP/1.1", "GET /a/c?x=1 HTTP/1.1"),
+        ("GET /%61%62c HTTP/1.1", "GET /abc HTTP/1.1"),
+        (
+            "GET http://open.test/p?q=%2F HTTP/1.1",
+            "GET /p?q=%2F HTTP/1.1",
+        ),
+        ("GET HTTP://OPEN.test./p HTTP/1.1", "GET /p HTTP/1.1"),
+        ("GET http://open.test HTTP/1.1", "GET / HTTP/1.1"),
+        ("GET http://open.test?x HTTP/1.1", "GET /?x HTTP/1.1"),
+    ] {
+        backend.clear();
+        // Absolute-form carries its own host.
+        let host: &[&str] = if line.contains("://") {
+            &[]
+        } else {
+            &["Host: open.test"]
+        };
+        let a = request(&gw, line, host);
+        assert_eq!(a.status, 200, "{line}: {}", a.body);
+        assert_eq!(backend.lines(), vec![forwarded.to_owned()], "{line}");
+        let head = &backend.heads()[0];
+        assert_eq!(header_in(head, "host"), vec!["open.test"], "{head}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Host.
+
+#[tokio::test]
+async fn absolute_form_is_decided_on_its_own_authority() {
+    let backend = RawBackend::start();
+    let gw = host_gateway(&backend);
+    // Without a Host header the request was routed on host "" (the public `*` route),
+    // and pingora then sent `Host: wiki.test` upstream: the protected vhost, anonymously.
+    for version in ["HTTP/1.1", "HTTP/1.0"] {
+        let a = request(&gw, &format!("GET http://wiki.test/secret {version}"), &[]);
+        assert_eq!(a.status, 401, "{version}: {}", a.body);
+        let a = request(&gw, &format!("GET http://Wiki.Test./secret {version}"), &[]);
+        assert_eq!(a.status, 401, "{version}: {}", a.body);
+    }
+    // A Host header that disagrees with the target's authority is refused outright.
+    let a = request(
+        &gw,
+        "GET http://wiki.test/secret HTTP/1.1",
+        &["Host: open.test"],
+    );
+    assert_eq!(a.status, 400, "{}", a.body);
+    let a = request(
+        &gw,
+        "GET http://open.test/secret HTTP/1.1",
+        &["Host: wiki.test"],
+    );
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert_eq!(backend.heads(), Vec::<String>::new());
+    // A public host in absolute-form goes upstream in origin-form, with that host.
+    let a = request(&gw, "GET http://open.test:8080/x HTTP/1.0", &[]);
+    assert_eq!(a.status, 200, "{}", a.body);
+    let head = &backend.heads()[0];
+    assert!(head.starts_with("GET /x HTTP/1."), "{head}");
+    assert_eq!(header_in(head, "host"), vec!["open.test:8080"], "{head}");
+    assert_eq!(header_in(head, "x-forwarded-host"), vec!["open.test:8080"]);
+}
+
+#[tokio::test]
+async fn host_syntax_is_strict_and_normalised() {
+    let backend = RawBackend::start();
+    let gw = host_gateway(&backend);
+    // nginx cuts these at the first colon and serves wiki.test; read at the last colon
+    // they matched no login route and fell through to the public one.
+    for host in [
+        "wiki.test:80:80",
+        "wiki.test:1:2:3",
+        "wiki.test:",
+        "wiki.test:x",
+        "wiki.test:99999",
+        "wiki.test..",
+        "wiki.test,open.test",
+        "wiki.test/x",
+        "user@wiki.test",
+        "wiki%2etest",
+        "[::1",
+        "",
+    ] {
+        let a = request(&gw, "GET /secret HTTP/1.1", &[&format!("Host: {host}")]);
+        assert_eq!(a.status, 400, "Host: {host}: {}", a.body);
+    }
+    // HTTP/1.1 needs a Host; exactly one.
+    let a = request(&gw, "GET /secret HTTP/1.1", &[]);
+    assert_eq!(a.status, 400, "{}", a.body);
+    let a = request(
+        &gw,
+        "GET /secret HTTP/1.1",
+        &["Host: open.test", "Host: wiki.test"],
+    );
+    assert_eq!(a.status, 400, "{}", a.body);
+    // Case, a trailing dot and the port do not take a request off its route.
+    for host in ["WIKI.test", "wiki.test.", "Wiki.Test.:8080", "wiki.test:80"] {
+        let a = request(&gw, "GET /secret HTTP/1.1", &[&format!("Host: {host}")]);
+        assert_eq!(a.status, 401, "Host: {host}: {}", a.body);
+    }
+    assert_eq!(backend.heads(), Vec::<String>::new());
+    // What the decision used is what the backend gets.
+    let a = request(&gw, "GET /x HTTP/1.1", &["Host: OPEN.Test.:8080"]);
+    assert_eq!(a.status, 200, "{}", a.body);
+    let head = &backend.heads()[0];
+    assert_eq!(header_in(head, "host"), vec!["open.test:8080"], "{head}");
+    assert_eq!(header_in(head, "x-forwarded-host"), vec!["open.test:8080"]);
+    backend.clear();
+    let a = request(&gw, "GET /x HTTP/1.1", &["Host: [0:0::1]:8443"]);
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(header_in(&backend.heads()[0], "host"), vec!["[::1]:8443"]);
+    // HTTP/1.0 may leave Host out: only `*` routes match then.
+    backend.clear();
+    let a = request(&gw, "GET /x HTTP/1.0", &[]);
+    assert_eq!(a.status, 200, "{}", a.body);
+}
+
+#[tokio::test]
+async fn wildcard_hosts_cover_every_depth() {
+    let backend = RawBackend::start();
+    let gw = host_gateway(&backend);
+    // `*.corp.test` matched one label only, so `a.b.corp.test` fell through to the public
+    // route and reached nginx's `*.corp.test` server.
+    for host in [
+        "a.corp.test",
+        "a.b.corp.test",
+        "x.y.z.corp.test",
+        "A.B.Corp.Test.",
+    ] {
+        let a = request(&gw, "GET /x HTTP/1.1", &[&format!("Host: {host}")]);
+        assert_eq!(a.status, 401, "Host: {host}: {}", a.body);
+    }
+    assert_eq!(backend.heads(), Vec::<String>::new());
+    // The domain itself is not below itself.
+    let a = request(&gw, "GET /x HTTP/1.1", &["Host: corp.test"]);
+    assert_eq!(a.status, 200, "{}", a.body);
+}
+
+// ---------------------------------------------------------------------------------------
+// Paths.
+
+#[tokio::test]
+async fn double_encodings_and_letter_case_never_weaken_the_rule() {
+    let backend = RawBackend::start();
+    let gw = path_gateway(&backend);
+    let cookie = taro_cookie(&gw).await;
+    // `%2561` is `a` to a backend that decodes twice.
+    for path in [
+        "/%2561dmin/x",
+        "/admin%252fx",
+        "/%2541DMIN/x",
+        "/x/%252e%252e/admin",
+    ] {
+        let a = request(
+            &gw,
+            &format!("GET {path} HTTP/1.1"),
+            &["Host: wiki.test", &cookie],
+        );
+        assert_eq!(a.status, 400, "{path}: {}", a.body);
+    }
+    // Many backends fold case: `/ADMIN/x` is `/admin/x` to them, which needs both steps;
+    // taro's one-step session is sent to step up, not through.
+    for path in ["/admin/x", "/ADMIN/x", "/Admin/x", "/aDMIN"] {
+        let a = request(
+            &gw,
+            &format!("GET {path} HTTP/1.1"),
+            &["Host: wiki.test", &cookie, "Accept: application/json"],
+        );
+        assert_eq!(a.status, 401, "{path}: {}", a.body);
+    }
+    assert_eq!(backend.heads(), Vec::<String>::new());
+    // The login route itself, and public paths in any case, still work.
+    let a = request(&gw, "GET /Other HTTP/1.1", &["Host: wiki.test", &cookie]);
+    assert_eq!(a.status, 200, "{}", a.body);
+    let a = request(&gw, "GET /public/x HTTP/1.1", &["Host: wiki.test"]);
+    assert_eq!(a.status, 200, "{}", a.body);
+    let a = request(&gw, "GET /PUBLIC/x HTTP/1.1", &["Host: wiki.test"]);
+    assert_eq!(
+        a.status, 401,
+        "decided as the login route it goes to: {}",
+        a.body
+    );
+}
+
+#[tokio::test]
+async fn a_case_sensitive_backend_is_taken_at_its_word() {
+    let backend = RawBackend::start();
+    let gw = start(
+        r#"
+- { name: admin, path_prefix: /admin, upstream: ["RAW"], policy: two_factor }
+- { name: app, hosts: ["*"], path_prefix: /, upstream: ["RAW"], policy: login, case_sensitive: true }
+"#,
+        &backend,
+    );
+    let cookie = taro_cookie(&gw).await;
+    let a = request(&gw, "GET /ADMIN/x HTTP/1.1", &["Host: wiki.test", &cookie]);
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(backend.lines(), vec!["GET /ADMIN/x HTTP/1.1".to_owned()]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Sizes (SECURITY 39).
+
+#[tokio::test]
+async fn request_line_and_header_sizes_are_bounded() {
+    let backend = RawBackend::start();
+    let gw = Gateway::builder()
+        .set(
+            "routes",
+            &format!(
+                r#"[{{ name: open, hosts: ["*"], path_prefix: /, upstream: ["{}"], policy: bypass }}]"#,
+                backend.addr
+            ),
+        )
+        .set("server.limits", "{ max_request_line: 2048, max_header_bytes: 8192 }")
+        .start();
+    let fits = format!("GET /{} HTTP/1.1", "a".repeat(2000));
+    let a = request(&gw, &fits, &["Host: open.test"]);
+    assert_eq!(a.status, 200);
+    let long = format!("GET /{} HTTP/1.1", "a".repeat(2100));
+    let a = request(&gw, &long, &["Host: open.test"]);
+    assert_eq!(a.status, 414, "{}", a.body);
+    let header = format!("X-Big: {}", "b".repeat(7000));
+    let a = request(&gw, "GET / HTTP/1.1", &["Host: open.test", &header]);
+    assert_eq!(a.status, 200);
+    let many: Vec<String> = (0..5)
+        .map(|i| format!("X-Big-{i}: {}", "b".repeat(2000)))
+        .collect();
+    let mut headers: Vec<&str> = many.iter().map(String::as_str).collect();
+    headers.push("Host: open.test");
+    let a = request(&gw, "GET / HTTP/1.1", &headers);
+    assert_eq!(a.status, 431, "{}", a.body);
+    let a = request(
+        &gw,
+        "GET / HTTP/1.1",
+        &[&format!("Host: {}.test", "h".repeat(9000))],
+    );
+    assert_eq!(a.status, 431, "{}", a.body);
+    assert_eq!(backend.heads().len(), 2);
+}
+
+/// The process's resident memory, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Anonymous requests with large values (Host on passkey login start, return addresses on
+/// ID steps): what the gateway keeps for them is bounded in bytes. 300 passkey starts with
+/// a 200 KB Host used to grow the process by about 120 MiB.
+#[tokio::test]
+async fn large_anonymous_values_do_not_grow_memory() {
+    // Memory is what is measured here: the per-address limits on anonymous work (tested in
+    // tests/budgets.rs) are raised so every request of the flood is served.
+    let gw = Gateway::builder()
+        .set("passkeys.enabled", "true")
+        .set("login_limits.id_steps_per_address", "100000")
+        .set("login_limits.passkey_starts_per_address", "100000")
+        .start();
+    let pid = gw.pid().unwrap();
+    let flood = |rounds: usize, gw: &Gateway| {
+        let big_host = format!("{}.test", "h".repeat(200 * 1024));
+        let longest_host = format!(
+            "{}.{}.{}.{}",
+            "a".repeat(63),
+            "b".repeat(63),
+            "c".repeat(63),
+            "d".repeat(61)
+        );
+        // The largest the JSON API takes (16 KiB bodies).
+        let return_to = format!("/{}", "r".repeat(15 * 1024));
+        let id_step = json!({"id": "taro", "return_to": return_to}).to_string();
+        let passkey_body = json!({"return_to": return_to}).to_string();
+        for i in 0..rounds {
+            for host in [&big_host, &longest_host] {
+                let req = format!(
+                    "POST /_nidan/api/passkeys/login/start HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{passkey_body}",
+                    passkey_body.len()
+                );
+                let a = send(gw, req.as_bytes());
+                assert!(
+                    matches!(a.status, 200 | 431),
+                    "{i}: {} {}",
+                    a.status,
+                    a.body
+                );
+            }
+            let req = format!(
+                "POST /_nidan/api/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{id_step}",
+                id_step.len()
+            );
+            let a = send(gw, req.as_bytes());
+            assert!(
+                matches!(a.status, 200 | 429),
+                "{i}: {} {}",
+                a.status,
+                a.body
+            );
+        }
+    };
+    // Warm up: allocator pools, caches, connections.
+    flood(50, &gw);
+    let before = rss_kib(pid);
+    let started = Instant::now();
+    flood(300, &gw);
+    let after = rss_kib(pid);
+    let grown = after.saturating_sub(before);
+    eprintln!(
+        "RSS {before} KiB -> {after} KiB (+{grown} KiB) in {:?}",
+        started.elapsed()
+    );
+    assert!(grown < 16 * 1024, "grew by {grown} KiB");
+}
