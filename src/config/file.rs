@@ -300,6 +300,26 @@ pub(crate) struct UsersFile {
 #[serde(deny_unknown_fields)]
 pub(crate) struct StorageFile {
     pub sqlite: Option<SqliteFile>,
+    pub postgres: Option<PostgresFile>,
+    pub redis: Option<RedisFile>,
+    /// How long existing sessions keep working from cache while a store is unreachable.
+    pub outage_grace: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PostgresFile {
+    pub url_env: Option<String>,
+    pub url_file: Option<String>,
+    pub max_connections: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RedisFile {
+    pub url_env: Option<String>,
+    pub url_file: Option<String>,
+    pub key_prefix: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

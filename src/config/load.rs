@@ -21,7 +21,7 @@ use super::{
     SecurityCode, Server, SessionSettings, SigningKey, SmsGateway, Smtp, SmtpSecurity, Storage,
     Tls, TrustedDevices, TwoStepMethod, Upstream, UsersSource,
 };
-use super::{Exemptions, Limits, OnPhoneLoss, PasskeySettings, RiskSettings};
+use super::{Exemptions, Limits, OnPhoneLoss, PasskeySettings, Replicated, RiskSettings};
 
 /// One problem in a configuration (or users) file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -523,15 +523,7 @@ impl Checker<'_> {
         let app_approval = self.app_approval(f.app_approval.unwrap_or_default());
         let notifiers = self.notifiers(f.notifiers.unwrap_or_default());
         let users = self.users(f.users.unwrap_or_default());
-        let storage = Storage {
-            sqlite_path: self.path(
-                f.storage
-                    .and_then(|s| s.sqlite)
-                    .and_then(|s| s.path)
-                    .as_deref()
-                    .unwrap_or("nidan.db"),
-            ),
-        };
+        let storage = self.storage(f.storage.unwrap_or_default());
         let identity_headers = self.identity_headers(f.identity_headers.unwrap_or_default());
         let trusted_proxies = self.trusted_proxies(f.trusted_proxies.unwrap_or_default());
         let exemptions = self.exemptions(f.exemptions.unwrap_or_default());
@@ -707,6 +699,133 @@ impl Checker<'_> {
                 }
                 full
             }
+        }
+    }
+
+    /// `sqlite` (one machine, the default) or `postgres` + `redis` (replicas): the two modes.
+    fn storage(&mut self, s: file::StorageFile) -> Storage {
+        let outage_grace = self.duration(
+            "storage.outage_grace",
+            s.outage_grace.as_ref(),
+            Duration::from_secs(60),
+            Zero::Allowed,
+        );
+        let sqlite_set = s.sqlite.is_some();
+        let sqlite_path = self.path(
+            s.sqlite
+                .and_then(|s| s.path)
+                .as_deref()
+                .unwrap_or("nidan.db"),
+        );
+        let replicated = match (s.postgres, s.redis) {
+            (None, None) => None,
+            (Some(_), None) => {
+                self.err(
+                    "storage.postgres",
+                    "`storage.postgres` is set without `storage.redis`",
+                    "replicas share short-lived state (logins in progress, limits) and revocations through Redis: add `storage.redis: { url_env: NIDAN_REDIS_URL }`, or remove `storage.postgres` to run one machine on SQLite",
+                );
+                None
+            }
+            (None, Some(_)) => {
+                self.err(
+                    "storage.redis",
+                    "`storage.redis` is set without `storage.postgres`",
+                    "replicas keep what must last in PostgreSQL: add `storage.postgres: { url_env: NIDAN_DATABASE_URL }`, or remove `storage.redis` to run one machine on SQLite",
+                );
+                None
+            }
+            (Some(pg), Some(redis)) => {
+                if sqlite_set {
+                    self.err(
+                        "storage.sqlite",
+                        "`storage.sqlite` is set together with `storage.postgres` and `storage.redis`",
+                        "choose one mode: `sqlite` for one machine, or `postgres` + `redis` for replicas",
+                    );
+                }
+                let postgres_url = self.secret(
+                    "storage.postgres",
+                    "url",
+                    pg.url_file.as_ref(),
+                    pg.url_env.as_ref(),
+                );
+                if pg.url_file.is_none() && pg.url_env.is_none() {
+                    self.err(
+                        "storage.postgres",
+                        "`storage.postgres` names no URL",
+                        "add `url_env: NIDAN_DATABASE_URL` (or `url_file`) holding e.g. `postgres://nidan@db.internal/nidan`",
+                    );
+                }
+                let redis_url = self.secret(
+                    "storage.redis",
+                    "url",
+                    redis.url_file.as_ref(),
+                    redis.url_env.as_ref(),
+                );
+                if redis.url_file.is_none() && redis.url_env.is_none() {
+                    self.err(
+                        "storage.redis",
+                        "`storage.redis` names no URL",
+                        "add `url_env: NIDAN_REDIS_URL` (or `url_file`) holding e.g. `redis://cache.internal:6379/0`",
+                    );
+                }
+                let check = |u: &Secret, schemes: &[&str]| {
+                    u.expose_str()
+                        .is_some_and(|t| schemes.iter().any(|s| t.starts_with(s)))
+                };
+                if let Some(u) = &postgres_url
+                    && !check(u, &["postgres://", "postgresql://"])
+                {
+                    self.err(
+                        "storage.postgres",
+                        "the PostgreSQL URL does not start with `postgres://` or `postgresql://`",
+                        "give a URL such as `postgres://user@host:5432/db` (its text is not shown here: it may hold a password)",
+                    );
+                }
+                if let Some(u) = &redis_url
+                    && !check(u, &["redis://", "rediss://"])
+                {
+                    self.err(
+                        "storage.redis",
+                        "the Redis URL does not start with `redis://` or `rediss://`",
+                        "give a URL such as `redis://host:6379/0` (its text is not shown here: it may hold a password)",
+                    );
+                }
+                let key_prefix = redis.key_prefix.unwrap_or_else(|| "nidan".into());
+                if key_prefix.is_empty()
+                    || !key_prefix
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                {
+                    self.err(
+                        "storage.redis.key_prefix",
+                        "`storage.redis.key_prefix` is empty or has characters other than letters, digits, `-`, `_`, `.`",
+                        "use a short name such as `nidan` or `nidan-prod`",
+                    );
+                }
+                let max = pg.max_connections.unwrap_or(10);
+                if max == 0 {
+                    self.err(
+                        "storage.postgres.max_connections",
+                        "`storage.postgres.max_connections` is 0",
+                        "use at least 1 (default 10)",
+                    );
+                }
+                match (postgres_url, redis_url) {
+                    (Some(postgres_url), Some(redis_url)) => Some(Replicated {
+                        postgres_url,
+                        postgres_max_connections: max.max(1),
+                        redis_url,
+                        key_prefix,
+                    }),
+                    _ => None,
+                }
+            }
+        };
+        Storage {
+            sqlite_path,
+            replicated,
+            outage_grace,
         }
     }
 
@@ -1962,6 +2081,9 @@ mod tests {
             "NIDAN_TEST_DEVICE_KEY" | "NIDAN_DEVICE_KEY_K0" => Some(DEVICE_KEY.into()),
             "NIDAN_SMS_TOKEN" => Some("sms-token-for-tests".into()),
             "NIDAN_EMPTY" => Some("".into()),
+            "NIDAN_TEST_PG" => Some("postgres://nidan:s3cret@db.internal/nidan".into()),
+            "NIDAN_TEST_REDIS" => Some("redis://:s3cret@cache.internal:6379/0".into()),
+            "NIDAN_TEST_NOT_A_URL" => Some("mysql://nidan:s3cret@db/nidan".into()),
             _ => None,
         }
     }
@@ -1996,6 +2118,36 @@ routes:
                 .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()),
         )
         .join(rel)
+    }
+
+    #[test]
+    fn storage_modes() {
+        let c = load_t(MINIMAL).unwrap();
+        assert!(c.storage.replicated.is_none());
+        assert_eq!(c.storage.outage_grace, Duration::from_secs(60));
+        let both = "storage:\n  postgres: { url_env: NIDAN_TEST_PG }\n  redis: { url_env: NIDAN_TEST_REDIS, key_prefix: nidan-prod }\n";
+        let c = load_t(&with(both)).unwrap();
+        let r = c.storage.replicated.unwrap();
+        assert_eq!(r.key_prefix, "nidan-prod");
+        assert_eq!(r.postgres_max_connections, 10);
+        // One without the other names the missing half.
+        let e = &errors(&with("storage:\n  postgres: { url_env: NIDAN_TEST_PG }\n"))[0];
+        assert_eq!(e.line, 3, "{e}");
+        assert!(e.fix.contains("storage.redis"), "{e}");
+        let e = &errors(&with("storage:\n  redis: { url_env: NIDAN_TEST_REDIS }\n"))[0];
+        assert!(e.fix.contains("storage.postgres"), "{e}");
+        let e = &errors(&with(&format!("{both}  sqlite: {{ path: n.db }}\n")))[0];
+        assert!(e.message.contains("storage.sqlite"), "{e}");
+        // A wrong scheme is named, the URL (and its password) never shown.
+        let e = &errors(&with(
+            "storage:\n  postgres: { url_env: NIDAN_TEST_NOT_A_URL }\n  redis: { url_env: NIDAN_TEST_REDIS }\n",
+        ))[0];
+        assert!(e.message.contains("postgres://"), "{e}");
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+        let e = &errors(&with(
+            "storage:\n  postgres: { url_env: NIDAN_MISSING }\n  redis: { url_env: NIDAN_TEST_REDIS }\n",
+        ))[0];
+        assert!(e.message.contains("not set"), "{e}");
     }
 
     #[test]

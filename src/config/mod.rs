@@ -387,8 +387,26 @@ impl Default for RiskSettings {
 
 #[derive(Debug, Clone)]
 pub struct Storage {
-    /// SQLite database file.
+    /// SQLite database file (the single-machine mode; also where `explain` looks when no
+    /// PostgreSQL is configured).
     pub sqlite_path: PathBuf,
+    /// Several replicas: PostgreSQL for what must last, Redis for what is short-lived and
+    /// for invalidation. `None`: one machine, SQLite and in-process state.
+    pub replicated: Option<Replicated>,
+    /// How long existing sessions keep working from the local cache while a store is
+    /// unreachable, before they fail closed (default 60s).
+    pub outage_grace: Duration,
+}
+
+/// `storage.postgres` + `storage.redis`: the replica mode. The URLs are secrets (they may
+/// carry passwords): never printed.
+#[derive(Debug, Clone)]
+pub struct Replicated {
+    pub postgres_url: Secret,
+    pub postgres_max_connections: u32,
+    pub redis_url: Secret,
+    /// Every Redis key and channel starts with `{key_prefix}:` (default `nidan`).
+    pub key_prefix: String,
 }
 
 #[derive(Debug, Clone)]
