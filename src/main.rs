@@ -129,6 +129,11 @@ fn main() -> ExitCode {
         Command::CheckConfig { config } => match nidan::config::load(&config) {
             Ok(cfg) => {
                 println!("{}: valid ({} routes)", config.display(), cfg.routes.len());
+                for k in placeholder_keys(&cfg) {
+                    println!(
+                        "warning: trusted_devices.signing_keys `{k}` is the example's published placeholder; `nidan serve` refuses it until you write a secret of your own into its file"
+                    );
+                }
                 ExitCode::SUCCESS
             }
             Err(errors) => {
@@ -179,6 +184,16 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            // A published key would let anyone forge trusted-device cookies.
+            let placeholders = placeholder_keys(&cfg);
+            if !placeholders.is_empty() {
+                eprintln!(
+                    "{}: trusted_devices.signing_keys {} hold the example's published placeholder: anyone could forge trusted-device cookies.\n  fix: write a secret of your own into the key file, e.g. `head -c 48 /dev/urandom | base64 > secrets/device-k1`\nnidan did not start.",
+                    config.display(),
+                    placeholders.join(", ")
+                );
+                return ExitCode::FAILURE;
+            }
             report(nidan::server::run(cfg, None))
         }
         Command::Demo {
@@ -195,6 +210,16 @@ fn main() -> ExitCode {
         }
         Command::App { key, command } => app_client(&key, command),
     }
+}
+
+/// The IDs of signing keys that are the annotated example's placeholder.
+fn placeholder_keys(cfg: &nidan::config::Config) -> Vec<String> {
+    cfg.trusted_devices
+        .signing_keys
+        .iter()
+        .filter(|k| k.is_placeholder())
+        .map(|k| k.id.clone())
+        .collect()
 }
 
 fn explain(

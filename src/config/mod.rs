@@ -154,6 +154,17 @@ pub struct SigningKey {
     pub secret: Secret,
 }
 
+/// How the placeholder secrets shipped with the annotated example begin: anyone can read
+/// them, so `nidan serve` refuses to sign with one (`check-config` only warns).
+pub const PLACEHOLDER_SECRET: &[u8] = b"example-only-";
+
+impl SigningKey {
+    /// Is this the example's published placeholder rather than a secret of the operator's?
+    pub fn is_placeholder(&self) -> bool {
+        self.secret.expose().starts_with(PLACEHOLDER_SECRET)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SecurityCode {
     /// Digits, 6..=10 (default 6).
