@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use audit::{FIREFOX, client_from, jar, last};
+use common::post_api as post;
 use common::*;
 use serde_json::{Value, json};
 
@@ -33,17 +34,6 @@ fn gateway() -> GatewayBuilder {
     );
     set(b.doc(), "routes", yaml(&routes));
     b
-}
-
-async fn post(http: &reqwest::Client, gw: &Gateway, path: &str, body: Value) -> (u16, Value) {
-    let r = http
-        .post(gw.url(&format!("/_nidan/api{path}")))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let s = r.status().as_u16();
-    (s, r.json().await.unwrap_or(Value::Null))
 }
 
 /// A proxied GET as an API client: (status, body as JSON if any).
@@ -462,25 +452,6 @@ async fn a_logout_under_concurrent_requests_is_final() {
             "round {round}: the session was used after its logout returned"
         );
     }
-}
-
-fn hash_password(password: &str) -> String {
-    use std::io::Write as _;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nidan"))
-        .arg("hash-password")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{password}\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 async fn basic(gw: &Gateway, id: &str, password: &str) -> (u16, Duration) {

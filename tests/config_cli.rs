@@ -266,12 +266,19 @@ fn the_annotated_example_config_passes_and_explains() {
     // The example's signing key is published: check-config warns, serve refuses to sign
     // trusted-device cookies with it.
     let out = fresh(&["check-config", "--config", "config/nidan.yaml"]);
-    assert!(text(&out).contains("published placeholder"), "{}", text(&out));
+    assert!(
+        text(&out).contains("published placeholder"),
+        "{}",
+        text(&out)
+    );
     let out = fresh(&["serve", "--config", "config/nidan.yaml"]);
     let all = text(&out);
     assert_eq!(out.status.code(), Some(1), "{all}");
     assert!(all.contains("anyone could forge"), "{all}");
-    assert!(!all.contains("example-only-"), "the key is never printed: {all}");
+    assert!(
+        !all.contains("example-only-"),
+        "the key is never printed: {all}"
+    );
 }
 
 #[test]

@@ -10,19 +10,9 @@ mod common;
 use audit::{FIREFOX, client_from, jar, last};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use common::post_api as post;
 use common::*;
 use serde_json::{Value, json};
-
-async fn post(http: &reqwest::Client, gw: &Gateway, path: &str, body: Value) -> (u16, Value) {
-    let r = http
-        .post(gw.url(&format!("/_nidan/api{path}")))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let s = r.status().as_u16();
-    (s, r.json().await.unwrap_or(Value::Null))
-}
 
 /// A full login on `http` (code from the outbox when asked); returns the first step's answer.
 async fn login(http: &reqwest::Client, gw: &Gateway, id: &str, return_to: &str) -> Value {

@@ -335,25 +335,6 @@ async fn huge_password_is_refused_quickly() {
     assert_eq!(s, 200);
 }
 
-fn hash_password(password: &str) -> String {
-    use std::io::Write as _;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nidan"))
-        .arg("hash-password")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{password}\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
 /// Appends a user to the gateway's users file and waits for the reload.
 fn add_user(gw: &Gateway, yaml_entry: &str) {
     let path = gw.path("users.yaml");

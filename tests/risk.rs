@@ -11,19 +11,9 @@ mod common;
 use std::sync::Arc;
 
 use audit::{CHROME_MAC, FIREFOX, client_from, jar, last};
+use common::post_api as post;
 use common::*;
 use serde_json::{Value, json};
-
-async fn post(http: &reqwest::Client, gw: &Gateway, path: &str, body: Value) -> (u16, Value) {
-    let r = http
-        .post(gw.url(&format!("/_nidan/api{path}")))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let s = r.status().as_u16();
-    (s, r.json().await.unwrap_or(Value::Null))
-}
 
 /// Starts a login and returns (the ID step's answer, the `risk_scored` detail it recorded).
 async fn start(http: &reqwest::Client, gw: &Gateway, id: &str) -> (Value, Value) {
