@@ -29,6 +29,7 @@ fn gateway() -> GatewayBuilder {
   {{ name: mail, path_prefix: /mail, upstream: ["{up}"], policy: login, second_step: exempt }},
   {{ name: admin, path_prefix: /admin, upstream: ["{up}"], policy: two_factor, second_steps: [sms, app] }},
   {{ name: basic, path_prefix: /basic, upstream: ["{up}"], policy: login, accept: [session, basic] }},
+  {{ name: api, path_prefix: /api, upstream: ["{up}"], policy: login, second_step: exempt, accept: [token] }},
   {{ name: app, hosts: ["*"], path_prefix: /, upstream: ["{up}"], policy: login }}
 ]"#
     );
@@ -380,6 +381,23 @@ async fn store_errors_fail_closed() {
     // The ID step fails closed too: never a login planned as "2-step off".
     let (s, v) = post(&http, &gw, "/login", json!({"id": "hanako"})).await;
     assert_eq!(s, 503, "{v}");
+    // An API token the gateway cannot look up is a 503, not a 401 or a pass.
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('DROP TABLE api_tokens'); c.commit()",
+            db.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let r = plain()
+        .get(gw.url("/api/x"))
+        .header("authorization", format!("Bearer nidan_{}", "A".repeat(43)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
     // And the sessions table: a session the gateway cannot read is a 503, not a login page.
     gw.restart();
     let http = client_from("127.0.0.1", &j, FIREFOX);

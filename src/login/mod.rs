@@ -291,6 +291,7 @@ pub async fn start(
     let risk_step_up = if risk::applies(&app.cfg.risk, enabled) {
         risk::assess(app, id, user.is_some(), client, now)
             .await
+            .map_err(|_| LoginError::Busy)?
             .step_up
     } else {
         false

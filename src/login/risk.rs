@@ -109,18 +109,25 @@ pub fn applies(cfg: &RiskSettings, enabled: bool) -> bool {
     cfg.enabled && !enabled
 }
 
-/// Reads the signals for a login of `user_id` by `client` from the store.
-pub async fn signals(app: &App, user_id: &str, client: &Client, now: i64) -> Signals {
+/// Reads the signals for a login of `user_id` by `client` from the store. A store error is
+/// an error: the login is not scored as if nothing were known (SECURITY 36).
+pub async fn signals(
+    app: &App,
+    user_id: &str,
+    client: &Client,
+    now: i64,
+) -> Result<Signals, crate::store::StoreError> {
     let cfg = &app.cfg.risk;
     let store = &app.store;
     let memory = i64::try_from(cfg.network_memory.as_secs()).unwrap_or(i64::MAX);
     let window = i64::try_from(cfg.failure_window.as_secs()).unwrap_or(3_600);
-    let first_login = !store.has_history(user_id).await.unwrap_or(true);
+    let first_login = !store.has_history(user_id).await?;
     let new_browser = match client.seen_cookie.as_deref().filter(|v| seen_cookie_ok(v)) {
-        Some(v) => !store
-            .seen_since(user_id, SeenKind::Browser, &crate::secret::token_hash(v), 0)
-            .await
-            .unwrap_or(false),
+        Some(v) => {
+            !store
+                .seen_since(user_id, SeenKind::Browser, &crate::secret::token_hash(v), 0)
+                .await?
+        }
         None => true,
     };
     let new_network = !store
@@ -130,8 +137,7 @@ pub async fn signals(app: &App, user_id: &str, client: &Client, now: i64) -> Sig
             &network_prefix(client.ip),
             now.saturating_sub(memory),
         )
-        .await
-        .unwrap_or(false);
+        .await?;
     let new_user_agent = !store
         .seen_since(
             user_id,
@@ -139,13 +145,11 @@ pub async fn signals(app: &App, user_id: &str, client: &Client, now: i64) -> Sig
             &agent_family(&client.user_agent),
             0,
         )
-        .await
-        .unwrap_or(false);
+        .await?;
     let (failures_account, failures_address) = store
         .recent_failures(user_id, &client.ip.to_string(), now - window)
-        .await
-        .unwrap_or((0, 0));
-    Signals {
+        .await?;
+    Ok(Signals {
         first_login,
         new_browser,
         new_network,
@@ -153,13 +157,19 @@ pub async fn signals(app: &App, user_id: &str, client: &Client, now: i64) -> Sig
         failures_address,
         new_user_agent,
         watchlisted: watchlisted(cfg, client.ip),
-    }
+    })
 }
 
 /// Scores the ID step of a login when the risk engine applies; records `risk_scored` for
 /// known users. Unknown IDs are read the same way (same work, same timing) but not recorded.
-pub async fn assess(app: &App, id: &str, known: bool, client: &Client, now: i64) -> Assessment {
-    let s = signals(app, id, client, now).await;
+pub async fn assess(
+    app: &App,
+    id: &str,
+    known: bool,
+    client: &Client,
+    now: i64,
+) -> Result<Assessment, crate::store::StoreError> {
+    let s = signals(app, id, client, now).await?;
     let a = score(&s, &app.cfg.risk);
     if known {
         let mut points = serde_json::Map::new();
@@ -185,7 +195,7 @@ pub async fn assess(app: &App, id: &str, known: bool, client: &Client, now: i64)
             )
             .await;
     }
-    a
+    Ok(a)
 }
 
 /// After a successful login: remembers the browser, network and user-agent family for the
