@@ -2,6 +2,8 @@
 //! hole against the real binary (and fails until the code is fixed).
 #![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used, dead_code)]
 
+#[path = "common/audit.rs"]
+mod audit;
 mod common;
 
 use base64::Engine;
@@ -203,5 +205,79 @@ async fn an_email_code_session_mints_a_passkey_that_opens_a_route_refusing_email
         status_of(&fresh, "/admin/x").await,
         200,
         "a passkey registered from an email-code session opens a route that refuses email"
+    );
+}
+
+// --- finding 2 --------------------------------------------------------------------------
+
+/// The case-folded route check looks only at the *first* earlier route that matches with
+/// letter case ignored. When that one is a bypass route (or the same rule), a stricter route
+/// further down that a case variant of the path reaches is never considered.
+///
+/// Routes: `/Docs` bypass (first), ..., `/docs/internal` deny, `/` login. `/docs/internal/x`
+/// is refused (403). `/DOCS/internal/x` matches `/` (login) as it is; the first route
+/// matching with case ignored is `/Docs` (bypass), so no merge happens and taro's
+/// one-step session gets `/DOCS/internal/x` forwarded — which a case-folding backend serves
+/// as the denied `/docs/internal/x`.
+#[tokio::test]
+async fn a_case_variant_skips_a_stricter_route_behind_a_folded_bypass_route() {
+    let mut b = Gateway::builder();
+    let up = b.backend_addr().to_string();
+    let b = b
+        .set(
+            "routes[0]",
+            &format!("{{name: docs, path_prefix: /Docs, upstream: [\"{up}\"], policy: bypass}}"),
+        )
+        .set(
+            "routes[4]",
+            &format!(
+                "{{name: internal, path_prefix: /docs/internal, upstream: [\"{up}\"], policy: deny}}"
+            ),
+        );
+    let gw = b.start();
+    let api = Api::new(&gw);
+    api.login("taro").await;
+    assert_eq!(status_of(&api, "/docs/internal/x").await, 403);
+    assert_eq!(
+        status_of(&api, "/DOCS/internal/x").await,
+        403,
+        "a case variant of a denied path is forwarded: the stricter folded route was not seen"
+    );
+}
+
+// --- finding 3 --------------------------------------------------------------------------
+
+/// HTTP Basic failures all count in the strangers' pool, and a right password is refused
+/// while that pool is delayed. Anyone who knows only an ID can keep the owner's own Basic
+/// client (mail sync on the exempt `/sync` route) out: 6 wrong passwords from another
+/// address, and the owner's right password gets 429. Repeating a failure each time the
+/// delay ends grows it to `max_delay` (15 min) with ~11 requests, then ~4 an hour keep it
+/// there (well under the 80/h strangers' cap): SECURITY 40 says "not for more than a minute
+/// or two".
+#[tokio::test]
+async fn strangers_basic_failures_keep_the_owners_basic_client_out() {
+    let gw = Gateway::builder().start();
+    let attacker = audit::client_from("127.0.0.2", &audit::jar(), "curl/8");
+    for _ in 0..6 {
+        let r = attacker
+            .get(gw.url("/sync/mail"))
+            .basic_auth("taro", Some("wrong-password"))
+            .send()
+            .await
+            .unwrap();
+        assert!(matches!(r.status().as_u16(), 401 | 429));
+    }
+    let owner = audit::client_from("127.0.0.1", &audit::jar(), "mail-sync/1");
+    let r = owner
+        .get(gw.url("/sync/mail"))
+        .basic_auth("taro", Some(PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        200,
+        "the owner's right Basic password is refused because of a stranger's failures (retry-after {:?})",
+        r.headers().get("retry-after")
     );
 }
