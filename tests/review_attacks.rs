@@ -281,3 +281,72 @@ async fn strangers_basic_failures_keep_the_owners_basic_client_out() {
         r.headers().get("retry-after")
     );
 }
+
+// --- finding 4 --------------------------------------------------------------------------
+
+/// HTTP Basic has no per-address budget, and every attempt costs an argon2 hash: one
+/// anonymous address can fill the hashing queue (256 jobs) with unknown IDs. While it is
+/// full, `Hasher::verify` answers `Busy`, and the Basic path reads that as a *wrong
+/// password* (`unwrap_or(false)`): the owner's right password gets 401 and is counted as a
+/// failure against the account (the portal answers 503 for the same error). Expected: the
+/// flood is refused per address (429) long before the queue fills, and a busy hasher is a
+/// 503 that counts nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_basic_flood_from_one_address_makes_the_owners_right_password_a_failure() {
+    let gw = Gateway::builder().start();
+    let url = gw.url("/sync/mail");
+    let attacker = audit::client_from("127.0.0.2", &audit::jar(), "curl/8");
+    // 600 requests in flight at all times, each for a new unknown ID.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut flood = Vec::new();
+    for w in 0..600 {
+        let (c, url, stop) = (attacker.clone(), url.clone(), stop.clone());
+        flood.push(tokio::spawn(async move {
+            let mut n = 0u32;
+            let mut statuses = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let s = c
+                    .get(&url)
+                    .basic_auth(format!("nobody-{w}-{n}"), Some("guess"))
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0);
+                statuses.push(s);
+            }
+            statuses
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    // While the flood runs, the owner's mail client logs in a few times.
+    let owner = audit::client_from("127.0.0.1", &audit::jar(), "mail-sync/1");
+    let mut seen = Vec::new();
+    for _ in 0..30 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let s = owner
+            .get(&url)
+            .basic_auth("taro", Some(PASSWORD))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        seen.push(s);
+    }
+    let status = if seen.contains(&401) { 401 } else { seen[0] };
+    eprintln!("owner statuses {seen:?}");
+    eprintln!("owner status {status}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut limited = 0;
+    for f in flood.into_iter().take(50) {
+        if let Ok(Ok(v)) = tokio::time::timeout(std::time::Duration::from_secs(20), f).await {
+            limited += v.iter().filter(|s| **s == 429).count();
+        }
+    }
+    assert_ne!(
+        status, 401,
+        "the owner's right Basic password was answered as wrong (and counted) during an \
+         anonymous flood from one address ({limited} flood requests of 50 workers got 429)"
+    );
+}
