@@ -350,3 +350,30 @@ async fn a_basic_flood_from_one_address_makes_the_owners_right_password_a_failur
          anonymous flood from one address ({limited} flood requests of 50 workers got 429)"
     );
 }
+
+// --- finding 5 --------------------------------------------------------------------------
+
+/// On an ordinary `login` route the ID step tells 2-step users from unknown IDs: hanako
+/// (2-step on) gets `password_and_code` with a masked phone, an unknown ID gets `password`
+/// (decoys only cover two_factor routes and risk step-ups). Every ID that answers with a
+/// code step exists (SECURITY 4, 41: unknown IDs answer like a typical known user) — and the
+/// probe sends the owner a real SMS.
+#[tokio::test]
+async fn the_id_step_on_a_login_route_tells_two_step_users_from_unknown_ids() {
+    let gw = Gateway::builder().start();
+    let api = Api::new(&gw);
+    let (s1, known) = api
+        .post("/login", json!({"id": "hanako", "return_to": "/mail/inbox"}))
+        .await;
+    let (s2, unknown) = api
+        .post(
+            "/login",
+            json!({"id": "nobody-at-all-7731", "return_to": "/mail/inbox"}),
+        )
+        .await;
+    assert_eq!((s1, s2), (200, 200), "{known} {unknown}");
+    assert_eq!(
+        unknown["step"], known["step"],
+        "an existing 2-step user and an unknown ID answer differently: {known} vs {unknown}"
+    );
+}
