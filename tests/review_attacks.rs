@@ -221,7 +221,7 @@ async fn an_email_code_session_mints_a_passkey_that_opens_a_route_refusing_email
 /// as the denied `/docs/internal/x`.
 #[tokio::test]
 async fn a_case_variant_skips_a_stricter_route_behind_a_folded_bypass_route() {
-    let mut b = Gateway::builder();
+    let b = Gateway::builder();
     let up = b.backend_addr().to_string();
     let b = b
         .set(
@@ -375,5 +375,31 @@ async fn the_id_step_on_a_login_route_tells_two_step_users_from_unknown_ids() {
     assert_eq!(
         unknown["step"], known["step"],
         "an existing 2-step user and an unknown ID answer differently: {known} vs {unknown}"
+    );
+}
+
+
+// --- finding 6 --------------------------------------------------------------------------
+
+/// A route prefix with non-ASCII letters (`/管理`, Japanese for "admin") is accepted by the
+/// configuration as written, but requests are matched on the canonical path, where those
+/// bytes are percent-encoded (`/%E7%AE%A1%E7%90%86`): the route never matches and every
+/// request for it falls through to the next route. Here a `two_factor` area opens for a
+/// one-step session (taro) through the catch-all `login` route.
+#[tokio::test]
+async fn a_non_ascii_route_prefix_never_matches_and_its_area_falls_through() {
+    let gw = Gateway::builder()
+        .set(
+            "routes[1].path_prefix",
+            "/管理",
+        )
+        .start();
+    let api = Api::new(&gw);
+    api.login("taro").await;
+    // What a browser sends for https://…/管理/users
+    let status = status_of(&api, "/%E7%AE%A1%E7%90%86/users").await;
+    assert_ne!(
+        status, 200,
+        "the two_factor route /管理 did not apply: a one-step session got it"
     );
 }
