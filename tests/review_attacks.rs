@@ -403,3 +403,38 @@ async fn a_non_ascii_route_prefix_never_matches_and_its_area_falls_through() {
         "the two_factor route /管理 did not apply: a one-step session got it"
     );
 }
+
+// --- finding 7 --------------------------------------------------------------------------
+
+/// Behind a trusted proxy that *appends* its own `X-Forwarded-For` field line (HAProxy's
+/// `option forwardfor`, Envoy/Traefik setups that add rather than merge), the client's own
+/// `X-Forwarded-For` line comes first. nidan reads only the first field line
+/// (`headers.get`), so the client picks its own address: here one inside
+/// `exemptions.networks`, and hanako (2-step on) logs in with the password alone. RFC 9110
+/// §5.3: several field lines of one name are one comma-joined list; the rightmost address
+/// not in `trusted_proxies` is the client (SECURITY 8).
+#[tokio::test]
+async fn a_second_forwarded_for_line_lets_the_client_choose_a_trusted_network() {
+    let gw = Gateway::builder()
+        .set("trusted_proxies", "[\"127.0.0.1/32\"]")
+        .set("exemptions", "{ networks: [\"10.9.0.0/16\"] }")
+        .start();
+    let http = plain();
+    let mut headers = reqwest::header::HeaderMap::new();
+    // Sent by the client:
+    headers.append("x-forwarded-for", "10.9.0.5".parse().unwrap());
+    // Appended by the trusted proxy (127.0.0.1): the real client address.
+    headers.append("x-forwarded-for", "203.0.113.7".parse().unwrap());
+    let r = http
+        .post(gw.url("/_nidan/api/login"))
+        .headers(headers)
+        .json(&json!({"id": "hanako", "return_to": "/mail/inbox"}))
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v["step"], "password_and_code",
+        "the client-written X-Forwarded-For line was taken as the address: {v}"
+    );
+}
