@@ -146,6 +146,17 @@ pub fn accepts(allowed: &[TwoStepMethod], f: SecondFactor) -> bool {
     }
 }
 
+/// May a login proved with second factor `f` add a new one (a passkey, an enrolled app)?
+/// Only if every route that restricts the kind of second step accepts `f`: a new factor
+/// then opens those routes, so making it must have needed a step they accept (an email code
+/// must not mint a passkey for a route that refuses email).
+pub fn may_add_factor(routes: &[Route], f: SecondFactor) -> bool {
+    routes
+        .iter()
+        .filter(|r| r.policy == Policy::TwoFactor && r.second_step == SecondStep::Required)
+        .all(|r| accepts(&r.allowed_methods, f))
+}
+
 /// Does a route's `second_steps` leave out some kind of second step? (Empty, or all of
 /// `sms`, `email`, `app` — the default — restricts nothing.)
 pub fn restricts_kind(allowed: &[TwoStepMethod]) -> bool {

@@ -121,7 +121,7 @@ async fn approve_with_the_number_then_password() {
     assert_eq!(list[0]["context"]["ip"], "127.0.0.1");
     let id = list[0]["id"].as_str().unwrap().to_owned();
     // A bare "yes" without the number never approves (SECURITY 10).
-    let (ok, out) = app_cli(&key, &["approve", &id, "--number", ""]);
+    let (ok, out) = app_cli(&key, &["approve", "--number", "", "--", &id]);
     assert!(!ok, "{out}");
     let (_, v) = api.get(&format!("/login/{flow}")).await;
     assert_eq!(v["approval"], "denied", "a wrong number ends the approval");
@@ -131,11 +131,11 @@ async fn approve_with_the_number_then_password() {
     let flow = v["flow"].as_str().unwrap().to_owned();
     let number = v["approval_number"].as_str().unwrap().to_owned();
     let id = pending(&key)[0]["id"].as_str().unwrap().to_owned();
-    let (ok, out) = app_cli(&key, &["approve", &id, "--number", &number]);
+    let (ok, out) = app_cli(&key, &["approve", "--number", &number, "--", &id]);
     assert!(ok, "{out}");
     assert_eq!(out["status"], "approved");
     // Single use: answering again is refused.
-    let (ok, _) = app_cli(&key, &["approve", &id, "--number", &number]);
+    let (ok, _) = app_cli(&key, &["approve", "--number", &number, "--", &id]);
     assert!(!ok);
     let (_, v) = api.get(&format!("/login/{flow}")).await;
     assert_eq!(
@@ -248,7 +248,7 @@ async fn fatigue_limits_and_this_was_not_me() {
     let api = Api::new(&gw);
     let (_, _v) = api.start("jiro").await;
     let id = pending(&key2)[0]["id"].as_str().unwrap().to_owned();
-    let (ok, out) = app_cli(&key2, &["deny", &id, "--not-me"]);
+    let (ok, out) = app_cli(&key2, &["deny", "--not-me", "--", &id]);
     assert!(ok, "{out}");
     assert_eq!(out["status"], "denied");
     // Prompts pause and the user is told by email.
@@ -370,7 +370,7 @@ async fn approval_after_the_password_order() {
     let id = pending(&key)[0]["id"].as_str().unwrap().to_owned();
     let (s, _) = api.complete(&flow, json!({"password": ""})).await;
     assert_eq!(s, 401, "not approved yet");
-    let (ok, _) = app_cli(&key, &["approve", &id, "--number", &number]);
+    let (ok, _) = app_cli(&key, &["approve", "--number", &number, "--", &id]);
     assert!(ok);
     let (s, v) = api.complete(&flow, json!({"password": ""})).await;
     assert_eq!(s, 200, "{v}");

@@ -530,9 +530,11 @@ async fn the_audit_trail_stays_bounded_under_a_flood() {
     let a = taro.start("taro", "/").await;
     taro.complete(&flow(&a), json!({"password": PASSWORD}))
         .await;
-    let long_id = "花".repeat(64);
     for a in 1..=40 {
         let b = Browser::new(&gw, &format!("198.51.100.{a}"));
+        // Unknown IDs answer like the typical user (2-step on here: a decoy code step,
+        // limited per ID like a real account): each address floods IDs of its own.
+        let long_id = format!("{}{a:02}", "花".repeat(62));
         for i in 0..4 {
             let id = if i == 0 {
                 long_id.clone()

@@ -225,15 +225,21 @@ fn keys(v: &Value) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn unknown_ids_answer_like_users_without_two_step() {
+async fn unknown_ids_answer_like_the_typical_user() {
+    // Most test users have 2-step on (SMS): an unknown ID answers like one of them, so the
+    // ID step does not tell 2-step users from unknown IDs (SECURITY 4, 41).
     let gw = Gateway::start();
     let api = Api::new(&gw);
-    let (s_known, known) = api.start("taro").await;
+    let (s_known, known) = api.start("hanako").await;
     let (s_unknown, unknown) = api.start("nobody-here").await;
     assert_eq!((s_known, s_unknown), (200, 200), "{known} {unknown}");
     assert_eq!(keys(&known), keys(&unknown));
-    assert_eq!(known["step"], "password");
+    assert_eq!(known["step"], "password_and_code");
     assert_eq!(unknown["step"], known["step"]);
+    assert_eq!(unknown["code_channel"], known["code_channel"]);
+    assert_eq!(unknown["email_alternative"], known["email_alternative"]);
+    // Nothing is sent for the unknown ID.
+    assert_eq!(gw.codes_sent("nobody-here"), 0);
     assert_eq!(
         unknown["flow"].as_str().unwrap().len(),
         known["flow"].as_str().unwrap().len()
@@ -285,9 +291,13 @@ async fn disabled_user_cannot_log_in() {
     let api = Api::new(&gw);
     let (s, v) = api.start("gone").await;
     assert_eq!(s, 200);
-    assert_eq!(v["step"], "password");
+    // A disabled ID answers like an unknown one: like the typical user here (a code step).
+    assert_eq!(v["step"], "password_and_code");
     let (s, right) = api
-        .complete(v["flow"].as_str().unwrap(), json!({"password": PASSWORD}))
+        .complete(
+            v["flow"].as_str().unwrap(),
+            json!({"password": PASSWORD, "code": "000000"}),
+        )
         .await;
     assert_eq!(s, 401);
     let (_, v) = api.start("taro").await;

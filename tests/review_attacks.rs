@@ -256,8 +256,21 @@ async fn a_case_variant_skips_a_stricter_route_behind_a_folded_bypass_route() {
 /// or two".
 #[tokio::test]
 async fn strangers_basic_failures_keep_the_owners_basic_client_out() {
-    let gw = Gateway::builder().start();
-    let attacker = audit::client_from("127.0.0.2", &audit::jar(), "curl/8");
+    // Long delays, so the strangers' delay is still in force after the restart below.
+    let mut gw = Gateway::builder()
+        .set("login_limits.base_delay", "60s")
+        .start();
+    // The owner's mail client has logged in from its network before (a /24 of its own):
+    // its failures and the strangers' are budgets apart.
+    let owner = audit::client_from("127.0.0.1", &audit::jar(), "mail-sync/1");
+    let r = owner
+        .get(gw.url("/sync/mail"))
+        .basic_auth("taro", Some(PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let attacker = audit::client_from("127.0.5.2", &audit::jar(), "curl/8");
     for _ in 0..6 {
         let r = attacker
             .get(gw.url("/sync/mail"))
@@ -267,6 +280,9 @@ async fn strangers_basic_failures_keep_the_owners_basic_client_out() {
             .unwrap();
         assert!(matches!(r.status().as_u16(), 401 | 429));
     }
+    // A restart empties the credentials cache: the owner's password is checked again, with
+    // the failures (kept in the store) in force.
+    gw.restart();
     let owner = audit::client_from("127.0.0.1", &audit::jar(), "mail-sync/1");
     let r = owner
         .get(gw.url("/sync/mail"))
@@ -363,7 +379,10 @@ async fn the_id_step_on_a_login_route_tells_two_step_users_from_unknown_ids() {
     let gw = Gateway::builder().start();
     let api = Api::new(&gw);
     let (s1, known) = api
-        .post("/login", json!({"id": "hanako", "return_to": "/mail/inbox"}))
+        .post(
+            "/login",
+            json!({"id": "hanako", "return_to": "/mail/inbox"}),
+        )
         .await;
     let (s2, unknown) = api
         .post(
@@ -378,7 +397,6 @@ async fn the_id_step_on_a_login_route_tells_two_step_users_from_unknown_ids() {
     );
 }
 
-
 // --- finding 6 --------------------------------------------------------------------------
 
 /// A route prefix with non-ASCII letters (`/管理`, Japanese for "admin") is accepted by the
@@ -389,10 +407,7 @@ async fn the_id_step_on_a_login_route_tells_two_step_users_from_unknown_ids() {
 #[tokio::test]
 async fn a_non_ascii_route_prefix_never_matches_and_its_area_falls_through() {
     let gw = Gateway::builder()
-        .set(
-            "routes[1].path_prefix",
-            "/管理",
-        )
+        .set("routes[1].path_prefix", "/管理")
         .start();
     let api = Api::new(&gw);
     api.login("taro").await;

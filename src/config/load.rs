@@ -1933,14 +1933,17 @@ fn route_prefix(p: &str) -> Option<String> {
         return None;
     }
     let trimmed = p.trim_end_matches('/');
-    Some(if trimmed.is_empty() {
-        "/".into()
-    } else {
-        trimmed.into()
-    })
+    if trimmed.is_empty() {
+        return Some("/".into());
+    }
+    // Requests are matched on their canonical path, where a character such as `管` or `[`
+    // stays percent-encoded: the prefix is kept in that same form, or it would never match
+    // and its area would fall through to the next route.
+    crate::proxy::path::canonicalize_parts(trimmed, None)
+        .ok()
+        .map(|c| c.path)
 }
 
-/// `/_nidan`, `/auth/portal`: plain segments, no trailing slash.
 /// `http(s)://host[:port]`, no path, query, userinfo or fragment.
 fn public_url_ok(u: &str) -> bool {
     let Some(rest) = u
@@ -1969,6 +1972,7 @@ fn public_url_ok(u: &str) -> bool {
     host_ok && port_ok
 }
 
+/// `/_nidan`, `/auth/portal`: plain segments, no trailing slash.
 fn portal_prefix_ok(p: &str) -> bool {
     let Some(rest) = p.strip_prefix('/') else {
         return false;
@@ -2688,6 +2692,9 @@ routes:
             ]
         );
         assert_eq!(c.routes[0].path_prefix, "/app");
+        // Prefixes are kept in the canonical form requests are matched in.
+        let c = load_t(&routes_yaml(&[("a", "[\"*\"]", "/管理/")])).unwrap();
+        assert_eq!(c.routes[0].path_prefix, "/%E7%AE%A1%E7%90%86");
         for bad in ["app", "/a/../b", "/a//b", "/%2e", "/a\\\\b", "/a;b", "/a b"] {
             let e = &errors(&routes_yaml(&[("a", "[\"*\"]", bad)]))[0];
             assert!(e.message.contains("path_prefix"), "{bad}: {e}");

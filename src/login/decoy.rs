@@ -21,6 +21,9 @@ struct Typical {
     email_alternative: bool,
     /// The most common email domain.
     email_domain: String,
+    /// Most users have 2-step on: an unknown ID is asked for a code like them, or the ID
+    /// step would tell 2-step users from unknown IDs on every `login` route.
+    two_step: bool,
 }
 
 /// The decoys' shared state: the typical user, and how long a real send takes.
@@ -61,7 +64,7 @@ impl Decoys {
         {
             return t.clone();
         }
-        let t = typical_of(&app.users.all());
+        let t = typical_of(&app.users.all(), app.cfg.users.default_two_step);
         if let Ok(mut guard) = self.typical.lock() {
             *guard = Some((Instant::now(), t.clone()));
         }
@@ -69,12 +72,17 @@ impl Decoys {
     }
 }
 
-fn typical_of(users: &[std::sync::Arc<User>]) -> Typical {
+fn typical_of(users: &[std::sync::Arc<User>], default_two_step: bool) -> Typical {
     let active = users.iter().filter(|u| !u.disabled);
+    let (mut users_on, mut users_all) = (0usize, 0usize);
     let mut by_sms = 0usize;
     let mut with_email = 0usize;
     let mut domains: std::collections::BTreeMap<&str, usize> = Default::default();
     for u in active {
+        users_all += 1;
+        if u.two_step.map_or(default_two_step, |(on, _)| on) {
+            users_on += 1;
+        }
         if u.phone.is_some() && u.phone_status == PhoneStatus::Active {
             by_sms += 1;
             if u.email.is_some() {
@@ -93,7 +101,13 @@ fn typical_of(users: &[std::sync::Arc<User>]) -> Typical {
     Typical {
         email_alternative: with_email * 2 >= by_sms.max(1),
         email_domain,
+        two_step: users_on * 2 > users_all,
     }
+}
+
+/// Would a typical user of this directory be asked for a code at the ID step (2-step on)?
+pub fn typical_two_step(app: &App) -> bool {
+    app.decoys.typical(app).two_step
 }
 
 /// Turns the flow of an unknown ID into a decoy where a real user would be asked for a code.
@@ -186,15 +200,20 @@ mod tests {
 
     #[test]
     fn the_typical_user_follows_the_directory() {
-        let t = typical_of(&[
-            user("a", true, Some("a@corp.example")),
-            user("b", true, Some("b@corp.example")),
-            user("c", true, None),
-            user("d", false, Some("d@mail.example")),
-        ]);
+        let t = typical_of(
+            &[
+                user("a", true, Some("a@corp.example")),
+                user("b", true, Some("b@corp.example")),
+                user("c", true, None),
+                user("d", false, Some("d@mail.example")),
+            ],
+            true,
+        );
+        assert!(t.two_step);
         assert!(t.email_alternative);
         assert_eq!(t.email_domain, "corp.example");
-        let t = typical_of(&[user("a", true, None), user("b", true, None)]);
+        let t = typical_of(&[user("a", true, None), user("b", true, None)], false);
+        assert!(!t.two_step);
         assert!(!t.email_alternative);
         assert_eq!(t.email_domain, "example.com");
     }

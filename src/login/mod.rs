@@ -347,6 +347,9 @@ pub async fn start(
             Some(Why::RoutePolicy)
         } else if risk_step_up && network.is_none() {
             Some(Why::Risk)
+        } else if network.is_none() && decoy::typical_two_step(app) {
+            // Most users have 2-step on: an unknown ID answers like one of them.
+            Some(Why::UserSetting)
         } else {
             None
         };

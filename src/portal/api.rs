@@ -165,6 +165,11 @@ async fn app_enroll_start(ctx: &Ctx<'_>) -> Response {
         Err(super::phone_app::EnrollError::NoDestination) => {
             Response::json_error(403, "second_step_unavailable", "no phone or email can receive the security code")
         }
+        Err(super::phone_app::EnrollError::StepUp) => Response::json_error(
+            403,
+            "step_up_required",
+            "log in again with a second step every route accepts (SMS or the app) to enroll an app",
+        ),
         Err(super::phone_app::EnrollError::NoPublicUrl) => Response::json_error(
             503,
             "not_configured",

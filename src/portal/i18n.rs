@@ -146,6 +146,8 @@ pub struct Texts {
     pub notice_risk_step_up: &'static str,
     /// The ID page after a step-up redirect: the session lacks the second step here.
     pub notice_step_up: &'static str,
+    /// App enrollment refused: the login's second step is not one every page accepts.
+    pub err_enroll_step_up: &'static str,
     /// The password page of a step-up: the password is already proved.
     pub step_up_code_only: &'static str,
 
@@ -351,6 +353,7 @@ static JA: Texts = Texts {
     notice_code_resent: "新しいセキュリティコードを送信しました。以前のセキュリティコードは使用できません。",
     notice_risk_step_up: "安全にご利用いただくため、セキュリティコードによる確認をお願いしています。",
     notice_step_up: "このページを表示するには、2段階認証での確認が必要です。IDを確認して「次へ」を押してください。",
+    err_enroll_step_up: "アプリを登録するには、SMSで届くセキュリティコードなど、すべてのページで使える方法でログインし直してください。",
     step_up_code_only: "パスワードは確認済みです。2段階目の確認だけをお願いします。",
 
     wait_heading: "アプリでログインを許可してください",
@@ -520,6 +523,7 @@ static EN: Texts = Texts {
     notice_code_resent: "We sent a new security code. The previous code no longer works.",
     notice_risk_step_up: "To keep your account safe, we ask you to confirm this login with a security code.",
     notice_step_up: "This page needs the second step of the login. Check your ID and choose Next.",
+    err_enroll_step_up: "To set up the app, log in again with a second step every page accepts (a security code by SMS, say).",
     step_up_code_only: "Your password is already confirmed: only the second step is left.",
 
     wait_heading: "Approve the login in the app",

@@ -124,6 +124,16 @@ impl<'a> Ctx<'a> {
         Some((live, user))
     }
 
+    /// May this session add a factor that counts as a second step (a passkey, an enrolled
+    /// app)? Its own second step must be one every restricting route accepts (SECURITY 35).
+    pub fn may_add_factor(&self, live: &LiveSession) -> bool {
+        let routes = self.app.routes();
+        live.record
+            .proof
+            .second
+            .is_some_and(|f| crate::assurance::may_add_factor(routes.routes(), f))
+    }
+
     /// Logged in within `portal.recent_login`.
     pub fn is_recent(&self, live: &LiveSession) -> bool {
         let window = i64::try_from(self.app.cfg.portal.recent_login.as_secs()).unwrap_or(300);

@@ -936,6 +936,9 @@ pub async fn app_enroll_post(ctx: &Ctx<'_>) -> Response {
         Err(super::phone_app::EnrollError::NoDestination) => {
             app_view(ctx, None, None, Some(ctx.t.err_no_destination), 400).await
         }
+        Err(super::phone_app::EnrollError::StepUp) => {
+            app_view(ctx, None, None, Some(ctx.t.err_enroll_step_up), 403).await
+        }
         Err(super::phone_app::EnrollError::NoPublicUrl) => {
             app_view(ctx, None, None, Some(ctx.t.err_unavailable), 503).await
         }

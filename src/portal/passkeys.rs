@@ -134,7 +134,7 @@ pub async fn page(ctx: &Ctx<'_>, msg: Option<&str>, error: Option<&str>) -> Resp
             csrf: ctx.csrf.clone(),
             passkeys: rows,
             needs_recent_login: !ctx.may_manage(&live).await,
-            needs_two_step: live.record.proof.second.is_none(),
+            needs_two_step: !ctx.may_add_factor(&live),
             message: msg.map(str::to_owned),
             error: error.map(str::to_owned),
         },
@@ -310,11 +310,11 @@ async fn registering_user(
             "log in again to change this",
         ));
     }
-    if live.record.proof.second.is_none() {
+    if !ctx.may_add_factor(&live) {
         return Err(Response::json_error(
             403,
             "second_step_required",
-            "log in with both steps to register a passkey",
+            "log in with both steps (a second step every route accepts) to register a passkey",
         ));
     }
     let session = crate::secret::token_hash(&ctx.session_token().unwrap_or_default());

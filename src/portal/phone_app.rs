@@ -24,6 +24,9 @@ pub struct Enrollment {
 
 #[derive(Debug)]
 pub enum EnrollError {
+    /// The session's second step (or the channel the enrollment code would go by) is one a
+    /// route that accepts the app refuses: enrolling here would launder it.
+    StepUp,
     /// No absolute address of the portal is known: `portal.public_url` is not set and the
     /// request's host is not one the configuration names.
     NoPublicUrl,
@@ -49,6 +52,19 @@ pub async fn open(ctx: &Ctx<'_>, user: &User) -> Result<Enrollment, EnrollError>
         (_, _, Some(e)) => (Channel::Email, e.clone()),
         _ => return Err(EnrollError::NoDestination),
     };
+    // An enrolled app is a second step wherever `app` is accepted: enrolling it must have
+    // taken steps those routes accept, both the session's and the enrollment code's channel.
+    let code_factor = match destination.0 {
+        Channel::Email => crate::assurance::SecondFactor::Email,
+        _ => crate::assurance::SecondFactor::Sms,
+    };
+    let session_fit = match ctx.session().await {
+        Some((live, _)) => ctx.may_add_factor(&live),
+        None => false,
+    };
+    if !session_fit || !crate::assurance::may_add_factor(ctx.app.routes().routes(), code_factor) {
+        return Err(EnrollError::StepUp);
+    }
     let now = ctx.now();
     let ip = ctx.req.peer.to_string();
     // A logged-in session enrolls: the account's own browser.

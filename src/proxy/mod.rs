@@ -32,6 +32,7 @@ use crate::metrics;
 use crate::portal;
 use crate::portal::http::Response;
 use crate::session::cookie;
+use crate::store::SeenKind;
 use gate::{Caller, Decision, Identity};
 
 /// Largest request body the portal reads.
@@ -218,11 +219,14 @@ impl Gateway {
             .and_then(|a| a.as_inet())
             .map_or(IpAddr::from([127, 0, 0, 1]), |a| a.ip());
         let req = session.req_header();
-        let xff = req
+        // Every X-Forwarded-For line, in order; a line that is not text ends the list there
+        // (read from the right, nothing before it is believed).
+        let lines = req
             .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok());
-        let client = upstream::client_ip(peer, xff, &app.cfg.trusted_proxies);
+            .get_all("x-forwarded-for")
+            .into_iter()
+            .map(|v| v.to_str().unwrap_or("?"));
+        let client = upstream::client_ip(peer, lines, &app.cfg.trusted_proxies);
         ctx.client = Some(client);
         let edge = match read_edge(req, &app.cfg.server.limits, || {
             sent_content_lengths(session)
@@ -431,20 +435,54 @@ impl Gateway {
             return CallerState::Known(u.clone(), p);
         }
         let now = crate::time::now();
-        let attempt = match app.failures.begin(id, now).await {
+        // A password check costs a hash: anonymous work, budgeted per network like ID steps
+        // (SECURITY 39, 40), so one address cannot fill the hashing queue for everyone.
+        if let Err(wait) = app.budgets.id_step(client, now) {
+            return CallerState::Throttled(wait);
+        }
+        // Failures from networks where this ID logged in before count in the known pool,
+        // so strangers elsewhere cannot keep the owner's own client out (SECURITY 40).
+        let prefix = crate::login::risk::network_prefix(client);
+        let memory = i64::try_from(app.cfg.risk.network_memory.as_secs()).unwrap_or(i64::MAX);
+        let known = match app
+            .store
+            .seen_since(id, SeenKind::Network, &prefix, now.saturating_sub(memory))
+            .await
+        {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::error!(error = %e, "Basic: the known networks are unreadable: refusing");
+                return CallerState::Unavailable;
+            }
+        };
+        let attempt = match app.failures.begin_as(id, known, now).await {
             Ok(a) => a,
             Err(wait) => return CallerState::Throttled(wait),
         };
         let seen = app.basic_cache.epoch();
-        let ok = app
+        let ok = match app
             .hasher
             .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
             .await
-            .unwrap_or(false);
+        {
+            Ok(ok) => ok,
+            Err(_) => {
+                // The hashing queue is full: nobody's answer, so nobody's failure.
+                app.failures.abandon(attempt);
+                return CallerState::Unavailable;
+            }
+        };
         let ip = client.to_string();
         match (user, proof) {
             (Some(u), Some(p)) if ok => {
                 app.failures.succeeded(attempt).await;
+                if let Err(e) = app
+                    .store
+                    .remember_seen(&u.id, SeenKind::Network, &prefix, now)
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not remember a Basic client's network");
+                }
                 let entry = crate::app::BasicEntry {
                     user_id: u.id.clone(),
                     hash: crate::secret::digest(&[u.password_hash.as_bytes()]),

@@ -52,18 +52,45 @@ impl RouteTable {
         if exact.case_sensitive || !path.bytes().any(|b| b.is_ascii_alphabetic()) {
             return borrowed;
         }
-        // The exact route matches with case ignored too, so this one is never later.
-        let folded = self
-            .routes
-            .iter()
-            .take(index)
-            .find(|r| host_ok(r, host) && prefix_matches_folded(&r.path_prefix, path));
-        match folded {
-            Some(other) if stricter_somewhere(exact, other) => Some(Found {
+        // Every other route that this path reaches only with letter case ignored guards what
+        // a case-folding backend serves for it: fold in each one that is stricter somewhere,
+        // wherever it stands in the file (not only the first: a lenient route in between
+        // must not hide a stricter one behind it). Routes the path matches as it is (a
+        // catch-all `/`) are not variants of it.
+        let mut merged: Option<Route> = None;
+        for (i, other) in self.routes.iter().enumerate() {
+            if i == index
+                || !host_ok(other, host)
+                || prefix_matches(&other.path_prefix, path)
+                || !prefix_matches_folded(&other.path_prefix, path)
+            {
+                continue;
+            }
+            // The spelling of the path that takes this route's prefix as written: only if
+            // the gateway would decide that spelling by this route does it count (a route
+            // shadowed by an earlier one is never what a variant gets).
+            let Some(rest) = path.get(other.path_prefix.len()..) else {
+                continue;
+            };
+            let variant = format!("{}{rest}", other.path_prefix);
+            let decided_by = self
+                .routes
+                .iter()
+                .position(|r| host_ok(r, host) && prefix_matches(&r.path_prefix, &variant));
+            if decided_by != Some(i) {
+                continue;
+            }
+            let current = merged.as_ref().unwrap_or(exact);
+            if stricter_somewhere(current, other) {
+                merged = Some(merge(current, other));
+            }
+        }
+        match merged {
+            Some(route) => Some(Found {
                 index,
-                route: Cow::Owned(merge(exact, other)),
+                route: Cow::Owned(route),
             }),
-            _ => borrowed,
+            None => borrowed,
         }
     }
 
@@ -359,6 +386,25 @@ mod tests {
         ]);
         let f = t.find("h", "/ADMIN/x").unwrap();
         assert_eq!((f.index, f.route.policy), (1, Policy::Login));
+    }
+
+    #[test]
+    fn a_lenient_route_in_between_does_not_hide_a_stricter_one() {
+        let any = || vec![HostPattern::Any];
+        let t = RouteTable::new(vec![
+            with(route("docs", any(), "/Docs"), Policy::Bypass),
+            with(route("internal", any(), "/docs/internal"), Policy::Deny),
+            route("app", any(), "/"),
+        ]);
+        assert_eq!(
+            t.find("h", "/DOCS/internal/x").unwrap().route.policy,
+            Policy::Deny
+        );
+        // The catch-all matches the path as written: it is no variant of it.
+        assert_eq!(
+            t.find("h", "/Docs/readme").unwrap().route.policy,
+            Policy::Bypass
+        );
     }
 
     #[test]

@@ -106,17 +106,21 @@ pub fn sets_gateway_cookie(set_cookie: &str, gateway: &[&str]) -> bool {
     gateway.iter().any(|g| g.eq_ignore_ascii_case(bare))
 }
 
-/// The client's address: the TCP peer, unless the peer is a trusted proxy, in which case
-/// `X-Forwarded-For` is walked from the right past trusted proxies (SECURITY 8).
-pub fn client_ip(peer: IpAddr, xff: Option<&str>, trusted: &[IpNet]) -> IpAddr {
+/// The client address decisions key on (SECURITY 8): the TCP peer, or — when the peer is a
+/// trusted proxy — the rightmost `X-Forwarded-For` hop that is not a trusted proxy.
+/// `xff` holds every `X-Forwarded-For` field line in the order received: a proxy that adds a
+/// line of its own (rather than appending to the client's) must not leave the client's
+/// line to be read as the truth (RFC 9110 5.3: the lines form one list).
+pub fn client_ip<'a>(
+    peer: IpAddr,
+    xff: impl DoubleEndedIterator<Item = &'a str>,
+    trusted: &[IpNet],
+) -> IpAddr {
     if !trusted.iter().any(|n| n.contains(&peer)) {
         return peer;
     }
-    let Some(xff) = xff else {
-        return peer;
-    };
     let mut client = peer;
-    for hop in xff.rsplit(',') {
+    for hop in xff.rev().flat_map(|line| line.rsplit(',')) {
         match hop.trim().parse::<IpAddr>() {
             Ok(ip) => {
                 client = ip;
@@ -203,12 +207,19 @@ mod tests {
     fn forwarded_for_only_from_trusted_proxies() {
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
         let peer: IpAddr = "127.0.0.1".parse().unwrap();
-        assert_eq!(client_ip(peer, Some("1.2.3.4"), &trusted), peer);
+        assert_eq!(client_ip(peer, ["1.2.3.4"].into_iter(), &trusted), peer);
         let proxy: IpAddr = "10.0.0.5".parse().unwrap();
         assert_eq!(
-            client_ip(proxy, Some("6.6.6.6, 1.2.3.4, 10.0.0.9"), &trusted),
+            client_ip(proxy, ["6.6.6.6, 1.2.3.4, 10.0.0.9"].into_iter(), &trusted),
             "1.2.3.4".parse::<IpAddr>().unwrap()
         );
-        assert_eq!(client_ip(proxy, Some("garbage"), &trusted), proxy);
+        assert_eq!(client_ip(proxy, ["garbage"].into_iter(), &trusted), proxy);
+        // A second field line (a proxy that adds its own) is read after the first: the
+        // client's own line cannot name the address.
+        assert_eq!(
+            client_ip(proxy, ["10.9.0.5", "203.0.113.7"].into_iter(), &trusted),
+            "203.0.113.7".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(client_ip(proxy, std::iter::empty(), &trusted), proxy);
     }
 }
