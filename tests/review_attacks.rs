@@ -131,7 +131,7 @@ impl Authenticator {
             "response": {
                 "clientDataJSON": b64(client_data.as_bytes()),
                 "authenticatorData": b64(&auth),
-                "signature": b64(&sig.to_der().as_bytes()),
+                "signature": b64(sig.to_der().as_bytes()),
                 "userHandle": self.user_handle,
             },
         })
