@@ -839,7 +839,7 @@ impl Store {
 
     /// The newest `limit` audit records, optionally for one user, newest first.
     pub async fn audit_trail(&self, user_id: Option<&str>, limit: i64) -> Result<Vec<AuditRecord>> {
-        let rows = match user_id {
+        match user_id {
             Some(u) => on_db!(&self.db, pool => sqlx::query(
                 "SELECT * FROM audit WHERE user_id = $1 ORDER BY id DESC LIMIT $2",
             )
@@ -859,8 +859,7 @@ impl Store {
             .iter()
             .map(audit_from_row)
             .collect::<Result<Vec<_>>>()),
-        };
-        rows
+        }
     }
 
     pub async fn ping(&self) -> Result<()> {
