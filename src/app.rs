@@ -90,7 +90,7 @@ pub struct App {
 
 impl App {
     pub async fn build(cfg: Config) -> Result<Arc<Self>, StartError> {
-        let store = Store::open(&cfg.storage.sqlite_path).await?;
+        let store = Store::connect(&cfg.storage).await?;
         let users = Directory::load(&cfg.users.file)?;
         let hashers = if cfg.login_limits.max_concurrent_hashes == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())

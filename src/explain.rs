@@ -273,8 +273,10 @@ pub async fn explain(
             return Ok(out);
         }
     };
-    let store = if cfg.storage.sqlite_path.exists() {
-        match Store::open_read_only(&cfg.storage.sqlite_path).await {
+    // Through the store's own code, read-only: PostgreSQL in the replica mode, else the
+    // SQLite file when it exists.
+    let store = if cfg.storage.replicated.is_some() || cfg.storage.sqlite_path.exists() {
+        match Store::connect_read_only(&cfg.storage).await {
             Ok(s) => Some(s),
             Err(e) => {
                 let _ = writeln!(w, "database   not readable ({e}); only the files are used");

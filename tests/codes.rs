@@ -82,33 +82,24 @@ struct AuditRow {
     detail: Value,
 }
 
+/// The whole audit trail, oldest first, read through the store's own code.
 async fn audit(gw: &Gateway) -> Vec<AuditRow> {
-    use sqlx::Row as _;
-    let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(gw.path("nidan.db"));
-    let pool = sqlx::sqlite::SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(opts)
+    let store = nidan::store::Store::open_read_only(&gw.path("nidan.db"))
         .await
         .unwrap();
-    let rows = sqlx::query("SELECT ts, event, user_id, ip, detail FROM audit ORDER BY id")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-    let out = rows
-        .iter()
+    let mut rows = store.audit_trail(None, i64::MAX).await.unwrap();
+    rows.reverse();
+    rows.into_iter()
         .map(|r| {
-            let ts: i64 = r.get("ts");
-            assert!(ts > 1_600_000_000, "{ts}");
+            assert!(r.ts > 1_600_000_000, "{}", r.ts);
             AuditRow {
-                event: r.get("event"),
-                user: r.get("user_id"),
-                ip: r.get("ip"),
-                detail: serde_json::from_str(&r.get::<String, _>("detail")).unwrap(),
+                event: r.event,
+                user: r.user_id,
+                ip: r.ip,
+                detail: serde_json::from_str(&r.detail).unwrap(),
             }
         })
-        .collect();
-    pool.close().await;
-    out
+        .collect()
 }
 
 fn events<'a>(rows: &'a [AuditRow], event: &str, user: &str) -> Vec<&'a AuditRow> {

@@ -1,8 +1,46 @@
 //! The durable store: sessions, trusted devices, users' 2-step settings, failure counts
-//! and the audit trail, in SQLite through sqlx.
+//! and the audit trail, in SQLite (one machine) or PostgreSQL (replicas) through sqlx.
 //!
 //! Everything a user was told succeeded is committed here before the answer goes out, so a
 //! killed and restarted gateway forgets nothing acknowledged.
+//!
+//! One code base for both: every statement is written once with `$n` placeholders (both
+//! drivers accept them), flags are compared with `TRUE`/`FALSE` (SQLite reads them as 1/0),
+//! and `on_db!` expands a statement for whichever pool the store holds.
+
+/// Runs `$body` with `$pool` bound to the store's concrete pool (SQLite or PostgreSQL): the
+/// same text is compiled once per backend, so rows and results keep their own types.
+macro_rules! on_db {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::store::Db::Sqlite($pool) => $body,
+            $crate::store::Db::Pg($pool) => $body,
+        }
+    };
+}
+
+/// Runs `$body` in a transaction `$tx` that holds the per-user write lock: SQLite takes
+/// the database's write lock up front (`BEGIN IMMEDIATE`), PostgreSQL a transaction-scoped
+/// advisory lock on the user, so a count-then-insert cannot be raced by another replica.
+/// `$body` commits; returning early rolls back.
+macro_rules! with_user_lock {
+    ($db:expr, $user:expr, $tx:ident => $body:expr) => {
+        match $db {
+            $crate::store::Db::Sqlite(pool) => {
+                let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                $body
+            }
+            $crate::store::Db::Pg(pool) => {
+                let mut $tx = pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                    .bind($user)
+                    .execute(&mut *$tx)
+                    .await?;
+                $body
+            }
+        }
+    };
+}
 
 mod passkeys;
 mod phones;
@@ -18,7 +56,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -28,11 +66,117 @@ use sqlx::sqlite::{
 pub enum StoreError {
     #[error("the database could not be used: {0}")]
     Db(#[from] sqlx::Error),
+    /// Opening the database failed; the text never holds the URL or its password.
+    #[error("{0}")]
+    Connect(String),
+    #[error("the database schema could not be brought up to date: {0}")]
+    Migrate(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 use crate::assurance::{Exemption, FirstFactor, Proof, SecondFactor};
+
+/// How long opening PostgreSQL (and taking a pooled connection) may take before it is an
+/// error: an unreachable database must fail fast, not hang a start or a request.
+const PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A statement that runs longer is cancelled by the server (a wedged database becomes an
+/// error, hence a 503, instead of a request that never ends).
+const PG_STATEMENT_TIMEOUT: &str = "10s";
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static PG_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// The pool of one backend.
+#[derive(Clone)]
+pub(crate) enum Db {
+    Sqlite(SqlitePool),
+    Pg(PgPool),
+}
+
+/// Reading a column the same way from either backend's rows.
+pub(crate) trait DbRow {
+    fn text(&self, col: &str) -> Result<String>;
+    fn opt_text(&self, col: &str) -> Result<Option<String>>;
+    fn int(&self, col: &str) -> Result<i64>;
+    fn opt_int(&self, col: &str) -> Result<Option<i64>>;
+    fn flag(&self, col: &str) -> Result<bool>;
+    fn opt_flag(&self, col: &str) -> Result<Option<bool>>;
+    fn bytes(&self, col: &str) -> Result<Vec<u8>>;
+}
+
+macro_rules! impl_db_row {
+    ($row:ty) => {
+        impl DbRow for $row {
+            fn text(&self, col: &str) -> Result<String> {
+                Ok(sqlx::Row::try_get(self, col)?)
+            }
+            fn opt_text(&self, col: &str) -> Result<Option<String>> {
+                Ok(sqlx::Row::try_get(self, col)?)
+            }
+            fn int(&self, col: &str) -> Result<i64> {
+                Ok(sqlx::Row::try_get(self, col)?)
+            }
+            fn opt_int(&self, col: &str) -> Result<Option<i64>> {
+                Ok(sqlx::Row::try_get(self, col)?)
+            }
+            fn flag(&self, col: &str) -> Result<bool> {
+                Ok(sqlx::Row::try_get(self, col)?)
+            }
+            fn opt_flag(&self, col: &str) -> Result<Option<bool>> {
+                Ok(sqlx::Row::try_get(self, col)?)
+            }
+            fn bytes(&self, col: &str) -> Result<Vec<u8>> {
+                Ok(sqlx::Row::try_get(self, col)?)
+            }
+        }
+    };
+}
+impl_db_row!(SqliteRow);
+impl_db_row!(PgRow);
+
+/// Columns added when sessions started recording what they proved (SECURITY 35). SQLite
+/// files made before migrations may lack them; they are added one by one after the
+/// migrations (SQLite has no `ADD COLUMN IF NOT EXISTS`). Rows from then read their proof
+/// from `methods`.
+const SESSION_PROOF_COLUMNS: &[(&str, &str)] = &[
+    (
+        "first_factor",
+        "ALTER TABLE sessions ADD COLUMN first_factor TEXT",
+    ),
+    (
+        "second_factor",
+        "ALTER TABLE sessions ADD COLUMN second_factor TEXT",
+    ),
+    (
+        "exemption",
+        "ALTER TABLE sessions ADD COLUMN exemption TEXT",
+    ),
+    (
+        "required",
+        "ALTER TABLE sessions ADD COLUMN required INTEGER",
+    ),
+];
+
+/// Removes the URL and its password from an error text (drivers may quote what they
+/// were given).
+fn scrub(text: &str, url: &str) -> String {
+    let mut out = text.replace(url, "<database URL>");
+    if let Some(password) = url_password(url)
+        && !password.is_empty()
+    {
+        out = out.replace(password, "***");
+    }
+    out
+}
+
+/// The password part of `scheme://user:password@host/...`, if any.
+fn url_password(url: &str) -> Option<&str> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    userinfo.split_once(':').map(|(_, p)| p)
+}
 
 /// A stored session; the ID itself is never stored, only its SHA-256.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,66 +241,89 @@ pub struct AuditRecord {
     pub detail: String,
 }
 
-const SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS sessions (
-        id_hash TEXT PRIMARY KEY, user_id TEXT NOT NULL, created INTEGER NOT NULL,
-        auth_time INTEGER NOT NULL, last_seen INTEGER NOT NULL, expires INTEGER NOT NULL,
-        two_step INTEGER NOT NULL, methods TEXT NOT NULL, device_id TEXT,
-        ip TEXT NOT NULL, user_agent TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user_id)",
-    "CREATE TABLE IF NOT EXISTS devices (
-        id TEXT PRIMARY KEY, user_id TEXT NOT NULL, name TEXT NOT NULL,
-        created INTEGER NOT NULL, last_used INTEGER NOT NULL, browser TEXT NOT NULL,
-        ip TEXT NOT NULL, expires INTEGER NOT NULL, revoked INTEGER NOT NULL DEFAULT 0)",
-    "CREATE INDEX IF NOT EXISTS devices_user ON devices(user_id)",
-    "CREATE TABLE IF NOT EXISTS user_settings (
-        user_id TEXT PRIMARY KEY, enabled INTEGER NOT NULL, method TEXT NOT NULL,
-        updated INTEGER NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS failures (user_id TEXT NOT NULL, ts INTEGER NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS failures_user ON failures(user_id, ts)",
-    // Failures from browsers the account knows: a pool of their own (login::limits).
-    "CREATE TABLE IF NOT EXISTS failures_known (user_id TEXT NOT NULL, ts INTEGER NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS failures_known_user ON failures_known(user_id, ts)",
-    "CREATE TABLE IF NOT EXISTS audit (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, ts INTEGER NOT NULL, event TEXT NOT NULL,
-        user_id TEXT NOT NULL, ip TEXT NOT NULL, detail TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS audit_user ON audit(user_id, ts)",
-    "CREATE INDEX IF NOT EXISTS audit_ts ON audit(ts)",
-    "CREATE TABLE IF NOT EXISTS app_enrollments (
-        id TEXT PRIMARY KEY, user_id TEXT NOT NULL, name TEXT NOT NULL,
-        public_key TEXT NOT NULL, created INTEGER NOT NULL, last_used INTEGER NOT NULL,
-        revoked INTEGER NOT NULL DEFAULT 0)",
-    "CREATE INDEX IF NOT EXISTS app_enrollments_user ON app_enrollments(user_id)",
-];
-
-/// Columns added when sessions started recording what they proved (SECURITY 35). Added
-/// one by one to databases made before; rows from then read their proof from `methods`.
-const SESSION_PROOF_COLUMNS: &[(&str, &str)] = &[
-    (
-        "first_factor",
-        "ALTER TABLE sessions ADD COLUMN first_factor TEXT",
-    ),
-    (
-        "second_factor",
-        "ALTER TABLE sessions ADD COLUMN second_factor TEXT",
-    ),
-    (
-        "exemption",
-        "ALTER TABLE sessions ADD COLUMN exemption TEXT",
-    ),
-    (
-        "required",
-        "ALTER TABLE sessions ADD COLUMN required INTEGER",
-    ),
-];
-
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    db: Db,
 }
 
 impl Store {
-    /// Opens (creating if needed) the database file and brings its schema up to date.
+    /// Opens the durable store the configuration names: PostgreSQL in the replica mode,
+    /// else the SQLite file; brings its schema up to date.
+    pub async fn connect(storage: &crate::config::Storage) -> Result<Self> {
+        match &storage.replicated {
+            None => Self::open(&storage.sqlite_path).await,
+            Some(r) => {
+                let url = r.postgres_url.expose_str().ok_or_else(|| {
+                    StoreError::Connect("the PostgreSQL URL is not valid UTF-8".into())
+                })?;
+                Self::open_postgres(url, r.postgres_max_connections, false).await
+            }
+        }
+    }
+
+    /// Opens the configured store without writing to it and without migrating (for
+    /// `nidan explain`). A SQLite file must exist.
+    pub async fn connect_read_only(storage: &crate::config::Storage) -> Result<Self> {
+        match &storage.replicated {
+            None => Self::open_read_only(&storage.sqlite_path).await,
+            Some(r) => {
+                let url = r.postgres_url.expose_str().ok_or_else(|| {
+                    StoreError::Connect("the PostgreSQL URL is not valid UTF-8".into())
+                })?;
+                Self::open_postgres(url, 1, true).await
+            }
+        }
+    }
+
+    /// Connects to PostgreSQL at `url` and (unless read-only) runs its migrations. Errors
+    /// name the host, never the URL or password.
+    pub async fn open_postgres(url: &str, max_connections: u32, read_only: bool) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url).map_err(|e| {
+            StoreError::Connect(format!(
+                "the PostgreSQL URL is not valid: {}",
+                scrub(&e.to_string(), url)
+            ))
+        })?;
+        let place = format!(
+            "PostgreSQL at {}:{} (database {})",
+            options.get_host(),
+            options.get_port(),
+            options.get_database().unwrap_or("default")
+        );
+        let mut settings = vec![("statement_timeout", PG_STATEMENT_TIMEOUT)];
+        if read_only {
+            settings.push(("default_transaction_read_only", "on"));
+        }
+        let options = options.options(settings);
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(PG_CONNECT_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|e| {
+                let why = match e {
+                    sqlx::Error::PoolTimedOut => format!(
+                        "no connection within {}s (is it running and reachable?)",
+                        PG_CONNECT_TIMEOUT.as_secs()
+                    ),
+                    e => scrub(&e.to_string(), url),
+                };
+                StoreError::Connect(format!("{place} could not be opened: {why}"))
+            })?;
+        if !read_only {
+            PG_MIGRATIONS.run(&pool).await.map_err(|e| {
+                StoreError::Migrate(format!("{place}: {}", scrub(&e.to_string(), url)))
+            })?;
+        }
+        Ok(Self { db: Db::Pg(pool) })
+    }
+
+    /// Whether this store is PostgreSQL (the replica mode).
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.db, Db::Pg(_))
+    }
+
+    /// Opens (creating if needed) the SQLite database file and brings its schema up to date.
     pub async fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
@@ -171,36 +338,42 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
+        // Schema changes run on one connection of their own, before the pool opens: a
+        // pooled connection that saw the old schema could read rows with stale columns.
+        {
+            use sqlx::Connection;
+            let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
+            SQLITE_MIGRATIONS
+                .run(&mut conn)
+                .await
+                .map_err(|e| StoreError::Migrate(e.to_string()))?;
+            // Files made before the proof columns existed: the first migration found the
+            // table there and left it as it was.
+            let have: Vec<String> = sqlx::query("SELECT name FROM pragma_table_info('sessions')")
+                .fetch_all(&mut conn)
+                .await?
+                .iter()
+                .map(|r| r.text("name"))
+                .collect::<Result<_>>()?;
+            for (name, add) in SESSION_PROOF_COLUMNS {
+                if !have.iter().any(|h| h == name) {
+                    sqlx::query(*add).execute(&mut conn).await?;
+                }
+            }
+            conn.close().await?;
+        }
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .idle_timeout(None)
             .max_lifetime(None)
             .connect_with(options)
             .await?;
-        for stmt in SCHEMA
-            .iter()
-            .chain(tokens::SCHEMA)
-            .chain(risk::SCHEMA)
-            .chain(phones::SCHEMA)
-            .chain(passkeys::SCHEMA)
-        {
-            sqlx::query(*stmt).execute(&pool).await?;
-        }
-        let have: Vec<String> = sqlx::query("SELECT name FROM pragma_table_info('sessions')")
-            .fetch_all(&pool)
-            .await?
-            .iter()
-            .map(|r| r.try_get("name"))
-            .collect::<std::result::Result<_, _>>()?;
-        for (name, add) in SESSION_PROOF_COLUMNS {
-            if !have.iter().any(|h| h == name) {
-                sqlx::query(*add).execute(&pool).await?;
-            }
-        }
-        Ok(Self { pool })
+        Ok(Self {
+            db: Db::Sqlite(pool),
+        })
     }
 
-    /// Opens an existing database without writing to it (for `nidan explain`).
+    /// Opens an existing SQLite database without writing to it (for `nidan explain`).
     pub async fn open_read_only(path: &Path) -> Result<Self> {
         let options = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
@@ -211,342 +384,384 @@ impl Store {
             .max_connections(1)
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            db: Db::Sqlite(pool),
+        })
     }
 
     // --- sessions -------------------------------------------------------------------
 
     pub async fn insert_session(&self, s: &SessionRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO sessions (id_hash, user_id, created, auth_time, last_seen, expires,
-             two_step, methods, device_id, ip, user_agent, first_factor, second_factor,
-             exemption, required) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        )
-        .bind(&s.id_hash)
-        .bind(&s.user_id)
-        .bind(s.created)
-        .bind(s.auth_time)
-        .bind(s.last_seen)
-        .bind(s.expires)
-        .bind(s.proof.second.is_some())
-        .bind(&s.methods)
-        .bind(&s.device_id)
-        .bind(&s.ip)
-        .bind(&s.user_agent)
-        .bind(s.proof.first.as_str())
-        .bind(s.proof.second.map(SecondFactor::as_str))
-        .bind(s.proof.exemption.map(|e| e.to_string()))
-        .bind(s.proof.required)
-        .execute(&self.pool)
-        .await?;
+        on_db!(&self.db, pool => {
+            sqlx::query(
+                "INSERT INTO sessions (id_hash, user_id, created, auth_time, last_seen, expires,
+                 two_step, methods, device_id, ip, user_agent, first_factor, second_factor,
+                 exemption, required)
+                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)",
+            )
+            .bind(&s.id_hash)
+            .bind(&s.user_id)
+            .bind(s.created)
+            .bind(s.auth_time)
+            .bind(s.last_seen)
+            .bind(s.expires)
+            .bind(s.proof.second.is_some())
+            .bind(&s.methods)
+            .bind(&s.device_id)
+            .bind(&s.ip)
+            .bind(&s.user_agent)
+            .bind(s.proof.first.as_str())
+            .bind(s.proof.second.map(SecondFactor::as_str))
+            .bind(s.proof.exemption.map(|e| e.to_string()))
+            .bind(s.proof.required)
+            .execute(pool)
+            .await?;
+        });
         Ok(())
     }
 
     pub async fn session(&self, id_hash: &str) -> Result<Option<SessionRecord>> {
-        let row = sqlx::query("SELECT * FROM sessions WHERE id_hash = ?")
+        on_db!(&self.db, pool => sqlx::query("SELECT * FROM sessions WHERE id_hash = $1")
             .bind(id_hash)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| session_from_row(&r)).transpose()
+            .fetch_optional(pool)
+            .await?
+            .map(|r| session_from_row(&r))
+            .transpose())
     }
 
     pub async fn touch_session(&self, id_hash: &str, last_seen: i64) -> Result<()> {
-        sqlx::query("UPDATE sessions SET last_seen = ? WHERE id_hash = ? AND last_seen < ?")
-            .bind(last_seen)
-            .bind(id_hash)
-            .bind(last_seen)
-            .execute(&self.pool)
-            .await?;
+        on_db!(&self.db, pool => {
+            sqlx::query("UPDATE sessions SET last_seen = $1 WHERE id_hash = $2 AND last_seen < $1")
+                .bind(last_seen)
+                .bind(id_hash)
+                .execute(pool)
+                .await?;
+        });
         Ok(())
     }
 
     pub async fn delete_session(&self, id_hash: &str) -> Result<()> {
-        sqlx::query("DELETE FROM sessions WHERE id_hash = ?")
-            .bind(id_hash)
-            .execute(&self.pool)
-            .await?;
+        on_db!(&self.db, pool => {
+            sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+                .bind(id_hash)
+                .execute(pool)
+                .await?;
+        });
         Ok(())
     }
 
     /// Deletes every session of a user; returns the hashes removed (to drop from caches).
     pub async fn delete_user_sessions(&self, user_id: &str) -> Result<Vec<String>> {
-        let rows = sqlx::query("DELETE FROM sessions WHERE user_id = ? RETURNING id_hash")
-            .bind(user_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| r.try_get::<String, _>("id_hash").map_err(StoreError::from))
-            .collect()
+        on_db!(&self.db, pool => sqlx::query(
+            "DELETE FROM sessions WHERE user_id = $1 RETURNING id_hash",
+        )
+        .bind(user_id)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| r.text("id_hash"))
+        .collect())
     }
 
     pub async fn user_sessions(&self, user_id: &str) -> Result<Vec<SessionRecord>> {
-        let rows = sqlx::query("SELECT * FROM sessions WHERE user_id = ? ORDER BY created")
-            .bind(user_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(session_from_row).collect()
+        on_db!(&self.db, pool => sqlx::query(
+            "SELECT * FROM sessions WHERE user_id = $1 ORDER BY created",
+        )
+        .bind(user_id)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(session_from_row)
+        .collect())
     }
 
     /// Removes sessions past their absolute expiry or idle for longer than `idle` seconds.
     pub async fn purge_sessions(&self, now: i64, idle: i64) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM sessions WHERE expires <= ? OR last_seen <= ?")
-            .bind(now)
-            .bind(now - idle)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
+        Ok(on_db!(&self.db, pool => sqlx::query(
+            "DELETE FROM sessions WHERE expires <= $1 OR last_seen <= $2",
+        )
+        .bind(now)
+        .bind(now - idle)
+        .execute(pool)
+        .await?
+        .rows_affected()))
     }
 
     // --- trusted devices ------------------------------------------------------------
 
     /// Inserts a device unless the user already has `max` live ones; false when full.
+    /// The count and the insert hold the user's write lock, so concurrent inserts (other
+    /// replicas included) never exceed `max`.
     pub async fn insert_device(&self, d: &DeviceRecord, max: usize, now: i64) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let live: i64 = sqlx::query(
-            "SELECT COUNT(*) AS n FROM devices WHERE user_id = ? AND revoked = 0 AND expires > ?",
-        )
-        .bind(&d.user_id)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("n")?;
-        if usize::try_from(live).unwrap_or(usize::MAX) >= max {
-            return Ok(false);
-        }
-        sqlx::query(
-            "INSERT INTO devices (id, user_id, name, created, last_used, browser, ip, expires, revoked)
-             VALUES (?,?,?,?,?,?,?,?,0)",
-        )
-        .bind(&d.id)
-        .bind(&d.user_id)
-        .bind(&d.name)
-        .bind(d.created)
-        .bind(d.last_used)
-        .bind(&d.browser)
-        .bind(&d.ip)
-        .bind(d.expires)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(true)
+        with_user_lock!(&self.db, &d.user_id, tx => {
+            let live = sqlx::query(
+                "SELECT COUNT(*) AS n FROM devices
+                 WHERE user_id = $1 AND revoked = FALSE AND expires > $2",
+            )
+            .bind(&d.user_id)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?
+            .int("n")?;
+            if usize::try_from(live).unwrap_or(usize::MAX) >= max {
+                return Ok(false);
+            }
+            sqlx::query(
+                "INSERT INTO devices (id, user_id, name, created, last_used, browser, ip, expires,
+                 revoked) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,FALSE)",
+            )
+            .bind(&d.id)
+            .bind(&d.user_id)
+            .bind(&d.name)
+            .bind(d.created)
+            .bind(d.last_used)
+            .bind(&d.browser)
+            .bind(&d.ip)
+            .bind(d.expires)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
     }
 
     pub async fn device(&self, id: &str) -> Result<Option<DeviceRecord>> {
-        let row = sqlx::query("SELECT * FROM devices WHERE id = ?")
+        on_db!(&self.db, pool => sqlx::query("SELECT * FROM devices WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| device_from_row(&r)).transpose()
+            .fetch_optional(pool)
+            .await?
+            .map(|r| device_from_row(&r))
+            .transpose())
     }
 
     /// The user's devices that are neither revoked nor expired, newest first.
     pub async fn live_devices(&self, user_id: &str, now: i64) -> Result<Vec<DeviceRecord>> {
-        let rows = sqlx::query(
-            "SELECT * FROM devices WHERE user_id = ? AND revoked = 0 AND expires > ?
+        on_db!(&self.db, pool => sqlx::query(
+            "SELECT * FROM devices WHERE user_id = $1 AND revoked = FALSE AND expires > $2
              ORDER BY created DESC",
         )
         .bind(user_id)
         .bind(now)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(device_from_row).collect()
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(device_from_row)
+        .collect())
     }
 
     pub async fn rename_device(&self, user_id: &str, id: &str, name: &str) -> Result<bool> {
-        let done =
-            sqlx::query("UPDATE devices SET name = ? WHERE id = ? AND user_id = ? AND revoked = 0")
-                .bind(name)
-                .bind(id)
-                .bind(user_id)
-                .execute(&self.pool)
-                .await?;
-        Ok(done.rows_affected() == 1)
+        let n = on_db!(&self.db, pool => sqlx::query(
+            "UPDATE devices SET name = $1 WHERE id = $2 AND user_id = $3 AND revoked = FALSE",
+        )
+        .bind(name)
+        .bind(id)
+        .bind(user_id)
+        .execute(pool)
+        .await?
+        .rows_affected());
+        Ok(n == 1)
     }
 
     pub async fn device_used(&self, id: &str, now: i64) -> Result<()> {
-        sqlx::query("UPDATE devices SET last_used = ? WHERE id = ?")
-            .bind(now)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        on_db!(&self.db, pool => {
+            sqlx::query("UPDATE devices SET last_used = $1 WHERE id = $2")
+                .bind(now)
+                .bind(id)
+                .execute(pool)
+                .await?;
+        });
         Ok(())
     }
 
     /// Revokes one device of a user; false when there was no such live device.
     pub async fn revoke_device(&self, user_id: &str, id: &str) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE devices SET revoked = 1 WHERE id = ? AND user_id = ? AND revoked = 0",
+        let n = on_db!(&self.db, pool => sqlx::query(
+            "UPDATE devices SET revoked = TRUE WHERE id = $1 AND user_id = $2 AND revoked = FALSE",
         )
         .bind(id)
         .bind(user_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        .execute(pool)
+        .await?
+        .rows_affected());
+        Ok(n == 1)
     }
 
     /// Revokes all of a user's devices; returns their IDs (to drop from caches).
     pub async fn revoke_user_devices(&self, user_id: &str) -> Result<Vec<String>> {
-        let rows = sqlx::query(
-            "UPDATE devices SET revoked = 1 WHERE user_id = ? AND revoked = 0 RETURNING id",
+        on_db!(&self.db, pool => sqlx::query(
+            "UPDATE devices SET revoked = TRUE WHERE user_id = $1 AND revoked = FALSE RETURNING id",
         )
         .bind(user_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| r.try_get::<String, _>("id").map_err(StoreError::from))
-            .collect()
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| r.text("id"))
+        .collect())
     }
 
     // --- phone-app enrollments --------------------------------------------------------
 
     pub async fn insert_enrollment(&self, e: &EnrollmentRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO app_enrollments (id, user_id, name, public_key, created, last_used, revoked)
-             VALUES (?,?,?,?,?,?,0)",
-        )
-        .bind(&e.id)
-        .bind(&e.user_id)
-        .bind(&e.name)
-        .bind(&e.public_key)
-        .bind(e.created)
-        .bind(e.last_used)
-        .execute(&self.pool)
-        .await?;
+        on_db!(&self.db, pool => {
+            sqlx::query(
+                "INSERT INTO app_enrollments (id, user_id, name, public_key, created, last_used,
+                 revoked) VALUES ($1,$2,$3,$4,$5,$6,FALSE)",
+            )
+            .bind(&e.id)
+            .bind(&e.user_id)
+            .bind(&e.name)
+            .bind(&e.public_key)
+            .bind(e.created)
+            .bind(e.last_used)
+            .execute(pool)
+            .await?;
+        });
         Ok(())
     }
 
     pub async fn enrollment(&self, id: &str) -> Result<Option<EnrollmentRecord>> {
-        let row = sqlx::query("SELECT * FROM app_enrollments WHERE id = ?")
+        on_db!(&self.db, pool => sqlx::query("SELECT * FROM app_enrollments WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| enrollment_from_row(&r)).transpose()
+            .fetch_optional(pool)
+            .await?
+            .map(|r| enrollment_from_row(&r))
+            .transpose())
     }
 
     /// The user's enrollments that are not revoked, newest first.
     pub async fn live_enrollments(&self, user_id: &str) -> Result<Vec<EnrollmentRecord>> {
-        let rows = sqlx::query(
-            "SELECT * FROM app_enrollments WHERE user_id = ? AND revoked = 0 ORDER BY created DESC",
+        on_db!(&self.db, pool => sqlx::query(
+            "SELECT * FROM app_enrollments WHERE user_id = $1 AND revoked = FALSE
+             ORDER BY created DESC",
         )
         .bind(user_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(enrollment_from_row).collect()
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(enrollment_from_row)
+        .collect())
     }
 
     pub async fn enrollment_used(&self, id: &str, now: i64) -> Result<()> {
-        sqlx::query("UPDATE app_enrollments SET last_used = ? WHERE id = ?")
-            .bind(now)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        on_db!(&self.db, pool => {
+            sqlx::query("UPDATE app_enrollments SET last_used = $1 WHERE id = $2")
+                .bind(now)
+                .bind(id)
+                .execute(pool)
+                .await?;
+        });
         Ok(())
     }
 
     /// Revokes one enrollment of a user (`None`: all of them); returns how many.
     pub async fn revoke_enrollments(&self, user_id: &str, id: Option<&str>) -> Result<u64> {
-        let done = match id {
-            Some(id) => {
-                sqlx::query(
-                    "UPDATE app_enrollments SET revoked = 1 WHERE user_id = ? AND id = ? AND revoked = 0",
-                )
-                .bind(user_id)
-                .bind(id)
-                .execute(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query("UPDATE app_enrollments SET revoked = 1 WHERE user_id = ? AND revoked = 0")
-                    .bind(user_id)
-                    .execute(&self.pool)
-                    .await?
-            }
-        };
-        Ok(done.rows_affected())
+        Ok(match id {
+            Some(id) => on_db!(&self.db, pool => sqlx::query(
+                "UPDATE app_enrollments SET revoked = TRUE
+                 WHERE user_id = $1 AND id = $2 AND revoked = FALSE",
+            )
+            .bind(user_id)
+            .bind(id)
+            .execute(pool)
+            .await?
+            .rows_affected()),
+            None => on_db!(&self.db, pool => sqlx::query(
+                "UPDATE app_enrollments SET revoked = TRUE WHERE user_id = $1 AND revoked = FALSE",
+            )
+            .bind(user_id)
+            .execute(pool)
+            .await?
+            .rows_affected()),
+        })
     }
 
     // --- 2-step settings ------------------------------------------------------------
 
     pub async fn setting(&self, user_id: &str) -> Result<Option<SettingRecord>> {
-        let row = sqlx::query("SELECT * FROM user_settings WHERE user_id = ?")
+        on_db!(&self.db, pool => sqlx::query("SELECT * FROM user_settings WHERE user_id = $1")
             .bind(user_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| {
-            Ok(SettingRecord {
-                user_id: r.try_get("user_id")?,
-                enabled: r.try_get("enabled")?,
-                method: r.try_get("method")?,
-                updated: r.try_get("updated")?,
+            .fetch_optional(pool)
+            .await?
+            .map(|r| {
+                Ok(SettingRecord {
+                    user_id: r.text("user_id")?,
+                    enabled: r.flag("enabled")?,
+                    method: r.text("method")?,
+                    updated: r.int("updated")?,
+                })
             })
-        })
-        .transpose()
+            .transpose())
     }
 
     pub async fn put_setting(&self, s: &SettingRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO user_settings (user_id, enabled, method, updated) VALUES (?,?,?,?)
-             ON CONFLICT(user_id) DO UPDATE SET enabled = excluded.enabled,
-             method = excluded.method, updated = excluded.updated",
-        )
-        .bind(&s.user_id)
-        .bind(s.enabled)
-        .bind(&s.method)
-        .bind(s.updated)
-        .execute(&self.pool)
-        .await?;
+        on_db!(&self.db, pool => {
+            sqlx::query(
+                "INSERT INTO user_settings (user_id, enabled, method, updated)
+                 VALUES ($1,$2,$3,$4)
+                 ON CONFLICT(user_id) DO UPDATE SET enabled = excluded.enabled,
+                 method = excluded.method, updated = excluded.updated",
+            )
+            .bind(&s.user_id)
+            .bind(s.enabled)
+            .bind(&s.method)
+            .bind(s.updated)
+            .execute(pool)
+            .await?;
+        });
         Ok(())
     }
 
     // --- failure counts -------------------------------------------------------------
 
     pub async fn record_failure(&self, user_id: &str, known: bool, ts: i64) -> Result<()> {
-        sqlx::query(if known {
-            "INSERT INTO failures_known (user_id, ts) VALUES (?, ?)"
+        let sql = if known {
+            "INSERT INTO failures_known (user_id, ts) VALUES ($1, $2)"
         } else {
-            "INSERT INTO failures (user_id, ts) VALUES (?, ?)"
-        })
-        .bind(user_id)
-        .bind(ts)
-        .execute(&self.pool)
-        .await?;
+            "INSERT INTO failures (user_id, ts) VALUES ($1, $2)"
+        };
+        on_db!(&self.db, pool => {
+            sqlx::query(sql).bind(user_id).bind(ts).execute(pool).await?;
+        });
         Ok(())
     }
 
     /// Failure times for a user since `since` in one pool, oldest first.
     pub async fn failures_since(&self, user_id: &str, known: bool, since: i64) -> Result<Vec<i64>> {
-        let rows = sqlx::query(if known {
-            "SELECT ts FROM failures_known WHERE user_id = ? AND ts >= ? ORDER BY ts"
+        let sql = if known {
+            "SELECT ts FROM failures_known WHERE user_id = $1 AND ts >= $2 ORDER BY ts"
         } else {
-            "SELECT ts FROM failures WHERE user_id = ? AND ts >= ? ORDER BY ts"
-        })
-        .bind(user_id)
-        .bind(since)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| r.try_get::<i64, _>("ts").map_err(StoreError::from))
-            .collect()
+            "SELECT ts FROM failures WHERE user_id = $1 AND ts >= $2 ORDER BY ts"
+        };
+        on_db!(&self.db, pool => sqlx::query(sql)
+            .bind(user_id)
+            .bind(since)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| r.int("ts"))
+            .collect())
     }
 
     pub async fn clear_failures(&self, user_id: &str, known: bool) -> Result<()> {
-        sqlx::query(if known {
-            "DELETE FROM failures_known WHERE user_id = ?"
+        let sql = if known {
+            "DELETE FROM failures_known WHERE user_id = $1"
         } else {
-            "DELETE FROM failures WHERE user_id = ?"
-        })
-        .bind(user_id)
-        .execute(&self.pool)
-        .await?;
+            "DELETE FROM failures WHERE user_id = $1"
+        };
+        on_db!(&self.db, pool => {
+            sqlx::query(sql).bind(user_id).execute(pool).await?;
+        });
         Ok(())
     }
 
     pub async fn purge_failures(&self, before: i64) -> Result<()> {
-        for table in [
-            "DELETE FROM failures WHERE ts < ?",
-            "DELETE FROM failures_known WHERE ts < ?",
+        for sql in [
+            "DELETE FROM failures WHERE ts < $1",
+            "DELETE FROM failures_known WHERE ts < $1",
         ] {
-            sqlx::query(table).bind(before).execute(&self.pool).await?;
+            on_db!(&self.db, pool => {
+                sqlx::query(sql).bind(before).execute(pool).await?;
+            });
         }
         Ok(())
     }
@@ -554,14 +769,18 @@ impl Store {
     // --- audit trail ----------------------------------------------------------------
 
     pub async fn audit(&self, a: &AuditRecord) -> Result<()> {
-        sqlx::query("INSERT INTO audit (ts, event, user_id, ip, detail) VALUES (?,?,?,?,?)")
+        on_db!(&self.db, pool => {
+            sqlx::query(
+                "INSERT INTO audit (ts, event, user_id, ip, detail) VALUES ($1,$2,$3,$4,$5)",
+            )
             .bind(a.ts)
             .bind(&a.event)
             .bind(&a.user_id)
             .bind(&a.ip)
             .bind(&a.detail)
-            .execute(&self.pool)
+            .execute(pool)
             .await?;
+        });
         Ok(())
     }
 
@@ -569,106 +788,120 @@ impl Store {
     /// the `first` events before any other, so a flood of events anyone can cause never
     /// pushes the record of real logins out.
     pub async fn purge_audit(&self, before: i64, max_rows: u64, first: &[&str]) -> Result<u64> {
-        let mut removed = sqlx::query("DELETE FROM audit WHERE ts < ?")
+        let mut removed = on_db!(&self.db, pool => sqlx::query("DELETE FROM audit WHERE ts < $1")
             .bind(before)
-            .execute(&self.pool)
+            .execute(pool)
             .await?
-            .rows_affected();
+            .rows_affected());
         let rows = u64::try_from(self.audit_rows().await?).unwrap_or(0);
         let mut excess = rows.saturating_sub(max_rows);
         if excess > 0 && !first.is_empty() {
-            let events = serde_json::to_string(first).unwrap_or_else(|_| "[]".into());
-            let n = sqlx::query(
+            // One placeholder per event name: the names are bound, never spliced in.
+            let list = (2..first.len() + 2)
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            let sql = format!(
                 "DELETE FROM audit WHERE id IN (SELECT id FROM audit \
-                 WHERE event IN (SELECT value FROM json_each(?)) ORDER BY id LIMIT ?)",
-            )
-            .bind(events)
-            .bind(i64::try_from(excess).unwrap_or(i64::MAX))
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+                 WHERE event IN ({list}) ORDER BY id LIMIT $1)"
+            );
+            let limit = i64::try_from(excess).unwrap_or(i64::MAX);
+            let n = on_db!(&self.db, pool => {
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(limit);
+                for event in first {
+                    q = q.bind(*event);
+                }
+                q.execute(pool).await?.rows_affected()
+            });
             removed += n;
             excess = excess.saturating_sub(n);
         }
         if excess > 0 {
-            removed += sqlx::query(
-                "DELETE FROM audit WHERE id IN (SELECT id FROM audit ORDER BY id LIMIT ?)",
+            let limit = i64::try_from(excess).unwrap_or(i64::MAX);
+            removed += on_db!(&self.db, pool => sqlx::query(
+                "DELETE FROM audit WHERE id IN (SELECT id FROM audit ORDER BY id LIMIT $1)",
             )
-            .bind(i64::try_from(excess).unwrap_or(i64::MAX))
-            .execute(&self.pool)
+            .bind(limit)
+            .execute(pool)
             .await?
-            .rows_affected();
+            .rows_affected());
         }
         Ok(removed)
     }
 
     /// Number of rows in the audit trail.
     pub async fn audit_rows(&self) -> Result<i64> {
-        Ok(sqlx::query("SELECT COUNT(*) AS n FROM audit")
-            .fetch_one(&self.pool)
+        on_db!(&self.db, pool => sqlx::query("SELECT COUNT(*) AS n FROM audit")
+            .fetch_one(pool)
             .await?
-            .try_get("n")?)
+            .int("n"))
     }
 
     /// The newest `limit` audit records, optionally for one user, newest first.
     pub async fn audit_trail(&self, user_id: Option<&str>, limit: i64) -> Result<Vec<AuditRecord>> {
-        let rows = match user_id {
-            Some(u) => {
-                sqlx::query("SELECT * FROM audit WHERE user_id = ? ORDER BY id DESC LIMIT ?")
-                    .bind(u)
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-            None => {
-                sqlx::query("SELECT * FROM audit ORDER BY id DESC LIMIT ?")
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-        };
-        rows.iter()
-            .map(|r| {
-                Ok(AuditRecord {
-                    ts: r.try_get("ts")?,
-                    event: r.try_get("event")?,
-                    user_id: r.try_get("user_id")?,
-                    ip: r.try_get("ip")?,
-                    detail: r.try_get("detail")?,
-                })
-            })
-            .collect()
+        match user_id {
+            Some(u) => on_db!(&self.db, pool => sqlx::query(
+                "SELECT * FROM audit WHERE user_id = $1 ORDER BY id DESC LIMIT $2",
+            )
+            .bind(u)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(audit_from_row)
+            .collect::<Result<Vec<_>>>()),
+            None => on_db!(&self.db, pool => sqlx::query(
+                "SELECT * FROM audit ORDER BY id DESC LIMIT $1",
+            )
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(audit_from_row)
+            .collect::<Result<Vec<_>>>()),
+        }
     }
 
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        on_db!(&self.db, pool => {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
         Ok(())
     }
 }
 
-fn session_from_row(r: &SqliteRow) -> Result<SessionRecord> {
+fn audit_from_row<R: DbRow>(r: &R) -> Result<AuditRecord> {
+    Ok(AuditRecord {
+        ts: r.int("ts")?,
+        event: r.text("event")?,
+        user_id: r.text("user_id")?,
+        ip: r.text("ip")?,
+        detail: r.text("detail")?,
+    })
+}
+
+fn session_from_row<R: DbRow>(r: &R) -> Result<SessionRecord> {
     Ok(SessionRecord {
-        id_hash: r.try_get("id_hash")?,
-        user_id: r.try_get("user_id")?,
-        created: r.try_get("created")?,
-        auth_time: r.try_get("auth_time")?,
-        last_seen: r.try_get("last_seen")?,
-        expires: r.try_get("expires")?,
+        id_hash: r.text("id_hash")?,
+        user_id: r.text("user_id")?,
+        created: r.int("created")?,
+        auth_time: r.int("auth_time")?,
+        last_seen: r.int("last_seen")?,
+        expires: r.int("expires")?,
         proof: proof_from_row(r)?,
-        methods: r.try_get("methods")?,
-        device_id: r.try_get("device_id")?,
-        ip: r.try_get("ip")?,
-        user_agent: r.try_get("user_agent")?,
+        methods: r.text("methods")?,
+        device_id: r.opt_text("device_id")?,
+        ip: r.text("ip")?,
+        user_agent: r.text("user_agent")?,
     })
 }
 
 /// A session's proof. Rows written before proofs were recorded carry only `methods`: their
 /// factors are read from it, and the risk decision, not recorded then, counts as "the
 /// second step was required" when one was done.
-fn proof_from_row(r: &SqliteRow) -> Result<Proof> {
-    let methods: String = r.try_get("methods")?;
-    let first: Option<String> = r.try_get("first_factor")?;
-    let Some(first) = first else {
+fn proof_from_row<R: DbRow>(r: &R) -> Result<Proof> {
+    let methods = r.text("methods")?;
+    let Some(first) = r.opt_text("first_factor")? else {
         let second = match methods.as_str() {
             "password+sms" => Some(SecondFactor::Sms),
             "password+email" => Some(SecondFactor::Email),
@@ -689,9 +922,9 @@ fn proof_from_row(r: &SqliteRow) -> Result<Proof> {
             required: second.is_some(),
         });
     };
-    let second: Option<String> = r.try_get("second_factor")?;
-    let exemption: Option<String> = r.try_get("exemption")?;
-    let required: Option<bool> = r.try_get("required")?;
+    let second = r.opt_text("second_factor")?;
+    let exemption = r.opt_text("exemption")?;
+    let required = r.opt_flag("required")?;
     // An unreadable value must not become a weaker proof: a bad first factor fails the
     // read; unreadable second factors or exemptions count as absent (less proved).
     let first = FirstFactor::parse(&first)
@@ -704,29 +937,29 @@ fn proof_from_row(r: &SqliteRow) -> Result<Proof> {
     })
 }
 
-fn enrollment_from_row(r: &SqliteRow) -> Result<EnrollmentRecord> {
+fn enrollment_from_row<R: DbRow>(r: &R) -> Result<EnrollmentRecord> {
     Ok(EnrollmentRecord {
-        id: r.try_get("id")?,
-        user_id: r.try_get("user_id")?,
-        name: r.try_get("name")?,
-        public_key: r.try_get("public_key")?,
-        created: r.try_get("created")?,
-        last_used: r.try_get("last_used")?,
-        revoked: r.try_get("revoked")?,
+        id: r.text("id")?,
+        user_id: r.text("user_id")?,
+        name: r.text("name")?,
+        public_key: r.text("public_key")?,
+        created: r.int("created")?,
+        last_used: r.int("last_used")?,
+        revoked: r.flag("revoked")?,
     })
 }
 
-fn device_from_row(r: &SqliteRow) -> Result<DeviceRecord> {
+fn device_from_row<R: DbRow>(r: &R) -> Result<DeviceRecord> {
     Ok(DeviceRecord {
-        id: r.try_get("id")?,
-        user_id: r.try_get("user_id")?,
-        name: r.try_get("name")?,
-        created: r.try_get("created")?,
-        last_used: r.try_get("last_used")?,
-        browser: r.try_get("browser")?,
-        ip: r.try_get("ip")?,
-        expires: r.try_get("expires")?,
-        revoked: r.try_get("revoked")?,
+        id: r.text("id")?,
+        user_id: r.text("user_id")?,
+        name: r.text("name")?,
+        created: r.int("created")?,
+        last_used: r.int("last_used")?,
+        browser: r.text("browser")?,
+        ip: r.text("ip")?,
+        expires: r.int("expires")?,
+        revoked: r.flag("revoked")?,
     })
 }
 
@@ -806,3 +1039,8 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod contract;
+#[cfg(test)]
+pub(crate) mod testing;

@@ -2,19 +2,7 @@
 //! keeps, the COSE public key, the signature counter, name and times. Nothing secret is
 //! stored: the private key never leaves the authenticator.
 
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
-
-use super::{Result, Store};
-
-pub(super) const SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS passkeys (
-        id TEXT PRIMARY KEY, user_id TEXT NOT NULL, name TEXT NOT NULL,
-        credential_id TEXT NOT NULL UNIQUE, user_handle TEXT NOT NULL,
-        public_key BLOB NOT NULL, alg INTEGER NOT NULL, sign_count INTEGER NOT NULL,
-        created INTEGER NOT NULL, last_used INTEGER)",
-    "CREATE INDEX IF NOT EXISTS passkeys_user ON passkeys(user_id)",
-];
+use super::{DbRow, Result, Store};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PasskeyRecord {
@@ -44,111 +32,126 @@ pub enum PasskeyInsert {
     Duplicate,
 }
 
-fn passkey_from_row(r: &SqliteRow) -> Result<PasskeyRecord> {
-    let count: i64 = r.try_get("sign_count")?;
+fn passkey_from_row<R: DbRow>(r: &R) -> Result<PasskeyRecord> {
+    let count = r.int("sign_count")?;
     Ok(PasskeyRecord {
-        id: r.try_get("id")?,
-        user_id: r.try_get("user_id")?,
-        name: r.try_get("name")?,
-        credential_id: r.try_get("credential_id")?,
-        user_handle: r.try_get("user_handle")?,
-        public_key: r.try_get("public_key")?,
-        alg: r.try_get("alg")?,
+        id: r.text("id")?,
+        user_id: r.text("user_id")?,
+        name: r.text("name")?,
+        credential_id: r.text("credential_id")?,
+        user_handle: r.text("user_handle")?,
+        public_key: r.bytes("public_key")?,
+        alg: r.int("alg")?,
         sign_count: u32::try_from(count).unwrap_or(u32::MAX),
-        created: r.try_get("created")?,
-        last_used: r.try_get("last_used")?,
+        created: r.int("created")?,
+        last_used: r.opt_int("last_used")?,
     })
 }
 
 impl Store {
+    /// Adds a passkey unless the user has `max` already or the credential is registered.
+    /// The count and the insert hold the user's write lock (see `insert_device`).
     pub async fn insert_passkey(&self, p: &PasskeyRecord, max: usize) -> Result<PasskeyInsert> {
-        let mut tx = self.pool.begin().await?;
-        let live: i64 = sqlx::query("SELECT COUNT(*) AS n FROM passkeys WHERE user_id = ?")
+        with_user_lock!(&self.db, &p.user_id, tx => {
+            let live = sqlx::query("SELECT COUNT(*) AS n FROM passkeys WHERE user_id = $1")
+                .bind(&p.user_id)
+                .fetch_one(&mut *tx)
+                .await?
+                .int("n")?;
+            if usize::try_from(live).unwrap_or(usize::MAX) >= max {
+                return Ok(PasskeyInsert::Full);
+            }
+            // The credential may be another user's (not under this lock): the unique
+            // constraint decides, and a conflict is a duplicate, not an error.
+            let added = sqlx::query(
+                "INSERT INTO passkeys (id, user_id, name, credential_id, user_handle, public_key,
+                 alg, sign_count, created, last_used)
+                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,NULL)
+                 ON CONFLICT (credential_id) DO NOTHING",
+            )
+            .bind(&p.id)
             .bind(&p.user_id)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("n")?;
-        if usize::try_from(live).unwrap_or(usize::MAX) >= max {
-            return Ok(PasskeyInsert::Full);
-        }
-        let taken = sqlx::query("SELECT 1 FROM passkeys WHERE credential_id = ?")
+            .bind(&p.name)
             .bind(&p.credential_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if taken.is_some() {
-            return Ok(PasskeyInsert::Duplicate);
-        }
-        sqlx::query(
-            "INSERT INTO passkeys (id, user_id, name, credential_id, user_handle, public_key,
-             alg, sign_count, created, last_used) VALUES (?,?,?,?,?,?,?,?,?,NULL)",
-        )
-        .bind(&p.id)
-        .bind(&p.user_id)
-        .bind(&p.name)
-        .bind(&p.credential_id)
-        .bind(&p.user_handle)
-        .bind(&p.public_key)
-        .bind(p.alg)
-        .bind(i64::from(p.sign_count))
-        .bind(p.created)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(PasskeyInsert::Added)
+            .bind(&p.user_handle)
+            .bind(&p.public_key)
+            .bind(p.alg)
+            .bind(i64::from(p.sign_count))
+            .bind(p.created)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if added == 0 {
+                return Ok(PasskeyInsert::Duplicate);
+            }
+            tx.commit().await?;
+            Ok(PasskeyInsert::Added)
+        })
     }
 
     pub async fn passkey_by_credential(
         &self,
         credential_id: &str,
     ) -> Result<Option<PasskeyRecord>> {
-        let row = sqlx::query("SELECT * FROM passkeys WHERE credential_id = ?")
+        on_db!(&self.db, pool => sqlx::query("SELECT * FROM passkeys WHERE credential_id = $1")
             .bind(credential_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| passkey_from_row(&r)).transpose()
+            .fetch_optional(pool)
+            .await?
+            .map(|r| passkey_from_row(&r))
+            .transpose())
     }
 
     /// A user's passkeys, newest first.
     pub async fn user_passkeys(&self, user_id: &str) -> Result<Vec<PasskeyRecord>> {
-        let rows =
-            sqlx::query("SELECT * FROM passkeys WHERE user_id = ? ORDER BY created DESC, id")
-                .bind(user_id)
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter().map(passkey_from_row).collect()
+        on_db!(&self.db, pool => sqlx::query(
+            "SELECT * FROM passkeys WHERE user_id = $1 ORDER BY created DESC, id",
+        )
+        .bind(user_id)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(passkey_from_row)
+        .collect())
     }
 
     /// Moves the counter from `old` to `new` and sets `last_used`; false when the stored
     /// counter was no longer `old` (another login used it meanwhile).
     pub async fn passkey_used(&self, id: &str, old: u32, new: u32, now: i64) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE passkeys SET sign_count = ?, last_used = ? WHERE id = ? AND sign_count = ?",
+        let n = on_db!(&self.db, pool => sqlx::query(
+            "UPDATE passkeys SET sign_count = $1, last_used = $2 WHERE id = $3 AND sign_count = $4",
         )
         .bind(i64::from(new))
         .bind(now)
         .bind(id)
         .bind(i64::from(old))
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        .execute(pool)
+        .await?
+        .rows_affected());
+        Ok(n == 1)
     }
 
     pub async fn rename_passkey(&self, user_id: &str, id: &str, name: &str) -> Result<bool> {
-        let done = sqlx::query("UPDATE passkeys SET name = ? WHERE id = ? AND user_id = ?")
-            .bind(name)
-            .bind(id)
-            .bind(user_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        let n = on_db!(&self.db, pool => sqlx::query(
+            "UPDATE passkeys SET name = $1 WHERE id = $2 AND user_id = $3",
+        )
+        .bind(name)
+        .bind(id)
+        .bind(user_id)
+        .execute(pool)
+        .await?
+        .rows_affected());
+        Ok(n == 1)
     }
 
     pub async fn delete_passkey(&self, user_id: &str, id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM passkeys WHERE id = ? AND user_id = ?")
-            .bind(id)
-            .bind(user_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        let n = on_db!(&self.db, pool => sqlx::query(
+            "DELETE FROM passkeys WHERE id = $1 AND user_id = $2",
+        )
+        .bind(id)
+        .bind(user_id)
+        .execute(pool)
+        .await?
+        .rows_affected());
+        Ok(n == 1)
     }
 }

@@ -2,17 +2,7 @@
 //! network prefixes and user-agent families of successful logins, each with when it was
 //! last seen. Failures are read from the audit trail.
 
-use sqlx::Row;
-
-use super::{Result, Store};
-
-pub(super) const SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS risk_seen (
-        user_id TEXT NOT NULL, kind TEXT NOT NULL, value TEXT NOT NULL,
-        first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL,
-        PRIMARY KEY (user_id, kind, value))",
-    "CREATE INDEX IF NOT EXISTS audit_ip ON audit(ip, ts)",
-];
+use super::{DbRow, Result, Store};
 
 /// One kind of thing remembered about a user's logins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,17 +34,19 @@ impl Store {
         value: &str,
         now: i64,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO risk_seen (user_id, kind, value, first_seen, last_seen) VALUES (?,?,?,?,?)
-             ON CONFLICT(user_id, kind, value) DO UPDATE SET last_seen = excluded.last_seen",
-        )
-        .bind(user_id)
-        .bind(kind.as_str())
-        .bind(value)
-        .bind(now)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
+        on_db!(&self.db, pool => {
+            sqlx::query(
+                "INSERT INTO risk_seen (user_id, kind, value, first_seen, last_seen)
+                 VALUES ($1,$2,$3,$4,$4)
+                 ON CONFLICT(user_id, kind, value) DO UPDATE SET last_seen = excluded.last_seen",
+            )
+            .bind(user_id)
+            .bind(kind.as_str())
+            .bind(value)
+            .bind(now)
+            .execute(pool)
+            .await?;
+        });
         Ok(())
     }
 
@@ -66,45 +58,51 @@ impl Store {
         value: &str,
         since: i64,
     ) -> Result<bool> {
-        let row = sqlx::query(
-            "SELECT 1 FROM risk_seen WHERE user_id = ? AND kind = ? AND value = ? AND last_seen >= ?",
+        let row = on_db!(&self.db, pool => sqlx::query(
+            "SELECT 1 FROM risk_seen
+             WHERE user_id = $1 AND kind = $2 AND value = $3 AND last_seen >= $4",
         )
         .bind(user_id)
         .bind(kind.as_str())
         .bind(value)
         .bind(since)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.is_some())
+        .fetch_optional(pool)
+        .await?
+        .is_some());
+        Ok(row)
     }
 
     /// Whether anything at all is remembered for the user (a first login has nothing).
     pub async fn has_history(&self, user_id: &str) -> Result<bool> {
-        let row = sqlx::query("SELECT 1 FROM risk_seen WHERE user_id = ? LIMIT 1")
-            .bind(user_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.is_some())
+        let row = on_db!(&self.db, pool => sqlx::query(
+            "SELECT 1 FROM risk_seen WHERE user_id = $1 LIMIT 1",
+        )
+        .bind(user_id)
+        .fetch_optional(pool)
+        .await?
+        .is_some());
+        Ok(row)
     }
 
     /// Failed logins recorded in the audit trail since `since`: (on the account, from the address).
     pub async fn recent_failures(&self, user_id: &str, ip: &str, since: i64) -> Result<(i64, i64)> {
-        let account: i64 = sqlx::query(
-            "SELECT COUNT(*) AS n FROM audit WHERE user_id = ? AND event = 'login_failed' AND ts >= ?",
+        let account = on_db!(&self.db, pool => sqlx::query(
+            "SELECT COUNT(*) AS n FROM audit
+             WHERE user_id = $1 AND event = 'login_failed' AND ts >= $2",
         )
         .bind(user_id)
         .bind(since)
-        .fetch_one(&self.pool)
+        .fetch_one(pool)
         .await?
-        .try_get("n")?;
-        let address: i64 = sqlx::query(
-            "SELECT COUNT(*) AS n FROM audit WHERE ip = ? AND event = 'login_failed' AND ts >= ?",
+        .int("n")?);
+        let address = on_db!(&self.db, pool => sqlx::query(
+            "SELECT COUNT(*) AS n FROM audit WHERE ip = $1 AND event = 'login_failed' AND ts >= $2",
         )
         .bind(ip)
         .bind(since)
-        .fetch_one(&self.pool)
+        .fetch_one(pool)
         .await?
-        .try_get("n")?;
+        .int("n")?);
         Ok((account, address))
     }
 }
