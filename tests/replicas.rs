@@ -473,8 +473,11 @@ async fn redis_stopped_and_restarted_under_traffic() {
     let mut c = Cluster::start(2, "4s");
     let mut b = Browser::default();
     b.login(&c, 0, 0, "taro", false).await;
+    let mut v = Browser::default();
+    v.login(&c, 0, 0, "emi", false).await;
     for i in 0..2 {
         assert!(b.signed_in(&c, i).await);
+        assert!(v.signed_in(&c, i).await);
     }
     c.redis.stop();
     let down = Instant::now();
@@ -489,14 +492,34 @@ async fn redis_stopped_and_restarted_under_traffic() {
         assert!(b.signed_in(&c, i).await, "replica {i} within the grace");
     }
     assert!(down.elapsed() < Duration::from_secs(4));
-    // Traffic during the outage, then recovery without a restart.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // A logout during the outage cannot be broadcast: the other replica's cache may answer
+    // for it until the grace is over, never longer.
+    let stale = v.clone();
+    let (s, _) = v.post(&c, 0, "/logout", json!({})).await;
+    assert_eq!(s, 200);
+    assert!(!stale.signed_in(&c, 0).await);
+    let deadline = down + Duration::from_secs(4) + Duration::from_millis(1_500);
+    while stale.signed_in(&c, 1).await {
+        assert!(
+            Instant::now() < deadline,
+            "a revoked session outlived the grace"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Past the grace, the caches no longer decide: the durable store does.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for i in 0..2 {
+        assert!(b.signed_in(&c, i).await, "replica {i} past the grace");
+        assert!(!stale.signed_in(&c, i).await);
+    }
+    // Recovery without a restart.
     c.redis.restart();
     for i in 0..2 {
         c.wait_ready(i);
     }
     for i in 0..2 {
         assert!(b.signed_in(&c, i).await, "replica {i} after recovery");
+        assert!(!stale.signed_in(&c, i).await);
     }
     // And revocations flow again.
     let stale = b.clone();

@@ -300,6 +300,25 @@ fn no_store_with_cookies(mut resp: Response) -> Response {
 async fn route(ctx: &Ctx<'_>) -> Response {
     let req = ctx.req;
     let path = req.path.as_str();
+    if let Some(r) = &ctx.app.replica
+        && !r.health.all_ok()
+        && starts_login(path)
+    {
+        // A login needs both shared stores; said at once rather than after timeouts.
+        return if path.starts_with("/api/") {
+            Response::json_error(503, "unavailable", "the service is unavailable; try again")
+                .with("retry-after", "5")
+        } else {
+            pages::message(
+                ctx,
+                503,
+                ctx.t.err_unavailable_heading,
+                ctx.t.err_unavailable,
+                None,
+            )
+            .with("retry-after", "5")
+        };
+    }
     if let Some(rest) = path.strip_prefix("/api/") {
         return api::handle(ctx, rest).await;
     }
@@ -350,6 +369,13 @@ async fn route(ctx: &Ctx<'_>) -> Response {
             None,
         ),
     }
+}
+
+/// Login steps (pages, API, passkey login): refused with a 503 while a shared store is down
+/// (replica mode). Sessions, devices and settings pages keep their own fail-closed rules.
+fn starts_login(path: &str) -> bool {
+    let p = path.strip_prefix("/api").unwrap_or(path);
+    p == "/login" || p.starts_with("/login/") || p.starts_with("/passkeys/login/")
 }
 
 /// Headers on every portal response (SECURITY 20, 23).
