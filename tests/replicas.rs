@@ -34,6 +34,11 @@ struct Cluster {
 
 impl Cluster {
     fn start(n: usize, grace: &str) -> Self {
+        Self::start_with(n, grace, "")
+    }
+
+    /// `extra`: more top-level YAML for every replica's configuration.
+    fn start_with(n: usize, grace: &str, extra: &str) -> Self {
         let backend = Backend::start();
         let redis = TestRedis::start();
         let db = TestDb::create();
@@ -56,7 +61,7 @@ impl Cluster {
             _backend: backend,
         };
         for i in 0..n {
-            let node = c.spawn_node(i, grace);
+            let node = c.spawn_node(i, grace, extra);
             c.nodes.push(node);
         }
         for i in 0..n {
@@ -65,7 +70,7 @@ impl Cluster {
         c
     }
 
-    fn spawn_node(&self, i: usize, grace: &str) -> Node {
+    fn spawn_node(&self, i: usize, grace: &str, extra: &str) -> Node {
         let b = self._backend.addr;
         for _ in 0..5 {
             let (port, admin) = (free_port(), free_port());
@@ -84,6 +89,7 @@ storage:
   outage_grace: {grace}
 routes:
   - {{ name: app, hosts: ["*"], path_prefix: /, upstream: ["{b}"], policy: login }}
+{extra}
 "#
             );
             let config = self.dir.path().join(format!("replica-{i}.yaml"));
@@ -442,6 +448,27 @@ async fn logout_device_removal_and_a_password_change_are_seen_by_every_replica_w
         !t.signed_in(&c, i).await
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activity_on_one_replica_keeps_the_session_alive_on_the_others() {
+    let c = Cluster::start_with(2, "60s", "session: { idle_timeout: 4s }");
+    let mut b = Browser::default();
+    b.login(&c, 0, 0, "taro", false).await;
+    // Replica 1 caches the session, then sees nothing for longer than the idle timeout
+    // while replica 0 keeps seeing the user.
+    assert!(b.signed_in(&c, 1).await);
+    let until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < until {
+        assert!(b.signed_in(&c, 0).await);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(b.signed_in(&c, 1).await, "active elsewhere: not idle");
+    // Idle everywhere: it ends everywhere.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for i in 0..2 {
+        assert!(!b.signed_in(&c, i).await, "replica {i}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,7 +17,9 @@ use crate::cache::SafeCache;
 use crate::secret;
 use crate::store::{SessionRecord, Store, StoreError};
 
-/// How often (seconds) a session's last-seen time is written back to the store.
+/// How often (seconds) a session's last-seen time is written back to the store (a quarter
+/// of the idle timeout if that is shorter). With replicas, the idle timeout is checked
+/// against the store's time before a session ends, so another replica's traffic counts.
 const TOUCH_EVERY: i64 = 30;
 
 /// A session as the hot path sees it.
@@ -139,7 +141,7 @@ impl Sessions {
             return Ok(None);
         }
         let key = key_of(token);
-        let live = match self.cache.get(&key).await {
+        let mut live = match self.cache.get(&key).await {
             Some(l) => l,
             None => {
                 let Some(live) = self.load(key).await? else {
@@ -148,6 +150,18 @@ impl Sessions {
                 live
             }
         };
+        if now < live.record.expires
+            && now - live.last_seen() >= self.idle
+            && self.bus.get().is_some()
+        {
+            // Replicas: the activity may have reached another replica, which writes it to
+            // the store (every TOUCH_EVERY seconds); the store decides, not this cache.
+            self.cache.forget(&key).await;
+            let Some(fresh) = self.load(key).await? else {
+                return Ok(None);
+            };
+            live = fresh;
+        }
         if now >= live.record.expires || now - live.last_seen() >= self.idle {
             self.cache.forget(&key).await;
             let _ = self.store.delete_session(&hex::encode(key)).await;
@@ -155,7 +169,7 @@ impl Sessions {
         }
         live.last_seen.fetch_max(now, Ordering::Relaxed);
         let written = live.last_written.load(Ordering::Relaxed);
-        if now - written >= TOUCH_EVERY
+        if now - written >= TOUCH_EVERY.min(self.idle / 4).max(1)
             && live
                 .last_written
                 .compare_exchange(written, now, Ordering::Relaxed, Ordering::Relaxed)
