@@ -408,7 +408,6 @@ impl App {
     /// Ends all sessions and revokes all trusted devices of a user (SECURITY 15).
     pub async fn revoke_everything(&self, user: &str, why: &str, ip: &str) {
         self.basic_cache.revoke_all();
-        self.publish(crate::replica::Event::Basic);
         let sessions = self.sessions.end_user(user).await.unwrap_or(0);
         let devices = self.devices.revoke_all(user).await.unwrap_or(0);
         // App passwords stand in for the password: they go with it (not with a 2-step change).
@@ -420,6 +419,8 @@ impl App {
         } else {
             0
         };
+        // After the durable writes: the other replicas drop their Basic credentials too.
+        self.publish(crate::replica::Event::Basic);
         self.audit
             .record(
                 "credentials_revoked",

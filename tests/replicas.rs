@@ -29,7 +29,66 @@ struct Cluster {
     dir: tempfile::TempDir,
     redis: TestRedis,
     db: TestDb,
+    /// What the replicas are given as the PostgreSQL URL (the database's, or a forwarder's).
+    pg_url: String,
     _backend: Backend,
+}
+
+/// A TCP forwarder in front of PostgreSQL that a test can cut (every connection closed,
+/// new ones refused) and restore, as a network outage would.
+struct Cut {
+    port: u16,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Cut {
+    fn start(target: SocketAddr) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (o, cs) = (open.clone(), conns.clone());
+        std::thread::spawn(move || {
+            for inbound in listener.incoming() {
+                let Ok(inbound) = inbound else { continue };
+                if !o.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let Ok(outbound) = std::net::TcpStream::connect(target) else {
+                    continue;
+                };
+                {
+                    let mut g = cs.lock().unwrap();
+                    g.push(inbound.try_clone().unwrap());
+                    g.push(outbound.try_clone().unwrap());
+                }
+                for (mut from, mut to) in [
+                    (inbound.try_clone().unwrap(), outbound.try_clone().unwrap()),
+                    (outbound, inbound),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Self { port, open, conns }
+    }
+
+    fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn restore(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl Cluster {
@@ -39,9 +98,20 @@ impl Cluster {
 
     /// `extra`: more top-level YAML for every replica's configuration.
     fn start_with(n: usize, grace: &str, extra: &str) -> Self {
+        Self::start_full(n, grace, extra, None)
+    }
+
+    /// `cut`: reach PostgreSQL through this forwarder.
+    fn start_full(n: usize, grace: &str, extra: &str, cut: Option<&Cut>) -> Self {
         let backend = Backend::start();
         let redis = TestRedis::start();
         let db = TestDb::create();
+        let pg_url = match cut {
+            Some(cut) => db
+                .url
+                .replacen(&pg_addr().to_string(), &format!("127.0.0.1:{}", cut.port), 1),
+            None => db.url.clone(),
+        };
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("device-key"),
@@ -58,6 +128,7 @@ impl Cluster {
             dir,
             redis,
             db,
+            pg_url,
             _backend: backend,
         };
         for i in 0..n {
@@ -118,7 +189,7 @@ routes:
             .args(["serve", "--config"])
             .arg(&node.config)
             .env("RUST_LOG", "info")
-            .env("NIDAN_DATABASE_URL", &self.db.url)
+            .env("NIDAN_DATABASE_URL", &self.pg_url)
             .env("NIDAN_REDIS_URL", self.redis.url())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -217,6 +288,26 @@ impl Drop for Cluster {
             self.kill9(i);
         }
     }
+}
+
+/// The machine's PostgreSQL, as the test databases' URLs name it.
+fn pg_addr() -> SocketAddr {
+    let url = stores::admin_url();
+    let host = url
+        .split('@')
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap();
+    host.parse().unwrap()
+}
+
+/// Signals a replica's process (`TERM`: a graceful stop).
+fn signal(node: &Node, sig: &str) {
+    let pid = node.child.as_ref().unwrap().id();
+    Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .unwrap();
 }
 
 fn readyz_blocking(admin: SocketAddr) -> (u16, Value) {
@@ -613,4 +704,95 @@ async fn kill_9_of_a_replica_mid_login_loses_nothing() {
         .await;
     assert_eq!(s, 200, "{v}");
     assert!(b.signed_in(&c, 1).await);
+}
+
+/// Needs the durable state on PostgreSQL (the "pg" work). PostgreSQL unreachable: new
+/// logins are refused at once, sessions served from the cache for the grace and then
+/// refused (fail closed), everything back without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_unreachable_then_back_under_traffic() {
+    let cut = Cut::start(pg_addr());
+    let c = Cluster::start_full(2, "4s", "", Some(&cut));
+    let mut b = Browser::default();
+    b.login(&c, 0, 0, "taro", false).await;
+    for i in 0..2 {
+        assert!(b.signed_in(&c, i).await);
+    }
+    cut.cut();
+    let down = Instant::now();
+    for i in 0..2 {
+        assert!(b.signed_in(&c, i).await, "replica {i} within the grace");
+    }
+    everywhere(&c, "readyz down", Duration::from_secs(4), async |i| {
+        let (s, v) = readyz_blocking(c.nodes[i].admin);
+        s == 503 && v["postgres"] == "down" && v["redis"] == "ok"
+    })
+    .await;
+    for i in 0..2 {
+        let start = Instant::now();
+        let r = http()
+            .post(c.url(i, "/_nidan/api/login"))
+            .json(&json!({"id": "hanako"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 503, "replica {i}");
+        assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
+    }
+    // Past the grace: fail closed, quickly.
+    let past = down + Duration::from_secs(5);
+    tokio::time::sleep(past.saturating_duration_since(Instant::now())).await;
+    for i in 0..2 {
+        let start = Instant::now();
+        let (s, _) = b.get(&c, i, "/me").await;
+        assert_eq!(s, 503, "replica {i} past the grace");
+        assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
+    }
+    cut.restore();
+    for i in 0..2 {
+        c.wait_ready(i);
+        assert!(b.signed_in(&c, i).await, "replica {i} after recovery");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chores_move_to_another_replica_when_the_holder_stops() {
+    let mut c = Cluster::start(2, "60s");
+    let holder = |c: &Cluster| {
+        (0..c.nodes.len())
+            .filter(|&i| c.log(i).contains("now runs the periodic chores"))
+            .collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while holder(&c).is_empty() {
+        assert!(Instant::now() < deadline, "nobody took the chores");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first = holder(&c);
+    assert_eq!(first.len(), 1, "exactly one holder");
+    let (gone, other) = (first[0], 1 - first[0]);
+    // A graceful stop releases the lease: the other takes over at its next renewal (5 s),
+    // not after the expiry.
+    signal(&c.nodes[gone], "TERM");
+    let stopped = Instant::now();
+    while !c.log(other).contains("now runs the periodic chores") {
+        assert!(
+            stopped.elapsed() < Duration::from_secs(8),
+            "no takeover\n{}",
+            c.log(other)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.kill9(gone);
+    // The survivor does the chores: a phone marked gone sends its one notice.
+    c.edit_users("yuki", "phone_status: active", "phone_status: gone");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !c
+        .outbox()
+        .iter()
+        .any(|m| m["user"] == "yuki" && m["code"].is_null())
+    {
+        assert!(Instant::now() < deadline, "no notice\n{}", c.log(other));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
