@@ -198,13 +198,8 @@ impl App {
             Event::Devices { ids } => self.devices.drop_local(&ids).await,
             Event::Setting { user } => self.settings.revoke([&user]).await,
             Event::Basic => self.basic_cache.revoke_all(),
-            Event::Users => {
-                self.reload_users().await;
-                // The holder has applied the consequences of what we may have read early.
-                if let Ok(mut p) = self.pending_users.lock() {
-                    *p = None;
-                }
-            }
+            // The holder has applied the consequences of what we may have read early.
+            Event::Users => self.reload_users_as(true).await,
             Event::Phones => self.refresh_phones().await,
             Event::Flush => {
                 self.sessions.flush();
@@ -358,19 +353,42 @@ impl App {
     /// the consequences (revocations, phone-gone handling and its mail) are applied by the
     /// chores holder only, which then tells the others to reload too.
     async fn reload_users(&self) {
-        match self.users.reload_if_changed() {
+        self.reload_users_as(false).await;
+    }
+
+    /// `confirmed`: the chores holder says it has applied the consequences of the file as
+    /// it read it, so what this replica kept pending is done. The reload and the pending
+    /// record change under one lock, so a confirmation cannot be overtaken by a reload of
+    /// the same change on the timer.
+    async fn reload_users_as(&self, confirmed: bool) {
+        let chores = self.runs_chores();
+        let reloaded = {
+            let mut pending = match self.pending_users.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            let r = self.users.reload_if_changed();
+            if let Ok(Some((old, new))) = &r
+                && !chores
+            {
+                let first = pending.take().map_or(old.clone(), |(first, _)| first);
+                *pending = Some((first, new.clone()));
+            }
+            if confirmed {
+                *pending = None;
+            }
+            r
+        };
+        match reloaded {
             Ok(None) => {}
             Ok(Some((old, new))) => {
                 tracing::info!(users = new.len(), "users file reloaded");
                 // 2-step defaults and password hashes may have changed for anyone.
                 self.settings.revoke_all();
                 self.basic_cache.revoke_all();
-                if self.runs_chores() {
+                if chores {
                     self.users_changed(&old, &new).await;
                     self.publish(crate::replica::Event::Users);
-                } else if let Ok(mut p) = self.pending_users.lock() {
-                    let first = p.take().map_or(old, |(first, _)| first);
-                    *p = Some((first, new));
                 }
             }
             Err(e) => tracing::error!("users file not reloaded, keeping the previous one:\n{e}"),

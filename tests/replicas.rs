@@ -28,7 +28,8 @@ struct Cluster {
     nodes: Vec<Node>,
     dir: tempfile::TempDir,
     redis: TestRedis,
-    db: TestDb,
+    /// Kept for its `Drop` (the database goes with the test).
+    _db: TestDb,
     /// What the replicas are given as the PostgreSQL URL (the database's, or a forwarder's).
     pg_url: String,
     _backend: Backend,
@@ -107,9 +108,11 @@ impl Cluster {
         let redis = TestRedis::start();
         let db = TestDb::create();
         let pg_url = match cut {
-            Some(cut) => db
-                .url
-                .replacen(&pg_addr().to_string(), &format!("127.0.0.1:{}", cut.port), 1),
+            Some(cut) => db.url.replacen(
+                &pg_addr().to_string(),
+                &format!("127.0.0.1:{}", cut.port),
+                1,
+            ),
             None => db.url.clone(),
         };
         let dir = tempfile::tempdir().unwrap();
@@ -127,7 +130,7 @@ impl Cluster {
             nodes: Vec::new(),
             dir,
             redis,
-            db,
+            _db: db,
             pg_url,
             _backend: backend,
         };
@@ -209,6 +212,7 @@ routes:
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = child.kill();
+        let _ = child.wait();
         false
     }
 
@@ -507,12 +511,11 @@ async fn logout_device_removal_and_a_password_change_are_seen_by_every_replica_w
     let other_hash = {
         let text = std::fs::read_to_string(c.dir.path().join("users.yaml")).unwrap();
         let at = text.find("id: hanako\n").unwrap();
-        let line = text[at..]
+        text[at..]
             .lines()
             .find(|l| l.trim_start().starts_with("password_hash:"))
             .unwrap()
-            .to_owned();
-        line
+            .to_owned()
     };
     let text = std::fs::read_to_string(c.dir.path().join("users.yaml")).unwrap();
     let at = text.find("id: taro\n").unwrap();
@@ -737,7 +740,11 @@ async fn postgres_unreachable_then_back_under_traffic() {
             .await
             .unwrap();
         assert_eq!(r.status().as_u16(), 503, "replica {i}");
-        assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
     }
     // Past the grace: fail closed, quickly.
     let past = down + Duration::from_secs(5);
@@ -746,7 +753,11 @@ async fn postgres_unreachable_then_back_under_traffic() {
         let start = Instant::now();
         let (s, _) = b.get(&c, i, "/me").await;
         assert_eq!(s, 503, "replica {i} past the grace");
-        assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
     }
     cut.restore();
     for i in 0..2 {
