@@ -807,3 +807,65 @@ async fn the_chores_move_to_another_replica_when_the_holder_stops() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Needs the short-lived state in Redis (the "state" work): no sticky sessions, so the
+/// steps of one login may land on different replicas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_started_on_one_replica_completes_on_another() {
+    let c = Cluster::start(3, "60s");
+    let mut b = Browser::default();
+    b.login(&c, 0, 1, "hanako", true).await;
+    for i in 0..3 {
+        assert!(b.signed_in(&c, i).await, "replica {i}");
+    }
+    let mut again = Browser {
+        session: None,
+        device: b.device.clone(),
+    };
+    again.login(&c, 2, 0, "hanako", false).await;
+}
+
+/// Needs the short-lived state in Redis (the "state" work): the failure limiter counts in
+/// Redis, not per process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_passwords_split_across_replicas_are_counted_together() {
+    let c = Cluster::start_with(
+        2,
+        "60s",
+        "login_limits: { free_failures: 2, base_delay: 60s }",
+    );
+    let mut b = Browser::default();
+    for i in 0..2 {
+        let (s, v) = b.post(&c, i, "/login", json!({"id": "taro"})).await;
+        assert_eq!(s, 200, "{v}");
+        let flow = v["flow"].as_str().unwrap().to_owned();
+        let (s, v) = b
+            .post(
+                &c,
+                i,
+                &format!("/login/{flow}/complete"),
+                json!({"password": "wrong"}),
+            )
+            .await;
+        assert_eq!(s, 401, "replica {i}: {v}");
+    }
+    // Two failures in all, one on each replica: the third attempt waits on either.
+    for i in 0..2 {
+        let (s, v) = b.post(&c, i, "/login", json!({"id": "taro"})).await;
+        assert_eq!(s, 200, "{v}");
+        let flow = v["flow"].as_str().unwrap().to_owned();
+        let (s, v) = b
+            .post(
+                &c,
+                i,
+                &format!("/login/{flow}/complete"),
+                json!({"password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (429, Some("too_many_attempts")),
+            "replica {i}"
+        );
+    }
+}
