@@ -436,3 +436,31 @@ pub fn gateway_error(app: &App, req: &pingora::http::RequestHeader, status: u16)
     };
     security_headers(resp, false)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn login_steps_are_the_ones_refused_during_an_outage() {
+        for p in [
+            "/login",
+            "/login/abc",
+            "/login/abc/resend",
+            "/api/login",
+            "/api/login/abc/complete",
+            "/passkeys/login/start",
+            "/api/passkeys/login/finish",
+        ] {
+            assert!(super::starts_login(p), "{p}");
+        }
+        for p in [
+            "/",
+            "/logout",
+            "/devices",
+            "/api/me",
+            "/loginx",
+            "/api/passkeys",
+        ] {
+            assert!(!super::starts_login(p), "{p}");
+        }
+    }
+}

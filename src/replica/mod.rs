@@ -118,7 +118,7 @@ pub fn start(app: &Arc<App>) {
     let Some(r) = app.replica.clone() else { return };
     r.bus.start(Arc::new(AppSink(Arc::downgrade(app))));
 
-    // PostgreSQL reachability, every second, with a short timeout.
+    // PostgreSQL reachability, every second, with the same short timeout as Redis calls.
     let weak = Arc::downgrade(app);
     let health = r.health.clone();
     tokio::spawn(async move {
