@@ -33,6 +33,8 @@ pub enum StartError {
     Notify(#[from] crate::notify::NotifyError),
     #[error("the password hashing threads could not start")]
     Hasher,
+    #[error("{0}")]
+    Redis(#[from] crate::replica::BadUrl),
 }
 
 /// Bytes all login flows may take together.
@@ -78,7 +80,7 @@ pub struct App {
     pub basic_cache: SafeCache<[u8; 32], BasicEntry>,
     basic_salt: [u8; 32],
     /// Users' effective 2-step settings, read through on every decision that needs them.
-    settings: SafeCache<String, (bool, TwoStepMethod)>,
+    pub(crate) settings: SafeCache<String, (bool, TwoStepMethod)>,
     pub notifier: Arc<Notifier>,
     /// Phone changes made through the admin API, applied over the users file.
     pub phones: crate::phone::PhoneOverrides,
@@ -86,7 +88,16 @@ pub struct App {
     /// Outstanding passkey (WebAuthn) challenges.
     pub passkeys: crate::login::passkey::Challenges,
     pub audit: Audit,
+    /// Replica mode (`storage.redis`): the revocation bus, the chores lease, store health.
+    pub replica: Option<Arc<crate::replica::Replica>>,
+    /// Users-file changes this replica read while another held the chores: their
+    /// consequences are the holder's to apply; kept until it says so, applied here if this
+    /// replica takes the chores over first.
+    #[allow(clippy::type_complexity)]
+    pending_users: std::sync::Mutex<Option<(UserMap, UserMap)>>,
 }
+
+type UserMap = Arc<std::collections::HashMap<String, Arc<User>>>;
 
 impl App {
     pub async fn build(cfg: Config) -> Result<Arc<Self>, StartError> {
@@ -99,7 +110,14 @@ impl App {
         };
         let hasher = Hasher::new(hashers, 256).map_err(|_| StartError::Hasher)?;
         let code = &cfg.security_code;
-        Ok(Arc::new(Self {
+        let replica = match &cfg.storage.replicated {
+            Some(r) => Some(Arc::new(crate::replica::Replica::new(
+                r,
+                cfg.storage.outage_grace,
+            )?)),
+            None => None,
+        };
+        let app = Arc::new(Self {
             routes: ArcSwap::from_pointee(RouteTable::new(cfg.routes.clone())),
             users,
             sessions: Sessions::new(
@@ -147,7 +165,66 @@ impl App {
             passkeys: crate::login::passkey::Challenges::new(),
             store,
             cfg: Arc::new(cfg),
-        }))
+            replica,
+            pending_users: std::sync::Mutex::new(None),
+        });
+        if let Some(r) = &app.replica {
+            app.sessions.attach(r.bus.clone(), r.health.clone());
+            app.devices.attach(r.bus.clone(), r.health.clone());
+            app.settings.gate(r.health.clone());
+            app.basic_cache.gate(r.health.clone());
+        }
+        Ok(app)
+    }
+
+    /// Publishes an event for the other replicas (replica mode; nothing otherwise).
+    pub fn publish(&self, event: crate::replica::Event) {
+        if let Some(r) = &self.replica {
+            r.bus.publish(event);
+        }
+    }
+
+    /// Does this replica run the chores with side effects? Always in the single-machine
+    /// mode; in the replica mode, while it holds the lease.
+    pub fn runs_chores(&self) -> bool {
+        self.replica.as_ref().is_none_or(|r| r.lease.held())
+    }
+
+    /// Applies what another replica published (or a flush after a reconnect).
+    pub async fn apply_remote(&self, event: crate::replica::Event) {
+        use crate::replica::Event;
+        match event {
+            Event::Sessions { ids } => self.sessions.drop_local(&ids).await,
+            Event::Devices { ids } => self.devices.drop_local(&ids).await,
+            Event::Setting { user } => self.settings.revoke([&user]).await,
+            Event::Basic => self.basic_cache.revoke_all(),
+            // The holder has applied the consequences of what we may have read early.
+            Event::Users => self.reload_users_as(true).await,
+            Event::Phones => self.refresh_phones().await,
+            Event::Flush => {
+                self.sessions.flush();
+                self.devices.flush();
+                self.settings.revoke_all();
+                self.basic_cache.revoke_all();
+                self.refresh_phones().await;
+            }
+        }
+    }
+
+    async fn refresh_phones(&self) {
+        if let Err(e) = self.phones.refresh(&self.store).await {
+            tracing::error!(error = %e, "phone overrides not re-read");
+        }
+    }
+
+    /// This replica has just taken the chores: what another holder may have left undone is
+    /// done now (both are idempotent).
+    pub async fn took_chores(&self) {
+        let pending = self.pending_users.lock().ok().and_then(|mut p| p.take());
+        if let Some((old, new)) = pending {
+            self.users_changed(&old, &new).await;
+        }
+        crate::phone::check_all(self).await;
     }
 
     /// The routes in force now.
@@ -215,6 +292,9 @@ impl App {
             })
             .await?;
         self.settings.revoke([&user.to_owned()]).await;
+        self.publish(crate::replica::Event::Setting {
+            user: user.to_owned(),
+        });
         Ok(())
     }
 
@@ -234,10 +314,14 @@ impl App {
 
     /// Runs the periodic chores: users-file reload, purging expired sessions and counters.
     pub fn spawn_background(self: &Arc<Self>) {
+        crate::replica::start(self);
         let app = self.clone();
         tokio::spawn(async move {
-            // Phones marked gone in the users file while nidan was stopped.
-            crate::phone::check_all(&app).await;
+            // Phones marked gone in the users file while nidan was stopped (in the replica
+            // mode, the lease holder does it when it takes the chores).
+            if app.replica.is_none() {
+                crate::phone::check_all(&app).await;
+            }
             let mut tick = tokio::time::interval(app.cfg.users.reload_interval);
             let mut rounds: u64 = 0;
             let mut config_seen = modified(&app.cfg.source);
@@ -249,6 +333,9 @@ impl App {
                 if now_seen != config_seen {
                     config_seen = now_seen;
                     app.reload_config();
+                }
+                if !app.runs_chores() {
+                    continue;
                 }
                 // The audit trail stays bounded (SECURITY 39): cheap indexed deletes.
                 app.audit.flush_suppressed().await;
@@ -262,37 +349,78 @@ impl App {
         });
     }
 
+    /// Re-reads the users file if it changed. Every replica knows the new users at once;
+    /// the consequences (revocations, phone-gone handling and its mail) are applied by the
+    /// chores holder only, which then tells the others to reload too.
     async fn reload_users(&self) {
-        match self.users.reload_if_changed() {
+        self.reload_users_as(false).await;
+    }
+
+    /// `confirmed`: the chores holder says it has applied the consequences of the file as
+    /// it read it, so what this replica kept pending is done. The reload and the pending
+    /// record change under one lock, so a confirmation cannot be overtaken by a reload of
+    /// the same change on the timer.
+    async fn reload_users_as(&self, confirmed: bool) {
+        let chores = self.runs_chores();
+        let reloaded = {
+            let mut pending = match self.pending_users.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            let r = self.users.reload_if_changed();
+            if let Ok(Some((old, new))) = &r
+                && !chores
+            {
+                let first = pending.take().map_or(old.clone(), |(first, _)| first);
+                *pending = Some((first, new.clone()));
+            }
+            if confirmed {
+                *pending = None;
+            }
+            r
+        };
+        match reloaded {
             Ok(None) => {}
             Ok(Some((old, new))) => {
                 tracing::info!(users = new.len(), "users file reloaded");
                 // 2-step defaults and password hashes may have changed for anyone.
                 self.settings.revoke_all();
                 self.basic_cache.revoke_all();
-                for (id, user) in new.iter() {
-                    let was_enabled = old.get(id).is_some_and(|u| !u.disabled);
-                    let password_changed = old
-                        .get(id)
-                        .is_some_and(|u| u.password_hash != user.password_hash);
-                    if (user.disabled && was_enabled) || password_changed {
-                        let why = if user.disabled {
-                            "account_disabled"
-                        } else {
-                            "password_changed"
-                        };
-                        self.revoke_everything(id, why, "").await;
-                    }
+                if chores {
+                    self.users_changed(&old, &new).await;
+                    self.publish(crate::replica::Event::Users);
                 }
-                for id in old.keys() {
-                    if !new.contains_key(id) {
-                        self.revoke_everything(id, "account_removed", "").await;
-                    }
-                }
-                crate::phone::after_reload(self, &old, &new).await;
             }
             Err(e) => tracing::error!("users file not reloaded, keeping the previous one:\n{e}"),
         }
+    }
+
+    /// The consequences of a users-file change (chores holder only).
+    async fn users_changed(
+        &self,
+        old: &std::collections::HashMap<String, Arc<User>>,
+        new: &std::collections::HashMap<String, Arc<User>>,
+    ) {
+        for (id, user) in new.iter() {
+            let was_enabled = old.get(id).is_some_and(|u| !u.disabled);
+            let password_changed = old
+                .get(id)
+                .is_some_and(|u| u.password_hash != user.password_hash);
+            if (user.disabled && was_enabled) || password_changed {
+                let why = if user.disabled {
+                    "account_disabled"
+                } else {
+                    "password_changed"
+                };
+                self.revoke_everything(id, why, "").await;
+            }
+        }
+        for id in old.keys() {
+            if !new.contains_key(id) {
+                self.revoke_everything(id, "account_removed", "").await;
+            }
+        }
+        crate::phone::after_reload(self, old, new).await;
     }
 
     /// Ends all sessions and revokes all trusted devices of a user (SECURITY 15).
@@ -309,6 +437,8 @@ impl App {
         } else {
             0
         };
+        // After the durable writes: the other replicas drop their Basic credentials too.
+        self.publish(crate::replica::Event::Basic);
         self.audit
             .record(
                 "credentials_revoked",

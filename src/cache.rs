@@ -15,12 +15,16 @@
 
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use moka::future::Cache;
 
 pub struct SafeCache<K, V> {
     inner: Cache<K, V>,
     epoch: AtomicU64,
+    /// Replica mode: while a shared store has been down longer than the outage grace, the
+    /// entries may miss revocations and are not used (every read goes to the store).
+    gate: OnceLock<Arc<crate::replica::Health>>,
 }
 
 /// A reading of the revocation epoch, taken before a durable read.
@@ -36,10 +40,19 @@ where
         Self {
             inner,
             epoch: AtomicU64::new(0),
+            gate: OnceLock::new(),
         }
     }
 
+    /// Makes entries count only while `health` trusts the caches (replica mode).
+    pub fn gate(&self, health: Arc<crate::replica::Health>) {
+        let _ = self.gate.set(health);
+    }
+
     pub async fn get(&self, key: &K) -> Option<V> {
+        if self.gate.get().is_some_and(|h| !h.cache_trusted()) {
+            return None;
+        }
         self.inner.get(key).await
     }
 

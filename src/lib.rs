@@ -18,6 +18,7 @@ pub mod notify;
 pub mod phone;
 pub mod portal;
 pub mod proxy;
+pub mod replica;
 pub mod secret;
 pub mod server;
 pub mod session;

@@ -98,6 +98,13 @@ impl PhoneOverrides {
         })
     }
 
+    /// Reads the overrides again (another replica changed them).
+    pub async fn refresh(&self, store: &Store) -> Result<(), StoreError> {
+        let fresh = Self::load(store).await?;
+        self.map.store(fresh.map.load_full());
+        Ok(())
+    }
+
     /// The user with any override applied.
     pub fn apply(&self, user: Arc<User>) -> Arc<User> {
         match self.map.load().get(&user.id) {
@@ -146,6 +153,7 @@ pub async fn admin_change(
         })
         .await?;
     app.phones.set(id, Some((status, phone.clone())));
+    app.publish(crate::replica::Event::Phones);
     let Some(user) = app.active_user(id) else {
         return Err(StoreError::Db(sqlx::Error::RowNotFound));
     };
@@ -178,6 +186,7 @@ pub async fn file_changed(app: &App, id: &str) {
             tracing::error!(error = %e, "could not drop a phone override");
         }
         app.phones.set(id, None);
+        app.publish(crate::replica::Event::Phones);
     }
 }
 

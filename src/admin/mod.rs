@@ -29,16 +29,34 @@ pub(crate) fn reply(status: u16, content_type: &str, body: String) -> Response<V
     r
 }
 
+/// Ready when every store answers. The single-machine mode pings SQLite; the replica mode
+/// reports each shared store as its probes last saw it (at most a second old):
+/// `{"postgres":"ok"|"down","redis":"ok"|"down"}`, 503 when any is down.
+async fn readyz(app: &App) -> Response<Vec<u8>> {
+    match &app.replica {
+        None => match app.store.ping().await {
+            Ok(()) => reply(200, "text/plain", "ready\n".into()),
+            Err(_) => reply(503, "text/plain", "store unavailable\n".into()),
+        },
+        Some(r) => {
+            let h = &r.health;
+            let body = serde_json::json!({
+                "postgres": h.durable().as_str(),
+                "redis": h.redis().as_str(),
+            });
+            let status = if h.all_ok() { 200 } else { 503 };
+            reply(status, "application/json", format!("{body}\n"))
+        }
+    }
+}
+
 #[async_trait]
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let path = session.req_header().uri.path().to_owned();
         match path.as_str() {
             "/healthz" => reply(200, "text/plain", "ok\n".into()),
-            "/readyz" => match self.app.store.ping().await {
-                Ok(()) => reply(200, "text/plain", "ready\n".into()),
-                Err(_) => reply(503, "text/plain", "store unavailable\n".into()),
-            },
+            "/readyz" => readyz(&self.app).await,
             "/metrics" => {
                 let mut text = crate::metrics::render();
                 text.push_str(&format!(

@@ -310,6 +310,25 @@ fn no_store_with_cookies(mut resp: Response) -> Response {
 async fn route(ctx: &Ctx<'_>) -> Response {
     let req = ctx.req;
     let path = req.path.as_str();
+    if let Some(r) = &ctx.app.replica
+        && !r.health.all_ok()
+        && starts_login(path)
+    {
+        // A login needs both shared stores; said at once rather than after timeouts.
+        return if path.starts_with("/api/") {
+            Response::json_error(503, "unavailable", "the service is unavailable; try again")
+                .with("retry-after", "5")
+        } else {
+            pages::message(
+                ctx,
+                503,
+                ctx.t.err_unavailable_heading,
+                ctx.t.err_unavailable,
+                None,
+            )
+            .with("retry-after", "5")
+        };
+    }
     if let Some(rest) = path.strip_prefix("/api/") {
         return api::handle(ctx, rest).await;
     }
@@ -360,6 +379,13 @@ async fn route(ctx: &Ctx<'_>) -> Response {
             None,
         ),
     }
+}
+
+/// Login steps (pages, API, passkey login): refused with a 503 while a shared store is down
+/// (replica mode). Sessions, devices and settings pages keep their own fail-closed rules.
+fn starts_login(path: &str) -> bool {
+    let p = path.strip_prefix("/api").unwrap_or(path);
+    p == "/login" || p.starts_with("/login/") || p.starts_with("/passkeys/login/")
 }
 
 /// Headers on every portal response (SECURITY 20, 23).
@@ -419,4 +445,32 @@ pub fn gateway_error(app: &App, req: &pingora::http::RequestHeader, status: u16)
         Response::json_error(status, code, text)
     };
     security_headers(resp, false)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn login_steps_are_the_ones_refused_during_an_outage() {
+        for p in [
+            "/login",
+            "/login/abc",
+            "/login/abc/resend",
+            "/api/login",
+            "/api/login/abc/complete",
+            "/passkeys/login/start",
+            "/api/passkeys/login/finish",
+        ] {
+            assert!(super::starts_login(p), "{p}");
+        }
+        for p in [
+            "/",
+            "/logout",
+            "/devices",
+            "/api/me",
+            "/loginx",
+            "/api/passkeys",
+        ] {
+            assert!(!super::starts_login(p), "{p}");
+        }
+    }
 }

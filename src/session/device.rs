@@ -4,8 +4,8 @@
 //! The cache holds only devices whose token signature checked (SECURITY 17), and revoking
 //! drops the entry at once (SECURITY 15).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use moka::future::Cache;
@@ -44,6 +44,8 @@ pub struct Devices {
     cache: SafeCache<String, Arc<CachedDevice>>,
     lifetime: i64,
     max_per_user: usize,
+    /// Replica mode: where revocations are published for the other replicas.
+    bus: OnceLock<crate::replica::Bus>,
 }
 
 /// Checks a device name: trimmed, 1..=64 characters, no control characters.
@@ -69,6 +71,33 @@ impl Devices {
             ),
             lifetime: i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX / 4),
             max_per_user,
+            bus: OnceLock::new(),
+        }
+    }
+
+    /// Replica mode: publish revocations on `bus`; trust the cache only while `health` does.
+    pub fn attach(&self, bus: crate::replica::Bus, health: Arc<crate::replica::Health>) {
+        let _ = self.bus.set(bus);
+        self.cache.gate(health);
+    }
+
+    /// Another replica revoked these devices.
+    pub async fn drop_local(&self, ids: &[String]) {
+        for id in ids {
+            self.forget(id).await;
+        }
+    }
+
+    /// Drops every cached device (the bus reconnected: revocations may have been missed).
+    pub fn flush(&self) {
+        self.cache.revoke_all();
+    }
+
+    fn publish(&self, ids: Vec<String>) {
+        if let Some(bus) = self.bus.get()
+            && !ids.is_empty()
+        {
+            bus.publish(crate::replica::Event::Devices { ids });
         }
     }
 
@@ -190,6 +219,9 @@ impl Devices {
         let found = self.store.revoke_device(user_id, id).await?;
         self.forget(id).await;
         if found {
+            self.publish(vec![id.to_owned()]);
+        }
+        if found {
             Ok(())
         } else {
             Err(DeviceError::NotFound)
@@ -202,7 +234,9 @@ impl Devices {
         for id in &ids {
             self.forget(id).await;
         }
-        Ok(ids.len())
+        let n = ids.len();
+        self.publish(ids);
+        Ok(n)
     }
 
     async fn forget(&self, id: &str) {

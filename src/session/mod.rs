@@ -6,8 +6,8 @@ pub mod cookie;
 pub mod device;
 pub mod token;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use moka::future::Cache;
@@ -17,7 +17,9 @@ use crate::cache::SafeCache;
 use crate::secret;
 use crate::store::{SessionRecord, Store, StoreError};
 
-/// How often (seconds) a session's last-seen time is written back to the store.
+/// How often (seconds) a session's last-seen time is written back to the store (a quarter
+/// of the idle timeout if that is shorter). With replicas, the idle timeout is checked
+/// against the store's time before a session ends, so another replica's traffic counts.
 const TOUCH_EVERY: i64 = 30;
 
 /// A session as the hot path sees it.
@@ -49,6 +51,8 @@ pub struct Sessions {
     cache: SafeCache<[u8; 32], Arc<LiveSession>>,
     idle: i64,
     absolute: i64,
+    /// Replica mode: where revocations are published for the other replicas.
+    bus: OnceLock<crate::replica::Bus>,
 }
 
 fn secs(d: Duration) -> i64 {
@@ -67,6 +71,31 @@ impl Sessions {
             ),
             idle: secs(idle),
             absolute: secs(absolute),
+            bus: OnceLock::new(),
+        }
+    }
+
+    /// Replica mode: publish revocations on `bus`; trust the cache only while `health` does.
+    pub fn attach(&self, bus: crate::replica::Bus, health: Arc<crate::replica::Health>) {
+        let _ = self.bus.set(bus);
+        self.cache.gate(health);
+    }
+
+    /// Another replica ended these sessions (hex SHA-256 of the cookie values).
+    pub async fn drop_local(&self, hashes: &[String]) {
+        self.cache.revoke(&keys_of(hashes)).await;
+    }
+
+    /// Drops every cached session (the bus reconnected: revocations may have been missed).
+    pub fn flush(&self) {
+        self.cache.revoke_all();
+    }
+
+    fn publish(&self, hashes: Vec<String>) {
+        if let Some(bus) = self.bus.get()
+            && !hashes.is_empty()
+        {
+            bus.publish(crate::replica::Event::Sessions { ids: hashes });
         }
     }
 
@@ -112,7 +141,7 @@ impl Sessions {
             return Ok(None);
         }
         let key = key_of(token);
-        let live = match self.cache.get(&key).await {
+        let mut live = match self.cache.get(&key).await {
             Some(l) => l,
             None => {
                 let Some(live) = self.load(key).await? else {
@@ -121,6 +150,18 @@ impl Sessions {
                 live
             }
         };
+        if now < live.record.expires
+            && now - live.last_seen() >= self.idle
+            && self.bus.get().is_some()
+        {
+            // Replicas: the activity may have reached another replica, which writes it to
+            // the store (every TOUCH_EVERY seconds); the store decides, not this cache.
+            self.cache.forget(&key).await;
+            let Some(fresh) = self.load(key).await? else {
+                return Ok(None);
+            };
+            live = fresh;
+        }
         if now >= live.record.expires || now - live.last_seen() >= self.idle {
             self.cache.forget(&key).await;
             let _ = self.store.delete_session(&hex::encode(key)).await;
@@ -128,7 +169,7 @@ impl Sessions {
         }
         live.last_seen.fetch_max(now, Ordering::Relaxed);
         let written = live.last_written.load(Ordering::Relaxed);
-        if now - written >= TOUCH_EVERY
+        if now - written >= TOUCH_EVERY.min(self.idle / 4).max(1)
             && live
                 .last_written
                 .compare_exchange(written, now, Ordering::Relaxed, Ordering::Relaxed)
@@ -170,22 +211,17 @@ impl Sessions {
         let key = key_of(token);
         self.store.delete_session(&hex::encode(key)).await?;
         self.cache.revoke([&key]).await;
+        self.publish(vec![hex::encode(key)]);
         Ok(())
     }
 
     /// Ends every session of a user (password change, setting change, account disabled).
     pub async fn end_user(&self, user_id: &str) -> Result<usize, StoreError> {
         let gone = self.store.delete_user_sessions(user_id).await?;
-        let keys: Vec<[u8; 32]> = gone
-            .iter()
-            .filter_map(|hash| {
-                hex::decode(hash)
-                    .ok()
-                    .and_then(|k| <[u8; 32]>::try_from(k).ok())
-            })
-            .collect();
-        self.cache.revoke(&keys).await;
-        Ok(gone.len())
+        self.cache.revoke(&keys_of(&gone)).await;
+        let n = gone.len();
+        self.publish(gone);
+        Ok(n)
     }
 
     /// Drops expired sessions from the store (run periodically).
@@ -196,6 +232,18 @@ impl Sessions {
     pub fn cached(&self) -> u64 {
         self.cache.entry_count()
     }
+}
+
+/// Cache keys from the hex hashes the store keeps (malformed ones are skipped).
+fn keys_of(hashes: &[String]) -> Vec<[u8; 32]> {
+    hashes
+        .iter()
+        .filter_map(|hash| {
+            hex::decode(hash)
+                .ok()
+                .and_then(|k| <[u8; 32]>::try_from(k).ok())
+        })
+        .collect()
 }
 
 /// The cache key of a cookie value: its SHA-256 (`secret::token_hash` is the hex of it).

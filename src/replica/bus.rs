@@ -1,0 +1,234 @@
+//! The revocation bus: Redis pub/sub on `{key_prefix}:revoke`.
+//!
+//! Publishing never blocks a request: events go to a bounded queue that a task sends in
+//! order, retrying through an outage. Should the queue overflow, what was lost is replaced
+//! by one `Flush` (every replica drops every cached entry), which is always safe.
+//!
+//! Listening: a task subscribes, and every time it (re)subscribes it flushes the local
+//! caches first, because pub/sub does not keep what was published while this replica was
+//! not listening. It pings through the subscription every second; a silent connection is
+//! given up after a missed ping and reconnected with backoff.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use tokio::sync::mpsc;
+
+use super::Event;
+use super::health::Health;
+
+/// Connect and answer timeouts for every Redis call of this module: an outage is noticed in
+/// about a second, never waited out.
+pub const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long the listener waits before reconnecting, at most.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Events waiting to be published, at most.
+const QUEUE: usize = 10_000;
+
+/// What receives the events: the caches of this replica.
+#[async_trait::async_trait]
+pub trait Sink: Send + Sync {
+    async fn apply(&self, event: Event);
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("storage.redis: the URL is not a valid Redis URL")]
+pub struct BadUrl;
+
+/// Opens a Redis client without letting the URL (which may hold a password) reach an
+/// error message.
+pub fn client(url: &str) -> Result<redis::Client, BadUrl> {
+    redis::Client::open(url).map_err(|_| BadUrl)
+}
+
+/// A multiplexed connection with this module's timeouts.
+pub async fn connect(client: &redis::Client) -> redis::RedisResult<MultiplexedConnection> {
+    let cfg = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(REDIS_TIMEOUT))
+        .set_response_timeout(Some(REDIS_TIMEOUT));
+    match tokio::time::timeout(
+        REDIS_TIMEOUT * 2,
+        client.get_multiplexed_async_connection_with_config(&cfg),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(_) => Err(timed_out()),
+    }
+}
+
+fn timed_out() -> redis::RedisError {
+    redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
+}
+
+#[derive(Clone)]
+pub struct Bus {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: redis::Client,
+    channel: String,
+    tx: mpsc::Sender<Event>,
+    rx: std::sync::Mutex<Option<mpsc::Receiver<Event>>>,
+    /// Set when an event could not be queued: a `Flush` goes out instead.
+    overflow: AtomicBool,
+    health: Arc<Health>,
+}
+
+impl Bus {
+    pub fn new(client: redis::Client, key_prefix: &str, health: Arc<Health>) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        Self {
+            inner: Arc::new(Inner {
+                client,
+                channel: format!("{key_prefix}:revoke"),
+                tx,
+                rx: std::sync::Mutex::new(Some(rx)),
+                overflow: AtomicBool::new(false),
+                health,
+            }),
+        }
+    }
+
+    pub fn channel(&self) -> &str {
+        &self.inner.channel
+    }
+
+    /// Queues an event for every replica. Call after the durable write, and after the local
+    /// caches dropped the entry (the local drop does not wait for Redis).
+    pub fn publish(&self, event: Event) {
+        if self.inner.tx.try_send(event).is_err() {
+            self.inner.overflow.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Starts the publishing and listening tasks (once; later calls do nothing).
+    pub fn start(&self, sink: Arc<dyn Sink>) {
+        let rx = match self.inner.rx.lock() {
+            Ok(mut g) => g.take(),
+            Err(_) => None,
+        };
+        let Some(rx) = rx else { return };
+        tokio::spawn(publisher(self.inner.clone(), rx));
+        tokio::spawn(listener(self.inner.clone(), sink));
+    }
+}
+
+async fn publisher(inner: Arc<Inner>, mut rx: mpsc::Receiver<Event>) {
+    let mut conn: Option<MultiplexedConnection> = None;
+    let mut backoff = Duration::from_millis(50);
+    while let Some(mut event) = rx.recv().await {
+        if inner.overflow.swap(false, Ordering::SeqCst) {
+            // Something was dropped: everyone flushes, which covers it.
+            event = Event::Flush;
+            while rx.try_recv().is_ok() {}
+        }
+        let payload = event.encode();
+        loop {
+            if conn.is_none() {
+                conn = connect(&inner.client).await.ok();
+            }
+            if let Some(c) = conn.as_mut() {
+                let sent: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+                    .arg(&inner.channel)
+                    .arg(&payload)
+                    .query_async(c)
+                    .await;
+                if sent.is_ok() {
+                    backoff = Duration::from_millis(50);
+                    break;
+                }
+                conn = None;
+            }
+            tracing::warn!("revocation not published yet (Redis unreachable); retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+}
+
+async fn listener(inner: Arc<Inner>, sink: Arc<dyn Sink>) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match subscribe(&inner).await {
+            Ok(sub) => {
+                backoff = Duration::from_millis(50);
+                // Whatever was published while we were not listening is lost: drop it all.
+                sink.apply(Event::Flush).await;
+                inner.health.set_redis(true);
+                tracing::info!("revocation bus: listening");
+                listen(sub, &*sink).await;
+                inner.health.set_redis(false);
+                tracing::warn!("revocation bus: connection to Redis lost, reconnecting");
+            }
+            Err(_) => inner.health.set_redis(false),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// The subscription: a RESP3 connection of its own whose pushes arrive on `rx` (pub/sub
+/// over RESP3 leaves the connection usable for PING).
+struct Subscription {
+    conn: MultiplexedConnection,
+    rx: mpsc::UnboundedReceiver<redis::PushInfo>,
+}
+
+async fn subscribe(inner: &Inner) -> redis::RedisResult<Subscription> {
+    let info = inner.client.get_connection_info().clone();
+    let redis_info = info
+        .redis_settings()
+        .clone()
+        .set_protocol(redis::ProtocolVersion::RESP3);
+    let client = redis::Client::open(info.set_redis_settings(redis_info))?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let cfg = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(REDIS_TIMEOUT))
+        .set_response_timeout(Some(REDIS_TIMEOUT))
+        .set_push_sender(tx);
+    let fut = async {
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(&cfg)
+            .await?;
+        conn.subscribe(&inner.channel).await?;
+        Ok(Subscription { conn, rx })
+    };
+    tokio::time::timeout(REDIS_TIMEOUT * 2, fut)
+        .await
+        .unwrap_or_else(|_| Err(timed_out()))
+}
+
+/// Applies messages until the connection ends or stops answering pings.
+async fn listen(mut sub: Subscription, sink: &dyn Sink) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            push = sub.rx.recv() => {
+                let Some(push) = push else { return };
+                match push.kind {
+                    redis::PushKind::Message => {
+                        let event = match push.data.get(1) {
+                            Some(redis::Value::BulkString(bytes)) => Event::decode(bytes),
+                            _ => Event::Flush,
+                        };
+                        sink.apply(event).await;
+                    }
+                    redis::PushKind::Disconnection => return,
+                    _ => {}
+                }
+            }
+            _ = tick.tick() => {
+                let pong: redis::RedisResult<redis::Value> =
+                    redis::cmd("PING").query_async(&mut sub.conn).await;
+                if pong.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,871 @@
+//! Several real `nidan serve` processes on loopback in the replica mode: a fresh PostgreSQL
+//! database per test on the machine's server and a `redis-server` of the test's own. The
+//! replicas share one directory (users file, device key, outbox), as replicas share a
+//! deployment's files; no sticky sessions: one cookie jar talks to every replica.
+#![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)]
+
+mod common;
+#[path = "common/stores.rs"]
+mod stores;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Backend, PASSWORD, bin, free_port, set_cookie};
+use serde_json::{Value, json};
+use stores::{TestDb, TestRedis};
+
+struct Node {
+    child: Option<Child>,
+    addr: SocketAddr,
+    admin: SocketAddr,
+    config: std::path::PathBuf,
+    log: std::path::PathBuf,
+}
+
+struct Cluster {
+    nodes: Vec<Node>,
+    dir: tempfile::TempDir,
+    redis: TestRedis,
+    /// Kept for its `Drop` (the database goes with the test).
+    _db: TestDb,
+    /// What the replicas are given as the PostgreSQL URL (the database's, or a forwarder's).
+    pg_url: String,
+    _backend: Backend,
+}
+
+/// A TCP forwarder in front of PostgreSQL that a test can cut (every connection closed,
+/// new ones refused) and restore, as a network outage would.
+struct Cut {
+    port: u16,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Cut {
+    fn start(target: SocketAddr) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (o, cs) = (open.clone(), conns.clone());
+        std::thread::spawn(move || {
+            for inbound in listener.incoming() {
+                let Ok(inbound) = inbound else { continue };
+                if !o.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let Ok(outbound) = std::net::TcpStream::connect(target) else {
+                    continue;
+                };
+                {
+                    let mut g = cs.lock().unwrap();
+                    g.push(inbound.try_clone().unwrap());
+                    g.push(outbound.try_clone().unwrap());
+                }
+                for (mut from, mut to) in [
+                    (inbound.try_clone().unwrap(), outbound.try_clone().unwrap()),
+                    (outbound, inbound),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Self { port, open, conns }
+    }
+
+    fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn restore(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Cluster {
+    fn start(n: usize, grace: &str) -> Self {
+        Self::start_with(n, grace, "")
+    }
+
+    /// `extra`: more top-level YAML for every replica's configuration.
+    fn start_with(n: usize, grace: &str, extra: &str) -> Self {
+        Self::start_full(n, grace, extra, None)
+    }
+
+    /// `cut`: reach PostgreSQL through this forwarder.
+    fn start_full(n: usize, grace: &str, extra: &str, cut: Option<&Cut>) -> Self {
+        let backend = Backend::start();
+        let redis = TestRedis::start();
+        let db = TestDb::create();
+        let pg_url = match cut {
+            Some(cut) => db.url.replacen(
+                &pg_addr().to_string(),
+                &format!("127.0.0.1:{}", cut.port),
+                1,
+            ),
+            None => db.url.clone(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("device-key"),
+            "test-device-signing-key-0123456789abcdef",
+        )
+        .unwrap();
+        std::fs::copy(
+            common::repo().join("config/test/users.yaml"),
+            dir.path().join("users.yaml"),
+        )
+        .unwrap();
+        let mut c = Self {
+            nodes: Vec::new(),
+            dir,
+            redis,
+            _db: db,
+            pg_url,
+            _backend: backend,
+        };
+        for i in 0..n {
+            let node = c.spawn_node(i, grace, extra);
+            c.nodes.push(node);
+        }
+        for i in 0..n {
+            c.wait_ready(i);
+        }
+        c
+    }
+
+    fn spawn_node(&self, i: usize, grace: &str, extra: &str) -> Node {
+        let b = self._backend.addr;
+        for _ in 0..5 {
+            let (port, admin) = (free_port(), free_port());
+            let text = format!(
+                r#"
+version: 1
+server: {{ listen: ["127.0.0.1:{port}"], admin_listen: "127.0.0.1:{admin}", threads: 2, grace_period: 1s }}
+portal: {{ path_prefix: /_nidan, default_language: en, title: nidan test, allowed_return_hosts: [app.example.com] }}
+trusted_devices:
+  signing_keys: [{{ id: k1, secret_file: device-key }}]
+notifiers: {{ outbox: {{ path: outbox.jsonl, console: false }} }}
+users: {{ file: users.yaml, reload_interval: 1s }}
+storage:
+  postgres: {{ url_env: NIDAN_DATABASE_URL }}
+  redis: {{ url_env: NIDAN_REDIS_URL, key_prefix: replicas-test }}
+  outage_grace: {grace}
+routes:
+  - {{ name: app, hosts: ["*"], path_prefix: /, upstream: ["{b}"], policy: login }}
+{extra}
+"#
+            );
+            let config = self.dir.path().join(format!("replica-{i}.yaml"));
+            std::fs::write(&config, text).unwrap();
+            let mut node = Node {
+                child: None,
+                addr: format!("127.0.0.1:{port}").parse().unwrap(),
+                admin: format!("127.0.0.1:{admin}").parse().unwrap(),
+                config,
+                log: self.dir.path().join(format!("replica-{i}.log")),
+            };
+            if self.spawn(&mut node) {
+                return node;
+            }
+        }
+        panic!("replica {i} did not start");
+    }
+
+    fn spawn(&self, node: &mut Node) -> bool {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)
+            .unwrap();
+        let mut child = Command::new(bin())
+            .args(["serve", "--config"])
+            .arg(&node.config)
+            .env("RUST_LOG", "info")
+            .env("NIDAN_DATABASE_URL", &self.pg_url)
+            .env("NIDAN_REDIS_URL", self.redis.url())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect_timeout(&node.addr, Duration::from_millis(200)).is_ok()
+            {
+                node.child = Some(child);
+                return true;
+            }
+            if let Ok(Some(_)) = child.try_wait() {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
+    /// Waits until `/readyz` says both stores answer (the bus has subscribed).
+    fn wait_ready(&self, i: usize) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let (s, v) = readyz_blocking(self.nodes[i].admin);
+            if s == 200 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replica {i} not ready: {v}\n{}",
+                self.log(i)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn url(&self, i: usize, path: &str) -> String {
+        format!("http://{}{path}", self.nodes[i].addr)
+    }
+
+    fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
+    }
+
+    fn kill9(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn outbox(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.path().join("outbox.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn last_code(&self, user: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(c) = self
+                .outbox()
+                .iter()
+                .rev()
+                .find(|m| m["user"] == user && m["code"].is_string())
+                .and_then(|m| m["code"].as_str().map(str::to_owned))
+            {
+                return c;
+            }
+            assert!(Instant::now() < deadline, "no code sent to {user}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Rewrites the shared users file (after a second, so its modification time moves).
+    fn edit_users(&self, user: &str, from: &str, to: &str) {
+        let path = self.dir.path().join("users.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let at = text.find(&format!("id: {user}\n")).unwrap();
+        let (head, tail) = text.split_at(at);
+        let tail = tail.replacen(from, to, 1);
+        std::thread::sleep(Duration::from_millis(1100));
+        std::fs::write(&path, format!("{head}{tail}")).unwrap();
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill9(i);
+        }
+    }
+}
+
+/// The machine's PostgreSQL, as the test databases' URLs name it.
+fn pg_addr() -> SocketAddr {
+    let url = stores::admin_url();
+    let host = url
+        .split('@')
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap();
+    host.parse().unwrap()
+}
+
+/// Signals a replica's process (`TERM`: a graceful stop).
+fn signal(node: &Node, sig: &str) {
+    let pid = node.child.as_ref().unwrap().id();
+    Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .unwrap();
+}
+
+fn readyz_blocking(admin: SocketAddr) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&admin, Duration::from_millis(500)) else {
+        return (0, Value::Null);
+    };
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let _ = s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+fn http() -> reqwest::Client {
+    pingora::tls::install_default_crypto_provider();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// What a browser holds: its cookies, sent by hand to whichever replica.
+#[derive(Default, Clone)]
+struct Browser {
+    session: Option<String>,
+    device: Option<String>,
+}
+
+impl Browser {
+    fn cookies(&self) -> String {
+        let mut c = Vec::new();
+        if let Some(s) = &self.session {
+            c.push(format!("nidan_session={s}"));
+        }
+        if let Some(d) = &self.device {
+            c.push(format!("nidan_device={d}"));
+        }
+        c.join("; ")
+    }
+
+    async fn post(&mut self, c: &Cluster, i: usize, path: &str, body: Value) -> (u16, Value) {
+        let r = http()
+            .post(c.url(i, &format!("/_nidan/api{path}")))
+            .header("cookie", self.cookies())
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        self.keep(&r);
+        let s = r.status().as_u16();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, c: &Cluster, i: usize, path: &str) -> (u16, Value) {
+        let r = http()
+            .get(c.url(i, &format!("/_nidan/api{path}")))
+            .header("cookie", self.cookies())
+            .send()
+            .await
+            .unwrap();
+        let s = r.status().as_u16();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+
+    fn keep(&mut self, r: &reqwest::Response) {
+        if let Some(s) = set_cookie(r, "nidan_session") {
+            self.session = (!s.is_empty()).then_some(s);
+        }
+        if let Some(d) = set_cookie(r, "nidan_device") {
+            self.device = (!d.is_empty()).then_some(d);
+        }
+    }
+
+    /// The step a new login asks for on replica `i`.
+    async fn step(&mut self, c: &Cluster, i: usize, user: &str) -> String {
+        let (s, v) = self.post(c, i, "/login", json!({"id": user})).await;
+        assert_eq!(s, 200, "{v}");
+        v["step"].as_str().unwrap().to_owned()
+    }
+
+    /// A whole login: the ID step on `start`, the rest on `finish`.
+    async fn login(&mut self, c: &Cluster, start: usize, finish: usize, user: &str, trust: bool) {
+        let (s, v) = self.post(c, start, "/login", json!({"id": user})).await;
+        assert_eq!(s, 200, "{v}");
+        let flow = v["flow"].as_str().unwrap().to_owned();
+        let mut body = json!({"password": PASSWORD});
+        if v["step"] == "password_and_code" {
+            body["code"] = json!(c.last_code(user));
+            if trust {
+                body["trust_device"] = json!(true);
+                body["device_name"] = json!("laptop");
+            }
+        }
+        let (s, v) = self
+            .post(c, finish, &format!("/login/{flow}/complete"), body)
+            .await;
+        assert_eq!(s, 200, "{v}");
+        assert!(self.session.is_some());
+    }
+
+    async fn signed_in(&self, c: &Cluster, i: usize) -> bool {
+        self.get(c, i, "/me").await.0 == 200
+    }
+}
+
+/// Waits until `f(i)` holds on every replica; returns how long the slowest took.
+async fn everywhere(c: &Cluster, what: &str, limit: Duration, f: impl AsyncFn(usize) -> bool) {
+    let start = Instant::now();
+    for i in 0..c.nodes.len() {
+        while !f(i).await {
+            assert!(
+                start.elapsed() < limit,
+                "{what}: replica {i} not within {limit:?}\n{}",
+                c.log(i)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_and_a_trusted_device_work_on_every_replica() {
+    let c = Cluster::start(3, "60s");
+    let mut b = Browser::default();
+    b.login(&c, 0, 0, "hanako", true).await;
+    assert!(b.device.is_some());
+    for i in 0..3 {
+        assert!(b.signed_in(&c, i).await, "replica {i}");
+        // The device skips the second step wherever the next login lands.
+        let mut again = Browser {
+            session: None,
+            device: b.device.clone(),
+        };
+        assert_eq!(again.step(&c, i, "hanako").await, "password", "replica {i}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_device_removal_and_a_password_change_are_seen_by_every_replica_within_a_second() {
+    let c = Cluster::start(2, "60s");
+    let second = Duration::from_secs(1);
+
+    // Logout on one replica: the session stops on the other within a second, though it was
+    // in that replica's cache.
+    let mut b = Browser::default();
+    b.login(&c, 0, 0, "hanako", true).await;
+    for i in 0..2 {
+        assert!(b.signed_in(&c, i).await);
+    }
+    let stale = b.clone();
+    let (s, v) = b.post(&c, 1, "/logout", json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    everywhere(&c, "logout", second, async |i| {
+        !stale.signed_in(&c, i).await
+    })
+    .await;
+
+    // Device removal on one replica: the other asks for the code again within a second.
+    let mut d = Browser {
+        session: None,
+        device: stale.device.clone(),
+    };
+    assert_eq!(d.step(&c, 1, "hanako").await, "password");
+    let mut owner = Browser::default();
+    owner.login(&c, 0, 0, "hanako", false).await;
+    let (s, v) = owner.get(&c, 0, "/devices").await;
+    assert_eq!(s, 200, "{v}");
+    let id = v["devices"][0]["id"].as_str().unwrap().to_owned();
+    let r = http()
+        .delete(c.url(0, &format!("/_nidan/api/devices/{id}")))
+        .header("cookie", owner.cookies())
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    everywhere(&c, "device removal", second, async |i| {
+        let mut d = d.clone();
+        d.step(&c, i, "hanako").await == "password_and_code"
+    })
+    .await;
+
+    // A password change in the users file: the lease holder revokes, everyone follows
+    // within a second of the first replica that refuses.
+    let mut t = Browser::default();
+    t.login(&c, 0, 0, "taro", false).await;
+    for i in 0..2 {
+        assert!(t.signed_in(&c, i).await);
+    }
+    let other_hash = {
+        let text = std::fs::read_to_string(c.dir.path().join("users.yaml")).unwrap();
+        let at = text.find("id: hanako\n").unwrap();
+        text[at..]
+            .lines()
+            .find(|l| l.trim_start().starts_with("password_hash:"))
+            .unwrap()
+            .to_owned()
+    };
+    let text = std::fs::read_to_string(c.dir.path().join("users.yaml")).unwrap();
+    let at = text.find("id: taro\n").unwrap();
+    let taro_hash = text[at..]
+        .lines()
+        .find(|l| l.trim_start().starts_with("password_hash:"))
+        .unwrap()
+        .to_owned();
+    c.edit_users("taro", &taro_hash, &other_hash);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    'first: loop {
+        for i in 0..2 {
+            if !t.signed_in(&c, i).await {
+                break 'first;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the password change revoked nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    everywhere(&c, "password change", second, async |i| {
+        !t.signed_in(&c, i).await
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activity_on_one_replica_keeps_the_session_alive_on_the_others() {
+    let c = Cluster::start_with(2, "60s", "session: { idle_timeout: 4s }");
+    let mut b = Browser::default();
+    b.login(&c, 0, 0, "taro", false).await;
+    // Replica 1 caches the session, then sees nothing for longer than the idle timeout
+    // while replica 0 keeps seeing the user.
+    assert!(b.signed_in(&c, 1).await);
+    let until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < until {
+        assert!(b.signed_in(&c, 0).await);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(b.signed_in(&c, 1).await, "active elsewhere: not idle");
+    // Idle everywhere: it ends everywhere.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for i in 0..2 {
+        assert!(!b.signed_in(&c, i).await, "replica {i}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_marked_gone_in_the_users_file_sends_exactly_one_mail() {
+    let c = Cluster::start(2, "60s");
+    let notices = |c: &Cluster| {
+        c.outbox()
+            .iter()
+            .filter(|m| m["user"] == "yuki" && m["code"].is_null())
+            .count()
+    };
+    c.edit_users("yuki", "phone_status: active", "phone_status: gone");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while notices(&c) == 0 {
+        assert!(Instant::now() < deadline, "no notice\n{}", c.log(0));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Every replica read the file (at most two reload intervals); none sends another.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(notices(&c), 1, "{:?}", c.outbox());
+    for i in 0..2 {
+        let mut b = Browser::default();
+        assert_eq!(b.step(&c, i, "yuki").await, "password", "replica {i}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_stopped_and_restarted_under_traffic() {
+    let mut c = Cluster::start(2, "4s");
+    let mut b = Browser::default();
+    b.login(&c, 0, 0, "taro", false).await;
+    let mut v = Browser::default();
+    v.login(&c, 0, 0, "emi", false).await;
+    for i in 0..2 {
+        assert!(b.signed_in(&c, i).await);
+        assert!(v.signed_in(&c, i).await);
+    }
+    c.redis.stop();
+    let down = Instant::now();
+    // Readiness names the store that is down, within a couple of seconds.
+    everywhere(&c, "readyz down", Duration::from_secs(4), async |i| {
+        let (s, v) = readyz_blocking(c.nodes[i].admin);
+        s == 503 && v["redis"] == "down" && v["postgres"] == "ok"
+    })
+    .await;
+    // Existing sessions keep working within the grace.
+    for i in 0..2 {
+        assert!(b.signed_in(&c, i).await, "replica {i} within the grace");
+    }
+    assert!(down.elapsed() < Duration::from_secs(4));
+    // A logout during the outage cannot be broadcast: the other replica's cache may answer
+    // for it until the grace is over, never longer.
+    let stale = v.clone();
+    let (s, _) = v.post(&c, 0, "/logout", json!({})).await;
+    assert_eq!(s, 200);
+    assert!(!stale.signed_in(&c, 0).await);
+    let deadline = down + Duration::from_secs(4) + Duration::from_millis(1_500);
+    while stale.signed_in(&c, 1).await {
+        assert!(
+            Instant::now() < deadline,
+            "a revoked session outlived the grace"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Past the grace, the caches no longer decide: the durable store does.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for i in 0..2 {
+        assert!(b.signed_in(&c, i).await, "replica {i} past the grace");
+        assert!(!stale.signed_in(&c, i).await);
+    }
+    // Recovery without a restart.
+    c.redis.restart();
+    for i in 0..2 {
+        c.wait_ready(i);
+    }
+    for i in 0..2 {
+        assert!(b.signed_in(&c, i).await, "replica {i} after recovery");
+        assert!(!stale.signed_in(&c, i).await);
+    }
+    // And revocations flow again.
+    let stale = b.clone();
+    let (s, _) = b.post(&c, 0, "/logout", json!({})).await;
+    assert_eq!(s, 200);
+    everywhere(
+        &c,
+        "logout after recovery",
+        Duration::from_secs(1),
+        async |i| !stale.signed_in(&c, i).await,
+    )
+    .await;
+}
+
+/// Needs the short-lived state in Redis (the "state" work): a login in progress lives in
+/// Redis, so with Redis down a new login is refused quickly with a clear 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_logins_get_a_quick_503_while_redis_is_down() {
+    let mut c = Cluster::start(2, "60s");
+    c.redis.stop();
+    for i in 0..2 {
+        let start = Instant::now();
+        let r = http()
+            .post(c.url(i, "/_nidan/api/login"))
+            .json(&json!({"id": "taro"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 503, "replica {i}");
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
+        let page = http().get(c.url(i, "/_nidan/login")).send().await.unwrap();
+        assert_eq!(page.status().as_u16(), 503, "replica {i}: login page");
+    }
+    c.redis.restart();
+    for i in 0..2 {
+        c.wait_ready(i);
+        let mut b = Browser::default();
+        b.login(&c, i, i, "taro", false).await;
+    }
+}
+
+/// Needs the short-lived state in Redis (the "state" work): the flow survives its replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_a_replica_mid_login_loses_nothing() {
+    let mut c = Cluster::start(2, "60s");
+    let mut b = Browser::default();
+    let (s, v) = b.post(&c, 0, "/login", json!({"id": "hanako"})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["step"], "password_and_code");
+    let flow = v["flow"].as_str().unwrap().to_owned();
+    let code = c.last_code("hanako");
+    c.kill9(0);
+    let (s, v) = b
+        .post(
+            &c,
+            1,
+            &format!("/login/{flow}/complete"),
+            json!({"password": PASSWORD, "code": code}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert!(b.signed_in(&c, 1).await);
+}
+
+/// Needs the durable state on PostgreSQL (the "pg" work). PostgreSQL unreachable: new
+/// logins are refused at once, sessions served from the cache for the grace and then
+/// refused (fail closed), everything back without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_unreachable_then_back_under_traffic() {
+    let cut = Cut::start(pg_addr());
+    let c = Cluster::start_full(2, "4s", "", Some(&cut));
+    let mut b = Browser::default();
+    b.login(&c, 0, 0, "taro", false).await;
+    for i in 0..2 {
+        assert!(b.signed_in(&c, i).await);
+    }
+    cut.cut();
+    let down = Instant::now();
+    for i in 0..2 {
+        assert!(b.signed_in(&c, i).await, "replica {i} within the grace");
+    }
+    everywhere(&c, "readyz down", Duration::from_secs(4), async |i| {
+        let (s, v) = readyz_blocking(c.nodes[i].admin);
+        s == 503 && v["postgres"] == "down" && v["redis"] == "ok"
+    })
+    .await;
+    for i in 0..2 {
+        let start = Instant::now();
+        let r = http()
+            .post(c.url(i, "/_nidan/api/login"))
+            .json(&json!({"id": "hanako"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 503, "replica {i}");
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+    // Past the grace: fail closed, quickly.
+    let past = down + Duration::from_secs(5);
+    tokio::time::sleep(past.saturating_duration_since(Instant::now())).await;
+    for i in 0..2 {
+        let start = Instant::now();
+        let (s, _) = b.get(&c, i, "/me").await;
+        assert_eq!(s, 503, "replica {i} past the grace");
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+    cut.restore();
+    for i in 0..2 {
+        c.wait_ready(i);
+        assert!(b.signed_in(&c, i).await, "replica {i} after recovery");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chores_move_to_another_replica_when_the_holder_stops() {
+    let mut c = Cluster::start(2, "60s");
+    let holder = |c: &Cluster| {
+        (0..c.nodes.len())
+            .filter(|&i| c.log(i).contains("now runs the periodic chores"))
+            .collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while holder(&c).is_empty() {
+        assert!(Instant::now() < deadline, "nobody took the chores");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first = holder(&c);
+    assert_eq!(first.len(), 1, "exactly one holder");
+    let (gone, other) = (first[0], 1 - first[0]);
+    // A graceful stop releases the lease: the other takes over at its next renewal (5 s),
+    // not after the expiry.
+    signal(&c.nodes[gone], "TERM");
+    let stopped = Instant::now();
+    while !c.log(other).contains("now runs the periodic chores") {
+        assert!(
+            stopped.elapsed() < Duration::from_secs(8),
+            "no takeover\n{}",
+            c.log(other)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.kill9(gone);
+    // The survivor does the chores: a phone marked gone sends its one notice.
+    c.edit_users("yuki", "phone_status: active", "phone_status: gone");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !c
+        .outbox()
+        .iter()
+        .any(|m| m["user"] == "yuki" && m["code"].is_null())
+    {
+        assert!(Instant::now() < deadline, "no notice\n{}", c.log(other));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Needs the short-lived state in Redis (the "state" work): no sticky sessions, so the
+/// steps of one login may land on different replicas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_started_on_one_replica_completes_on_another() {
+    let c = Cluster::start(3, "60s");
+    let mut b = Browser::default();
+    b.login(&c, 0, 1, "hanako", true).await;
+    for i in 0..3 {
+        assert!(b.signed_in(&c, i).await, "replica {i}");
+    }
+    let mut again = Browser {
+        session: None,
+        device: b.device.clone(),
+    };
+    again.login(&c, 2, 0, "hanako", false).await;
+}
+
+/// Needs the short-lived state in Redis (the "state" work): the failure limiter counts in
+/// Redis, not per process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_passwords_split_across_replicas_are_counted_together() {
+    let c = Cluster::start_with(
+        2,
+        "60s",
+        "login_limits: { free_failures: 2, base_delay: 60s }",
+    );
+    let mut b = Browser::default();
+    for i in 0..2 {
+        let (s, v) = b.post(&c, i, "/login", json!({"id": "taro"})).await;
+        assert_eq!(s, 200, "{v}");
+        let flow = v["flow"].as_str().unwrap().to_owned();
+        let (s, v) = b
+            .post(
+                &c,
+                i,
+                &format!("/login/{flow}/complete"),
+                json!({"password": "wrong"}),
+            )
+            .await;
+        assert_eq!(s, 401, "replica {i}: {v}");
+    }
+    // Two failures in all, one on each replica: the third attempt waits on either.
+    for i in 0..2 {
+        let (s, v) = b.post(&c, i, "/login", json!({"id": "taro"})).await;
+        assert_eq!(s, 200, "{v}");
+        let flow = v["flow"].as_str().unwrap().to_owned();
+        let (s, v) = b
+            .post(
+                &c,
+                i,
+                &format!("/login/{flow}/complete"),
+                json!({"password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (429, Some("too_many_attempts")),
+            "replica {i}"
+        );
+    }
+}
