@@ -295,6 +295,12 @@ async fn logout(ctx: &Ctx<'_>) -> Response {
         .with("cache-control", "no-store")
 }
 
+/// 503 when the session store cannot be read: never "logged out", never a pass.
+fn unavailable() -> Response {
+    Response::json_error(503, "unavailable", "the service is unavailable; try again")
+        .with("retry-after", "5")
+}
+
 fn unauthorized() -> Response {
     Response::json_error(401, "unauthenticated", "log in first")
 }
@@ -304,7 +310,10 @@ fn recent_required() -> Response {
 }
 
 async fn me(ctx: &Ctx<'_>) -> Response {
-    let Some((live, user)) = ctx.session().await else {
+    let Some((live, user)) = (match ctx.session_checked().await {
+        Ok(s) => s,
+        Err(()) => return unavailable(),
+    }) else {
         return unauthorized();
     };
     let r = &live.record;
@@ -333,7 +342,10 @@ async fn me(ctx: &Ctx<'_>) -> Response {
 }
 
 async fn devices(ctx: &Ctx<'_>) -> Response {
-    let Some((_, user)) = ctx.session().await else {
+    let Some((_, user)) = (match ctx.session_checked().await {
+        Ok(s) => s,
+        Err(()) => return unavailable(),
+    }) else {
         return unauthorized();
     };
     let now = ctx.now();
@@ -370,7 +382,10 @@ async fn devices(ctx: &Ctx<'_>) -> Response {
 
 /// A session with a recent login, or the error response.
 pub(super) async fn recent(ctx: &Ctx<'_>) -> Result<std::sync::Arc<crate::users::User>, Response> {
-    let Some((live, user)) = ctx.session().await else {
+    let Some((live, user)) = (match ctx.session_checked().await {
+        Ok(s) => s,
+        Err(()) => return Err(unavailable()),
+    }) else {
         return Err(unauthorized());
     };
     if !ctx.is_recent(&live) {
@@ -472,7 +487,10 @@ async fn devices_delete_all(ctx: &Ctx<'_>) -> Response {
 }
 
 async fn settings_get(ctx: &Ctx<'_>) -> Response {
-    let Some((_, user)) = ctx.session().await else {
+    let Some((_, user)) = (match ctx.session_checked().await {
+        Ok(s) => s,
+        Err(()) => return unavailable(),
+    }) else {
         return unauthorized();
     };
     let Ok((enabled, method)) = ctx.app.two_step_of(&user).await else {

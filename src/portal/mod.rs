@@ -116,12 +116,31 @@ impl<'a> Ctx<'a> {
 
     /// The logged-in user, if the session is valid and the account still active.
     /// A store error counts as no session here (pages that need one send the user to log in;
-    /// nothing is granted by it).
+    /// nothing is granted by it). The JSON API uses [`Ctx::session_checked`] to tell the two
+    /// apart.
     pub async fn session(&self) -> Option<(Arc<LiveSession>, Arc<User>)> {
-        let token = self.session_token()?;
-        let live = self.app.sessions.check(&token, self.now()).await.ok()??;
-        let user = self.app.active_user(&live.record.user_id)?;
-        Some((live, user))
+        self.session_checked().await.ok().flatten()
+    }
+
+    /// The logged-in user, or `Err(())` when the session store could not be read (the
+    /// caller answers 503, SECURITY 36).
+    pub async fn session_checked(&self) -> Result<Option<(Arc<LiveSession>, Arc<User>)>, ()> {
+        let Some(token) = self.session_token() else {
+            return Ok(None);
+        };
+        let Some(live) = self
+            .app
+            .sessions
+            .check(&token, self.now())
+            .await
+            .map_err(|_| ())?
+        else {
+            return Ok(None);
+        };
+        Ok(self
+            .app
+            .active_user(&live.record.user_id)
+            .map(|user| (live, user)))
     }
 
     /// May this session add a factor that counts as a second step (a passkey, an enrolled
