@@ -21,6 +21,7 @@ pub mod proxy;
 pub mod secret;
 pub mod server;
 pub mod session;
+pub mod state;
 pub mod store;
 pub mod time;
 pub mod tokens;
