@@ -431,12 +431,15 @@ impl Gateway {
             return CallerState::Known(u.clone(), p);
         }
         let now = crate::time::now();
-        let attempt = match app.failures.begin(id, now).await {
+        let attempt = match app.login.failures.begin(id, now).await {
             Ok(a) => a,
-            Err(wait) => return CallerState::Throttled(wait),
+            Err(crate::login::limits::Refusal::Wait(wait)) => return CallerState::Throttled(wait),
+            // The count could not be read: no guess goes uncounted (SECURITY 36).
+            Err(crate::login::limits::Refusal::Busy) => return CallerState::Unavailable,
         };
         let seen = app.basic_cache.epoch();
         let ok = app
+            .login
             .hasher
             .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
             .await
@@ -444,7 +447,7 @@ impl Gateway {
         let ip = client.to_string();
         match (user, proof) {
             (Some(u), Some(p)) if ok => {
-                app.failures.succeeded(attempt).await;
+                app.login.failures.succeeded(attempt).await;
                 let entry = crate::app::BasicEntry {
                     user_id: u.id.clone(),
                     hash: crate::secret::digest(&[u.password_hash.as_bytes()]),
@@ -465,7 +468,7 @@ impl Gateway {
                 CallerState::Known(u, p)
             }
             (user, proof) => {
-                app.failures.failed(attempt, now).await;
+                app.login.failures.failed(attempt, now).await;
                 let reason = if ok && user.is_some() && proof.is_none() {
                     "second_step_required"
                 } else {
