@@ -469,3 +469,53 @@ async fn an_app_approval_asked_on_one_replica_is_answered_on_the_other() {
     let (ok, _) = app_cli(&key, &["approve", &id, "--number", &number]);
     assert!(!ok);
 }
+
+#[tokio::test]
+async fn redis_down_is_a_quick_503_and_its_return_needs_no_restart() {
+    let mut pair = Pair::start("");
+    let http = client();
+    let (s, v) = post(&http, pair.a.api("/login"), json!({"id": "taro"})).await;
+    assert_eq!(s, 200, "{v}\n{}", pair.logs());
+    let flow = v["flow"].as_str().unwrap().to_owned();
+    pair._redis.stop();
+    for r in [&pair.a, &pair.b] {
+        let started = Instant::now();
+        let (s, e) = post(&http, r.api("/login"), json!({"id": "taro"})).await;
+        assert_eq!((s, e["error"].as_str()), (503, Some("busy")), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(5), "no hang");
+        // A login half done is not finished without its flow and limits: never a skipped step.
+        let (s, e) = post(
+            &http,
+            r.api(&format!("/login/{flow}/complete")),
+            json!({"password": PASSWORD}),
+        )
+        .await;
+        assert_eq!(s, 503, "{e}");
+    }
+    pair._redis.restart();
+    // Back without a restart, on both (the flow is gone with the empty Redis: a new login
+    // works). Each replica reconnects on its own; until then it answers 503.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (s, v) = loop {
+        let (s, v) = post(&http, pair.b.api("/login"), json!({"id": "taro"})).await;
+        if s == 200 || Instant::now() > deadline {
+            break (s, v);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(s, 200, "not back after Redis returned: {v}");
+    let flow = v["flow"].as_str().unwrap().to_owned();
+    let (s, e) = loop {
+        let (s, e) = post(
+            &http,
+            pair.a.api(&format!("/login/{flow}/complete")),
+            json!({"password": PASSWORD}),
+        )
+        .await;
+        if s != 503 || Instant::now() > deadline {
+            break (s, e);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(s, 200, "{e}");
+}
