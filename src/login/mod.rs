@@ -538,7 +538,10 @@ pub async fn use_code(app: &App, client: &Client, id: &str) -> Result<FlowView, 
         )
         .await;
     let sent = switch_to_code(app, &mut f, client).await;
-    save(app, version, &f).await?;
+    // Busy: the state could not be reached, nothing is kept (the client tries again).
+    if !matches!(sent, Err(LoginError::Busy)) {
+        save(app, version, &f).await?;
+    }
     sent?;
     view_of(app, &f).await
 }
@@ -762,7 +765,10 @@ pub async fn use_email(app: &App, client: &Client, id: &str) -> Result<FlowView,
     f.plan.send_to = Some((Channel::Email, email));
     f.plan.email_alternative = false;
     let sent = send_code(app, &mut f, client, false).await;
-    save(app, version, &f).await?;
+    // Busy: the state could not be reached, nothing is kept (the client tries again).
+    if !matches!(sent, Err(LoginError::Busy)) {
+        save(app, version, &f).await?;
+    }
     sent?;
     view_of(app, &f).await
 }
@@ -890,18 +896,6 @@ pub async fn complete(
             }
         }
     };
-    // Only someone with the right factors learns that the device list is full; the flow and
-    // its code stay usable for a login without trusting this browser.
-    let devices_full = match (&device_name, &user) {
-        (Some(_), Some(u)) if password_ok => match app.devices.list(&u.id, now).await {
-            Ok(live) => live.len() >= app.devices.max_per_user(),
-            Err(_) => {
-                app.login.failures.abandon(attempt).await;
-                return Err(LoginError::Internal);
-            }
-        },
-        _ => false,
-    };
     // The verdict changes the flow (a try used up, the login finished); it is written back
     // only if nobody changed the flow since it was read, else read again and decided again:
     // parallel tries on one code each count, and only one of them can finish the login.
@@ -956,9 +950,13 @@ pub async fn complete(
             // Unreachable in practice: the dummy hash never verifies.
             app.login.failures.abandon(attempt).await;
             return Err(LoginError::Failed);
-        } else if devices_full {
+        } else if let Some(err) =
+            devices_full(app, device_name.is_some(), user.as_deref(), now).await
+        {
+            // Only someone with the right factors learns that the device list is full; the
+            // flow and its code stay usable for a login without trusting this browser.
             app.login.failures.abandon(attempt).await;
-            return Err(LoginError::DevicesFull);
+            return Err(err);
         } else if first_password {
             f.password_ok = true;
             app.login
@@ -1148,6 +1146,21 @@ pub async fn complete(
         seen_token,
         redirect: f.return_to.clone(),
     })
+}
+
+/// Why a new trusted device cannot be added (its list is full, or unreadable), when one is
+/// asked for.
+async fn devices_full(
+    app: &App,
+    asked: bool,
+    user: Option<&crate::users::User>,
+    now: i64,
+) -> Option<LoginError> {
+    let u = user.filter(|_| asked)?;
+    match app.devices.list(&u.id, now).await {
+        Ok(live) => (live.len() >= app.devices.max_per_user()).then_some(LoginError::DevicesFull),
+        Err(_) => Some(LoginError::Internal),
+    }
 }
 
 /// Sends a notice to the user's contact email in the background (never delays a login).
