@@ -535,3 +535,58 @@ async fn the_in_process_values_stay_within_their_byte_budget() {
         "{used}: the budget is used, not the count"
     );
 }
+
+#[tokio::test]
+async fn every_redis_key_has_a_ttl_and_the_prefix() {
+    let redis = LocalRedis::start();
+    let s = redis::RedisState::new(&redis.url(), "t").unwrap();
+    let ttl = Duration::from_secs(60);
+    s.flow_create("f", b"x", ttl).await.unwrap();
+    s.flow_cas("f", 1, b"y").await.unwrap();
+    let w = WindowRule::new("w", 5, ttl);
+    s.window_hit(&[Hit::count(&w, "k")], 0)
+        .await
+        .unwrap()
+        .unwrap();
+    s.failure_seed("u", &[1], &[2], 10).await.unwrap();
+    if let Reserve::Granted(t) = s.failure_reserve("u", false, &policy(), 10).await.unwrap() {
+        s.failure_settle(&t, Outcome::Failed, 10).await.unwrap();
+    }
+    let new = NewApproval {
+        id: "a",
+        user: "u",
+        data: b"d",
+        expires: 100,
+        keep: ttl,
+    };
+    s.approval_create(&new, &w, 0).await.unwrap().unwrap();
+    s.approval_settle(&Settle {
+        id: "a",
+        user: Some("u"),
+        to: ApprovalStatus::Denied,
+        answered_by: Some("app"),
+        suspend: Some((900, ttl)),
+        now: 1,
+    })
+    .await
+    .unwrap();
+    s.claim_once("nonce", "n", ttl).await.unwrap();
+    s.put("ticket", "t", b"v", ttl).await.unwrap();
+    let client = ::redis::Client::open(redis.url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = ::redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(keys.len() >= 9, "{keys:?}");
+    for k in keys {
+        assert!(k.starts_with("t:"), "{k}");
+        let ttl: i64 = ::redis::cmd("TTL")
+            .arg(&k)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert!(ttl > 0, "{k} has no TTL");
+    }
+}
