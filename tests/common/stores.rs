@@ -61,10 +61,7 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        admin_exec(format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ));
+        admin_exec(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
     }
 }
 
