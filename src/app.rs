@@ -6,15 +6,12 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use moka::future::Cache;
-use tokio::sync::Mutex as AsyncMutex;
 
 use crate::audit::Audit;
 use crate::cache::SafeCache;
 use crate::config::{Config, TwoStepMethod};
-use crate::login::approval::Approvals;
-use crate::login::flow::Flow;
-use crate::login::limits::FailureLimiter;
 use crate::login::password::Hasher;
+use crate::login::service::Login;
 use crate::notify::Notifier;
 use crate::proxy::route::RouteTable;
 use crate::session::Sessions;
@@ -35,27 +32,8 @@ pub enum StartError {
     Hasher,
     #[error("{0}")]
     Redis(#[from] crate::replica::BadUrl),
-}
-
-/// Bytes all login flows may take together.
-pub const FLOW_BUDGET: u64 = 64 * 1024 * 1024;
-
-/// Roughly what a flow costs in memory: its client-chosen strings (ID, return address)
-/// plus a fixed overhead for the rest. Weighed when inserted, which is when those strings
-/// are set; a flow locked at that moment is charged the most a flow can take.
-pub fn flow_weight(key: &str, flow: &Arc<AsyncMutex<Flow>>) -> u32 {
-    const MOST: usize = 1024 + 4 * 64 + crate::portal::redirect::MAX_RETURN_LEN + 256;
-    let bytes = match flow.try_lock() {
-        Ok(f) => {
-            1024 + key.len()
-                + f.id.len()
-                + f.user_id.len()
-                + f.return_to.len()
-                + f.plan.send_to.as_ref().map_or(0, |(_, to)| to.len())
-        }
-        Err(_) => MOST,
-    };
-    u32::try_from(bytes).unwrap_or(u32::MAX)
+    #[error("{0}")]
+    State(#[from] crate::state::StateError),
 }
 
 pub struct App {
@@ -66,13 +44,9 @@ pub struct App {
     pub store: Store,
     pub sessions: Sessions,
     pub devices: Devices,
-    pub hasher: Arc<Hasher>,
-    pub failures: FailureLimiter,
-    /// Send budgets and per-network limits on anonymous work (login::budget).
-    pub budgets: crate::login::budget::Budgets,
-    /// Decoy flows for unknown IDs (login::decoy).
-    pub decoys: crate::login::decoy::Decoys,
-    pub flows: Cache<String, Arc<AsyncMutex<Flow>>>,
+    /// The login and its short-lived state (flows, budgets, failures, approvals, passkey
+    /// challenges): in process, or in Redis when `storage.redis` is set.
+    pub login: Login,
     /// Recently verified HTTP Basic credentials, so a client sending them on every request
     /// does not cost a password hash each time. Keyed by a salted digest of ID and password;
     /// an entry counts only while the user's password hash is the one it was verified
@@ -84,9 +58,6 @@ pub struct App {
     pub notifier: Arc<Notifier>,
     /// Phone changes made through the admin API, applied over the users file.
     pub phones: crate::phone::PhoneOverrides,
-    pub approvals: Approvals,
-    /// Outstanding passkey (WebAuthn) challenges.
-    pub passkeys: crate::login::passkey::Challenges,
     pub audit: Audit,
     /// Replica mode (`storage.redis`): the revocation bus, the chores lease, store health.
     pub replica: Option<Arc<crate::replica::Replica>>,
@@ -109,7 +80,6 @@ impl App {
             cfg.login_limits.max_concurrent_hashes
         };
         let hasher = Hasher::new(hashers, 256).map_err(|_| StartError::Hasher)?;
-        let code = &cfg.security_code;
         let replica = match &cfg.storage.replicated {
             Some(r) => Some(Arc::new(crate::replica::Replica::new(
                 r,
@@ -117,6 +87,7 @@ impl App {
             )?)),
             None => None,
         };
+        let state = crate::state::for_config(&cfg)?;
         let app = Arc::new(Self {
             routes: ArcSwap::from_pointee(RouteTable::new(cfg.routes.clone())),
             users,
@@ -131,16 +102,7 @@ impl App {
                 cfg.trusted_devices.lifetime,
                 cfg.trusted_devices.max_per_user,
             ),
-            hasher,
-            failures: FailureLimiter::new(store.clone(), cfg.login_limits.clone()),
-            budgets: crate::login::budget::Budgets::new(code, &cfg.login_limits),
-            decoys: crate::login::decoy::Decoys::new(),
-            // Anyone can start a flow: bounded in bytes (SECURITY 39), not only in count.
-            flows: Cache::builder()
-                .max_capacity(FLOW_BUDGET)
-                .weigher(|k: &String, f| flow_weight(k, f))
-                .time_to_live(cfg.portal.flow_lifetime)
-                .build(),
+            login: Login::new(&cfg, &store, state, hasher),
             basic_cache: SafeCache::new(
                 Cache::builder()
                     .max_capacity(10_000)
@@ -161,8 +123,6 @@ impl App {
                 &cfg.audit,
                 (cfg.login_limits.ipv4_prefix, cfg.login_limits.ipv6_prefix),
             ),
-            approvals: Approvals::new(cfg.app_approval.clone(), store.clone()),
-            passkeys: crate::login::passkey::Challenges::new(),
             store,
             cfg: Arc::new(cfg),
             replica,

@@ -22,6 +22,7 @@ pub mod replica;
 pub mod secret;
 pub mod server;
 pub mod session;
+pub mod state;
 pub mod store;
 pub mod time;
 pub mod tokens;

@@ -9,21 +9,22 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
-use moka::future::Cache;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tokio::sync::Mutex as AsyncMutex;
 
 use crate::config::AppApproval;
-use crate::login::limits::Window;
 use crate::secret;
+use crate::state::{
+    ApprovalRefusal, ApprovalStatus, Ephemeral, NewApproval, Settle, Settled, StateError,
+    WindowRule,
+};
 use crate::store::{EnrollmentRecord, Store, StoreError};
 
 /// How far an app request's timestamp may be from ours, in seconds.
 const CLOCK_SKEW: i64 = 120;
 
 /// What the app shows the user about the login it is asked to approve.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LoginContext {
     pub browser: String,
     pub ip: String,
@@ -41,6 +42,24 @@ pub enum Status {
 }
 
 impl Status {
+    fn of(s: ApprovalStatus) -> Self {
+        match s {
+            ApprovalStatus::Pending => Status::Pending,
+            ApprovalStatus::Approved => Status::Approved,
+            ApprovalStatus::Denied => Status::Denied,
+            ApprovalStatus::Expired => Status::Expired,
+        }
+    }
+
+    fn stored(self) -> ApprovalStatus {
+        match self {
+            Status::Pending => ApprovalStatus::Pending,
+            Status::Approved => ApprovalStatus::Approved,
+            Status::Denied => ApprovalStatus::Denied,
+            Status::Expired => ApprovalStatus::Expired,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Pending => "pending",
@@ -63,6 +82,17 @@ pub struct Approval {
     pub status: Status,
     /// The enrollment that answered.
     pub answered_by: Option<String>,
+}
+
+/// An approval's fixed fields, as stored in the short-lived state.
+#[derive(Serialize, Deserialize)]
+struct Fixed {
+    id: String,
+    flow_id: String,
+    user_id: String,
+    number: String,
+    context: LoginContext,
+    expires: i64,
 }
 
 impl Approval {
@@ -100,6 +130,8 @@ pub enum AnswerError {
     NotPending,
     #[error("the number does not match the one the browser shows")]
     WrongNumber,
+    #[error("the server is busy; try again shortly")]
+    Unavailable,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,57 +148,37 @@ pub enum AppAuthError {
     UnknownApp,
     #[error("{0}")]
     Store(#[from] StoreError),
+    #[error("the server is busy; try again shortly")]
+    Unavailable,
 }
 
 /// A one-time enrollment ticket: the app presents its code together with a security code.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Ticket {
     pub user_id: String,
     pub code: Option<crate::login::code::IssuedCode>,
+    /// Unix seconds.
+    pub expires: i64,
 }
 
+/// Approvals, the fatigue limits and enrollment tickets, in the short-lived state (so the
+/// app may answer through any replica).
 pub struct Approvals {
     cfg: AppApproval,
     store: Store,
-    approvals: Cache<String, Arc<AsyncMutex<Approval>>>,
-    /// The pending approval of each account (at most one).
-    current: Cache<String, String>,
-    per_window: Window,
-    /// Accounts whose prompts are paused, until when (Unix seconds).
-    suspended: Cache<String, i64>,
-    nonces: Cache<String, ()>,
-    tickets: Cache<String, Arc<AsyncMutex<Ticket>>>,
+    state: Arc<dyn Ephemeral>,
+    per_window: WindowRule,
 }
 
+const NONCE_TTL: Duration = Duration::from_secs(2 * CLOCK_SKEW.unsigned_abs() + 10);
+
 impl Approvals {
-    pub fn new(cfg: AppApproval, store: Store) -> Self {
-        let keep = cfg.lifetime + Duration::from_secs(600);
+    pub fn new(cfg: AppApproval, store: Store, state: Arc<dyn Ephemeral>) -> Self {
         Self {
-            per_window: Window::new(cfg.max_per_window, cfg.window),
-            approvals: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(keep)
-                .build(),
-            current: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(keep)
-                .build(),
-            suspended: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(cfg.suspend_after_denial.max(Duration::from_secs(1)))
-                .build(),
-            nonces: Cache::builder()
-                .max_capacity(1_000_000)
-                .time_to_live(Duration::from_secs(
-                    u64::try_from(2 * CLOCK_SKEW + 10).unwrap_or(300),
-                ))
-                .build(),
-            tickets: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(cfg.enrollment_lifetime)
-                .build(),
+            per_window: WindowRule::new("approvals", cfg.max_per_window, cfg.window),
             cfg,
             store,
+            state,
         }
     }
 
@@ -197,23 +209,7 @@ impl Approvals {
         flow_id: &str,
         context: LoginContext,
         now: i64,
-    ) -> Result<Approval, Refused> {
-        if let Some(until) = self.suspended.get(user_id).await
-            && until > now
-        {
-            return Err(Refused::Suspended(u64::try_from(until - now).unwrap_or(1)));
-        }
-        self.per_window
-            .hit(user_id, now)
-            .map_err(Refused::TooMany)?;
-        if let Some(old) = self.current.get(user_id).await
-            && let Some(a) = self.approvals.get(&old).await
-        {
-            let mut a = a.lock().await;
-            if a.status == Status::Pending {
-                a.status = Status::Expired;
-            }
-        }
+    ) -> Result<Result<Approval, Refused>, StateError> {
         // Two digits, 10..=99, uniformly (no leading zero to misread).
         let number = loop {
             let d = secret::random_digits(2);
@@ -232,48 +228,87 @@ impl Approvals {
             status: Status::Pending,
             answered_by: None,
         };
-        self.approvals
-            .insert(
-                approval.id.clone(),
-                Arc::new(AsyncMutex::new(approval.clone())),
+        let data = serde_json::to_vec(&Fixed {
+            id: approval.id.clone(),
+            flow_id: approval.flow_id.clone(),
+            user_id: approval.user_id.clone(),
+            number: approval.number.clone(),
+            context: approval.context.clone(),
+            expires: approval.expires,
+        })
+        .map_err(|_| StateError::Corrupt)?;
+        let made = self
+            .state
+            .approval_create(
+                &NewApproval {
+                    id: &approval.id,
+                    user: user_id,
+                    data: &data,
+                    expires: approval.expires,
+                    keep: self.cfg.lifetime + Duration::from_secs(600),
+                },
+                &self.per_window,
+                now,
             )
-            .await;
-        self.current
-            .insert(user_id.to_owned(), approval.id.clone())
-            .await;
-        Ok(approval)
+            .await?;
+        Ok(match made {
+            Ok(()) => Ok(approval),
+            Err(ApprovalRefusal::Suspended(s)) => Err(Refused::Suspended(s)),
+            Err(ApprovalRefusal::TooMany(s)) => Err(Refused::TooMany(s)),
+        })
     }
 
     /// The approval as it stands now.
-    pub async fn get(&self, id: &str, now: i64) -> Option<Approval> {
-        let a = self.approvals.get(id).await?;
-        let mut a = a.lock().await.clone();
+    pub async fn get(&self, id: &str, now: i64) -> Result<Option<Approval>, StateError> {
+        if id.len() > 64 {
+            return Ok(None);
+        }
+        let Some(stored) = self.state.approval_get(id).await? else {
+            return Ok(None);
+        };
+        let f: Fixed = serde_json::from_slice(&stored.data).map_err(|_| StateError::Corrupt)?;
+        let mut a = Approval {
+            id: f.id,
+            flow_id: f.flow_id,
+            user_id: f.user_id,
+            number: f.number,
+            context: f.context,
+            expires: f.expires,
+            status: Status::of(stored.status),
+            answered_by: stored.answered_by,
+        };
         a.status = a.status_at(now);
-        Some(a)
+        Ok(Some(a))
     }
 
     /// Ends an approval that is no longer wanted (the user switched to a code).
-    pub async fn cancel(&self, id: &str) {
-        if let Some(a) = self.approvals.get(id).await {
-            let mut a = a.lock().await;
-            if a.status == Status::Pending {
-                a.status = Status::Expired;
-            }
-        }
+    pub async fn cancel(&self, id: &str, now: i64) -> Result<(), StateError> {
+        self.state
+            .approval_settle(&Settle {
+                id,
+                user: None,
+                to: ApprovalStatus::Expired,
+                answered_by: None,
+                suspend: None,
+                now,
+            })
+            .await
+            .map(|_| ())
     }
 
     /// The user's pending approval, for the app (never the number).
-    pub async fn pending(&self, user_id: &str, now: i64) -> Vec<Approval> {
-        let Some(id) = self.current.get(user_id).await else {
-            return Vec::new();
+    pub async fn pending(&self, user_id: &str, now: i64) -> Result<Vec<Approval>, StateError> {
+        let Some(id) = self.state.approval_current(user_id).await? else {
+            return Ok(Vec::new());
         };
-        match self.get(&id, now).await {
+        Ok(match self.get(&id, now).await? {
             Some(a) if a.status == Status::Pending => vec![a],
             _ => Vec::new(),
-        }
+        })
     }
 
-    /// The app answers an approval of its own user.
+    /// The app answers an approval of its own user. Exactly one answer moves it on, even
+    /// when several arrive at once through different replicas.
     pub async fn answer(
         &self,
         user_id: &str,
@@ -282,33 +317,52 @@ impl Approvals {
         answer: &Answer,
         now: i64,
     ) -> Result<Status, AnswerError> {
-        let slot = self.approvals.get(id).await.ok_or(AnswerError::NotFound)?;
-        let mut a = slot.lock().await;
+        let a = self
+            .get(id, now)
+            .await
+            .map_err(|_| AnswerError::Unavailable)?
+            .ok_or(AnswerError::NotFound)?;
         if a.user_id != user_id {
             return Err(AnswerError::NotFound);
         }
-        if a.status_at(now) != Status::Pending {
+        if a.status != Status::Pending {
             return Err(AnswerError::NotPending);
         }
-        a.answered_by = Some(enrollment.to_owned());
-        match answer {
+        let pause = i64::try_from(self.cfg.suspend_after_denial.as_secs()).unwrap_or(900);
+        let (to, suspend, wrong) = match answer {
             Answer::Approve { number } => {
                 if secret::equal(number.trim().as_bytes(), a.number.as_bytes()) {
-                    a.status = Status::Approved;
+                    (Status::Approved, None, false)
                 } else {
                     // A wrong number ends the approval: guessing gets one try.
-                    a.status = Status::Denied;
-                    return Err(AnswerError::WrongNumber);
+                    (Status::Denied, None, true)
                 }
             }
-            Answer::Deny => a.status = Status::Denied,
-            Answer::NotMe => {
-                a.status = Status::Denied;
-                let pause = i64::try_from(self.cfg.suspend_after_denial.as_secs()).unwrap_or(900);
-                self.suspended.insert(user_id.to_owned(), now + pause).await;
-            }
+            Answer::Deny => (Status::Denied, None, false),
+            Answer::NotMe => (
+                Status::Denied,
+                Some((now + pause, self.cfg.suspend_after_denial)),
+                false,
+            ),
+        };
+        let settled = self
+            .state
+            .approval_settle(&Settle {
+                id,
+                user: Some(user_id),
+                to: to.stored(),
+                answered_by: Some(enrollment),
+                suspend,
+                now,
+            })
+            .await
+            .map_err(|_| AnswerError::Unavailable)?;
+        match settled {
+            Settled::Done if wrong => Err(AnswerError::WrongNumber),
+            Settled::Done => Ok(to),
+            Settled::NotFound => Err(AnswerError::NotFound),
+            Settled::NotPending => Err(AnswerError::NotPending),
         }
-        Ok(a.status)
     }
 
     // --- enrollment -------------------------------------------------------------------
@@ -319,31 +373,61 @@ impl Approvals {
         enrollment_code: &str,
         user_id: &str,
         code: Option<crate::login::code::IssuedCode>,
-    ) {
+        now: i64,
+    ) -> Result<(), StateError> {
+        let life = self.cfg.enrollment_lifetime;
         let ticket = Ticket {
             user_id: user_id.to_owned(),
             code,
+            expires: now + i64::try_from(life.as_secs()).unwrap_or(600),
         };
-        self.tickets
-            .insert(
-                secret::token_hash(enrollment_code),
-                Arc::new(AsyncMutex::new(ticket)),
-            )
-            .await;
+        let bytes = serde_json::to_vec(&ticket).map_err(|_| StateError::Corrupt)?;
+        self.state
+            .put("ticket", &secret::token_hash(enrollment_code), &bytes, life)
+            .await
     }
 
-    /// The ticket for an enrollment code, if it is still open.
-    pub async fn ticket(&self, enrollment_code: &str) -> Option<Arc<AsyncMutex<Ticket>>> {
+    /// Takes the ticket for an enrollment code out, if it is still open: one check at a
+    /// time, however many replicas are asked at once. Put it back with `return_ticket`.
+    pub async fn take_ticket(
+        &self,
+        enrollment_code: &str,
+        now: i64,
+    ) -> Result<Option<Ticket>, StateError> {
         if enrollment_code.len() > 64 {
-            return None;
+            return Ok(None);
         }
-        self.tickets.get(&secret::token_hash(enrollment_code)).await
+        let Some(bytes) = self
+            .state
+            .take("ticket", &secret::token_hash(enrollment_code))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let t: Ticket = serde_json::from_slice(&bytes).map_err(|_| StateError::Corrupt)?;
+        Ok((t.expires > now).then_some(t))
     }
 
-    pub async fn close_ticket(&self, enrollment_code: &str) {
-        self.tickets
-            .invalidate(&secret::token_hash(enrollment_code))
-            .await;
+    /// Puts a ticket back after a wrong code (its count of wrong tries kept).
+    pub async fn return_ticket(
+        &self,
+        enrollment_code: &str,
+        ticket: &Ticket,
+        now: i64,
+    ) -> Result<(), StateError> {
+        let left = u64::try_from(ticket.expires - now).unwrap_or(0);
+        if left == 0 {
+            return Ok(());
+        }
+        let bytes = serde_json::to_vec(ticket).map_err(|_| StateError::Corrupt)?;
+        self.state
+            .put(
+                "ticket",
+                &secret::token_hash(enrollment_code),
+                &bytes,
+                Duration::from_secs(left),
+            )
+            .await
     }
 
     pub async fn enroll(
@@ -406,9 +490,10 @@ impl Approvals {
             .map_err(|_| AppAuthError::BadSignature)?;
         // Only a verified request may use up a nonce.
         let nonce_key = format!("{app}:{nonce}");
-        let entry = self.nonces.entry(nonce_key).or_insert(()).await;
-        if !entry.is_fresh() {
-            return Err(AppAuthError::Replayed);
+        match self.state.claim_once("nonce", &nonce_key, NONCE_TTL).await {
+            Ok(true) => {}
+            Ok(false) => return Err(AppAuthError::Replayed),
+            Err(_) => return Err(AppAuthError::Unavailable),
         }
         let _ = self.store.enrollment_used(&rec.id, now).await;
         Ok(rec)
@@ -468,13 +553,20 @@ mod tests {
     async fn approvals() -> (tempfile::TempDir, Approvals) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("a.db")).await.unwrap();
-        (dir, Approvals::new(cfg(), store))
+        (
+            dir,
+            Approvals::new(
+                cfg(),
+                store,
+                Arc::new(crate::state::memory::MemoryState::new()),
+            ),
+        )
     }
 
     #[tokio::test]
     async fn number_matching_and_single_use() {
         let (_d, a) = approvals().await;
-        let ap = a.create("jiro", "f1", ctx(), 100).await.unwrap();
+        let ap = a.create("jiro", "f1", ctx(), 100).await.unwrap().unwrap();
         assert_eq!(ap.number.len(), 2);
         let wrong = if ap.number == "42" { "43" } else { "42" };
         assert_eq!(
@@ -490,8 +582,11 @@ mod tests {
             .await,
             Err(AnswerError::WrongNumber)
         );
-        assert_eq!(a.get(&ap.id, 101).await.unwrap().status, Status::Denied);
-        let ap = a.create("jiro", "f2", ctx(), 102).await.unwrap();
+        assert_eq!(
+            a.get(&ap.id, 101).await.unwrap().unwrap().status,
+            Status::Denied
+        );
+        let ap = a.create("jiro", "f2", ctx(), 102).await.unwrap().unwrap();
         assert_eq!(
             a.answer(
                 "taro",
@@ -536,31 +631,37 @@ mod tests {
     #[tokio::test]
     async fn fatigue_limits() {
         let (_d, a) = approvals().await;
-        let first = a.create("jiro", "f1", ctx(), 0).await.unwrap();
-        let second = a.create("jiro", "f2", ctx(), 1).await.unwrap();
+        let first = a.create("jiro", "f1", ctx(), 0).await.unwrap().unwrap();
+        let second = a.create("jiro", "f2", ctx(), 1).await.unwrap().unwrap();
         assert_eq!(
-            a.get(&first.id, 1).await.unwrap().status,
+            a.get(&first.id, 1).await.unwrap().unwrap().status,
             Status::Expired,
             "one pending per account"
         );
-        assert_eq!(a.pending("jiro", 1).await.len(), 1);
-        a.create("jiro", "f3", ctx(), 2).await.unwrap();
+        assert_eq!(a.pending("jiro", 1).await.unwrap().len(), 1);
+        a.create("jiro", "f3", ctx(), 2).await.unwrap().unwrap();
         assert!(matches!(
-            a.create("jiro", "f4", ctx(), 3).await,
+            a.create("jiro", "f4", ctx(), 3).await.unwrap(),
             Err(Refused::TooMany(_))
         ));
         let _ = second;
-        let ap = a.create("hanako", "g1", ctx(), 0).await.unwrap();
+        let ap = a.create("hanako", "g1", ctx(), 0).await.unwrap().unwrap();
         a.answer("hanako", "e", &ap.id, &Answer::NotMe, 1)
             .await
             .unwrap();
         assert_eq!(
-            a.create("hanako", "g2", ctx(), 2).await.err(),
+            a.create("hanako", "g2", ctx(), 2).await.unwrap().err(),
             Some(Refused::Suspended(899))
         );
-        assert_eq!(a.get(&ap.id, 200).await.unwrap().status, Status::Denied);
-        let ap = a.create("emi", "h", ctx(), 0).await.unwrap();
-        assert_eq!(a.get(&ap.id, 120).await.unwrap().status, Status::Expired);
+        assert_eq!(
+            a.get(&ap.id, 200).await.unwrap().unwrap().status,
+            Status::Denied
+        );
+        let ap = a.create("emi", "h", ctx(), 0).await.unwrap().unwrap();
+        assert_eq!(
+            a.get(&ap.id, 120).await.unwrap().unwrap().status,
+            Status::Expired
+        );
     }
 
     #[tokio::test]

@@ -5,14 +5,15 @@
 //! per-network limits on anonymous work (ID steps, passkey login starts).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
 
 use crate::app::App;
 use crate::config::{LoginLimits, SecurityCode};
-use crate::login::limits::Window;
 use crate::login::{Client, LoginError};
+use crate::state::{Ephemeral, Hit, StateError, WindowRule};
 use crate::store::SeenKind;
 
 /// Whether the browser asking is one the account knows.
@@ -38,46 +39,62 @@ pub fn network_key(ip: IpAddr, v4: u8, v6: u8) -> String {
     }
 }
 
-/// The send and anonymous-work budgets.
+/// A budget's answer: allowed, the seconds to wait, or the count could not be read
+/// (callers answer 503: never "allowed").
+pub type Spent = Result<Result<(), u64>, StateError>;
+
+/// The send and anonymous-work budgets, counted in the short-lived state (shared by all
+/// replicas in the replica mode).
 pub struct Budgets {
+    state: Arc<dyn Ephemeral>,
     v4: u8,
     v6: u8,
     /// Sends per network (every send, decoys included: the client's own budget).
-    per_address: Window,
+    per_address: WindowRule,
     /// Sends per account, every browser together (`max_sends_per_account`).
-    account: Window,
+    account: WindowRule,
     /// Sends per account from strangers (`max_sends_per_account - reserve`).
-    account_strangers: Window,
+    account_strangers: WindowRule,
     /// Decoy sends per unknown ID, counted like `account_strangers` (nobody owns it).
-    decoy: Window,
+    decoy: WindowRule,
     /// Sends overall per hour, and the part strangers may use.
-    global: Window,
-    global_strangers: Window,
-    id_steps: Window,
-    passkey_starts: Window,
+    global: WindowRule,
+    global_strangers: WindowRule,
+    id_steps: WindowRule,
+    passkey_starts: WindowRule,
 }
 
 impl Budgets {
-    pub fn new(code: &SecurityCode, limits: &LoginLimits) -> Self {
+    pub fn new(state: Arc<dyn Ephemeral>, code: &SecurityCode, limits: &LoginLimits) -> Self {
         let hour = Duration::from_secs(3_600);
         let strangers = code
             .max_sends_per_account
             .saturating_sub(code.reserve_for_known_browsers);
         Self {
+            state,
             v4: limits.ipv4_prefix,
             v6: limits.ipv6_prefix,
-            per_address: Window::new(code.max_sends_per_ip, code.send_window),
-            account: Window::new(code.max_sends_per_account, code.send_window),
-            account_strangers: Window::new(strangers, code.send_window),
-            decoy: Window::new(strangers, code.send_window),
-            global: Window::new(code.max_sends_global_per_hour, hour),
-            global_strangers: Window::new(
+            per_address: WindowRule::new("send_net", code.max_sends_per_ip, code.send_window),
+            account: WindowRule::new("send_acct", code.max_sends_per_account, code.send_window),
+            account_strangers: WindowRule::new("send_acct_s", strangers, code.send_window),
+            decoy: WindowRule::new("send_decoy", strangers, code.send_window),
+            global: WindowRule::new("send_all", code.max_sends_global_per_hour, hour),
+            global_strangers: WindowRule::new(
+                "send_all_s",
                 code.max_sends_global_per_hour
                     .saturating_sub(code.global_reserve_for_known_browsers),
                 hour,
             ),
-            id_steps: Window::new(limits.id_steps_per_address, limits.address_window),
-            passkey_starts: Window::new(limits.passkey_starts_per_address, limits.address_window),
+            id_steps: WindowRule::new(
+                "id_step",
+                limits.id_steps_per_address,
+                limits.address_window,
+            ),
+            passkey_starts: WindowRule::new(
+                "passkey_start",
+                limits.passkey_starts_per_address,
+                limits.address_window,
+            ),
         }
     }
 
@@ -88,58 +105,99 @@ impl Budgets {
     /// One code to a real account. The network's budget is spent first and kept even when
     /// a later budget refuses (it is the client's own); the account's and the overall
     /// budgets are spent together or not at all.
-    pub fn send(&self, ip: IpAddr, user: &str, browser: Browser, now: i64) -> Result<(), u64> {
-        self.per_address.hit(&self.key(ip), now)?;
-        match browser {
-            Browser::Known => Window::hit_all(&[(&self.account, user), (&self.global, "all")], now),
-            Browser::Stranger => Window::hit_all(
-                &[
-                    (&self.account_strangers, user),
-                    (&self.account, user),
-                    (&self.global_strangers, "all"),
-                    (&self.global, "all"),
-                ],
-                now,
-            ),
+    pub async fn send(&self, ip: IpAddr, user: &str, browser: Browser, now: i64) -> Spent {
+        let net = self.key(ip);
+        if let Err(wait) = self
+            .state
+            .window_hit(&[Hit::count(&self.per_address, &net)], now)
+            .await?
+        {
+            return Ok(Err(wait));
         }
+        let hits = match browser {
+            Browser::Known => vec![
+                Hit::count(&self.account, user),
+                Hit::count(&self.global, "all"),
+            ],
+            Browser::Stranger => vec![
+                Hit::count(&self.account_strangers, user),
+                Hit::count(&self.account, user),
+                Hit::count(&self.global_strangers, "all"),
+                Hit::count(&self.global, "all"),
+            ],
+        };
+        self.state.window_hit(&hits, now).await
     }
 
     /// A decoy "send" for an unknown ID: the network's budget and the ID's own window, like
     /// a stranger's send to a real account; the overall budget is only looked at (so the
     /// answer matches a real account's while it is spent), never spent.
-    pub fn send_decoy(&self, ip: IpAddr, id: &str, now: i64) -> Result<(), u64> {
-        self.per_address.hit(&self.key(ip), now)?;
-        // In the order a real send checks its budgets, so the same one answers first.
-        self.decoy.hit(id, now)?;
-        self.global_strangers.peek("all", now).inspect_err(|_| {
-            self.decoy.undo(id, now);
-        })
+    pub async fn send_decoy(&self, ip: IpAddr, id: &str, now: i64) -> Spent {
+        let net = self.key(ip);
+        if let Err(wait) = self
+            .state
+            .window_hit(&[Hit::count(&self.per_address, &net)], now)
+            .await?
+        {
+            return Ok(Err(wait));
+        }
+        self.state
+            .window_hit(
+                &[
+                    Hit::count(&self.decoy, id),
+                    Hit::look(&self.global_strangers, "all"),
+                ],
+                now,
+            )
+            .await
     }
 
     /// One ID step (a new login flow) from `ip`.
-    pub fn id_step(&self, ip: IpAddr, now: i64) -> Result<(), u64> {
-        self.id_steps.hit(&self.key(ip), now)
+    pub async fn id_step(&self, ip: IpAddr, now: i64) -> Spent {
+        let net = self.key(ip);
+        self.state
+            .window_hit(&[Hit::count(&self.id_steps, &net)], now)
+            .await
     }
 
     /// One passkey login start (a new challenge) from `ip`.
-    pub fn passkey_start(&self, ip: IpAddr, now: i64) -> Result<(), u64> {
-        self.passkey_starts.hit(&self.key(ip), now)
+    pub async fn passkey_start(&self, ip: IpAddr, now: i64) -> Spent {
+        let net = self.key(ip);
+        self.state
+            .window_hit(&[Hit::count(&self.passkey_starts, &net)], now)
+            .await
     }
 }
 
 /// Counts an ID step against the client's network: 429 beyond the limit (SECURITY 39, 40).
 pub async fn id_step(app: &App, client: &Client, now: i64) -> Result<(), LoginError> {
-    app.budgets.id_step(client.ip, now).map_err(|wait| {
-        limited(app, "id_step_limited", client.ip, wait);
-        LoginError::Throttled(wait)
-    })
+    match app.login.budgets.id_step(client.ip, now).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(wait)) => {
+            limited(app, "id_step_limited", client.ip, wait);
+            Err(LoginError::Throttled(wait))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the ID-step limit could not be counted");
+            Err(LoginError::Busy)
+        }
+    }
 }
 
-/// Counts a passkey login start against the client's network; the seconds to wait if over.
-pub fn passkey_start(app: &App, ip: IpAddr, now: i64) -> Result<(), u64> {
-    app.budgets
-        .passkey_start(ip, now)
-        .inspect_err(|&wait| limited(app, "passkey_start_limited", ip, wait))
+/// Counts a passkey login start against the client's network; the seconds to wait if over
+/// (`Err(None)`: the count could not be read, 503).
+pub async fn passkey_start(app: &App, ip: IpAddr, now: i64) -> Result<(), Option<u64>> {
+    match app.login.budgets.passkey_start(ip, now).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(wait)) => {
+            limited(app, "passkey_start_limited", ip, wait);
+            Err(Some(wait))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the passkey-start limit could not be counted");
+            Err(None)
+        }
+    }
 }
 
 /// Records a refusal in the background (the audit trail bounds these per network).
@@ -229,43 +287,77 @@ mod tests {
             ipv4_prefix: 32,
             ipv6_prefix: 64,
         };
-        Budgets::new(&code, &limits)
+        Budgets::new(
+            Arc::new(crate::state::memory::MemoryState::new()),
+            &code,
+            &limits,
+        )
     }
 
-    #[test]
-    fn strangers_leave_the_reserve_to_known_browsers() {
+    #[tokio::test]
+    async fn strangers_leave_the_reserve_to_known_browsers() {
         let b = budgets();
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         for _ in 0..3 {
-            b.send(ip, "u", Browser::Stranger, 0).unwrap();
+            b.send(ip, "u", Browser::Stranger, 0)
+                .await
+                .unwrap()
+                .unwrap();
         }
-        assert!(b.send(ip, "u", Browser::Stranger, 0).is_err());
-        b.send(ip, "u", Browser::Known, 0).unwrap();
-        b.send(ip, "u", Browser::Known, 0).unwrap();
-        assert!(b.send(ip, "u", Browser::Known, 0).is_err(), "5 in all");
+        assert!(
+            b.send(ip, "u", Browser::Stranger, 0)
+                .await
+                .unwrap()
+                .is_err()
+        );
+        b.send(ip, "u", Browser::Known, 0).await.unwrap().unwrap();
+        b.send(ip, "u", Browser::Known, 0).await.unwrap().unwrap();
+        assert!(
+            b.send(ip, "u", Browser::Known, 0).await.unwrap().is_err(),
+            "5 in all"
+        );
     }
 
-    #[test]
-    fn decoys_spend_nothing_shared() {
+    #[tokio::test]
+    async fn decoys_spend_nothing_shared() {
         let b = budgets();
         for i in 0..50 {
             let ip: IpAddr = format!("192.0.2.{i}").parse().unwrap();
             for _ in 0..3 {
-                b.send_decoy(ip, &format!("nobody{i}"), 0).unwrap();
+                b.send_decoy(ip, &format!("nobody{i}"), 0)
+                    .await
+                    .unwrap()
+                    .unwrap();
             }
-            assert!(b.send_decoy(ip, &format!("nobody{i}"), 0).is_err());
+            assert!(
+                b.send_decoy(ip, &format!("nobody{i}"), 0)
+                    .await
+                    .unwrap()
+                    .is_err()
+            );
         }
         // Strangers may still use 10 - 4 = 6 overall sends, known browsers all 10.
         let ip: IpAddr = "198.51.100.1".parse().unwrap();
         for i in 0..6 {
-            b.send(ip, &format!("u{i}"), Browser::Stranger, 0).unwrap();
+            b.send(ip, &format!("u{i}"), Browser::Stranger, 0)
+                .await
+                .unwrap()
+                .unwrap();
         }
-        assert!(b.send(ip, "u9", Browser::Stranger, 0).is_err());
+        assert!(
+            b.send(ip, "u9", Browser::Stranger, 0)
+                .await
+                .unwrap()
+                .is_err()
+        );
         // Once strangers used their part, decoys answer the same way.
-        assert!(b.send_decoy(ip, "nobody-new", 0).is_err());
+        assert!(b.send_decoy(ip, "nobody-new", 0).await.unwrap().is_err());
         for i in 0..4 {
-            b.send(ip, &format!("k{i}"), Browser::Known, 0).unwrap();
+            b.send(ip, &format!("k{i}"), Browser::Known, 0)
+                .await
+                .unwrap()
+                .unwrap();
         }
-        assert!(b.send(ip, "k9", Browser::Known, 0).is_err());
+        assert!(b.send(ip, "k9", Browser::Known, 0).await.unwrap().is_err());
     }
 }

@@ -107,7 +107,7 @@ fn typical_of(users: &[std::sync::Arc<User>], default_two_step: bool) -> Typical
 
 /// Would a typical user of this directory be asked for a code at the ID step (2-step on)?
 pub fn typical_two_step(app: &App) -> bool {
-    app.decoys.typical(app).two_step
+    app.login.decoys.typical(app).two_step
 }
 
 /// Turns the flow of an unknown ID into a decoy where a real user would be asked for a code.
@@ -118,7 +118,7 @@ pub fn apply(app: &App, f: &mut Flow, target: Option<&Route>, asked: Option<Why>
     };
     let allowed = target.map_or(&[][..], |r| r.allowed_methods.as_slice());
     let allows = |m: TwoStepMethod| allowed.is_empty() || allowed.contains(&m);
-    let typical = app.decoys.typical(app);
+    let typical = app.login.decoys.typical(app);
     f.decoy = true;
     f.plan.step = Step::PasswordAndCode;
     f.plan.second_step = Some(why);
@@ -136,12 +136,12 @@ pub fn apply(app: &App, f: &mut Flow, target: Option<&Route>, asked: Option<Why>
 
 /// Where "send by email instead" goes for a decoy: a made-up address, stable per ID.
 pub fn email_of(app: &App, f: &Flow) -> String {
-    email(app, &f.user_id, &app.decoys.typical(app))
+    email(app, &f.user_id, &app.login.decoys.typical(app))
 }
 
 /// Waits about as long as a real send takes, so the answer's timing matches.
 pub async fn pretend_send(app: &App) {
-    let micros = app.decoys.send_micros.load(Ordering::Relaxed);
+    let micros = app.login.decoys.send_micros.load(Ordering::Relaxed);
     if micros > 0 {
         tokio::time::sleep(Duration::from_micros(micros)).await;
     }

@@ -1,9 +1,8 @@
 //! The login as a state machine: what the ID step decides (is a second step needed, and
 //! which one, sent where), and the state a flow keeps between pages. Pure: no I/O here.
 
-use std::time::Instant;
-
 use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
 
 use crate::assurance::Proof;
 use crate::config::{Policy, TwoStepMethod};
@@ -12,7 +11,7 @@ use crate::notify::Channel;
 use crate::users::{PhoneStatus, User};
 
 /// The page the flow is on after the ID.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Step {
     Password,
     PasswordAndCode,
@@ -31,7 +30,7 @@ impl Step {
 }
 
 /// Why the second step is asked (recorded in the audit trail).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Why {
     UserSetting,
     RoutePolicy,
@@ -42,7 +41,7 @@ pub enum Why {
 /// Why a second step that would be asked is skipped without a trusted device. (A route's
 /// `second_step: exempt` is no login exemption: what a login asks never depends on the
 /// return address for being weaker; exempt routes are decided per request.)
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Exemption {
     /// The client address is in `exemptions.networks` (never on `two_factor` routes).
     TrustedNetwork,
@@ -58,7 +57,7 @@ impl Exemption {
 }
 
 /// Something the password page must explain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Notice {
     /// The phone is kept (suspended): SMS cannot arrive, so the code went by email.
     PhoneKept,
@@ -67,7 +66,7 @@ pub enum Notice {
 }
 
 /// Why a needed second step cannot be done.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Blocked {
     /// Neither a usable phone nor an email address is on file.
     NoDestination,
@@ -76,7 +75,7 @@ pub enum Blocked {
 }
 
 /// What the ID step decided.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     pub step: Step,
     /// The second step is part of this login (asked, or skipped by a trusted device).
@@ -201,8 +200,9 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     plan
 }
 
-/// One login in progress, kept server-side under a random ID.
-#[derive(Debug, Clone)]
+/// One login in progress, kept server-side under a random ID, in the short-lived state
+/// (serialised: it may be read by another replica).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Flow {
     pub id: String,
     /// The ID as entered (it may not exist).
@@ -210,8 +210,8 @@ pub struct Flow {
     pub return_to: String,
     pub plan: Plan,
     pub code: Option<IssuedCode>,
-    /// Last time a code was sent, for the resend cooldown.
-    pub last_send: Option<Instant>,
+    /// Last time a code was sent (Unix milliseconds), for the resend cooldown.
+    pub last_send: Option<i64>,
     /// Device cookie's ID when it skipped the second step.
     pub device_id: Option<String>,
     /// The login finished; the flow cannot be used again.
@@ -225,6 +225,7 @@ pub struct Flow {
     pub decoy: bool,
     /// The trusted network the client was in at the ID step (recorded on the session when
     /// it stood in for the second step).
+    #[serde(with = "net_text")]
     pub network: Option<IpNet>,
     /// This user's login requires the second step: 2-step on, or the risk score.
     pub requires_two: bool,
@@ -233,11 +234,73 @@ pub struct Flow {
 }
 
 /// A step-up: the session that asked for it, and what it had proved.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepUp {
     /// Hex SHA-256 of the session cookie (as the store keeps it).
     pub session: String,
+    #[serde(with = "proof_text")]
     pub proof: Proof,
+}
+
+/// A network as its text (`192.0.2.0/24`).
+mod net_text {
+    use ipnet::IpNet;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(n: &Option<IpNet>, s: S) -> Result<S::Ok, S::Error> {
+        match n {
+            Some(n) => s.serialize_some(&n.to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<IpNet>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|t| t.parse().map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+/// A proof in the forms the session store uses.
+mod proof_text {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::assurance::{Exemption, FirstFactor, Proof, SecondFactor};
+
+    #[derive(Serialize, Deserialize)]
+    struct Text {
+        first: String,
+        second: Option<String>,
+        exemption: Option<String>,
+        required: bool,
+    }
+
+    pub fn serialize<S: Serializer>(p: &Proof, s: S) -> Result<S::Ok, S::Error> {
+        Text {
+            first: p.first.as_str().to_owned(),
+            second: p.second.map(|f| f.as_str().to_owned()),
+            exemption: p.exemption.map(|e| e.to_string()),
+            required: p.required,
+        }
+        .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Proof, D::Error> {
+        let t = Text::deserialize(d)?;
+        let bad = || serde::de::Error::custom("not a proof");
+        Ok(Proof {
+            first: FirstFactor::parse(&t.first).ok_or_else(bad)?,
+            second: match t.second {
+                Some(s) => Some(SecondFactor::parse(&s).ok_or_else(bad)?),
+                None => None,
+            },
+            exemption: match t.exemption {
+                Some(e) => Some(Exemption::parse(&e).ok_or_else(bad)?),
+                None => None,
+            },
+            required: t.required,
+        })
+    }
 }
 
 #[cfg(test)]

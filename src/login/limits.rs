@@ -1,5 +1,5 @@
-//! Throttles: the per-account failure cap with growing delays (persisted, so a restart does
-//! not reset it), and sliding-window counters (send limits, per-address limits).
+//! The per-account failure cap with growing delays (persisted, so a restart does not reset
+//! it); the counting itself is in the short-lived state (`crate::state`).
 //!
 //! An account's failures fall in two pools: those from browsers the account knows (a
 //! trusted device or a `nidan_seen` cookie of this user) and those from anywhere else.
@@ -11,181 +11,140 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use moka::future::Cache;
-use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
-
 use crate::config::LoginLimits;
+use crate::state::{Ephemeral, FAILURE_SECS, FailurePolicy, FailureTicket, Outcome, Reserve};
 use crate::store::Store;
 
-const HOUR: i64 = 3_600;
-
-/// Failures of one account within the last hour, per pool.
-#[derive(Default)]
-struct Account {
-    /// From browsers the account does not know.
-    failures: VecDeque<i64>,
-    /// From browsers the account knows.
-    known: VecDeque<i64>,
-}
-
-impl Account {
-    fn pool(&mut self, known: bool) -> &mut VecDeque<i64> {
-        if known {
-            &mut self.known
-        } else {
-            &mut self.failures
-        }
-    }
-}
-
-/// Counts failed passwords and codes per account, across all source addresses.
+/// Counts failed passwords and codes per account, across all source addresses and, in
+/// the replica mode, across replicas.
 ///
-/// Attempts on one account run one at a time (the account's lock is held from the check to
-/// the verdict), so parallel guesses cannot slip past the count (SECURITY 7).
+/// Each attempt reserves its place before the password is checked, and the reservation
+/// counts as a failure until the verdict: parallel guesses cannot slip past the count
+/// (SECURITY 7). Failures are also written to the durable store, which seeds the count
+/// when the short-lived state knows nothing of the account (a restart).
 pub struct FailureLimiter {
     store: Store,
-    cfg: LoginLimits,
-    accounts: Cache<String, Arc<AsyncMutex<Option<Account>>>>,
+    state: Arc<dyn Ephemeral>,
+    policy: FailurePolicy,
 }
 
-/// Permission for one attempt; report its outcome with `failed` or `succeeded`.
+/// Permission for one attempt; report its outcome with `failed`, `succeeded` or `abandon`.
+#[must_use]
 pub struct Attempt {
-    user: String,
-    known: bool,
-    guard: OwnedMutexGuard<Option<Account>>,
+    ticket: FailureTicket,
+}
+
+/// Why no attempt may be made now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Seconds to wait.
+    Wait(u64),
+    /// The count could not be read: nothing is decided (503), never "allowed".
+    Busy,
+}
+
+impl Refusal {
+    pub fn wait(self) -> Option<u64> {
+        match self {
+            Refusal::Wait(s) => Some(s),
+            Refusal::Busy => None,
+        }
+    }
 }
 
 impl FailureLimiter {
-    pub fn new(store: Store, cfg: LoginLimits) -> Self {
+    pub fn new(store: Store, state: Arc<dyn Ephemeral>, cfg: &LoginLimits) -> Self {
         Self {
             store,
-            cfg,
-            accounts: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_idle(Duration::from_secs(2 * 3_600))
-                .build(),
+            state,
+            policy: FailurePolicy {
+                max: cfg.max_failures_per_account,
+                reserve_known: cfg.reserve_for_known_browsers,
+                free: cfg.free_failures,
+                base_delay: cfg.base_delay.as_secs(),
+                max_delay: cfg.max_delay.as_secs(),
+            },
         }
     }
 
-    /// Waits for the account's turn; returns the attempt, or the seconds to wait. For
-    /// clients that are not a browser the account knows (Basic auth, passkeys, strangers).
-    pub async fn begin(&self, user: &str, now: i64) -> Result<Attempt, u64> {
+    /// An attempt, or why not. For clients that are not a browser the account knows
+    /// (Basic auth, passkeys, strangers).
+    pub async fn begin(&self, user: &str, now: i64) -> Result<Attempt, Refusal> {
         self.begin_as(user, false, now).await
     }
 
     /// As `begin`, counting in the known browsers' pool when `known`.
-    pub async fn begin_as(&self, user: &str, known: bool, now: i64) -> Result<Attempt, u64> {
-        let slot = self
-            .accounts
-            .get_with(user.to_owned(), async { Arc::new(AsyncMutex::new(None)) })
-            .await;
-        let mut guard = slot.lock_owned().await;
-        if guard.is_none() {
-            // First sight since start: the store remembers failures across restarts.
-            let failures = self
-                .store
-                .failures_since(user, false, now - HOUR)
+    pub async fn begin_as(&self, user: &str, known: bool, now: i64) -> Result<Attempt, Refusal> {
+        for _ in 0..2 {
+            let r = self
+                .state
+                .failure_reserve(user, known, &self.policy, now)
                 .await
-                .unwrap_or_default();
-            let known = self
-                .store
-                .failures_since(user, true, now - HOUR)
-                .await
-                .unwrap_or_default();
-            *guard = Some(Account {
-                failures: failures.into(),
-                known: known.into(),
-            });
-        }
-        let account = guard.get_or_insert_with(Account::default);
-        for pool in [&mut account.failures, &mut account.known] {
-            while pool.front().is_some_and(|&t| t <= now - HOUR) {
-                pool.pop_front();
+                .map_err(|e| {
+                    tracing::error!(error = %e, "the failure count could not be read");
+                    Refusal::Busy
+                })?;
+            match r {
+                Reserve::Granted(ticket) => return Ok(Attempt { ticket }),
+                Reserve::Wait(s) => return Err(Refusal::Wait(s)),
+                Reserve::Unseeded => self.seed(user, now).await?,
             }
         }
-        if let Some(wait) = self.wait(account, known, now) {
-            return Err(wait);
-        }
-        Ok(Attempt {
-            user: user.to_owned(),
-            known,
-            guard,
-        })
+        Err(Refusal::Busy)
     }
 
-    fn wait(&self, account: &Account, known: bool, now: i64) -> Option<u64> {
-        let count = |q: &VecDeque<i64>| u32::try_from(q.len()).unwrap_or(u32::MAX);
-        let max = self.cfg.max_failures_per_account;
-        let (pool, cap) = if known {
-            (&account.known, max)
-        } else {
-            (
-                &account.failures,
-                max.saturating_sub(self.cfg.reserve_for_known_browsers),
-            )
+    /// First sight of the account here: the store remembers failures across restarts.
+    async fn seed(&self, user: &str, now: i64) -> Result<(), Refusal> {
+        let since = now - FAILURE_SECS;
+        let read = |known| self.store.failures_since(user, known, since);
+        let (Ok(strangers), Ok(known)) = (read(false).await, read(true).await) else {
+            tracing::error!("the failure count could not be read from the store");
+            return Err(Refusal::Busy);
         };
-        let n = count(pool);
-        let total = count(&account.failures).saturating_add(count(&account.known));
-        if n >= cap || total >= max {
-            // Waits until the oldest failure that counts here is an hour old.
-            let oldest = if total >= max {
-                match (account.failures.front(), account.known.front()) {
-                    (Some(a), Some(b)) => *a.min(b),
-                    (a, b) => a.or(b).copied().unwrap_or(now),
-                }
-            } else {
-                pool.front().copied().unwrap_or(now)
-            };
-            return Some(secs(oldest + HOUR - now));
+        self.state
+            .failure_seed(user, &strangers, &known, now)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "the failure count could not be seeded");
+                Refusal::Busy
+            })
+    }
+
+    async fn settle(&self, attempt: &Attempt, outcome: Outcome, now: i64) {
+        if let Err(e) = self
+            .state
+            .failure_settle(&attempt.ticket, outcome, now)
+            .await
+        {
+            // The reservation still counts as a failure until it lapses: fail closed.
+            tracing::error!(error = %e, "a login attempt could not be settled");
         }
-        if n >= self.cfg.free_failures {
-            let doublings = (n - self.cfg.free_failures).min(30);
-            let delay = self
-                .cfg
-                .base_delay
-                .saturating_mul(1u32 << doublings)
-                .min(self.cfg.max_delay);
-            let last = pool.back().copied().unwrap_or(now);
-            let until = last + i64::try_from(delay.as_secs()).unwrap_or(i64::MAX / 2);
-            if until > now {
-                return Some(secs(until - now));
-            }
-        }
-        None
     }
 
     /// Records a failure (durably, before the answer goes out).
-    pub async fn failed(&self, mut attempt: Attempt, now: i64) {
-        if let Some(account) = attempt.guard.as_mut() {
-            account.pool(attempt.known).push_back(now);
-        }
-        if let Err(e) = self
-            .store
-            .record_failure(&attempt.user, attempt.known, now)
-            .await
-        {
+    pub async fn failed(&self, attempt: Attempt, now: i64) {
+        self.settle(&attempt, Outcome::Failed, now).await;
+        let t = &attempt.ticket;
+        if let Err(e) = self.store.record_failure(&t.account, t.known, now).await {
             tracing::error!(error = %e, "could not record a login failure");
         }
     }
 
     /// A full login succeeded: delays start over for its pool (the owner's success from a
     /// known browser does not lift the delays strangers earned).
-    pub async fn succeeded(&self, mut attempt: Attempt) {
-        if let Some(account) = attempt.guard.as_mut() {
-            account.pool(attempt.known).clear();
-        }
-        if let Err(e) = self
-            .store
-            .clear_failures(&attempt.user, attempt.known)
-            .await
-        {
+    pub async fn succeeded(&self, attempt: Attempt) {
+        self.settle(&attempt, Outcome::Succeeded, crate::time::now())
+            .await;
+        let t = &attempt.ticket;
+        if let Err(e) = self.store.clear_failures(&t.account, t.known).await {
             tracing::error!(error = %e, "could not clear login failures");
         }
     }
 
     /// Releases the account without counting anything (e.g. the step was incomplete).
-    pub fn abandon(&self, attempt: Attempt) {
-        drop(attempt);
+    pub async fn abandon(&self, attempt: Attempt) {
+        self.settle(&attempt, Outcome::Abandoned, crate::time::now())
+            .await;
     }
 }
 
@@ -193,6 +152,8 @@ fn secs(v: i64) -> u64 {
     u64::try_from(v.max(1)).unwrap_or(1)
 }
 
+/// In process only: the audit trail's own bound on what anonymous clients may make it
+/// record (per process is enough for that); login limits are in `crate::state`.
 /// A sliding-window counter per key: at most `max` events per `window`.
 pub struct Window {
     max: u32,
@@ -282,18 +243,10 @@ impl Window {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use super::*;
+    use std::time::Duration;
 
-    #[test]
-    fn window_allows_max_then_waits() {
-        let w = Window::new(3, Duration::from_secs(60));
-        for _ in 0..3 {
-            w.hit("a", 100).unwrap();
-        }
-        assert_eq!(w.hit("a", 110), Err(50));
-        w.hit("b", 110).unwrap();
-        w.hit("a", 160).unwrap();
-    }
+    use super::*;
+    use crate::state::memory::MemoryState;
 
     fn limits() -> LoginLimits {
         LoginLimits {
@@ -311,39 +264,31 @@ mod tests {
         }
     }
 
-    #[test]
-    fn hit_all_counts_all_or_nothing() {
-        let a = Window::new(5, Duration::from_secs(60));
-        let b = Window::new(1, Duration::from_secs(60));
-        Window::hit_all(&[(&a, "k"), (&b, "k")], 10).unwrap();
-        assert_eq!(Window::hit_all(&[(&a, "k"), (&b, "k")], 20), Err(50));
-        // `a` kept only the first event: four more fit.
-        for _ in 0..4 {
-            a.hit("k", 20).unwrap();
-        }
-        assert!(a.hit("k", 20).is_err());
-        assert_eq!(a.peek("k", 20), Err(50));
-        assert_eq!(a.peek("other", 20), Ok(()));
+    fn limiter(store: &Store, cfg: &LoginLimits) -> FailureLimiter {
+        FailureLimiter::new(store.clone(), Arc::new(MemoryState::new()), cfg)
     }
 
     #[tokio::test]
     async fn strangers_delay_strangers_not_the_known_browser() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("l.db")).await.unwrap();
-        let lim = FailureLimiter::new(store.clone(), limits());
+        let lim = limiter(&store, &limits());
         // Cap 4, one kept for the known browser: strangers get 3, then wait an hour.
         for t in [0, 1, 3] {
             let a = lim.begin("u", t).await.unwrap();
             lim.failed(a, t).await;
         }
-        assert_eq!(lim.begin("u", 10).await.err(), Some(3_590));
+        assert_eq!(lim.begin("u", 10).await.err(), Some(Refusal::Wait(3_590)));
         // The known browser has no delay of its own yet and may fail once.
         let a = lim.begin_as("u", true, 10).await.unwrap();
         lim.failed(a, 10).await;
         // Now the cap of 4 is reached for everyone.
-        assert_eq!(lim.begin_as("u", true, 11).await.err(), Some(3_589));
-        // A restart remembers both pools.
-        let again = FailureLimiter::new(store, limits());
+        assert_eq!(
+            lim.begin_as("u", true, 11).await.err(),
+            Some(Refusal::Wait(3_589))
+        );
+        // A restart (fresh short-lived state) remembers both pools.
+        let again = limiter(&store, &limits());
         assert!(again.begin_as("u", true, 11).await.is_err());
         assert!(again.begin_as("u", true, 3_601).await.is_ok());
     }
@@ -352,27 +297,30 @@ mod tests {
     async fn delays_grow_then_cap_and_persist() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("l.db")).await.unwrap();
-        let strangers_only = || LoginLimits {
+        let strangers_only = LoginLimits {
             reserve_for_known_browsers: 0,
             ..limits()
         };
-        let lim = FailureLimiter::new(store.clone(), strangers_only());
+        let lim = limiter(&store, &strangers_only);
         for t in [0, 0] {
             let a = lim.begin("u", t).await.unwrap();
             lim.failed(a, t).await;
         }
         // Two free failures used: the third must wait 1 s, the fourth 2 s.
-        assert_eq!(lim.begin("u", 0).await.err(), Some(1));
+        assert_eq!(lim.begin("u", 0).await.err(), Some(Refusal::Wait(1)));
         let a = lim.begin("u", 1).await.unwrap();
         lim.failed(a, 1).await;
-        assert_eq!(lim.begin("u", 2).await.err(), Some(1));
+        assert_eq!(lim.begin("u", 2).await.err(), Some(Refusal::Wait(1)));
         let a = lim.begin("u", 3).await.unwrap();
         lim.failed(a, 3).await;
         // Cap of 4 per hour reached: wait until the oldest is an hour old.
-        assert_eq!(lim.begin("u", 100).await.err(), Some(3_500));
+        assert_eq!(lim.begin("u", 100).await.err(), Some(Refusal::Wait(3_500)));
         // A new limiter over the same store (a restart) remembers.
-        let again = FailureLimiter::new(store, strangers_only());
-        assert_eq!(again.begin("u", 100).await.err(), Some(3_500));
+        let again = limiter(&store, &strangers_only);
+        assert_eq!(
+            again.begin("u", 100).await.err(),
+            Some(Refusal::Wait(3_500))
+        );
         assert!(again.begin("u", 3_601).await.is_ok());
     }
 }

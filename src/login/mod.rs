@@ -11,18 +11,17 @@ pub mod limits;
 pub mod passkey;
 pub mod password;
 pub mod risk;
+pub mod service;
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::json;
-use tokio::sync::Mutex as AsyncMutex;
 
 use crate::app::App;
 use crate::assurance::{self, FirstFactor, Proof, SecondFactor};
 use crate::config::{Language, Policy, Route, SecondStep};
-use crate::login::code::{CodeCheck, IssuedCode};
+use crate::login::code::{CodeCheck, IssuedCode, now_ms};
 use crate::login::flow::{Blocked, Flow, Notice, PlanInput, Step, Why};
 use crate::notify::{self, Channel, Message};
 use crate::session::NewSession;
@@ -189,15 +188,20 @@ pub struct Completed {
     pub redirect: String,
 }
 
-async fn view_of(app: &App, f: &Flow) -> FlowView {
+async fn view_of(app: &App, f: &Flow) -> Result<FlowView, LoginError> {
     let approval = match &f.approval {
-        Some(id) => app.approvals.get(id, crate::time::now()).await,
+        Some(id) => app
+            .login
+            .approvals
+            .get(id, crate::time::now())
+            .await
+            .map_err(|_| LoginError::Busy)?,
         None => None,
     };
-    view(f, approval.as_ref(), Instant::now())
+    Ok(view(f, approval.as_ref(), now_ms()))
 }
 
-fn view(f: &Flow, approval: Option<&approval::Approval>, now: Instant) -> FlowView {
+fn view(f: &Flow, approval: Option<&approval::Approval>, now: i64) -> FlowView {
     let approved = approval.is_some_and(|a| a.status == approval::Status::Approved);
     FlowView {
         approval_number: approval
@@ -308,11 +312,11 @@ pub async fn start(
         trusted_network: network.is_some(),
         app_enrolled: match &user {
             Some(u) if method == crate::config::TwoStepMethod::App => {
-                app.approvals.has_app(&u.id).await
+                app.login.approvals.has_app(&u.id).await
             }
             _ => false,
         },
-        feature_phone: app.approvals.is_feature_phone(&client.user_agent),
+        feature_phone: app.login.approvals.is_feature_phone(&client.user_agent),
     });
     // The device is recorded on the session only when it did skip the second step.
     let device_id = device_id.filter(|_| plan.device_skip);
@@ -410,10 +414,8 @@ pub async fn start(
     } else {
         Ok(())
     };
-    let v = view_of(app, &f).await;
-    app.flows
-        .insert(f.id.clone(), Arc::new(AsyncMutex::new(f)))
-        .await;
+    let v = view_of(app, &f).await?;
+    app.login.flows.create(&f).await?;
     Ok(Started { flow: v, send })
 }
 
@@ -433,11 +435,16 @@ async fn request_approval(
         time: crate::time::rfc3339(now),
         route: target.map_or_else(|| f.return_to.clone(), |r| r.name.clone()),
     };
-    match app
+    let made = app
+        .login
         .approvals
         .create(&f.user_id, &f.id, context.clone(), now)
         .await
-    {
+        .map_err(|e| {
+            tracing::error!(error = %e, "an app approval could not be stored");
+            LoginError::Busy
+        })?;
+    match made {
         Ok(a) => {
             f.approval = Some(a.id.clone());
             app.audit
@@ -499,7 +506,11 @@ async fn request_approval(
 /// Leaves the app path for the security code (the app is gone, or prompts are paused).
 async fn switch_to_code(app: &App, f: &mut Flow, client: &Client) -> Result<(), LoginError> {
     if let Some(id) = f.approval.take() {
-        app.approvals.cancel(&id).await;
+        app.login
+            .approvals
+            .cancel(&id, crate::time::now())
+            .await
+            .map_err(|_| LoginError::Busy)?;
     }
     f.plan.step = Step::PasswordAndCode;
     f.plan.notice = Some(Notice::AppUnavailable);
@@ -513,8 +524,10 @@ async fn switch_to_code(app: &App, f: &mut Flow, client: &Client) -> Result<(), 
 
 /// "Log in with a security code instead" on the app's waiting page.
 pub async fn use_code(app: &App, client: &Client, id: &str) -> Result<FlowView, LoginError> {
-    let f = flow(app, id).await?;
-    let mut f = f.lock().await;
+    let service::Loaded {
+        version,
+        flow: mut f,
+    } = app.login.flows.load(id).await?;
     if f.finished || f.plan.step != Step::AppApproval {
         return Err(LoginError::BadInput(
             "this login is not waiting for the app",
@@ -528,8 +541,23 @@ pub async fn use_code(app: &App, client: &Client, id: &str) -> Result<FlowView, 
             json!({}),
         )
         .await;
-    switch_to_code(app, &mut f, client).await?;
-    Ok(view_of(app, &f).await)
+    let sent = switch_to_code(app, &mut f, client).await;
+    // Busy: the state could not be reached, nothing is kept (the client tries again).
+    if !matches!(sent, Err(LoginError::Busy)) {
+        save(app, version, &f).await?;
+    }
+    sent?;
+    view_of(app, &f).await
+}
+
+/// Writes a changed flow back; when another request changed it first, this one lost and
+/// the client is told to try again (never both changes half applied).
+async fn save(app: &App, version: u64, f: &Flow) -> Result<(), LoginError> {
+    if app.login.flows.save(version, f).await? {
+        Ok(())
+    } else {
+        Err(LoginError::Busy)
+    }
 }
 
 /// The browser's live session for `user_id` when it lacks a second step the login is for
@@ -565,21 +593,13 @@ async fn step_up_session(
         }))
 }
 
-async fn flow(app: &App, id: &str) -> Result<Arc<AsyncMutex<Flow>>, LoginError> {
-    if id.len() > 64 {
-        return Err(LoginError::FlowNotFound);
-    }
-    app.flows.get(id).await.ok_or(LoginError::FlowNotFound)
-}
-
 /// The current state of a flow.
 pub async fn status(app: &App, id: &str) -> Result<FlowView, LoginError> {
-    let f = flow(app, id).await?;
-    let f = f.lock().await;
+    let f = app.login.flows.load(id).await?.flow;
     if f.finished {
         return Err(LoginError::FlowNotFound);
     }
-    Ok(view_of(app, &f).await)
+    view_of(app, &f).await
 }
 
 /// Sends (or re-sends) the flow's security code, replacing any earlier one.
@@ -593,11 +613,12 @@ async fn send_code(
         return Err(LoginError::BadInput("no code is needed"));
     };
     let cfg = &app.cfg.security_code;
-    let now_i = Instant::now();
+    let now_i = now_ms();
     if respect_cooldown && let Some(last) = f.last_send {
-        let since = now_i.duration_since(last);
-        if since < cfg.resend_cooldown {
-            let wait = (cfg.resend_cooldown - since).as_secs().max(1);
+        let since = u64::try_from(now_i.saturating_sub(last)).unwrap_or(0);
+        let cooldown = u64::try_from(cfg.resend_cooldown.as_millis()).unwrap_or(u64::MAX);
+        if since < cooldown {
+            let wait = (cooldown - since).div_ceil(1_000).max(1);
             return Err(LoginError::ResendTooSoon(wait));
         }
     }
@@ -606,10 +627,20 @@ async fn send_code(
     // Same look-ups for decoys, so timing does not tell them apart.
     let browser = budget::browser_of(app, &f.user_id, client, now).await;
     let limited = if f.decoy {
-        app.budgets.send_decoy(client.ip, &f.user_id, now)
+        app.login
+            .budgets
+            .send_decoy(client.ip, &f.user_id, now)
+            .await
     } else {
-        app.budgets.send(client.ip, &f.user_id, browser, now)
+        app.login
+            .budgets
+            .send(client.ip, &f.user_id, browser, now)
+            .await
     };
+    let limited = limited.map_err(|e| {
+        tracing::error!(error = %e, "the send budgets could not be counted");
+        LoginError::Busy
+    })?;
     if let Err(wait) = limited {
         app.audit
             .record(
@@ -623,6 +654,7 @@ async fn send_code(
     }
     let masked = mask(channel, &to);
     let (issued, plain) = IssuedCode::generate(
+        &app.login.codes,
         &f.id,
         cfg.length,
         cfg.lifetime,
@@ -630,7 +662,8 @@ async fn send_code(
         channel,
         masked.clone(),
         now_i,
-    );
+    )
+    .ok_or(LoginError::Internal)?;
     // The old code is void from here on, whether or not the new one arrives.
     f.code = None;
     let minutes = cfg.lifetime.as_secs().div_ceil(60);
@@ -662,7 +695,7 @@ async fn send_code(
     }
     let sending = Instant::now();
     let sent = app.notifier.send(&msg).await;
-    app.decoys.sent_in(sending.elapsed());
+    app.login.decoys.sent_in(sending.elapsed());
     match sent {
         Ok(()) => {
             f.code = Some(issued);
@@ -693,19 +726,31 @@ async fn send_code(
 
 /// "Send the code again".
 pub async fn resend(app: &App, client: &Client, id: &str) -> Result<FlowView, LoginError> {
-    let f = flow(app, id).await?;
-    let mut f = f.lock().await;
+    let service::Loaded {
+        version,
+        flow: mut f,
+    } = app.login.flows.load(id).await?;
     if f.finished || f.plan.step != Step::PasswordAndCode {
         return Err(LoginError::FlowNotFound);
     }
-    send_code(app, &mut f, client, true).await?;
-    Ok(view_of(app, &f).await)
+    let sent = send_code(app, &mut f, client, true).await;
+    // A refusal changed nothing; a send (or a failed one, which voids the old code) did.
+    if !matches!(
+        sent,
+        Err(LoginError::ResendTooSoon(_) | LoginError::SendLimited(_) | LoginError::Busy)
+    ) {
+        save(app, version, &f).await?;
+    }
+    sent?;
+    view_of(app, &f).await
 }
 
 /// "Send the code by email instead" (the phone cannot receive SMS, say).
 pub async fn use_email(app: &App, client: &Client, id: &str) -> Result<FlowView, LoginError> {
-    let f = flow(app, id).await?;
-    let mut f = f.lock().await;
+    let service::Loaded {
+        version,
+        flow: mut f,
+    } = app.login.flows.load(id).await?;
     if f.finished || f.plan.step != Step::PasswordAndCode || !f.plan.email_alternative {
         return Err(LoginError::BadInput(
             "email is not available for this login",
@@ -723,8 +768,13 @@ pub async fn use_email(app: &App, client: &Client, id: &str) -> Result<FlowView,
     };
     f.plan.send_to = Some((Channel::Email, email));
     f.plan.email_alternative = false;
-    send_code(app, &mut f, client, false).await?;
-    Ok(view_of(app, &f).await)
+    let sent = send_code(app, &mut f, client, false).await;
+    // Busy: the state could not be reached, nothing is kept (the client tries again).
+    if !matches!(sent, Err(LoginError::Busy)) {
+        save(app, version, &f).await?;
+    }
+    sent?;
+    view_of(app, &f).await
 }
 
 /// The final step: password (and code), then a session (and a trusted device if asked).
@@ -737,8 +787,10 @@ pub async fn complete(
     if input.password.len() > password::MAX_PASSWORD_BYTES {
         return Err(LoginError::PasswordTooLong);
     }
-    let f = flow(app, id).await?;
-    let mut f = f.lock().await;
+    let service::Loaded {
+        mut version,
+        flow: mut f,
+    } = app.login.flows.load(id).await?;
     if f.finished {
         return Err(LoginError::FlowNotFound);
     }
@@ -753,9 +805,11 @@ pub async fn complete(
     let after_password = app.cfg.app_approval.order == crate::config::ApprovalOrder::AfterPassword;
     let approved = match (&f.approval, by_app) {
         (Some(aid), true) => app
+            .login
             .approvals
             .get(aid, now)
             .await
+            .map_err(|_| LoginError::Busy)?
             .is_some_and(|a| a.status == approval::Status::Approved && a.flow_id == f.id),
         _ => false,
     };
@@ -808,9 +862,10 @@ pub async fn complete(
     // Failures from browsers the account knows count in a pool of their own, so strangers'
     // wrong passwords never delay the owner's known browser (SECURITY 6, 40).
     let known = budget::browser_of(app, &f.user_id, client, now).await == budget::Browser::Known;
-    let attempt = match app.failures.begin_as(&f.user_id, known, now).await {
+    let attempt = match app.login.failures.begin_as(&f.user_id, known, now).await {
         Ok(a) => a,
-        Err(wait) => {
+        Err(limits::Refusal::Busy) => return Err(LoginError::Busy),
+        Err(limits::Refusal::Wait(wait)) => {
             app.audit
                 .record(
                     "login_throttled",
@@ -830,6 +885,7 @@ pub async fn complete(
         true
     } else {
         match app
+            .login
             .hasher
             .verify(
                 input.password,
@@ -839,39 +895,121 @@ pub async fn complete(
         {
             Ok(ok) => ok,
             Err(_) => {
-                app.failures.abandon(attempt);
+                app.login.failures.abandon(attempt).await;
                 return Err(LoginError::Busy);
             }
         }
     };
-    let flow_id = f.id.clone();
-    let code_check = if with_code {
-        match (
-            f.code.as_mut(),
-            input.code.map(str::trim).filter(|c| !c.is_empty()),
-        ) {
-            (None, _) => Some(Err(LoginError::NoCode)),
-            (Some(_), None) => Some(Err(LoginError::Failed)),
-            (Some(c), Some(entered)) => Some(match c.check(&flow_id, entered, Instant::now()) {
-                CodeCheck::Right => Ok(()),
-                CodeCheck::Wrong { .. } => Err(LoginError::Failed),
-                CodeCheck::Exhausted => Err(LoginError::CodeExhausted),
-                CodeCheck::Expired => Err(LoginError::CodeExpired),
-            }),
-        }
-    } else {
-        None
-    };
-    let failure = match (password_ok, code_check) {
-        (true, None | Some(Ok(()))) => None,
-        (_, Some(Err(e))) => Some(e),
-        (false, _) => Some(LoginError::Failed),
-    };
-    if let Some(err) = failure {
-        if matches!(err, LoginError::CodeExhausted | LoginError::CodeExpired) {
+    // The verdict changes the flow (a try used up, the login finished); it is written back
+    // only if nobody changed the flow since it was read, else read again and decided again:
+    // parallel tries on one code each count, and only one of them can finish the login.
+    let (step, approval_id) = (f.plan.step, f.approval.clone());
+    let mut rounds = 0;
+    let verdict = loop {
+        rounds += 1;
+        let flow_id = f.id.clone();
+        let entered = input.code.map(str::trim).filter(|c| !c.is_empty());
+        let mut changed = false;
+        let code_check = if with_code {
+            match (f.code.as_mut(), entered) {
+                (None, _) => Some(Err(LoginError::NoCode)),
+                (Some(_), None) => Some(Err(LoginError::Failed)),
+                (Some(c), Some(entered)) => Some(
+                    match c.check(&app.login.codes, &flow_id, entered, now_ms()) {
+                        CodeCheck::Right => Ok(()),
+                        CodeCheck::Wrong { .. } => {
+                            changed = true;
+                            Err(LoginError::Failed)
+                        }
+                        CodeCheck::Exhausted => {
+                            changed = true;
+                            Err(LoginError::CodeExhausted)
+                        }
+                        CodeCheck::Expired => Err(LoginError::CodeExpired),
+                    },
+                ),
+            }
+        } else {
+            None
+        };
+        let failure = match (password_ok, code_check) {
+            (true, None | Some(Ok(()))) => None,
+            (_, Some(Err(e))) => Some(e),
+            (false, _) => Some(LoginError::Failed),
+        };
+        let saved = if let Some(err) = failure {
+            if matches!(err, LoginError::CodeExhausted | LoginError::CodeExpired) {
+                f.code = None;
+                changed = true;
+            }
+            if !changed {
+                break Err(err);
+            }
+            app.login
+                .flows
+                .save(version, &f)
+                .await
+                .map(|ok| (ok, Err(err)))
+        } else if user.is_none() {
+            // Unreachable in practice: the dummy hash never verifies.
+            app.login.failures.abandon(attempt).await;
+            return Err(LoginError::Failed);
+        } else if let Some(err) =
+            devices_full(app, device_name.is_some(), user.as_deref(), now).await
+        {
+            // Only someone with the right factors learns that the device list is full; the
+            // flow and its code stay usable for a login without trusting this browser.
+            app.login.failures.abandon(attempt).await;
+            return Err(err);
+        } else if first_password {
+            f.password_ok = true;
+            app.login
+                .flows
+                .save(version, &f)
+                .await
+                .map(|ok| (ok, Ok(())))
+        } else {
+            f.finished = true;
             f.code = None;
+            app.login
+                .flows
+                .save(version, &f)
+                .await
+                .map(|ok| (ok, Ok(())))
+        };
+        match saved {
+            Ok((true, v)) => {
+                version += 1;
+                break v;
+            }
+            Ok((false, _)) => {}
+            Err(e) => {
+                app.login.failures.abandon(attempt).await;
+                return Err(e);
+            }
         }
-        app.failures.failed(attempt, now).await;
+        // Someone else changed the flow first: read it again.
+        let again = match app.login.flows.load(id).await {
+            Ok(l) => l,
+            Err(e) => {
+                app.login.failures.abandon(attempt).await;
+                return Err(e);
+            }
+        };
+        if again.flow.finished || again.flow.plan.step != step || again.flow.approval != approval_id
+        {
+            app.login.failures.abandon(attempt).await;
+            return Err(LoginError::FlowNotFound);
+        }
+        if rounds >= 8 {
+            app.login.failures.abandon(attempt).await;
+            return Err(LoginError::Busy);
+        }
+        version = again.version;
+        f = again.flow;
+    };
+    if let Err(err) = verdict {
+        app.login.failures.failed(attempt, now).await;
         let reason = match (&err, password_ok) {
             (LoginError::Failed, false) => "wrong_password",
             (LoginError::Failed, true) => "wrong_code",
@@ -883,36 +1021,21 @@ pub async fn complete(
         return Err(err);
     }
     let Some(user) = user else {
-        // Unreachable in practice: the dummy hash never verifies.
-        app.failures.abandon(attempt);
+        app.login.failures.abandon(attempt).await;
         return Err(LoginError::Failed);
     };
-    // Only someone with the right factors learns that the device list is full; the flow and
-    // its code stay usable for a login without trusting this browser.
-    if device_name.is_some() {
-        let live = app
-            .devices
-            .list(&user.id, now)
-            .await
-            .map_err(|_| LoginError::Internal)?;
-        if live.len() >= app.devices.max_per_user() {
-            app.failures.abandon(attempt);
-            return Err(LoginError::DevicesFull);
-        }
-    }
     if first_password {
         // Right password; now the app is asked (what the fatigue limits guard).
-        f.password_ok = true;
-        app.failures.abandon(attempt);
-        return match request_approval(app, &mut f, client, None).await {
+        app.login.failures.abandon(attempt).await;
+        let asked = request_approval(app, &mut f, client, None).await;
+        save(app, version, &f).await?;
+        return match asked {
             Ok(()) if f.plan.step == Step::AppApproval => Err(LoginError::AwaitingApproval),
             Ok(()) => Err(LoginError::NoCode),
             Err(e) => Err(e),
         };
     }
-    f.finished = true;
-    f.code = None;
-    app.failures.succeeded(attempt).await;
+    app.login.failures.succeeded(attempt).await;
     let channel = f.plan.send_to.as_ref().map(|(c, _)| *c);
     let methods = match (f.plan.device_skip, with_code, channel) {
         (true, _, _) => "password+device".to_owned(),
@@ -1027,6 +1150,21 @@ pub async fn complete(
         seen_token,
         redirect: f.return_to.clone(),
     })
+}
+
+/// Why a new trusted device cannot be added (its list is full, or unreadable), when one is
+/// asked for.
+async fn devices_full(
+    app: &App,
+    asked: bool,
+    user: Option<&crate::users::User>,
+    now: i64,
+) -> Option<LoginError> {
+    let u = user.filter(|_| asked)?;
+    match app.devices.list(&u.id, now).await {
+        Ok(live) => (live.len() >= app.devices.max_per_user()).then_some(LoginError::DevicesFull),
+        Err(_) => Some(LoginError::Internal),
+    }
 }
 
 /// Sends a notice to the user's contact email in the background (never delays a login).

@@ -9,8 +9,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ciborium::Value as Cbor;
-use moka::future::Cache;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -372,7 +371,7 @@ pub fn verify_assertion(
 // --- challenges -----------------------------------------------------------------------
 
 /// What a challenge was issued for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Purpose {
     /// Adding a passkey: bound to the user and the session (hash) that asked; `handle` is
     /// the WebAuthn user handle the authenticator was given.
@@ -385,83 +384,45 @@ pub enum Purpose {
     Login { return_to: String },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Pending {
     pub purpose: Purpose,
     pub rp_id: String,
     pub origin: String,
 }
 
-/// Outstanding challenges (5 minutes, single use), keyed by the challenge itself.
+/// Outstanding challenges (5 minutes, single use), keyed by the challenge itself, in the
+/// short-lived state (bounded in bytes in process: anyone may ask for a login challenge).
 pub struct Challenges {
-    pending: Cache<String, Arc<Pending>>,
-}
-
-impl Default for Challenges {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// Bytes all outstanding challenges may take together (SECURITY 39): anyone may ask for a
-/// login challenge, so the cache is bounded in bytes, not only in entries.
-pub const CHALLENGE_BUDGET: u64 = 32 * 1024 * 1024;
-
-impl Pending {
-    /// Roughly what an entry costs in memory: its strings plus a fixed overhead.
-    pub fn weight(&self) -> u32 {
-        let purpose = match &self.purpose {
-            Purpose::Register {
-                user,
-                session,
-                handle,
-            } => user.len() + session.len() + handle.len(),
-            Purpose::Login { return_to } => return_to.len(),
-        };
-        let bytes = 256 + purpose + self.rp_id.len() + self.origin.len();
-        u32::try_from(bytes).unwrap_or(u32::MAX)
-    }
+    state: Arc<dyn crate::state::Ephemeral>,
 }
 
 impl Challenges {
-    pub fn new() -> Self {
-        Self::with_budget(CHALLENGE_BUDGET)
-    }
-
-    pub fn with_budget(bytes: u64) -> Self {
-        Self {
-            pending: Cache::builder()
-                .max_capacity(bytes)
-                .weigher(|k: &String, v: &Arc<Pending>| {
-                    v.weight()
-                        .saturating_add(u32::try_from(k.len()).unwrap_or(u32::MAX))
-                })
-                .time_to_live(CHALLENGE_LIFETIME)
-                .build(),
-        }
-    }
-
-    /// Bytes the outstanding challenges take (after pending cache maintenance).
-    pub async fn weighted_size(&self) -> u64 {
-        self.pending.run_pending_tasks().await;
-        self.pending.weighted_size()
+    pub fn new(state: Arc<dyn crate::state::Ephemeral>) -> Self {
+        Self { state }
     }
 
     /// A new 32-byte random challenge (base64url) for `pending`.
-    pub async fn issue(&self, pending: Pending) -> String {
+    pub async fn issue(&self, pending: &Pending) -> Result<String, crate::state::StateError> {
         let challenge = crate::secret::random_token(32);
-        self.pending
-            .insert(challenge.clone(), Arc::new(pending))
-            .await;
-        challenge
+        let bytes = serde_json::to_vec(pending).map_err(|_| crate::state::StateError::Corrupt)?;
+        self.state
+            .put("challenge", &challenge, &bytes, CHALLENGE_LIFETIME)
+            .await?;
+        Ok(challenge)
     }
 
     /// Takes a challenge out: it answers once.
-    pub async fn take(&self, challenge: &str) -> Option<Arc<Pending>> {
+    pub async fn take(&self, challenge: &str) -> Result<Option<Pending>, crate::state::StateError> {
         if challenge.len() != 43 {
-            return None;
+            return Ok(None);
         }
-        self.pending.remove(challenge).await
+        match self.state.take("challenge", challenge).await? {
+            Some(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|_| crate::state::StateError::Corrupt),
+            None => Ok(None),
+        }
     }
 }
 
@@ -484,6 +445,8 @@ pub enum PasskeyError {
     NotFound,
     #[error("internal error")]
     Internal,
+    #[error("the server is busy; try again shortly")]
+    Busy,
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -566,8 +529,9 @@ pub async fn register_start(
         |p| p.user_handle.clone(),
     );
     let challenge = app
+        .login
         .passkeys
-        .issue(Pending {
+        .issue(&Pending {
             purpose: Purpose::Register {
                 user: user.id.clone(),
                 session: session_hash.to_owned(),
@@ -576,7 +540,8 @@ pub async fn register_start(
             rp_id: rp_id.to_owned(),
             origin: origin.to_owned(),
         })
-        .await;
+        .await
+        .map_err(|_| PasskeyError::Busy)?;
     let display = if user.name.trim().is_empty() {
         user.id.clone()
     } else {
@@ -623,9 +588,11 @@ pub async fn register_finish(
         .ok_or(PasskeyError::BadInput("attestationObject"))?;
     let fail = |e: WebAuthnError| PasskeyError::Failed(e);
     let pending = app
+        .login
         .passkeys
         .take(&cd.challenge)
         .await
+        .map_err(|_| PasskeyError::Busy)?
         .ok_or(fail(WebAuthnError::WrongChallenge))?;
     let (bound, handle) = match &pending.purpose {
         Purpose::Register {
@@ -694,24 +661,31 @@ pub async fn register_finish(
 }
 
 /// PublicKeyCredentialRequestOptions for a discoverable-credential login.
-pub async fn login_start(app: &App, rp_id: &str, origin: &str, return_to: &str) -> Value {
+pub async fn login_start(
+    app: &App,
+    rp_id: &str,
+    origin: &str,
+    return_to: &str,
+) -> Result<Value, PasskeyError> {
     let challenge = app
+        .login
         .passkeys
-        .issue(Pending {
+        .issue(&Pending {
             purpose: Purpose::Login {
                 return_to: return_to.to_owned(),
             },
             rp_id: rp_id.to_owned(),
             origin: origin.to_owned(),
         })
-        .await;
-    json!({
+        .await
+        .map_err(|_| PasskeyError::Busy)?;
+    Ok(json!({
         "challenge": challenge,
         "rpId": rp_id,
         "timeout": TIMEOUT_MS,
         "userVerification": "required",
         "allowCredentials": [],
-    })
+    }))
 }
 
 /// Checks an assertion and, when it holds, signs the user in with both steps done.
@@ -732,7 +706,12 @@ pub async fn login_finish(
     let auth_data = field(&cred.response.authenticator_data, "authenticatorData")?;
     let signature = field(&cred.response.signature, "signature")?;
     // The challenge goes first, so a refused attempt cannot be retried with it.
-    let pending = app.passkeys.take(&cd.challenge).await;
+    let pending = app
+        .login
+        .passkeys
+        .take(&cd.challenge)
+        .await
+        .map_err(|_| PasskeyError::Busy)?;
     let Ok(Some(stored)) = app.store.passkey_by_credential(&b64(&cred_id)).await else {
         return Err(PasskeyError::Failed(WebAuthnError::NoCredential));
     };
@@ -742,9 +721,15 @@ pub async fn login_finish(
     // From a browser the account knows, strangers' failures do not delay it (SECURITY 40).
     let known = crate::login::budget::browser_of(app, &stored.user_id, client, now).await
         == crate::login::budget::Browser::Known;
-    let attempt = match app.failures.begin_as(&stored.user_id, known, now).await {
+    let attempt = match app
+        .login
+        .failures
+        .begin_as(&stored.user_id, known, now)
+        .await
+    {
         Ok(a) => a,
-        Err(wait) => {
+        Err(crate::login::limits::Refusal::Busy) => return Err(PasskeyError::Busy),
+        Err(crate::login::limits::Refusal::Wait(wait)) => {
             app.audit
                 .record(
                     "login_throttled",
@@ -795,7 +780,7 @@ pub async fn login_finish(
             Ok(true) => Ok(()),
             Ok(false) => Err(WebAuthnError::CounterNotIncreased),
             Err(_) => {
-                app.failures.abandon(attempt);
+                app.login.failures.abandon(attempt).await;
                 return Err(PasskeyError::Internal);
             }
         },
@@ -807,7 +792,7 @@ pub async fn login_finish(
             Err(e) => e.code(),
             Ok(()) => "internal",
         };
-        app.failures.failed(attempt, now).await;
+        app.login.failures.failed(attempt, now).await;
         app.audit
             .record(
                 "login_failed",
@@ -820,7 +805,7 @@ pub async fn login_finish(
             verdict.err().unwrap_or(WebAuthnError::NoCredential),
         ));
     };
-    app.failures.succeeded(attempt).await;
+    app.login.failures.succeeded(attempt).await;
     let methods = "passkey".to_owned();
     let (session_token, _) = app
         .sessions
@@ -1176,42 +1161,21 @@ mod tests {
 
     #[tokio::test]
     async fn challenges_answer_once() {
-        let c = Challenges::new();
+        let c = Challenges::new(Arc::new(crate::state::memory::MemoryState::new()));
         let ch = c
-            .issue(Pending {
+            .issue(&Pending {
                 purpose: Purpose::Login {
                     return_to: "/".into(),
                 },
                 rp_id: RP.into(),
                 origin: ORIGIN.into(),
             })
-            .await;
+            .await
+            .unwrap();
         assert_eq!(URL_SAFE_NO_PAD.decode(&ch).unwrap().len(), 32);
-        assert!(c.take(&ch).await.is_some());
-        assert!(c.take(&ch).await.is_none());
-        assert!(c.take("short").await.is_none());
-    }
-
-    #[tokio::test]
-    async fn challenges_stay_within_their_byte_budget() {
-        let budget = 256 * 1024;
-        let c = Challenges::with_budget(budget);
-        let big = Pending {
-            purpose: Purpose::Login {
-                return_to: format!("/{}", "a".repeat(2000)),
-            },
-            rp_id: "a".repeat(253),
-            origin: format!("https://{}:65535", "a".repeat(253)),
-        };
-        for _ in 0..2000 {
-            c.issue(big.clone()).await;
-        }
-        let used = c.weighted_size().await;
-        assert!(used <= budget, "{used} > {budget}");
-        assert!(
-            used > budget / 2,
-            "{used}: the budget is used, not the entry count"
-        );
+        assert!(c.take(&ch).await.unwrap().is_some());
+        assert!(c.take(&ch).await.unwrap().is_none());
+        assert!(c.take("short").await.unwrap().is_none());
     }
 
     #[test]

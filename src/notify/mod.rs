@@ -13,7 +13,7 @@ mod sms;
 use crate::config::Notifiers;
 
 /// How a message reaches the user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Channel {
     Sms,

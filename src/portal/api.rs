@@ -178,6 +178,9 @@ async fn app_enroll_start(ctx: &Ctx<'_>) -> Response {
         Err(super::phone_app::EnrollError::Delivery) => {
             Response::json_error(503, "delivery_failed", "the security code could not be delivered")
         }
+        Err(super::phone_app::EnrollError::Busy) => {
+            Response::json_error(503, "busy", "the server is busy; try again shortly").with("retry-after", "1")
+        }
     }
 }
 

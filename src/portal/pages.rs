@@ -807,7 +807,7 @@ pub async fn change_setting(
         TwoStepMethod::Sms => user.phone.is_some(),
         TwoStepMethod::Email => user.email.is_some(),
         // The app can be chosen once one is enrolled.
-        TwoStepMethod::App => ctx.app.approvals.has_app(&user.id).await,
+        TwoStepMethod::App => ctx.app.login.approvals.has_app(&user.id).await,
     };
     if enabled && !usable {
         return Err(SettingError::Unavailable);
@@ -939,7 +939,7 @@ pub async fn app_enroll_post(ctx: &Ctx<'_>) -> Response {
         Err(super::phone_app::EnrollError::StepUp) => {
             app_view(ctx, None, None, Some(ctx.t.err_enroll_step_up), 403).await
         }
-        Err(super::phone_app::EnrollError::NoPublicUrl) => {
+        Err(super::phone_app::EnrollError::NoPublicUrl | super::phone_app::EnrollError::Busy) => {
             app_view(ctx, None, None, Some(ctx.t.err_unavailable), 503).await
         }
         Err(super::phone_app::EnrollError::Delivery) => {

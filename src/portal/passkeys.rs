@@ -276,6 +276,10 @@ fn error(e: &PasskeyError) -> Response {
         }
         PasskeyError::NotFound => Response::json_error(404, "not_found", "no such passkey"),
         PasskeyError::Internal => Response::json_error(500, "internal", "internal error"),
+        PasskeyError::Busy => {
+            Response::json_error(503, "busy", "the server is busy; try again shortly")
+                .with("retry-after", "1".to_owned())
+        }
     }
 }
 
@@ -387,8 +391,10 @@ struct LoginStartBody {
 
 async fn login_start(ctx: &Ctx<'_>) -> Response {
     // Each start keeps a challenge: limited per network (SECURITY 39, 40).
-    if let Err(s) = crate::login::budget::passkey_start(ctx.app, ctx.req.peer, ctx.now()) {
-        return error(&PasskeyError::Throttled(s));
+    match crate::login::budget::passkey_start(ctx.app, ctx.req.peer, ctx.now()).await {
+        Ok(()) => {}
+        Err(Some(s)) => return error(&PasskeyError::Throttled(s)),
+        Err(None) => return error(&PasskeyError::Busy),
     }
     let body: LoginStartBody = if ctx.req.body.iter().all(u8::is_ascii_whitespace) {
         LoginStartBody::default()
@@ -402,8 +408,10 @@ async fn login_start(ctx: &Ctx<'_>) -> Response {
         return Response::json_error(400, "bad_request", "the Host header is missing");
     };
     let rd = ctx.safe_rd(body.return_to.as_deref());
-    let options = passkey::login_start(ctx.app, &rp_id(ctx), &origin, &rd).await;
-    Response::json(200, &options).with("cache-control", "no-store")
+    match passkey::login_start(ctx.app, &rp_id(ctx), &origin, &rd).await {
+        Ok(options) => Response::json(200, &options).with("cache-control", "no-store"),
+        Err(e) => error(&e),
+    }
 }
 
 #[derive(Deserialize)]
@@ -423,7 +431,7 @@ async fn login_finish(ctx: &Ctx<'_>) -> Response {
     match passkey::login_finish(ctx.app, &ctx.client(), &origin, &body.credential).await {
         Ok(done) => signed_in_redirect(ctx, done, 200),
         Err(e @ (PasskeyError::BadInput(_) | PasskeyError::Throttled(_))) => error(&e),
-        Err(PasskeyError::Internal) => error(&PasskeyError::Internal),
+        Err(e @ (PasskeyError::Internal | PasskeyError::Busy)) => error(&e),
         // One answer for every refusal: nothing tells which check failed.
         Err(_) => Response::json_error(401, "login_failed", "the passkey login failed"),
     }

@@ -33,6 +33,8 @@ pub enum EnrollError {
     NoDestination,
     Limited(u64),
     Delivery,
+    /// The short-lived state could not be reached (503).
+    Busy,
 }
 
 /// Opens an enrollment: a one-time enrollment code for the app, and a security code sent
@@ -68,13 +70,16 @@ pub async fn open(ctx: &Ctx<'_>, user: &User) -> Result<Enrollment, EnrollError>
     let now = ctx.now();
     let ip = ctx.req.peer.to_string();
     // A logged-in session enrolls: the account's own browser.
-    app.budgets
+    app.login
+        .budgets
         .send(
             ctx.req.peer,
             &user.id,
             crate::login::budget::Browser::Known,
             now,
         )
+        .await
+        .map_err(|_| EnrollError::Busy)?
         .map_err(EnrollError::Limited)?;
     let enrollment_code = crate::secret::random_token(15);
     let cfg = &app.cfg.security_code;
@@ -83,14 +88,16 @@ pub async fn open(ctx: &Ctx<'_>, user: &User) -> Result<Enrollment, EnrollError>
         _ => notify::mask_phone(&destination.1),
     };
     let (issued, plain) = IssuedCode::generate(
+        &app.login.codes,
         &enrollment_code,
         cfg.length,
         cfg.lifetime,
         cfg.max_attempts,
         destination.0,
         masked.clone(),
-        std::time::Instant::now(),
-    );
+        crate::login::code::now_ms(),
+    )
+    .ok_or(EnrollError::Busy)?;
     let minutes = cfg.lifetime.as_secs().div_ceil(60);
     let site = &app.cfg.portal.title;
     let (subject, body) = notify::messages::security_code(ctx.lang, &plain, minutes, site);
@@ -118,9 +125,11 @@ pub async fn open(ctx: &Ctx<'_>, user: &User) -> Result<Enrollment, EnrollError>
             .await;
         return Err(EnrollError::Delivery);
     }
-    app.approvals
-        .open_ticket(&enrollment_code, &user.id, Some(issued))
-        .await;
+    app.login
+        .approvals
+        .open_ticket(&enrollment_code, &user.id, Some(issued), now)
+        .await
+        .map_err(|_| EnrollError::Busy)?;
     app.audit
         .record(
             "app_enrollment_opened",
@@ -199,26 +208,47 @@ pub async fn enroll(ctx: &Ctx<'_>) -> Response {
     };
     let app = ctx.app;
     let ip = ctx.req.peer.to_string();
-    let Some(ticket) = app.approvals.ticket(&body.enrollment_code).await else {
-        return Response::json_error(
-            401,
-            "enrollment_failed",
-            "the enrollment code or security code is wrong or has expired",
-        );
+    // Taken out for the check: one check at a time, on any replica; a wrong code puts
+    // it back with the try counted.
+    let now = ctx.now();
+    let mut t = match app
+        .login
+        .approvals
+        .take_ticket(&body.enrollment_code, now)
+        .await
+    {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            return Response::json_error(
+                401,
+                "enrollment_failed",
+                "the enrollment code or security code is wrong or has expired",
+            );
+        }
+        Err(_) => {
+            return Response::json_error(503, "busy", "the server is busy; try again shortly")
+                .with("retry-after", "1");
+        }
     };
-    let mut t = ticket.lock().await;
     let same_user = t.user_id == body.user;
     let check = match t.code.as_mut() {
         Some(c) if same_user => c.check(
+            &app.login.codes,
             &body.enrollment_code,
             &body.security_code,
-            std::time::Instant::now(),
+            crate::login::code::now_ms(),
         ),
         _ => CodeCheck::Exhausted,
     };
     if check != CodeCheck::Right {
-        if matches!(check, CodeCheck::Exhausted | CodeCheck::Expired) {
-            app.approvals.close_ticket(&body.enrollment_code).await;
+        if !matches!(check, CodeCheck::Exhausted | CodeCheck::Expired)
+            && let Err(e) = app
+                .login
+                .approvals
+                .return_ticket(&body.enrollment_code, &t, now)
+                .await
+        {
+            tracing::error!(error = %e, "an enrollment ticket could not be put back");
         }
         app.audit
             .record(
@@ -235,10 +265,7 @@ pub async fn enroll(ctx: &Ctx<'_>) -> Response {
         );
     }
     let user_id = t.user_id.clone();
-    t.code = None;
-    drop(t);
-    app.approvals.close_ticket(&body.enrollment_code).await;
-    match app.approvals.enroll(&user_id, &name, &key, ctx.now()).await {
+    match app.login.approvals.enroll(&user_id, &name, &key, now).await {
         Ok(rec) => {
             app.audit
                 .record("app_enrolled", &user_id, &ip, json!({"app": rec.id}))
@@ -268,7 +295,15 @@ fn signed<'a>(ctx: &'a Ctx<'a>, path: &'a str) -> SignedRequest<'a> {
 }
 
 fn unauthenticated(e: &crate::login::approval::AppAuthError) -> Response {
+    if matches!(e, crate::login::approval::AppAuthError::Unavailable) {
+        return busy();
+    }
     Response::json_error(401, "app_unauthenticated", &e.to_string())
+}
+
+fn busy() -> Response {
+    Response::json_error(503, "busy", "the server is busy; try again shortly")
+        .with("retry-after", "1")
 }
 
 /// `GET /api/app/approvals`: the signed app lists its user's pending approval.
@@ -276,6 +311,7 @@ pub async fn approvals(ctx: &Ctx<'_>) -> Response {
     let path = format!("{}{}", ctx.prefix(), ctx.req.path);
     let rec = match ctx
         .app
+        .login
         .approvals
         .authenticate(&signed(ctx, &path), ctx.now())
         .await
@@ -283,11 +319,16 @@ pub async fn approvals(ctx: &Ctx<'_>) -> Response {
         Ok(r) => r,
         Err(e) => return unauthenticated(&e),
     };
-    let list: Vec<Value> = ctx
+    let Ok(pending) = ctx
         .app
+        .login
         .approvals
         .pending(&rec.user_id, ctx.now())
         .await
+    else {
+        return busy();
+    };
+    let list: Vec<Value> = pending
         .into_iter()
         .map(|a| json!({"id": a.id, "context": a.context, "expires_at": crate::time::rfc3339(a.expires)}))
         .collect();
@@ -310,6 +351,7 @@ pub async fn answer(ctx: &Ctx<'_>, id: &str) -> Response {
     let now = ctx.now();
     let rec = match ctx
         .app
+        .login
         .approvals
         .authenticate(&signed(ctx, &path), now)
         .await
@@ -339,6 +381,7 @@ pub async fn answer(ctx: &Ctx<'_>, id: &str) -> Response {
     let ip = ctx.req.peer.to_string();
     let result = ctx
         .app
+        .login
         .approvals
         .answer(&rec.user_id, &rec.id, id, &answer, now)
         .await;
@@ -390,6 +433,7 @@ pub async fn answer(ctx: &Ctx<'_>, id: &str) -> Response {
         Err(AnswerError::NotPending) => {
             Response::json_error(409, "not_pending", "the approval is no longer waiting")
         }
+        Err(AnswerError::Unavailable) => busy(),
     }
 }
 

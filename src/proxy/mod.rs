@@ -437,8 +437,13 @@ impl Gateway {
         let now = crate::time::now();
         // A password check costs a hash: anonymous work, budgeted per network like ID steps
         // (SECURITY 39, 40), so one address cannot fill the hashing queue for everyone.
-        if let Err(wait) = app.budgets.id_step(client, now) {
-            return CallerState::Throttled(wait);
+        match app.login.budgets.id_step(client, now).await {
+            Ok(Ok(())) => {}
+            Ok(Err(wait)) => return CallerState::Throttled(wait),
+            Err(e) => {
+                tracing::error!(error = %e, "Basic: the per-network budget could not be counted");
+                return CallerState::Unavailable;
+            }
         }
         // Failures from networks where this ID logged in before count in the known pool,
         // so strangers elsewhere cannot keep the owner's own client out (SECURITY 40).
@@ -455,12 +460,15 @@ impl Gateway {
                 return CallerState::Unavailable;
             }
         };
-        let attempt = match app.failures.begin_as(id, known, now).await {
+        let attempt = match app.login.failures.begin_as(id, known, now).await {
             Ok(a) => a,
-            Err(wait) => return CallerState::Throttled(wait),
+            Err(crate::login::limits::Refusal::Wait(wait)) => return CallerState::Throttled(wait),
+            // The count could not be read: no guess goes uncounted (SECURITY 36).
+            Err(crate::login::limits::Refusal::Busy) => return CallerState::Unavailable,
         };
         let seen = app.basic_cache.epoch();
         let ok = match app
+            .login
             .hasher
             .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
             .await
@@ -468,14 +476,14 @@ impl Gateway {
             Ok(ok) => ok,
             Err(_) => {
                 // The hashing queue is full: nobody's answer, so nobody's failure.
-                app.failures.abandon(attempt);
+                app.login.failures.abandon(attempt).await;
                 return CallerState::Unavailable;
             }
         };
         let ip = client.to_string();
         match (user, proof) {
             (Some(u), Some(p)) if ok => {
-                app.failures.succeeded(attempt).await;
+                app.login.failures.succeeded(attempt).await;
                 if let Err(e) = app
                     .store
                     .remember_seen(&u.id, SeenKind::Network, &prefix, now)
@@ -503,7 +511,7 @@ impl Gateway {
                 CallerState::Known(u, p)
             }
             (user, proof) => {
-                app.failures.failed(attempt, now).await;
+                app.login.failures.failed(attempt, now).await;
                 let reason = if ok && user.is_some() && proof.is_none() {
                     "second_step_required"
                 } else {
