@@ -157,6 +157,8 @@ trusted_devices:
   signing_keys: [{{ id: k1, secret_file: device-key }}]
 notifiers: {{ outbox: {{ path: outbox.jsonl, console: false }} }}
 users: {{ file: users.yaml, reload_interval: 1s }}
+# Many logins of one user from one browser class: the send budgets are not what is tested.
+security_code: {{ max_sends_per_account: 100, max_sends_per_ip: 200 }}
 storage:
   postgres: {{ url_env: NIDAN_DATABASE_URL }}
   redis: {{ url_env: NIDAN_REDIS_URL, key_prefix: replicas-test }}
