@@ -1350,3 +1350,64 @@ async fn audit_trail_records_events_but_never_secrets() {
         }
     }
 }
+
+#[tokio::test]
+async fn saving_the_setting_on_its_page_keeps_the_user_signed_in_and_says_so() {
+    let gw = Gateway::start();
+    let api = Api::new(&gw);
+    api.login("hanako").await;
+    let html = api
+        .http
+        .get(gw.url("/_nidan/settings"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let at = html.find("name=\"csrf\" value=\"").unwrap() + 19;
+    let csrf = html[at..at + html[at..].find('"').unwrap()].to_owned();
+    // SMS → email: the change revokes the old session and issues a new one.
+    let r = api
+        .http
+        .post(gw.url("/_nidan/settings"))
+        .header("origin", gw.url(""))
+        .form(&[("enabled", "on"), ("method", "email"), ("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        r.headers()["location"].to_str().unwrap(),
+        "/_nidan/settings?m=saved"
+    );
+    assert!(set_cookie(&r, "nidan_session").is_some_and(|v| !v.is_empty()));
+    // The settings page, with the confirmation — not the ID page.
+    let page = api
+        .http
+        .get(gw.url("/_nidan/settings?m=saved"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("Your settings were changed."), "{page}");
+    assert!(!page.contains("id=\"id\""), "not the ID page: {page}");
+    // The mail says the method changed, not that 2-step was turned on.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mail = loop {
+        if let Some(m) = gw
+            .outbox()
+            .into_iter()
+            .find(|m| m["user"] == "hanako" && m["channel"] == "email" && m["code"].is_null())
+        {
+            break m;
+        }
+        assert!(std::time::Instant::now() < deadline, "no notice mail");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let subject = mail["subject"].as_str().unwrap();
+    assert!(subject.contains("method changed"), "{subject}");
+}

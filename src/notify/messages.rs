@@ -112,9 +112,13 @@ pub fn device_added(
 pub fn two_step_changed(
     lang: Language,
     enabled: bool,
+    was_enabled: bool,
     method_label: &str,
     site: &str,
 ) -> (String, String) {
+    if enabled && was_enabled {
+        return two_step_method_changed(lang, method_label, site);
+    }
     match (lang, enabled) {
         (Language::Ja, true) => (
             format!("【{site}】2段階認証が有効になりました"),
@@ -164,6 +168,35 @@ pub fn two_step_changed(
                      If this was not you, change your password right away and turn 2-step \
                      verification back on in your settings.",
                     label_line_en("Previous method", method_label)
+                ),
+            ),
+        ),
+    }
+}
+
+/// 2-step stays on with another method (SMS → email, say): not "turned on".
+fn two_step_method_changed(lang: Language, method_label: &str, site: &str) -> (String, String) {
+    match lang {
+        Language::Ja => (
+            format!("【{site}】2段階認証の方法が変更されました"),
+            with_footer(
+                lang,
+                format!(
+                    "お使いの {site} アカウントで、2段階認証の方法が変更されました。{}\n\n\
+                     お心当たりのない場合は、すぐにパスワードを変更し、管理者にお問い合わせください。",
+                    label_line_ja("新しい認証方法", method_label)
+                ),
+            ),
+        ),
+        Language::En => (
+            format!("Your 2-step verification method changed for your {site} account"),
+            with_footer(
+                lang,
+                format!(
+                    "The 2-step verification method of your {site} account was changed.{}\n\n\
+                     If this was not you, change your password right away and contact your \
+                     administrator.",
+                    label_line_en("New method", method_label)
                 ),
             ),
         ),
@@ -346,9 +379,11 @@ mod tests {
             "nidan",
         );
         assert!(b.contains("会社PC") && b.contains("192.0.2.1"));
-        let (s, b) = two_step_changed(Language::En, true, "SMS", "nidan");
+        let (s, b) = two_step_changed(Language::En, true, false, "SMS", "nidan");
         assert!(s.contains("on") && b.contains("Method: SMS"));
-        let (s, b) = two_step_changed(Language::Ja, false, "", "nidan");
+        let (s2, _) = two_step_changed(Language::Ja, true, true, "メール", "nidan");
+        assert!(s2.contains("方法が変更") && !s2.contains("有効"), "{s2}");
+        let (s, b) = two_step_changed(Language::Ja, false, true, "", "nidan");
         assert!(s.contains("無効") && !b.contains("認証方法:"));
         let (_, b) = two_step_disabled_phone_gone(Language::Ja, "nidan");
         assert!(b.contains("電話番号"));

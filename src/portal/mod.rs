@@ -383,7 +383,10 @@ async fn route(ctx: &Ctx<'_>) -> Response {
         (&Method::POST, ["devices", "delete-all"]) => pages::devices_delete_all(ctx).await,
         (&Method::POST, ["devices", id, "rename"]) => pages::device_rename(ctx, id).await,
         (&Method::POST, ["devices", id, "delete"]) => pages::device_delete(ctx, id).await,
-        (&Method::GET | &Method::HEAD, ["settings"]) => pages::settings_page(ctx, None, None).await,
+        (&Method::GET | &Method::HEAD, ["settings"]) => {
+            let saved = ctx.req.query_param("m").as_deref() == Some("saved");
+            pages::settings_page(ctx, saved.then_some(ctx.t.msg_settings_saved), None).await
+        }
         (&Method::POST, ["settings"]) => pages::settings_post(ctx).await,
         (&Method::GET | &Method::HEAD, ["settings", "tokens"]) => {
             tokens::page(ctx, None, None, None).await

@@ -764,18 +764,19 @@ pub async fn settings_post(ctx: &Ctx<'_>) -> Response {
         return settings_page(ctx, None, Some(ctx.t.err_bad_request)).await;
     };
     match change_setting(ctx, &user, enabled, method).await {
-        Ok(Some(new_token)) => settings_page(ctx, Some(ctx.t.msg_settings_saved), None)
-            .await
-            .with(
-                "set-cookie",
-                cookie::set(
-                    &ctx.cookie_name(&ctx.app.cfg.session.cookie_name),
-                    &new_token,
-                    ctx.req.tls,
-                    None,
-                ),
+        // The change revoked this browser's old session: the page is shown by a new request
+        // that carries the new one (rendering it here would find no session and ask for
+        // the ID again), with the confirmation on it.
+        Ok(Some(new_token)) => saved_redirect(ctx).with(
+            "set-cookie",
+            cookie::set(
+                &ctx.cookie_name(&ctx.app.cfg.session.cookie_name),
+                &new_token,
+                ctx.req.tls,
+                None,
             ),
-        Ok(None) => settings_page(ctx, Some(ctx.t.msg_settings_saved), None).await,
+        ),
+        Ok(None) => saved_redirect(ctx),
         Err(SettingError::Unavailable) => {
             settings_page(ctx, None, Some(ctx.t.err_method_unavailable)).await
         }
@@ -787,6 +788,12 @@ pub async fn settings_post(ctx: &Ctx<'_>) -> Response {
             None,
         ),
     }
+}
+
+/// 303 to the settings page, which then says the change was saved.
+fn saved_redirect(ctx: &Ctx<'_>) -> Response {
+    Response::redirect(303, &format!("{}/settings?m=saved", ctx.prefix()))
+        .with("cache-control", "no-store")
 }
 
 pub enum SettingError {
@@ -848,7 +855,7 @@ pub async fn change_setting(
         TwoStepMethod::App => ctx.t.method_app,
     };
     login::notify_user(ctx.app, user, ctx.lang, |lang, site| {
-        notify::messages::two_step_changed(lang, enabled, label, site)
+        notify::messages::two_step_changed(lang, enabled, before.0, label, site)
     });
     let (token, _) = ctx
         .app
