@@ -85,10 +85,12 @@ fn yaml_string(s: &str) -> String {
     serde_json::Value::String(s.to_owned()).to_string()
 }
 
-/// The address the demo is reached at (an unspecified listen address is reached on 127.0.0.1).
+/// The address the demo is reached at: `localhost` for a loopback or unspecified listen
+/// address (passkeys need a domain name in a secure context, which `http://localhost` is;
+/// on `127.0.0.1` they cannot work), else the address itself.
 fn public_url(listen: SocketAddr) -> String {
-    let host = if listen.ip().is_unspecified() {
-        "127.0.0.1".to_owned()
+    let host = if listen.ip().is_unspecified() || listen.ip().is_loopback() {
+        "localhost".to_owned()
     } else {
         match listen {
             SocketAddr::V6(a) => format!("[{}]", a.ip()),

@@ -603,7 +603,9 @@ mod tests {
             let html = id_page(lang).render().unwrap();
             assert!(html.contains("id=\"nidan-passkey-login\"") && html.contains(" hidden>"));
             let w = waiting_page(lang).render().unwrap();
-            assert!(w.contains("<meta http-equiv=\"refresh\" content=\"5\">"));
+            // The reload only without JavaScript: with it, the page polls.
+            assert!(w.contains("<noscript><meta http-equiv=\"refresh\" content=\"5\"></noscript>"));
+            assert_eq!(w.matches("http-equiv=\"refresh\"").count(), 1);
             assert!(w.contains("data-poll=\"/_nidan/api/login/FLOW123\""));
             assert!(w.contains(">42<"));
             assert!(w.contains("action=\"/_nidan/login/FLOW123/use-code\""));

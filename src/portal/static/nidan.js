@@ -59,6 +59,11 @@
 (function () {
   "use strict";
   if (!window.fetch || !window.PublicKeyCredential || !navigator.credentials) { return; }
+  // WebAuthn needs a secure context on a domain name: on http://127.0.0.1/ or any IP
+  // address it can only fail, so the passkey controls stay hidden there.
+  var host = window.location.hostname;
+  if (!window.isSecureContext || /^[0-9.]+$/.test(host) || host.indexOf(":") >= 0 ||
+      host.charAt(0) === "[") { return; }
 
   function toBuffer(b64url) {
     var s = b64url.replace(/-/g, "+").replace(/_/g, "/");
