@@ -66,6 +66,10 @@ pub struct App {
     /// replica takes the chores over first.
     #[allow(clippy::type_complexity)]
     pending_users: std::sync::Mutex<Option<(UserMap, UserMap)>>,
+    /// Users whose revocation a store error interrupted, with its reason: refused here
+    /// (no session, login or credential of theirs counts) and retried every tick until it
+    /// went through (SECURITY 15, 36).
+    unrevoked: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 type UserMap = Arc<std::collections::HashMap<String, Arc<User>>>;
@@ -127,6 +131,7 @@ impl App {
             cfg: Arc::new(cfg),
             replica,
             pending_users: std::sync::Mutex::new(None),
+            unrevoked: std::sync::Mutex::new(std::collections::HashMap::new()),
         });
         if let Some(r) = &app.replica {
             app.sessions.attach(r.bus.clone(), r.health.clone());
@@ -138,6 +143,19 @@ impl App {
     }
 
     /// Publishes an event for the other replicas (replica mode; nothing otherwise).
+    /// Publishes a revocation for the other replicas, counted durably first so that one
+    /// whose broadcast never arrives is still noticed (replica mode; nothing otherwise).
+    pub async fn publish_revocation(
+        &self,
+        event: crate::replica::Event,
+    ) -> Result<(), crate::store::StoreError> {
+        if let Some(r) = &self.replica {
+            self.store.count_revocation().await?;
+            r.bus.publish(event);
+        }
+        Ok(())
+    }
+
     pub fn publish(&self, event: crate::replica::Event) {
         if let Some(r) = &self.replica {
             r.bus.publish(event);
@@ -252,10 +270,10 @@ impl App {
             })
             .await?;
         self.settings.revoke([&user.to_owned()]).await;
-        self.publish(crate::replica::Event::Setting {
+        self.publish_revocation(crate::replica::Event::Setting {
             user: user.to_owned(),
-        });
-        Ok(())
+        })
+        .await
     }
 
     /// The Basic-credentials cache key for an ID and password: salted per process, so the
@@ -266,6 +284,9 @@ impl App {
 
     /// The user behind an ID, if they exist and may log in.
     pub fn active_user(&self, id: &str) -> Option<Arc<User>> {
+        if self.unrevoked.lock().map_or(true, |u| u.contains_key(id)) {
+            return None;
+        }
         self.users
             .get(id)
             .filter(|u| !u.disabled)
@@ -288,6 +309,7 @@ impl App {
             loop {
                 tick.tick().await;
                 rounds += 1;
+                app.retry_revocations().await;
                 app.reload_users().await;
                 let now_seen = modified(&app.cfg.source);
                 if now_seen != config_seen {
@@ -372,33 +394,56 @@ impl App {
                 } else {
                     "password_changed"
                 };
-                self.revoke_everything(id, why, "").await;
+                // A store error leaves the user refused and the revocation retried.
+                let _ = self.revoke_everything(id, why, "").await;
             }
         }
         for id in old.keys() {
             if !new.contains_key(id) {
-                self.revoke_everything(id, "account_removed", "").await;
+                let _ = self.revoke_everything(id, "account_removed", "").await;
             }
         }
         crate::phone::after_reload(self, old, new).await;
     }
 
     /// Ends all sessions and revokes all trusted devices of a user (SECURITY 15).
-    pub async fn revoke_everything(&self, user: &str, why: &str, ip: &str) {
+    /// Returns whether every revocation went through; when a store error stopped one, the
+    /// user is refused on this replica and the revocation is retried every tick.
+    pub async fn revoke_everything(&self, user: &str, why: &str, ip: &str) -> bool {
         self.basic_cache.revoke_all();
-        let sessions = self.sessions.end_user(user).await.unwrap_or(0);
-        let devices = self.devices.revoke_all(user).await.unwrap_or(0);
+        let sessions = self.sessions.end_user(user).await;
+        let devices = self.devices.revoke_all(user).await;
         // App passwords stand in for the password: they go with it (not with a 2-step change).
         let tokens = if matches!(
             why,
             "password_changed" | "account_disabled" | "account_removed"
         ) {
-            self.store.revoke_user_tokens(user).await.unwrap_or(0)
+            self.store.revoke_user_tokens(user).await
         } else {
-            0
+            Ok(0)
+        };
+        let (Ok(sessions), Ok(devices), Ok(tokens)) = (sessions, devices, tokens) else {
+            tracing::error!(
+                user,
+                reason = why,
+                "revocation interrupted by a store error: the user is refused until it is retried"
+            );
+            if let Ok(mut u) = self.unrevoked.lock() {
+                u.insert(user.to_owned(), why.to_owned());
+            }
+            return false;
         };
         // After the durable writes: the other replicas drop their Basic credentials too.
-        self.publish(crate::replica::Event::Basic);
+        if self
+            .publish_revocation(crate::replica::Event::Basic)
+            .await
+            .is_err()
+        {
+            if let Ok(mut u) = self.unrevoked.lock() {
+                u.insert(user.to_owned(), why.to_owned());
+            }
+            return false;
+        }
         self.audit
             .record(
                 "credentials_revoked",
@@ -407,6 +452,23 @@ impl App {
                 serde_json::json!({"reason": why, "sessions": sessions, "devices": devices, "tokens": tokens}),
             )
             .await;
+        if let Ok(mut u) = self.unrevoked.lock() {
+            u.remove(user);
+        }
+        true
+    }
+
+    /// Retries the revocations a store error interrupted.
+    async fn retry_revocations(&self) {
+        let pending: Vec<(String, String)> = match self.unrevoked.lock() {
+            Ok(u) => u.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            Err(_) => return,
+        };
+        for (user, why) in pending {
+            if self.revoke_everything(&user, &why, "").await {
+                tracing::info!(user = %user, "interrupted revocation completed");
+            }
+        }
     }
 }
 

@@ -239,7 +239,8 @@ pub async fn phone_gone(app: &App, user: &User, source: Source, ip: &str) -> Act
             }),
         )
         .await;
-    app.revoke_everything(&user.id, "phone_gone", ip).await;
+    // A store error leaves the user refused and the revocation retried (see App).
+    let _ = app.revoke_everything(&user.id, "phone_gone", ip).await;
     let lang = app.cfg.portal.default_language;
     crate::login::notify_user(app, user, lang, |lang, site| match action {
         Action::SwitchedToEmail => {

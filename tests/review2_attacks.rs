@@ -168,8 +168,8 @@ impl Cluster {
     fn last_code(&self, user: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            let text = std::fs::read_to_string(self.dir.path().join("outbox.jsonl"))
-                .unwrap_or_default();
+            let text =
+                std::fs::read_to_string(self.dir.path().join("outbox.jsonl")).unwrap_or_default();
             if let Some(code) = text
                 .lines()
                 .rev()
@@ -402,10 +402,7 @@ impl Browser {
 async fn a_logout_on_a_replica_cut_from_redis_never_reaches_the_others() {
     let redis = TestRedis::start();
     let cut = Cut::start(format!("127.0.0.1:{}", redis.port).parse().unwrap());
-    let urls = [
-        format!("redis://127.0.0.1:{}/0", cut.port),
-        redis.url(),
-    ];
+    let urls = [format!("redis://127.0.0.1:{}/0", cut.port), redis.url()];
     let mut c = Cluster::start(redis, &urls, "");
     let mut b = Browser::default();
     b.login_taro(&c, 0).await;
@@ -419,7 +416,10 @@ async fn a_logout_on_a_replica_cut_from_redis_never_reaches_the_others() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (s, v) = b.post(&c, 0, "/logout", json!({})).await;
     assert_eq!(s, 200, "{v}");
-    assert!(!stolen.signed_in(&c, 0).await, "replica 0 itself forgot the logout");
+    assert!(
+        !stolen.signed_in(&c, 0).await,
+        "replica 0 itself forgot the logout"
+    );
 
     // Whoever holds the cookie still gets in through replica 1, well past a second.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -466,7 +466,11 @@ async fn a_logout_during_a_postgres_outage_says_logged_out_but_the_session_lives
     // Let the pool reconnect.
     let deadline = Instant::now() + Duration::from_secs(15);
     while readyz_blocking(c.nodes[0].admin).0 != 200 {
-        assert!(Instant::now() < deadline, "PostgreSQL did not come back\n{}", c.log(0));
+        assert!(
+            Instant::now() < deadline,
+            "PostgreSQL did not come back\n{}",
+            c.log(0)
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let after = stolen.signed_in(&c, 0).await;
@@ -504,7 +508,11 @@ async fn a_password_change_during_a_postgres_blip_never_ends_the_sessions() {
     pg.restore();
     let deadline = Instant::now() + Duration::from_secs(15);
     while readyz_blocking(c.nodes[0].admin).0 != 200 {
-        assert!(Instant::now() < deadline, "PostgreSQL did not come back\n{}", c.log(0));
+        assert!(
+            Instant::now() < deadline,
+            "PostgreSQL did not come back\n{}",
+            c.log(0)
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -1071,6 +1071,12 @@ pub async fn complete(
         },
         required: f.requires_two || earlier.is_some_and(|p| p.required),
     };
+    if let Some(old) = &stepped_from {
+        // A new session ID at every login, step-ups included (SECURITY 18): the weaker
+        // session ends before the new one starts, and a store that cannot end it fails
+        // the step-up rather than leave it alive.
+        app.sessions.end(old).await.map_err(|_| LoginError::Busy)?;
+    }
     let (session_token, _) = app
         .sessions
         .create(
@@ -1086,10 +1092,6 @@ pub async fn complete(
         )
         .await
         .map_err(|_| LoginError::Internal)?;
-    if let Some(old) = &stepped_from {
-        // A new session ID at every login, step-ups included (SECURITY 18).
-        let _ = app.sessions.end(old).await;
-    }
     if let Some(dev) = &f.device_id {
         app.devices.used(dev, now).await;
     }

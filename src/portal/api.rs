@@ -285,7 +285,17 @@ async fn logout(ctx: &Ctx<'_>) -> Response {
                 )
                 .await;
         }
-        let _ = ctx.app.sessions.end(&token).await;
+        // A logout the store did not take is no logout: say so and keep the cookie, or the
+        // user walks away from a session that still works (SECURITY 18, 36).
+        if let Err(e) = ctx.app.sessions.end(&token).await {
+            tracing::error!(error = %e, "logout: the session could not be ended");
+            return Response::json_error(
+                503,
+                "unavailable",
+                "you are not logged out yet: the service is unavailable; try again",
+            )
+            .with("retry-after", "5");
+        }
     }
     Response::json(200, &json!({"logged_out": true}))
         .with(

@@ -148,6 +148,8 @@ pub struct Texts {
     pub notice_step_up: &'static str,
     /// App enrollment refused: the login's second step is not one every page accepts.
     pub err_enroll_step_up: &'static str,
+    /// A logout the store did not take: the session still works.
+    pub err_logout_failed: &'static str,
     /// The password page of a step-up: the password is already proved.
     pub step_up_code_only: &'static str,
 
@@ -353,6 +355,7 @@ static JA: Texts = Texts {
     notice_code_resent: "新しいセキュリティコードを送信しました。以前のセキュリティコードは使用できません。",
     notice_risk_step_up: "安全にご利用いただくため、セキュリティコードによる確認をお願いしています。",
     notice_step_up: "このページを表示するには、2段階認証での確認が必要です。IDを確認して「次へ」を押してください。",
+    err_logout_failed: "ログアウトできませんでした。ログインしたままの状態です。しばらくしてからもう一度お試しください。",
     err_enroll_step_up: "アプリを登録するには、SMSで届くセキュリティコードなど、すべてのページで使える方法でログインし直してください。",
     step_up_code_only: "パスワードは確認済みです。2段階目の確認だけをお願いします。",
 
@@ -523,6 +526,7 @@ static EN: Texts = Texts {
     notice_code_resent: "We sent a new security code. The previous code no longer works.",
     notice_risk_step_up: "To keep your account safe, we ask you to confirm this login with a security code.",
     notice_step_up: "This page needs the second step of the login. Check your ID and choose Next.",
+    err_logout_failed: "You are not logged out yet: the service is unavailable. Please try again shortly.",
     err_enroll_step_up: "To set up the app, log in again with a second step every page accepts (a security code by SMS, say).",
     step_up_code_only: "Your password is already confirmed: only the second step is left.",
 

@@ -159,7 +159,17 @@ pub async fn logout_post(ctx: &Ctx<'_>) -> Response {
                 )
                 .await;
         }
-        let _ = ctx.app.sessions.end(&token).await;
+        if let Err(e) = ctx.app.sessions.end(&token).await {
+            tracing::error!(error = %e, "logout: the session could not be ended");
+            return message(
+                ctx,
+                503,
+                ctx.t.err_unavailable_heading,
+                ctx.t.err_logout_failed,
+                None,
+            )
+            .with("retry-after", "5");
+        }
     }
     message(
         ctx,
@@ -846,9 +856,13 @@ pub async fn change_setting(
         Some((live, _)) => (live.record.proof, live.record.methods.clone()),
         None => return Err(SettingError::Internal),
     };
-    ctx.app
+    if !ctx
+        .app
         .revoke_everything(&user.id, "setting_changed", &ip)
-        .await;
+        .await
+    {
+        return Err(SettingError::Internal);
+    }
     let label = match method {
         TwoStepMethod::Sms => ctx.t.method_sms,
         TwoStepMethod::Email => ctx.t.method_email,

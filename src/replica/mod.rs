@@ -14,6 +14,7 @@ pub mod bus;
 pub mod health;
 pub mod lease;
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -85,6 +86,67 @@ pub struct Replica {
     pub bus: Bus,
     pub health: Arc<Health>,
     pub lease: Lease,
+    /// Revocation broadcasts received (sessions, devices, setting, Basic).
+    received: AtomicI64,
+    count: std::sync::Mutex<Count>,
+}
+
+/// The durable revocation count against the broadcasts received: a broadcast that never
+/// arrives (its publisher cut off from Redis, or killed before it published) leaves the
+/// count ahead for good, and then the caches are flushed.
+#[derive(Default)]
+struct Count {
+    /// The durable count and the received count at the last look; `None` before the first.
+    last: Option<(i64, i64)>,
+    /// Revocations counted but not (yet) received.
+    owed: i64,
+    /// Looks in a row that found something owed.
+    owed_for: u32,
+}
+
+/// Looks (one a second) a deficit may last before it counts as lost, not in flight.
+const OWED_LOOKS: u32 = 1;
+
+impl Replica {
+    /// A broadcast of one revocation arrived.
+    pub fn received_revocation(&self) {
+        self.received.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The caches were flushed (a reconnect, an overflow): nothing is owed any more.
+    pub fn flushed(&self) {
+        if let Ok(mut c) = self.count.lock() {
+            *c = Count::default();
+        }
+    }
+
+    /// Compares the durable count `n` with what arrived; `true`: flush the caches, a
+    /// revocation was counted that no broadcast brought.
+    pub fn check_count(&self, n: i64) -> bool {
+        let received = self.received.load(Ordering::SeqCst);
+        let Ok(mut c) = self.count.lock() else {
+            return true;
+        };
+        let Some((last_n, last_received)) = c.last else {
+            c.last = Some((n, received));
+            return false;
+        };
+        c.last = Some((n, received));
+        c.owed = (c.owed + (n - last_n) - (received - last_received)).max(0);
+        if c.owed == 0 {
+            c.owed_for = 0;
+            return false;
+        }
+        c.owed_for += 1;
+        if c.owed_for > OWED_LOOKS {
+            *c = Count {
+                last: Some((n, received)),
+                ..Count::default()
+            };
+            return true;
+        }
+        false
+    }
 }
 
 impl Replica {
@@ -97,6 +159,8 @@ impl Replica {
             lease: Lease::new(client, &cfg.key_prefix, &id, LEASE_TTL),
             health,
             id,
+            received: AtomicI64::new(0),
+            count: std::sync::Mutex::new(Count::default()),
         })
     }
 }
@@ -108,6 +172,16 @@ struct AppSink(Weak<App>);
 impl Sink for AppSink {
     async fn apply(&self, event: Event) {
         if let Some(app) = self.0.upgrade() {
+            if let Some(r) = &app.replica {
+                match &event {
+                    Event::Sessions { .. }
+                    | Event::Devices { .. }
+                    | Event::Setting { .. }
+                    | Event::Basic => r.received_revocation(),
+                    Event::Flush => r.flushed(),
+                    Event::Users | Event::Phones => {}
+                }
+            }
             app.apply_remote(event).await;
         }
     }
@@ -127,11 +201,19 @@ pub fn start(app: &Arc<App>) {
         loop {
             tick.tick().await;
             let Some(app) = weak.upgrade() else { return };
-            let ok = matches!(
-                tokio::time::timeout(bus::REDIS_TIMEOUT, app.store.ping()).await,
-                Ok(Ok(()))
-            );
-            health.set_durable(ok);
+            // The probe reads the revocation count: reachability and lost broadcasts at once.
+            let counted =
+                tokio::time::timeout(bus::REDIS_TIMEOUT, app.store.revocations_counted()).await;
+            health.set_durable(matches!(counted, Ok(Ok(_))));
+            if let Ok(Ok(n)) = counted
+                && let Some(r) = &app.replica
+                && r.check_count(n)
+            {
+                tracing::warn!(
+                    "a revocation was counted that no broadcast brought: flushing the caches"
+                );
+                app.apply_remote(Event::Flush).await;
+            }
         }
     });
 
@@ -180,6 +262,40 @@ pub fn start(app: &Arc<App>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn replica() -> Replica {
+        let cfg = Replicated {
+            postgres_url: crate::config::Secret(b"postgres://x@127.0.0.1:1/x".to_vec()),
+            postgres_max_connections: 1,
+            redis_url: crate::config::Secret(b"redis://127.0.0.1:1/0".to_vec()),
+            key_prefix: "t".into(),
+        };
+        Replica::new(&cfg, Duration::from_secs(60)).unwrap_or_else(|_| unreachable!())
+    }
+
+    #[test]
+    fn a_counted_revocation_no_broadcast_brought_flushes() {
+        let r = replica();
+        assert!(!r.check_count(10), "the first look only learns");
+        // Counted and received alike: nothing owed.
+        r.received_revocation();
+        assert!(!r.check_count(11));
+        // One in flight for one look is not lost yet…
+        assert!(!r.check_count(12));
+        // …it arrives: nothing owed.
+        r.received_revocation();
+        assert!(!r.check_count(12));
+        // One that never arrives: flushed on the second look that still owes it.
+        assert!(!r.check_count(13));
+        assert!(r.check_count(13));
+        // Owed nothing after the flush.
+        assert!(!r.check_count(13));
+        // A flush from the bus (reconnect) forgives what was owed.
+        assert!(!r.check_count(14));
+        r.flushed();
+        assert!(!r.check_count(14));
+        assert!(!r.check_count(14));
+    }
 
     #[test]
     fn messages_are_small_versioned_and_unknown_ones_flush() {

@@ -93,12 +93,15 @@ impl Devices {
         self.cache.revoke_all();
     }
 
-    fn publish(&self, ids: Vec<String>) {
+    /// Tells the other replicas (replica mode), counted durably first (see `Sessions`).
+    async fn publish(&self, ids: Vec<String>) -> Result<(), StoreError> {
         if let Some(bus) = self.bus.get()
             && !ids.is_empty()
         {
+            self.store.count_revocation().await?;
             bus.publish(crate::replica::Event::Devices { ids });
         }
+        Ok(())
     }
 
     pub fn lifetime(&self) -> i64 {
@@ -219,7 +222,7 @@ impl Devices {
         let found = self.store.revoke_device(user_id, id).await?;
         self.forget(id).await;
         if found {
-            self.publish(vec![id.to_owned()]);
+            self.publish(vec![id.to_owned()]).await?;
         }
         if found {
             Ok(())
@@ -235,7 +238,7 @@ impl Devices {
             self.forget(id).await;
         }
         let n = ids.len();
-        self.publish(ids);
+        self.publish(ids).await?;
         Ok(n)
     }
 

@@ -91,12 +91,16 @@ impl Sessions {
         self.cache.revoke_all();
     }
 
-    fn publish(&self, hashes: Vec<String>) {
+    /// Tells the other replicas (replica mode): counted durably first, so a broadcast that
+    /// never arrives is still noticed (see `replica::Replica::check_count`).
+    async fn publish(&self, hashes: Vec<String>) -> Result<(), StoreError> {
         if let Some(bus) = self.bus.get()
             && !hashes.is_empty()
         {
+            self.store.count_revocation().await?;
             bus.publish(crate::replica::Event::Sessions { ids: hashes });
         }
+        Ok(())
     }
 
     /// Starts a session (committed before returning); returns the cookie value.
@@ -209,10 +213,12 @@ impl Sessions {
     /// Ends the session for a cookie value.
     pub async fn end(&self, token: &str) -> Result<(), StoreError> {
         let key = key_of(token);
-        self.store.delete_session(&hex::encode(key)).await?;
+        let deleted = self.store.delete_session(&hex::encode(key)).await;
+        // Dropped here whatever the store said: this replica stops accepting it at once;
+        // the caller reports a failed delete (the session still exists durably).
         self.cache.revoke([&key]).await;
-        self.publish(vec![hex::encode(key)]);
-        Ok(())
+        deleted?;
+        self.publish(vec![hex::encode(key)]).await
     }
 
     /// Ends every session of a user (password change, setting change, account disabled).
@@ -220,7 +226,7 @@ impl Sessions {
         let gone = self.store.delete_user_sessions(user_id).await?;
         self.cache.revoke(&keys_of(&gone)).await;
         let n = gone.len();
-        self.publish(gone);
+        self.publish(gone).await?;
         Ok(n)
     }
 
