@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::{Backend, PASSWORD, bin, free_port, set_cookie};
 use serde_json::{Value, json};
-use stores::{TestDb, TestRedis};
+use stores::{Cut, TestDb, TestRedis};
 
 struct Node {
     child: Option<Child>,
@@ -33,63 +33,6 @@ struct Cluster {
     /// What the replicas are given as the PostgreSQL URL (the database's, or a forwarder's).
     pg_url: String,
     _backend: Backend,
-}
-
-/// A TCP forwarder in front of PostgreSQL that a test can cut (every connection closed,
-/// new ones refused) and restore, as a network outage would.
-struct Cut {
-    port: u16,
-    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
-}
-
-impl Cut {
-    fn start(target: SocketAddr) -> Self {
-        use std::sync::atomic::Ordering;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (o, cs) = (open.clone(), conns.clone());
-        std::thread::spawn(move || {
-            for inbound in listener.incoming() {
-                let Ok(inbound) = inbound else { continue };
-                if !o.load(Ordering::SeqCst) {
-                    drop(inbound);
-                    continue;
-                }
-                let Ok(outbound) = std::net::TcpStream::connect(target) else {
-                    continue;
-                };
-                {
-                    let mut g = cs.lock().unwrap();
-                    g.push(inbound.try_clone().unwrap());
-                    g.push(outbound.try_clone().unwrap());
-                }
-                for (mut from, mut to) in [
-                    (inbound.try_clone().unwrap(), outbound.try_clone().unwrap()),
-                    (outbound, inbound),
-                ] {
-                    std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
-                        let _ = to.shutdown(std::net::Shutdown::Both);
-                    });
-                }
-            }
-        });
-        Self { port, open, conns }
-    }
-
-    fn cut(&self) {
-        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
-        for c in self.conns.lock().unwrap().drain(..) {
-            let _ = c.shutdown(std::net::Shutdown::Both);
-        }
-    }
-
-    fn restore(&self) {
-        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
 }
 
 impl Cluster {

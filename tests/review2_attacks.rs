@@ -9,71 +9,13 @@ mod stores;
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Backend, PASSWORD, bin, free_port, set_cookie};
 use serde_json::{Value, json};
-use stores::{TestDb, TestRedis};
+use stores::{Cut, TestDb, TestRedis};
 
 // --- harness (as in tests/replicas.rs, with a cuttable path to Redis per replica) -------
-
-/// A TCP forwarder a test can cut (every connection closed, new ones refused) and
-/// restore: a network partition between one replica and Redis.
-struct Cut {
-    port: u16,
-    open: Arc<AtomicBool>,
-    conns: Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
-}
-
-impl Cut {
-    fn start(target: SocketAddr) -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let open = Arc::new(AtomicBool::new(true));
-        let conns = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (o, cs) = (open.clone(), conns.clone());
-        std::thread::spawn(move || {
-            for inbound in listener.incoming() {
-                let Ok(inbound) = inbound else { continue };
-                if !o.load(Ordering::SeqCst) {
-                    drop(inbound);
-                    continue;
-                }
-                let Ok(outbound) = std::net::TcpStream::connect(target) else {
-                    continue;
-                };
-                {
-                    let mut g = cs.lock().unwrap();
-                    g.push(inbound.try_clone().unwrap());
-                    g.push(outbound.try_clone().unwrap());
-                }
-                for (mut from, mut to) in [
-                    (inbound.try_clone().unwrap(), outbound.try_clone().unwrap()),
-                    (outbound, inbound),
-                ] {
-                    std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
-                        let _ = to.shutdown(std::net::Shutdown::Both);
-                    });
-                }
-            }
-        });
-        Self { port, open, conns }
-    }
-
-    fn cut(&self) {
-        self.open.store(false, Ordering::SeqCst);
-        for c in self.conns.lock().unwrap().drain(..) {
-            let _ = c.shutdown(std::net::Shutdown::Both);
-        }
-    }
-
-    fn restore(&self) {
-        self.open.store(true, Ordering::SeqCst);
-    }
-}
 
 struct Node {
     child: Option<Child>,
