@@ -1,6 +1,6 @@
-//! Attacks found in the second review of the replica mode (issue 13). Each test shows a hole
-//! against real `nidan serve` replicas (a fresh PostgreSQL database, a `redis-server` of the
-//! test's own) and fails until the code is fixed.
+//! Attacks found in the second review of the replica mode (issue 13). Each test attacks real
+//! `nidan serve` replicas (a fresh PostgreSQL database, a `redis-server` of the test's own)
+//! the way the hole was found, and checks that it is now closed.
 #![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)]
 
 mod common;
