@@ -4,7 +4,8 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use prometheus::{
-    Histogram, HistogramOpts, IntCounterVec, Opts, register_histogram, register_int_counter_vec,
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, register_histogram,
+    register_int_counter, register_int_counter_vec,
 };
 
 static REQUESTS: LazyLock<Option<IntCounterVec>> = LazyLock::new(|| {
@@ -27,6 +28,21 @@ static LATENCY: LazyLock<Option<Histogram>> = LazyLock::new(|| {
     )
     .ok()
 });
+
+static PASSWORD_CHECKS: LazyLock<Option<IntCounter>> = LazyLock::new(|| {
+    register_int_counter!(
+        "nidan_password_checks_total",
+        "argon2id password verifications run (the login load; a cached Basic credential runs none)"
+    )
+    .ok()
+});
+
+/// Counts one password verification (an argon2id hash).
+pub fn password_checked() {
+    if let Some(c) = PASSWORD_CHECKS.as_ref() {
+        c.inc();
+    }
+}
 
 /// Counts one finished request.
 pub fn request(route: &str, status: u16, elapsed: Duration) {

@@ -118,6 +118,7 @@ impl Hasher {
             None => (self.dummy.clone(), false),
         };
         let ok = self.run(move || verify_password(&password, &phc)).await?;
+        crate::metrics::password_checked();
         Ok(ok && real)
     }
 
