@@ -49,6 +49,22 @@ async fn fetch(http: &reqwest::Client, gw: &Gateway, path: &str) -> (u16, Value)
     (s, r.json().await.unwrap_or(Value::Null))
 }
 
+/// A login that asks the password only (asserted), finished with it: the session cookie
+/// lands in `http`'s jar.
+async fn password_only_login(http: &reqwest::Client, gw: &Gateway, id: &str) {
+    let (_, v) = post(http, gw, "/login", json!({"id": id})).await;
+    assert_eq!(v["step"], "password", "{v}");
+    let flow = v["flow"].as_str().unwrap();
+    let (s, v) = post(
+        http,
+        gw,
+        &format!("/login/{flow}/complete"),
+        json!({"password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+}
+
 fn session_cookie(http_jar: &Arc<reqwest::cookie::Jar>, gw: &Gateway) -> Option<String> {
     let url: reqwest::Url = gw.url("/").parse().unwrap();
     let cookies = reqwest::cookie::CookieStore::cookies(&**http_jar, &url)?;
@@ -250,17 +266,7 @@ async fn a_step_up_needs_the_session_it_started_from() {
         .start();
     let j = jar();
     let inside = client_from("127.0.8.1", &j, FIREFOX);
-    let (_, v) = post(&inside, &gw, "/login", json!({"id": "hanako"})).await;
-    assert_eq!(v["step"], "password", "{v}");
-    let flow = v["flow"].as_str().unwrap();
-    let (s, _) = post(
-        &inside,
-        &gw,
-        &format!("/login/{flow}/complete"),
-        json!({"password": PASSWORD}),
-    )
-    .await;
-    assert_eq!(s, 200);
+    password_only_login(&inside, &gw, "hanako").await;
     let outside = client_from("127.0.0.1", &j, FIREFOX);
     let (_, v) = post(&outside, &gw, "/login", json!({"id": "hanako"})).await;
     assert_eq!(v["step_up"], true, "{v}");
@@ -296,20 +302,8 @@ async fn a_network_exemption_holds_only_inside_the_network_and_never_manages_the
         .start();
     let j = jar();
     let inside = client_from("127.0.8.1", &j, FIREFOX);
-    let (_, v) = post(&inside, &gw, "/login", json!({"id": "hanako"})).await;
-    assert_eq!(
-        v["step"], "password",
-        "the trusted network skips the code: {v}"
-    );
-    let flow = v["flow"].as_str().unwrap();
-    let (s, _) = post(
-        &inside,
-        &gw,
-        &format!("/login/{flow}/complete"),
-        json!({"password": PASSWORD}),
-    )
-    .await;
-    assert_eq!(s, 200);
+    // The trusted network skips the code.
+    password_only_login(&inside, &gw, "hanako").await;
     assert_eq!(fetch(&inside, &gw, "/private/x").await.0, 200);
     // The same cookie from outside the network: a step-up, not the backend.
     let outside = client_from("127.0.0.1", &j, FIREFOX);
@@ -350,16 +344,7 @@ async fn store_errors_fail_closed() {
     let mut gw = gateway().start();
     let j = jar();
     let http = client_from("127.0.0.1", &j, FIREFOX);
-    let (_, v) = post(&http, &gw, "/login", json!({"id": "taro"})).await;
-    let flow = v["flow"].as_str().unwrap();
-    let (s, _) = post(
-        &http,
-        &gw,
-        &format!("/login/{flow}/complete"),
-        json!({"password": PASSWORD}),
-    )
-    .await;
-    assert_eq!(s, 200);
+    password_only_login(&http, &gw, "taro").await;
     assert_eq!(fetch(&http, &gw, "/private/x").await.0, 200);
     // Restart (empty caches), then the 2-step settings become unreadable under the running
     // gateway: taro's password-only session must not pass as "2-step off".
@@ -419,16 +404,7 @@ async fn a_logout_under_concurrent_requests_is_final() {
     for round in 0..3 {
         let j = jar();
         let http = client_from("127.0.0.1", &j, FIREFOX);
-        let (_, v) = post(&http, &gw, "/login", json!({"id": "taro"})).await;
-        let flow = v["flow"].as_str().unwrap();
-        let (s, _) = post(
-            &http,
-            &gw,
-            &format!("/login/{flow}/complete"),
-            json!({"password": PASSWORD}),
-        )
-        .await;
-        assert_eq!(s, 200);
+        password_only_login(&http, &gw, "taro").await;
         let cookie = session_cookie(&j, &gw).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let done = Arc::new(AtomicBool::new(false));
