@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Regenerates the screenshot gallery in docs/screenshots/: every page state of the portal,
+# in Japanese and English, at 1280 px (desktop) and 375 px (phone), as the accessibility
+# walk of the browser test sees them (tests/browser/a11y.py, JavaScript on), plus the
+# index docs/screenshots/README.md.
+#
+#   bash docs/screenshots.sh
+#
+# Needs what the browser test needs (chromium, chromium-driver, selenium, axe-core: bash
+# .ci/run installs them) and pngquant (apt-get install pngquant) to keep the PNGs small.
+# Takes about two minutes on a warm build. The gallery is committed: rerun this after a
+# change to the pages or the stylesheet.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/nidan-target}"
+
+command -v pngquant >/dev/null || { echo "pngquant is missing: apt-get install pngquant" >&2; exit 1; }
+[ -f tests/browser/node_modules/axe-core/axe.min.js ] || npm ci --prefix tests/browser --no-audit --no-fund
+
+out=docs/screenshots
+raw=$(mktemp -d)
+trap 'rm -rf "$raw"' EXIT
+# The test fails on any accessibility finding: a gallery is made only of pages that pass.
+NIDAN_GALLERY="$raw" cargo test --locked --test browser -- --exact \
+  every_page_passes_axe_in_both_languages_with_and_without_javascript
+
+mkdir -p "$out"
+rm -f "$out"/*.png
+for f in "$raw"/*.png; do
+  # 256 colours at most; the pages are flat colours and text, so nothing visible is lost.
+  pngquant --quality 65-90 --speed 1 --strip --output "$out/$(basename "$f")" -- "$f"
+done
+
+python3 - "$out" <<'EOF'
+"""Writes the gallery's index from the PNG names: LANG-VIEW-NN-STATE.png."""
+import os
+import re
+import sys
+
+out = sys.argv[1]
+TITLES = {
+    "id": "Login, step 1: the ID",
+    "password-code": "Step 2: password + security code (sent by SMS)",
+    "wrong-code": "A wrong security code",
+    "trust-device": "Trusting this browser, with a name",
+    "signed-in": "Signed in: the portal's home",
+    "devices": "Trusted devices",
+    "settings": "2-step verification settings",
+    "settings-saved": "Settings saved",
+    "passkeys": "Passkeys",
+    "tokens": "App passwords",
+    "token-created": "A new app password, shown once",
+    "logged-out": "Logged out",
+    "not-found": "A page that does not exist",
+    "throttled": "Too many codes asked for: please wait",
+    "password-code-no-app": "App chosen but none enrolled yet: a code instead",
+    "app": "The phone app page",
+    "app-enrollment": "Setting up the app: QR code and security code",
+    "app-enrolled": "The app is set up",
+    "app-waiting": "Waiting for the approval in the app (the number to pick)",
+    "app-wrong-number": "The wrong number was picked in the app",
+    "app-approved": "Approved in the app: now the password",
+    "password-code-instead-of-app": "A security code instead of the app",
+}
+shots = {}
+for name in sorted(os.listdir(out)):
+    m = re.fullmatch(r"(ja|en)-(desktop|phone)-(\d+)-([a-z0-9-]+)\.png", name)
+    if m:
+        lang, view, n, state = m.groups()
+        shots.setdefault((int(n), state), {})[(lang, view)] = name
+lines = [
+    "# The portal, page by page",
+    "",
+    "Every page state of nidan's login portal, in Japanese and English, on a desktop",
+    "(1280 px) and a phone (375 px), as a person sees it with JavaScript on. Each one also",
+    "passes axe-core (see \"Accessibility\" in the README). Made by `bash docs/screenshots.sh`",
+    "from the browser test's walk; do not edit by hand.",
+    "",
+    "| # | page | 日本語 desktop | 日本語 phone | English desktop | English phone |",
+    "|---:|---|---|---|---|---|",
+]
+for (n, state), files in sorted(shots.items()):
+    title = TITLES.get(state, state)
+    cells = []
+    for key in [("ja", "desktop"), ("ja", "phone"), ("en", "desktop"), ("en", "phone")]:
+        f = files.get(key)
+        width = 240 if key[1] == "desktop" else 90
+        cells.append(f'<a href="{f}"><img src="{f}" width="{width}" alt="{title} ({key[0]}, {key[1]})"></a>' if f else "")
+    lines.append(f"| {n} | {title} (`{state}`) | " + " | ".join(cells) + " |")
+with open(os.path.join(out, "README.md"), "w", encoding="utf-8") as f:
+    f.write("\n".join(lines) + "\n")
+print(f"{sum(len(v) for v in shots.values())} screenshots of {len(shots)} page states in {out}/")
+EOF
+du -sh "$out"
