@@ -13,8 +13,10 @@ when the walk itself fails (a page that never came, a missing control); violatio
 the caller to judge, so one run lists all of them.
 """
 import base64
+import html
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -417,7 +419,10 @@ try:
     n = len(codes("jiro"))
     click("form[action$='/app/enroll'] button", "the enrollment page")
     code = new_code("jiro", n)
-    uri = drv.find_element(By.CSS_SELECTOR, "code.uri").text
+    found = re.search(r"nidan-app://enroll\?[^\s\"<]+", drv.page_source)
+    if not found:
+        raise SystemExit("the enrollment page shows no setup URI")
+    uri = html.unescape(found.group(0))
     check("app-enrollment")
     if app("enroll", "--uri", uri, "--security-code", code, "--name", "Pixel") is None:
         raise SystemExit("the reference app could not enroll")
@@ -434,25 +439,29 @@ try:
         pending = app("list")["approvals"]
         return drv.find_element(By.CSS_SELECTOR, ".number").text.strip(), pending[-1]["id"]
 
-    def after_answer(what, cond):
-        # With JavaScript the page moves on by itself; without it, as "check now" does.
-        if not JS_ON:
+    def answer(what, number, aid, right):
+        """Picks a number in the app, then waits for the page to show the answer: with
+        JavaScript the page reloads by itself once its polling sees it; without, as
+        "check now" does."""
+        old = drv.find_element(By.TAG_NAME, "html")
+        accepted = app("approve", "--number", number, "--", aid) is not None
+        if accepted != right:
+            raise SystemExit(f"the app's answer with the {'right' if right else 'wrong'} "
+                             f"number was {'accepted' if accepted else 'refused'}")
+        if JS_ON:
+            wait_until(what, lambda d: EC.staleness_of(old)(d) and page_loaded(d))
+        else:
             drv.get(drv.current_url.split("?")[0])
             wait_until(what, page_loaded)
-        wait_until(what, cond)
 
     number, aid = jiro_waits()
     check("app-waiting")
-    wrong = "00" if number != "00" else "11"
-    app("approve", "--number", wrong, "--", aid)
-    after_answer("the wrong-number page", lambda d: not d.find_elements(By.ID, "nidan-wait")
-                 or d.find_elements(By.CSS_SELECTOR, ".error"))
+    answer("the wrong-number page", "00" if number != "00" else "11", aid, right=False)
     check("app-wrong-number")
 
     number, aid = jiro_waits()
-    if app("approve", "--number", number, "--", aid) is None:
-        raise SystemExit("the reference app could not approve")
-    after_answer("the password page after approval", lambda d: d.find_elements(By.ID, "password"))
+    answer("the password page after approval", number, aid, right=True)
+    wait_until("the password field", lambda d: d.find_elements(By.ID, "password"))
     check("app-approved")
 
     number, aid = jiro_waits()
