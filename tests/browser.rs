@@ -126,7 +126,10 @@ fn every_page_passes_axe_in_both_languages_with_and_without_javascript() {
         // named in the configuration, so the app enrollment can hand out this address.
         let gw = Gateway::builder()
             .set("portal.title", "nidan")
-            .set("portal.allowed_return_hosts", "[app.example.com, localhost]")
+            .set(
+                "portal.allowed_return_hosts",
+                "[app.example.com, localhost]",
+            )
             .start();
         let base = format!("http://localhost:{}", gw.addr.port());
         let mut cmd = Command::new("python3");
@@ -167,7 +170,11 @@ fn every_page_passes_axe_in_both_languages_with_and_without_javascript() {
             let s = |k: &str| v[k].as_str().unwrap_or("?").to_owned();
             let targets: Vec<String> = v["targets"]
                 .as_array()
-                .map(|t| t.iter().map(|x| x.as_str().unwrap_or("?").to_owned()).collect())
+                .map(|t| {
+                    t.iter()
+                        .map(|x| x.as_str().unwrap_or("?").to_owned())
+                        .collect()
+                })
                 .unwrap_or_default();
             report
                 .entry(format!(
