@@ -32,15 +32,17 @@ for f in "$raw"/*.png; do
 done
 
 python3 - "$out" <<'EOF'
-"""Writes the gallery's index from the PNG names: LANG-VIEW-NN-STATE.png."""
+"""Writes the gallery's index from the PNG names (LANG-VIEW-STATE.png), in the walk's order."""
 import os
 import re
 import sys
 
 out = sys.argv[1]
+# In the order of the walk (tests/browser/a11y.py).
 TITLES = {
     "id": "Login, step 1: the ID",
     "password-code": "Step 2: password + security code (sent by SMS)",
+    "password-code-email": "The security code by email instead",
     "wrong-code": "A wrong security code",
     "trust-device": "Trusting this browser, with a name",
     "signed-in": "Signed in: the portal's home",
@@ -51,23 +53,28 @@ TITLES = {
     "tokens": "App passwords",
     "token-created": "A new app password, shown once",
     "logged-out": "Logged out",
+    "password-only": "A trusted browser: the password alone",
     "not-found": "A page that does not exist",
     "throttled": "Too many codes asked for: please wait",
+    "password-code-phone-kept": "Phone contract kept (suspended): the code by email",
     "password-code-no-app": "App chosen but none enrolled yet: a code instead",
     "app": "The phone app page",
     "app-enrollment": "Setting up the app: QR code and security code",
     "app-enrolled": "The app is set up",
     "app-waiting": "Waiting for the approval in the app (the number to pick)",
+    "password-code-instead-of-app": "A security code instead of the app",
     "app-wrong-number": "The wrong number was picked in the app",
     "app-approved": "Approved in the app: now the password",
-    "password-code-instead-of-app": "A security code instead of the app",
+    "password-code-app-limit": "Too many app prompts: a code instead",
 }
 shots = {}
 for name in sorted(os.listdir(out)):
-    m = re.fullmatch(r"(ja|en)-(desktop|phone)-(\d+)-([a-z0-9-]+)\.png", name)
+    m = re.fullmatch(r"(ja|en)-(desktop|phone)-([a-z0-9-]+)\.png", name)
     if m:
-        lang, view, n, state = m.groups()
-        shots.setdefault((int(n), state), {})[(lang, view)] = name
+        lang, view, state = m.groups()
+        if state not in TITLES:
+            sys.exit(f"{name}: a page state without a title: add it to TITLES in docs/screenshots.sh")
+        shots.setdefault(state, {})[(lang, view)] = name
 lines = [
     "# The portal, page by page",
     "",
@@ -79,8 +86,12 @@ lines = [
     "| # | page | 日本語 desktop | 日本語 phone | English desktop | English phone |",
     "|---:|---|---|---|---|---|",
 ]
-for (n, state), files in sorted(shots.items()):
-    title = TITLES.get(state, state)
+n = 0
+for state, title in TITLES.items():
+    files = shots.get(state)
+    if not files:
+        continue
+    n += 1
     cells = []
     for key in [("ja", "desktop"), ("ja", "phone"), ("en", "desktop"), ("en", "phone")]:
         f = files.get(key)

@@ -84,6 +84,7 @@ fn a_person_logs_in_with_a_real_browser() {
 const STATES: &[&str] = &[
     "id",
     "password-code",
+    "password-code-email",
     "wrong-code",
     "trust-device",
     "signed-in",
@@ -94,16 +95,19 @@ const STATES: &[&str] = &[
     "tokens",
     "token-created",
     "logged-out",
+    "password-only",
     "not-found",
     "throttled",
+    "password-code-phone-kept",
     "password-code-no-app",
     "app",
     "app-enrollment",
     "app-enrolled",
     "app-waiting",
+    "password-code-instead-of-app",
     "app-wrong-number",
     "app-approved",
-    "password-code-instead-of-app",
+    "password-code-app-limit",
 ];
 
 /// axe-core (WCAG 2.0–2.2 A/AA and best practices) finds nothing on any page state, in
