@@ -1,14 +1,16 @@
 """Walks every page state of nidan's portal in a real headless Chromium, in one language with
-JavaScript on or off, and checks each state with axe-core at a desktop and a phone width.
+JavaScript on or off, and checks each state with axe-core (plus the focus ring, tap targets
+and sideways scrolling) at a desktop width, at 375 px and in the dark colour scheme.
 
 Usage: a11y.py BASE_URL OUTBOX_FILE NIDAN_BIN WORK_DIR LANG(ja|en) JS(on|off) [SHOTS_DIR]
 
 BASE_URL should name `localhost` (passkeys are offered only on a domain name). NIDAN_BIN
 is the gateway binary, used as the reference phone app (`nidan app …`) to enroll and answer
-approvals. With SHOTS_DIR, every state is also saved as a PNG per width for the gallery.
+approvals. With SHOTS_DIR, every state is also saved as a PNG per width (light scheme) for
+the gallery.
 
 Prints one JSON line: {"states": [...], "checked": N, "violations": [...]} where every
-violation names the state, width, axe rule id, impact and the targets. Exits non-zero only
+violation names the state, view, rule id, impact and the targets. Exits non-zero only
 when the walk itself fails (a page that never came, a missing control); violations are for
 the caller to judge, so one run lists all of them.
 """
@@ -22,7 +24,7 @@ import sys
 import time
 
 from selenium import webdriver
-from selenium.common.exceptions import JavascriptException, StaleElementReferenceException
+from selenium.common.exceptions import JavascriptException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
@@ -282,7 +284,7 @@ def check(state):
                 if shots and scheme == "light":
                     screenshot(os.path.join(shots, f"{lang}-{label}-{state}.png"), w)
                 break
-            except (JavascriptException, StaleElementReferenceException) as e:
+            except WebDriverException as e:
                 if attempt == 2:
                     raise SystemExit(f"axe could not run on {state} at {w}px: {e}")
                 wait_until("the page", page_loaded)
@@ -308,18 +310,29 @@ def check(state):
     view(*VIEWS[0][1:])
 
 
-def axe_reports_what_it_finds():
-    """A check that could not fail proves nothing: an image without a text alternative
-    and an unlabelled field, added for a moment, must come back as violations."""
+def checks_report_what_they_find():
+    """A check that could not fail proves nothing: an image without a text alternative, an
+    unlabelled field and a tiny button without a focus ring, added for a moment, must come
+    back as violations of axe and of the checks here."""
     drv.execute_script("""
-        var d = document.createElement('div'); d.id = 'nidan-axe-probe';
+        var d = document.createElement('div'); d.id = 'nidan-probe';
         d.innerHTML = '<img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=" width="30" height="30">'
-                    + '<input type="text" name="probe">';
+                    + '<input type="text" name="probe">'
+                    + '<button type="button" id="nidan-probe-button">x</button>';
+        // Styled through the DOM: the portal's CSP refuses style attributes in markup.
+        var b = d.querySelector('button');
+        b.style.outline = 'none'; b.style.minHeight = '0'; b.style.padding = '0';
+        b.style.width = '12px'; b.style.height = '12px';
         document.querySelector('main').appendChild(d);""")
     found = {v["rule"] for v in axe_run("probe")}
-    drv.execute_script("document.getElementById('nidan-axe-probe').remove()")
+    ring = [r["target"] for r in drv.execute_script(FOCUS_CHECK)]
+    small = [t["target"] for t in drv.execute_script(TARGET_CHECK)]
+    drv.execute_script("document.getElementById('nidan-probe').remove()")
     if not {"image-alt", "label"} <= found:
         raise SystemExit(f"axe did not report the planted faults (found {sorted(found)})")
+    if "#nidan-probe-button" not in ring or "#nidan-probe-button" not in small:
+        raise SystemExit(f"the focus-ring or tap-target check missed the planted button: "
+                         f"{ring} {small}")
 
 
 opts = webdriver.ChromeOptions()
@@ -348,7 +361,7 @@ try:
         "var b = document.querySelector('.passkey-login'); return !!b && !b.hidden")
     if passkey_shown != JS_ON:
         raise SystemExit(f"JavaScript {js}, but the passkey button shown = {passkey_shown}")
-    axe_reports_what_it_finds()
+    checks_report_what_they_find()
     check("id")
     n = len(codes("hanako"))
     drv.find_element(By.ID, "id").send_keys("hanako")
