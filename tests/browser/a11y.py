@@ -60,7 +60,6 @@ EXCEPTIONS = {
     # never see it (they poll quietly; axe checks that in the JavaScript walks), and the
     # page says it reloads and offers "check now" and "use a security code instead".
     ("off", "app-waiting"): ["meta-refresh"],
-    ("off", "app-wrong-number"): ["meta-refresh"],
 }
 
 # Chromium blocks timers on pages where JavaScript is off, and axe-core waits on
