@@ -5,6 +5,7 @@
 pub mod api;
 pub mod http;
 pub mod i18n;
+pub mod openapi;
 pub mod pages;
 pub mod passkeys;
 pub mod phone_app;

@@ -222,19 +222,21 @@ async fn delete(ctx: &Ctx<'_>, user: &User, id: &str) -> Result<(), PasskeyError
 
 // --- the JSON API -----------------------------------------------------------------------
 
-/// `{prefix}/api/passkeys/...`; same-site and JSON were checked by the API dispatcher.
-pub async fn api(ctx: &Ctx<'_>, rest: &[&str]) -> Response {
+/// `{prefix}/api/passkeys/...`; the API dispatcher resolved the endpoint and checked
+/// same-site and JSON.
+pub async fn api(ctx: &Ctx<'_>, endpoint: super::api::Endpoint, id: &str) -> Response {
+    use super::api::Endpoint as E;
     if disabled(ctx) {
         return Response::json_error(404, "not_found", "passkeys are not enabled");
     }
-    match (&ctx.req.method, rest) {
-        (&Method::GET, []) => api_list(ctx).await,
-        (&Method::POST, ["register", "start"]) => register_start(ctx).await,
-        (&Method::POST, ["register", "finish"]) => register_finish(ctx).await,
-        (&Method::POST, ["login", "start"]) => login_start(ctx).await,
-        (&Method::POST, ["login", "finish"]) => login_finish(ctx).await,
-        (&Method::PATCH, [id]) => api_rename(ctx, id).await,
-        (&Method::DELETE, [id]) => api_delete(ctx, id).await,
+    match endpoint {
+        E::Passkeys => api_list(ctx).await,
+        E::PasskeyRegisterStart => register_start(ctx).await,
+        E::PasskeyRegisterFinish => register_finish(ctx).await,
+        E::PasskeyLoginStart => login_start(ctx).await,
+        E::PasskeyLoginFinish => login_finish(ctx).await,
+        E::PasskeyRename => api_rename(ctx, id).await,
+        E::PasskeyDelete => api_delete(ctx, id).await,
         _ => Response::json_error(404, "not_found", "no such API endpoint"),
     }
 }
