@@ -866,7 +866,7 @@ impl Checker<'_> {
                         c.trim(),
                         (ratio * 10.0).floor() / 10.0
                     ),
-                    "choose a darker colour, e.g. `#0b3d91` (10.9:1) or `#1a7f37` (5.1:1)",
+                    "choose a darker colour, e.g. `#0b3d91` (10.0:1) or `#1a7f37` (5.0:1)",
                 );
                 return None;
             }
@@ -3154,5 +3154,36 @@ routes:
         assert!(e.message.contains("not a domain name"), "{e}");
         let e = &errors(&with("passkeys: { rpid: x }\n"))[0];
         assert!(e.message.contains("rpid"), "{e}");
+    }
+
+    #[test]
+    fn brand_colours_are_checked_for_contrast() {
+        assert!((contrast_with_white((255, 255, 255)) - 1.0).abs() < 1e-9);
+        assert!((contrast_with_white((0, 0, 0)) - 21.0).abs() < 1e-9);
+        assert_eq!(parse_hex_color("#abc"), Some((0xaa, 0xbb, 0xcc)));
+        assert_eq!(parse_hex_color("0b3d91"), None);
+        assert_eq!(parse_hex_color("#0b3d9"), None);
+        assert_eq!(parse_hex_color("#0b3d9g"), None);
+        let c = load_t(&with("portal: { brand: { primary_color: \"#0B3D91\" } }\n")).unwrap();
+        assert_eq!(c.portal.brand.primary_color.as_deref(), Some("#0b3d91"));
+        // #777777 is 4.48:1: just short.
+        let e = &errors(&with("portal: { brand: { primary_color: \"#777777\" } }\n"))[0];
+        assert!(
+            e.message.contains("4.4:1") && e.message.contains("4.5:1"),
+            "{}",
+            e.message
+        );
+        assert!(footer_url_ok("/help") && footer_url_ok("https://example.com/terms?x=1"));
+        for bad in [
+            "//evil.example",
+            "javascript:alert(1)",
+            "https://u@evil/",
+            "help",
+            "",
+        ] {
+            assert!(!footer_url_ok(bad), "{bad}");
+        }
+        let c = load_t(&with("portal: { time_zone: Asia/Tokyo }\n")).unwrap();
+        assert_eq!(c.portal.time_zone, Some(chrono_tz::Tz::Asia__Tokyo));
     }
 }
