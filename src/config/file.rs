@@ -131,6 +131,33 @@ pub(crate) struct PortalFile {
     pub public_url: Option<String>,
     pub recent_login: Option<String>,
     pub flow_lifetime: Option<String>,
+    pub time_zone: Option<String>,
+    pub brand: Option<BrandFile>,
+}
+
+/// The operator's look of the portal.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BrandFile {
+    pub name: Option<String>,
+    pub logo_file: Option<String>,
+    pub primary_color: Option<String>,
+    pub footer_links: Option<Vec<FooterLinkFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FooterLinkFile {
+    pub label: LabelFile,
+    pub url: String,
+}
+
+/// One label for every language, or one per language.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum LabelFile {
+    One(String),
+    PerLanguage { ja: String, en: String },
 }
 
 #[derive(Debug, Default, Deserialize)]

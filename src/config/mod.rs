@@ -124,6 +124,43 @@ pub struct Portal {
     pub recent_login: Duration,
     /// Lifetime of an unfinished login flow (default 10m).
     pub flow_lifetime: Duration,
+    /// The zone times are shown in when the browser has not told its own; `None`: by the
+    /// page's language (`Asia/Tokyo` for Japanese, UTC otherwise).
+    pub time_zone: Option<chrono_tz::Tz>,
+    pub brand: Brand,
+}
+
+impl Portal {
+    /// The name pages, mails and SMS show: the brand's, else `portal.title`.
+    pub fn site_name(&self) -> &str {
+        self.brand.name.as_deref().unwrap_or(&self.title)
+    }
+}
+
+/// The operator's look: name, logo, primary colour, footer links.
+#[derive(Debug, Clone, Default)]
+pub struct Brand {
+    /// Shown in the header and page titles instead of `portal.title`.
+    pub name: Option<String>,
+    pub logo: Option<Logo>,
+    /// `#rrggbb`, checked for contrast against white (≥ 4.5:1).
+    pub primary_color: Option<String>,
+    pub footer_links: Vec<FooterLink>,
+}
+
+/// A logo file read at load time, served by the portal at `{prefix}/static/logo`.
+#[derive(Debug, Clone)]
+pub struct Logo {
+    pub bytes: std::sync::Arc<Vec<u8>>,
+    pub content_type: &'static str,
+}
+
+#[derive(Debug, Clone)]
+pub struct FooterLink {
+    pub label_ja: String,
+    pub label_en: String,
+    /// An `http(s)` URL or a path on this site.
+    pub url: String,
 }
 
 #[derive(Debug, Clone)]

@@ -264,10 +264,14 @@ fn flow_json(v: &FlowView) -> Value {
         j["code_channel"] = json!(c);
     }
     if let Some(n) = v.notice {
-        j["notice"] = json!(match n {
-            login::flow::Notice::PhoneKept => "phone_kept",
-            login::flow::Notice::AppUnavailable => "app_unavailable",
-        });
+        // Every reason the app is not asked is `app_unavailable`; `app_reason` says which.
+        match n.app_reason() {
+            Some(reason) => {
+                j["notice"] = json!("app_unavailable");
+                j["app_reason"] = json!(reason);
+            }
+            None => j["notice"] = json!("phone_kept"),
+        }
     }
     if v.step == login::flow::Step::PasswordAndCode {
         j["email_alternative"] = json!(v.email_alternative);
@@ -278,6 +282,9 @@ fn flow_json(v: &FlowView) -> Value {
     }
     if let Some(a) = v.approval {
         j["approval"] = json!(a.as_str());
+    }
+    if let Some(d) = v.denial {
+        j["denial"] = json!(d.as_str());
     }
     if v.step_up {
         j["step_up"] = json!(true);

@@ -721,12 +721,13 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
             .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
-fn gateway_cookies(app: &App) -> [&str; 5] {
+fn gateway_cookies(app: &App) -> [&str; 6] {
     [
         app.cfg.session.cookie_name.as_str(),
         app.cfg.trusted_devices.cookie_name.as_str(),
         portal::CSRF_COOKIE,
         portal::LANG_COOKIE,
+        portal::TZ_COOKIE,
         crate::login::risk::SEEN_COOKIE,
     ]
 }
