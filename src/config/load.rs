@@ -2486,6 +2486,12 @@ routes:
         let d = dir.path();
         std::fs::create_dir_all(d.join("secrets")).unwrap();
         std::fs::create_dir_all(d.join("tls")).unwrap();
+        std::fs::create_dir_all(d.join("brand")).unwrap();
+        std::fs::write(
+            d.join("brand/logo.svg"),
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"1\" height=\"1\"/>",
+        )
+        .unwrap();
         std::fs::write(
             d.join("secrets/device-k1"),
             "k1-secret-0123456789-0123456789-0123456789\n",
