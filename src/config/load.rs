@@ -3096,4 +3096,62 @@ routes:
         let e = &errors(&with("passkeys: { rpid: x }\n"))[0];
         assert!(e.message.contains("rpid"), "{e}");
     }
+
+    #[test]
+    fn identity_assertion_is_checked() {
+        let none = load_t(MINIMAL).unwrap();
+        assert!(none.identity_assertion.is_none() && !none.routes[0].assertion);
+        let c = load_t(&with(
+            "portal: { public_url: \"https://login.example.com\" }\nidentity_assertion: { enabled: true }\n",
+        ))
+        .unwrap();
+        let a = c.identity_assertion.unwrap();
+        assert_eq!(
+            (
+                a.header.as_str(),
+                a.issuer.as_str(),
+                a.lifetime,
+                a.key_rotation
+            ),
+            (
+                "X-Nidan-Assertion",
+                "https://login.example.com",
+                Duration::from_secs(300),
+                Duration::from_secs(86_400)
+            )
+        );
+        assert!(c.routes[0].assertion);
+        // Off by default, on for one route.
+        let c = load_t(&MINIMAL.replace(
+            "policy: login }",
+            "policy: login, identity_assertion: true }\nidentity_assertion: { enabled: false, issuer: nidan }",
+        ))
+        .unwrap();
+        assert!(c.routes[0].assertion);
+        // No issuer to name; a lifetime over five minutes; a header that is an identity
+        // header: each placed, with the fix.
+        let errs = errors(&with(
+            "identity_assertion:\n  lifetime: 10m\n  header: remote_user\n",
+        ));
+        let lines: Vec<usize> = errs.iter().map(|e| e.line).collect();
+        assert_eq!(lines, vec![3, 3, 4], "{errs:#?}");
+        assert!(errs[0].fix.contains("portal.public_url"), "{}", errs[0]);
+        assert!(
+            errs[1].message.contains("between 10s and 5m"),
+            "{}",
+            errs[1]
+        );
+        assert!(errs[2].message.contains("header"), "{}", errs[2]);
+        let e = &errors(&with(
+            "identity_assertion: { issuer: x, key_rotation: 5m }\n",
+        ))[0];
+        assert!(e.message.contains("key_rotation"), "{e}");
+        // A route cannot ask for it without the section.
+        let e = &errors(&MINIMAL.replace(
+            "policy: login }",
+            "policy: login, identity_assertion: true }",
+        ))[0];
+        assert!(e.fix.contains("identity_assertion"), "{e}");
+        assert_eq!(e.line, 5, "{e}");
+    }
 }
