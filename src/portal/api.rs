@@ -78,6 +78,7 @@ pub async fn handle(ctx: &Ctx<'_>, rest: &str) -> Response {
         (&Method::POST, ["tokens"]) => super::tokens::api_create(ctx).await,
         (&Method::DELETE, ["tokens", id]) => super::tokens::api_delete(ctx, id).await,
         (_, ["passkeys", rest @ ..]) => super::passkeys::api(ctx, rest).await,
+        (_, ["sessions", rest @ ..]) => super::sessions::api(ctx, rest).await,
         _ => Response::json_error(404, "not_found", "no such API endpoint"),
     }
 }

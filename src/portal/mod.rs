@@ -9,6 +9,7 @@ pub mod pages;
 pub mod passkeys;
 pub mod phone_app;
 pub mod redirect;
+pub mod sessions;
 pub mod tokens;
 pub mod views;
 
@@ -385,6 +386,7 @@ async fn route(ctx: &Ctx<'_>) -> Response {
         (&Method::POST, ["app", id, "delete"]) => pages::app_delete_post(ctx, id).await,
         (&Method::POST, ["logout"]) => pages::logout_post(ctx).await,
         (_, ["passkeys", rest @ ..]) => passkeys::route(ctx, rest).await,
+        (_, ["sessions", rest @ ..]) => sessions::route(ctx, rest).await,
         (&Method::GET | &Method::HEAD, ["logout"]) => {
             Response::redirect(302, &format!("{}/", ctx.prefix()))
         }
