@@ -32,7 +32,8 @@ async fn description(gw: &Gateway, prefix: &str) -> Value {
     r.json().await.unwrap()
 }
 
-/// `(METHOD, path)` of every operation, admin ones apart.
+/// `(METHOD, path)` of every operation of the JSON API (`admin: false`) or of the rest:
+/// the admin API, forward-auth (any method, at the request edge) and the keys.
 fn operations(doc: &Value, admin: bool) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
@@ -40,7 +41,11 @@ fn operations(doc: &Value, admin: bool) -> Vec<(String, String)> {
             let Some(op) = item.get(m.to_lowercase()) else {
                 continue;
             };
-            let is_admin = op["tags"].as_array().unwrap().iter().any(|t| t == "admin");
+            let is_admin = op["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t == "admin" || t == "forward-auth" || t == "keys");
             if is_admin == admin {
                 out.push((m.to_owned(), path.clone()));
             }
@@ -58,6 +63,10 @@ async fn the_description_names_this_deployments_prefix() {
     assert_eq!(doc["openapi"], "3.1.0");
     assert_eq!(doc["servers"][0]["url"], "/auth/api");
     assert!(doc["paths"]["/login/{flow}/complete"]["post"].is_object());
+    assert_eq!(
+        doc["paths"]["/.well-known/jwks.json"]["servers"][0]["url"],
+        "/auth"
+    );
 }
 
 /// Each described operation reaches its handler (never the "no such endpoint" answer), and
@@ -169,13 +178,21 @@ impl Drop for Demo {
 
 /// Runs schemathesis with `args`; fails the test with its report on any finding.
 fn schemathesis(args: &[String]) {
+    schemathesis_checking(args, &format!("{CHECKS},unsupported_method"));
+}
+
+/// What every run checks: no 5xx, and every answer's status, content type, headers and body
+/// as described.
+const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
+                      response_headers_conformance,response_schema_conformance";
+
+fn schemathesis_checking(args: &[String], checks: &str) {
     let out = Command::new("schemathesis")
         .arg("run")
         .args(args)
         .args([
             "--checks",
-            "not_a_server_error,status_code_conformance,content_type_conformance,\
-             response_headers_conformance,response_schema_conformance,unsupported_method",
+            checks,
             "--max-examples",
             "15",
             // One worker: hypothesis's source inspection is not thread-safe on Python 3.11
@@ -244,6 +261,10 @@ async fn schemathesis_finds_nothing_in_the_demos_json_api() {
             format!("{base}/_nidan/api/openapi.json"),
             "--exclude-tag".into(),
             "admin".into(),
+            "--exclude-tag".into(),
+            "forward-auth".into(),
+            "--exclude-tag".into(),
+            "keys".into(),
             "--header".into(),
             format!("Origin: {base}"),
         ];
@@ -290,4 +311,40 @@ async fn schemathesis_finds_nothing_in_the_admin_api() {
         "--header".into(),
         format!("Authorization: Bearer {TOKEN}"),
     ]);
+}
+
+/// Forward-auth from a trusted proxy and the identity assertion's keys under the portal
+/// prefix (neither is checked for unsupported methods: forward-auth answers any method, as
+/// nginx asks with the original one).
+#[tokio::test(flavor = "multi_thread")]
+async fn schemathesis_finds_nothing_in_forward_auth_and_the_keys() {
+    let gw = Gateway::builder()
+        .set("trusted_proxies", "[\"127.0.0.1\"]")
+        .set(
+            "identity_assertion",
+            "{ issuer: \"https://login.example.com\" }",
+        )
+        .start();
+    let spec = gw.url("/_nidan/api/openapi.json");
+    schemathesis_checking(
+        &[
+            spec.clone(),
+            "--include-tag".into(),
+            "forward-auth".into(),
+            "--url".into(),
+            gw.url("/_nidan/api"),
+        ],
+        CHECKS,
+    );
+    // The keys are a portal page: another method is the portal's 404, not an API 405.
+    schemathesis_checking(
+        &[
+            spec,
+            "--include-tag".into(),
+            "keys".into(),
+            "--url".into(),
+            gw.url("/_nidan"),
+        ],
+        CHECKS,
+    );
 }

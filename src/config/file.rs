@@ -47,6 +47,19 @@ pub(crate) struct File {
     pub routes: Option<Vec<RouteFile>>,
     #[serde(default)]
     pub audit: Option<AuditFile>,
+    #[serde(default)]
+    pub identity_assertion: Option<IdentityAssertionFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct IdentityAssertionFile {
+    pub enabled: Option<bool>,
+    pub header: Option<String>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub lifetime: Option<String>,
+    pub key_rotation: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -401,6 +414,7 @@ pub(crate) struct RouteFile {
     pub groups: Option<Vec<String>>,
     pub second_steps: Option<Vec<TwoStepMethodFile>>,
     pub case_sensitive: Option<bool>,
+    pub identity_assertion: Option<bool>,
 }
 
 /// A string-to-string mapping that keeps the file's order (for SMS headers).

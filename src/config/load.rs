@@ -13,6 +13,7 @@ use ipnet::IpNet;
 use serde::de::DeserializeOwned;
 
 use super::AuditSettings;
+use super::IdentityAssertion;
 use super::file::{self, File};
 use super::locate::Locator;
 use super::{
@@ -530,7 +531,13 @@ impl Checker<'_> {
         let exemptions = self.exemptions(f.exemptions.unwrap_or_default());
         let risk = self.risk(f.risk.unwrap_or_default());
         let passkeys = self.passkeys(f.passkeys.unwrap_or_default());
-        let routes = self.routes(f.routes.unwrap_or_default());
+        let identity_assertion = f
+            .identity_assertion
+            .map(|a| self.identity_assertion(a, &portal, &identity_headers));
+        let routes = self.routes(
+            f.routes.unwrap_or_default(),
+            identity_assertion.as_ref().map(|a| a.enabled),
+        );
         let audit = self.audit(f.audit.unwrap_or_default());
         Config {
             source: source.to_path_buf(),
@@ -551,6 +558,7 @@ impl Checker<'_> {
             passkeys,
             routes,
             audit,
+            identity_assertion,
         }
     }
 
@@ -1747,7 +1755,9 @@ impl Checker<'_> {
         self.networks("trusted_proxies", &list)
     }
 
-    fn routes(&mut self, list: Vec<file::RouteFile>) -> Vec<Route> {
+    /// `assertion`: `identity_assertion.enabled` when the section is there (a route's own
+    /// `identity_assertion` overrides it), `None` when it is not.
+    fn routes(&mut self, list: Vec<file::RouteFile>, assertion: Option<bool>) -> Vec<Route> {
         if list.is_empty() {
             self.err(
                 "routes",
@@ -1759,7 +1769,7 @@ impl Checker<'_> {
         // Whether hosts and path_prefix were valid, so the shadowing check can trust them.
         let mut matchable: Vec<bool> = Vec::new();
         for (i, r) in list.into_iter().enumerate() {
-            let (route, ok) = self.route(i, r, &routes);
+            let (route, ok) = self.route(i, r, &routes, assertion);
             routes.push(route);
             matchable.push(ok);
         }
@@ -1780,7 +1790,13 @@ impl Checker<'_> {
         routes
     }
 
-    fn route(&mut self, i: usize, r: file::RouteFile, earlier: &[Route]) -> (Route, bool) {
+    fn route(
+        &mut self,
+        i: usize,
+        r: file::RouteFile,
+        earlier: &[Route],
+        assertion: Option<bool>,
+    ) -> (Route, bool) {
         let at = |key: &str| format!("routes[{i}].{key}");
         let mut ok = true;
         if !name_ok(&r.name, 64) {
@@ -1913,7 +1929,15 @@ impl Checker<'_> {
                 out
             }
         };
+        if r.identity_assertion == Some(true) && assertion.is_none() {
+            self.err(
+                &at("identity_assertion"),
+                format!("route {} asks for an identity assertion, but none is configured", r.name),
+                "add a top-level `identity_assertion: { enabled: false }` section (with `portal.public_url` set) so routes can turn it on, or remove this key",
+            );
+        }
         let route = Route {
+            assertion: r.identity_assertion.or(assertion).unwrap_or(false),
             name: r.name,
             hosts,
             path_prefix,
@@ -2271,6 +2295,123 @@ fn shadows(earlier: &Route, later: &Route) -> bool {
     let (p, q) = (earlier.path_prefix.as_str(), later.path_prefix.as_str());
     let path = p == "/" || q == p || q.strip_prefix(p).is_some_and(|r| r.starts_with('/'));
     hosts && path
+}
+
+/// The `identity_assertion` section.
+impl Checker<'_> {
+    fn identity_assertion(
+        &mut self,
+        a: file::IdentityAssertionFile,
+        portal: &Portal,
+        identity: &IdentityHeaders,
+    ) -> IdentityAssertion {
+        let header = a.header.unwrap_or_else(|| "X-Nidan-Assertion".to_owned());
+        let lower = header.to_ascii_lowercase().replace('_', "-");
+        let taken = [
+            &identity.user,
+            &identity.name,
+            &identity.email,
+            &identity.groups,
+        ]
+        .iter()
+        .any(|h| h.to_ascii_lowercase().replace('_', "-") == lower);
+        // Headers the gateway or HTTP itself gives a meaning to cannot carry the token.
+        let reserved = [
+            "host",
+            "cookie",
+            "authorization",
+            "connection",
+            "content-length",
+            "content-type",
+            "transfer-encoding",
+            "upgrade",
+            "te",
+            "trailer",
+            "forwarded",
+            "x-forwarded-for",
+            "x-forwarded-proto",
+            "x-forwarded-host",
+        ]
+        .contains(&lower.as_str());
+        if !token_ok(&header) || taken || reserved {
+            self.err(
+                "identity_assertion.header",
+                "`identity_assertion.header` is not a header name the assertion can use",
+                "use a header name of its own (letters, digits and `-`), e.g. `X-Nidan-Assertion`; not an identity header, `Cookie`, `Authorization`, `Host` or a forwarding header",
+            );
+        }
+        let issuer = match a.issuer.map(|i| i.trim().to_owned()) {
+            Some(i) if i.is_empty() || i.len() > 256 || i.chars().any(char::is_control) => {
+                self.err(
+                    "identity_assertion.issuer",
+                    "`identity_assertion.issuer` must have 1 to 256 characters and no control characters",
+                    "write the issuer backends expect, e.g. `https://login.example.com`, or leave it out to use `portal.public_url`",
+                );
+                String::new()
+            }
+            Some(i) => i,
+            None => match &portal.public_url {
+                Some(u) => u.clone(),
+                None => {
+                    self.err(
+                        "identity_assertion",
+                        "the identity assertion needs an issuer, and `portal.public_url` is not set",
+                        "set `portal.public_url` (e.g. `https://login.example.com`) or `identity_assertion.issuer`",
+                    );
+                    String::new()
+                }
+            },
+        };
+        let audience = a.audience.map(|v| v.trim().to_owned());
+        if audience
+            .as_ref()
+            .is_some_and(|v| v.is_empty() || v.len() > 256 || v.chars().any(char::is_control))
+        {
+            self.err(
+                "identity_assertion.audience",
+                "`identity_assertion.audience` must have 1 to 256 characters and no control characters",
+                "write the audience backends check, e.g. `intranet`, or leave it out to use each route's name",
+            );
+        }
+        let max_lifetime = Duration::from_secs(300);
+        let lifetime = self.duration(
+            "identity_assertion.lifetime",
+            a.lifetime.as_ref(),
+            max_lifetime,
+            Zero::Refused,
+        );
+        if lifetime > max_lifetime || lifetime < Duration::from_secs(10) {
+            self.err(
+                "identity_assertion.lifetime",
+                "`identity_assertion.lifetime` must be between 10s and 5m",
+                "an assertion is for one request: keep it short, e.g. `5m` (the default) or `1m`",
+            );
+        }
+        let key_rotation = self.duration(
+            "identity_assertion.key_rotation",
+            a.key_rotation.as_ref(),
+            Duration::from_secs(86_400),
+            Zero::Refused,
+        );
+        if key_rotation < Duration::from_secs(600)
+            || key_rotation < lifetime * 2
+            || key_rotation > Duration::from_secs(90 * 86_400)
+        {
+            self.err(
+                "identity_assertion.key_rotation",
+                "`identity_assertion.key_rotation` must be between 10m (and twice the lifetime) and 90d",
+                "use e.g. `24h` (the default): a new signing key that often, the previous one published until its last assertion expired",
+            );
+        }
+        IdentityAssertion {
+            enabled: a.enabled.unwrap_or(true),
+            header,
+            issuer,
+            audience,
+            lifetime,
+            key_rotation,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -3191,5 +3332,63 @@ routes:
         }
         let c = load_t(&with("portal: { time_zone: Asia/Tokyo }\n")).unwrap();
         assert_eq!(c.portal.time_zone, Some(chrono_tz::Tz::Asia__Tokyo));
+    }
+
+    #[test]
+    fn identity_assertion_is_checked() {
+        let none = load_t(MINIMAL).unwrap();
+        assert!(none.identity_assertion.is_none() && !none.routes[0].assertion);
+        let c = load_t(&with(
+            "portal: { public_url: \"https://login.example.com\" }\nidentity_assertion: { enabled: true }\n",
+        ))
+        .unwrap();
+        let a = c.identity_assertion.unwrap();
+        assert_eq!(
+            (
+                a.header.as_str(),
+                a.issuer.as_str(),
+                a.lifetime,
+                a.key_rotation
+            ),
+            (
+                "X-Nidan-Assertion",
+                "https://login.example.com",
+                Duration::from_secs(300),
+                Duration::from_secs(86_400)
+            )
+        );
+        assert!(c.routes[0].assertion);
+        // Off by default, on for one route.
+        let c = load_t(&MINIMAL.replace(
+            "policy: login }",
+            "policy: login, identity_assertion: true }\nidentity_assertion: { enabled: false, issuer: nidan }",
+        ))
+        .unwrap();
+        assert!(c.routes[0].assertion);
+        // No issuer to name; a lifetime over five minutes; a header that is an identity
+        // header: each placed, with the fix.
+        let errs = errors(&with(
+            "identity_assertion:\n  lifetime: 10m\n  header: remote_user\n",
+        ));
+        let lines: Vec<usize> = errs.iter().map(|e| e.line).collect();
+        assert_eq!(lines, vec![3, 3, 4], "{errs:#?}");
+        assert!(errs[0].fix.contains("portal.public_url"), "{}", errs[0]);
+        assert!(
+            errs[1].message.contains("between 10s and 5m"),
+            "{}",
+            errs[1]
+        );
+        assert!(errs[2].message.contains("header"), "{}", errs[2]);
+        let e = &errors(&with(
+            "identity_assertion: { issuer: x, key_rotation: 5m }\n",
+        ))[0];
+        assert!(e.message.contains("key_rotation"), "{e}");
+        // A route cannot ask for it without the section.
+        let e = &errors(&MINIMAL.replace(
+            "policy: login }",
+            "policy: login, identity_assertion: true }",
+        ))[0];
+        assert!(e.fix.contains("identity_assertion"), "{e}");
+        assert_eq!(e.line, 5, "{e}");
     }
 }

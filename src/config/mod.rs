@@ -44,6 +44,26 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// How long the audit trail is kept, and how unauthenticated events are bounded.
     pub audit: AuditSettings,
+    /// Signed identity assertions for backends; `None` when the section is absent.
+    pub identity_assertion: Option<IdentityAssertion>,
+}
+
+/// `identity_assertion`: a short-lived signed JWT about the user on proxied requests (and
+/// forward-auth answers), verifiable against `{prefix}/.well-known/jwks.json`.
+#[derive(Debug, Clone)]
+pub struct IdentityAssertion {
+    /// Routes carry it unless they say `identity_assertion: false` (default true).
+    pub enabled: bool,
+    /// Request header the token travels in (default `X-Nidan-Assertion`).
+    pub header: String,
+    /// `iss`: `issuer`, else `portal.public_url`.
+    pub issuer: String,
+    /// `aud` for every route; `None`: the route's name.
+    pub audience: Option<String>,
+    /// Token lifetime (default and at most 5m).
+    pub lifetime: Duration,
+    /// A new signing key every this long (default 24h, at least 10m and twice the lifetime).
+    pub key_rotation: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -529,6 +549,8 @@ pub struct Route {
     /// decided on its exact letter case only (default false: the stricter rule of any
     /// route the path reaches by case applies).
     pub case_sensitive: bool,
+    /// Requests for a user carry the signed identity assertion (`identity_assertion`).
+    pub assertion: bool,
 }
 
 impl Route {

@@ -50,6 +50,9 @@ pub enum Endpoint {
     PasskeyLoginFinish,
     PasskeyRename,
     PasskeyDelete,
+    Sessions,
+    SessionsEndOthers,
+    SessionEnd,
 }
 
 /// Every endpoint of the JSON API: method, path under `{prefix}/api` (`{name}` is one path
@@ -104,6 +107,9 @@ pub const ENDPOINTS: &[(&str, &str, Endpoint)] = &[
     ),
     ("PATCH", "/passkeys/{id}", Endpoint::PasskeyRename),
     ("DELETE", "/passkeys/{id}", Endpoint::PasskeyDelete),
+    ("GET", "/sessions", Endpoint::Sessions),
+    ("DELETE", "/sessions", Endpoint::SessionsEndOthers),
+    ("DELETE", "/sessions/{id}", Endpoint::SessionEnd),
 ];
 
 /// Does `path` (segments, without `{prefix}/api`) fit `template`? The one `{name}` segment
@@ -219,6 +225,9 @@ pub async fn handle(ctx: &Ctx<'_>, rest: &str) -> Response {
         | E::PasskeyLoginFinish
         | E::PasskeyRename
         | E::PasskeyDelete => super::passkeys::api(ctx, endpoint, id).await,
+        E::Sessions | E::SessionsEndOthers | E::SessionEnd => {
+            super::sessions::api(ctx, endpoint, id).await
+        }
     }
 }
 

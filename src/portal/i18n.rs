@@ -1002,6 +1002,63 @@ impl Lang {
     }
 }
 
+/// The strings of "where you are signed in" (`{prefix}/sessions`), kept apart from
+/// [`Texts`] so the page can grow without touching every other page's table.
+pub struct SessionTexts {
+    pub heading: &'static str,
+    pub lead: &'static str,
+    pub nav: &'static str,
+    pub address: &'static str,
+    pub signed_in: &'static str,
+    pub last_seen: &'static str,
+    pub how: &'static str,
+    pub end_button: &'static str,
+    pub end_others_help: &'static str,
+    pub end_others_button: &'static str,
+    pub msg_ended: &'static str,
+    pub msg_others_ended: &'static str,
+    pub err_not_found: &'static str,
+}
+
+pub fn session_texts(lang: Lang) -> &'static SessionTexts {
+    match lang {
+        Lang::Ja => &SESSIONS_JA,
+        Lang::En => &SESSIONS_EN,
+    }
+}
+
+static SESSIONS_JA: SessionTexts = SessionTexts {
+    heading: "ログイン中のブラウザ",
+    lead: "このアカウントでログインしているブラウザの一覧です。心当たりのないものはログアウトさせてください。",
+    nav: "ログイン中のブラウザの確認",
+    address: "IPアドレス",
+    signed_in: "ログイン日時",
+    last_seen: "最終利用",
+    how: "ログイン方法",
+    end_button: "ログアウトさせる",
+    end_others_help: "このブラウザ以外のすべてのブラウザからログアウトします。",
+    end_others_button: "他のすべてのブラウザからログアウト",
+    msg_ended: "そのブラウザをログアウトさせました。",
+    msg_others_ended: "他のすべてのブラウザからログアウトしました。",
+    err_not_found: "そのログインは見つかりません（すでに終了しています）。",
+};
+
+static SESSIONS_EN: SessionTexts = SessionTexts {
+    heading: "Where you are signed in",
+    lead: "Browsers signed in to this account. Sign out any you do not recognise.",
+    nav: "See where you are signed in",
+    address: "IP address",
+    signed_in: "Signed in",
+    last_seen: "Last active",
+    how: "Signed in with",
+    end_button: "Sign out",
+    end_others_help: "Signs out every browser but this one.",
+    end_others_button: "Sign out everywhere else",
+    msg_ended: "That browser is signed out.",
+    msg_others_ended: "Every other browser is signed out.",
+    err_not_found: "That sign-in no longer exists.",
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@ pub mod pages;
 pub mod passkeys;
 pub mod phone_app;
 pub mod redirect;
+pub mod sessions;
 pub mod tokens;
 pub mod views;
 
@@ -366,7 +367,8 @@ fn no_store_with_cookies(mut resp: Response) -> Response {
     if resp.header("set-cookie").is_some() {
         resp.headers
             .retain(|(n, _)| !n.eq_ignore_ascii_case("cache-control"));
-        resp.headers.push(("cache-control", "no-store".to_owned()));
+        resp.headers
+            .push(("cache-control".into(), "no-store".to_owned()));
     }
     resp
 }
@@ -420,6 +422,14 @@ async fn route(ctx: &Ctx<'_>) -> Response {
             Response::new(200, "text/javascript; charset=utf-8", JS)
                 .with("cache-control", "public, max-age=3600")
         }
+        // The identity assertion's public keys (RFC 7517), for backends to verify it with.
+        (&Method::GET | &Method::HEAD, [".well-known", "jwks.json"])
+            if ctx.app.assertions.is_some() =>
+        {
+            let jwks = ctx.app.assertions.as_ref().map(|a| a.jwks(ctx.now()));
+            Response::json(200, &jwks.unwrap_or_default())
+                .with("cache-control", "public, max-age=300")
+        }
         (&Method::GET | &Method::HEAD, [""]) => pages::home(ctx).await,
         (&Method::GET | &Method::HEAD, ["login"]) => pages::id_page(ctx).await,
         (&Method::POST, ["login"]) => pages::id_post(ctx).await,
@@ -438,6 +448,7 @@ async fn route(ctx: &Ctx<'_>) -> Response {
         (&Method::POST, ["app", id, "delete"]) => pages::app_delete_post(ctx, id).await,
         (&Method::POST, ["logout"]) => pages::logout_post(ctx).await,
         (_, ["passkeys", rest @ ..]) => passkeys::route(ctx, rest).await,
+        (_, ["sessions", rest @ ..]) => sessions::route(ctx, rest).await,
         (&Method::GET | &Method::HEAD, ["logout"]) => {
             Response::redirect(302, &format!("{}/", ctx.prefix()))
         }

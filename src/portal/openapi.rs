@@ -15,12 +15,41 @@ const SOURCE: &str = include_str!("openapi.yaml");
 static DOCUMENT: LazyLock<Option<Value>> =
     LazyLock::new(|| serde_yaml::from_str::<Value>(SOURCE).ok());
 
+/// The prefix the file is written with; each server URL under it is moved to the
+/// configured one.
+const WRITTEN_PREFIX: &str = "/_nidan";
+
 /// The description for a portal under `prefix`.
 pub fn document(prefix: &str) -> Option<Value> {
     let mut doc = DOCUMENT.as_ref()?.clone();
-    let server = doc.get_mut("servers")?.get_mut(0)?;
-    server["url"] = Value::String(format!("{prefix}/api"));
+    rebase(&mut doc, prefix);
     Some(doc)
+}
+
+/// Moves every server URL written under [`WRITTEN_PREFIX`] (the document's and a path's
+/// own) under `prefix`.
+fn rebase(v: &mut Value, prefix: &str) {
+    match v {
+        Value::Object(map) => {
+            for (key, child) in map.iter_mut() {
+                if key != "servers" {
+                    rebase(child, prefix);
+                    continue;
+                }
+                for server in child.as_array_mut().into_iter().flatten() {
+                    let moved = server["url"]
+                        .as_str()
+                        .and_then(|u| u.strip_prefix(WRITTEN_PREFIX))
+                        .map(|rest| format!("{prefix}{rest}"));
+                    if let Some(url) = moved {
+                        server["url"] = Value::String(url);
+                    }
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| rebase(i, prefix)),
+        _ => {}
+    }
 }
 
 /// `GET {prefix}/api/openapi.json`.
@@ -70,9 +99,12 @@ mod tests {
         let doc = doc();
         assert_eq!(doc["openapi"], "3.1.0");
         assert_eq!(doc["servers"][0]["url"], "/_nidan/api");
+        // Forward-auth is answered by the request edge, the keys outside `/api`, the admin
+        // API on its own listener: each is compared apart.
+        let apart = ["admin", "forward-auth", "keys"];
         let described: BTreeSet<(String, String)> = operations(&doc)
             .into_iter()
-            .filter(|(_, _, tags)| !tags.iter().any(|t| t == "admin"))
+            .filter(|(_, _, tags)| !tags.iter().any(|t| apart.contains(&t.as_str())))
             .map(|(m, p, _)| (m, p))
             .collect();
         let answered: BTreeSet<(String, String)> = ENDPOINTS
@@ -84,6 +116,30 @@ mod tests {
         assert!(
             undocumented.is_empty() && unanswered.is_empty(),
             "answered but not described: {undocumented:?}; described but not answered: {unanswered:?}"
+        );
+    }
+
+    #[test]
+    fn describes_forward_auth_and_the_keys_where_they_are_answered() {
+        let doc = doc();
+        let tagged = |tag: &str| -> Vec<String> {
+            operations(&doc)
+                .into_iter()
+                .filter(|(_, _, tags)| tags.iter().any(|t| t == tag))
+                .map(|(_, p, _)| p)
+                .collect()
+        };
+        let edge = crate::proxy::forward_auth::PATH.strip_prefix("/api");
+        assert_eq!(
+            tagged("forward-auth"),
+            vec![edge.unwrap_or_default().to_owned()]
+        );
+        assert_eq!(tagged("keys"), vec!["/.well-known/jwks.json".to_owned()]);
+        let keys = &doc["paths"]["/.well-known/jwks.json"]["servers"][0]["url"];
+        assert_eq!(keys, "/_nidan");
+        assert_eq!(
+            document("/auth").unwrap()["paths"]["/.well-known/jwks.json"]["servers"][0]["url"],
+            "/auth"
         );
     }
 
