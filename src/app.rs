@@ -59,6 +59,8 @@ pub struct App {
     /// Phone changes made through the admin API, applied over the users file.
     pub phones: crate::phone::PhoneOverrides,
     pub audit: Audit,
+    /// Signed identity assertions for backends (`identity_assertion`), when configured.
+    pub assertions: Option<crate::assertion::Assertions>,
     /// Replica mode (`storage.redis`): the revocation bus, the chores lease, store health.
     pub replica: Option<Arc<crate::replica::Replica>>,
     /// Users-file changes this replica read while another held the chores: their
@@ -127,6 +129,10 @@ impl App {
                 &cfg.audit,
                 (cfg.login_limits.ipv4_prefix, cfg.login_limits.ipv6_prefix),
             ),
+            assertions: cfg
+                .identity_assertion
+                .as_ref()
+                .map(|a| crate::assertion::Assertions::new(a, &cfg.trusted_devices.signing_keys)),
             store,
             cfg: Arc::new(cfg),
             replica,

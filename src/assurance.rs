@@ -254,6 +254,7 @@ mod tests {
             groups_also: vec![],
             allowed_methods: allowed.to_vec(),
             case_sensitive: false,
+            assertion: false,
         }
     }
 

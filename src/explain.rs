@@ -556,12 +556,12 @@ fn describe(p: &flow::Plan, u: &User) -> String {
             } else {
                 ""
             };
-            let app = if p.second_step == Some(Why::UserSetting)
-                && p.notice == Some(flow::Notice::AppUnavailable)
-            {
-                " (no app enrolled)"
-            } else {
-                ""
+            let app = match p.notice {
+                _ if p.second_step != Some(Why::UserSetting) => "",
+                Some(flow::Notice::AppNotEnrolled) => " (no app enrolled)",
+                Some(flow::Notice::AppNotAccepted) => " (the route does not accept the app)",
+                Some(flow::Notice::AppFeaturePhone) => " (a feature phone: no app)",
+                _ => "",
             };
             format!(
                 "password and a security code {dest}{kept}{app}, asked by {}",

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod app;
 pub mod approver;
+pub mod assertion;
 pub mod assurance;
 pub mod audit;
 pub mod cache;

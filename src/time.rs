@@ -16,6 +16,22 @@ pub fn display(ts: i64) -> String {
     format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02} UTC")
 }
 
+/// `2026-11-26 07:52 JST`: Unix seconds in `zone`, with the zone's abbreviation (or its
+/// offset from UTC where the zone has no letters, e.g. `UTC+04`).
+pub fn display_in(ts: i64, zone: chrono_tz::Tz) -> String {
+    use chrono::TimeZone;
+    let Some(t) = zone.timestamp_opt(ts, 0).single() else {
+        return display(ts);
+    };
+    let abbr = t.format("%Z").to_string();
+    let abbr = if abbr.starts_with(['+', '-']) {
+        format!("UTC{abbr}")
+    } else {
+        abbr
+    };
+    format!("{} {abbr}", t.format("%Y-%m-%d %H:%M"))
+}
+
 /// RFC 3339 (`2026-11-25T22:52:04Z`), from Unix seconds.
 pub fn rfc3339(ts: i64) -> String {
     let (y, m, d, hh, mm, ss) = civil(ts);
@@ -55,5 +71,15 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_795_647_124), "2026-11-25T22:52:04Z");
         assert_eq!(display(951_782_400), "2000-02-29 00:00 UTC");
+        let t = 1_795_647_124;
+        assert_eq!(display_in(t, chrono_tz::Tz::UTC), "2026-11-25 22:52 UTC");
+        assert_eq!(
+            display_in(t, chrono_tz::Tz::Asia__Tokyo),
+            "2026-11-26 07:52 JST"
+        );
+        assert_eq!(
+            display_in(t, chrono_tz::Tz::Asia__Dubai),
+            "2026-11-26 02:52 UTC+04"
+        );
     }
 }

@@ -540,3 +540,188 @@ async fn waiting_page_works_without_javascript_and_the_setting_accepts_the_app()
         "now the password + code page"
     );
 }
+
+/// The `value` of the hidden input `name` in an HTML page.
+fn hidden(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker)? + marker.len();
+    let end = html[start..].find('"')? + start;
+    Some(html[start..end].to_owned())
+}
+
+async fn html(api: &Api<'_>, path: &str) -> (u16, String) {
+    let r = api
+        .http
+        .get(api.gw.url(path))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// jiro's login up to the waiting page; returns (flow, approval ID in the app, number).
+async fn waiting(api: &Api<'_>, key: &Path) -> (String, String, String) {
+    let (_, v) = api.start("jiro").await;
+    assert_eq!(v["step"], "app_approval", "{v}");
+    let id = pending(key)[0]["id"].as_str().unwrap().to_owned();
+    (
+        v["flow"].as_str().unwrap().to_owned(),
+        id,
+        v["approval_number"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn each_page_says_what_happened_and_what_to_do_next() {
+    let gw = Gateway::builder().set("app_approval.window", "3s").start();
+    let api = Api::new(&gw);
+    // The app is jiro's method but none is enrolled: the page says so and where to set it up.
+    let (_, v) = api.start("jiro").await;
+    assert_eq!(
+        (v["notice"].as_str(), v["app_reason"].as_str()),
+        (Some("app_unavailable"), Some("not_enrolled"))
+    );
+    let flow = v["flow"].as_str().unwrap().to_owned();
+    let (_, page) = html(&api, &format!("/_nidan/login/{flow}")).await;
+    assert!(page.contains("no app is set up yet"), "{page}");
+    let (s, _) = api
+        .complete(
+            &flow,
+            json!({"password": PASSWORD, "code": gw.last_code("jiro")}),
+        )
+        .await;
+    assert_eq!(s, 200);
+
+    // Choosing the app without one: the choice is off, with a link to set one up; forcing it
+    // says to set the app up first.
+    let (_, page) = html(&api, "/_nidan/settings").await;
+    assert!(page.contains("value=\"app\" disabled"), "{page}");
+    assert!(page.contains("Not available: no app is set up. <a href=\"/_nidan/app\">"));
+    let csrf = hidden(&page, "csrf").unwrap();
+    let r = api
+        .http
+        .post(gw.url("/_nidan/settings"))
+        .form(&[("enabled", "on"), ("method", "app"), ("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("set up the app first"));
+
+    // After the QR code the page waits for the app (nidan.js polls the JSON list; without
+    // JavaScript, a link checks), then says it is set up.
+    let r = api
+        .http
+        .post(gw.url("/_nidan/app/enroll"))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains(
+            "id=\"nidan-enroll\" data-poll=\"/_nidan/api/app/enrollments\" data-count=\"0\""
+        ),
+        "{page}"
+    );
+    assert!(page.contains("Waiting for the app"), "{page}");
+    assert!(!page.contains("No app is enrolled"), "{page}");
+    assert!(
+        !page.contains("action=\"/_nidan/app/enroll\""),
+        "no second setup button"
+    );
+    let uri_start = page.find("<code class=\"uri\">").unwrap() + "<code class=\"uri\">".len();
+    let uri = page[uri_start..][..page[uri_start..].find("</code>").unwrap()]
+        .replace("&amp;", "&")
+        .replace("&#38;", "&");
+    let (_, page) = html(&api, "/_nidan/app?m=check&n=0").await;
+    assert!(page.contains("No app is set up yet"), "{page}");
+    let key = gw.path("app-key.json");
+    let (ok, out) = app_cli(
+        &key,
+        &[
+            "enroll",
+            "--uri",
+            &uri,
+            "--security-code",
+            &gw.last_code("jiro"),
+            "--name",
+            "jiro's phone",
+        ],
+    );
+    assert!(ok, "{out}");
+    let (_, page) = html(&api, "/_nidan/app?m=check&n=0").await;
+    assert!(page.contains("The app is set up."), "{page}");
+    assert!(page.contains("href=\"/_nidan/settings\""), "{page}");
+    // Enrolling is mailed like a new trusted device (SECURITY 16).
+    let mail = gw
+        .outbox()
+        .into_iter()
+        .find(|m| {
+            m["channel"] == "email" && m["subject"].as_str().unwrap().contains("app for 2-step")
+        })
+        .expect("the enrollment notice");
+    assert!(
+        mail["body"].as_str().unwrap().contains("jiro's phone"),
+        "{mail}"
+    );
+
+    // A wrong number and a plain "no" read differently, and both offer a fresh start to the
+    // same return address.
+    let (flow, id, number) = waiting(&api, &key).await;
+    let wrong = if number == "10" { "11" } else { "10" };
+    let (ok, _) = app_cli(&key, &["approve", "--number", wrong, "--", &id]);
+    assert!(!ok);
+    let (_, v) = api.get(&format!("/login/{flow}")).await;
+    assert_eq!(
+        (v["approval"].as_str(), v["denial"].as_str()),
+        (Some("denied"), Some("wrong_number"))
+    );
+    let (s, page) = html(&api, &format!("/_nidan/login/{flow}")).await;
+    assert_eq!(s, 403);
+    assert!(page.contains("did not match"), "{page}");
+    assert!(page.contains("href=\"/_nidan/login?rd=%2F\""), "{page}");
+    let (flow, id, _) = waiting(&api, &key).await;
+    let (ok, _) = app_cli(&key, &["deny", "--", &id]);
+    assert!(ok);
+    let (_, page) = html(&api, &format!("/_nidan/login/{flow}")).await;
+    assert!(
+        page.contains("was chosen in the app, so the login was stopped"),
+        "{page}"
+    );
+    assert!(!page.contains("did not match"));
+
+    // "Log in with a security code instead": the code page says so.
+    let (flow, _, _) = waiting(&api, &key).await;
+    let (s, v) = api
+        .post(&format!("/login/{flow}/use-code"), json!({}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["app_reason"], "code_chosen");
+    let (_, page) = html(&api, &format!("/_nidan/login/{flow}")).await;
+    assert!(
+        page.contains("You chose to log in with a security code"),
+        "{page}"
+    );
+
+    // "This wasn't me": the page says what happened, the next login how long the app rests.
+    // (Three requests filled the window of three: let it pass.)
+    tokio::time::sleep(std::time::Duration::from_millis(3_200)).await;
+    let (flow, id, _) = waiting(&api, &key).await;
+    let (ok, _) = app_cli(&key, &["deny", "--not-me", "--", &id]);
+    assert!(ok);
+    let (_, v) = api.get(&format!("/login/{flow}")).await;
+    assert_eq!(v["denial"], "not_me");
+    let (_, page) = html(&api, &format!("/_nidan/login/{flow}")).await;
+    assert!(page.contains("app requests are paused"), "{page}");
+    let (_, v) = api.start("jiro").await;
+    assert_eq!(v["app_reason"], "paused", "{v}");
+    let (_, page) = html(
+        &api,
+        &format!("/_nidan/login/{}", v["flow"].as_str().unwrap()),
+    )
+    .await;
+    assert!(page.contains("paused for about 15 minutes"), "{page}");
+}

@@ -519,3 +519,72 @@ async fn the_passkeys_page_and_the_login_button() {
     assert!(!page.contains("nidan-passkey-login"));
     assert_eq!(a.post("/passkeys/login/start", json!({})).await.0, 404);
 }
+
+#[tokio::test]
+async fn registering_a_passkey_is_mailed_and_removing_one_is_confirmed() {
+    let gw = gateway();
+    let api = Api::new(&gw);
+    api.login("hanako").await;
+    let mut auth = Authenticator::es256();
+    let id = register(&api, &mut auth, "My phone").await;
+    // A new way in, like a trusted device: the user hears of it (SECURITY 16).
+    let mail = (0..100)
+        .find_map(|_| {
+            let found = gw.outbox().into_iter().find(|m| {
+                m["channel"] == "email" && m["subject"].as_str().unwrap().contains("passkey")
+            });
+            if found.is_none() {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            found
+        })
+        .expect("the passkey notice");
+    assert_eq!(mail["to"], "hanako@example.com");
+    assert!(
+        mail["body"].as_str().unwrap().contains("My phone"),
+        "{mail}"
+    );
+
+    // The list links to a confirmation page; only its form removes.
+    let get = |path: String| {
+        let http = api.http.clone();
+        let url = gw.url(&path);
+        async move {
+            let r = http
+                .get(url)
+                .header("accept", "text/html")
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let (_, list) = get("/_nidan/passkeys".into()).await;
+    let confirm = format!("/_nidan/passkeys/{id}/delete");
+    assert!(list.contains(&format!("href=\"{confirm}\"")), "{list}");
+    let (s, page) = get(confirm.clone()).await;
+    assert_eq!(s, 200);
+    assert!(page.contains("Remove the passkey"), "{page}");
+    assert!(page.contains(&format!("action=\"{confirm}\"")));
+    let (_, v) = api.get("/passkeys").await;
+    assert_eq!(
+        v["passkeys"].as_array().unwrap().len(),
+        1,
+        "asking removed nothing"
+    );
+    let csrf = {
+        let m = "name=\"csrf\" value=\"";
+        let i = page.find(m).unwrap() + m.len();
+        page[i..][..43].to_owned()
+    };
+    let r = api
+        .http
+        .post(gw.url(&confirm))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (_, v) = api.get("/passkeys").await;
+    assert!(v["passkeys"].as_array().unwrap().is_empty());
+}

@@ -814,3 +814,67 @@ async fn wrong_passwords_split_across_replicas_are_counted_together() {
         );
     }
 }
+
+/// "Where you are signed in": a session ended from the list on one replica (one, then
+/// "everywhere else") stops on every replica within a second, though each had it cached;
+/// the browser that ended them keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_ended_from_the_list_stop_on_every_replica_within_a_second() {
+    let c = Cluster::start(2, "60s");
+    let second = Duration::from_secs(1);
+    let mut owner = Browser::default();
+    owner.login(&c, 0, 0, "hanako", false).await;
+    let mut phone = Browser::default();
+    phone.login(&c, 1, 1, "hanako", false).await;
+    let mut tablet = Browser::default();
+    tablet.login(&c, 0, 1, "hanako", false).await;
+    for i in 0..2 {
+        for b in [&owner, &phone, &tablet] {
+            assert!(b.signed_in(&c, i).await, "replica {i}");
+        }
+    }
+    let (s, v) = owner.get(&c, 1, "/sessions").await;
+    assert_eq!(s, 200, "{v}");
+    let list = v["sessions"].as_array().unwrap();
+    assert_eq!(list.len(), 3, "{v}");
+    // The two other browsers' handles (never their tokens); the first is ended alone.
+    let others: Vec<&str> = list
+        .iter()
+        .filter(|x| x["current"] == false)
+        .map(|x| x["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(others.len(), 2, "{v}");
+    let ended = http()
+        .delete(c.url(1, &format!("/_nidan/api/sessions/{}", others[0])))
+        .header("cookie", owner.cookies())
+        .header("origin", c.url(1, ""))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ended.status(), 204);
+    // Exactly one of the two other browsers is out, everywhere.
+    everywhere(&c, "one session ended", second, async |i| {
+        phone.signed_in(&c, i).await != tablet.signed_in(&c, i).await
+    })
+    .await;
+    let r = http()
+        .delete(c.url(0, "/_nidan/api/sessions"))
+        .header("cookie", owner.cookies())
+        .header("origin", c.url(0, ""))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["ended"], 1, "{v}");
+    everywhere(&c, "everywhere else", second, async |i| {
+        !phone.signed_in(&c, i).await && !tablet.signed_in(&c, i).await
+    })
+    .await;
+    for i in 0..2 {
+        assert!(
+            owner.signed_in(&c, i).await,
+            "the owner's own session, replica {i}"
+        );
+    }
+}

@@ -84,18 +84,32 @@ struct PhoneBody {
     phone: Option<String>,
 }
 
+/// A phone contract change.
+const PHONE: (&str, &str) = ("POST", "/admin/users/{id}/phone");
+
+/// Every endpoint of the admin API (method, path); the OpenAPI description is checked
+/// against this list.
+pub const ENDPOINTS: &[(&str, &str)] = &[PHONE];
+
 pub async fn handle(app: &App, session: &mut ServerSession, path: &str) -> Response<Vec<u8>> {
     if let Some(r) = authorize(app, session) {
         return r;
     }
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let method = session.req_header().method.clone();
-    match (&method, segments.as_slice()) {
-        (&http::Method::POST, ["admin", "users", id, "phone"]) => {
-            let id = (*id).to_owned();
+    let method = session.req_header().method.as_str().to_owned();
+    match crate::portal::api::fits(PHONE.1, &segments) {
+        Some(Some(id)) if method == PHONE.0 => {
+            let id = id.to_owned();
             phone(app, session, &id).await
         }
-        _ => error(404, "not_found", "no such admin endpoint"),
+        Some(_) => {
+            let mut r = error(405, "method_not_allowed", "this method is not allowed here");
+            if let Ok(v) = http::HeaderValue::from_str(PHONE.0) {
+                r.headers_mut().insert(http::header::ALLOW, v);
+            }
+            r
+        }
+        None => error(404, "not_found", "no such admin endpoint"),
     }
 }
 

@@ -47,6 +47,19 @@ pub(crate) struct File {
     pub routes: Option<Vec<RouteFile>>,
     #[serde(default)]
     pub audit: Option<AuditFile>,
+    #[serde(default)]
+    pub identity_assertion: Option<IdentityAssertionFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct IdentityAssertionFile {
+    pub enabled: Option<bool>,
+    pub header: Option<String>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub lifetime: Option<String>,
+    pub key_rotation: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -131,6 +144,33 @@ pub(crate) struct PortalFile {
     pub public_url: Option<String>,
     pub recent_login: Option<String>,
     pub flow_lifetime: Option<String>,
+    pub time_zone: Option<String>,
+    pub brand: Option<BrandFile>,
+}
+
+/// The operator's look of the portal.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BrandFile {
+    pub name: Option<String>,
+    pub logo_file: Option<String>,
+    pub primary_color: Option<String>,
+    pub footer_links: Option<Vec<FooterLinkFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FooterLinkFile {
+    pub label: LabelFile,
+    pub url: String,
+}
+
+/// One label for every language, or one per language.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum LabelFile {
+    One(String),
+    PerLanguage { ja: String, en: String },
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -374,6 +414,7 @@ pub(crate) struct RouteFile {
     pub groups: Option<Vec<String>>,
     pub second_steps: Option<Vec<TwoStepMethodFile>>,
     pub case_sensitive: Option<bool>,
+    pub identity_assertion: Option<bool>,
 }
 
 /// A string-to-string mapping that keeps the file's order (for SMS headers).

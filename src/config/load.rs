@@ -13,6 +13,7 @@ use ipnet::IpNet;
 use serde::de::DeserializeOwned;
 
 use super::AuditSettings;
+use super::IdentityAssertion;
 use super::file::{self, File};
 use super::locate::Locator;
 use super::{
@@ -21,6 +22,7 @@ use super::{
     SecurityCode, Server, SessionSettings, SigningKey, SmsGateway, Smtp, SmtpSecurity, Storage,
     Tls, TrustedDevices, TwoStepMethod, Upstream, UsersSource,
 };
+use super::{Brand, FooterLink, Logo};
 use super::{Exemptions, Limits, OnPhoneLoss, PasskeySettings, Replicated, RiskSettings};
 
 /// One problem in a configuration (or users) file.
@@ -529,7 +531,13 @@ impl Checker<'_> {
         let exemptions = self.exemptions(f.exemptions.unwrap_or_default());
         let risk = self.risk(f.risk.unwrap_or_default());
         let passkeys = self.passkeys(f.passkeys.unwrap_or_default());
-        let routes = self.routes(f.routes.unwrap_or_default());
+        let identity_assertion = f
+            .identity_assertion
+            .map(|a| self.identity_assertion(a, &portal, &identity_headers));
+        let routes = self.routes(
+            f.routes.unwrap_or_default(),
+            identity_assertion.as_ref().map(|a| a.enabled),
+        );
         let audit = self.audit(f.audit.unwrap_or_default());
         Config {
             source: source.to_path_buf(),
@@ -550,6 +558,7 @@ impl Checker<'_> {
             passkeys,
             routes,
             audit,
+            identity_assertion,
         }
     }
 
@@ -829,6 +838,144 @@ impl Checker<'_> {
         }
     }
 
+    fn brand(&mut self, b: file::BrandFile) -> Brand {
+        const P: &str = "portal.brand";
+        let name = b.name.map(|n| n.trim().to_owned());
+        if name
+            .as_deref()
+            .is_some_and(|n| n.is_empty() || n.chars().count() > 64)
+        {
+            self.err(
+                &format!("{P}.name"),
+                "`portal.brand.name` is empty or longer than 64 characters",
+                "give the name shown in the header and page titles, e.g. `Example ID`",
+            );
+        }
+        let logo = b
+            .logo_file
+            .and_then(|f| self.logo(&format!("{P}.logo_file"), &f));
+        let primary_color = b.primary_color.and_then(|c| {
+            let path = format!("{P}.primary_color");
+            let Some(rgb) = parse_hex_color(&c) else {
+                self.err(
+                    &path,
+                    "`portal.brand.primary_color` is not a colour",
+                    "write it as `#rrggbb`, e.g. `#0b3d91`",
+                );
+                return None;
+            };
+            let ratio = contrast_with_white(rgb);
+            if ratio < 4.5 {
+                self.err(
+                    &path,
+                    format!(
+                        "`portal.brand.primary_color` {} has a contrast of {:.1}:1 against white; \
+                         white text on it (buttons, the header) needs at least 4.5:1",
+                        c.trim(),
+                        (ratio * 10.0).floor() / 10.0
+                    ),
+                    "choose a darker colour, e.g. `#0b3d91` (10.0:1) or `#1a7f37` (5.0:1)",
+                );
+                return None;
+            }
+            Some(format!("#{:02x}{:02x}{:02x}", rgb.0, rgb.1, rgb.2))
+        });
+        let mut footer_links = Vec::new();
+        for (i, l) in b.footer_links.unwrap_or_default().into_iter().enumerate() {
+            let path = format!("{P}.footer_links[{i}]");
+            let (ja, en) = match l.label {
+                file::LabelFile::One(s) => (s.clone(), s),
+                file::LabelFile::PerLanguage { ja, en } => (ja, en),
+            };
+            let (ja, en) = (ja.trim().to_owned(), en.trim().to_owned());
+            let label_ok = |s: &str| {
+                !s.is_empty() && s.chars().count() <= 64 && !s.chars().any(char::is_control)
+            };
+            if !label_ok(&ja) || !label_ok(&en) {
+                self.err(
+                    &format!("{path}.label"),
+                    format!("`{path}.label` is empty, too long or has control characters"),
+                    "write 1 to 64 characters, or `{ ja: ヘルプ, en: Help }` for one per language",
+                );
+                continue;
+            }
+            let url = l.url.trim().to_owned();
+            if !footer_url_ok(&url) {
+                self.err(
+                    &format!("{path}.url"),
+                    format!("`{path}.url` is not an http(s) address or a path on this site"),
+                    "write e.g. `https://example.com/help` or `/help`",
+                );
+                continue;
+            }
+            footer_links.push(FooterLink {
+                label_ja: ja,
+                label_en: en,
+                url,
+            });
+        }
+        if footer_links.len() > 10 {
+            self.err(
+                &format!("{P}.footer_links"),
+                "`portal.brand.footer_links` has more than 10 links",
+                "keep the footer to a few links (help, terms, privacy)",
+            );
+        }
+        Brand {
+            name,
+            logo,
+            primary_color,
+            footer_links,
+        }
+    }
+
+    /// Reads the logo file (at most 512 KiB of PNG, SVG, JPEG, WebP or GIF).
+    fn logo(&mut self, path: &str, text: &str) -> Option<Logo> {
+        let file = self.path(text);
+        let ext = file
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_default();
+        let content_type = match ext.as_str() {
+            "png" => "image/png",
+            "svg" => "image/svg+xml",
+            "jpg" | "jpeg" => "image/jpeg",
+            "webp" => "image/webp",
+            "gif" => "image/gif",
+            _ => {
+                self.err(
+                    path,
+                    "the logo file is not a PNG, SVG, JPEG, WebP or GIF image",
+                    "give a file ending in .png, .svg, .jpg, .webp or .gif",
+                );
+                return None;
+            }
+        };
+        match std::fs::read(&file) {
+            Ok(bytes) if bytes.len() <= 512 * 1024 && !bytes.is_empty() => Some(Logo {
+                bytes: std::sync::Arc::new(bytes),
+                content_type,
+            }),
+            Ok(_) => {
+                self.err(
+                    path,
+                    "the logo file is empty or larger than 512 KiB",
+                    "use a small image (a few KiB of SVG or PNG is plenty for a header)",
+                );
+                None
+            }
+            Err(e) => {
+                self.err(
+                    path,
+                    format!("cannot read the logo file {}: {e}", file.display()),
+                    "check the path (relative to the configuration file) and that nidan may read it",
+                );
+                None
+            }
+        }
+    }
+
     fn portal(&mut self, p: file::PortalFile) -> Portal {
         let path_prefix = match p.path_prefix {
             None => "/_nidan".to_string(),
@@ -884,7 +1031,21 @@ impl Checker<'_> {
                 None
             }
         });
+        let time_zone = p.time_zone.and_then(|z| match z.trim().parse::<chrono_tz::Tz>() {
+            Ok(tz) => Some(tz),
+            Err(_) => {
+                self.err(
+                    "portal.time_zone",
+                    "`portal.time_zone` is not a time zone of the IANA database",
+                    "write a zone name such as `Asia/Tokyo`, `Europe/Berlin` or `UTC`, or remove the key (Japanese pages then show Asia/Tokyo, English ones UTC)",
+                );
+                None
+            }
+        });
+        let brand = self.brand(p.brand.unwrap_or_default());
         Portal {
+            time_zone,
+            brand,
             path_prefix,
             public_url,
             default_language: match p.default_language {
@@ -1594,7 +1755,9 @@ impl Checker<'_> {
         self.networks("trusted_proxies", &list)
     }
 
-    fn routes(&mut self, list: Vec<file::RouteFile>) -> Vec<Route> {
+    /// `assertion`: `identity_assertion.enabled` when the section is there (a route's own
+    /// `identity_assertion` overrides it), `None` when it is not.
+    fn routes(&mut self, list: Vec<file::RouteFile>, assertion: Option<bool>) -> Vec<Route> {
         if list.is_empty() {
             self.err(
                 "routes",
@@ -1606,7 +1769,7 @@ impl Checker<'_> {
         // Whether hosts and path_prefix were valid, so the shadowing check can trust them.
         let mut matchable: Vec<bool> = Vec::new();
         for (i, r) in list.into_iter().enumerate() {
-            let (route, ok) = self.route(i, r, &routes);
+            let (route, ok) = self.route(i, r, &routes, assertion);
             routes.push(route);
             matchable.push(ok);
         }
@@ -1627,7 +1790,13 @@ impl Checker<'_> {
         routes
     }
 
-    fn route(&mut self, i: usize, r: file::RouteFile, earlier: &[Route]) -> (Route, bool) {
+    fn route(
+        &mut self,
+        i: usize,
+        r: file::RouteFile,
+        earlier: &[Route],
+        assertion: Option<bool>,
+    ) -> (Route, bool) {
         let at = |key: &str| format!("routes[{i}].{key}");
         let mut ok = true;
         if !name_ok(&r.name, 64) {
@@ -1760,7 +1929,15 @@ impl Checker<'_> {
                 out
             }
         };
+        if r.identity_assertion == Some(true) && assertion.is_none() {
+            self.err(
+                &at("identity_assertion"),
+                format!("route {} asks for an identity assertion, but none is configured", r.name),
+                "add a top-level `identity_assertion: { enabled: false }` section (with `portal.public_url` set) so routes can turn it on, or remove this key",
+            );
+        }
         let route = Route {
+            assertion: r.identity_assertion.or(assertion).unwrap_or(false),
             name: r.name,
             hosts,
             path_prefix,
@@ -1945,6 +2122,53 @@ fn route_prefix(p: &str) -> Option<String> {
 }
 
 /// `http(s)://host[:port]`, no path, query, userinfo or fragment.
+/// `#rgb` or `#rrggbb`.
+fn parse_hex_color(text: &str) -> Option<(u8, u8, u8)> {
+    let hex = text.trim().strip_prefix('#')?;
+    if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let digit = |i: usize, n: usize| u8::from_str_radix(hex.get(i..i + n)?, 16).ok();
+    match hex.len() {
+        3 => Some((digit(0, 1)? * 17, digit(1, 1)? * 17, digit(2, 1)? * 17)),
+        6 => Some((digit(0, 2)?, digit(2, 2)?, digit(4, 2)?)),
+        _ => None,
+    }
+}
+
+/// The WCAG 2 contrast ratio of a colour against white.
+pub(crate) fn contrast_with_white((r, g, b): (u8, u8, u8)) -> f64 {
+    let lin = |c: u8| {
+        let c = f64::from(c) / 255.0;
+        if c <= 0.039_28 {
+            c / 12.92
+        } else {
+            ((c + 0.055) / 1.055).powf(2.4)
+        }
+    };
+    let l = 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b);
+    1.05 / (l + 0.05)
+}
+
+/// A footer link: an absolute http(s) URL, or a path on this site (never `//host`).
+fn footer_url_ok(u: &str) -> bool {
+    if u.len() > 2048 || u.chars().any(|c| c.is_control() || c == ' ') {
+        return false;
+    }
+    if let Some(rest) = u.strip_prefix('/') {
+        return !rest.starts_with('/') && !rest.starts_with('\\');
+    }
+    let Some(rest) = u
+        .strip_prefix("https://")
+        .or_else(|| u.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+    !authority.contains('@') && hostname_ok(&host.to_ascii_lowercase())
+}
+
 fn public_url_ok(u: &str) -> bool {
     let Some(rest) = u
         .strip_prefix("https://")
@@ -2071,6 +2295,123 @@ fn shadows(earlier: &Route, later: &Route) -> bool {
     let (p, q) = (earlier.path_prefix.as_str(), later.path_prefix.as_str());
     let path = p == "/" || q == p || q.strip_prefix(p).is_some_and(|r| r.starts_with('/'));
     hosts && path
+}
+
+/// The `identity_assertion` section.
+impl Checker<'_> {
+    fn identity_assertion(
+        &mut self,
+        a: file::IdentityAssertionFile,
+        portal: &Portal,
+        identity: &IdentityHeaders,
+    ) -> IdentityAssertion {
+        let header = a.header.unwrap_or_else(|| "X-Nidan-Assertion".to_owned());
+        let lower = header.to_ascii_lowercase().replace('_', "-");
+        let taken = [
+            &identity.user,
+            &identity.name,
+            &identity.email,
+            &identity.groups,
+        ]
+        .iter()
+        .any(|h| h.to_ascii_lowercase().replace('_', "-") == lower);
+        // Headers the gateway or HTTP itself gives a meaning to cannot carry the token.
+        let reserved = [
+            "host",
+            "cookie",
+            "authorization",
+            "connection",
+            "content-length",
+            "content-type",
+            "transfer-encoding",
+            "upgrade",
+            "te",
+            "trailer",
+            "forwarded",
+            "x-forwarded-for",
+            "x-forwarded-proto",
+            "x-forwarded-host",
+        ]
+        .contains(&lower.as_str());
+        if !token_ok(&header) || taken || reserved {
+            self.err(
+                "identity_assertion.header",
+                "`identity_assertion.header` is not a header name the assertion can use",
+                "use a header name of its own (letters, digits and `-`), e.g. `X-Nidan-Assertion`; not an identity header, `Cookie`, `Authorization`, `Host` or a forwarding header",
+            );
+        }
+        let issuer = match a.issuer.map(|i| i.trim().to_owned()) {
+            Some(i) if i.is_empty() || i.len() > 256 || i.chars().any(char::is_control) => {
+                self.err(
+                    "identity_assertion.issuer",
+                    "`identity_assertion.issuer` must have 1 to 256 characters and no control characters",
+                    "write the issuer backends expect, e.g. `https://login.example.com`, or leave it out to use `portal.public_url`",
+                );
+                String::new()
+            }
+            Some(i) => i,
+            None => match &portal.public_url {
+                Some(u) => u.clone(),
+                None => {
+                    self.err(
+                        "identity_assertion",
+                        "the identity assertion needs an issuer, and `portal.public_url` is not set",
+                        "set `portal.public_url` (e.g. `https://login.example.com`) or `identity_assertion.issuer`",
+                    );
+                    String::new()
+                }
+            },
+        };
+        let audience = a.audience.map(|v| v.trim().to_owned());
+        if audience
+            .as_ref()
+            .is_some_and(|v| v.is_empty() || v.len() > 256 || v.chars().any(char::is_control))
+        {
+            self.err(
+                "identity_assertion.audience",
+                "`identity_assertion.audience` must have 1 to 256 characters and no control characters",
+                "write the audience backends check, e.g. `intranet`, or leave it out to use each route's name",
+            );
+        }
+        let max_lifetime = Duration::from_secs(300);
+        let lifetime = self.duration(
+            "identity_assertion.lifetime",
+            a.lifetime.as_ref(),
+            max_lifetime,
+            Zero::Refused,
+        );
+        if lifetime > max_lifetime || lifetime < Duration::from_secs(10) {
+            self.err(
+                "identity_assertion.lifetime",
+                "`identity_assertion.lifetime` must be between 10s and 5m",
+                "an assertion is for one request: keep it short, e.g. `5m` (the default) or `1m`",
+            );
+        }
+        let key_rotation = self.duration(
+            "identity_assertion.key_rotation",
+            a.key_rotation.as_ref(),
+            Duration::from_secs(86_400),
+            Zero::Refused,
+        );
+        if key_rotation < Duration::from_secs(600)
+            || key_rotation < lifetime * 2
+            || key_rotation > Duration::from_secs(90 * 86_400)
+        {
+            self.err(
+                "identity_assertion.key_rotation",
+                "`identity_assertion.key_rotation` must be between 10m (and twice the lifetime) and 90d",
+                "use e.g. `24h` (the default): a new signing key that often, the previous one published until its last assertion expired",
+            );
+        }
+        IdentityAssertion {
+            enabled: a.enabled.unwrap_or(true),
+            header,
+            issuer,
+            audience,
+            lifetime,
+            key_rotation,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -2286,6 +2627,12 @@ routes:
         let d = dir.path();
         std::fs::create_dir_all(d.join("secrets")).unwrap();
         std::fs::create_dir_all(d.join("tls")).unwrap();
+        std::fs::create_dir_all(d.join("brand")).unwrap();
+        std::fs::write(
+            d.join("brand/logo.svg"),
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"1\" height=\"1\"/>",
+        )
+        .unwrap();
         std::fs::write(
             d.join("secrets/device-k1"),
             "k1-secret-0123456789-0123456789-0123456789\n",
@@ -2954,5 +3301,94 @@ routes:
         assert!(e.message.contains("not a domain name"), "{e}");
         let e = &errors(&with("passkeys: { rpid: x }\n"))[0];
         assert!(e.message.contains("rpid"), "{e}");
+    }
+
+    #[test]
+    fn brand_colours_are_checked_for_contrast() {
+        assert!((contrast_with_white((255, 255, 255)) - 1.0).abs() < 1e-9);
+        assert!((contrast_with_white((0, 0, 0)) - 21.0).abs() < 1e-9);
+        assert_eq!(parse_hex_color("#abc"), Some((0xaa, 0xbb, 0xcc)));
+        assert_eq!(parse_hex_color("0b3d91"), None);
+        assert_eq!(parse_hex_color("#0b3d9"), None);
+        assert_eq!(parse_hex_color("#0b3d9g"), None);
+        let c = load_t(&with("portal: { brand: { primary_color: \"#0B3D91\" } }\n")).unwrap();
+        assert_eq!(c.portal.brand.primary_color.as_deref(), Some("#0b3d91"));
+        // #777777 is 4.48:1: just short.
+        let e = &errors(&with("portal: { brand: { primary_color: \"#777777\" } }\n"))[0];
+        assert!(
+            e.message.contains("4.4:1") && e.message.contains("4.5:1"),
+            "{}",
+            e.message
+        );
+        assert!(footer_url_ok("/help") && footer_url_ok("https://example.com/terms?x=1"));
+        for bad in [
+            "//evil.example",
+            "javascript:alert(1)",
+            "https://u@evil/",
+            "help",
+            "",
+        ] {
+            assert!(!footer_url_ok(bad), "{bad}");
+        }
+        let c = load_t(&with("portal: { time_zone: Asia/Tokyo }\n")).unwrap();
+        assert_eq!(c.portal.time_zone, Some(chrono_tz::Tz::Asia__Tokyo));
+    }
+
+    #[test]
+    fn identity_assertion_is_checked() {
+        let none = load_t(MINIMAL).unwrap();
+        assert!(none.identity_assertion.is_none() && !none.routes[0].assertion);
+        let c = load_t(&with(
+            "portal: { public_url: \"https://login.example.com\" }\nidentity_assertion: { enabled: true }\n",
+        ))
+        .unwrap();
+        let a = c.identity_assertion.unwrap();
+        assert_eq!(
+            (
+                a.header.as_str(),
+                a.issuer.as_str(),
+                a.lifetime,
+                a.key_rotation
+            ),
+            (
+                "X-Nidan-Assertion",
+                "https://login.example.com",
+                Duration::from_secs(300),
+                Duration::from_secs(86_400)
+            )
+        );
+        assert!(c.routes[0].assertion);
+        // Off by default, on for one route.
+        let c = load_t(&MINIMAL.replace(
+            "policy: login }",
+            "policy: login, identity_assertion: true }\nidentity_assertion: { enabled: false, issuer: nidan }",
+        ))
+        .unwrap();
+        assert!(c.routes[0].assertion);
+        // No issuer to name; a lifetime over five minutes; a header that is an identity
+        // header: each placed, with the fix.
+        let errs = errors(&with(
+            "identity_assertion:\n  lifetime: 10m\n  header: remote_user\n",
+        ));
+        let lines: Vec<usize> = errs.iter().map(|e| e.line).collect();
+        assert_eq!(lines, vec![3, 3, 4], "{errs:#?}");
+        assert!(errs[0].fix.contains("portal.public_url"), "{}", errs[0]);
+        assert!(
+            errs[1].message.contains("between 10s and 5m"),
+            "{}",
+            errs[1]
+        );
+        assert!(errs[2].message.contains("header"), "{}", errs[2]);
+        let e = &errors(&with(
+            "identity_assertion: { issuer: x, key_rotation: 5m }\n",
+        ))[0];
+        assert!(e.message.contains("key_rotation"), "{e}");
+        // A route cannot ask for it without the section.
+        let e = &errors(&MINIMAL.replace(
+            "policy: login }",
+            "policy: login, identity_assertion: true }",
+        ))[0];
+        assert!(e.fix.contains("identity_assertion"), "{e}");
+        assert_eq!(e.line, 5, "{e}");
     }
 }

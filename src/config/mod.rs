@@ -44,6 +44,26 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// How long the audit trail is kept, and how unauthenticated events are bounded.
     pub audit: AuditSettings,
+    /// Signed identity assertions for backends; `None` when the section is absent.
+    pub identity_assertion: Option<IdentityAssertion>,
+}
+
+/// `identity_assertion`: a short-lived signed JWT about the user on proxied requests (and
+/// forward-auth answers), verifiable against `{prefix}/.well-known/jwks.json`.
+#[derive(Debug, Clone)]
+pub struct IdentityAssertion {
+    /// Routes carry it unless they say `identity_assertion: false` (default true).
+    pub enabled: bool,
+    /// Request header the token travels in (default `X-Nidan-Assertion`).
+    pub header: String,
+    /// `iss`: `issuer`, else `portal.public_url`.
+    pub issuer: String,
+    /// `aud` for every route; `None`: the route's name.
+    pub audience: Option<String>,
+    /// Token lifetime (default and at most 5m).
+    pub lifetime: Duration,
+    /// A new signing key every this long (default 24h, at least 10m and twice the lifetime).
+    pub key_rotation: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -124,6 +144,43 @@ pub struct Portal {
     pub recent_login: Duration,
     /// Lifetime of an unfinished login flow (default 10m).
     pub flow_lifetime: Duration,
+    /// The zone times are shown in when the browser has not told its own; `None`: by the
+    /// page's language (`Asia/Tokyo` for Japanese, UTC otherwise).
+    pub time_zone: Option<chrono_tz::Tz>,
+    pub brand: Brand,
+}
+
+impl Portal {
+    /// The name pages, mails and SMS show: the brand's, else `portal.title`.
+    pub fn site_name(&self) -> &str {
+        self.brand.name.as_deref().unwrap_or(&self.title)
+    }
+}
+
+/// The operator's look: name, logo, primary colour, footer links.
+#[derive(Debug, Clone, Default)]
+pub struct Brand {
+    /// Shown in the header and page titles instead of `portal.title`.
+    pub name: Option<String>,
+    pub logo: Option<Logo>,
+    /// `#rrggbb`, checked for contrast against white (≥ 4.5:1).
+    pub primary_color: Option<String>,
+    pub footer_links: Vec<FooterLink>,
+}
+
+/// A logo file read at load time, served by the portal at `{prefix}/static/logo`.
+#[derive(Debug, Clone)]
+pub struct Logo {
+    pub bytes: std::sync::Arc<Vec<u8>>,
+    pub content_type: &'static str,
+}
+
+#[derive(Debug, Clone)]
+pub struct FooterLink {
+    pub label_ja: String,
+    pub label_en: String,
+    /// An `http(s)` URL or a path on this site.
+    pub url: String,
 }
 
 #[derive(Debug, Clone)]
@@ -492,6 +549,8 @@ pub struct Route {
     /// decided on its exact letter case only (default false: the stricter rule of any
     /// route the path reaches by case applies).
     pub case_sensitive: bool,
+    /// Requests for a user carry the signed identity assertion (`identity_assertion`).
+    pub assertion: bool,
 }
 
 impl Route {

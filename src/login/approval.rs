@@ -41,22 +41,37 @@ pub enum Status {
     Expired,
 }
 
-impl Status {
-    fn of(s: ApprovalStatus) -> Self {
-        match s {
-            ApprovalStatus::Pending => Status::Pending,
-            ApprovalStatus::Approved => Status::Approved,
-            ApprovalStatus::Denied => Status::Denied,
-            ApprovalStatus::Expired => Status::Expired,
+/// Why an approval was denied: the page says what happened and what to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Denial {
+    /// "No" in the app.
+    Denied,
+    /// The app sent another number than the one the browser showed.
+    WrongNumber,
+    /// "This wasn't me": app prompts are paused for the account.
+    NotMe,
+}
+
+impl Denial {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Denial::Denied => "denied",
+            Denial::WrongNumber => "wrong_number",
+            Denial::NotMe => "not_me",
         }
     }
+}
 
-    fn stored(self) -> ApprovalStatus {
-        match self {
-            Status::Pending => ApprovalStatus::Pending,
-            Status::Approved => ApprovalStatus::Approved,
-            Status::Denied => ApprovalStatus::Denied,
-            Status::Expired => ApprovalStatus::Expired,
+impl Status {
+    fn of(s: ApprovalStatus) -> (Self, Option<Denial>) {
+        match s {
+            ApprovalStatus::Pending => (Status::Pending, None),
+            ApprovalStatus::Approved => (Status::Approved, None),
+            ApprovalStatus::Denied => (Status::Denied, Some(Denial::Denied)),
+            ApprovalStatus::WrongNumber => (Status::Denied, Some(Denial::WrongNumber)),
+            ApprovalStatus::NotMe => (Status::Denied, Some(Denial::NotMe)),
+            ApprovalStatus::Expired => (Status::Expired, None),
         }
     }
 
@@ -80,6 +95,8 @@ pub struct Approval {
     pub context: LoginContext,
     pub expires: i64,
     pub status: Status,
+    /// Why it was denied, when it was.
+    pub denial: Option<Denial>,
     /// The enrollment that answered.
     pub answered_by: Option<String>,
 }
@@ -226,6 +243,7 @@ impl Approvals {
             context,
             expires: now + lifetime,
             status: Status::Pending,
+            denial: None,
             answered_by: None,
         };
         let data = serde_json::to_vec(&Fixed {
@@ -267,6 +285,7 @@ impl Approvals {
             return Ok(None);
         };
         let f: Fixed = serde_json::from_slice(&stored.data).map_err(|_| StateError::Corrupt)?;
+        let (status, denial) = Status::of(stored.status);
         let mut a = Approval {
             id: f.id,
             flow_id: f.flow_id,
@@ -274,7 +293,8 @@ impl Approvals {
             number: f.number,
             context: f.context,
             expires: f.expires,
-            status: Status::of(stored.status),
+            status,
+            denial,
             answered_by: stored.answered_by,
         };
         a.status = a.status_at(now);
@@ -329,18 +349,20 @@ impl Approvals {
             return Err(AnswerError::NotPending);
         }
         let pause = i64::try_from(self.cfg.suspend_after_denial.as_secs()).unwrap_or(900);
-        let (to, suspend, wrong) = match answer {
+        // The stored status keeps why it was denied, for the browser's page.
+        let (to, stored, suspend, wrong) = match answer {
             Answer::Approve { number } => {
                 if secret::equal(number.trim().as_bytes(), a.number.as_bytes()) {
-                    (Status::Approved, None, false)
+                    (Status::Approved, ApprovalStatus::Approved, None, false)
                 } else {
                     // A wrong number ends the approval: guessing gets one try.
-                    (Status::Denied, None, true)
+                    (Status::Denied, ApprovalStatus::WrongNumber, None, true)
                 }
             }
-            Answer::Deny => (Status::Denied, None, false),
+            Answer::Deny => (Status::Denied, ApprovalStatus::Denied, None, false),
             Answer::NotMe => (
                 Status::Denied,
+                ApprovalStatus::NotMe,
                 Some((now + pause, self.cfg.suspend_after_denial)),
                 false,
             ),
@@ -350,7 +372,7 @@ impl Approvals {
             .approval_settle(&Settle {
                 id,
                 user: Some(user_id),
-                to: to.stored(),
+                to: stored,
                 answered_by: Some(enrollment),
                 suspend,
                 now,
@@ -582,9 +604,10 @@ mod tests {
             .await,
             Err(AnswerError::WrongNumber)
         );
+        let denied = a.get(&ap.id, 101).await.unwrap().unwrap();
         assert_eq!(
-            a.get(&ap.id, 101).await.unwrap().unwrap().status,
-            Status::Denied
+            (denied.status, denied.denial),
+            (Status::Denied, Some(Denial::WrongNumber))
         );
         let ap = a.create("jiro", "f2", ctx(), 102).await.unwrap().unwrap();
         assert_eq!(
@@ -653,9 +676,10 @@ mod tests {
             a.create("hanako", "g2", ctx(), 2).await.unwrap().err(),
             Some(Refused::Suspended(899))
         );
+        let denied = a.get(&ap.id, 200).await.unwrap().unwrap();
         assert_eq!(
-            a.get(&ap.id, 200).await.unwrap().unwrap().status,
-            Status::Denied
+            (denied.status, denied.denial),
+            (Status::Denied, Some(Denial::NotMe))
         );
         let ap = a.create("emi", "h", ctx(), 0).await.unwrap().unwrap();
         assert_eq!(

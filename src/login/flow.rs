@@ -61,8 +61,36 @@ impl Exemption {
 pub enum Notice {
     /// The phone is kept (suspended): SMS cannot arrive, so the code went by email.
     PhoneKept,
-    /// The user chose the app, which this gateway cannot reach yet: a code was sent instead.
+    /// The user chose the app but it is not asked (a flow stored by an earlier version).
     AppUnavailable,
+    /// The user chose the app but has none enrolled: a code was sent instead.
+    AppNotEnrolled,
+    /// The page asked for does not accept an app approval as the second step.
+    AppNotAccepted,
+    /// This browser is a feature phone's: the app is not offered there.
+    AppFeaturePhone,
+    /// The user chose "log in with a security code instead" on the waiting page.
+    AppCodeChosen,
+    /// The account asked the app too often lately; prompts resume at `until` (Unix seconds).
+    AppTooMany { until: i64 },
+    /// "This wasn't me" paused app prompts until `until` (Unix seconds).
+    AppPaused { until: i64 },
+}
+
+impl Notice {
+    /// Why the app step is not offered (the API's `app_reason`), for the app notices.
+    pub fn app_reason(self) -> Option<&'static str> {
+        Some(match self {
+            Notice::PhoneKept => return None,
+            Notice::AppUnavailable => "unavailable",
+            Notice::AppNotEnrolled => "not_enrolled",
+            Notice::AppNotAccepted => "not_accepted",
+            Notice::AppFeaturePhone => "feature_phone",
+            Notice::AppCodeChosen => "code_chosen",
+            Notice::AppTooMany { .. } => "too_many",
+            Notice::AppPaused { .. } => "paused",
+        })
+    }
 }
 
 /// Why a needed second step cannot be done.
@@ -164,7 +192,13 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     // A risk step-up is always a code: by SMS, else to the contact email.
     let prefer_email = input.method == TwoStepMethod::Email && why != Why::Risk;
     if input.method == TwoStepMethod::App && why != Why::Risk {
-        plan.notice = Some(Notice::AppUnavailable);
+        plan.notice = Some(if !input.app_enrolled {
+            Notice::AppNotEnrolled
+        } else if !allows(TwoStepMethod::App) {
+            Notice::AppNotAccepted
+        } else {
+            Notice::AppFeaturePhone
+        });
     }
     plan.send_to = match (prefer_email, phone, email) {
         (true, _, Some(e)) => Some((Channel::Email, e.clone())),
@@ -345,7 +379,7 @@ mod tests {
     fn app_users_get_the_approval_unless_risk_or_feature_phone() {
         let u = user(Some("1"), PhoneStatus::Active, Some("e@x"));
         let mut i = input(Some(&u), true, TwoStepMethod::App, Policy::Login);
-        assert_eq!(plan(&i).notice, Some(Notice::AppUnavailable));
+        assert_eq!(plan(&i).notice, Some(Notice::AppNotEnrolled));
         assert_eq!(plan(&i).step, Step::PasswordAndCode);
         i.app_enrolled = true;
         let p = plan(&i);
@@ -357,10 +391,12 @@ mod tests {
         );
         i.feature_phone = true;
         assert_eq!(plan(&i).step, Step::PasswordAndCode);
+        assert_eq!(plan(&i).notice, Some(Notice::AppFeaturePhone));
         i.feature_phone = false;
         let only_sms = [TwoStepMethod::Sms];
         i.allowed = &only_sms;
         assert_eq!(plan(&i).step, Step::PasswordAndCode);
+        assert_eq!(plan(&i).notice, Some(Notice::AppNotAccepted));
     }
 
     #[test]

@@ -159,10 +159,14 @@ pub struct FlowView {
     /// The number the browser shows while the app is asked.
     pub approval_number: Option<String>,
     pub approval: Option<approval::Status>,
+    /// Why the app denied this login, when it did.
+    pub denial: Option<approval::Denial>,
     /// The password was already accepted (approval after the password).
     pub password_ok: bool,
     /// A step-up of this browser's session: only the second step is asked.
     pub step_up: bool,
+    /// Where the login leads (validated at the ID step): a fresh start keeps it.
+    pub return_to: String,
 }
 
 /// The ID step's result: the flow, and how sending the code went.
@@ -208,8 +212,10 @@ fn view(f: &Flow, approval: Option<&approval::Approval>, now: i64) -> FlowView {
             .filter(|a| a.status == approval::Status::Pending)
             .map(|a| a.number.clone()),
         approval: approval.map(|a| a.status),
+        denial: approval.and_then(|a| a.denial),
         password_ok: f.password_ok,
         step_up: f.step_up.is_some(),
+        return_to: f.return_to.clone(),
         id: f.id.clone(),
         user_id: f.user_id.clone(),
         // Once the app approved, only the password is left.
@@ -455,26 +461,14 @@ async fn request_approval(
                     json!({"approval": a.id, "context": context}),
                 )
                 .await;
-            let title = match client.lang {
-                Language::Ja => "ログインの確認",
-                Language::En => "Login request",
-            };
-            let body = match client.lang {
-                Language::Ja => format!(
-                    "{} ({}) からのログインです。アプリを開いて確認してください。",
-                    context.browser, context.ip
-                ),
-                Language::En => format!(
-                    "A login from {} ({}). Open the app to answer.",
-                    context.browser, context.ip
-                ),
-            };
+            let (title, body) =
+                notify::messages::approval_push(client.lang, &context.browser, &context.ip);
             let msg = Message {
                 channel: Channel::Push,
                 user: f.user_id.clone(),
                 to: a.id,
                 code: None,
-                subject: title.to_owned(),
+                subject: title,
                 body,
             };
             let notifier = app.notifier.clone();
@@ -498,13 +492,23 @@ async fn request_approval(
                     json!({"reason": reason, "retry_after": wait}),
                 )
                 .await;
-            switch_to_code(app, f, client).await
+            let until = now + i64::try_from(wait).unwrap_or(0);
+            let why = match refused {
+                approval::Refused::Suspended(_) => Notice::AppPaused { until },
+                approval::Refused::TooMany(_) => Notice::AppTooMany { until },
+            };
+            switch_to_code(app, f, client, why).await
         }
     }
 }
 
 /// Leaves the app path for the security code (the app is gone, or prompts are paused).
-async fn switch_to_code(app: &App, f: &mut Flow, client: &Client) -> Result<(), LoginError> {
+async fn switch_to_code(
+    app: &App,
+    f: &mut Flow,
+    client: &Client,
+    why: Notice,
+) -> Result<(), LoginError> {
     if let Some(id) = f.approval.take() {
         app.login
             .approvals
@@ -513,7 +517,7 @@ async fn switch_to_code(app: &App, f: &mut Flow, client: &Client) -> Result<(), 
             .map_err(|_| LoginError::Busy)?;
     }
     f.plan.step = Step::PasswordAndCode;
-    f.plan.notice = Some(Notice::AppUnavailable);
+    f.plan.notice = Some(why);
     if f.plan.send_to.is_none() {
         let b = Blocked::NoDestination;
         f.plan.blocked = Some(b);
@@ -541,7 +545,7 @@ pub async fn use_code(app: &App, client: &Client, id: &str) -> Result<FlowView, 
             json!({}),
         )
         .await;
-    let sent = switch_to_code(app, &mut f, client).await;
+    let sent = switch_to_code(app, &mut f, client, Notice::AppCodeChosen).await;
     // Busy: the state could not be reached, nothing is kept (the client tries again).
     if !matches!(sent, Err(LoginError::Busy)) {
         save(app, version, &f).await?;
@@ -667,7 +671,7 @@ async fn send_code(
     // The old code is void from here on, whether or not the new one arrives.
     f.code = None;
     let minutes = cfg.lifetime.as_secs().div_ceil(60);
-    let site = &app.cfg.portal.title;
+    let site = app.cfg.portal.site_name();
     let (subject, body) = match channel {
         Channel::Sms => {
             let (subject, _) = notify::messages::security_code(client.lang, &plain, minutes, site);
@@ -1179,7 +1183,7 @@ pub fn notify_user(
     let Some(to) = user.email.clone() else {
         return;
     };
-    let (subject, body) = make(lang, &app.cfg.portal.title);
+    let (subject, body) = make(lang, app.cfg.portal.site_name());
     let msg = Message {
         channel: Channel::Email,
         user: user.id.clone(),

@@ -16,9 +16,154 @@ use crate::session::device::{self, DeviceError};
 /// Largest JSON body the API reads.
 const MAX_JSON: usize = 16 * 1024;
 
-pub async fn handle(ctx: &Ctx<'_>, rest: &str) -> Response {
+/// What answers one endpoint of the JSON API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    OpenApi,
+    LoginStart,
+    LoginStatus,
+    LoginComplete,
+    LoginResend,
+    LoginUseEmail,
+    LoginUseCode,
+    AppEnroll,
+    AppEnrollStart,
+    AppApprovals,
+    AppAnswer,
+    AppEnrollments,
+    AppEnrollmentDelete,
+    Logout,
+    Me,
+    Devices,
+    DevicesDeleteAll,
+    DeviceRename,
+    DeviceDelete,
+    SettingsGet,
+    SettingsPut,
+    Tokens,
+    TokenCreate,
+    TokenDelete,
+    Passkeys,
+    PasskeyRegisterStart,
+    PasskeyRegisterFinish,
+    PasskeyLoginStart,
+    PasskeyLoginFinish,
+    PasskeyRename,
+    PasskeyDelete,
+    Sessions,
+    SessionsEndOthers,
+    SessionEnd,
+}
+
+/// Every endpoint of the JSON API: method, path under `{prefix}/api` (`{name}` is one path
+/// segment), and what answers it. Requests are dispatched from this table only, and the
+/// published OpenAPI description is checked against it, so the two cannot drift apart.
+/// Literal paths come before templates that could also match them.
+pub const ENDPOINTS: &[(&str, &str, Endpoint)] = &[
+    ("GET", "/openapi.json", Endpoint::OpenApi),
+    ("POST", "/login", Endpoint::LoginStart),
+    ("GET", "/login/{flow}", Endpoint::LoginStatus),
+    ("POST", "/login/{flow}/complete", Endpoint::LoginComplete),
+    ("POST", "/login/{flow}/resend", Endpoint::LoginResend),
+    ("POST", "/login/{flow}/use-email", Endpoint::LoginUseEmail),
+    ("POST", "/login/{flow}/use-code", Endpoint::LoginUseCode),
+    ("POST", "/app/enroll", Endpoint::AppEnroll),
+    ("POST", "/app/enroll/start", Endpoint::AppEnrollStart),
+    ("GET", "/app/approvals", Endpoint::AppApprovals),
+    ("POST", "/app/approvals/{id}", Endpoint::AppAnswer),
+    ("GET", "/app/enrollments", Endpoint::AppEnrollments),
+    (
+        "DELETE",
+        "/app/enrollments/{id}",
+        Endpoint::AppEnrollmentDelete,
+    ),
+    ("POST", "/logout", Endpoint::Logout),
+    ("GET", "/me", Endpoint::Me),
+    ("GET", "/devices", Endpoint::Devices),
+    ("DELETE", "/devices", Endpoint::DevicesDeleteAll),
+    ("PATCH", "/devices/{id}", Endpoint::DeviceRename),
+    ("DELETE", "/devices/{id}", Endpoint::DeviceDelete),
+    ("GET", "/settings", Endpoint::SettingsGet),
+    ("PUT", "/settings", Endpoint::SettingsPut),
+    ("GET", "/tokens", Endpoint::Tokens),
+    ("POST", "/tokens", Endpoint::TokenCreate),
+    ("DELETE", "/tokens/{id}", Endpoint::TokenDelete),
+    ("GET", "/passkeys", Endpoint::Passkeys),
+    (
+        "POST",
+        "/passkeys/register/start",
+        Endpoint::PasskeyRegisterStart,
+    ),
+    (
+        "POST",
+        "/passkeys/register/finish",
+        Endpoint::PasskeyRegisterFinish,
+    ),
+    ("POST", "/passkeys/login/start", Endpoint::PasskeyLoginStart),
+    (
+        "POST",
+        "/passkeys/login/finish",
+        Endpoint::PasskeyLoginFinish,
+    ),
+    ("PATCH", "/passkeys/{id}", Endpoint::PasskeyRename),
+    ("DELETE", "/passkeys/{id}", Endpoint::PasskeyDelete),
+    ("GET", "/sessions", Endpoint::Sessions),
+    ("DELETE", "/sessions", Endpoint::SessionsEndOthers),
+    ("DELETE", "/sessions/{id}", Endpoint::SessionEnd),
+];
+
+/// Does `path` (segments, without `{prefix}/api`) fit `template`? The one `{name}` segment
+/// it captures, if any.
+pub(crate) fn fits<'a>(template: &str, path: &[&'a str]) -> Option<Option<&'a str>> {
+    let mut captured = None;
+    let mut parts = template.trim_start_matches('/').split('/');
+    for &segment in path {
+        let part = parts.next()?;
+        if part.starts_with('{') {
+            if segment.is_empty() {
+                return None;
+            }
+            captured = Some(segment);
+        } else if part != segment {
+            return None;
+        }
+    }
+    parts.next().is_none().then_some(captured)
+}
+
+/// The endpoint for a request, or the answer when there is none: 405 with `Allow` when the
+/// path exists under other methods, else 404.
+pub fn resolve<'a>(method: &Method, rest: &'a str) -> Result<(Endpoint, &'a str), Response> {
     let segments: Vec<&str> = rest.trim_matches('/').split('/').collect();
+    let mut allowed: Vec<&str> = Vec::new();
+    for (m, template, endpoint) in ENDPOINTS {
+        if let Some(param) = fits(template, &segments) {
+            if *m == method.as_str() {
+                return Ok((*endpoint, param.unwrap_or("")));
+            }
+            allowed.push(m);
+        }
+    }
+    if allowed.is_empty() {
+        Err(Response::json_error(
+            404,
+            "not_found",
+            "no such API endpoint",
+        ))
+    } else {
+        Err(
+            Response::json_error(405, "method_not_allowed", "this method is not allowed here")
+                .with("allow", allowed.join(", ")),
+        )
+    }
+}
+
+pub async fn handle(ctx: &Ctx<'_>, rest: &str) -> Response {
     let method = &ctx.req.method;
+    let (endpoint, id) = match resolve(method, rest) {
+        Ok(found) => found,
+        Err(r) => return r,
+    };
     let changes = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
     if changes {
         if !ctx.same_site() {
@@ -32,31 +177,27 @@ pub async fn handle(ctx: &Ctx<'_>, rest: &str) -> Response {
             );
         }
     }
-    match (method, segments.as_slice()) {
-        (&Method::POST, ["login"]) => login_start(ctx).await,
-        (&Method::GET, ["login", flow]) => match login::status(ctx.app, flow).await {
+    use Endpoint as E;
+    match endpoint {
+        E::OpenApi => super::openapi::serve(ctx),
+        E::LoginStart => login_start(ctx).await,
+        E::LoginStatus => match login::status(ctx.app, id).await {
             Ok(v) => Response::json(200, &flow_json(&v)),
             Err(e) => login_error(ctx, &e),
         },
-        (&Method::POST, ["login", flow, "complete"]) => login_complete(ctx, flow).await,
-        (&Method::POST, ["login", flow, "resend"]) => {
-            flow_result(ctx, login::resend(ctx.app, &ctx.client(), flow).await)
-        }
-        (&Method::POST, ["login", flow, "use-email"]) => {
-            flow_result(ctx, login::use_email(ctx.app, &ctx.client(), flow).await)
-        }
-        (&Method::POST, ["login", flow, "use-code"]) => {
-            flow_result(ctx, login::use_code(ctx.app, &ctx.client(), flow).await)
-        }
-        (&Method::POST, ["app", "enroll"]) => super::phone_app::enroll(ctx).await,
-        (&Method::POST, ["app", "enroll", "start"]) => app_enroll_start(ctx).await,
-        (&Method::GET, ["app", "approvals"]) => super::phone_app::approvals(ctx).await,
-        (&Method::POST, ["app", "approvals", id]) => super::phone_app::answer(ctx, id).await,
-        (&Method::GET, ["app", "enrollments"]) => match ctx.session().await {
+        E::LoginComplete => login_complete(ctx, id).await,
+        E::LoginResend => flow_result(ctx, login::resend(ctx.app, &ctx.client(), id).await),
+        E::LoginUseEmail => flow_result(ctx, login::use_email(ctx.app, &ctx.client(), id).await),
+        E::LoginUseCode => flow_result(ctx, login::use_code(ctx.app, &ctx.client(), id).await),
+        E::AppEnroll => super::phone_app::enroll(ctx).await,
+        E::AppEnrollStart => app_enroll_start(ctx).await,
+        E::AppApprovals => super::phone_app::approvals(ctx).await,
+        E::AppAnswer => super::phone_app::answer(ctx, id).await,
+        E::AppEnrollments => match ctx.session().await {
             Some((_, user)) => super::phone_app::enrollments_json(ctx, &user).await,
             None => unauthorized(),
         },
-        (&Method::DELETE, ["app", "enrollments", id]) => match recent(ctx).await {
+        E::AppEnrollmentDelete => match recent(ctx).await {
             Ok(user) => {
                 if super::phone_app::remove(ctx, &user, Some(id)).await {
                     Response::no_content()
@@ -66,19 +207,27 @@ pub async fn handle(ctx: &Ctx<'_>, rest: &str) -> Response {
             }
             Err(r) => r,
         },
-        (&Method::POST, ["logout"]) => logout(ctx).await,
-        (&Method::GET, ["me"]) => me(ctx).await,
-        (&Method::GET, ["devices"]) => devices(ctx).await,
-        (&Method::DELETE, ["devices"]) => devices_delete_all(ctx).await,
-        (&Method::PATCH, ["devices", id]) => device_rename(ctx, id).await,
-        (&Method::DELETE, ["devices", id]) => device_delete(ctx, id).await,
-        (&Method::GET, ["settings"]) => settings_get(ctx).await,
-        (&Method::PUT, ["settings"]) => settings_put(ctx).await,
-        (&Method::GET, ["tokens"]) => super::tokens::api_list(ctx).await,
-        (&Method::POST, ["tokens"]) => super::tokens::api_create(ctx).await,
-        (&Method::DELETE, ["tokens", id]) => super::tokens::api_delete(ctx, id).await,
-        (_, ["passkeys", rest @ ..]) => super::passkeys::api(ctx, rest).await,
-        _ => Response::json_error(404, "not_found", "no such API endpoint"),
+        E::Logout => logout(ctx).await,
+        E::Me => me(ctx).await,
+        E::Devices => devices(ctx).await,
+        E::DevicesDeleteAll => devices_delete_all(ctx).await,
+        E::DeviceRename => device_rename(ctx, id).await,
+        E::DeviceDelete => device_delete(ctx, id).await,
+        E::SettingsGet => settings_get(ctx).await,
+        E::SettingsPut => settings_put(ctx).await,
+        E::Tokens => super::tokens::api_list(ctx).await,
+        E::TokenCreate => super::tokens::api_create(ctx).await,
+        E::TokenDelete => super::tokens::api_delete(ctx, id).await,
+        E::Passkeys
+        | E::PasskeyRegisterStart
+        | E::PasskeyRegisterFinish
+        | E::PasskeyLoginStart
+        | E::PasskeyLoginFinish
+        | E::PasskeyRename
+        | E::PasskeyDelete => super::passkeys::api(ctx, endpoint, id).await,
+        E::Sessions | E::SessionsEndOthers | E::SessionEnd => {
+            super::sessions::api(ctx, endpoint, id).await
+        }
     }
 }
 
@@ -124,10 +273,14 @@ fn flow_json(v: &FlowView) -> Value {
         j["code_channel"] = json!(c);
     }
     if let Some(n) = v.notice {
-        j["notice"] = json!(match n {
-            login::flow::Notice::PhoneKept => "phone_kept",
-            login::flow::Notice::AppUnavailable => "app_unavailable",
-        });
+        // Every reason the app is not asked is `app_unavailable`; `app_reason` says which.
+        match n.app_reason() {
+            Some(reason) => {
+                j["notice"] = json!("app_unavailable");
+                j["app_reason"] = json!(reason);
+            }
+            None => j["notice"] = json!("phone_kept"),
+        }
     }
     if v.step == login::flow::Step::PasswordAndCode {
         j["email_alternative"] = json!(v.email_alternative);
@@ -138,6 +291,9 @@ fn flow_json(v: &FlowView) -> Value {
     }
     if let Some(a) = v.approval {
         j["approval"] = json!(a.as_str());
+    }
+    if let Some(d) = v.denial {
+        j["denial"] = json!(d.as_str());
     }
     if v.step_up {
         j["step_up"] = json!(true);

@@ -1,6 +1,7 @@
 //! The portal's own request and response types, free of pingora, so the portal can be
 //! driven and tested as plain functions.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use bytes::Bytes;
@@ -73,7 +74,8 @@ pub fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
 #[derive(Debug)]
 pub struct Response {
     pub status: u16,
-    pub headers: Vec<(&'static str, String)>,
+    /// Names are mostly fixed; configured ones (identity headers) are owned.
+    pub headers: Vec<(Cow<'static, str>, String)>,
     pub body: Bytes,
 }
 
@@ -81,7 +83,7 @@ impl Response {
     pub fn new(status: u16, content_type: &str, body: impl Into<Bytes>) -> Self {
         Self {
             status,
-            headers: vec![("content-type", content_type.to_owned())],
+            headers: vec![("content-type".into(), content_type.to_owned())],
             body: body.into(),
         }
     }
@@ -105,7 +107,7 @@ impl Response {
     /// 303 See Other (a form POST becomes a GET) or 302 for plain redirects.
     pub fn redirect(status: u16, location: &str) -> Self {
         let mut r = Self::new(status, "text/plain; charset=utf-8", "");
-        r.headers.push(("location", location.to_owned()));
+        r.headers.push(("location".into(), location.to_owned()));
         r
     }
 
@@ -118,7 +120,13 @@ impl Response {
     }
 
     pub fn with(mut self, name: &'static str, value: impl Into<String>) -> Self {
-        self.headers.push((name, value.into()));
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// A header whose name comes from the configuration.
+    pub fn with_named(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_owned().into(), value.into()));
         self
     }
 

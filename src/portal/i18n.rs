@@ -1,7 +1,13 @@
-//! Portal languages and every string the portal shows, in Japanese and English.
+//! Every string a user reads, in Japanese and English: the portal's pages ([`Texts`],
+//! [`PasskeyTexts`], [`TokenTexts`]), the mails, SMS and pushes ([`messages`]), all in
+//! the words of one table ([`terms`]).
 //!
 //! Templates read `t.xxx`; handlers pick messages (errors, notices) from the same
-//! [`Texts`] so a page never mixes languages.
+//! [`Texts`] so a page never mixes languages. nidan.js shows only texts the page hands it
+//! in `data-` attributes.
+
+pub mod messages;
+pub mod terms;
 
 /// A language the portal speaks (the configuration's `Language`, under a shorter name).
 pub use crate::config::Language as Lang;
@@ -285,12 +291,102 @@ pub struct Texts {
     pub link_login: &'static str,
     pub link_login_again: &'static str,
     pub link_home: &'static str,
+
+    // ---- what happened and what to do next; removals; the operator's look ----
+    /// The user chose the app, but none is enrolled: a code went instead.
+    pub notice_app_not_enrolled: &'static str,
+    /// The page asked for does not accept the app as the second step.
+    pub notice_app_not_accepted: &'static str,
+    /// Feature phones do not get the app step.
+    pub notice_app_feature_phone: &'static str,
+    /// The user chose the code on the waiting page.
+    pub notice_app_code_chosen: &'static str,
+    /// Too many app requests lately; `{n}` minutes until the app is asked again.
+    pub notice_app_too_many: &'static str,
+    /// App prompts are paused after "this wasn't me"; `{n}` minutes left.
+    pub notice_app_paused: &'static str,
+    /// The app sent another number than the page showed.
+    pub err_approval_wrong_number: &'static str,
+    /// "This wasn't me" was chosen in the app.
+    pub err_approval_not_me: &'static str,
+    /// Heading of the list of other ways in (throttling pages).
+    pub other_ways_heading: &'static str,
+    pub other_way_passkey: &'static str,
+    pub other_way_device: &'static str,
+    pub other_way_email: &'static str,
+    /// The step indicator's name (ID → verification → done).
+    pub steps_label: &'static str,
+    pub step_id: &'static str,
+    pub step_verify: &'static str,
+    pub step_done: &'static str,
+    /// The confirmation page before a removal.
+    pub confirm_heading: &'static str,
+    /// `{name}`: the device's name.
+    pub confirm_device: &'static str,
+    pub confirm_device_help: &'static str,
+    pub confirm_all_devices: &'static str,
+    /// `{name}`: the app's name.
+    pub confirm_app: &'static str,
+    pub confirm_app_help: &'static str,
+    /// `{name}`: the passkey's name.
+    pub confirm_passkey: &'static str,
+    pub confirm_passkey_help: &'static str,
+    /// `{name}`: the app password's name.
+    pub confirm_token: &'static str,
+    pub confirm_token_help: &'static str,
+    pub confirm_button: &'static str,
+    pub cancel: &'static str,
+    /// Heading of the page after the app denied a login.
+    pub approval_stopped_heading: &'static str,
+    /// The app page after the QR code, until the app has enrolled.
+    pub app_waiting: &'static str,
+    /// The link that checks by hand (without JavaScript).
+    pub app_waiting_check: &'static str,
+    pub app_not_yet: &'static str,
+    pub msg_app_enrolled: &'static str,
+    /// After enrolling: the setting to switch to the app.
+    pub app_use_hint: &'static str,
+    pub method_app_unavailable: &'static str,
+    pub err_method_app_not_enrolled: &'static str,
+    /// A rename with an empty name.
+    pub err_device_name_empty: &'static str,
+    /// A passkey or app password without a name.
+    pub err_name_empty: &'static str,
+    /// The footer's links (operator's help, terms…).
+    pub footer_label: &'static str,
+    /// The logo's text alternative: `{name}` is the brand name.
+    pub logo_alt: &'static str,
+    /// The settings page's link to app passwords.
+    pub app_passwords_link: &'static str,
 }
 
 impl Texts {
-    /// "Try again in N seconds."
+    /// "Try again in about N minutes." (rounded up: a wait is never shorter than said).
     pub fn retry_in(&self, secs: u64) -> String {
-        self.err_retry_in.replace("{n}", &secs.to_string())
+        let minutes = minutes(secs);
+        let text = self.err_retry_in.replace("{n}", &minutes.to_string());
+        if minutes == 1 {
+            text.replace("1 minutes", "1 minute")
+        } else {
+            text
+        }
+    }
+
+    /// A notice with `{n}` minutes until `until` (Unix seconds), rounded up.
+    pub fn minutes_until(&self, text: &str, until: i64, now: i64) -> String {
+        let secs = u64::try_from(until - now).unwrap_or(0);
+        let minutes = minutes(secs);
+        let out = text.replace("{n}", &minutes.to_string());
+        if minutes == 1 {
+            out.replace("1 minutes", "1 minute")
+        } else {
+            out
+        }
+    }
+
+    /// A text with `{name}` filled in.
+    pub fn named(&self, text: &str, name: &str) -> String {
+        text.replace("{name}", name)
     }
 
     /// "You can request a new code in N seconds."
@@ -302,6 +398,11 @@ impl Texts {
     pub fn devices_max_line(&self, n: usize) -> String {
         self.devices_max.replace("{n}", &n.to_string())
     }
+}
+
+/// Seconds as whole minutes, rounded up, at least 1.
+pub fn minutes(secs: u64) -> u64 {
+    secs.div_ceil(60).max(1)
 }
 
 /// The strings for `lang`.
@@ -340,9 +441,9 @@ static JA: Texts = Texts {
     trust_label: "信頼できる端末（ブラウザ等）として登録する",
     trust_help: "登録すると、次回以降このブラウザでは2段階認証が省略されます。共用のパソコンでは登録しないでください。",
     device_name_label: "端末名",
-    device_name_help: "後から確認・解除できるよう、名前の入力が必要です（64文字以内）。",
+    device_name_help: "後から確認・削除できるよう、名前の入力が必要です（64文字以内）。",
     device_name_placeholder: "例：自宅のパソコン",
-    trust_cookie_note: "信頼できる端末の登録は、ブラウザのCookie・キャッシュを削除すると解除されます。",
+    trust_cookie_note: "ブラウザのCookie・キャッシュを削除すると、信頼できる端末の登録も消えます。",
     resend_button: "セキュリティコードを再送信する",
     use_email_button: "メールでセキュリティコードを受け取る",
     help_summary: "セキュリティコードが届かない方",
@@ -378,7 +479,7 @@ static JA: Texts = Texts {
     two_step_label: "2段階認証",
     login_at_label: "ログイン日時",
     expires_at_label: "ログインの有効期限",
-    nav_devices: "信頼できる端末の確認・解除",
+    nav_devices: "信頼できる端末の確認・削除",
     nav_settings: "2段階認証の設定",
     nav_app: "アプリによる2段階認証の設定",
     app_heading: "アプリによる2段階認証",
@@ -391,7 +492,7 @@ static JA: Texts = Texts {
     app_qr_alt: "アプリ設定用のQRコード",
     app_enrollment_code_label: "登録コード",
     app_uri_label: "設定用URI",
-    msg_app_removed: "アプリの登録を解除しました。",
+    msg_app_removed: "アプリを削除しました。",
     err_approval_required: "アプリでログインが許可されていません。アプリで許可するか、セキュリティコードでログインしてください。",
     logout_button: "ログアウト",
     two_step_code_sms: "SMSのセキュリティコードで確認済み",
@@ -403,7 +504,7 @@ static JA: Texts = Texts {
     two_step_none: "なし（ID/パスワードのみ）",
 
     devices_heading: "信頼できる端末",
-    devices_lead: "信頼できる端末として登録したブラウザでは、2段階認証が省略されます。心当たりのない端末は解除してください。",
+    devices_lead: "信頼できる端末として登録したブラウザでは、2段階認証が省略されます。心当たりのない端末は削除してください。",
     devices_max: "登録できる端末は最大{n}台です。",
     devices_none: "信頼できる端末は登録されていません。",
     device_created: "登録日時",
@@ -412,14 +513,14 @@ static JA: Texts = Texts {
     this_browser: "このブラウザ",
     rename_label: "新しい端末名",
     rename_button: "名前を変更",
-    remove_button: "登録を解除",
-    remove_all_button: "すべての端末の登録を解除",
+    remove_button: "削除する",
+    remove_all_button: "すべての信頼できる端末を削除する",
     remove_all_help: "すべてのブラウザで、次回のログインから2段階認証が必要になります。",
     reauth_notice: "信頼できる端末の管理や設定の変更には、もう一度ログインが必要です。",
     reauth_link: "もう一度ログインする",
     msg_device_renamed: "端末名を変更しました。",
-    msg_device_removed: "端末の登録を解除しました。",
-    msg_devices_all_removed: "すべての端末の登録を解除しました。",
+    msg_device_removed: "信頼できる端末を削除しました。",
+    msg_devices_all_removed: "すべての信頼できる端末を削除しました。",
     msg_device_registered: "このブラウザを信頼できる端末として登録しました。",
 
     settings_heading: "2段階認証の設定",
@@ -434,10 +535,10 @@ static JA: Texts = Texts {
     method_sms_unavailable: "電話番号が登録されていないため選択できません。",
     method_email_unavailable: "メールアドレスが登録されていないため選択できません。",
     method_email_weaker: "メールはSMSやアプリに比べて安全性が低い方法です。",
-    settings_change_note: "設定を変更すると、登録済みの信頼できる端末はすべて解除されます。",
+    settings_change_note: "設定を変更すると、登録済みの信頼できる端末はすべて削除されます。",
     settings_current: "現在の設定",
     save_button: "設定する",
-    msg_settings_saved: "設定を変更しました。信頼できる端末の登録はすべて解除されました。",
+    msg_settings_saved: "設定を変更しました。信頼できる端末はすべて削除されました。",
     err_method_unavailable: "選択した確認方法はご利用いただけません。",
     err_no_destination: "セキュリティコードを受け取れる電話番号またはメールアドレスが登録されていないため、ログインできません。管理者にお問い合わせください。",
     err_no_allowed_channel: "このサービスでは、ご登録の受け取り方法ではセキュリティコードを送信できません。管理者にお問い合わせください。",
@@ -451,16 +552,16 @@ static JA: Texts = Texts {
     err_code_attempts: "セキュリティコードの入力回数が上限に達しました。新しいセキュリティコードを送信してください。",
     err_device_name_required: "信頼できる端末として登録するには、端末名を入力してください。",
     err_device_name_invalid: "端末名は64文字以内で入力してください（改行などの制御文字は使用できません）。",
-    err_device_limit: "登録できる端末数の上限に達しています。不要な端末の登録を解除してください。",
+    err_device_limit: "登録できる端末数の上限に達しています。不要な端末を削除してください。",
     err_device_not_found: "指定された端末は見つかりませんでした。",
     err_too_many_heading: "しばらくお待ちください",
     err_too_many: "短時間に多くの操作が行われたため、一時的にご利用を制限しています。",
-    err_retry_in: "{n}秒後にもう一度お試しください。",
+    err_retry_in: "約{n}分後にもう一度お試しください。",
     err_resend_in: "セキュリティコードの再送信は{n}秒後から可能です。",
     err_delivery_failed: "セキュリティコードを送信できませんでした。しばらくしてからもう一度お試しください。",
     err_flow_expired_heading: "有効期限切れ",
     err_flow_expired: "ログインの有効期限が切れました。お手数ですが、最初からやり直してください。",
-    err_approval_denied: "アプリでログインが拒否されました。",
+    err_approval_denied: "アプリで「いいえ」が選ばれたため、ログインを中止しました。ご自身の操作だった場合は、もう一度ログインしてください。",
     err_approval_expired: "アプリでの確認の有効期限が切れました。もう一度ログインしてください。",
     err_app_unavailable: "アプリでの確認は現在ご利用いただけません。セキュリティコードでログインしてください。",
     err_csrf: "画面の有効期限が切れました。もう一度操作してください。",
@@ -481,6 +582,47 @@ static JA: Texts = Texts {
     link_login: "ログイン画面へ",
     link_login_again: "最初からログインする",
     link_home: "トップへ戻る",
+    notice_app_not_enrolled: "2段階認証の確認方法に「アプリ」を選んでいますが、アプリがまだ登録されていないため、セキュリティコードを送信しました。ログイン後、「アプリによる2段階認証の設定」からアプリを登録できます。",
+    notice_app_not_accepted: "このページはアプリでの確認に対応していないため、セキュリティコードを送信しました。",
+    notice_app_feature_phone: "この端末ではアプリでの確認を利用できないため、セキュリティコードを送信しました。",
+    notice_app_code_chosen: "「セキュリティコードでログインする」が選ばれたため、アプリでの確認を取り消し、セキュリティコードを送信しました。",
+    notice_app_too_many: "短時間にアプリでの確認が続いたため、約{n}分間はアプリでの確認を行いません。代わりにセキュリティコードを送信しました。",
+    notice_app_paused: "アプリで「心当たりがない」が選ばれたため、アプリでの確認を約{n}分間停止しています。代わりにセキュリティコードを送信しました。ご自身の操作でない場合は、パスワードを変更してください。",
+    err_approval_wrong_number: "アプリで選ばれた番号が、ログイン画面に表示した番号と一致しなかったため、ログインを中止しました。もう一度ログインし、画面に表示される番号をアプリで選んでください。",
+    err_approval_not_me: "アプリで「心当たりがない」が選ばれたため、ログインを拒否し、アプリでの確認を一時停止しました。ご自身の操作だった場合は、もう一度ログインすると、セキュリティコードでログインできます。心当たりがない場合は、パスワードを変更してください。",
+    other_ways_heading: "ほかのログイン方法",
+    other_way_passkey: "パスキーを登録している場合は、ログイン画面の「パスキーでログイン」からログインできます。",
+    other_way_device: "信頼できる端末として登録したブラウザでは、2段階認証を省略してログインできます。",
+    other_way_email: "SMSを受け取れない場合は、ご登録のメールアドレスでセキュリティコードを受け取ることもできます。",
+    steps_label: "ログインの手順",
+    step_id: "ID",
+    step_verify: "確認",
+    step_done: "完了",
+    confirm_heading: "削除の確認",
+    confirm_device: "信頼できる端末「{name}」を削除しますか？",
+    confirm_device_help: "削除したブラウザでは、次回のログインから2段階認証が必要になります。",
+    confirm_all_devices: "すべての信頼できる端末を削除しますか？",
+    confirm_app: "アプリ「{name}」を削除しますか？",
+    confirm_app_help: "削除すると、このアプリではログインを許可できなくなります。確認方法がアプリの場合は、セキュリティコードでログインすることになります。",
+    confirm_passkey: "パスキー「{name}」を削除しますか？",
+    confirm_passkey_help: "削除すると、このパスキーではログインできなくなります。",
+    confirm_token: "アプリパスワード「{name}」を削除しますか？",
+    confirm_token_help: "削除すると、このアプリパスワードを使っているアプリはログインできなくなります。",
+    confirm_button: "削除する",
+    cancel: "キャンセル",
+    approval_stopped_heading: "ログインを中止しました",
+    app_waiting: "アプリでの登録を待っています。アプリでQRコードを読み取り、届いたセキュリティコードを入力してください。登録が終わると、この画面は自動で切り替わります。",
+    app_waiting_check: "登録が終わったら、ここを押して確認してください",
+    app_not_yet: "まだアプリが登録されていません。アプリでの登録を済ませてから、もう一度確認してください。",
+    msg_app_enrolled: "アプリを登録しました。",
+    app_use_hint: "ログインの確認にアプリを使うには、「2段階認証の設定」で確認方法を「アプリでログインを許可する」にしてください。",
+    method_app_unavailable: "アプリが登録されていないため選択できません。",
+    err_method_app_not_enrolled: "アプリによる2段階認証を選ぶには、先にアプリを登録してください。",
+    err_device_name_empty: "端末名を入力してください。",
+    err_name_empty: "名前を入力してください。",
+    footer_label: "サイト情報",
+    logo_alt: "{name}のロゴ",
+    app_passwords_link: "アプリパスワード（2段階認証に対応していないアプリ用）",
 };
 
 static EN: Texts = Texts {
@@ -509,7 +651,7 @@ static EN: Texts = Texts {
     login_button: "Log in",
     app_approved: "You approved this login in the app. Now enter your password.",
     trust_label: "Register as a trusted device (browser etc.)",
-    trust_help: "This browser will then skip two-step verification from next time. Do not register a shared computer.",
+    trust_help: "This browser will then skip 2-step verification from next time. Do not register a shared computer.",
     device_name_label: "Device name",
     device_name_help: "A name is required so you can review and remove the device later (up to 64 characters).",
     device_name_placeholder: "e.g. Home laptop",
@@ -518,8 +660,8 @@ static EN: Texts = Texts {
     use_email_button: "Get the code by email instead",
     help_summary: "Security code not arriving?",
     help_wait: "A code can take a little while to arrive. Wait a moment, then send it again. For email, also check your spam folder.",
-    help_kept: "If the phone number that receives codes is kept (the line is suspended), SMS cannot be received. Release the keeping first.",
-    help_no_phone: "Without the phone that receives the codes at hand (including when it is lost or stolen), two-step verification cannot be completed and you cannot log in. Keep it at hand.",
+    help_kept: "If the phone number that receives codes is kept (the line is suspended), SMS cannot be received. Lift the keeping (the suspension) first, then try again.",
+    help_no_phone: "Without the phone that receives the codes at hand (including when it is lost or stolen), 2-step verification cannot be completed and you cannot log in. Keep it at hand.",
     help_email: "If you cannot receive SMS, you can get the code at your registered email address instead.",
     notice_phone_kept: "Your phone number is kept (suspended), so it cannot receive SMS. We sent the security code by email instead.",
     notice_switched_to_email: "We sent the security code by email.",
@@ -531,14 +673,14 @@ static EN: Texts = Texts {
     step_up_code_only: "Your password is already confirmed: only the second step is left.",
 
     wait_heading: "Approve the login in the app",
-    wait_lead: "The app on the smartphone where you set up two-step verification asks whether this login may go ahead. Choose the number below and select Yes.",
+    wait_lead: "The app on the smartphone where you set up 2-step verification asks whether this login may go ahead. Choose the number below and select Yes.",
     wait_number_label: "Number",
     wait_number_help: "Choose the same number in the app.",
     wait_auto_refresh: "This page moves on by itself once you respond in the app.",
     wait_check_now: "If it does not, select here",
     wait_expiry: "The request expires if nothing happens for a while.",
     use_code_button: "Log in with a security code instead",
-    use_code_help: "If the app does not show the request (for example, you deleted the app), log in with a security code.",
+    use_code_help: "If the app does not show the request (for example, it was uninstalled), log in with a security code.",
 
     signed_in_heading: "Signed in",
     signed_in_lead: "You are logged in.",
@@ -546,13 +688,13 @@ static EN: Texts = Texts {
     email_label: "Email",
     groups_label: "Groups",
     none: "None",
-    two_step_label: "Two-step verification",
+    two_step_label: "2-step verification",
     login_at_label: "Logged in at",
     expires_at_label: "Login expires at",
     nav_devices: "Review or remove trusted devices",
-    nav_settings: "Two-step verification settings",
-    nav_app: "Two-step verification with the app",
-    app_heading: "Two-step verification with the app",
+    nav_settings: "2-step verification settings",
+    nav_app: "2-step verification with the app",
+    app_heading: "2-step verification with the app",
     app_lead: "Answer \"Yes\" in your enrolled app to allow a login before the password. Pick the number the browser shows.",
     app_none: "No app is enrolled.",
     app_setup_button: "Set up the app",
@@ -574,7 +716,7 @@ static EN: Texts = Texts {
     two_step_none: "None (ID and password only)",
 
     devices_heading: "Trusted devices",
-    devices_lead: "Browsers registered as trusted devices skip two-step verification. Remove any device you do not recognise.",
+    devices_lead: "Browsers registered as trusted devices skip 2-step verification. Remove any device you do not recognise.",
     devices_max: "Up to {n} devices can be registered.",
     devices_none: "No trusted devices are registered.",
     device_created: "Registered",
@@ -584,18 +726,18 @@ static EN: Texts = Texts {
     rename_label: "New name",
     rename_button: "Rename",
     remove_button: "Remove",
-    remove_all_button: "Remove all devices",
-    remove_all_help: "Every browser will need two-step verification at its next login.",
+    remove_all_button: "Remove all trusted devices",
+    remove_all_help: "Every browser will need 2-step verification at its next login.",
     reauth_notice: "Please log in again to manage trusted devices or change settings.",
     reauth_link: "Log in again",
     msg_device_renamed: "The device was renamed.",
-    msg_device_removed: "The device was removed.",
+    msg_device_removed: "The trusted device was removed.",
     msg_devices_all_removed: "All trusted devices were removed.",
     msg_device_registered: "This browser is now registered as a trusted device.",
 
-    settings_heading: "Two-step verification settings",
+    settings_heading: "2-step verification settings",
     settings_lead: "Besides your ID and password, a security code or an approval in the app is asked for, so no one else can log in as you. We strongly recommend turning it on.",
-    settings_enabled_legend: "Two-step verification",
+    settings_enabled_legend: "2-step verification",
     settings_on: "Use",
     settings_off: "Do not use",
     settings_method_legend: "How to confirm",
@@ -626,12 +768,12 @@ static EN: Texts = Texts {
     err_device_not_found: "That device was not found.",
     err_too_many_heading: "Please wait",
     err_too_many: "Too many attempts in a short time, so this is paused for now.",
-    err_retry_in: "Try again in {n} seconds.",
+    err_retry_in: "Try again in about {n} minutes.",
     err_resend_in: "You can send a new code in {n} seconds.",
     err_delivery_failed: "We could not send the security code. Please try again later.",
     err_flow_expired_heading: "Expired",
     err_flow_expired: "This login has expired. Please start again.",
-    err_approval_denied: "The login was denied in the app.",
+    err_approval_denied: "\"No\" was chosen in the app, so the login was stopped. If it was you, log in again.",
     err_approval_expired: "The app request has expired. Please log in again.",
     err_app_unavailable: "App approval is not available right now. Log in with a security code.",
     err_csrf: "This page has expired. Please try again.",
@@ -652,6 +794,47 @@ static EN: Texts = Texts {
     link_login: "Go to login",
     link_login_again: "Start the login again",
     link_home: "Back to the top",
+    notice_app_not_enrolled: "Your 2-step verification method is the app, but no app is set up yet, so we sent a security code instead. After logging in, you can set up the app under \"2-step verification with the app\".",
+    notice_app_not_accepted: "The page you asked for does not accept approval in the app, so we sent a security code instead.",
+    notice_app_feature_phone: "Approval in the app is not available on this phone, so we sent a security code instead.",
+    notice_app_code_chosen: "You chose to log in with a security code: the request in the app was withdrawn and we sent a security code.",
+    notice_app_too_many: "The app was asked too often in a short time, so it will not be asked for about {n} minutes. We sent a security code instead.",
+    notice_app_paused: "\"This wasn't me\" was chosen in the app, so app requests are paused for about {n} minutes. We sent a security code instead. If the earlier login was not yours, change your password.",
+    err_approval_wrong_number: "The number chosen in the app did not match the one this page showed, so the login was stopped. Log in again and choose the number shown on the page.",
+    err_approval_not_me: "\"This wasn't me\" was chosen in the app: the login was refused and app requests are paused for a while. If it was you, log in again and you will get a security code. If not, change your password.",
+    other_ways_heading: "Other ways to log in",
+    other_way_passkey: "If you have registered a passkey, use \"Log in with a passkey\" on the login page.",
+    other_way_device: "A browser registered as a trusted device skips 2-step verification.",
+    other_way_email: "If you cannot receive SMS, you can get the security code at your registered email address instead.",
+    steps_label: "Login steps",
+    step_id: "ID",
+    step_verify: "Verify",
+    step_done: "Done",
+    confirm_heading: "Confirm removal",
+    confirm_device: "Remove the trusted device \"{name}\"?",
+    confirm_device_help: "That browser will need 2-step verification at its next login.",
+    confirm_all_devices: "Remove all trusted devices?",
+    confirm_app: "Remove the app \"{name}\"?",
+    confirm_app_help: "That app can then no longer approve logins; if your method is the app, logins will ask for a security code.",
+    confirm_passkey: "Remove the passkey \"{name}\"?",
+    confirm_passkey_help: "You will no longer be able to log in with that passkey.",
+    confirm_token: "Remove the app password \"{name}\"?",
+    confirm_token_help: "Apps using that app password will no longer be able to log in.",
+    confirm_button: "Remove",
+    cancel: "Cancel",
+    approval_stopped_heading: "Login stopped",
+    app_waiting: "Waiting for the app. Scan the QR code in the app and enter the security code you received. This page moves on by itself once the app is set up.",
+    app_waiting_check: "Once the app is set up, select here to check",
+    app_not_yet: "No app is set up yet. Finish the setup in the app, then check again.",
+    msg_app_enrolled: "The app is set up.",
+    app_use_hint: "To use the app at login, choose \"Approve in the app\" under 2-step verification settings.",
+    method_app_unavailable: "Not available: no app is set up.",
+    err_method_app_not_enrolled: "To choose the app, set up the app first.",
+    err_device_name_empty: "Enter a device name.",
+    err_name_empty: "Enter a name.",
+    footer_label: "Site information",
+    logo_alt: "{name} logo",
+    app_passwords_link: "App passwords (for apps that cannot do 2-step verification)",
 };
 
 /// The passkey texts (login button, the passkeys page, the signed-in link).
@@ -687,16 +870,16 @@ static PASSKEY_JA: PasskeyTexts = PasskeyTexts {
     login_button: "パスキーでログイン",
     login_failed: "パスキーでログインできませんでした。もう一度お試しいただくか、IDを入力してログインしてください。",
     unsupported: "このブラウザはパスキーに対応していません。",
-    nav: "パスキー(生体認証)",
+    nav: "パスキー（生体認証）",
     heading: "パスキー",
     lead: "パスキーを登録すると、指紋・顔認証や画面ロックでログインできます。パスキーでのログインは2段階認証を済ませたものとして扱われます。",
     none: "パスキーは登録されていません。",
-    name_label: "名前(どの端末のパスキーか)",
+    name_label: "名前（どの端末のパスキーか）",
     register_button: "パスキーを登録する",
     needs_js: "パスキーの登録にはJavaScriptが必要です。",
     needs_two_step: "パスキーを登録するには、セキュリティコードなど2段階認証でログインし直してください。",
     created: "登録日時",
-    last_used: "最終利用",
+    last_used: "最終利用日時",
     never: "未使用",
     rename_button: "名前を変更",
     delete_button: "削除する",
@@ -707,7 +890,7 @@ static PASSKEY_JA: PasskeyTexts = PasskeyTexts {
     err_register: "パスキーを登録できませんでした。もう一度お試しください。",
     err_full: "パスキーの数が上限に達しています。使っていないものを削除してください。",
     err_not_found: "そのパスキーは見つかりません。",
-    two_step_passkey: "パスキー(生体認証)",
+    two_step_passkey: "パスキー（生体認証）",
 };
 
 static PASSKEY_EN: PasskeyTexts = PasskeyTexts {
@@ -716,7 +899,7 @@ static PASSKEY_EN: PasskeyTexts = PasskeyTexts {
     unsupported: "This browser does not support passkeys.",
     nav: "Passkeys (biometrics)",
     heading: "Passkeys",
-    lead: "With a passkey you log in with your fingerprint, face or screen lock. A passkey login counts as both steps of the two-step verification.",
+    lead: "With a passkey you log in with your fingerprint, face or screen lock. A passkey login counts as both steps of the 2-step verification.",
     none: "You have no passkeys.",
     name_label: "Name (which device holds the passkey)",
     register_button: "Register a passkey",
@@ -724,15 +907,15 @@ static PASSKEY_EN: PasskeyTexts = PasskeyTexts {
     needs_two_step: "To register a passkey, log in again with both steps (a security code, say).",
     created: "Registered",
     last_used: "Last used",
-    never: "never",
+    never: "Never used",
     rename_button: "Rename",
-    delete_button: "Delete",
+    delete_button: "Remove",
     msg_registered: "The passkey was registered.",
     msg_renamed: "The name was changed.",
-    msg_deleted: "The passkey was deleted.",
+    msg_deleted: "The passkey was removed.",
     err_name: "A name has 1 to 64 characters and no control characters.",
     err_register: "The passkey could not be registered. Please try again.",
-    err_full: "You have the maximum number of passkeys. Delete one you no longer use.",
+    err_full: "You have the maximum number of passkeys. Remove one you no longer use.",
     err_not_found: "No such passkey.",
     two_step_passkey: "Passkey (biometrics)",
 };
@@ -746,6 +929,135 @@ impl Lang {
         }
     }
 }
+
+/// The app-password page's texts (the rest come from [`Texts`]).
+#[derive(Debug)]
+pub struct TokenTexts {
+    pub heading: &'static str,
+    pub lead: &'static str,
+    pub none: &'static str,
+    pub name_label: &'static str,
+    pub create_button: &'static str,
+    pub created: &'static str,
+    pub last_used: &'static str,
+    pub never: &'static str,
+    pub revoke_button: &'static str,
+    pub new_token_heading: &'static str,
+    pub new_token_help: &'static str,
+    pub msg_created: &'static str,
+    pub msg_revoked: &'static str,
+    pub err_name: &'static str,
+    pub err_full: &'static str,
+    pub err_not_found: &'static str,
+    pub link: &'static str,
+}
+
+static TOKEN_JA: TokenTexts = TokenTexts {
+    heading: "アプリパスワード",
+    lead: "メールアプリや同期ツールなど、2段階認証に対応していないアプリのためのパスワードです。許可されたサービスでのみ、IDとパスワードの代わりに使えます。使わなくなったものは削除してください。",
+    none: "アプリパスワードはありません。",
+    name_label: "名前（どのアプリで使うか）",
+    create_button: "作成する",
+    created: "作成日時",
+    last_used: "最終利用日時",
+    never: "未使用",
+    revoke_button: "削除する",
+    new_token_heading: "新しいアプリパスワード",
+    new_token_help: "この画面を離れると二度と表示されません。今すぐアプリに設定してください。",
+    msg_created: "アプリパスワードを作成しました。",
+    msg_revoked: "アプリパスワードを削除しました。",
+    err_name: "名前は1〜64文字で、制御文字は使えません。",
+    err_full: "アプリパスワードの数が上限に達しています。使っていないものを削除してください。",
+    err_not_found: "そのアプリパスワードは見つかりません。",
+    link: "アプリパスワード",
+};
+
+static TOKEN_EN: TokenTexts = TokenTexts {
+    heading: "App passwords",
+    lead: "Passwords for apps that cannot do 2-step verification, such as mail clients or sync tools. They work instead of your password only on the services that allow them. Remove the ones you no longer use.",
+    none: "You have no app passwords.",
+    name_label: "Name (which app uses it)",
+    create_button: "Create",
+    created: "Created",
+    last_used: "Last used",
+    never: "Never used",
+    revoke_button: "Remove",
+    new_token_heading: "Your new app password",
+    new_token_help: "It will not be shown again once you leave this page. Set it in your app now.",
+    msg_created: "The app password was created.",
+    msg_revoked: "The app password was removed.",
+    err_name: "A name has 1 to 64 characters and no control characters.",
+    err_full: "You have the maximum number of app passwords. Remove one you no longer use.",
+    err_not_found: "No such app password.",
+    link: "App passwords",
+};
+
+impl Lang {
+    /// The app-password texts in this language.
+    pub fn tokens(self) -> &'static TokenTexts {
+        match self {
+            Lang::Ja => &TOKEN_JA,
+            Lang::En => &TOKEN_EN,
+        }
+    }
+}
+
+/// The strings of "where you are signed in" (`{prefix}/sessions`), kept apart from
+/// [`Texts`] so the page can grow without touching every other page's table.
+pub struct SessionTexts {
+    pub heading: &'static str,
+    pub lead: &'static str,
+    pub nav: &'static str,
+    pub address: &'static str,
+    pub signed_in: &'static str,
+    pub last_seen: &'static str,
+    pub how: &'static str,
+    pub end_button: &'static str,
+    pub end_others_help: &'static str,
+    pub end_others_button: &'static str,
+    pub msg_ended: &'static str,
+    pub msg_others_ended: &'static str,
+    pub err_not_found: &'static str,
+}
+
+pub fn session_texts(lang: Lang) -> &'static SessionTexts {
+    match lang {
+        Lang::Ja => &SESSIONS_JA,
+        Lang::En => &SESSIONS_EN,
+    }
+}
+
+static SESSIONS_JA: SessionTexts = SessionTexts {
+    heading: "ログイン中のブラウザ",
+    lead: "このアカウントでログインしているブラウザの一覧です。心当たりのないものはログアウトさせてください。",
+    nav: "ログイン中のブラウザの確認",
+    address: "IPアドレス",
+    signed_in: "ログイン日時",
+    last_seen: "最終利用",
+    how: "ログイン方法",
+    end_button: "ログアウトさせる",
+    end_others_help: "このブラウザ以外のすべてのブラウザからログアウトします。",
+    end_others_button: "他のすべてのブラウザからログアウト",
+    msg_ended: "そのブラウザをログアウトさせました。",
+    msg_others_ended: "他のすべてのブラウザからログアウトしました。",
+    err_not_found: "そのログインは見つかりません（すでに終了しています）。",
+};
+
+static SESSIONS_EN: SessionTexts = SessionTexts {
+    heading: "Where you are signed in",
+    lead: "Browsers signed in to this account. Sign out any you do not recognise.",
+    nav: "See where you are signed in",
+    address: "IP address",
+    signed_in: "Signed in",
+    last_seen: "Last active",
+    how: "Signed in with",
+    end_button: "Sign out",
+    end_others_help: "Signs out every browser but this one.",
+    end_others_button: "Sign out everywhere else",
+    msg_ended: "That browser is signed out.",
+    msg_others_ended: "Every other browser is signed out.",
+    err_not_found: "That sign-in no longer exists.",
+};
 
 #[cfg(test)]
 mod tests {
@@ -827,10 +1139,14 @@ mod tests {
     #[test]
     fn placeholders_fill_in() {
         assert_eq!(
-            texts(Lang::Ja).retry_in(30),
-            "30秒後にもう一度お試しください。"
+            texts(Lang::Ja).retry_in(707),
+            "約12分後にもう一度お試しください。"
         );
-        assert_eq!(texts(Lang::En).retry_in(5), "Try again in 5 seconds.");
+        assert_eq!(texts(Lang::En).retry_in(5), "Try again in about 1 minute.");
+        assert_eq!(
+            texts(Lang::En).retry_in(61),
+            "Try again in about 2 minutes."
+        );
         assert!(texts(Lang::En).resend_in(12).contains("12"));
         assert!(texts(Lang::Ja).devices_max_line(10).contains("10台"));
     }

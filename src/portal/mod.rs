@@ -5,10 +5,12 @@
 pub mod api;
 pub mod http;
 pub mod i18n;
+pub mod openapi;
 pub mod pages;
 pub mod passkeys;
 pub mod phone_app;
 pub mod redirect;
+pub mod sessions;
 pub mod tokens;
 pub mod views;
 
@@ -31,6 +33,9 @@ const JS: &str = include_str!("static/nidan.js");
 /// Base names of the cookies the portal sets besides session and device.
 pub const CSRF_COOKIE: &str = "nidan_csrf";
 pub const LANG_COOKIE: &str = "nidan_lang";
+/// The browser's time zone, set by nidan.js (not `__Host-`: a script sets it, and it only
+/// chooses how times are shown).
+pub const TZ_COOKIE: &str = "nidan_tz";
 
 /// Per-request context shared by pages and API.
 pub struct Ctx<'a> {
@@ -78,8 +83,49 @@ impl<'a> Ctx<'a> {
         &self.app.cfg.portal.path_prefix
     }
 
-    pub fn title(&self) -> String {
-        self.app.cfg.portal.title.clone()
+    /// The operator's name, logo, colour and footer links for this page's layout.
+    pub fn site(&self) -> views::Site {
+        let portal = &self.app.cfg.portal;
+        let brand = &portal.brand;
+        let prefix = self.prefix();
+        views::Site {
+            name: portal.site_name().to_owned(),
+            logo: brand.logo.as_ref().map(|_| format!("{prefix}/static/logo")),
+            brand_css: brand
+                .primary_color
+                .as_ref()
+                .map(|_| format!("{prefix}/static/brand.css")),
+            footer: brand
+                .footer_links
+                .iter()
+                .map(|l| {
+                    let label = match self.lang {
+                        Lang::Ja => &l.label_ja,
+                        Lang::En => &l.label_en,
+                    };
+                    (l.url.clone(), label.clone())
+                })
+                .collect(),
+        }
+    }
+
+    /// The zone this user's times are shown in: the browser's (nidan.js reports it in a
+    /// cookie; only a zone of the IANA database counts), else `portal.time_zone`, else by
+    /// the page's language.
+    pub fn zone(&self) -> chrono_tz::Tz {
+        cookie::get(&self.req.headers, TZ_COOKIE)
+            .filter(|z| z.len() <= 64)
+            .and_then(|z| z.parse::<chrono_tz::Tz>().ok())
+            .or(self.app.cfg.portal.time_zone)
+            .unwrap_or(match self.lang {
+                Lang::Ja => chrono_tz::Tz::Asia__Tokyo,
+                Lang::En => chrono_tz::Tz::UTC,
+            })
+    }
+
+    /// A time (Unix seconds) as the user reads it, with the zone next to it.
+    pub fn time(&self, ts: i64) -> String {
+        crate::time::display_in(ts, self.zone())
     }
 
     pub fn now(&self) -> i64 {
@@ -321,7 +367,8 @@ fn no_store_with_cookies(mut resp: Response) -> Response {
     if resp.header("set-cookie").is_some() {
         resp.headers
             .retain(|(n, _)| !n.eq_ignore_ascii_case("cache-control"));
-        resp.headers.push(("cache-control", "no-store".to_owned()));
+        resp.headers
+            .push(("cache-control".into(), "no-store".to_owned()));
     }
     resp
 }
@@ -357,9 +404,31 @@ async fn route(ctx: &Ctx<'_>) -> Response {
             Response::new(200, "text/css; charset=utf-8", CSS)
                 .with("cache-control", "public, max-age=3600")
         }
+        (&Method::GET | &Method::HEAD, ["static", "logo"]) => {
+            match &ctx.app.cfg.portal.brand.logo {
+                Some(logo) => Response::new(200, logo.content_type, logo.bytes.as_slice().to_vec())
+                    .with("cache-control", "public, max-age=3600"),
+                None => pages::not_found(ctx),
+            }
+        }
+        (&Method::GET | &Method::HEAD, ["static", "brand.css"]) => {
+            match &ctx.app.cfg.portal.brand.primary_color {
+                Some(c) => Response::new(200, "text/css; charset=utf-8", brand_css(c))
+                    .with("cache-control", "public, max-age=3600"),
+                None => pages::not_found(ctx),
+            }
+        }
         (&Method::GET | &Method::HEAD, ["static", "nidan.js"]) => {
             Response::new(200, "text/javascript; charset=utf-8", JS)
                 .with("cache-control", "public, max-age=3600")
+        }
+        // The identity assertion's public keys (RFC 7517), for backends to verify it with.
+        (&Method::GET | &Method::HEAD, [".well-known", "jwks.json"])
+            if ctx.app.assertions.is_some() =>
+        {
+            let jwks = ctx.app.assertions.as_ref().map(|a| a.jwks(ctx.now()));
+            Response::json(200, &jwks.unwrap_or_default())
+                .with("cache-control", "public, max-age=300")
         }
         (&Method::GET | &Method::HEAD, [""]) => pages::home(ctx).await,
         (&Method::GET | &Method::HEAD, ["login"]) => pages::id_page(ctx).await,
@@ -373,14 +442,24 @@ async fn route(ctx: &Ctx<'_>) -> Response {
         (&Method::POST, ["login", flow, "use-code"]) => pages::use_code_post(ctx, flow).await,
         (&Method::GET | &Method::HEAD, ["app"]) => pages::app_page(ctx).await,
         (&Method::POST, ["app", "enroll"]) => pages::app_enroll_post(ctx).await,
+        (&Method::GET | &Method::HEAD, ["app", id, "delete"]) => {
+            pages::app_delete_confirm(ctx, id).await
+        }
         (&Method::POST, ["app", id, "delete"]) => pages::app_delete_post(ctx, id).await,
         (&Method::POST, ["logout"]) => pages::logout_post(ctx).await,
         (_, ["passkeys", rest @ ..]) => passkeys::route(ctx, rest).await,
+        (_, ["sessions", rest @ ..]) => sessions::route(ctx, rest).await,
         (&Method::GET | &Method::HEAD, ["logout"]) => {
             Response::redirect(302, &format!("{}/", ctx.prefix()))
         }
         (&Method::GET | &Method::HEAD, ["devices"]) => pages::devices_page(ctx, None, None).await,
+        (&Method::GET | &Method::HEAD, ["devices", "delete-all"]) => {
+            pages::devices_delete_all_confirm(ctx).await
+        }
         (&Method::POST, ["devices", "delete-all"]) => pages::devices_delete_all(ctx).await,
+        (&Method::GET | &Method::HEAD, ["devices", id, "delete"]) => {
+            pages::device_delete_confirm(ctx, id).await
+        }
         (&Method::POST, ["devices", id, "rename"]) => pages::device_rename(ctx, id).await,
         (&Method::POST, ["devices", id, "delete"]) => pages::device_delete(ctx, id).await,
         (&Method::GET | &Method::HEAD, ["settings"]) => {
@@ -392,15 +471,25 @@ async fn route(ctx: &Ctx<'_>) -> Response {
             tokens::page(ctx, None, None, None).await
         }
         (&Method::POST, ["settings", "tokens"]) => tokens::create_post(ctx).await,
+        (&Method::GET | &Method::HEAD, ["settings", "tokens", id, "delete"]) => {
+            tokens::delete_confirm(ctx, id).await
+        }
         (&Method::POST, ["settings", "tokens", id, "delete"]) => tokens::delete_post(ctx, id).await,
-        _ => pages::message(
-            ctx,
-            404,
-            ctx.t.err_not_found_heading,
-            ctx.t.err_not_found,
-            None,
-        ),
+        _ => pages::not_found(ctx),
     }
+}
+
+/// The operator's primary colour over the default blue (checked for contrast with white at
+/// load; a stylesheet, as the CSP allows no inline style).
+fn brand_css(color: &str) -> String {
+    format!(
+        "/* portal.brand.primary_color */\n\
+         .top, button.primary, a.button, .tag.this {{ background: {color}; }}\n\
+         button, a.button, .number-box, .device.current, .steps li.current {{ border-color: {color}; }}\n\
+         button.secondary, .tag, .steps li.current {{ color: {color}; }}\n\
+         button.primary:hover, a.button:hover {{ background: {color}; filter: brightness(.85); }}\n\
+         @media (prefers-color-scheme: dark) {{ button.secondary {{ color: #8ab4f8; border-color: #8ab4f8; }} }}\n"
+    )
 }
 
 /// Login steps (pages, API, passkey login): refused with a 503 while a shared store is down
@@ -453,10 +542,11 @@ pub fn gateway_error(app: &App, req: &pingora::http::RequestHeader, status: u16)
             lang,
             other_lang: lang.other(),
             prefix: app.cfg.portal.path_prefix.clone(),
-            title: app.cfg.portal.title.clone(),
+            site: views::Site::named(app.cfg.portal.site_name()),
             csrf: String::new(),
             heading: heading.to_owned(),
             message: text.to_owned(),
+            hints: Vec::new(),
             link: None,
         };
         match askama::Template::render(&page) {

@@ -7,13 +7,13 @@ use serde_json::json;
 use super::http::{Response, field};
 use super::redirect::encode_rd;
 use super::views::{
-    AppPage, AppRow, AppSetup, DeviceRow, DevicesPage, IdPage, MessagePage, PasswordPage,
-    SettingsPage, SignedInPage, WaitingPage,
+    AppPage, AppRow, AppSetup, ConfirmPage, DeviceRow, DevicesPage, IdPage, MessagePage,
+    PasswordPage, SettingsPage, SignedInPage, WaitingPage,
 };
 use super::{Ctx, i18n::Texts};
 use crate::app::{method_from_str, method_str};
 use crate::config::TwoStepMethod;
-use crate::login::approval::Status as ApprovalStatus;
+use crate::login::approval::{Denial, Status as ApprovalStatus};
 use crate::login::flow::{Blocked, Notice, Step};
 use crate::login::{self, Completion, LoginError};
 use crate::notify::{self, Channel};
@@ -38,19 +38,68 @@ pub fn message(
     text: &str,
     link: Option<(String, String)>,
 ) -> Response {
+    message_with_hints(ctx, status, heading, text, Vec::new(), link)
+}
+
+/// A message page that also lists other ways forward.
+fn message_with_hints(
+    ctx: &Ctx<'_>,
+    status: u16,
+    heading: &str,
+    text: &str,
+    hints: Vec<String>,
+    link: Option<(String, String)>,
+) -> Response {
     render(
         MessagePage {
             t: ctx.t,
             lang: ctx.lang,
             other_lang: ctx.lang.other(),
             prefix: ctx.prefix().to_owned(),
-            title: ctx.title(),
+            site: ctx.site(),
             csrf: ctx.csrf.clone(),
             heading: heading.to_owned(),
             message: text.to_owned(),
+            hints,
             link,
         },
         status,
+    )
+}
+
+/// The portal's 404 page.
+pub fn not_found(ctx: &Ctx<'_>) -> Response {
+    message(
+        ctx,
+        404,
+        ctx.t.err_not_found_heading,
+        ctx.t.err_not_found,
+        None,
+    )
+}
+
+/// "Remove this?" before a removal: the list's link leads here, the form posts the removal.
+pub(super) fn confirm(
+    ctx: &Ctx<'_>,
+    question: String,
+    help: &str,
+    action: String,
+    cancel: String,
+) -> Response {
+    render(
+        ConfirmPage {
+            t: ctx.t,
+            lang: ctx.lang,
+            other_lang: ctx.lang.other(),
+            prefix: ctx.prefix().to_owned(),
+            site: ctx.site(),
+            csrf: ctx.csrf.clone(),
+            question,
+            help: help.to_owned(),
+            action,
+            cancel,
+        },
+        200,
     )
 }
 
@@ -88,15 +137,48 @@ fn checked_form(ctx: &Ctx<'_>) -> Result<Vec<(String, String)>, Response> {
     Ok(form)
 }
 
-fn too_many(ctx: &Ctx<'_>, secs: u64, back: Option<(String, String)>) -> Response {
-    message(
+/// Which other ways in a throttling page lists (a passkey whenever passkeys are on).
+#[derive(Clone, Copy, Default)]
+struct OtherWays {
+    /// A trusted device (or a browser the account used before) is not held up here.
+    device: bool,
+    /// The code can go to the email address instead.
+    email: bool,
+}
+
+/// "Please wait": how long, in minutes rounded up, and the other ways in.
+fn too_many(ctx: &Ctx<'_>, secs: u64, back: Option<(String, String)>, ways: OtherWays) -> Response {
+    let t = ctx.t;
+    let mut hints = Vec::new();
+    if ctx.app.cfg.passkeys.enabled {
+        hints.push(t.other_way_passkey.to_owned());
+    }
+    if ways.device {
+        hints.push(t.other_way_device.to_owned());
+    }
+    if ways.email {
+        hints.push(t.other_way_email.to_owned());
+    }
+    message_with_hints(
         ctx,
         429,
-        ctx.t.err_too_many_heading,
-        &format!("{} {}", ctx.t.err_too_many, ctx.t.retry_in(secs)),
+        t.err_too_many_heading,
+        &format!("{} {}", t.err_too_many, t.retry_in(secs)),
+        hints,
         back,
     )
     .with("retry-after", secs.to_string())
+}
+
+/// The ways around a limit on a login flow's sends or tries.
+async fn flow_ways(ctx: &Ctx<'_>, flow: &str) -> OtherWays {
+    let email = login::status(ctx.app, flow)
+        .await
+        .is_ok_and(|v| v.email_alternative && v.code_channel == Some(Channel::Sms));
+    OtherWays {
+        device: true,
+        email,
+    }
 }
 
 pub fn blocked_text(t: &Texts, b: Blocked) -> &'static str {
@@ -110,7 +192,12 @@ pub fn blocked_text(t: &Texts, b: Blocked) -> &'static str {
 
 pub async fn home(ctx: &Ctx<'_>) -> Response {
     let Some((live, user)) = ctx.session().await else {
-        return Response::redirect(302, &format!("{}/login", ctx.prefix()));
+        // A login started here comes back here, not to a backend's `/`.
+        let back = format!("{}/?m=signed_in", ctx.prefix());
+        return Response::redirect(
+            302,
+            &format!("{}/login?rd={}", ctx.prefix(), encode_rd(&back)),
+        );
     };
     let r = &live.record;
     let two_step = match r.methods.as_str() {
@@ -128,16 +215,17 @@ pub async fn home(ctx: &Ctx<'_>) -> Response {
             lang: ctx.lang,
             other_lang: ctx.lang.other(),
             prefix: ctx.prefix().to_owned(),
-            title: ctx.title(),
+            site: ctx.site(),
             csrf: ctx.csrf.clone(),
             user_id: user.id.clone(),
             name: user.name.clone(),
             email: user.email.clone(),
             groups: user.groups.clone(),
             two_step: two_step.to_owned(),
-            login_at: crate::time::display(r.created),
-            expires_at: crate::time::display(r.expires.min(live.last_seen() + idle)),
+            login_at: ctx.time(r.created),
+            expires_at: ctx.time(r.expires.min(live.last_seen() + idle)),
             passkeys: ctx.app.cfg.passkeys.enabled,
+            just_signed_in: ctx.req.query_param("m").as_deref() == Some("signed_in"),
         },
         200,
     )
@@ -197,7 +285,7 @@ fn id_view(ctx: &Ctx<'_>, rd: String, id: String, error: Option<String>, status:
             lang: ctx.lang,
             other_lang: ctx.lang.other(),
             prefix: ctx.prefix().to_owned(),
-            title: ctx.title(),
+            site: ctx.site(),
             csrf: ctx.csrf.clone(),
             rd,
             id,
@@ -243,7 +331,15 @@ pub async fn id_post(ctx: &Ctx<'_>) -> Response {
                 Err(LoginError::Delivery) => {
                     Response::redirect(303, &format!("{flow_url}?e=delivery"))
                 }
-                Err(LoginError::SendLimited(s)) => too_many(ctx, s, login_link(ctx)),
+                Err(LoginError::SendLimited(s)) => too_many(
+                    ctx,
+                    s,
+                    login_link(ctx),
+                    OtherWays {
+                        device: true,
+                        email: false,
+                    },
+                ),
                 Err(LoginError::Blocked(b)) => message(
                     ctx,
                     403,
@@ -276,8 +372,8 @@ pub async fn id_post(ctx: &Ctx<'_>) -> Response {
             login_link(ctx),
         )
         .with("retry-after", "5"),
-        // Too many ID steps from this network.
-        Err(LoginError::Throttled(s)) => too_many(ctx, s, login_link(ctx)),
+        // Too many ID steps from this network: a passkey is the other way in.
+        Err(LoginError::Throttled(s)) => too_many(ctx, s, login_link(ctx), OtherWays::default()),
         Err(_) => message(
             ctx,
             500,
@@ -298,8 +394,36 @@ fn expired(ctx: &Ctx<'_>) -> Response {
     )
 }
 
+/// An error on the password page and the fields it is about.
+pub struct FieldError {
+    pub text: String,
+    pub fields: &'static [&'static str],
+}
+
+impl FieldError {
+    fn page(text: &str) -> Self {
+        FieldError {
+            text: text.to_owned(),
+            fields: &[],
+        }
+    }
+}
+
+/// Starting over keeps where the login was going.
+fn login_again_link(ctx: &Ctx<'_>, return_to: &str) -> Option<(String, String)> {
+    Some((
+        format!("{}/login?rd={}", ctx.prefix(), encode_rd(return_to)),
+        ctx.t.link_login_again.to_owned(),
+    ))
+}
+
 /// The password (and code) page of a flow, with an optional error.
-pub async fn flow_page(ctx: &Ctx<'_>, flow: &str, error: Option<String>, status: u16) -> Response {
+pub async fn flow_page(
+    ctx: &Ctx<'_>,
+    flow: &str,
+    error: Option<FieldError>,
+    status: u16,
+) -> Response {
     let v = match login::status(ctx.app, flow).await {
         Ok(v) => v,
         Err(_) => return expired(ctx),
@@ -314,17 +438,24 @@ pub async fn flow_page(ctx: &Ctx<'_>, flow: &str, error: Option<String>, status:
         );
     }
     let error = error.or_else(|| match ctx.req.query_param("e").as_deref() {
-        Some("delivery") => Some(ctx.t.err_delivery_failed.to_owned()),
+        Some("delivery") => Some(FieldError::page(ctx.t.err_delivery_failed)),
         _ => None,
     });
+    let t = ctx.t;
+    let now = ctx.now();
     let notice = match ctx.req.query_param("m").as_deref() {
-        Some("resent") => Some(ctx.t.notice_code_resent),
-        Some("email") => Some(ctx.t.notice_switched_to_email),
-        _ => match v.notice {
-            Some(Notice::PhoneKept) => Some(ctx.t.notice_phone_kept),
-            Some(Notice::AppUnavailable) => Some(ctx.t.err_app_unavailable),
-            None => None,
-        },
+        Some("resent") => Some(t.notice_code_resent.to_owned()),
+        Some("email") => Some(t.notice_switched_to_email.to_owned()),
+        _ => v.notice.map(|n| match n {
+            Notice::PhoneKept => t.notice_phone_kept.to_owned(),
+            Notice::AppUnavailable => t.err_app_unavailable.to_owned(),
+            Notice::AppNotEnrolled => t.notice_app_not_enrolled.to_owned(),
+            Notice::AppNotAccepted => t.notice_app_not_accepted.to_owned(),
+            Notice::AppFeaturePhone => t.notice_app_feature_phone.to_owned(),
+            Notice::AppCodeChosen => t.notice_app_code_chosen.to_owned(),
+            Notice::AppTooMany { until } => t.minutes_until(t.notice_app_too_many, until, now),
+            Notice::AppPaused { until } => t.minutes_until(t.notice_app_paused, until, now),
+        }),
     };
     if v.step == Step::AppApproval {
         match v.approval {
@@ -335,34 +466,41 @@ pub async fn flow_page(ctx: &Ctx<'_>, flow: &str, error: Option<String>, status:
                         lang: ctx.lang,
                         other_lang: ctx.lang.other(),
                         prefix: ctx.prefix().to_owned(),
-                        title: ctx.title(),
+                        site: ctx.site(),
                         csrf: ctx.csrf.clone(),
                         flow: v.id.clone(),
                         user_id: v.user_id.clone(),
                         number: v.approval_number.clone().unwrap_or_default(),
                         poll_url: format!("{}/api/login/{}", ctx.prefix(), v.id),
                         refresh_seconds: 5,
-                        error,
+                        error: error.map(|e| e.text),
                     },
                     status,
                 );
             }
             Some(ApprovalStatus::Denied) => {
+                // What happened decides what to do next: a wrong number is tried again,
+                // "this wasn't me" pauses the app (a code comes next time).
+                let text = match v.denial {
+                    Some(Denial::WrongNumber) => t.err_approval_wrong_number,
+                    Some(Denial::NotMe) => t.err_approval_not_me,
+                    Some(Denial::Denied) | None => t.err_approval_denied,
+                };
                 return message(
                     ctx,
                     403,
-                    ctx.t.err_forbidden_heading,
-                    ctx.t.err_approval_denied,
-                    login_link(ctx),
+                    t.approval_stopped_heading,
+                    text,
+                    login_again_link(ctx, &v.return_to),
                 );
             }
             Some(ApprovalStatus::Expired) => {
                 return message(
                     ctx,
                     410,
-                    ctx.t.err_flow_expired_heading,
-                    ctx.t.err_approval_expired,
-                    login_link(ctx),
+                    t.err_flow_expired_heading,
+                    t.err_approval_expired,
+                    login_again_link(ctx, &v.return_to),
                 );
             }
             // Approval after the password: the password comes first.
@@ -377,7 +515,7 @@ pub async fn flow_page(ctx: &Ctx<'_>, flow: &str, error: Option<String>, status:
             lang: ctx.lang,
             other_lang: ctx.lang.other(),
             prefix: ctx.prefix().to_owned(),
-            title: ctx.title(),
+            site: ctx.site(),
             csrf: ctx.csrf.clone(),
             flow: v.id.clone(),
             user_id: v.user_id.clone(),
@@ -391,11 +529,12 @@ pub async fn flow_page(ctx: &Ctx<'_>, flow: &str, error: Option<String>, status:
                 Channel::Email => "email".to_owned(),
                 _ => "sms".to_owned(),
             }),
-            notice: notice.map(str::to_owned),
+            notice,
             can_switch_to_email: with_code && v.email_alternative,
             can_resend: with_code,
             offer_trust: v.offer_trust,
-            error,
+            error_fields: error.as_ref().map_or(&[], |e| e.fields),
+            error: error.map(|e| e.text),
             app_approved,
             password_known: v.step_up,
         },
@@ -410,7 +549,10 @@ pub async fn use_code_post(ctx: &Ctx<'_>, flow: &str) -> Response {
     match login::use_code(ctx.app, &ctx.client(), flow).await {
         Ok(_) => Response::redirect(303, &format!("{}/login/{flow}", ctx.prefix())),
         Err(LoginError::FlowNotFound) => expired(ctx),
-        Err(LoginError::SendLimited(s)) => too_many(ctx, s, login_link(ctx)),
+        Err(LoginError::SendLimited(s)) => {
+            let ways = flow_ways(ctx, flow).await;
+            too_many(ctx, s, login_link(ctx), ways)
+        }
         Err(LoginError::Blocked(b)) => message(
             ctx,
             403,
@@ -421,24 +563,38 @@ pub async fn use_code_post(ctx: &Ctx<'_>, flow: &str) -> Response {
         Err(LoginError::Delivery) => {
             Response::redirect(303, &format!("{}/login/{flow}?e=delivery", ctx.prefix()))
         }
-        Err(e) => flow_page(ctx, flow, Some(error_text(ctx.t, &e)), e.status()).await,
+        Err(e) => flow_page(ctx, flow, Some(error_text(ctx.t, &e, None)), e.status()).await,
     }
 }
 
-/// The text shown for a login error on the password page.
-fn error_text(t: &Texts, e: &LoginError) -> String {
-    match e {
-        LoginError::CodeExpired => t.err_code_expired.to_owned(),
-        LoginError::CodeExhausted | LoginError::NoCode => t.err_code_attempts.to_owned(),
-        LoginError::Delivery => t.err_delivery_failed.to_owned(),
-        LoginError::DevicesFull => t.err_device_limit.to_owned(),
-        LoginError::BadInput("device_name") => t.err_device_name_required.to_owned(),
-        LoginError::ResendTooSoon(s) => t.resend_in(*s),
-        LoginError::BadInput(_) | LoginError::PasswordTooLong => t.err_bad_request.to_owned(),
-        LoginError::Busy => t.err_unavailable.to_owned(),
-        LoginError::ApprovalRequired => t.err_approval_required.to_owned(),
-        _ => t.err_generic_login.to_owned(),
-    }
+/// The text shown for a login error on the password page, and the fields it is about.
+/// `device_name` is the name the form sent (an empty one gets its own message).
+fn error_text(t: &Texts, e: &LoginError, device_name: Option<&str>) -> FieldError {
+    let (text, fields): (String, &'static [&'static str]) = match e {
+        LoginError::CodeExpired => (t.err_code_expired.to_owned(), &["code"]),
+        LoginError::CodeExhausted | LoginError::NoCode => {
+            (t.err_code_attempts.to_owned(), &["code"])
+        }
+        LoginError::Delivery => (t.err_delivery_failed.to_owned(), &[]),
+        LoginError::DevicesFull => (t.err_device_limit.to_owned(), &[]),
+        LoginError::BadInput("device_name") => {
+            let empty = device_name.is_none_or(|n| n.trim().is_empty());
+            let text = if empty {
+                t.err_device_name_required
+            } else {
+                t.err_device_name_invalid
+            };
+            (text.to_owned(), &["device_name"])
+        }
+        LoginError::ResendTooSoon(s) => (t.resend_in(*s), &[]),
+        LoginError::BadInput(_) | LoginError::PasswordTooLong => {
+            (t.err_bad_request.to_owned(), &[])
+        }
+        LoginError::Busy => (t.err_unavailable.to_owned(), &[]),
+        LoginError::ApprovalRequired => (t.err_approval_required.to_owned(), &[]),
+        _ => (t.err_generic_login.to_owned(), &["password", "code"]),
+    };
+    FieldError { text, fields }
 }
 
 pub async fn complete_post(ctx: &Ctx<'_>, flow: &str) -> Response {
@@ -464,7 +620,8 @@ pub async fn complete_post(ctx: &Ctx<'_>, flow: &str) -> Response {
                 format!("{}/login/{flow}", ctx.prefix()),
                 ctx.t.back.to_owned(),
             ));
-            too_many(ctx, e.retry_after().unwrap_or(1), back)
+            let ways = flow_ways(ctx, flow).await;
+            too_many(ctx, e.retry_after().unwrap_or(1), back, ways)
         }
         Err(LoginError::Blocked(b)) => message(
             ctx,
@@ -475,7 +632,8 @@ pub async fn complete_post(ctx: &Ctx<'_>, flow: &str) -> Response {
         ),
         Err(e) => {
             let status = e.status();
-            let mut resp = flow_page(ctx, flow, Some(error_text(ctx.t, &e)), status).await;
+            let error = error_text(ctx.t, &e, input.device_name);
+            let mut resp = flow_page(ctx, flow, Some(error), status).await;
             if let Some(s) = e.retry_after() {
                 resp = resp.with("retry-after", s.to_string());
             }
@@ -531,16 +689,21 @@ pub async fn resend_post(ctx: &Ctx<'_>, flow: &str) -> Response {
     match login::resend(ctx.app, &ctx.client(), flow).await {
         Ok(_) => Response::redirect(303, &format!("{}/login/{flow}?m=resent", ctx.prefix())),
         Err(LoginError::FlowNotFound) => expired(ctx),
-        Err(LoginError::SendLimited(s)) => too_many(
-            ctx,
-            s,
-            Some((
-                format!("{}/login/{flow}", ctx.prefix()),
-                ctx.t.back.to_owned(),
-            )),
-        ),
+        Err(LoginError::SendLimited(s)) => {
+            let ways = flow_ways(ctx, flow).await;
+            too_many(
+                ctx,
+                s,
+                Some((
+                    format!("{}/login/{flow}", ctx.prefix()),
+                    ctx.t.back.to_owned(),
+                )),
+                ways,
+            )
+        }
         Err(e) => {
-            let mut resp = flow_page(ctx, flow, Some(error_text(ctx.t, &e)), e.status()).await;
+            let error = error_text(ctx.t, &e, None);
+            let mut resp = flow_page(ctx, flow, Some(error), e.status()).await;
             if let Some(s) = e.retry_after() {
                 resp = resp.with("retry-after", s.to_string());
             }
@@ -563,8 +726,12 @@ pub async fn use_email_post(ctx: &Ctx<'_>, flow: &str) -> Response {
                 format!("{}/login/{flow}", ctx.prefix()),
                 ctx.t.back.to_owned(),
             )),
+            OtherWays {
+                device: true,
+                email: false,
+            },
         ),
-        Err(e) => flow_page(ctx, flow, Some(error_text(ctx.t, &e)), e.status()).await,
+        Err(e) => flow_page(ctx, flow, Some(error_text(ctx.t, &e, None)), e.status()).await,
     }
 }
 
@@ -579,6 +746,16 @@ pub(super) fn reauth_redirect(ctx: &Ctx<'_>, page: &str) -> Response {
 }
 
 pub async fn devices_page(ctx: &Ctx<'_>, msg: Option<&str>, error: Option<&str>) -> Response {
+    devices_view(ctx, msg, error, None).await
+}
+
+/// The devices page; `error_for` names the device whose rename field the error is about.
+async fn devices_view(
+    ctx: &Ctx<'_>,
+    msg: Option<&str>,
+    error: Option<&str>,
+    error_for: Option<&str>,
+) -> Response {
     let Some((live, user)) = ctx.session().await else {
         return reauth_redirect(ctx, "devices");
     };
@@ -600,8 +777,8 @@ pub async fn devices_page(ctx: &Ctx<'_>, msg: Option<&str>, error: Option<&str>)
             current: current.as_deref() == Some(d.id.as_str()),
             id: d.id,
             name: d.name,
-            created: crate::time::display(d.created),
-            last_used: crate::time::display(d.last_used),
+            created: ctx.time(d.created),
+            last_used: ctx.time(d.last_used),
             browser: d.browser,
         })
         .collect();
@@ -611,12 +788,13 @@ pub async fn devices_page(ctx: &Ctx<'_>, msg: Option<&str>, error: Option<&str>)
             lang: ctx.lang,
             other_lang: ctx.lang.other(),
             prefix: ctx.prefix().to_owned(),
-            title: ctx.title(),
+            site: ctx.site(),
             csrf: ctx.csrf.clone(),
             devices: rows,
             needs_recent_login: !ctx.may_manage(&live).await,
             message: msg.map(str::to_owned),
             error: error.map(str::to_owned),
+            error_for: error_for.map(str::to_owned),
             max_devices: ctx.app.devices.max_per_user(),
         },
         if error.is_some() { 400 } else { 200 },
@@ -644,8 +822,14 @@ pub async fn device_rename(ctx: &Ctx<'_>, id: &str) -> Response {
         Ok(v) => v,
         Err(r) => return r,
     };
-    let Some(name) = field(&form, "name").and_then(device::valid_name) else {
-        return devices_page(ctx, None, Some(ctx.t.err_device_name_invalid)).await;
+    let raw = field(&form, "name").unwrap_or("");
+    let Some(name) = device::valid_name(raw) else {
+        let text = if raw.trim().is_empty() {
+            ctx.t.err_device_name_empty
+        } else {
+            ctx.t.err_device_name_invalid
+        };
+        return devices_view(ctx, None, Some(text), Some(id)).await;
     };
     match ctx.app.devices.rename(&user.id, id, &name).await {
         Ok(()) => {
@@ -662,6 +846,53 @@ pub async fn device_rename(ctx: &Ctx<'_>, id: &str) -> Response {
         }
         Err(_) => devices_page(ctx, None, Some(ctx.t.err_device_not_found)).await,
     }
+}
+
+/// "Remove this trusted device?" (`GET …/devices/{id}/delete`; the form posts the removal).
+pub async fn device_delete_confirm(ctx: &Ctx<'_>, id: &str) -> Response {
+    let Some((live, user)) = ctx.session().await else {
+        return reauth_redirect(ctx, "devices");
+    };
+    let list = format!("{}/devices", ctx.prefix());
+    if !ctx.may_manage(&live).await {
+        return Response::redirect(303, &list);
+    }
+    let Some(d) = ctx
+        .app
+        .devices
+        .list(&user.id, ctx.now())
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .find(|d| d.id == id)
+    else {
+        return devices_page(ctx, None, Some(ctx.t.err_device_not_found)).await;
+    };
+    confirm(
+        ctx,
+        ctx.t.named(ctx.t.confirm_device, &d.name),
+        ctx.t.confirm_device_help,
+        format!("{list}/{}/delete", encode_rd(id)),
+        list,
+    )
+}
+
+/// "Remove all trusted devices?"
+pub async fn devices_delete_all_confirm(ctx: &Ctx<'_>) -> Response {
+    let Some((live, _)) = ctx.session().await else {
+        return reauth_redirect(ctx, "devices");
+    };
+    let list = format!("{}/devices", ctx.prefix());
+    if !ctx.may_manage(&live).await {
+        return Response::redirect(303, &list);
+    }
+    confirm(
+        ctx,
+        ctx.t.confirm_all_devices.to_owned(),
+        ctx.t.remove_all_help,
+        format!("{list}/delete-all"),
+        list,
+    )
 }
 
 pub async fn device_delete(ctx: &Ctx<'_>, id: &str) -> Response {
@@ -729,6 +960,7 @@ pub async fn settings_page(ctx: &Ctx<'_>, msg: Option<&str>, error: Option<&str>
     let Some((live, user)) = ctx.session().await else {
         return reauth_redirect(ctx, "settings");
     };
+    let has_app = ctx.app.login.approvals.has_app(&user.id).await;
     let Ok((enabled, method)) = ctx.app.two_step_of(&user).await else {
         return message(
             ctx,
@@ -744,7 +976,7 @@ pub async fn settings_page(ctx: &Ctx<'_>, msg: Option<&str>, error: Option<&str>
             lang: ctx.lang,
             other_lang: ctx.lang.other(),
             prefix: ctx.prefix().to_owned(),
-            title: ctx.title(),
+            site: ctx.site(),
             csrf: ctx.csrf.clone(),
             enabled,
             method: method_str(method).to_owned(),
@@ -752,6 +984,7 @@ pub async fn settings_page(ctx: &Ctx<'_>, msg: Option<&str>, error: Option<&str>
             has_email: user.email.is_some(),
             phone_masked: user.phone.as_deref().map(notify::mask_phone),
             email_masked: user.email.as_deref().map(notify::mask_email),
+            has_app,
             needs_recent_login: !ctx.may_manage(&live).await,
             message: msg.map(str::to_owned),
             error: error.map(str::to_owned),
@@ -787,6 +1020,10 @@ pub async fn settings_post(ctx: &Ctx<'_>) -> Response {
             ),
         ),
         Ok(None) => saved_redirect(ctx),
+        Err(SettingError::Unavailable) if method == TwoStepMethod::App => {
+            // The page's app choice links to setting one up.
+            settings_page(ctx, None, Some(ctx.t.err_method_app_not_enrolled)).await
+        }
         Err(SettingError::Unavailable) => {
             settings_page(ctx, None, Some(ctx.t.err_method_unavailable)).await
         }
@@ -902,7 +1139,7 @@ async fn app_view(
     let Some((live, user)) = ctx.session().await else {
         return reauth_redirect(ctx, "app");
     };
-    let apps = ctx
+    let apps: Vec<AppRow> = ctx
         .app
         .store
         .live_enrollments(&user.id)
@@ -912,8 +1149,8 @@ async fn app_view(
         .map(|e| AppRow {
             id: e.id,
             name: e.name,
-            created: crate::time::display(e.created),
-            last_used: crate::time::display(e.last_used),
+            created: ctx.time(e.created),
+            last_used: ctx.time(e.last_used),
         })
         .collect();
     render(
@@ -922,10 +1159,12 @@ async fn app_view(
             lang: ctx.lang,
             other_lang: ctx.lang.other(),
             prefix: ctx.prefix().to_owned(),
-            title: ctx.title(),
+            site: ctx.site(),
             csrf: ctx.csrf.clone(),
             apps,
             setup,
+            poll_url: format!("{}/api/app/enrollments", ctx.prefix()),
+            use_hint: msg == Some(ctx.t.msg_app_enrolled),
             needs_recent_login: !ctx.may_manage(&live).await,
             message: msg.map(str::to_owned),
             error: error.map(str::to_owned),
@@ -934,8 +1173,65 @@ async fn app_view(
     )
 }
 
+/// The app page. `?m=enrolled` (nidan.js, once the app enrolled) confirms it; `?m=check&n=N`
+/// (the link without JavaScript) says whether an app joined the `N` listed before.
 pub async fn app_page(ctx: &Ctx<'_>) -> Response {
-    app_view(ctx, None, None, None, 200).await
+    let t = ctx.t;
+    let msg = match ctx.req.query_param("m").as_deref() {
+        Some("enrolled") => Some(t.msg_app_enrolled),
+        Some("check") => {
+            let before: usize = ctx
+                .req
+                .query_param("n")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            let now = match ctx.session().await {
+                Some((_, user)) => ctx
+                    .app
+                    .store
+                    .live_enrollments(&user.id)
+                    .await
+                    .map_or(0, |l| l.len()),
+                None => 0,
+            };
+            if now > before {
+                Some(t.msg_app_enrolled)
+            } else {
+                return app_view(ctx, None, None, Some(t.app_not_yet), 200).await;
+            }
+        }
+        _ => None,
+    };
+    app_view(ctx, None, msg, None, 200).await
+}
+
+/// "Remove this app?"
+pub async fn app_delete_confirm(ctx: &Ctx<'_>, id: &str) -> Response {
+    let Some((live, user)) = ctx.session().await else {
+        return reauth_redirect(ctx, "app");
+    };
+    let page = format!("{}/app", ctx.prefix());
+    if !ctx.may_manage(&live).await {
+        return Response::redirect(303, &page);
+    }
+    let Some(e) = ctx
+        .app
+        .store
+        .live_enrollments(&user.id)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .find(|e| e.id == id)
+    else {
+        return app_view(ctx, None, None, Some(ctx.t.err_device_not_found), 404).await;
+    };
+    confirm(
+        ctx,
+        ctx.t.named(ctx.t.confirm_app, &e.name),
+        ctx.t.confirm_app_help,
+        format!("{page}/{}/delete", encode_rd(id)),
+        page,
+    )
 }
 
 pub async fn app_enroll_post(ctx: &Ctx<'_>) -> Response {
@@ -953,7 +1249,9 @@ pub async fn app_enroll_post(ctx: &Ctx<'_>) -> Response {
             };
             app_view(ctx, Some(setup), None, None, 200).await
         }
-        Err(super::phone_app::EnrollError::Limited(s)) => too_many(ctx, s, None),
+        Err(super::phone_app::EnrollError::Limited(s)) => {
+            too_many(ctx, s, None, OtherWays::default())
+        }
         Err(super::phone_app::EnrollError::NoDestination) => {
             app_view(ctx, None, None, Some(ctx.t.err_no_destination), 400).await
         }

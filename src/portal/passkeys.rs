@@ -34,7 +34,7 @@ pub struct PasskeysPage {
     pub lang: Lang,
     pub other_lang: Lang,
     pub prefix: String,
-    pub title: String,
+    pub site: super::views::Site,
     pub csrf: String,
     pub passkeys: Vec<PasskeyRow>,
     pub needs_recent_login: bool,
@@ -85,6 +85,7 @@ pub async fn route(ctx: &Ctx<'_>, rest: &[&str]) -> Response {
     match (method, rest) {
         (&Method::GET | &Method::HEAD, []) => page(ctx, None, None).await,
         (&Method::POST, [id, "rename"]) => rename_post(ctx, id).await,
+        (&Method::GET | &Method::HEAD, [id, "delete"]) => delete_confirm(ctx, id).await,
         (&Method::POST, [id, "delete"]) => delete_post(ctx, id).await,
         _ => not_found(ctx),
     }
@@ -119,8 +120,8 @@ pub async fn page(ctx: &Ctx<'_>, msg: Option<&str>, error: Option<&str>) -> Resp
         .map(|p| PasskeyRow {
             id: p.id,
             name: p.name,
-            created: crate::time::display(p.created),
-            last_used: p.last_used.map(crate::time::display),
+            created: ctx.time(p.created),
+            last_used: p.last_used.map(|u| ctx.time(u)),
         })
         .collect();
     render(
@@ -130,7 +131,7 @@ pub async fn page(ctx: &Ctx<'_>, msg: Option<&str>, error: Option<&str>) -> Resp
             lang: ctx.lang,
             other_lang: ctx.lang.other(),
             prefix: ctx.prefix().to_owned(),
-            title: ctx.title(),
+            site: ctx.site(),
             csrf: ctx.csrf.clone(),
             passkeys: rows,
             needs_recent_login: !ctx.may_manage(&live).await,
@@ -149,14 +150,49 @@ async fn rename_post(ctx: &Ctx<'_>, id: &str) -> Response {
         Err(r) => return r,
     };
     let pt = ctx.lang.passkeys();
-    let Some(name) = field(&form, "name").and_then(device::valid_name) else {
-        return page(ctx, None, Some(pt.err_name)).await;
+    let raw = field(&form, "name").unwrap_or("");
+    let Some(name) = device::valid_name(raw) else {
+        let text = if raw.trim().is_empty() {
+            ctx.t.err_name_empty
+        } else {
+            pt.err_name
+        };
+        return page(ctx, None, Some(text)).await;
     };
     match rename(ctx, &user, id, &name).await {
         Ok(()) => page(ctx, Some(pt.msg_renamed), None).await,
         Err(PasskeyError::NotFound) => page(ctx, None, Some(pt.err_not_found)).await,
         Err(_) => internal(ctx),
     }
+}
+
+/// "Remove this passkey?"
+async fn delete_confirm(ctx: &Ctx<'_>, id: &str) -> Response {
+    let Some((live, user)) = ctx.session().await else {
+        return reauth_redirect(ctx, "passkeys");
+    };
+    let list = format!("{}/passkeys", ctx.prefix());
+    if !ctx.may_manage(&live).await {
+        return Response::redirect(303, &list);
+    }
+    let found = ctx
+        .app
+        .store
+        .user_passkeys(&user.id)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .find(|p| p.id == id);
+    let Some(p) = found else {
+        return page(ctx, None, Some(ctx.lang.passkeys().err_not_found)).await;
+    };
+    super::pages::confirm(
+        ctx,
+        ctx.t.named(ctx.t.confirm_passkey, &p.name),
+        ctx.t.confirm_passkey_help,
+        format!("{list}/{}/delete", super::redirect::encode_rd(id)),
+        list,
+    )
 }
 
 async fn delete_post(ctx: &Ctx<'_>, id: &str) -> Response {
@@ -222,19 +258,21 @@ async fn delete(ctx: &Ctx<'_>, user: &User, id: &str) -> Result<(), PasskeyError
 
 // --- the JSON API -----------------------------------------------------------------------
 
-/// `{prefix}/api/passkeys/...`; same-site and JSON were checked by the API dispatcher.
-pub async fn api(ctx: &Ctx<'_>, rest: &[&str]) -> Response {
+/// `{prefix}/api/passkeys/...`; the API dispatcher resolved the endpoint and checked
+/// same-site and JSON.
+pub async fn api(ctx: &Ctx<'_>, endpoint: super::api::Endpoint, id: &str) -> Response {
+    use super::api::Endpoint as E;
     if disabled(ctx) {
         return Response::json_error(404, "not_found", "passkeys are not enabled");
     }
-    match (&ctx.req.method, rest) {
-        (&Method::GET, []) => api_list(ctx).await,
-        (&Method::POST, ["register", "start"]) => register_start(ctx).await,
-        (&Method::POST, ["register", "finish"]) => register_finish(ctx).await,
-        (&Method::POST, ["login", "start"]) => login_start(ctx).await,
-        (&Method::POST, ["login", "finish"]) => login_finish(ctx).await,
-        (&Method::PATCH, [id]) => api_rename(ctx, id).await,
-        (&Method::DELETE, [id]) => api_delete(ctx, id).await,
+    match endpoint {
+        E::Passkeys => api_list(ctx).await,
+        E::PasskeyRegisterStart => register_start(ctx).await,
+        E::PasskeyRegisterFinish => register_finish(ctx).await,
+        E::PasskeyLoginStart => login_start(ctx).await,
+        E::PasskeyLoginFinish => login_finish(ctx).await,
+        E::PasskeyRename => api_rename(ctx, id).await,
+        E::PasskeyDelete => api_delete(ctx, id).await,
         _ => Response::json_error(404, "not_found", "no such API endpoint"),
     }
 }
@@ -377,7 +415,14 @@ async fn register_finish(ctx: &Ctx<'_>) -> Response {
     )
     .await
     {
-        Ok(rec) => Response::json(201, &passkey_json(&rec)),
+        Ok(rec) => {
+            // A new way in, like a trusted device: the user hears of it (SECURITY 16).
+            let browser = crate::session::device::browser_summary(&ctx.req.user_agent());
+            crate::login::notify_user(ctx.app, &user, ctx.lang, |lang, site| {
+                crate::notify::messages::passkey_added(lang, &rec.name, &browser, &ip, site)
+            });
+            Response::json(201, &passkey_json(&rec))
+        }
         Err(e) => error(&e),
     }
 }

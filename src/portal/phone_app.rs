@@ -99,7 +99,7 @@ pub async fn open(ctx: &Ctx<'_>, user: &User) -> Result<Enrollment, EnrollError>
     )
     .ok_or(EnrollError::Busy)?;
     let minutes = cfg.lifetime.as_secs().div_ceil(60);
-    let site = &app.cfg.portal.title;
+    let site = app.cfg.portal.site_name();
     let (subject, body) = notify::messages::security_code(ctx.lang, &plain, minutes, site);
     let body = if destination.0 == Channel::Sms {
         notify::messages::security_code_sms(ctx.lang, &plain, minutes, site)
@@ -270,10 +270,10 @@ pub async fn enroll(ctx: &Ctx<'_>) -> Response {
             app.audit
                 .record("app_enrolled", &user_id, &ip, json!({"app": rec.id}))
                 .await;
+            // A new way to approve logins: the user hears of it (SECURITY 16).
             if let Some(user) = app.active_user(&user_id) {
-                let browser = format!("app: {name}");
                 crate::login::notify_user(app, &user, ctx.lang, |lang, site| {
-                    notify::messages::device_added(lang, &name, &browser, &ip, site)
+                    notify::messages::app_enrolled(lang, &name, &ip, site)
                 });
             }
             Response::json(200, &json!({"app_id": rec.id, "user": user_id}))
@@ -407,19 +407,8 @@ pub async fn answer(ctx: &Ctx<'_>, id: &str) -> Response {
                 && let Some(user) = ctx.app.active_user(&rec.user_id)
             {
                 let minutes = ctx.app.cfg.app_approval.suspend_after_denial.as_secs() / 60;
-                crate::login::notify_user(ctx.app, &user, ctx.lang, |lang, site| match lang {
-                    crate::config::Language::Ja => (
-                        format!("[{site}] 心当たりのないログインを拒否しました"),
-                        format!(
-                            "アプリで「心当たりがない」が選ばれたため、ログインを拒否し、{minutes}分間アプリへの確認を停止しました。\nパスワードの変更をおすすめします。"
-                        ),
-                    ),
-                    crate::config::Language::En => (
-                        format!("[{site}] A login you did not recognise was refused"),
-                        format!(
-                            "\"This wasn't me\" was chosen in the app: the login was refused and app prompts are paused for {minutes} minutes.\nWe recommend changing your password."
-                        ),
-                    ),
+                crate::login::notify_user(ctx.app, &user, ctx.lang, |lang, site| {
+                    notify::messages::not_me_refused(lang, minutes, site)
                 });
             }
             Response::json(200, &json!({"status": status.as_str()}))

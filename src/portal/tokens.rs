@@ -7,78 +7,10 @@ use serde_json::{Value, json};
 
 use super::Ctx;
 use super::http::{Response, field};
-use super::i18n::{Lang, Texts};
+use super::i18n::{Lang, Texts, TokenTexts};
 use super::pages::{reauth_redirect, recent_user, render};
 use crate::session::device;
 use crate::tokens::{self, TokenError};
-
-/// The page's own texts (the rest come from the portal's `Texts`).
-pub struct TokenTexts {
-    pub heading: &'static str,
-    pub lead: &'static str,
-    pub none: &'static str,
-    pub name_label: &'static str,
-    pub create_button: &'static str,
-    pub created: &'static str,
-    pub last_used: &'static str,
-    pub never: &'static str,
-    pub revoke_button: &'static str,
-    pub new_token_heading: &'static str,
-    pub new_token_help: &'static str,
-    pub msg_created: &'static str,
-    pub msg_revoked: &'static str,
-    pub err_name: &'static str,
-    pub err_full: &'static str,
-    pub err_not_found: &'static str,
-    pub link: &'static str,
-}
-
-const JA: TokenTexts = TokenTexts {
-    heading: "アプリパスワード",
-    lead: "メールアプリや同期ツールなど、2段階認証に対応していないアプリのためのパスワードです。許可されたサービスでのみ、IDとパスワードの代わりに使えます。使わなくなったものは削除してください。",
-    none: "アプリパスワードはありません。",
-    name_label: "名前(どのアプリで使うか)",
-    create_button: "作成する",
-    created: "作成日時",
-    last_used: "最終利用",
-    never: "未使用",
-    revoke_button: "削除する",
-    new_token_heading: "新しいアプリパスワード",
-    new_token_help: "この画面を離れると二度と表示されません。今すぐアプリに設定してください。",
-    msg_created: "アプリパスワードを作成しました。",
-    msg_revoked: "アプリパスワードを削除しました。",
-    err_name: "名前は1〜64文字で、制御文字は使えません。",
-    err_full: "アプリパスワードの数が上限に達しています。使っていないものを削除してください。",
-    err_not_found: "そのアプリパスワードは見つかりません。",
-    link: "アプリパスワード",
-};
-
-const EN: TokenTexts = TokenTexts {
-    heading: "App passwords",
-    lead: "Passwords for apps that cannot do two-step verification, such as mail clients or sync tools. They work instead of your password only on the services that allow them. Delete the ones you no longer use.",
-    none: "You have no app passwords.",
-    name_label: "Name (which app uses it)",
-    create_button: "Create",
-    created: "Created",
-    last_used: "Last used",
-    never: "never",
-    revoke_button: "Delete",
-    new_token_heading: "Your new app password",
-    new_token_help: "It will not be shown again once you leave this page. Set it in your app now.",
-    msg_created: "The app password was created.",
-    msg_revoked: "The app password was deleted.",
-    err_name: "A name has 1 to 64 characters and no control characters.",
-    err_full: "You have the maximum number of app passwords. Delete one you no longer use.",
-    err_not_found: "No such app password.",
-    link: "App passwords",
-};
-
-pub fn texts(lang: Lang) -> &'static TokenTexts {
-    match lang {
-        Lang::Ja => &JA,
-        Lang::En => &EN,
-    }
-}
 
 pub struct TokenRow {
     pub id: String,
@@ -95,7 +27,7 @@ pub struct TokensPage {
     pub lang: Lang,
     pub other_lang: Lang,
     pub prefix: String,
-    pub title: String,
+    pub site: super::views::Site,
     pub csrf: String,
     pub tokens: Vec<TokenRow>,
     /// The token just created: shown this once.
@@ -128,18 +60,18 @@ pub async fn page(
         .map(|t| TokenRow {
             id: t.id,
             name: t.name,
-            created: crate::time::display(t.created),
-            last_used: t.last_used.map(crate::time::display),
+            created: ctx.time(t.created),
+            last_used: t.last_used.map(|u| ctx.time(u)),
         })
         .collect();
     render(
         TokensPage {
             t: ctx.t,
-            tt: texts(ctx.lang),
+            tt: ctx.lang.tokens(),
             lang: ctx.lang,
             other_lang: ctx.lang.other(),
             prefix: ctx.prefix().to_owned(),
-            title: ctx.title(),
+            site: ctx.site(),
             csrf: ctx.csrf.clone(),
             tokens: rows,
             new_token,
@@ -157,9 +89,15 @@ pub async fn create_post(ctx: &Ctx<'_>) -> Response {
         Ok(v) => v,
         Err(r) => return r,
     };
-    let tt = texts(ctx.lang);
-    let Some(name) = field(&form, "name").and_then(device::valid_name) else {
-        return page(ctx, None, None, Some(tt.err_name)).await;
+    let tt = ctx.lang.tokens();
+    let raw = field(&form, "name").unwrap_or("");
+    let Some(name) = device::valid_name(raw) else {
+        let text = if raw.trim().is_empty() {
+            ctx.t.err_name_empty
+        } else {
+            tt.err_name
+        };
+        return page(ctx, None, None, Some(text)).await;
     };
     match create(ctx, &user.id, &name).await {
         Ok((plain, _)) => page(ctx, Some(plain), Some(tt.msg_created), None).await,
@@ -168,12 +106,38 @@ pub async fn create_post(ctx: &Ctx<'_>) -> Response {
     }
 }
 
+/// "Remove this app password?"
+pub async fn delete_confirm(ctx: &Ctx<'_>, id: &str) -> Response {
+    let Some((live, user)) = ctx.session().await else {
+        return reauth_redirect(ctx, "settings/tokens");
+    };
+    let list = format!("{}/settings/tokens", ctx.prefix());
+    if !ctx.may_manage(&live).await {
+        return Response::redirect(303, &list);
+    }
+    let found = tokens::list(&ctx.app.store, &user.id)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .find(|t| t.id == id);
+    let Some(tk) = found else {
+        return page(ctx, None, None, Some(ctx.lang.tokens().err_not_found)).await;
+    };
+    super::pages::confirm(
+        ctx,
+        ctx.t.named(ctx.t.confirm_token, &tk.name),
+        ctx.t.confirm_token_help,
+        format!("{list}/{}/delete", super::redirect::encode_rd(id)),
+        list,
+    )
+}
+
 pub async fn delete_post(ctx: &Ctx<'_>, id: &str) -> Response {
     let (_, user) = match recent_user(ctx, "settings/tokens").await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    let tt = texts(ctx.lang);
+    let tt = ctx.lang.tokens();
     match revoke(ctx, &user.id, id).await {
         Ok(()) => page(ctx, None, Some(tt.msg_revoked), None).await,
         Err(TokenError::NotFound) => page(ctx, None, None, Some(tt.err_not_found)).await,

@@ -8,6 +8,43 @@ use askama::Template;
 
 use super::i18n::{Lang, Texts};
 
+/// What every page's layout shows around its content: the operator's name, logo, colour and
+/// footer links (`portal.brand`).
+#[derive(Clone, Debug, Default)]
+pub struct Site {
+    pub name: String,
+    /// The logo's URL (served by the portal).
+    pub logo: Option<String>,
+    /// The stylesheet with the operator's primary colour.
+    pub brand_css: Option<String>,
+    /// `(href, label)` in the page's language.
+    pub footer: Vec<(String, String)>,
+}
+
+impl Site {
+    /// A site with a name only (tests, gateway error pages).
+    pub fn named(name: &str) -> Self {
+        Site {
+            name: name.to_owned(),
+            ..Site::default()
+        }
+    }
+}
+
+/// Where a login page is among the steps shown at its top (ID → verify → done).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoginStep {
+    Id = 1,
+    Verify = 2,
+    Done = 3,
+}
+
+impl LoginStep {
+    pub fn n(self) -> u8 {
+        self as u8
+    }
+}
+
 /// Step 1: the ID.
 #[derive(Template)]
 #[template(path = "login_id.html")]
@@ -16,7 +53,7 @@ pub struct IdPage {
     pub lang: Lang,
     pub other_lang: Lang,
     pub prefix: String,
-    pub title: String,
+    pub site: Site,
     pub csrf: String,
     /// Return address, carried through as a hidden field.
     pub rd: String,
@@ -37,7 +74,7 @@ pub struct PasswordPage {
     pub lang: Lang,
     pub other_lang: Lang,
     pub prefix: String,
-    pub title: String,
+    pub site: Site,
     pub csrf: String,
     pub flow: String,
     pub user_id: String,
@@ -51,6 +88,9 @@ pub struct PasswordPage {
     pub can_resend: bool,
     pub offer_trust: bool,
     pub error: Option<String>,
+    /// The fields the error is about (`password`, `code`, `device_name`): marked
+    /// `aria-invalid` and described by the error.
+    pub error_fields: &'static [&'static str],
     /// The app approved this login; only the password is left.
     pub app_approved: bool,
     /// A step-up: the session proved the password, which is not asked again.
@@ -65,7 +105,7 @@ pub struct WaitingPage {
     pub lang: Lang,
     pub other_lang: Lang,
     pub prefix: String,
-    pub title: String,
+    pub site: Site,
     pub csrf: String,
     pub flow: String,
     pub user_id: String,
@@ -86,7 +126,7 @@ pub struct SignedInPage {
     pub lang: Lang,
     pub other_lang: Lang,
     pub prefix: String,
-    pub title: String,
+    pub site: Site,
     pub csrf: String,
     pub user_id: String,
     pub name: String,
@@ -98,6 +138,8 @@ pub struct SignedInPage {
     pub expires_at: String,
     /// Link to the passkeys page.
     pub passkeys: bool,
+    /// Came here at the end of a login started on the portal: the last step is shown.
+    pub just_signed_in: bool,
 }
 
 /// One trusted device in [`DevicesPage`].
@@ -120,13 +162,15 @@ pub struct DevicesPage {
     pub lang: Lang,
     pub other_lang: Lang,
     pub prefix: String,
-    pub title: String,
+    pub site: Site,
     pub csrf: String,
     pub devices: Vec<DeviceRow>,
     /// The session is too old to manage devices: show a re-login link instead of forms.
     pub needs_recent_login: bool,
     pub message: Option<String>,
     pub error: Option<String>,
+    /// The device whose rename field the error is about.
+    pub error_for: Option<String>,
     pub max_devices: usize,
 }
 
@@ -138,7 +182,7 @@ pub struct SettingsPage {
     pub lang: Lang,
     pub other_lang: Lang,
     pub prefix: String,
-    pub title: String,
+    pub site: Site,
     pub csrf: String,
     pub enabled: bool,
     /// `sms`, `email` or `app`.
@@ -147,6 +191,8 @@ pub struct SettingsPage {
     pub has_email: bool,
     pub phone_masked: Option<String>,
     pub email_masked: Option<String>,
+    /// An app is enrolled (else the app choice links to setting one up).
+    pub has_app: bool,
     pub needs_recent_login: bool,
     pub message: Option<String>,
     pub error: Option<String>,
@@ -160,12 +206,38 @@ pub struct MessagePage {
     pub lang: Lang,
     pub other_lang: Lang,
     pub prefix: String,
-    pub title: String,
+    pub site: Site,
     pub csrf: String,
     pub heading: String,
     pub message: String,
+    /// Other ways forward, under `t.other_ways_heading` (throttling pages).
+    pub hints: Vec<String>,
     /// `(href, label)`.
     pub link: Option<(String, String)>,
+}
+
+/// "Remove this?": the step before a removal, a form that works without JavaScript.
+#[derive(Template)]
+#[template(path = "confirm.html")]
+pub struct ConfirmPage {
+    pub t: &'static Texts,
+    pub lang: Lang,
+    pub other_lang: Lang,
+    pub prefix: String,
+    pub site: Site,
+    pub csrf: String,
+    pub question: String,
+    pub help: String,
+    /// Where the confirmed removal is posted.
+    pub action: String,
+    /// Back to the list.
+    pub cancel: String,
+}
+
+impl ConfirmPage {
+    pub fn page_heading(&self) -> &str {
+        self.t.confirm_heading
+    }
 }
 
 /// One enrolled phone app on the app page.
@@ -195,10 +267,14 @@ pub struct AppPage {
     pub lang: Lang,
     pub other_lang: Lang,
     pub prefix: String,
-    pub title: String,
+    pub site: Site,
     pub csrf: String,
     pub apps: Vec<AppRow>,
     pub setup: Option<AppSetup>,
+    /// `{prefix}/api/app/enrollments`, polled by nidan.js after the QR code.
+    pub poll_url: String,
+    /// Shown after an enrollment: how to make the app the login's method.
+    pub use_hint: bool,
     pub needs_recent_login: bool,
     pub message: Option<String>,
     pub error: Option<String>,
@@ -218,6 +294,11 @@ impl IdPage {
 }
 
 impl PasswordPage {
+    /// Is `field` one the error is about?
+    pub fn invalid(&self, field: &str) -> bool {
+        self.error.is_some() && self.error_fields.contains(&field)
+    }
+
     pub fn page_heading(&self) -> &str {
         if self.with_code {
             self.t.pw_code_heading
@@ -240,6 +321,11 @@ impl SignedInPage {
 }
 
 impl DevicesPage {
+    /// Is the rename field of device `id` the one the error is about?
+    pub fn invalid(&self, id: &str) -> bool {
+        self.error_for.as_deref() == Some(id)
+    }
+
     pub fn page_heading(&self) -> &str {
         self.t.devices_heading
     }
@@ -277,7 +363,7 @@ mod tests {
             lang,
             other_lang: lang.other(),
             prefix: "/_nidan".into(),
-            title: "nidan".into(),
+            site: Site::named("nidan"),
             csrf: "CSRFTOKEN".into(),
             rd: "/app?x=1&y=2".into(),
             id: EVIL.into(),
@@ -293,7 +379,7 @@ mod tests {
             lang,
             other_lang: lang.other(),
             prefix: "/_nidan".into(),
-            title: "nidan".into(),
+            site: Site::named("nidan"),
             csrf: "CSRFTOKEN".into(),
             flow: "FLOW123".into(),
             user_id: EVIL.into(),
@@ -305,6 +391,7 @@ mod tests {
             can_resend: with_code,
             offer_trust,
             error: Some(EVIL.into()),
+            error_fields: &["password", "code"],
             app_approved: !with_code,
             password_known: false,
         }
@@ -316,7 +403,7 @@ mod tests {
             lang,
             other_lang: lang.other(),
             prefix: "/_nidan".into(),
-            title: "nidan".into(),
+            site: Site::named("nidan"),
             csrf: "CSRFTOKEN".into(),
             flow: "FLOW123".into(),
             user_id: "alice".into(),
@@ -333,7 +420,7 @@ mod tests {
             lang,
             other_lang: lang.other(),
             prefix: "/_nidan".into(),
-            title: EVIL.into(),
+            site: Site::named(EVIL),
             csrf: "CSRFTOKEN".into(),
             user_id: "alice".into(),
             name: EVIL.into(),
@@ -343,6 +430,7 @@ mod tests {
             login_at: "2026-05-01 10:00".into(),
             expires_at: "2026-05-01 22:00".into(),
             passkeys: true,
+            just_signed_in: false,
         }
     }
 
@@ -352,7 +440,7 @@ mod tests {
             lang,
             other_lang: lang.other(),
             prefix: "/_nidan".into(),
-            title: "nidan".into(),
+            site: Site::named("nidan"),
             csrf: "CSRFTOKEN".into(),
             devices: vec![
                 DeviceRow {
@@ -375,6 +463,7 @@ mod tests {
             needs_recent_login,
             message: Some(EVIL.into()),
             error: Some(EVIL.into()),
+            error_for: Some("dev2".into()),
             max_devices: 10,
         }
     }
@@ -385,7 +474,7 @@ mod tests {
             lang,
             other_lang: lang.other(),
             prefix: "/_nidan".into(),
-            title: "nidan".into(),
+            site: Site::named("nidan"),
             csrf: "CSRFTOKEN".into(),
             enabled: true,
             method: "email".into(),
@@ -393,6 +482,7 @@ mod tests {
             has_email: true,
             phone_masked: None,
             email_masked: Some(EVIL.into()),
+            has_app: false,
             needs_recent_login,
             message: Some(EVIL.into()),
             error: Some(EVIL.into()),
@@ -405,10 +495,11 @@ mod tests {
             lang,
             other_lang: lang.other(),
             prefix: "/_nidan".into(),
-            title: "nidan".into(),
+            site: Site::named("nidan"),
             csrf: String::new(),
             heading: texts(lang).err_too_many_heading.into(),
             message: EVIL.into(),
+            hints: vec![EVIL.into()],
             link: Some(("/_nidan/login?rd=/a&b".into(), EVIL.into())),
         }
     }
@@ -435,7 +526,23 @@ mod tests {
                 settings_page(lang, true).render().unwrap(),
             ),
             ("message", message_page(lang).render().unwrap()),
+            ("confirm", confirm_page(lang).render().unwrap()),
         ]
+    }
+
+    fn confirm_page(lang: Lang) -> ConfirmPage {
+        ConfirmPage {
+            t: texts(lang),
+            lang,
+            other_lang: lang.other(),
+            prefix: "/_nidan".into(),
+            site: Site::named("nidan"),
+            csrf: "CSRFTOKEN".into(),
+            question: texts(lang).named(texts(lang).confirm_device, EVIL),
+            help: texts(lang).confirm_device_help.into(),
+            action: "/_nidan/devices/dev1/delete".into(),
+            cancel: "/_nidan/devices".into(),
+        }
     }
 
     #[test]
@@ -546,7 +653,7 @@ mod tests {
                     assert!(form.contains("action=\"/_nidan/"), "{name}: {form}");
                 }
             }
-            assert!(total >= 12, "only {total} forms");
+            assert!(total >= 10, "only {total} forms");
         }
     }
 
@@ -589,17 +696,26 @@ mod tests {
     }
 
     #[test]
-    fn script_only_on_waiting_page() {
+    fn script_on_every_page_refresh_only_without_it() {
         for lang in LANGS {
             for (name, html) in all_pages(lang) {
-                let has = html.contains("<script src=\"/_nidan/static/nidan.js\" defer></script>");
-                // The ID page loads it for the passkey button (hidden without JavaScript).
-                assert_eq!(has, name == "waiting" || name == "id", "{name}");
+                // Every page loads it once (it reports the browser's time zone); none needs it.
+                assert_eq!(
+                    html.matches("<script src=\"/_nidan/static/nidan.js\" defer></script>")
+                        .count(),
+                    1,
+                    "{name}"
+                );
+                assert_eq!(
+                    html.contains("http-equiv=\"refresh\""),
+                    name == "waiting",
+                    "{name}"
+                );
             }
             let mut no_passkeys = id_page(lang);
             no_passkeys.passkeys = false;
             let html = no_passkeys.render().unwrap();
-            assert!(!html.contains("<script") && !html.contains("nidan-passkey-login"));
+            assert!(!html.contains("nidan-passkey-login"));
             let html = id_page(lang).render().unwrap();
             assert!(html.contains("id=\"nidan-passkey-login\"") && html.contains(" hidden>"));
             let w = waiting_page(lang).render().unwrap();
@@ -616,7 +732,7 @@ mod tests {
     fn errors_are_alerts_and_fields_labelled() {
         for lang in LANGS {
             for (name, html) in all_pages(lang) {
-                if name != "message" && name != "signed_in" {
+                if !["message", "signed_in", "confirm"].contains(&name) {
                     assert!(html.contains("role=\"alert\""), "{name}");
                 }
                 // Every visible text-like input has a label pointing at it.
@@ -644,8 +760,16 @@ mod tests {
         for lang in LANGS {
             let html = devices_page(lang, false).render().unwrap();
             assert!(html.contains("action=\"/_nidan/devices/dev1/rename\""));
-            assert!(html.contains("action=\"/_nidan/devices/dev2/delete\""));
-            assert!(html.contains("action=\"/_nidan/devices/delete-all\""));
+            // Removals go through a confirmation page first (a link, then its form).
+            assert!(html.contains("href=\"/_nidan/devices/dev2/delete\""));
+            assert!(html.contains("href=\"/_nidan/devices/delete-all\""));
+            assert!(!html.contains("action=\"/_nidan/devices/dev2/delete\""));
+            // The error is about dev2's name: that field, and only it, is marked.
+            assert_eq!(html.matches("aria-invalid=\"true\"").count(), 1);
+            assert!(html.contains(
+                "id=\"name-2\" name=\"name\" value=\"Work PC\" maxlength=\"64\" autocomplete=\"off\" required aria-invalid=\"true\" aria-describedby=\"form-error\""
+            ));
+            assert!(html.contains("<p class=\"error\" id=\"form-error\" role=\"alert\">"));
             assert_eq!(html.matches(texts(lang).this_browser).count(), 1);
             let reauth = devices_page(lang, true).render().unwrap();
             assert!(reauth.contains("/_nidan/login?rd=/_nidan/devices&amp;reauth=1"));
@@ -676,6 +800,116 @@ mod tests {
             let reauth = settings_page(lang, true).render().unwrap();
             assert!(reauth.contains("/_nidan/login?rd=/_nidan/settings&amp;reauth=1"));
             assert!(!reauth.contains("action=\"/_nidan/settings\""));
+        }
+    }
+
+    #[test]
+    fn fields_in_error_are_marked_and_described() {
+        for lang in LANGS {
+            // ID page: the ID field carries the error.
+            let html = id_page(lang).render().unwrap();
+            assert!(html.contains("aria-invalid=\"true\" aria-describedby=\"form-error\""));
+            assert!(html.contains("id=\"form-error\""));
+            let mut fine = id_page(lang);
+            fine.error = None;
+            assert!(!fine.render().unwrap().contains("aria-invalid"));
+            // Password page: the fields the error names, the code keeping its help.
+            let html = password_page(lang, true, true).render().unwrap();
+            assert_eq!(html.matches("aria-invalid=\"true\"").count(), 2, "{html}");
+            assert!(html.contains("aria-describedby=\"form-error code-help\""));
+            let mut page = password_page(lang, true, true);
+            page.error_fields = &["device_name"];
+            let html = page.render().unwrap();
+            assert_eq!(html.matches("aria-invalid=\"true\"").count(), 1);
+            assert!(html.contains("aria-describedby=\"form-error device-name-help\""));
+            assert!(html.contains("aria-describedby=\"code-help\""));
+        }
+    }
+
+    #[test]
+    fn login_pages_show_where_the_user_is() {
+        for lang in LANGS {
+            let t = texts(lang);
+            for (name, html, step) in [
+                ("id", id_page(lang).render().unwrap(), t.step_id),
+                (
+                    "password",
+                    password_page(lang, true, false).render().unwrap(),
+                    t.step_verify,
+                ),
+                (
+                    "waiting",
+                    waiting_page(lang).render().unwrap(),
+                    t.step_verify,
+                ),
+            ] {
+                assert!(html.contains("<ol class=\"steps\""), "{name}");
+                assert_eq!(html.matches("aria-current=\"step\"").count(), 1, "{name}");
+                assert!(
+                    html.contains(&format!("aria-current=\"step\">{step}</li>")),
+                    "{name}"
+                );
+            }
+            let mut page = signed_in_page(lang);
+            assert!(!page.render().unwrap().contains("class=\"steps\""));
+            page.just_signed_in = true;
+            assert!(
+                page.render()
+                    .unwrap()
+                    .contains(&format!("aria-current=\"step\">{}</li>", t.step_done))
+            );
+            assert!(
+                !devices_page(lang, false)
+                    .render()
+                    .unwrap()
+                    .contains("class=\"steps\"")
+            );
+        }
+    }
+
+    #[test]
+    fn the_operators_look() {
+        let mut page = message_page(Lang::Ja);
+        page.site = Site {
+            name: "Example ID".into(),
+            logo: Some("/_nidan/static/logo".into()),
+            brand_css: Some("/_nidan/static/brand.css".into()),
+            footer: vec![
+                ("/help".into(), "ヘルプ".into()),
+                ("/terms?a=1&b=2".into(), EVIL.into()),
+            ],
+        };
+        let html = page.render().unwrap();
+        assert!(html.contains("<title>"));
+        assert!(html.contains("| Example ID</title>"));
+        assert!(
+            html.contains(
+                "<img class=\"logo\" src=\"/_nidan/static/logo\" alt=\"Example IDのロゴ\""
+            )
+        );
+        assert!(html.contains("<link rel=\"stylesheet\" href=\"/_nidan/static/brand.css\">"));
+        assert!(html.contains("<footer class=\"site-footer\">"));
+        assert!(html.contains("<li><a href=\"/help\">ヘルプ</a></li>"));
+        assert!(html.contains("/terms?a=1&#38;b=2") || html.contains("/terms?a=1&amp;b=2"));
+        assert!(!html.contains(EVIL));
+        // Without a brand: no footer, no logo, no extra stylesheet.
+        let html = message_page(Lang::Ja).render().unwrap();
+        assert!(
+            !html.contains("<footer")
+                && !html.contains("class=\"logo\"")
+                && !html.contains("brand.css")
+        );
+    }
+
+    #[test]
+    fn message_page_lists_other_ways() {
+        for lang in LANGS {
+            let html = message_page(lang).render().unwrap();
+            assert!(html.contains(texts(lang).other_ways_heading));
+            assert!(html.contains("<ul class=\"hints\">"));
+            let mut page = message_page(lang);
+            page.hints.clear();
+            assert!(!page.render().unwrap().contains("hints"));
         }
     }
 

@@ -114,6 +114,7 @@ mod tests {
             groups_also: vec![],
             allowed_methods: vec![],
             case_sensitive: false,
+            assertion: false,
         }
     }
 

@@ -4,6 +4,7 @@
 //! `request_filter` (canonical path → portal, or route + decision) → `upstream_peer` →
 //! `upstream_request_filter` (header hygiene, identity) → `response_filter` → `logging`.
 
+pub(crate) mod forward_auth;
 pub mod gate;
 pub mod path;
 pub mod respond;
@@ -48,9 +49,17 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(app: Arc<App>) -> Self {
         let h = &app.cfg.identity_headers;
+        // The assertion's header is ours too: a client's copy never reaches a backend, on any
+        // route, whether or not assertions are on.
+        let assertion = app
+            .assertions
+            .as_ref()
+            .map_or("x-nidan-assertion", |a| a.header());
         let identity_headers = [&h.user, &h.name, &h.email, &h.groups]
-            .iter()
-            .map(|n| upstream::normal(n))
+            .into_iter()
+            .map(String::as_str)
+            .chain([assertion])
+            .map(upstream::normal)
             .collect();
         Self {
             app,
@@ -70,6 +79,8 @@ pub struct Ctx {
     /// The normalised host (`host[:port]`) the decision used; sent upstream as `Host`.
     host: Option<String>,
     identity: Option<Identity>,
+    /// The signed identity assertion for the backend (`identity_assertion`).
+    assertion: Option<Arc<str>>,
     client: Option<IpAddr>,
     tls: bool,
     upgrade: bool,
@@ -91,6 +102,7 @@ impl ProxyHttp for Gateway {
             target: None,
             host: None,
             identity: None,
+            assertion: None,
             client: None,
             tls: false,
             upgrade: false,
@@ -253,6 +265,12 @@ impl Gateway {
             .filter(|r| r.is_empty() || r.starts_with('/'))
         {
             let rest = if rest.is_empty() { "/" } else { rest };
+            if rest == forward_auth::PATH {
+                let query = canonical.query.as_deref();
+                return Ok(Some(
+                    self.forward_auth(session, ctx, query, peer, client).await,
+                ));
+            }
             return self
                 .portal(
                     session,
@@ -272,37 +290,19 @@ impl Gateway {
         let route = found.as_ref().map(|f| f.route.as_ref());
         let caller = match route {
             Some(r) if matches!(r.policy, Policy::Login | Policy::TwoFactor) => {
-                self.caller(session, ctx, r, client).await
+                let headers = &session.req_header().headers;
+                self.caller(headers, ctx.tls, &mut ctx.used_basic, r, client)
+                    .await
             }
             _ => CallerState::None,
         };
-        let networks = &app.cfg.exemptions.networks;
-        let decision = match &caller {
-            CallerState::Known(user, proof) => {
-                // The user's current setting, read only when the decision depends on it; an
-                // error reading it is a 503, never "2-step off" (SECURITY 36).
-                let two_step_on = match route.filter(|r| assurance::needs_setting(r, proof)) {
-                    Some(_) => match app.two_step_of(user).await {
-                        Ok((on, _)) => on,
-                        Err(e) => {
-                            tracing::error!(error = %e, "2-step setting unreadable: refusing");
-                            return Ok(Some(unavailable(app, session.req_header())));
-                        }
-                    },
-                    None => false,
-                };
-                let caller = Caller {
-                    user,
-                    proof,
-                    two_step_on,
-                };
-                gate::decide(route, Some(caller), client, networks)
-            }
-            CallerState::BadBasic => return Ok(Some(basic_challenge())),
-            CallerState::Unavailable => {
+        let decision = match self.judge(route, &caller, client).await {
+            Ok(d) => d,
+            Err(Refused::BadBasic) => return Ok(Some(basic_challenge())),
+            Err(Refused::Unavailable) => {
                 return Ok(Some(unavailable(app, session.req_header())));
             }
-            CallerState::Throttled(s) => {
+            Err(Refused::Throttled(s)) => {
                 return Ok(Some(
                     Response::json_error(
                         429,
@@ -312,11 +312,14 @@ impl Gateway {
                     .with("retry-after", s.to_string()),
                 ));
             }
-            CallerState::None => gate::decide(route, None, client, networks),
         };
         let req = session.req_header();
         Ok(match decision {
             Decision::Allow(identity) => {
+                match self.assertion(route, &caller) {
+                    Ok(a) => ctx.assertion = a,
+                    Err(()) => return Ok(Some(unavailable(app, req))),
+                }
                 ctx.identity = identity;
                 None
             }
@@ -356,25 +359,93 @@ impl Gateway {
         })
     }
 
+    /// What the gate decides for this caller on this route (the proxy and forward-auth
+    /// alike); `Err` when the gateway answers without deciding.
+    async fn judge(
+        &self,
+        route: Option<&crate::config::Route>,
+        caller: &CallerState,
+        client: IpAddr,
+    ) -> std::result::Result<Decision, Refused> {
+        let networks = &self.app.cfg.exemptions.networks;
+        match caller {
+            CallerState::Known(user, proof, _) => {
+                // The user's current setting, read only when the decision depends on it; an
+                // error reading it is a 503, never "2-step off" (SECURITY 36).
+                let two_step_on = match route.filter(|r| assurance::needs_setting(r, proof)) {
+                    Some(_) => match self.app.two_step_of(user).await {
+                        Ok((on, _)) => on,
+                        Err(e) => {
+                            tracing::error!(error = %e, "2-step setting unreadable: refusing");
+                            return Err(Refused::Unavailable);
+                        }
+                    },
+                    None => false,
+                };
+                let caller = Caller {
+                    user,
+                    proof,
+                    two_step_on,
+                };
+                Ok(gate::decide(route, Some(caller), client, networks))
+            }
+            CallerState::BadBasic => Err(Refused::BadBasic),
+            CallerState::Unavailable => Err(Refused::Unavailable),
+            CallerState::Throttled(s) => Err(Refused::Throttled(*s)),
+            CallerState::None => Ok(gate::decide(route, None, client, networks)),
+        }
+    }
+
+    /// The signed identity assertion for an allowed caller, where the route carries one;
+    /// `Err` when it could not be signed (the request is refused, not sent without it).
+    fn assertion(
+        &self,
+        route: Option<&crate::config::Route>,
+        caller: &CallerState,
+    ) -> std::result::Result<Option<Arc<str>>, ()> {
+        let (Some(assertions), Some(route), CallerState::Known(user, proof, auth_time)) =
+            (&self.app.assertions, route, caller)
+        else {
+            return Ok(None);
+        };
+        if !route.assertion {
+            return Ok(None);
+        }
+        let subject = crate::assertion::Subject {
+            user,
+            proof,
+            auth_time: *auth_time,
+        };
+        match assertions.token(route, &subject, crate::time::now()) {
+            Ok(t) => Ok(Some(t)),
+            Err(e) => {
+                tracing::error!(error = %e, "refusing the request");
+                Err(())
+            }
+        }
+    }
+
     /// Who is calling a protected route, and what they proved: a session cookie, or an API
-    /// token or HTTP Basic where the route accepts them.
+    /// token or HTTP Basic where the route accepts them (`used_basic` is set when an
+    /// `Authorization` header was read).
     async fn caller(
         &self,
-        session: &Session,
-        ctx: &mut Ctx,
+        headers: &http::HeaderMap,
+        tls: bool,
+        used_basic: &mut bool,
         route: &crate::config::Route,
         client: IpAddr,
     ) -> CallerState {
         let app = &self.app;
         let now = crate::time::now();
-        let headers = &session.req_header().headers;
         if route.accept.session {
-            let name = cookie::name(&app.cfg.session.cookie_name, ctx.tls);
+            let name = cookie::name(&app.cfg.session.cookie_name, tls);
             if let Some(token) = cookie::get(headers, &name) {
                 match app.sessions.check(&token, now).await {
                     Ok(Some(live)) => {
                         if let Some(user) = app.active_user(&live.record.user_id) {
-                            return CallerState::Known(user, live.record.proof);
+                            let auth_time = Some(live.record.auth_time);
+                            return CallerState::Known(user, live.record.proof, auth_time);
                         }
                     }
                     Ok(None) => {}
@@ -388,7 +459,7 @@ impl Gateway {
         if route.accept.token
             && let Some((basic_id, presented)) = token::presented(headers)
         {
-            ctx.used_basic = true;
+            *used_basic = true;
             return self
                 .token_caller(route, basic_id.as_deref(), &presented, client)
                 .await;
@@ -396,7 +467,7 @@ impl Gateway {
         if route.accept.basic
             && let Some((id, password)) = basic_credentials(headers)
         {
-            ctx.used_basic = true;
+            *used_basic = true;
             return self.basic(route, &id, &password, client).await;
         }
         CallerState::None
@@ -432,7 +503,7 @@ impl Gateway {
             && hit.user_id == u.id
             && hit.hash == crate::secret::digest(&[u.password_hash.as_bytes()])
         {
-            return CallerState::Known(u.clone(), p);
+            return CallerState::Known(u.clone(), p, None);
         }
         let now = crate::time::now();
         // A password check costs a hash: anonymous work, budgeted per network like ID steps
@@ -508,7 +579,7 @@ impl Gateway {
                         }),
                     )
                     .await;
-                CallerState::Known(u, p)
+                CallerState::Known(u, p, None)
             }
             (user, proof) => {
                 app.login.failures.failed(attempt, now).await;
@@ -656,6 +727,9 @@ impl Gateway {
         {
             req.insert_header("host", host.as_str())?;
         }
+        if let (Some(a), Some(token)) = (&app.assertions, &ctx.assertion) {
+            req.insert_header(a.header().to_owned(), token.as_ref())?;
+        }
         if let Some(id) = &ctx.identity {
             let h = &app.cfg.identity_headers;
             req.insert_header(h.user.clone(), id.user.as_str())?;
@@ -701,8 +775,20 @@ impl Gateway {
 
 enum CallerState {
     None,
-    Known(Arc<crate::users::User>, Proof),
+    /// The user, what they proved, and when they logged in (`None` for Basic and tokens,
+    /// which prove themselves on every request).
+    Known(Arc<crate::users::User>, Proof, Option<i64>),
     BadBasic,
+    Throttled(u64),
+    /// A store needed for the decision failed: 503 (SECURITY 36).
+    Unavailable,
+}
+
+/// Why the gateway answers without a decision.
+enum Refused {
+    /// Basic credentials (or a token) that do not open the route.
+    BadBasic,
+    /// Too many failed attempts: wait this many seconds.
     Throttled(u64),
     /// A store needed for the decision failed: 503 (SECURITY 36).
     Unavailable,
@@ -721,12 +807,13 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
             .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
-fn gateway_cookies(app: &App) -> [&str; 5] {
+fn gateway_cookies(app: &App) -> [&str; 6] {
     [
         app.cfg.session.cookie_name.as_str(),
         app.cfg.trusted_devices.cookie_name.as_str(),
         portal::CSRF_COOKIE,
         portal::LANG_COOKIE,
+        portal::TZ_COOKIE,
         crate::login::risk::SEEN_COOKIE,
     ]
 }

@@ -13,7 +13,10 @@ use crate::portal::http::Response;
 pub async fn write(session: &mut Session, resp: Response, head_only: bool) -> Result<()> {
     let mut header = ResponseHeader::build(resp.status, Some(resp.headers.len() + 2))?;
     for (name, value) in &resp.headers {
-        header.append_header(*name, value.as_str())?;
+        match name {
+            std::borrow::Cow::Borrowed(n) => header.append_header(*n, value.as_str())?,
+            std::borrow::Cow::Owned(n) => header.append_header(n.clone(), value.as_str())?,
+        };
     }
     header.insert_header("content-length", resp.body.len().to_string())?;
     if !session.is_body_empty() && !session.is_body_done() {

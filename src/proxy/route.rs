@@ -283,6 +283,7 @@ mod tests {
             groups_also: vec![],
             allowed_methods: vec![TwoStepMethod::Sms, TwoStepMethod::Email, TwoStepMethod::App],
             case_sensitive: false,
+            assertion: false,
         }
     }
 

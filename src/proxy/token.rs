@@ -58,13 +58,13 @@ impl Gateway {
             return CallerState::BadBasic;
         }
         let state = match self.password_alone(route, &user, FirstFactor::Token).await {
-            Ok(Some(proof)) => CallerState::Known(user, proof),
+            Ok(Some(proof)) => CallerState::Known(user, proof, None),
             Ok(None) => CallerState::BadBasic,
             Err(()) => return CallerState::Unavailable,
         };
         let now = crate::time::now();
         match &state {
-            CallerState::Known(u, _) => {
+            CallerState::Known(u, _, _) => {
                 let first_in_a_while = app
                     .store
                     .token_used(&rec.id, now, now - tokens::USE_RECORD_INTERVAL)

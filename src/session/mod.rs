@@ -4,6 +4,7 @@
 
 pub mod cookie;
 pub mod device;
+pub mod list;
 pub mod token;
 
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -134,6 +134,10 @@ pub enum ApprovalStatus {
     Approved,
     Denied,
     Expired,
+    /// Denied because the app sent another number than the browser shows.
+    WrongNumber,
+    /// Denied with "this wasn't me" (app prompts are paused).
+    NotMe,
 }
 
 impl ApprovalStatus {
@@ -143,6 +147,8 @@ impl ApprovalStatus {
             ApprovalStatus::Approved => "approved",
             ApprovalStatus::Denied => "denied",
             ApprovalStatus::Expired => "expired",
+            ApprovalStatus::WrongNumber => "wrong_number",
+            ApprovalStatus::NotMe => "not_me",
         }
     }
 
@@ -152,6 +158,8 @@ impl ApprovalStatus {
             "approved" => ApprovalStatus::Approved,
             "denied" => ApprovalStatus::Denied,
             "expired" => ApprovalStatus::Expired,
+            "wrong_number" => ApprovalStatus::WrongNumber,
+            "not_me" => ApprovalStatus::NotMe,
             _ => return None,
         })
     }

@@ -1,6 +1,21 @@
-// nidan portal: the app-approval waiting page polls the flow's status and reloads
-// when it changes. The page works without this file (meta refresh); CSP allows
-// only 'self' scripts, so nothing here is inline.
+// nidan portal: every page works without this file; CSP allows only 'self' scripts, so
+// nothing here is inline. It shows no text of its own: texts come from the page.
+
+// The browser's time zone, so pages show times in it (the server checks the name against
+// the time-zone database and falls back to the operator's zone).
+(function () {
+  "use strict";
+  try {
+    var tz = window.Intl && Intl.DateTimeFormat().resolvedOptions().timeZone;
+    if (!tz || tz.length > 64 || !/^[A-Za-z0-9_+\-\/]+$/.test(tz)) { return; }
+    if (document.cookie.split("; ").indexOf("nidan_tz=" + tz) >= 0) { return; }
+    document.cookie = "nidan_tz=" + tz + "; path=/; max-age=31536000; samesite=lax" +
+      (window.location.protocol === "https:" ? "; secure" : "");
+  } catch (e) { /* times stay in the operator's zone */ }
+})();
+
+// The app-approval waiting page polls the flow's status and reloads when it changes
+// (without JavaScript, a meta refresh inside <noscript> reloads it).
 (function () {
   "use strict";
   var box = document.getElementById("nidan-wait");
@@ -41,6 +56,49 @@
       if (step === null) { step = data.step; }
       if (approval !== shown || data.step !== step) {
         reload();
+        return;
+      }
+      schedule();
+    }).catch(function () {
+      failures += 1;
+      if (failures < 5) { schedule(); }
+    });
+  }
+
+  schedule();
+})();
+
+// The app page after the QR code: polls the enrolled apps and moves on once the app has
+// enrolled (without JavaScript, a link checks by hand).
+(function () {
+  "use strict";
+  var box = document.getElementById("nidan-enroll");
+  if (!box || !window.fetch) { return; }
+  var url = box.getAttribute("data-poll");
+  var before = parseInt(box.getAttribute("data-count") || "0", 10);
+  var done = box.getAttribute("data-done");
+  var started = Date.now();
+  var failures = 0;
+  var INTERVAL = 2000;
+  var GIVE_UP = 15 * 60 * 1000;
+
+  function schedule() {
+    if (Date.now() - started < GIVE_UP) { window.setTimeout(poll, INTERVAL); }
+  }
+
+  function poll() {
+    fetch(url, {
+      method: "GET",
+      credentials: "same-origin",
+      cache: "no-store",
+      headers: { "Accept": "application/json" }
+    }).then(function (res) {
+      if (!res.ok) { throw new Error("status " + res.status); }
+      return res.json();
+    }).then(function (data) {
+      failures = 0;
+      if (data && data.apps && data.apps.length > before) {
+        window.location.assign(done);
         return;
       }
       schedule();

@@ -1,8 +1,10 @@
-//! The texts nidan sends (subject and body), in Japanese and English.
+//! The texts nidan sends (mails, SMS, pushes), in Japanese and English, in the words of
+//! [`super::terms`].
 //!
 //! Every function returns `(subject, body)`. Values are inserted as given: these are
 //! plain-text messages, never HTML.
 
+use super::terms::terms;
 use crate::config::Language;
 
 const FOOTER_JA: &str =
@@ -19,13 +21,14 @@ fn with_footer(lang: Language, body: String) -> String {
 
 /// A security code for the second step, as an email.
 pub fn security_code(lang: Language, code: &str, minutes: u64, site: &str) -> (String, String) {
+    let code_word = terms(lang).security_code;
     match lang {
         Language::Ja => (
-            format!("【{site}】確認コードのお知らせ"),
+            format!("【{site}】{code_word}のお知らせ"),
             with_footer(
                 lang,
                 format!(
-                    "{site} へのログインに使う確認コードは次のとおりです。\n\n\
+                    "{site} へのログインに使う{code_word}は次のとおりです。\n\n\
                      \u{3000}\u{3000}{code}\n\n\
                      このコードの有効期限は{minutes}分間です。\n\
                      このコードは他人に教えないでください。{site} の担当者がコードをお尋ねすることはありません。\n\n\
@@ -35,11 +38,11 @@ pub fn security_code(lang: Language, code: &str, minutes: u64, site: &str) -> (S
             ),
         ),
         Language::En => (
-            format!("Your {site} security code"),
+            format!("Your {site} {code_word}"),
             with_footer(
                 lang,
                 format!(
-                    "Your security code for signing in to {site} is:\n\n\
+                    "Your {code_word} for signing in to {site} is:\n\n\
                      \x20   {code}\n\n\
                      It is valid for {minutes} {}.\n\
                      Do not share this code with anyone. {site} staff will never ask you for it.\n\n\
@@ -54,12 +57,13 @@ pub fn security_code(lang: Language, code: &str, minutes: u64, site: &str) -> (S
 
 /// The same security code as a short SMS text (the `body` of an SMS message).
 pub fn security_code_sms(lang: Language, code: &str, minutes: u64, site: &str) -> String {
+    let code_word = terms(lang).security_code;
     match lang {
         Language::Ja => {
-            format!("{site}: 確認コード {code}（{minutes}分間有効）。他人に教えないでください。")
+            format!("{site}: {code_word} {code}（{minutes}分間有効）。他人に教えないでください。")
         }
         Language::En => format!(
-            "{site}: your security code is {code} (valid for {minutes} {}). Do not share it.",
+            "{site}: your {code_word} is {code} (valid for {minutes} {}). Do not share it.",
             plural_minutes(minutes)
         ),
     }
@@ -73,38 +77,201 @@ pub fn device_added(
     ip: &str,
     site: &str,
 ) -> (String, String) {
+    let w = terms(lang);
+    let (trusted, device, page) = (w.trusted_device, w.device, w.devices_page);
     match lang {
         Language::Ja => (
-            format!("【{site}】信頼できるデバイスが追加されました"),
+            format!("【{site}】{trusted}が追加されました"),
             with_footer(
                 lang,
                 format!(
-                    "お使いの {site} アカウントに、信頼できるデバイスが追加されました。\
-                     このデバイスでは、次回から2段階認証の確認が省略されます。\n\n\
-                     デバイス名: {device_name}\n\
+                    "お使いの {site} アカウントに、{trusted}が追加されました。\
+                     この{device}では、次回から{}が省略されます。\n\n\
+                     {device}名: {device_name}\n\
                      ブラウザ: {browser}\n\
                      IPアドレス: {ip}\n\n\
                      お心当たりのない場合は、すぐにパスワードを変更し、\
-                     設定画面の「デバイス」からこのデバイスを削除してください。"
+                     「{page}」からこの{device}を{}してください。",
+                    w.two_step, w.remove
                 ),
             ),
         ),
         Language::En => (
-            format!("A trusted device was added to your {site} account"),
+            format!("A {trusted} was added to your {site} account"),
             with_footer(
                 lang,
                 format!(
-                    "A trusted device was added to your {site} account. \
-                     Signing in on this device will no longer ask for the second step.\n\n\
+                    "A {trusted} was added to your {site} account. \
+                     Logging in on this {device} will no longer ask for {}.\n\n\
                      Device name: {device_name}\n\
                      Browser: {browser}\n\
                      IP address: {ip}\n\n\
-                     If this was not you, change your password right away and remove the device \
-                     under \"Devices\" in your settings."
+                     If this was not you, change your password right away and {} the {device} \
+                     under \"{page}\".",
+                    w.two_step, w.remove
                 ),
             ),
         ),
     }
+}
+
+/// A passkey was registered: it logs in without the password or a second step.
+pub fn passkey_added(
+    lang: Language,
+    name: &str,
+    browser: &str,
+    ip: &str,
+    site: &str,
+) -> (String, String) {
+    let w = terms(lang);
+    let (passkey, page) = (w.passkey, w.passkeys_page);
+    match lang {
+        Language::Ja => (
+            format!("【{site}】{passkey}が登録されました"),
+            with_footer(
+                lang,
+                format!(
+                    "お使いの {site} アカウントに、{passkey}が登録されました。\
+                     この{passkey}では、パスワードや{}なしでログインできます。\n\n\
+                     名前: {name}\n\
+                     ブラウザ: {browser}\n\
+                     IPアドレス: {ip}\n\n\
+                     お心当たりのない場合は、すぐにパスワードを変更し、\
+                     「{page}」からこの{passkey}を{}してください。",
+                    w.two_step, w.remove
+                ),
+            ),
+        ),
+        Language::En => (
+            format!("A {passkey} was registered for your {site} account"),
+            with_footer(
+                lang,
+                format!(
+                    "A {passkey} was registered for your {site} account. \
+                     It logs in without your password or {}.\n\n\
+                     Name: {name}\n\
+                     Browser: {browser}\n\
+                     IP address: {ip}\n\n\
+                     If this was not you, change your password right away and {} the {passkey} \
+                     under \"{page}\".",
+                    w.two_step, w.remove
+                ),
+            ),
+        ),
+    }
+}
+
+/// A phone app was enrolled: it can approve logins from now on.
+pub fn app_enrolled(lang: Language, name: &str, ip: &str, site: &str) -> (String, String) {
+    let w = terms(lang);
+    let page = w.app_page;
+    match lang {
+        Language::Ja => (
+            format!("【{site}】{}のアプリが登録されました", w.two_step),
+            with_footer(
+                lang,
+                format!(
+                    "お使いの {site} アカウントに、{}のアプリが登録されました。\
+                     このアプリでログインを許可できるようになりました。\n\n\
+                     アプリ名: {name}\n\
+                     IPアドレス: {ip}\n\n\
+                     お心当たりのない場合は、すぐにパスワードを変更し、\
+                     「{page}」からこのアプリを{}してください。",
+                    w.two_step, w.remove
+                ),
+            ),
+        ),
+        Language::En => (
+            format!(
+                "An app for {} was set up on your {site} account",
+                w.two_step
+            ),
+            with_footer(
+                lang,
+                format!(
+                    "An app for {} was set up on your {site} account. \
+                     It can now approve logins.\n\n\
+                     App name: {name}\n\
+                     IP address: {ip}\n\n\
+                     If this was not you, change your password right away and {} the app \
+                     under \"{page}\".",
+                    w.two_step, w.remove
+                ),
+            ),
+        ),
+    }
+}
+
+/// "This wasn't me" in the app: the login was refused and app prompts are paused.
+pub fn not_me_refused(lang: Language, minutes: u64, site: &str) -> (String, String) {
+    match lang {
+        Language::Ja => (
+            format!("【{site}】心当たりのないログインを拒否しました"),
+            with_footer(
+                lang,
+                format!(
+                    "アプリで「心当たりがない」が選ばれたため、ログインを拒否し、\
+                     {minutes}分間アプリでの確認を停止しました。\n\
+                     パスワードの変更をおすすめします。"
+                ),
+            ),
+        ),
+        Language::En => (
+            format!("[{site}] A login you did not recognise was refused"),
+            with_footer(
+                lang,
+                format!(
+                    "\"This wasn't me\" was chosen in the app: the login was refused and app \
+                     requests are paused for {minutes} {}.\n\
+                     We recommend changing your password.",
+                    plural_minutes(minutes)
+                ),
+            ),
+        ),
+    }
+}
+
+/// The push to the phone app when a login waits for it (title, body).
+pub fn approval_push(lang: Language, browser: &str, ip: &str) -> (String, String) {
+    match lang {
+        Language::Ja => (
+            "ログインの確認".to_owned(),
+            format!("{browser}（{ip}）からのログインです。アプリを開いて確認してください。"),
+        ),
+        Language::En => (
+            "Login request".to_owned(),
+            format!("A login from {browser} ({ip}). Open the app to answer."),
+        ),
+    }
+}
+
+/// One of each message with neutral values, for the vocabulary test.
+#[cfg(test)]
+pub(crate) fn samples(lang: Language) -> Vec<(String, String)> {
+    let (site, name, browser, ip) = match lang {
+        Language::Ja => ("サイト", "名前", "ブラウザ", "アドレス"),
+        Language::En => ("site", "name", "browser", "address"),
+    };
+    let label = match lang {
+        Language::Ja => "メール",
+        Language::En => "email",
+    };
+    vec![
+        security_code(lang, "123456", 5, site),
+        ("SMS".to_owned(), security_code_sms(lang, "123456", 5, site)),
+        device_added(lang, name, browser, ip, site),
+        passkey_added(lang, name, browser, ip, site),
+        app_enrolled(lang, name, ip, site),
+        not_me_refused(lang, 15, site),
+        approval_push(lang, browser, ip),
+        two_step_changed(lang, true, false, label, site),
+        two_step_changed(lang, false, true, label, site),
+        two_step_changed(lang, true, true, label, site),
+        two_step_disabled_phone_gone(lang, site),
+        two_step_switched_to_email_phone_gone(lang, site),
+        new_browser_signin(lang, browser, ip, site),
+        login_approval_request(lang, 42, site),
+    ]
 }
 
 /// 2-step verification was turned on (with `method_label`) or off (`method_label` is the
@@ -364,7 +531,7 @@ mod tests {
         assert!(b.contains("123456") && b.contains("1 minute."));
         assert_eq!(
             security_code_sms(Language::Ja, "123456", 5, "nidan"),
-            "nidan: 確認コード 123456（5分間有効）。他人に教えないでください。"
+            "nidan: セキュリティコード 123456（5分間有効）。他人に教えないでください。"
         );
         assert!(security_code_sms(Language::En, "123456", 5, "nidan").len() < 160);
     }

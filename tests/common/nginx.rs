@@ -1,0 +1,92 @@
+//! A real nginx for tests: one foreground process (`daemon off`, `master_process off`) as
+//! the test's user, its configuration, pid, logs and temp files in a temp directory, listening
+//! on a free 127.0.0.1 port. Stopped on `Drop`.
+#![allow(dead_code, clippy::unwrap_used, clippy::panic, clippy::expect_used)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Nginx {
+    child: Child,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+}
+
+/// The nginx binary: on `PATH`, else Debian's `/usr/sbin/nginx` (`.ci/run` installs it).
+fn binary() -> PathBuf {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("nginx"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("/usr/sbin/nginx"))
+}
+
+impl Nginx {
+    /// Starts nginx with one `server` whose body is `server_body` (its `listen` is added).
+    pub fn start(server_body: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        for _ in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let conf = format!(
+                "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+                 error_log {d}/error.log info;\nevents {{ worker_connections 256; }}\n\
+                 http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/body;\n\
+                 proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n\
+                 uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+                 server {{\n    listen 127.0.0.1:{port};\n{server_body}\n  }}\n}}\n"
+            );
+            let path = dir.path().join("nginx.conf");
+            std::fs::write(&path, conf).unwrap();
+            let mut child = Command::new(binary())
+                .arg("-p")
+                .arg(dir.path())
+                .arg("-c")
+                .arg(&path)
+                .arg("-e")
+                .arg(dir.path().join("error.log"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("nginx runs (Debian package `nginx`; .ci/run installs it)");
+            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                    return Self { child, addr, dir };
+                }
+                if let Ok(Some(_)) = child.try_wait() {
+                    break; // the port was taken meanwhile, or the configuration is wrong
+                }
+                assert!(Instant::now() < deadline, "nginx did not start listening");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        panic!(
+            "nginx did not start; error log:\n{}",
+            std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
+        );
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,416 @@
+//! Forward-auth through a real nginx (`auth_request`) in front of the echo backend, and the
+//! endpoint's own rules: an anonymous browser is sent to the login, a session reaches the
+//! backend as its user (with a verifiable assertion), path tricks and forged headers get
+//! nothing, and only `trusted_proxies` may describe a request (SECURITY 8, 24–26).
+#![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)]
+
+mod common;
+#[path = "common/nginx.rs"]
+mod nginx;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use common::*;
+use nginx::Nginx;
+use serde_json::{Value, json};
+
+const ISSUER: &str = "https://login.example.test";
+const FORWARD_AUTH: &str = "/_nidan/api/authz/forward-auth";
+
+/// The test routes, an `admins` route for the `admins` group first; nginx's address is the
+/// one trusted proxy; assertions on.
+fn gateway() -> Gateway {
+    let mut b = Gateway::builder()
+        .set("trusted_proxies", "[\"127.0.0.1\"]")
+        .set("identity_assertion", &format!("{{ issuer: \"{ISSUER}\" }}"));
+    let up = b.backend_addr().to_string();
+    let routes = b
+        .doc()
+        .get_mut("routes")
+        .unwrap()
+        .as_sequence_mut()
+        .unwrap();
+    routes.insert(
+        0,
+        yaml(&format!(
+            "{{ name: admins, path_prefix: /admins, upstream: [\"{up}\"], policy: login, groups: [admins] }}"
+        )),
+    );
+    b.start()
+}
+
+/// The nginx side of the README's snippet, pointed at the test's nidan and backend.
+fn nginx_for(gw: &Gateway) -> Nginx {
+    let nidan = gw.addr;
+    let backend = gw.backend.addr;
+    Nginx::start(&format!(
+        r#"
+    # The portal (login pages, API, JWKS) is nidan's own.
+    location /_nidan/ {{
+        proxy_pass http://{nidan};
+        proxy_set_header Host $http_host;
+        proxy_set_header X-Forwarded-For $remote_addr;
+    }}
+    location = /_nidan_authz {{
+        internal;
+        proxy_pass http://{nidan}/_nidan/api/authz/forward-auth;
+        proxy_pass_request_body off;
+        proxy_set_header Content-Length "";
+        proxy_set_header Host $http_host;
+        proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
+        proxy_set_header X-Original-Method $request_method;
+        proxy_set_header X-Forwarded-For $remote_addr;
+        proxy_set_header X-Forwarded-Host "";
+        proxy_set_header X-Forwarded-Uri "";
+    }}
+    # A 401 from nidan: to its login page (Location is a path, or absolute with
+    # portal.public_url; `return` makes a path absolute on this host).
+    location @nidan_login {{
+        return 302 $nidan_login;
+    }}
+    location / {{
+        auth_request /_nidan_authz;
+        auth_request_set $nidan_user $upstream_http_remote_user;
+        auth_request_set $nidan_name $upstream_http_remote_name;
+        auth_request_set $nidan_email $upstream_http_remote_email;
+        auth_request_set $nidan_groups $upstream_http_remote_groups;
+        auth_request_set $nidan_assertion $upstream_http_x_nidan_assertion;
+        auth_request_set $nidan_login $upstream_http_location;
+        error_page 401 = @nidan_login;
+        proxy_set_header Host $http_host;
+        proxy_set_header Remote-User $nidan_user;
+        proxy_set_header Remote-Name $nidan_name;
+        proxy_set_header Remote-Email $nidan_email;
+        proxy_set_header Remote-Groups $nidan_groups;
+        proxy_set_header X-Nidan-Assertion $nidan_assertion;
+        proxy_pass http://{backend};
+    }}"#
+    ))
+}
+
+/// One raw HTTP/1.1 request (paths exactly as written: no client-side normalisation).
+/// Returns (status, headers lower-cased, body).
+fn raw(
+    addr: std::net::SocketAddr,
+    path: &str,
+    extra: &[(&str, &str)],
+) -> (u16, Vec<(String, String)>, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n"
+    );
+    for (k, v) in extra {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, body.to_owned())
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Logs `id` in through nginx's `/_nidan/` (the portal behind the same host), with the code
+/// from the outbox when one is asked. The session cookie lands in `http`'s jar.
+async fn login_via(http: &reqwest::Client, base: &str, gw: &Gateway, id: &str) {
+    let r = http
+        .post(format!("{base}/_nidan/api/login"))
+        .json(&json!({"id": id}))
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    let flow = v["flow"].as_str().unwrap();
+    let body = if v["step"] == "password_and_code" {
+        json!({"password": PASSWORD, "code": gw.last_code(id)})
+    } else {
+        json!({"password": PASSWORD})
+    };
+    let r = http
+        .post(format!("{base}/_nidan/api/login/{flow}/complete"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+}
+
+async fn get(http: &reqwest::Client, url: &str) -> (u16, reqwest::header::HeaderMap, String) {
+    let r = http
+        .get(url)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    (
+        r.status().as_u16(),
+        r.headers().clone(),
+        r.text().await.unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn nginx_auth_request_sends_strangers_to_login_and_users_to_the_backend() {
+    let gw = gateway();
+    let ng = nginx_for(&gw);
+    let base = ng.url("");
+    let http = client();
+    // Anonymous: nginx turns nidan's 401 into a redirect to the login, with the way back.
+    let (s, h, _) = get(&http, &ng.url("/wiki/page?x=1")).await;
+    assert_eq!(s, 302, "{}", ng.error_log());
+    assert_eq!(
+        h["location"].to_str().unwrap(),
+        format!("{base}/_nidan/login?rd=%2Fwiki%2Fpage%3Fx%3D1")
+    );
+    // The login page itself is served through nginx.
+    let (s, _, page) = get(&http, &ng.url("/_nidan/login?rd=%2Fwiki%2Fpage")).await;
+    assert_eq!(s, 200);
+    assert!(page.contains("<form"), "{page}");
+    login_via(&http, &base, &gw, "taro").await;
+    // Signed in: the backend sees the user, from nidan, with an assertion it can verify.
+    let r = http
+        .get(ng.url("/wiki/page"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let echoed: Value = r.json().await.unwrap();
+    let h = &echoed["headers"];
+    assert_eq!(h["remote-user"], "taro", "{echoed}");
+    assert_eq!(h["remote-name"], "Taro Yamada");
+    assert_eq!(h["remote-groups"], "staff");
+    assert_eq!(echoed["path"], "/wiki/page");
+    let token = h["x-nidan-assertion"].as_str().expect("an assertion");
+    let claims = verify(&http, &base, token, "app").await;
+    assert_eq!(
+        (claims["sub"].as_str(), claims["amr"].clone()),
+        (Some("taro"), json!(["password"]))
+    );
+    // A route for another group: 403 from nginx, the backend never asked.
+    let (s, _, body) = get(&http, &ng.url("/admins/x")).await;
+    assert_eq!(s, 403);
+    assert!(!body.contains("remote-user"), "{body}");
+    // A route that needs the second step taro's login did not do: to the login, as a step-up.
+    let (s, h, _) = get(&http, &ng.url("/admin/x")).await;
+    assert_eq!(s, 302);
+    assert_eq!(
+        h["location"].to_str().unwrap(),
+        format!("{base}/_nidan/login?rd=%2Fadmin%2Fx&step_up=1")
+    );
+    // hanako, with her SMS code, opens both.
+    let hanako = client();
+    login_via(&hanako, &base, &gw, "hanako").await;
+    for path in ["/admins/x", "/admin/x"] {
+        let r = hanako.get(ng.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["headers"]["remote-user"], "hanako");
+    }
+    // Logged out: the same cookie gets nothing any more.
+    let r = http
+        .post(format!("{base}/_nidan/api/logout"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (s, _, _) = get(&http, &ng.url("/wiki/page")).await;
+    assert_eq!(s, 302);
+}
+
+/// Verifies an assertion against the JWKS, fetched through nginx.
+async fn verify(http: &reqwest::Client, base: &str, token: &str, aud: &str) -> Value {
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header, jwk::JwkSet};
+    let jwks: JwkSet = http
+        .get(format!("{base}/_nidan/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kid = decode_header(token).unwrap().kid.unwrap();
+    let key = DecodingKey::from_jwk(jwks.find(&kid).unwrap()).unwrap();
+    let mut v = Validation::new(Algorithm::EdDSA);
+    v.set_audience(&[aud]);
+    v.set_issuer(&[ISSUER]);
+    decode::<Value>(token, &key, &v).unwrap().claims
+}
+
+#[tokio::test]
+async fn path_tricks_and_forged_headers_through_nginx_get_nothing() {
+    let gw = gateway();
+    let ng = nginx_for(&gw);
+    // The public route is open, and the backend is reached: the baseline.
+    let (s, _, body) = raw(ng.addr, "/public/x", &[]);
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("\"path\""), "{body}");
+    // Spellings that reach /admin (two_factor) from /public, or /admin in another case:
+    // nidan decides on the canonical path, so each is sent to the login or refused; none
+    // reaches the backend.
+    // 302: nidan decided on the canonical path (/admin) and sent the browser to the login.
+    // 500: nidan refused the description as ambiguous (400), which nginx reports as an error.
+    // 400: nginx itself refused the request line.
+    for (path, want) in [
+        ("/public/../admin/x", 302),
+        ("/public/%2e%2e/admin/x", 302),
+        ("/public/%2E%2E/admin/x", 302),
+        ("/public/.%2e/admin/x", 302),
+        ("/ADMIN/x", 302),
+        ("/Admin/x", 302),
+        ("/%61dmin/x", 302),
+        ("//admin/x", 302),
+        ("/./admin/x", 302),
+        ("/public/..%2fadmin/x", 500),
+        ("/public/%252e%252e/admin/x", 500),
+        ("/admin%00/x", 400),
+    ] {
+        let (s, h, body) = raw(ng.addr, path, &[]);
+        assert_eq!(s, want, "{path}: {body}");
+        assert!(
+            !body.contains("\"path\""),
+            "{path} reached the backend: {body}"
+        );
+        if s == 302 {
+            let to = header(&h, "location").unwrap_or("");
+            let login = ng.url("/_nidan/login?rd=");
+            assert!(to.starts_with(&login), "{path}: {to}");
+        }
+    }
+    // Forged identity from the client: never believed, never passed on.
+    let forged = [
+        ("Remote-User", "hanako"),
+        ("Remote-Groups", "admins"),
+        ("Remote_User", "hanako"),
+        ("X-Nidan-Assertion", "forged"),
+        ("X-Original-URL", "http://127.0.0.1/public/x"),
+        ("X-Forwarded-Uri", "/public/x"),
+        ("X-Forwarded-Host", "127.0.0.1"),
+    ];
+    let (s, h, _) = raw(ng.addr, "/admin/x", &forged);
+    assert_eq!(s, 302, "a forged description of the request opened /admin");
+    assert!(header(&h, "location").unwrap().contains("rd=%2Fadmin%2Fx"));
+    let (s, _, body) = raw(ng.addr, "/public/x", &forged);
+    assert_eq!(s, 200);
+    let echoed: Value = serde_json::from_str(&body).unwrap();
+    let names: Vec<&String> = echoed["headers"].as_object().unwrap().keys().collect();
+    for bad in [
+        "remote-user",
+        "remote_user",
+        "remote-groups",
+        "x-nidan-assertion",
+    ] {
+        assert!(
+            !names.iter().any(|n| n.as_str() == bad),
+            "{bad} reached the backend: {names:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn only_trusted_proxies_may_describe_a_request() {
+    let gw = gateway();
+    let direct = |local: [u8; 4]| {
+        pingora::tls::install_default_crypto_provider();
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from(local))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    };
+    let ask = |http: &reqwest::Client, pairs: &[(&str, &str)], query: &str| {
+        let mut r = http.get(gw.url(&format!("{FORWARD_AUTH}{query}")));
+        for (k, v) in pairs {
+            r = r.header(*k, *v);
+        }
+        r.send()
+    };
+    let url = [("X-Original-URL", "http://app.example.com/public/x")];
+    // 127.0.0.2 is not in trusted_proxies: whatever it says, nothing is decided on it.
+    let stranger = direct([127, 0, 0, 2]);
+    let r = ask(&stranger, &url, "").await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "untrusted_proxy");
+    // The trusted proxy's address.
+    let proxy = direct([127, 0, 0, 1]);
+    assert_eq!(ask(&proxy, &url, "").await.unwrap().status(), 200);
+    // Nothing described, both kinds at once, a relative X-Original-URL, a repeated one.
+    for pairs in [
+        vec![],
+        vec![url[0], ("X-Forwarded-Uri", "/admin")],
+        vec![("X-Original-URL", "/public/x")],
+        vec![url[0], ("X-Original-URL", "http://app.example.com/admin")],
+        vec![("X-Original-URL", "http://app.example.com/public/%252e")],
+    ] {
+        let r = ask(&proxy, &pairs, "").await.unwrap();
+        assert_eq!(r.status(), 400, "{pairs:?}");
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["error"],
+            "bad_forwarded_request"
+        );
+    }
+    // Traefik / Caddy style, anonymous: 401 with the login's address; a browser that asks
+    // for it (`?redirect=1`) gets the redirect itself.
+    let traefik = [
+        ("X-Forwarded-Method", "GET"),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-Host", "app.example.com"),
+        ("X-Forwarded-Uri", "/wiki?a=b"),
+    ];
+    let r = ask(&proxy, &traefik, "").await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["location"], "/_nidan/login?rd=%2Fwiki%3Fa%3Db");
+    let mut browser = traefik.to_vec();
+    browser.push(("Accept", "text/html,application/xhtml+xml"));
+    let r = ask(&proxy, &browser, "?redirect=1").await.unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(r.headers()["location"], "/_nidan/login?rd=%2Fwiki%3Fa%3Db");
+    // A session: 200 with the identity headers and the assertion for the proxy to pass on.
+    let jar_cookie = session_cookie(&gw, "taro").await;
+    let mut with_session = traefik.to_vec();
+    with_session.push(("Cookie", jar_cookie.as_str()));
+    let r = ask(&proxy, &with_session, "").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["remote-user"], "taro");
+    assert_eq!(r.headers()["remote-email"], "taro@example.com");
+    assert!(r.headers().contains_key("x-nidan-assertion"));
+    // The same cookie from a stranger's address still gets nothing.
+    let r = ask(&stranger, &with_session, "").await.unwrap();
+    assert_eq!(r.status(), 403);
+}
+
+/// `nidan_session=…` for a fresh password login of `id` (read from the Set-Cookie).
+async fn session_cookie(gw: &Gateway, id: &str) -> String {
+    let http = client();
+    let (_, v) = post_api(&http, gw, "/login", json!({"id": id})).await;
+    let flow = v["flow"].as_str().unwrap();
+    let r = http
+        .post(gw.url(&format!("/_nidan/api/login/{flow}/complete")))
+        .json(&json!({"password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let value = set_cookie(&r, "nidan_session").unwrap();
+    format!("nidan_session={value}")
+}

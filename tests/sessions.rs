@@ -1,0 +1,231 @@
+//! "Where you are signed in" through the real binary: a user lists their sessions (browser,
+//! address, times, how), ends one or all others, and the ended sessions stop working at once;
+//! the handles open nothing and reach no one else's session; ending needs a recent login and
+//! a same-site request; the page works without JavaScript.
+#![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+/// A cookie-jar client with its own User-Agent, logged in as `id`.
+async fn browser(gw: &Gateway, id: &str, ua: &str) -> reqwest::Client {
+    pingora::tls::install_default_crypto_provider();
+    let http = reqwest::Client::builder()
+        .cookie_store(true)
+        .user_agent(ua)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let (s, v) = post_api(&http, gw, "/login", json!({"id": id})).await;
+    assert_eq!(s, 200, "{v}");
+    let flow = v["flow"].as_str().unwrap();
+    let body = if v["step"] == "password_and_code" {
+        json!({"password": PASSWORD, "code": gw.last_code(id)})
+    } else {
+        json!({"password": PASSWORD})
+    };
+    let (s, v) = post_api(&http, gw, &format!("/login/{flow}/complete"), body).await;
+    assert_eq!(s, 200, "{v}");
+    http
+}
+
+async fn status(http: &reqwest::Client, gw: &Gateway, path: &str) -> u16 {
+    http.get(gw.url(path))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn sessions(http: &reqwest::Client, gw: &Gateway) -> Vec<Value> {
+    let r = http
+        .get(gw.url("/_nidan/api/sessions"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    v["sessions"].as_array().unwrap().clone()
+}
+
+async fn delete(http: &reqwest::Client, gw: &Gateway, path: &str) -> (u16, Value) {
+    let r = http
+        .delete(gw.url(&format!("/_nidan/api{path}")))
+        .send()
+        .await
+        .unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_user_sees_their_sessions_and_ends_them_at_once() {
+    let gw = Gateway::start();
+    let a = browser(&gw, "taro", "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0").await;
+    let b = browser(
+        &gw,
+        "taro",
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0) Safari/604.1",
+    )
+    .await;
+    let c = browser(&gw, "taro", "curl/8.0").await;
+    let other_user = browser(&gw, "hanako", "Mozilla/5.0 Firefox/128.0").await;
+    let list = sessions(&a, &gw).await;
+    assert_eq!(list.len(), 3, "{list:?}");
+    assert_eq!(list.iter().filter(|s| s["current"] == true).count(), 1);
+    for s in &list {
+        assert_eq!(s["address"], "127.0.0.1");
+        assert_eq!(s["methods"], "password");
+        assert!(s["created"].is_string() && s["last_seen"].is_string());
+        assert_eq!(s["id"].as_str().unwrap().len(), 32);
+    }
+    let agents: Vec<&str> = list
+        .iter()
+        .map(|s| s["user_agent"].as_str().unwrap())
+        .collect();
+    assert!(agents.iter().any(|u| u.contains("iPhone")), "{agents:?}");
+    let b_id = list
+        .iter()
+        .find(|s| s["user_agent"].as_str().unwrap().contains("iPhone"))
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A handle is no session token: as a cookie it opens nothing.
+    let forged = plain()
+        .get(gw.url("/wiki"))
+        .header("cookie", format!("nidan_session={b_id}"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    // Another user's handle ends nothing; neither does a made-up one.
+    let hanako_id = sessions(&other_user, &gw).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        delete(&a, &gw, &format!("/sessions/{hanako_id}")).await.0,
+        404
+    );
+    assert_eq!(
+        delete(&a, &gw, "/sessions/00000000000000000000000000000000")
+            .await
+            .0,
+        404
+    );
+    assert_eq!(status(&other_user, &gw, "/wiki").await, 200);
+    // A cross-site request ends nothing.
+    let r = a
+        .delete(gw.url(&format!("/_nidan/api/sessions/{b_id}")))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(status(&b, &gw, "/wiki").await, 200);
+    // Ending B: at once, B's next request is refused.
+    assert_eq!(delete(&a, &gw, &format!("/sessions/{b_id}")).await.0, 204);
+    assert_eq!(status(&b, &gw, "/wiki").await, 401);
+    assert_eq!(status(&b, &gw, "/_nidan/api/me").await, 401);
+    assert_eq!(sessions(&a, &gw).await.len(), 2);
+    // "Sign out everywhere else": C goes, A stays.
+    let (s, v) = delete(&a, &gw, "/sessions").await;
+    assert_eq!((s, v["ended"].as_u64()), (200, Some(1)), "{v}");
+    assert_eq!(status(&c, &gw, "/wiki").await, 401);
+    assert_eq!(status(&a, &gw, "/wiki").await, 200);
+    let left = sessions(&a, &gw).await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["current"], true);
+    // The other user was never touched.
+    assert_eq!(status(&other_user, &gw, "/wiki").await, 200);
+    // Signed out: nothing to list.
+    let anon = plain();
+    let r = anon
+        .get(gw.url("/_nidan/api/sessions"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+#[tokio::test]
+async fn ending_sessions_needs_a_recent_login() {
+    let gw = Gateway::builder().set("portal.recent_login", "2s").start();
+    let a = browser(&gw, "taro", "A").await;
+    let b = browser(&gw, "taro", "B").await;
+    std::thread::sleep(std::time::Duration::from_millis(2_500));
+    // Listing still works; ending does not.
+    assert_eq!(sessions(&a, &gw).await.len(), 2);
+    let (s, v) = delete(&a, &gw, "/sessions").await;
+    assert_eq!(s, 403, "{v}");
+    assert_eq!(v["error"], "recent_login_required");
+    assert_eq!(status(&b, &gw, "/wiki").await, 200);
+}
+
+#[tokio::test]
+async fn the_page_lists_and_ends_sessions_without_javascript() {
+    let gw = Gateway::start();
+    let a = browser(&gw, "taro", "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0").await;
+    let b = browser(
+        &gw,
+        "taro",
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0) Safari/604.1",
+    )
+    .await;
+    let page = a
+        .get(gw.url("/_nidan/sessions?lang=en"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Where you are signed in"), "{page}");
+    assert!(page.contains("Sign out everywhere else"), "{page}");
+    // One "Sign out" form: for the other browser, not this one.
+    let action = "/sessions/";
+    let forms: Vec<&str> = page
+        .match_indices(action)
+        .map(|(i, _)| &page[i..i + action.len() + 32 + "/delete".len()])
+        .filter(|f| f.ends_with("/delete"))
+        .collect();
+    assert_eq!(forms.len(), 1, "{page}");
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    // Without the CSRF token: refused, nothing ends.
+    let r = a
+        .post(gw.url(&format!("/_nidan{}", forms[0])))
+        .form(&[("csrf", "wrong")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(status(&b, &gw, "/wiki").await, 200);
+    let r = a
+        .post(gw.url(&format!("/_nidan{}", forms[0])))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("That browser is signed out.")
+    );
+    assert_eq!(status(&b, &gw, "/wiki").await, 401);
+    assert_eq!(status(&a, &gw, "/wiki").await, 200);
+}
