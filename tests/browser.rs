@@ -89,6 +89,8 @@ const STATES: &[&str] = &[
     "trust-device",
     "signed-in",
     "devices",
+    "confirm-remove-device",
+    "sessions",
     "settings",
     "settings-saved",
     "passkeys",
@@ -128,13 +130,25 @@ fn every_page_passes_axe_in_both_languages_with_and_without_javascript() {
     for (lang, js) in [("ja", "on"), ("en", "on"), ("ja", "off"), ("en", "off")] {
         // Passkeys are offered only on a domain name: `localhost` points at 127.0.0.1. It is
         // named in the configuration, so the app enrollment can hand out this address.
-        let gw = Gateway::builder()
+        // The operator's look: a logo and footer links everywhere; the walks without
+        // JavaScript also get a primary colour of their own (brand.css).
+        let mut builder = Gateway::builder()
             .set("portal.title", "nidan")
             .set(
                 "portal.allowed_return_hosts",
                 "[app.example.com, localhost]",
             )
-            .start();
+            .set(
+                "portal.brand",
+                &format!(
+                    "{{name: nidan, logo_file: {:?}, footer_links: [{{label: {{ja: ヘルプ, en: Help}}, url: /help}}, {{label: {{ja: 利用規約, en: Terms}}, url: /terms}}, {{label: {{ja: プライバシー, en: Privacy}}, url: /privacy}}]}}",
+                    repo().join("tests/browser/logo.svg")
+                ),
+            );
+        if js == "off" {
+            builder = builder.set("portal.brand.primary_color", "\"#8a3b12\"");
+        }
+        let gw = builder.start();
         let base = format!("http://localhost:{}", gw.addr.port());
         let mut cmd = Command::new("python3");
         cmd.arg(repo().join("tests/browser/a11y.py"))

@@ -393,6 +393,11 @@ try:
     go("/_nidan/devices")
     wait_until("the device list", lambda d: d.find_elements(By.CSS_SELECTOR, ".device-name"))
     check("devices")
+    # Removing is asked on a page of its own first; the walk does not confirm.
+    click(".device a.button.danger", "the removal confirmation")
+    check("confirm-remove-device")
+    go("/_nidan/sessions")
+    check("sessions")
     go("/_nidan/settings")
     check("settings")
     # Saving the setting unchanged: nothing is revoked, the page confirms.
