@@ -47,6 +47,8 @@ TITLES = {
     "trust-device": "Trusting this browser, with a name",
     "signed-in": "Signed in: the portal's home",
     "devices": "Trusted devices",
+    "confirm-remove-device": "Removing a trusted device: asked first",
+    "sessions": "Where you are signed in",
     "settings": "2-step verification settings",
     "settings-saved": "Settings saved",
     "passkeys": "Passkeys",
