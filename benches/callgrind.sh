@@ -13,7 +13,7 @@
 # Needs: valgrind (callgrind_control, callgrind_annotate), python3, curl; nginx (Debian
 # `nginx`) as the backend when installed, else nidan's own echo backend.
 # Knobs (environment):
-#   N=2000           requests per measurement       CONNS="1 32"   connection counts
+#   N=1000           requests per measurement       CONNS="1 32"   connection counts
 #   WARM=200         warm-up requests before each   THREADS=2      pingora threads
 #   TOP=12           functions listed per target    ONLY=regex     targets by name
 #   PROFILE=release  cargo profile to build/use     NO_BUILD=1     use built binaries
@@ -23,9 +23,10 @@
 #                    run, plus a redis-server of its own on a free port)
 #   KEEP=dir         keep the callgrind files here (default: a temporary directory)
 #   OUT=file         also append the markdown to this file
+#   LABEL=text       what the heading names (default: the commit)
 set -euo pipefail
 
-N=${N:-2000}
+N=${N:-1000}
 CONNS=${CONNS:-"1 32"}
 WARM=${WARM:-200}
 THREADS=${THREADS:-2}
@@ -37,6 +38,7 @@ SYSCALLS=${SYSCALLS:-1}
 STORE=${STORE:-sqlite}
 OUT=${OUT:-}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
+LABEL=${LABEL:-$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo '?')}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/nidan-target}
 BIN=$CARGO_TARGET_DIR/$PROFILE
 NIDAN_BIN=${NIDAN_BIN:-$BIN/nidan}
@@ -287,7 +289,7 @@ fi
 
 # --- the report
 {
-    echo "## Callgrind, $(date -u '+%Y-%m-%d %H:%M UTC'), $(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo '?')"
+    echo "## Callgrind, $(date -u '+%Y-%m-%d %H:%M UTC'), $LABEL"
     echo
     echo "\`benches/callgrind.sh\` ($PROFILE profile): $N keep-alive requests per row after $WARM warm-up requests, instructions of every thread of the server counted by callgrind (startup and warm-up excluded); backend: $BACKEND_NAME; nidan's store: $STORE; pingora threads: $THREADS."
     echo
