@@ -219,6 +219,12 @@ fn write_loop(shared: &Shared, out: &mut impl Write) {
     }
 }
 
+/// Appends the line for `entry` at `now` to `out` (what [`record`] queues; public for the
+/// benchmarks).
+pub fn line(out: &mut Vec<u8>, format: Format, now: SystemTime, entry: &Entry<'_>) {
+    format_line(out, format, now, entry);
+}
+
 /// One line in the shape `tracing`'s formatter gives it (text or JSON), so log readers
 /// see no difference.
 fn format_line(out: &mut Vec<u8>, format: Format, now: SystemTime, e: &Entry<'_>) {
