@@ -1,6 +1,7 @@
 //! Micro-benchmarks of what every proxied request pays before it reaches the backend:
-//! canonicalising the path and finding the route, the session check on a cache hit, and
-//! the decision for a bypass route. `cargo bench --bench hot_path`.
+//! canonicalising the path and finding the route, the session check on a cache hit, the
+//! decision for a bypass route, the header hygiene and the access log line.
+//! `cargo bench --bench hot_path` (the whole request: benches/callgrind.sh).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::hint::black_box;
@@ -198,5 +199,78 @@ fn decision(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, path_and_route, session_hit, decision);
+fn headers_and_log(c: &mut Criterion) {
+    use nidan::proxy::access::{self, Entry, Format};
+    use nidan::proxy::upstream;
+    let mut h = http::HeaderMap::new();
+    for (k, v) in [
+        ("host", "app.example.com"),
+        (
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0",
+        ),
+        ("accept", "text/html,application/xhtml+xml"),
+        ("accept-language", "ja,en;q=0.8"),
+        (
+            "cookie",
+            "nidan_session=0123456789abcdef0123456789abcdef0123456789a",
+        ),
+    ] {
+        h.insert(
+            http::HeaderName::from_static(k),
+            http::HeaderValue::from_static(v),
+        );
+    }
+    let identity: Vec<String> = [
+        "remote-user",
+        "remote-name",
+        "remote-email",
+        "remote-groups",
+    ]
+    .map(String::from)
+    .to_vec();
+    let entry = Entry {
+        method: "GET",
+        path: "/app/projects/42/issues",
+        status: 200,
+        route: "app",
+        user: "taro",
+        client: Some(std::net::IpAddr::from([203, 0, 113, 7])),
+        micros: 1234,
+        error: None,
+    };
+    let now = std::time::SystemTime::now();
+    let mut g = c.benchmark_group("headers_and_log");
+    g.sample_size(30)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    g.bench_function("request_removals_typical", |b| {
+        b.iter(|| upstream::request_removals(black_box(&h), &identity, false))
+    });
+    g.bench_function("x_forwarded_for_value", |b| {
+        b.iter(|| upstream::ip_value(black_box(std::net::IpAddr::from([203, 0, 113, 7]))))
+    });
+    let mut out = Vec::with_capacity(256);
+    g.bench_function("access_line_text", |b| {
+        b.iter(|| {
+            out.clear();
+            access::line(&mut out, Format::Text, now, black_box(&entry));
+        })
+    });
+    g.bench_function("access_line_json", |b| {
+        b.iter(|| {
+            out.clear();
+            access::line(&mut out, Format::Json, now, black_box(&entry));
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    path_and_route,
+    session_hit,
+    decision,
+    headers_and_log
+);
 criterion_main!(benches);

@@ -121,6 +121,15 @@ fn init_logging() {
     } else {
         builder.init();
     }
+    // The access log has its own writer (one line per request, written in batches off the
+    // worker threads); `RUST_LOG` still decides whether it is on (`access=off`).
+    if tracing::enabled!(target: "access", tracing::Level::INFO) {
+        use nidan::proxy::access::{self, Format};
+        let format = if json { Format::Json } else { Format::Text };
+        if let Err(e) = access::start(format) {
+            tracing::error!(error = %e, "the access log writer did not start: no access log");
+        }
+    }
 }
 
 fn main() -> ExitCode {

@@ -37,6 +37,21 @@ static PASSWORD_CHECKS: LazyLock<Option<IntCounter>> = LazyLock::new(|| {
     .ok()
 });
 
+static ACCESS_LOG_DROPPED: LazyLock<Option<IntCounter>> = LazyLock::new(|| {
+    register_int_counter!(
+        "nidan_access_log_dropped_total",
+        "Access log lines not written: the queue to the log writer was full, or writing failed"
+    )
+    .ok()
+});
+
+/// Counts access log lines that were dropped (see `proxy::access`).
+pub fn access_log_dropped(lines: u64) {
+    if let Some(c) = ACCESS_LOG_DROPPED.as_ref() {
+        c.inc_by(lines);
+    }
+}
+
 /// Counts one password verification (an argon2id hash).
 pub fn password_checked() {
     if let Some(c) = PASSWORD_CHECKS.as_ref() {

@@ -43,9 +43,12 @@ pub fn run(cfg: Config, banner: Option<String>) -> Result<(), StartError> {
     if let Some(text) = banner {
         println!("{text}");
     }
-    // `background` must outlive the server: run_forever never returns.
+    // `background` must outlive the server.
     let _keep = background;
-    server.run_forever();
+    server.run(pingora::server::RunArgs::default());
+    // Every request has finished: the access lines still queued go out before the exit.
+    crate::proxy::access::flush();
+    std::process::exit(0)
 }
 
 fn build(app: Arc<App>) -> Server {

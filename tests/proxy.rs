@@ -1296,3 +1296,91 @@ async fn sigterm_lets_an_in_flight_request_finish() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// The access log: one line per request with the same fields, written in batches off the
+// worker threads, and none lost at shutdown.
+
+#[tokio::test]
+async fn the_access_log_has_one_line_per_request_and_loses_none_at_shutdown() {
+    let mut gw = Gateway::builder()
+        .set("server.admin_listen", "\"127.0.0.1:1\"")
+        .start();
+    let (api, _) = login(&gw, "taro").await;
+    let http = plain();
+    for i in 0..20 {
+        let r = http
+            .get(gw.url(&format!("/public/access-{i}?secret=q{i}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    for i in 0..5 {
+        let r = http
+            .get(gw.url(&format!("/app/access-{i}")))
+            .header("accept", HTML)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 302);
+    }
+    let r = api
+        .http
+        .get(gw.url("/app/access-taro"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let metrics = http
+        .get(format!("http://{}/metrics", gw.admin.unwrap()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("nidan_access_log_dropped_total 0"),
+        "{metrics}"
+    );
+    // The newest lines may still wait for the writer: SIGINT writes them before the exit.
+    gw.interrupt();
+    let log = gw.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" INFO access: "))
+        .collect();
+    let one = |path: &str, rest: &str| {
+        let found: Vec<&&str> = lines
+            .iter()
+            .filter(|l| l.contains(&format!(" path=\"{path}\" ")))
+            .collect();
+        assert_eq!(found.len(), 1, "{path}: {found:?}\n{log}");
+        assert!(found[0].contains(rest), "{path}: {}", found[0]);
+        assert!(found[0].starts_with("20"), "timestamp first: {}", found[0]);
+        assert!(found[0].contains(" micros="), "{}", found[0]);
+    };
+    for i in 0..20 {
+        one(
+            &format!("/public/access-{i}"),
+            "method=GET path=\"/public/access-",
+        );
+        one(
+            &format!("/public/access-{i}"),
+            " status=200 route=\"public\" user=\"-\" client=127.0.0.1 ",
+        );
+    }
+    for i in 0..5 {
+        one(
+            &format!("/app/access-{i}"),
+            " status=302 route=\"app\" user=\"-\" client=127.0.0.1 ",
+        );
+    }
+    one(
+        "/app/access-taro",
+        " status=200 route=\"app\" user=\"taro\" client=127.0.0.1 ",
+    );
+    // The query is never logged.
+    assert!(!log.contains("secret=q"), "{log}");
+}

@@ -29,7 +29,25 @@ impl Authority {
     /// The value sent upstream as `Host` and `X-Forwarded-Host`.
     pub fn to_header(&self) -> String {
         match self.port {
-            Some(p) => format!("{}:{p}", self.host),
+            Some(p) => {
+                // Without `format!`: this runs on every request with a port in Host.
+                let mut digits = [0u8; 5];
+                let mut n = p;
+                let mut at = digits.len();
+                loop {
+                    at -= 1;
+                    digits[at] = b'0' + (n % 10) as u8;
+                    n /= 10;
+                    if n == 0 || at == 0 {
+                        break;
+                    }
+                }
+                let mut out = String::with_capacity(self.host.len() + 6);
+                out.push_str(&self.host);
+                out.push(':');
+                out.extend(digits[at..].iter().map(|d| char::from(*d)));
+                out
+            }
             None => self.host.clone(),
         }
     }

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 
 /// Headers a client must never get to a backend, besides the configured identity headers:
@@ -36,6 +36,42 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
+/// `X-Forwarded-For`, parsed once (lookups by a `&str` name parse it on every request).
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// An address as a header value, without the formatting machinery (hot path).
+pub fn ip_value(ip: IpAddr) -> HeaderValue {
+    let mut text = Vec::with_capacity(15);
+    push_ip(&mut text, ip);
+    // Digits, dots and colons only: always a valid value.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
+        .unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+/// Appends `ip` as text: IPv4 by hand, IPv6 through `Display`.
+pub fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                if octet >= 100 {
+                    out.push(b'0' + octet / 100);
+                }
+                if octet >= 10 {
+                    out.push(b'0' + octet / 10 % 10);
+                }
+                out.push(b'0' + octet % 10);
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::io::Write;
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
 /// A header name compared the way backends may read it: lower-case, `_` as `-`.
 pub fn normal(name: &str) -> String {
     name.to_ascii_lowercase().replace('_', "-")
@@ -43,7 +79,12 @@ pub fn normal(name: &str) -> String {
 
 /// Names to remove from a request before it goes upstream. `identity` holds the normalised
 /// identity header names. Upgrade requests keep `Connection: upgrade` and `Upgrade`.
-pub fn request_removals(headers: &HeaderMap, identity: &[String], upgrade: bool) -> Vec<String> {
+/// Names come back parsed, sorted, each once (removing one by name parses nothing more).
+pub fn request_removals(
+    headers: &HeaderMap,
+    identity: &[String],
+    upgrade: bool,
+) -> Vec<HeaderName> {
     let listed = connection_listed(headers);
     let mut out = Vec::new();
     for name in headers.keys() {
@@ -59,40 +100,46 @@ pub fn request_removals(headers: &HeaderMap, identity: &[String], upgrade: bool)
             || CLIENT_FORBIDDEN.contains(&n.as_ref())
             || (hop && !keep_for_upgrade)
         {
-            out.push(name.as_str().to_owned());
+            out.push(name.clone());
         }
     }
-    out.sort();
-    out.dedup();
+    // `keys()` gives each name once.
+    out.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
     out
 }
 
 /// Names to remove from a backend's response on its way to the client.
-pub fn response_removals(headers: &HeaderMap, upgrade: bool) -> Vec<String> {
+pub fn response_removals(headers: &HeaderMap, upgrade: bool) -> Vec<HeaderName> {
     let listed = connection_listed(headers);
-    let mut out: Vec<String> = headers
+    let mut out: Vec<HeaderName> = headers
         .keys()
         .filter(|name| {
             let n = name.as_str();
             let hop = HOP_BY_HOP.contains(&n) || listed.iter().any(|l| l == n);
             hop && !(upgrade && matches!(n, "connection" | "upgrade"))
         })
-        .map(|n| n.as_str().to_owned())
+        .cloned()
         .collect();
-    out.sort();
-    out.dedup();
+    out.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
     out
 }
 
-/// Header names a `Connection` header lists (lower-case).
+/// Header names a `Connection` header lists (lower-case). The usual `keep-alive`, `close`
+/// and `upgrade` are never copied.
 fn connection_listed(headers: &HeaderMap) -> Vec<String> {
     headers
-        .get_all("connection")
+        .get_all(http::header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|s| s.trim().to_ascii_lowercase())
-        .filter(|s| !s.is_empty() && s != "upgrade" && s != "close" && s != "keep-alive")
+        .map(str::trim)
+        .filter(|s| {
+            !s.is_empty()
+                && !["upgrade", "close", "keep-alive"]
+                    .iter()
+                    .any(|k| s.eq_ignore_ascii_case(k))
+        })
+        .map(str::to_ascii_lowercase)
         .collect()
 }
 
@@ -150,6 +197,10 @@ mod tests {
         h
     }
 
+    fn names(v: Vec<HeaderName>) -> Vec<String> {
+        v.iter().map(|n| n.as_str().to_owned()).collect()
+    }
+
     #[test]
     fn identity_spoofs_are_removed_in_every_spelling() {
         let identity = vec![normal("Remote-User"), normal("Remote-Groups")];
@@ -161,7 +212,7 @@ mod tests {
             ("X-Original-URL", "/admin"),
             ("accept", "*/*"),
         ]);
-        let r = request_removals(&h, &identity, false);
+        let r = names(request_removals(&h, &identity, false));
         assert_eq!(
             r,
             vec![
@@ -181,7 +232,7 @@ mod tests {
             ("x-secret", "1"),
             ("te", "trailers"),
         ]);
-        let r = request_removals(&h, &[normal("Remote-User")], false);
+        let r = names(request_removals(&h, &[normal("Remote-User")], false));
         assert!(
             r.contains(&"connection".to_owned())
                 && r.contains(&"x-secret".to_owned())
@@ -190,8 +241,14 @@ mod tests {
         let up = headers(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
         assert!(request_removals(&up, &[], true).is_empty());
         assert_eq!(
-            request_removals(&up, &[], false),
+            names(request_removals(&up, &[], false)),
             vec!["connection", "upgrade"]
+        );
+        // The usual tokens name no header; others are removed in any case.
+        let h = headers(&[("connection", "Keep-Alive, X-Trace"), ("x-trace", "1")]);
+        assert_eq!(
+            names(response_removals(&h, false)),
+            vec!["connection", "x-trace"]
         );
     }
 
@@ -201,6 +258,24 @@ mod tests {
         assert!(sets_gateway_cookie("nidan_session=x; Path=/", &gw));
         assert!(sets_gateway_cookie("__Host-nidan_device=x", &gw));
         assert!(!sets_gateway_cookie("app=1", &gw));
+    }
+
+    #[test]
+    fn addresses_as_text() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.200.9.255",
+            "203.0.113.7",
+            "::1",
+            "2001:db8::42",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let mut out = Vec::new();
+            push_ip(&mut out, ip);
+            assert_eq!(String::from_utf8(out).unwrap(), ip.to_string());
+            assert_eq!(ip_value(ip).to_str().unwrap(), ip.to_string());
+        }
     }
 
     #[test]
