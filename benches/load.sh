@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Load benchmark: what nidan costs per request, side by side with the same backend reached
-# directly, through a bare pingora passthrough, through nginx, and through nginx with
-# auth_request. Loopback only, bounded in time (about 5 minutes with the defaults, plus the
-# build), stops everything it started.
+# directly, through a bare pingora passthrough, through nginx, through nginx with
+# auth_request to a trivial endpoint, and through nginx with auth_request to nidan's
+# forward-auth endpoint (the README's snippet). Loopback only, bounded in time (about 6
+# minutes with the defaults, plus the build), stops everything it started.
 #
 #   benches/load.sh                      # build release, measure, write benches/results.md
 #
@@ -16,7 +17,8 @@
 #   FLOOD_CONNS=4   concurrent flood connections (each: start a login, send a wrong password)
 #   HASHES=0        nidan login_limits.max_concurrent_hashes (0: one per core)
 #   HASH_NICE=      renice nidan's password-hashing threads to this (e.g. 19); empty: leave
-#   ONLY=regex      measure only the targets whose name matches (e.g. ONLY='bare|nidan')
+#   ONLY=regex      measure only the targets whose name matches (e.g. ONLY='bare|nidan',
+#                   ONLY='bare|auth' for bare pingora and both auth_request rows)
 #   NO_BUILD=1      use the binaries already built (NIDAN_BIN, BARE_BIN: other binaries)
 #   OUT=benches/results.md   where the markdown report goes ("-" for stdout only)
 set -euo pipefail
@@ -94,6 +96,7 @@ P_AUTH=$(free_port)
 P_BARE=$(free_port)
 P_NGINX=$(free_port)
 P_NGINX_AUTH=$(free_port)
+P_NGINX_NIDAN=$(free_port)
 P_NIDAN=$(free_port)
 
 # --- backend: nginx answering a static 200 (the fastest small backend here) and the
@@ -123,8 +126,11 @@ EOF
     >"$W/backend.log" 2>&1 &
 PIDS+=($!)
 
-# --- nginx as the reverse proxy under test, with an upstream keepalive pool, and the same
-# with auth_request (the forward-auth design of Authelia and oauth2-proxy).
+# --- nginx as the reverse proxy under test, with an upstream keepalive pool, the same with
+# auth_request to the trivial 204 endpoint (the forward-auth design of Authelia and
+# oauth2-proxy), and the same with auth_request to nidan's forward-auth endpoint: the
+# README's nginx snippet (identity headers passed on, a 401 turned into a 302 to the login),
+# with a keepalive pool to nidan like the one to the trivial endpoint.
 cat >"$W/proxy/nginx.conf" <<EOF
 worker_processes 1;
 pid $W/proxy/nginx.pid;
@@ -137,6 +143,7 @@ http {
     uwsgi_temp_path $W/proxy; scgi_temp_path $W/proxy;
     upstream backend { server 127.0.0.1:$P_BACKEND; keepalive 64; }
     upstream auth { server 127.0.0.1:$P_AUTH; keepalive 64; }
+    upstream nidan { server 127.0.0.1:$P_NIDAN; keepalive 64; }
     proxy_http_version 1.1;
     proxy_set_header Connection "";
     server {
@@ -156,6 +163,47 @@ http {
             proxy_set_header X-Original-URI \$request_uri;
         }
     }
+    server {
+        listen 127.0.0.1:$P_NGINX_NIDAN;
+        location /_nidan/ {
+            proxy_pass http://nidan;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$http_host;
+            proxy_set_header X-Forwarded-For \$remote_addr;
+        }
+        location = /_nidan_authz {
+            internal;
+            proxy_pass http://nidan/_nidan/api/authz/forward-auth;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header Connection "";
+            proxy_set_header Host \$http_host;
+            proxy_set_header X-Original-URL \$scheme://\$http_host\$request_uri;
+            proxy_set_header X-Original-Method \$request_method;
+            proxy_set_header X-Forwarded-For \$remote_addr;
+            proxy_set_header X-Forwarded-Host "";
+            proxy_set_header X-Forwarded-Uri "";
+        }
+        location @nidan_login { return 302 \$nidan_login; }
+        location / {
+            auth_request /_nidan_authz;
+            auth_request_set \$nidan_user \$upstream_http_remote_user;
+            auth_request_set \$nidan_name \$upstream_http_remote_name;
+            auth_request_set \$nidan_email \$upstream_http_remote_email;
+            auth_request_set \$nidan_groups \$upstream_http_remote_groups;
+            auth_request_set \$nidan_assertion \$upstream_http_x_nidan_assertion;
+            auth_request_set \$nidan_login \$upstream_http_location;
+            error_page 401 = @nidan_login;
+            proxy_set_header Connection "";
+            proxy_set_header Remote-User \$nidan_user;
+            proxy_set_header Remote-Name \$nidan_name;
+            proxy_set_header Remote-Email \$nidan_email;
+            proxy_set_header Remote-Groups \$nidan_groups;
+            proxy_set_header X-Nidan-Assertion \$nidan_assertion;
+            proxy_set_header Host \$http_host;
+            proxy_pass http://backend;
+        }
+    }
 }
 EOF
 "${PIN_SERVER[@]}" nginx -c "$W/proxy/nginx.conf" -p "$W/proxy" -g 'daemon off;' \
@@ -169,6 +217,8 @@ PIDS+=($!)
 PID_BARE=$!
 
 # --- nidan: a bypass route and a login route in front of the same backend; the test users.
+# 127.0.0.1 is a trusted proxy so that the forward-auth endpoint answers nginx (the other
+# rows send no X-Forwarded-For: their client is the TCP peer either way).
 mkdir -p "$W/nidan"
 cp "$REPO/config/test/users.yaml" "$W/nidan/users.yaml"
 head -c 48 /dev/urandom | base64 >"$W/nidan/device-key"
@@ -182,6 +232,7 @@ notifiers: { outbox: { path: outbox.jsonl, console: false } }
 users: { file: users.yaml }
 storage: { sqlite: { path: nidan.db } }
 login_limits: { max_concurrent_hashes: $HASHES }
+trusted_proxies: ["127.0.0.1"]
 routes:
   - { name: public, path_prefix: /public, upstream: ["127.0.0.1:$P_BACKEND"], policy: bypass }
   - { name: app, path_prefix: /, upstream: ["127.0.0.1:$P_BACKEND"], policy: login }
@@ -191,7 +242,7 @@ EOF
 PIDS+=($!)
 PID_NIDAN=$!
 
-for p in $P_BACKEND $P_AUTH $P_NGINX $P_NGINX_AUTH $P_BARE $P_NIDAN; do wait_port "$p"; done
+for p in $P_BACKEND $P_AUTH $P_NGINX $P_NGINX_AUTH $P_NGINX_NIDAN $P_BARE $P_NIDAN; do wait_port "$p"; done
 PID_NGINX_BACKEND=$(cat "$W/backend/nginx.pid")
 PID_NGINX_PROXY=$(cat "$W/proxy/nginx.pid")
 if [ -n "$HASH_NICE" ]; then
@@ -210,11 +261,14 @@ COOKIE=$(curl -sf -D - -o /dev/null -H 'content-type: application/json' \
 [ -n "$COOKIE" ] || { echo "login failed; see $W/nidan.log" >&2; exit 1; }
 
 # name|url|expected status|server pids (CPU, RSS)|extra wrk header
+# (nginx + nidan forward-auth: CPU and RSS are nginx's and nidan's together; the trivial
+# auth endpoint of nginx + auth_request runs in the backend, on the client CPUs, uncounted.)
 TARGETS=(
     "direct|http://127.0.0.1:$P_BACKEND/app|200|backend|"
     "bare pingora|http://127.0.0.1:$P_BARE/app|200|bare|"
     "nginx proxy|http://127.0.0.1:$P_NGINX/app|200|nginx|"
     "nginx + auth_request|http://127.0.0.1:$P_NGINX_AUTH/app|200|nginx|"
+    "nginx + nidan forward-auth|http://127.0.0.1:$P_NGINX_NIDAN/app|200|nginx+nidan|Cookie: $COOKIE"
     "nidan login, session|$N/app|200|nidan|Cookie: $COOKIE"
     "nidan bypass|$N/public/app|200|nidan|"
     "nidan no session → 302|$N/app|302|nidan|Accept: text/html"
@@ -234,6 +288,7 @@ pids_of() { # role → pids whose CPU and RSS count
         nginx) echo "$PID_NGINX_PROXY $(pgrep -P "$PID_NGINX_PROXY" | tr '\n' ' ')" ;;
         bare) echo "$PID_BARE" ;;
         nidan) echo "$PID_NIDAN" ;;
+        nginx+nidan) echo "$(pids_of nginx) $PID_NIDAN" ;;
     esac
 }
 
@@ -257,11 +312,16 @@ rss_kib() {
 
 # --- every target answers what it should before anything is measured
 for t in "${TARGETS[@]}"; do
-    IFS='|' read -r name url want _ hdr <<<"$t"
+    IFS='|' read -r name url want role hdr <<<"$t"
     args=(-s -o /dev/null -w '%{http_code}')
     [ -n "$hdr" ] && args+=(-H "$hdr")
     got=$(curl "${args[@]}" "$url")
     [ "$got" = "$want" ] || { echo "$name: expected $want, got $got" >&2; exit 1; }
+    # The forward-auth row must really be decided by nidan: without the cookie, the login.
+    if [ "$role" = nginx+nidan ]; then
+        got=$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' "$url")
+        [[ $got == "302 "*/_nidan/login* ]] || { echo "$name without a session: expected 302 to the login, got $got" >&2; exit 1; }
+    fi
 done
 
 CLK=$(getconf CLK_TCK)
