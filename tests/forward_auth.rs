@@ -79,7 +79,10 @@ fn nginx_for(gw: &Gateway) -> Nginx {
         auth_request_set $nidan_groups $upstream_http_remote_groups;
         auth_request_set $nidan_assertion $upstream_http_x_nidan_assertion;
         auth_request_set $nidan_login $upstream_http_location;
+        auth_request_set $nidan_cookie $upstream_http_cookie;
         error_page 401 = @nidan_login;
+        # The client's cookies without nidan's: its session never reaches the app.
+        proxy_set_header Cookie $nidan_cookie;
         proxy_set_header Host $http_host;
         proxy_set_header Remote-User $nidan_user;
         proxy_set_header Remote-Name $nidan_name;
@@ -396,6 +399,8 @@ async fn only_trusted_proxies_may_describe_a_request() {
     assert_eq!(r.headers()["remote-user"], "taro");
     assert_eq!(r.headers()["remote-email"], "taro@example.com");
     assert!(r.headers().contains_key("x-nidan-assertion"));
+    // Only nidan's cookie was sent: no `Cookie` for the proxy to forward.
+    assert!(!r.headers().contains_key("cookie"));
     // The same cookie from a stranger's address still gets nothing.
     let r = ask(&stranger, &with_session, "").await.unwrap();
     assert_eq!(r.status(), 403);
@@ -482,4 +487,23 @@ async fn another_hosts_route_does_not_open_this_servers_app() {
     // The server's own name, and its public route, still work.
     let (s, _, body) = raw_host(ng.addr, "/public/x", &here);
     assert_eq!(s, 200, "{body}");
+}
+
+/// The gateway's cookies (the session above all: it opens every route) never reach an app
+/// behind nginx (SECURITY 20); the app's own cookies still do.
+#[tokio::test]
+async fn the_session_cookie_stays_with_nidan() {
+    let gw = gateway();
+    let ng = nginx_for(&gw);
+    let session = session_cookie(&gw, "taro").await;
+    let cookies = format!("app_pref=dark; {session}; app_id=7");
+    for (path, user) in [("/wiki/page", Some("taro")), ("/public/x", None)] {
+        let (s, _, body) = raw(ng.addr, path, &[("Cookie", cookies.as_str())]);
+        assert_eq!(s, 200, "{path}: {body}");
+        let echoed: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(echoed["headers"]["remote-user"].as_str(), user, "{echoed}");
+        let cookie = echoed["headers"]["cookie"].as_str().unwrap_or("");
+        assert!(!cookie.contains("nidan_session"), "{path}: {cookie}");
+        assert_eq!(cookie, "app_pref=dark; app_id=7", "{path}: {echoed}");
+    }
 }
