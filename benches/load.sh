@@ -165,6 +165,7 @@ http {
     }
     server {
         listen 127.0.0.1:$P_NGINX_NIDAN;
+        server_name 127.0.0.1;
         location /_nidan/ {
             proxy_pass http://nidan;
             proxy_set_header Connection "";
@@ -178,7 +179,7 @@ http {
             proxy_set_header Content-Length "";
             proxy_set_header Connection "";
             proxy_set_header Host \$http_host;
-            proxy_set_header X-Original-URL \$scheme://\$http_host\$request_uri;
+            proxy_set_header X-Original-URL \$scheme://\$server_name\$request_uri;
             proxy_set_header X-Original-Method \$request_method;
             proxy_set_header X-Forwarded-For \$remote_addr;
             proxy_set_header X-Forwarded-Host "";
@@ -193,7 +194,9 @@ http {
             auth_request_set \$nidan_groups \$upstream_http_remote_groups;
             auth_request_set \$nidan_assertion \$upstream_http_x_nidan_assertion;
             auth_request_set \$nidan_login \$upstream_http_location;
+            auth_request_set \$nidan_cookie \$upstream_http_cookie;
             error_page 401 = @nidan_login;
+            proxy_set_header Cookie \$nidan_cookie;
             proxy_set_header Connection "";
             proxy_set_header Remote-User \$nidan_user;
             proxy_set_header Remote-Name \$nidan_name;

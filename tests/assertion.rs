@@ -201,3 +201,64 @@ async fn without_the_section_there_is_no_jwks_and_copies_are_still_stripped() {
     .await;
     assert!(assertion_of(&got).is_none(), "{got}");
 }
+
+/// The token cache never serves what is no longer true: a user taken out of a group gets a
+/// token without it on the next request (not the cached one), and two users never share
+/// one.
+#[tokio::test]
+async fn a_changed_group_or_another_user_never_gets_a_cached_token() {
+    let gw = gateway();
+    let hanako = Api::new(&gw);
+    hanako.login("hanako").await;
+    let before = assertion_of(&echo(&hanako.http, &gw, "/wiki", &[]).await).unwrap();
+    assert_eq!(
+        verify(&gw, &before, "app").await["groups"],
+        serde_json::json!(["staff", "admins"])
+    );
+    let taro = Api::new(&gw);
+    taro.login("taro").await;
+    let other = assertion_of(&echo(&taro.http, &gw, "/wiki", &[]).await).unwrap();
+    assert_ne!(other, before);
+    assert_eq!(verify(&gw, &other, "app").await["sub"], "taro");
+    // hanako leaves `admins` (the users file is reloaded every second).
+    let path = gw.path("users.yaml");
+    let text = read(&path);
+    let at = text.find("- id: hanako\n").unwrap();
+    let (head, tail) = text.split_at(at);
+    let tail = tail.replacen("groups: [staff, admins]", "groups: [staff]", 1);
+    std::fs::write(&path, format!("{head}{tail}")).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = hanako
+            .http
+            .get(gw.url("/wiki"))
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            let got: Value = r.json().await.unwrap();
+            let token = assertion_of(&got).unwrap();
+            let claims = verify(&gw, &token, "app").await;
+            // Whatever the backend is told matches the header nidan sends with it.
+            assert_eq!(
+                claims["groups"].as_array().unwrap().len(),
+                got["headers"]["remote-groups"]
+                    .as_str()
+                    .unwrap()
+                    .split(',')
+                    .count(),
+                "{got}"
+            );
+            if claims["groups"] == serde_json::json!(["staff"]) {
+                assert_ne!(token, before);
+                break;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cached token still said admins"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

@@ -46,6 +46,7 @@ fn nginx_for(gw: &Gateway) -> Nginx {
     let backend = gw.backend.addr;
     Nginx::start(&format!(
         r#"
+    server_name 127.0.0.1;
     # The portal (login pages, API, JWKS) is nidan's own.
     location /_nidan/ {{
         proxy_pass http://{nidan};
@@ -58,7 +59,8 @@ fn nginx_for(gw: &Gateway) -> Nginx {
         proxy_pass_request_body off;
         proxy_set_header Content-Length "";
         proxy_set_header Host $http_host;
-        proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
+        # The host nidan decides on is this server's name: never the client's Host.
+        proxy_set_header X-Original-URL $scheme://$server_name$request_uri;
         proxy_set_header X-Original-Method $request_method;
         proxy_set_header X-Forwarded-For $remote_addr;
         proxy_set_header X-Forwarded-Host "";
@@ -77,7 +79,10 @@ fn nginx_for(gw: &Gateway) -> Nginx {
         auth_request_set $nidan_groups $upstream_http_remote_groups;
         auth_request_set $nidan_assertion $upstream_http_x_nidan_assertion;
         auth_request_set $nidan_login $upstream_http_location;
+        auth_request_set $nidan_cookie $upstream_http_cookie;
         error_page 401 = @nidan_login;
+        # The client's cookies without nidan's: its session never reaches the app.
+        proxy_set_header Cookie $nidan_cookie;
         proxy_set_header Host $http_host;
         proxy_set_header Remote-User $nidan_user;
         proxy_set_header Remote-Name $nidan_name;
@@ -394,6 +399,8 @@ async fn only_trusted_proxies_may_describe_a_request() {
     assert_eq!(r.headers()["remote-user"], "taro");
     assert_eq!(r.headers()["remote-email"], "taro@example.com");
     assert!(r.headers().contains_key("x-nidan-assertion"));
+    // Only nidan's cookie was sent: no `Cookie` for the proxy to forward.
+    assert!(!r.headers().contains_key("cookie"));
     // The same cookie from a stranger's address still gets nothing.
     let r = ask(&stranger, &with_session, "").await.unwrap();
     assert_eq!(r.status(), 403);
@@ -413,4 +420,90 @@ async fn session_cookie(gw: &Gateway, id: &str) -> String {
     assert_eq!(r.status(), 200);
     let value = set_cookie(&r, "nidan_session").unwrap();
     format!("nidan_session={value}")
+}
+
+/// Like [`raw`], with the request line's target and the `Host` header chosen apart.
+fn raw_host(
+    addr: std::net::SocketAddr,
+    target: &str,
+    host: &str,
+) -> (u16, Vec<(String, String)>, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let req = format!(
+        "GET {target} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .lines()
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, Vec::new(), body.to_owned())
+}
+
+/// The client names the host it is judged on: a route for another host (a public status
+/// site, bypass) must not open this server's app. nginx picks its `server` block by the
+/// request line's host (absolute form) or `Host`, and falls back to its default server for
+/// names it does not serve; `$http_host` is whatever the client wrote in `Host`. Only the
+/// server block's own name says which app is about to be served.
+#[tokio::test]
+async fn another_hosts_route_does_not_open_this_servers_app() {
+    let mut b = Gateway::builder().set("trusted_proxies", "[\"127.0.0.1\"]");
+    let up = b.backend_addr().to_string();
+    let routes = b
+        .doc()
+        .get_mut("routes")
+        .unwrap()
+        .as_sequence_mut()
+        .unwrap();
+    routes.insert(
+        0,
+        yaml(&format!(
+            "{{ name: status, hosts: [status.example.test], path_prefix: /, upstream: [\"{up}\"], policy: bypass }}"
+        )),
+    );
+    let gw = b.start();
+    let ng = nginx_for(&gw);
+    let here = ng.addr.to_string();
+    for (target, host) in [
+        // The default server answers for a name it does not serve.
+        ("/admin/x".to_owned(), "status.example.test"),
+        ("/admin/x".to_owned(), "STATUS.example.test."),
+        // Absolute form: nginx serves the request line's host; `Host` says another.
+        (format!("http://{here}/admin/x"), "status.example.test"),
+    ] {
+        let (s, _, body) = raw_host(ng.addr, &target, host);
+        assert_eq!(s, 302, "{target} with Host: {host}: {body}");
+        assert!(
+            !body.contains("\"path\""),
+            "{target} with Host: {host} reached the backend: {body}"
+        );
+    }
+    // The server's own name, and its public route, still work.
+    let (s, _, body) = raw_host(ng.addr, "/public/x", &here);
+    assert_eq!(s, 200, "{body}");
+}
+
+/// The gateway's cookies (the session above all: it opens every route) never reach an app
+/// behind nginx (SECURITY 20); the app's own cookies still do.
+#[tokio::test]
+async fn the_session_cookie_stays_with_nidan() {
+    let gw = gateway();
+    let ng = nginx_for(&gw);
+    let session = session_cookie(&gw, "taro").await;
+    let cookies = format!("app_pref=dark; {session}; app_id=7");
+    for (path, user) in [("/wiki/page", Some("taro")), ("/public/x", None)] {
+        let (s, _, body) = raw(ng.addr, path, &[("Cookie", cookies.as_str())]);
+        assert_eq!(s, 200, "{path}: {body}");
+        let echoed: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(echoed["headers"]["remote-user"].as_str(), user, "{echoed}");
+        let cookie = echoed["headers"]["cookie"].as_str().unwrap_or("");
+        assert!(!cookie.contains("nidan_session"), "{path}: {cookie}");
+        assert_eq!(cookie, "app_pref=dark; app_id=7", "{path}: {echoed}");
+    }
 }

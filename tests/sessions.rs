@@ -229,3 +229,55 @@ async fn the_page_lists_and_ends_sessions_without_javascript() {
     assert_eq!(status(&b, &gw, "/wiki").await, 401);
     assert_eq!(status(&a, &gw, "/wiki").await, 200);
 }
+
+/// A session's User-Agent is whatever the browser sent: on the page it is text, never
+/// markup; and neither the page nor the API gives out a session's token or its stored hash.
+#[tokio::test]
+async fn the_list_shows_no_markup_and_no_token() {
+    let gw = Gateway::start();
+    let hostile = "<script>alert(1)</script><img src=x onerror=alert(2)>";
+    let _b = browser(&gw, "taro", hostile).await;
+    // This browser's own token, read from the login's Set-Cookie.
+    let http = plain();
+    let (_, v) = post_api(&http, &gw, "/login", json!({"id": "taro"})).await;
+    let flow = v["flow"].as_str().unwrap();
+    let r = http
+        .post(gw.url(&format!("/_nidan/api/login/{flow}/complete")))
+        .json(&json!({"password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let token = set_cookie(&r, "nidan_session").unwrap();
+    let cookie = format!("nidan_session={token}");
+    let get = |path: &str| {
+        http.get(gw.url(path))
+            .header("cookie", cookie.as_str())
+            .send()
+    };
+    let page = get("/_nidan/sessions?lang=en")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Where you are signed in"), "{page}");
+    assert!(!page.contains("<script>alert"), "{page}");
+    assert!(!page.contains("<img src=x"), "{page}");
+    let api = get("/_nidan/api/sessions")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let list: Value = serde_json::from_str(&api).unwrap();
+    assert_eq!(list["sessions"].as_array().unwrap().len(), 2, "{api}");
+    let hash = nidan::secret::token_hash(&token);
+    for text in [&page, &api] {
+        assert!(!text.contains(&token), "the token was shown");
+        assert!(!text.contains(&hash), "the stored hash was shown");
+        assert!(
+            !text.contains(&hash[..32]),
+            "part of the stored hash was shown"
+        );
+    }
+}

@@ -210,6 +210,14 @@ impl Gateway {
                 if let (Some(a), Some(token)) = (&app.assertions, assertion) {
                     resp = resp.with_named(a.header(), token.as_ref());
                 }
+                // The request's cookies without the gateway's (the session opens every
+                // route): the proxy puts this `Cookie` on the request it forwards in place
+                // of the client's, and none when nothing is left (SECURITY 20).
+                if let Some(kept) =
+                    crate::session::cookie::without(headers, &super::gateway_cookies(app))
+                {
+                    resp = resp.with("cookie", kept);
+                }
                 ctx.identity = identity;
                 resp
             }
