@@ -195,8 +195,10 @@ http {
             auth_request_set \$nidan_assertion \$upstream_http_x_nidan_assertion;
             auth_request_set \$nidan_login \$upstream_http_location;
             auth_request_set \$nidan_cookie \$upstream_http_cookie;
+            auth_request_set \$nidan_authorization \$upstream_http_authorization;
             error_page 401 = @nidan_login;
             proxy_set_header Cookie \$nidan_cookie;
+            proxy_set_header Authorization \$nidan_authorization;
             proxy_set_header Connection "";
             proxy_set_header Remote-User \$nidan_user;
             proxy_set_header Remote-Name \$nidan_name;

@@ -80,9 +80,11 @@ fn nginx_for(gw: &Gateway) -> Nginx {
         auth_request_set $nidan_assertion $upstream_http_x_nidan_assertion;
         auth_request_set $nidan_login $upstream_http_location;
         auth_request_set $nidan_cookie $upstream_http_cookie;
+        auth_request_set $nidan_authorization $upstream_http_authorization;
         error_page 401 = @nidan_login;
         # The client's cookies without nidan's: its session never reaches the app.
         proxy_set_header Cookie $nidan_cookie;
+        proxy_set_header Authorization $nidan_authorization;
         proxy_set_header Host $http_host;
         proxy_set_header Remote-User $nidan_user;
         proxy_set_header Remote-Name $nidan_name;
@@ -506,4 +508,37 @@ async fn the_session_cookie_stays_with_nidan() {
         assert!(!cookie.contains("nidan_session"), "{path}: {cookie}");
         assert_eq!(cookie, "app_pref=dark; app_id=7", "{path}: {echoed}");
     }
+}
+
+/// Credentials nidan checked stay with nidan, as in proxy mode: the owner's Basic password
+/// on a Basic route opens it but never reaches the app; an `Authorization` nidan did not
+/// read (a bearer token for the app itself, on a bypass route) is passed on untouched.
+#[tokio::test]
+async fn a_checked_basic_password_stays_with_nidan() {
+    use base64::Engine;
+    let gw = gateway();
+    let ng = nginx_for(&gw);
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("taro:{PASSWORD}"))
+    );
+    let (s, _, body) = raw(ng.addr, "/sync/mail", &[("Authorization", basic.as_str())]);
+    assert_eq!(s, 200, "{body}");
+    let echoed: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(echoed["headers"]["remote-user"], "taro", "{echoed}");
+    assert!(
+        echoed["headers"].get("authorization").is_none(),
+        "the password reached the app: {echoed}"
+    );
+    let (s, _, body) = raw(
+        ng.addr,
+        "/public/x",
+        &[("Authorization", "Bearer app-own-token")],
+    );
+    assert_eq!(s, 200, "{body}");
+    let echoed: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        echoed["headers"]["authorization"], "Bearer app-own-token",
+        "{echoed}"
+    );
 }

@@ -218,6 +218,16 @@ impl Gateway {
                 {
                     resp = resp.with("cookie", kept);
                 }
+                // Likewise `Authorization`: credentials nidan checked (Basic, an app
+                // password) stay with nidan, as the proxy removes them; anything else
+                // (a bearer token for the app itself) is handed back to be forwarded.
+                if !used_basic
+                    && let Some(v) = headers
+                        .get(http::header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok())
+                {
+                    resp = resp.with("authorization", v.to_owned());
+                }
                 ctx.identity = identity;
                 resp
             }
