@@ -172,6 +172,7 @@ http {
             proxy_set_header Host \$http_host;
             proxy_set_header X-Forwarded-For \$remote_addr;
         }
+        location = /_nidan/api/authz/forward-auth { return 404; }
         location = /_nidan_authz {
             internal;
             proxy_pass http://nidan/_nidan/api/authz/forward-auth;

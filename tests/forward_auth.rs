@@ -53,6 +53,10 @@ fn nginx_for(gw: &Gateway) -> Nginx {
         proxy_set_header Host $http_host;
         proxy_set_header X-Forwarded-For $remote_addr;
     }}
+    # Clients never ask nidan's forward-auth through nginx (it trusts nginx's word).
+    location = /_nidan/api/authz/forward-auth {{
+        return 404;
+    }}
     location = /_nidan_authz {{
         internal;
         proxy_pass http://{nidan}/_nidan/api/authz/forward-auth;
@@ -541,4 +545,22 @@ async fn a_checked_basic_password_stays_with_nidan() {
         echoed["headers"]["authorization"], "Bearer app-own-token",
         "{echoed}"
     );
+}
+
+/// A client cannot ask nidan's forward-auth through nginx itself (nidan trusts nginx's
+/// description of a request; through the `/_nidan/` location a client would write it).
+#[tokio::test]
+async fn clients_cannot_reach_forward_auth_through_nginx() {
+    let gw = gateway();
+    let ng = nginx_for(&gw);
+    let url = format!("http://{}/admins/x", ng.addr);
+    let (s, _, body) = raw(
+        ng.addr,
+        FORWARD_AUTH,
+        &[
+            ("X-Original-URL", url.as_str()),
+            ("X-Original-Method", "GET"),
+        ],
+    );
+    assert_eq!(s, 404, "{body}");
 }
