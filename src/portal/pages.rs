@@ -78,6 +78,23 @@ pub fn not_found(ctx: &Ctx<'_>) -> Response {
     )
 }
 
+/// The prelude of every removal's confirmation page: a session (else the login again) that
+/// may manage the account (else back to the list at `{prefix}/{page}`). The user, and the
+/// list's URL for the page's "cancel".
+pub(super) async fn confirming(
+    ctx: &Ctx<'_>,
+    page: &str,
+) -> Result<(std::sync::Arc<crate::users::User>, String), Response> {
+    let Some((live, user)) = ctx.session().await else {
+        return Err(reauth_redirect(ctx, page));
+    };
+    let list = format!("{}/{page}", ctx.prefix());
+    if !ctx.may_manage(&live).await {
+        return Err(Response::redirect(303, &list));
+    }
+    Ok((user, list))
+}
+
 /// "Remove this?" before a removal: the list's link leads here, the form posts the removal.
 pub(super) fn confirm(
     ctx: &Ctx<'_>,
@@ -850,13 +867,10 @@ pub async fn device_rename(ctx: &Ctx<'_>, id: &str) -> Response {
 
 /// "Remove this trusted device?" (`GET …/devices/{id}/delete`; the form posts the removal).
 pub async fn device_delete_confirm(ctx: &Ctx<'_>, id: &str) -> Response {
-    let Some((live, user)) = ctx.session().await else {
-        return reauth_redirect(ctx, "devices");
+    let (user, list) = match confirming(ctx, "devices").await {
+        Ok(found) => found,
+        Err(r) => return r,
     };
-    let list = format!("{}/devices", ctx.prefix());
-    if !ctx.may_manage(&live).await {
-        return Response::redirect(303, &list);
-    }
     let Some(d) = ctx
         .app
         .devices
@@ -879,13 +893,10 @@ pub async fn device_delete_confirm(ctx: &Ctx<'_>, id: &str) -> Response {
 
 /// "Remove all trusted devices?"
 pub async fn devices_delete_all_confirm(ctx: &Ctx<'_>) -> Response {
-    let Some((live, _)) = ctx.session().await else {
-        return reauth_redirect(ctx, "devices");
+    let (_, list) = match confirming(ctx, "devices").await {
+        Ok(found) => found,
+        Err(r) => return r,
     };
-    let list = format!("{}/devices", ctx.prefix());
-    if !ctx.may_manage(&live).await {
-        return Response::redirect(303, &list);
-    }
     confirm(
         ctx,
         ctx.t.confirm_all_devices.to_owned(),
@@ -1207,13 +1218,10 @@ pub async fn app_page(ctx: &Ctx<'_>) -> Response {
 
 /// "Remove this app?"
 pub async fn app_delete_confirm(ctx: &Ctx<'_>, id: &str) -> Response {
-    let Some((live, user)) = ctx.session().await else {
-        return reauth_redirect(ctx, "app");
+    let (user, page) = match confirming(ctx, "app").await {
+        Ok(found) => found,
+        Err(r) => return r,
     };
-    let page = format!("{}/app", ctx.prefix());
-    if !ctx.may_manage(&live).await {
-        return Response::redirect(303, &page);
-    }
     let Some(e) = ctx
         .app
         .store

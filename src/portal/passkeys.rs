@@ -168,13 +168,10 @@ async fn rename_post(ctx: &Ctx<'_>, id: &str) -> Response {
 
 /// "Remove this passkey?"
 async fn delete_confirm(ctx: &Ctx<'_>, id: &str) -> Response {
-    let Some((live, user)) = ctx.session().await else {
-        return reauth_redirect(ctx, "passkeys");
+    let (user, list) = match super::pages::confirming(ctx, "passkeys").await {
+        Ok(found) => found,
+        Err(r) => return r,
     };
-    let list = format!("{}/passkeys", ctx.prefix());
-    if !ctx.may_manage(&live).await {
-        return Response::redirect(303, &list);
-    }
     let found = ctx
         .app
         .store

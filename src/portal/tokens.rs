@@ -108,13 +108,10 @@ pub async fn create_post(ctx: &Ctx<'_>) -> Response {
 
 /// "Remove this app password?"
 pub async fn delete_confirm(ctx: &Ctx<'_>, id: &str) -> Response {
-    let Some((live, user)) = ctx.session().await else {
-        return reauth_redirect(ctx, "settings/tokens");
+    let (user, list) = match super::pages::confirming(ctx, "settings/tokens").await {
+        Ok(found) => found,
+        Err(r) => return r,
     };
-    let list = format!("{}/settings/tokens", ctx.prefix());
-    if !ctx.may_manage(&live).await {
-        return Response::redirect(303, &list);
-    }
     let found = tokens::list(&ctx.app.store, &user.id)
         .await
         .unwrap_or_default()
