@@ -210,11 +210,15 @@ fn absolute(raw: &str) -> Result<(Authority, Target<'_>), EdgeError> {
 /// Splits an origin-form target into path and query; a fragment (never sent by a
 /// conforming client) is dropped.
 fn origin(target: &str) -> Target<'_> {
-    let target = target.split('#').next().unwrap_or_default();
-    match target.split_once('?') {
-        Some((path, query)) => Target::Path {
-            path,
-            query: Some(query),
+    // Byte positions of ASCII delimiters are character boundaries.
+    let cut = |s: &str, b: u8| s.bytes().position(|c| c == b);
+    let target = cut(target, b'#')
+        .and_then(|i| target.get(..i))
+        .unwrap_or(target);
+    match cut(target, b'?') {
+        Some(i) => Target::Path {
+            path: target.get(..i).unwrap_or_default(),
+            query: target.get(i + 1..),
         },
         None => Target::Path {
             path: target,
@@ -229,21 +233,23 @@ fn origin(target: &str) -> Target<'_> {
 /// Percent-escapes and RFC 3986 sub-delimiters are refused: no backend reads them the
 /// same way, and no real host name needs them.
 pub fn parse_host(value: &[u8]) -> Result<Authority, EdgeError> {
-    let text = std::str::from_utf8(value).map_err(|_| EdgeError::BadHost)?;
-    let (host, port) = if let Some(v6) = text.strip_prefix('[') {
-        let (inner, after) = v6.split_once(']').ok_or(EdgeError::BadHost)?;
+    let (host, port) = if let Some(v6) = value.strip_prefix(b"[") {
+        let text = std::str::from_utf8(v6).map_err(|_| EdgeError::BadHost)?;
+        let (inner, after) = text.split_once(']').ok_or(EdgeError::BadHost)?;
         let ip: Ipv6Addr = inner.parse().map_err(|_| EdgeError::BadHost)?;
-        (format!("[{ip}]"), after)
+        (format!("[{ip}]"), after.as_bytes())
     } else {
-        let end = text.find(':').unwrap_or(text.len());
-        let (name, after) = text.split_at(end);
-        let name = name.strip_suffix('.').unwrap_or(name);
+        let end = value.iter().position(|b| *b == b':').unwrap_or(value.len());
+        let (name, after) = value.split_at(end);
+        let name = name.strip_suffix(b".").unwrap_or(name);
         if !reg_name_ok(name) {
             return Err(EdgeError::BadHost);
         }
+        // ASCII only (checked above).
+        let name = std::str::from_utf8(name).map_err(|_| EdgeError::BadHost)?;
         (name.to_ascii_lowercase(), after)
     };
-    let port = match port.strip_prefix(':') {
+    let port = match port.strip_prefix(b":") {
         None if port.is_empty() => None,
         None => return Err(EdgeError::BadHost),
         Some(p) => Some(port_of(p).ok_or(EdgeError::BadHost)?),
@@ -251,26 +257,27 @@ pub fn parse_host(value: &[u8]) -> Result<Authority, EdgeError> {
     Ok(Authority { host, port })
 }
 
-fn reg_name_ok(name: &str) -> bool {
+fn reg_name_ok(name: &[u8]) -> bool {
     !name.is_empty()
         && name.len() <= MAX_HOST_LEN
-        && name.split('.').all(|label| {
+        && name.split(|b| *b == b'.').all(|label| {
             !label.is_empty()
                 && label
-                    .bytes()
+                    .iter()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~'))
         })
 }
 
 /// 1 to 5 ASCII digits, at most 65535 (`80`, `08080` is refused as ambiguous).
-fn port_of(p: &str) -> Option<u16> {
-    if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
+fn port_of(p: &[u8]) -> Option<u16> {
+    if p.is_empty() || p.len() > 5 || !p.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    if p.len() > 1 && p.starts_with('0') {
+    if p.len() > 1 && p.starts_with(b"0") {
         return None;
     }
-    p.parse().ok()
+    let n = p.iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
+    u16::try_from(n).ok()
 }
 
 #[cfg(test)]
