@@ -1,6 +1,6 @@
 //! Prometheus metrics: requests by route and status class, latency, logins, caches.
 
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 use std::time::Duration;
 
 use prometheus::{
@@ -59,21 +59,64 @@ pub fn password_checked() {
     }
 }
 
+/// The status class label of `status`, and its place among [`CLASSES`].
+fn class(status: u16) -> usize {
+    match status {
+        100..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        400..=499 => 3,
+        500..=599 => 4,
+        _ => 5,
+    }
+}
+
+const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
+
 /// Counts one finished request.
 pub fn request(route: &str, status: u16, elapsed: Duration) {
-    let class = match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        500..=599 => "5xx",
-        _ => "none",
-    };
-    if let Some(c) = REQUESTS.as_ref() {
+    if let (Some(c), Some(class)) = (REQUESTS.as_ref(), CLASSES.get(class(status))) {
         c.with_label_values(&[route, class]).inc();
     }
+    latency(elapsed);
+}
+
+fn latency(elapsed: Duration) {
     if let Some(h) = LATENCY.as_ref() {
         h.observe(elapsed.as_secs_f64());
+    }
+}
+
+/// One route's request counters by status class, each looked up by its labels once, on the
+/// route's first request of that class (a lookup hashes the label values: hot path).
+#[derive(Debug, Default)]
+pub struct RouteRequests {
+    route: String,
+    counters: [OnceLock<Option<IntCounter>>; 6],
+}
+
+impl RouteRequests {
+    pub fn new(route: &str) -> Self {
+        Self {
+            route: route.to_owned(),
+            counters: Default::default(),
+        }
+    }
+
+    /// Counts one finished request on this route, as [`request`] does.
+    pub fn count(&self, status: u16, elapsed: Duration) {
+        let i = class(status);
+        let counter = self.counters.get(i).and_then(|c| {
+            c.get_or_init(|| {
+                let class = CLASSES.get(i)?;
+                Some(REQUESTS.as_ref()?.with_label_values(&[&self.route, class]))
+            })
+            .as_ref()
+        });
+        if let Some(c) = counter {
+            c.inc();
+        }
+        latency(elapsed);
     }
 }
 

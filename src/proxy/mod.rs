@@ -21,7 +21,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use bytes::Bytes;
+use http::HeaderName;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -46,9 +46,10 @@ pub struct Gateway {
     pub app: Arc<App>,
     /// Normalised identity header names (lower-case, `-`), removed from every request.
     identity_headers: Vec<String>,
-    /// The identity header names as configured (user, name, email, groups), made once:
-    /// a name given to pingora as a `String` is a new copy on every request.
-    identity_names: [Bytes; 4],
+    /// The identity header names (user, name, email, groups), parsed once.
+    identity_names: [HeaderName; 4],
+    /// The identity assertion's header, parsed once (`None`: assertions are off).
+    assertion_name: Option<HeaderName>,
     /// The session cookie's name over plain HTTP and over TLS (`__Host-`), made once.
     session_cookie: [String; 2],
 }
@@ -69,13 +70,18 @@ impl Gateway {
             .chain([assertion])
             .map(upstream::normal)
             .collect();
-        let identity_names = names.map(|n| Bytes::from(n.clone()));
+        // Names were checked when the configuration was read.
+        let parsed = |n: &str| HeaderName::from_bytes(n.as_bytes()).ok();
+        let identity_names = names
+            .map(|n| parsed(n).unwrap_or_else(|| HeaderName::from_static("x-nidan-invalid-name")));
+        let assertion_name = app.assertions.as_ref().and_then(|a| parsed(a.header()));
         let base = &app.cfg.session.cookie_name;
         let session_cookie = [cookie::name(base, false), cookie::name(base, true)];
         Self {
             app,
             identity_headers,
             identity_names,
+            assertion_name,
             session_cookie,
         }
     }
@@ -127,7 +133,11 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let resp = self.decide(session, ctx).await?;
         match resp {
-            None => Ok(false),
+            None => {
+                // Going upstream: pingora copies this header for the backend next.
+                upstream::forget_case(session.req_header_mut());
+                Ok(false)
+            }
             Some(resp) => {
                 ctx.answered = Some(resp.status);
                 let head = session.req_header().method == http::Method::HEAD;
@@ -208,17 +218,25 @@ impl ProxyHttp for Gateway {
         let status = session
             .response_written()
             .map_or(ctx.answered.unwrap_or(0), |r| r.status.as_u16());
-        let route = ctx
-            .route
-            .zip(ctx.table.as_ref())
+        let found = ctx.route.zip(ctx.table.as_ref());
+        let route = found
             .and_then(|(i, t)| t.get(i))
             .map_or("-", |r| r.name.as_str());
         let elapsed = ctx.started.elapsed();
-        metrics::request(route, status, elapsed);
-        let path = ctx.target.as_deref().unwrap_or("-");
+        match found.and_then(|(i, t)| t.counters(i)) {
+            Some(counters) => counters.count(status, elapsed),
+            None => metrics::request(route, status, elapsed),
+        }
+        let target = ctx.target.as_deref().unwrap_or("-");
+        // Up to the query (an ASCII byte: a character boundary).
+        let path = target
+            .bytes()
+            .position(|b| b == b'?')
+            .and_then(|i| target.get(..i))
+            .unwrap_or(target);
         access::record(&access::Entry {
             method: session.req_header().method.as_str(),
-            path: path.split_once('?').map_or(path, |(p, _)| p),
+            path,
             status,
             route,
             user: ctx.identity.as_ref().map_or("-", |i| i.user.as_str()),
@@ -257,11 +275,7 @@ impl Gateway {
             Ok(e) => e,
             Err(resp) => return Ok(Some(resp)),
         };
-        let host = edge
-            .authority
-            .as_ref()
-            .map(|a| a.host.clone())
-            .unwrap_or_default();
+        let host = edge.authority.as_ref().map_or("", |a| a.host.as_str());
         ctx.host = edge.authority.as_ref().map(target::Authority::to_header);
         let Some(canonical) = edge.canonical else {
             // `OPTIONS *` asks about the server, not a resource: nothing to route or forward.
@@ -289,13 +303,13 @@ impl Gateway {
                 ctx,
                 rest.to_owned(),
                 canonical.query.clone(),
-                host,
+                host.to_owned(),
                 client,
             );
             return Box::pin(portal).await.map(Some);
         }
         let table = app.routes();
-        let found = table.find(&host, &canonical.path);
+        let found = table.find(host, &canonical.path);
         ctx.route = found.as_ref().map(|f| f.index);
         ctx.table = Some(table.clone());
         let route = found.as_ref().map(|f| f.route.as_ref());
@@ -694,77 +708,97 @@ impl Gateway {
         Ok(portal::handle(&self.app, &preq).await)
     }
 
+    /// The request the backend gets, edited as plain `http` parts: pingora's own header
+    /// API parses each name again and keeps a second map of spellings, which cost more
+    /// than the rest of the gateway's work on a proxied request (issue 14).
     fn clean_request(
         &self,
         session: &Session,
         req: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        upstream::edit(req, |parts| self.clean_parts(session, parts, ctx))
+    }
+
+    fn clean_parts(
+        &self,
+        session: &Session,
+        parts: &mut http::request::Parts,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
         let app = &self.app;
-        for name in upstream::request_removals(&req.headers, &self.identity_headers, ctx.upgrade) {
-            req.remove_header(&name);
+        let headers = &mut parts.headers;
+        for name in upstream::request_removals(headers, &self.identity_headers, ctx.upgrade) {
+            headers.remove(&name);
         }
         if ctx.used_basic {
-            req.remove_header("authorization");
+            headers.remove(http::header::AUTHORIZATION);
         }
         let gateway = gateway_cookies(app);
-        let headers = &session.req_header().headers;
+        let sent = &session.req_header().headers;
         // Rebuild the Cookie header only when it carries a gateway cookie (hot path).
-        let carries_ours = headers
+        let carries_ours = sent
             .get_all(http::header::COOKIE)
             .iter()
             .any(|v| names_one_of(v.as_bytes(), &gateway));
         if carries_ours {
-            match cookie::without(headers, &gateway) {
+            match cookie::without(sent, &gateway) {
                 // Inserting replaces every `Cookie` line.
-                Some(kept) => req.insert_header("cookie", kept)?,
+                Some(kept) => {
+                    headers.insert(http::header::COOKIE, value(kept)?);
+                }
                 None => {
-                    req.remove_header(&http::header::COOKIE);
+                    headers.remove(http::header::COOKIE);
                 }
             }
         }
         // Forward exactly the canonical target in origin-form (an absolute-form or odd
         // target is never passed on as sent, nor an HTTP/2 authority that would override
-        // Host); parse a new URI only when it differs.
-        let original = session.req_header().raw_path();
-        let has_authority = req.uri.authority().is_some();
+        // Host); parse a new URI only when it differs. The parts carry no raw target: what
+        // goes on the wire is the URI's path and query.
+        let forwarded = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let has_authority = parts.uri.authority().is_some();
         if let Some(target) = ctx
             .target
             .as_deref()
-            .filter(|t| t.as_bytes() != original || has_authority)
+            .filter(|t| *t != forwarded || has_authority)
         {
-            let uri = target
+            parts.uri = target
                 .parse::<http::Uri>()
                 .map_err(|_| Error::explain(ErrorType::HTTPStatus(400), "bad target"))?;
-            req.set_uri(uri);
         }
+        let headers = &mut parts.headers;
+        // What is added below, in one growth of the map at most.
+        headers.reserve(8);
         // The host the decision used, normalised, is the one the backend gets.
         if let Some(host) = &ctx.host
-            && req
-                .headers
+            && headers
                 .get(http::header::HOST)
                 .map(http::HeaderValue::as_bytes)
                 != Some(host.as_bytes())
         {
-            req.insert_header("host", host.as_str())?;
+            headers.insert(http::header::HOST, value(host.as_str())?);
         }
-        if let (Some(a), Some(token)) = (&app.assertions, &ctx.assertion) {
-            req.insert_header(a.header().to_owned(), token.as_ref())?;
+        if let (Some(name), Some(token)) = (&self.assertion_name, &ctx.assertion) {
+            headers.insert(name.clone(), value(token.as_ref())?);
         }
         if let Some(id) = &ctx.identity {
             let [user, name, email, groups] = &self.identity_names;
-            req.insert_header(user.clone(), id.user.as_str())?;
-            req.insert_header(name.clone(), header_safe(&id.name).as_ref())?;
-            req.insert_header(email.clone(), id.email.as_str())?;
-            req.insert_header(groups.clone(), id.groups.as_str())?;
+            headers.insert(user.clone(), value(id.user.as_str())?);
+            headers.insert(name.clone(), value(header_safe(&id.name).as_ref())?);
+            headers.insert(email.clone(), value(id.email.as_str())?);
+            headers.insert(groups.clone(), value(id.groups.as_str())?);
         }
         if let Some(client) = ctx.client {
-            req.insert_header("x-forwarded-for", upstream::ip_value(client))?;
+            headers.insert(upstream::X_FORWARDED_FOR, upstream::ip_value(client));
         }
         let proto = if ctx.tls { "https" } else { "http" };
-        req.insert_header("x-forwarded-proto", http::HeaderValue::from_static(proto))?;
+        headers.insert(
+            upstream::X_FORWARDED_PROTO,
+            http::HeaderValue::from_static(proto),
+        );
         if let Some(host) = &ctx.host {
-            req.insert_header("x-forwarded-host", host.as_str())?;
+            headers.insert(upstream::X_FORWARDED_HOST, value(host.as_str())?);
         }
         Ok(())
     }
@@ -867,6 +901,16 @@ fn basic_credentials(headers: &http::HeaderMap) -> Option<(String, String)> {
     let text = String::from_utf8(decoded).ok()?;
     let (id, pw) = text.split_once(':')?;
     Some((id.to_owned(), pw.to_owned()))
+}
+
+/// A header value for the backend; text that cannot be one refuses the request (500)
+/// rather than going upstream without it.
+fn value<T>(text: T) -> Result<http::HeaderValue>
+where
+    http::HeaderValue: TryFrom<T>,
+{
+    http::HeaderValue::try_from(text)
+        .map_err(|_| Error::explain(ErrorType::InternalError, "invalid header value"))
 }
 
 /// Header values must be visible ASCII: anything else is percent-encoded (UTF-8).

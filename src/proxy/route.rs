@@ -12,6 +12,8 @@ pub struct RouteTable {
     routes: Vec<Route>,
     /// Round-robin position per route.
     next: Vec<AtomicUsize>,
+    /// Request counters per route.
+    counters: Vec<crate::metrics::RouteRequests>,
 }
 
 /// The route a request goes to, and the rule it is decided by.
@@ -27,7 +29,15 @@ pub struct Found<'a> {
 impl RouteTable {
     pub fn new(routes: Vec<Route>) -> Self {
         let next = routes.iter().map(|_| AtomicUsize::new(0)).collect();
-        Self { routes, next }
+        let counters = routes
+            .iter()
+            .map(|r| crate::metrics::RouteRequests::new(&r.name))
+            .collect();
+        Self {
+            routes,
+            next,
+            counters,
+        }
     }
 
     /// The route for `host` (normalised: lower-case, no port) and `path` (canonical): the
@@ -96,6 +106,11 @@ impl RouteTable {
 
     pub fn get(&self, index: usize) -> Option<&Route> {
         self.routes.get(index)
+    }
+
+    /// The request counters of route `index`.
+    pub fn counters(&self, index: usize) -> Option<&crate::metrics::RouteRequests> {
+        self.counters.get(index)
     }
 
     /// Is `host` named by some route (for return-address checks)? `*` names no host.

@@ -4,8 +4,10 @@
 
 use std::net::IpAddr;
 
+use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
+use pingora::http::RequestHeader;
 
 /// Headers a client must never get to a backend, besides the configured identity headers:
 /// forwarding information is ours to set, and rewrite hints must not steer backends.
@@ -38,6 +40,10 @@ const HOP_BY_HOP: &[&str] = &[
 
 /// `X-Forwarded-For`, parsed once (lookups by a `&str` name parse it on every request).
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`, parsed once.
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Host`, parsed once.
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// An address as a header value, without the formatting machinery (hot path).
 pub fn ip_value(ip: IpAddr) -> HeaderValue {
@@ -72,6 +78,35 @@ pub fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
     }
 }
 
+/// Forgets the spelling of header names pingora keeps beside a request's headers (its
+/// case map), so the request goes upstream with names as HTTP/2 and most proxies send them:
+/// lower case, pingora's titled forms for the common ones (`Host`, `Content-Type`, ...).
+/// Field names are case-insensitive (RFC 9110 5.1), so no backend reads the request
+/// differently; what it saves is a second map that pingora copies for the upstream request
+/// and that every header added or removed would otherwise be parsed again for, copied and
+/// inserted into (hot path, issue 14). Call it after the request edge was read: the raw
+/// target goes with the case map, and the URI's path and query is the target from then on.
+pub fn forget_case(req: &mut RequestHeader) {
+    if req.has_case() {
+        edit(req, |_| ());
+    }
+}
+
+/// Runs `f` on the request as plain `http` parts (whose header map can be edited directly
+/// with names parsed once) and puts it back without a case map. The target on the wire is
+/// then the URI's path and query.
+pub fn edit<T>(req: &mut RequestHeader, f: impl FnOnce(&mut Parts) -> T) -> T {
+    let end_stream = req.send_end_stream();
+    let empty = http::Request::new(()).into_parts().0;
+    let mut parts: Parts = std::mem::replace(req, empty.into()).into();
+    let out = f(&mut parts);
+    *req = parts.into();
+    if let Some(end_stream) = end_stream {
+        req.set_send_end_stream(end_stream);
+    }
+    out
+}
+
 /// A header name compared the way backends may read it: lower-case, `_` as `-`.
 pub fn normal(name: &str) -> String {
     name.to_ascii_lowercase().replace('_', "-")
@@ -89,7 +124,7 @@ pub fn request_removals(
     let mut out = Vec::new();
     for name in headers.keys() {
         // Header names arrive lower-case; only an `_` needs a new string (hot path).
-        let n: std::borrow::Cow<'_, str> = if name.as_str().contains('_') {
+        let n: std::borrow::Cow<'_, str> = if name.as_str().as_bytes().contains(&b'_') {
             normal(name.as_str()).into()
         } else {
             name.as_str().into()
@@ -125,22 +160,27 @@ pub fn response_removals(headers: &HeaderMap, upgrade: bool) -> Vec<HeaderName> 
 }
 
 /// Header names a `Connection` header lists (lower-case). The usual `keep-alive`, `close`
-/// and `upgrade` are never copied.
+/// and `upgrade` are never copied, so the common `Connection: keep-alive` allocates nothing.
 fn connection_listed(headers: &HeaderMap) -> Vec<String> {
-    headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|s| {
-            !s.is_empty()
-                && !["upgrade", "close", "keep-alive"]
+    let mut out = Vec::new();
+    for value in headers.get_all(http::header::CONNECTION) {
+        // Visible ASCII only (a line that is not is skipped).
+        if value.to_str().is_err() {
+            continue;
+        }
+        for token in value.as_bytes().split(|b| *b == b',') {
+            let token = token.trim_ascii();
+            if token.is_empty()
+                || [&b"upgrade"[..], b"close", b"keep-alive"]
                     .iter()
-                    .any(|k| s.eq_ignore_ascii_case(k))
-        })
-        .map(str::to_ascii_lowercase)
-        .collect()
+                    .any(|k| token.eq_ignore_ascii_case(k))
+            {
+                continue;
+            }
+            out.push(String::from_utf8_lossy(token).to_ascii_lowercase());
+        }
+    }
+    out
 }
 
 /// Is this `Set-Cookie` value for one of the gateway's cookies?
