@@ -371,7 +371,10 @@ done
 if [ "$FLOOD" = 1 ]; then
     cat >"$W/flood.lua" <<'EOF'
 -- One connection per wrk thread: start a login for a new unknown ID, then send a wrong
--- password for it; repeat. Unknown IDs so the per-account failure limiter never engages.
+-- password for it; repeat. Unknown IDs so the per-account failure limiter never engages,
+-- and each login from its own address (X-Forwarded-For: nidan trusts 127.0.0.1 here), as a
+-- flood spread over many networks would come, so the per-network ID-step budget does not
+-- answer it with cheap 429s and every wrong password costs a full argon2id verify.
 local counter, flow = 0, nil
 local thread_id = 0
 function setup(thread)
@@ -380,12 +383,16 @@ function setup(thread)
 end
 function request()
     local h = { ["Content-Type"] = "application/json" }
+    if not flow then
+        counter = counter + 1
+    end
+    h["X-Forwarded-For"] = string.format("10.%d.%d.%d", tid % 256,
+        math.floor(counter / 256) % 256, counter % 256)
     if flow then
         local path = "/_nidan/api/login/" .. flow .. "/complete"
         flow = nil
         return wrk.format("POST", path, h, '{"password":"wrong-password-123"}')
     end
-    counter = counter + 1
     return wrk.format("POST", "/_nidan/api/login", h,
         '{"id":"flood' .. tostring(tid) .. "x" .. counter .. '"}')
 end
