@@ -296,6 +296,7 @@ mod tests {
             groups: vec!["staff".into(), "admins".into()],
             disabled: false,
             two_step: None,
+            identity: Default::default(),
         }
     }
 

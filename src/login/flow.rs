@@ -352,6 +352,7 @@ mod tests {
             groups: vec![],
             disabled: false,
             two_step: None,
+            identity: Default::default(),
         }
     }
 

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 
 use pingora::proxy::Session;
 
-use super::{Ctx, Gateway, Refused, basic_challenge, header_safe, path, target};
+use super::{Ctx, Gateway, Refused, basic_challenge, path, target};
 use crate::config::Policy;
 use crate::portal::http::Response;
 use crate::proxy::gate::{self, Decision};
@@ -203,7 +203,7 @@ impl Gateway {
                     let h = &app.cfg.identity_headers;
                     resp = resp
                         .with_named(&h.user, id.user.as_str())
-                        .with_named(&h.name, header_safe(&id.name))
+                        .with_named(&h.name, id.name.as_str())
                         .with_named(&h.email, id.email.as_str())
                         .with_named(&h.groups, id.groups.as_str());
                 }

@@ -9,30 +9,13 @@ use crate::assurance::{self, Context, Missing, Proof, Verdict};
 use crate::config::{Policy, Route};
 use crate::users::User;
 
-/// Who the backend is told the user is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    pub user: String,
-    pub name: String,
-    pub email: String,
-    pub groups: String,
-}
-
-impl Identity {
-    pub fn of(user: &User) -> Self {
-        Self {
-            user: user.id.clone(),
-            name: user.name.clone(),
-            email: user.email.clone().unwrap_or_default(),
-            groups: user.groups.join(","),
-        }
-    }
-}
+/// Who the backend is told the user is (made once per user entry).
+pub use crate::users::Identity;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// Forward, with identity headers when someone is logged in.
-    Allow(Option<Identity>),
+    Allow(Option<std::sync::Arc<Identity>>),
     /// Send the client to log in; `step_up` names what a known caller lacks for this route
     /// (the portal then asks only for that).
     Login { step_up: Option<Missing> },
@@ -75,7 +58,7 @@ pub fn decide(
                 networks,
             };
             match assurance::evaluate(route, caller.proof, &cx) {
-                Verdict::Met => Decision::Allow(Some(Identity::of(caller.user))),
+                Verdict::Met => Decision::Allow(Some(caller.user.identity())),
                 Verdict::StepUp(missing) => Decision::Login {
                     step_up: Some(missing),
                 },
@@ -129,6 +112,7 @@ mod tests {
             groups: vec!["staff".into()],
             disabled: false,
             two_step: None,
+            identity: Default::default(),
         }
     }
 
@@ -162,7 +146,7 @@ mod tests {
         assert_eq!(d(Policy::Login, None), Decision::Login { step_up: None });
         assert_eq!(
             d(Policy::Login, caller(&password, false)),
-            Decision::Allow(Some(Identity::of(&u)))
+            Decision::Allow(Some(u.identity()))
         );
         // The user's 2-step is on now: the password alone no longer opens a login route.
         assert_eq!(

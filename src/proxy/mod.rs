@@ -97,7 +97,7 @@ pub struct Ctx {
     target: Option<String>,
     /// The normalised host (`host[:port]`) the decision used; sent upstream as `Host`.
     host: Option<String>,
-    identity: Option<Identity>,
+    identity: Option<Arc<Identity>>,
     /// The signed identity assertion for the backend (`identity_assertion`).
     assertion: Option<Arc<str>>,
     client: Option<IpAddr>,
@@ -783,11 +783,12 @@ impl Gateway {
             headers.insert(name.clone(), value(token.as_ref())?);
         }
         if let Some(id) = &ctx.identity {
-            let [user, name, email, groups] = &self.identity_names;
-            headers.insert(user.clone(), value(id.user.as_str())?);
-            headers.insert(name.clone(), value(header_safe(&id.name).as_ref())?);
-            headers.insert(email.clone(), value(id.email.as_str())?);
-            headers.insert(groups.clone(), value(id.groups.as_str())?);
+            let values = id.values.as_ref().ok_or_else(|| {
+                Error::explain(ErrorType::InternalError, "invalid identity header value")
+            })?;
+            for (name, value) in self.identity_names.iter().zip(values) {
+                headers.insert(name.clone(), value.clone());
+            }
         }
         if let Some(client) = ctx.client {
             headers.insert(upstream::X_FORWARDED_FOR, upstream::ip_value(client));
@@ -911,25 +912,6 @@ where
 {
     http::HeaderValue::try_from(text)
         .map_err(|_| Error::explain(ErrorType::InternalError, "invalid header value"))
-}
-
-/// Header values must be visible ASCII: anything else is percent-encoded (UTF-8).
-fn header_safe(v: &str) -> std::borrow::Cow<'_, str> {
-    if v.chars().all(|c| c == ' ' || c.is_ascii_graphic()) {
-        return v.into();
-    }
-    let mut out = String::with_capacity(v.len());
-    for c in v.chars() {
-        if c == ' ' || c.is_ascii_graphic() {
-            out.push(c);
-        } else {
-            let mut buf = [0u8; 4];
-            for b in c.encode_utf8(&mut buf).bytes() {
-                out.push_str(&format!("%{b:02X}"));
-            }
-        }
-    }
-    out.into()
 }
 
 /// What the request edge read: the host and the canonical target (`None` for `OPTIONS *`).

@@ -35,6 +35,8 @@ pub struct UserEntry {
     pub disabled: bool,
     /// `(enabled, method)`; `None` means the configuration's default applies.
     pub two_step: Option<(bool, TwoStepMethod)>,
+    /// What a backend is told about this user, made on first use ([`UserEntry::identity`]).
+    pub identity: std::sync::OnceLock<std::sync::Arc<super::Identity>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -272,6 +274,7 @@ fn check_user(
         groups,
         disabled: u.disabled.unwrap_or(false),
         two_step,
+        identity: Default::default(),
     })
 }
 

@@ -16,6 +16,74 @@ use crate::config::ConfigErrors;
 
 pub type User = UserEntry;
 
+/// What a backend is told about a user (identity headers, forward-auth answers). Made once
+/// per entry and shared by every request of that user (a new users file makes new entries);
+/// building it per request cost four strings and four header values on each.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub user: String,
+    /// The display name, header-safe ([`header_safe`]).
+    pub name: String,
+    pub email: String,
+    /// Comma-separated.
+    pub groups: String,
+    /// The four as header values (user, name, email, groups); `None` when one cannot be a
+    /// header value (a control character): the request is then refused, never sent without.
+    pub values: Option<[http::HeaderValue; 4]>,
+}
+
+impl Identity {
+    fn of(user: &User) -> Self {
+        let name = header_safe(&user.name).into_owned();
+        let email = user.email.clone().unwrap_or_default();
+        let groups = user.groups.join(",");
+        let value = |s: &str| http::HeaderValue::from_str(s).ok();
+        let values = (|| {
+            Some([
+                value(&user.id)?,
+                value(&name)?,
+                value(&email)?,
+                value(&groups)?,
+            ])
+        })();
+        Self {
+            user: user.id.clone(),
+            name,
+            email,
+            groups,
+            values,
+        }
+    }
+}
+
+impl UserEntry {
+    /// This user's [`Identity`], made on first use.
+    pub fn identity(&self) -> Arc<Identity> {
+        self.identity
+            .get_or_init(|| Arc::new(Identity::of(self)))
+            .clone()
+    }
+}
+
+/// Header values must be visible ASCII: anything else is percent-encoded (UTF-8).
+pub fn header_safe(v: &str) -> std::borrow::Cow<'_, str> {
+    if v.chars().all(|c| c == ' ' || c.is_ascii_graphic()) {
+        return v.into();
+    }
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        if c == ' ' || c.is_ascii_graphic() {
+            out.push(c);
+        } else {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    out.into()
+}
+
 pub struct Directory {
     path: PathBuf,
     users: ArcSwap<HashMap<String, Arc<User>>>,
