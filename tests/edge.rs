@@ -295,6 +295,50 @@ async fn absolute_form_is_decided_on_its_own_authority() {
     assert_eq!(header_in(head, "x-forwarded-host"), vec!["open.test:8080"]);
 }
 
+/// The upstream request is rebuilt from the decision (issue 14 edits it as plain `http`
+/// parts): one spelling per header name, the gateway's headers exactly once, whatever case
+/// the client used for the ones it may not send.
+#[tokio::test]
+async fn the_backend_gets_one_spelling_and_one_copy_of_each_header() {
+    let backend = RawBackend::start();
+    let gw = host_gateway(&backend);
+    let cookie = taro_cookie(&gw).await;
+    let a = request(
+        &gw,
+        "GET /a/./b?q=1 HTTP/1.1",
+        &[
+            "Host: Wiki.Test",
+            &cookie,
+            "X-App-Trace: T1",
+            "REMOTE-USER: admin",
+            "remote_user: admin",
+            "X-Forwarded-For: 6.6.6.6",
+            "X-FORWARDED-HOST: evil.test",
+            "Accept: */*",
+        ],
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    let head = &backend.heads()[0];
+    assert!(head.starts_with("GET /a/b?q=1 HTTP/1.1\r\n"), "{head}");
+    // Names in one spelling: lower case, pingora's titled form for the common ones.
+    assert!(head.contains("\r\nx-app-trace: T1\r\n"), "{head}");
+    assert!(head.contains("\r\nHost: wiki.test\r\n"), "{head}");
+    assert!(!head.contains("X-App-Trace"), "{head}");
+    for (name, value) in [
+        ("remote-user", "taro"),
+        ("x-forwarded-for", "127.0.0.1"),
+        ("x-forwarded-host", "wiki.test"),
+        ("x-forwarded-proto", "http"),
+        ("host", "wiki.test"),
+        ("accept", "*/*"),
+    ] {
+        assert_eq!(header_in(head, name), vec![value], "{name} in {head}");
+    }
+    assert!(header_in(head, "remote_user").is_empty(), "{head}");
+    // The session cookie stays with the gateway.
+    assert!(header_in(head, "cookie").is_empty(), "{head}");
+}
+
 #[tokio::test]
 async fn host_syntax_is_strict_and_normalised() {
     let backend = RawBackend::start();
