@@ -398,6 +398,55 @@ async fn store_errors_fail_closed() {
     assert_eq!(fetch(&http, &gw, "/private/x").await.0, 503);
 }
 
+#[tokio::test]
+async fn a_device_list_the_store_cannot_read_is_a_503_not_an_empty_list() {
+    let gw = gateway().start();
+    let j = jar();
+    let http = client_from("127.0.0.1", &j, FIREFOX);
+    password_only_login(&http, &gw, "taro").await;
+    let api = gw.url("/_nidan/api/devices");
+    let page = gw.url("/_nidan/devices");
+    let r = http.get(&api).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(http.get(&page).send().await.unwrap().status(), 200);
+    // The devices become unreadable under the running gateway (the session stays cached).
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('ALTER TABLE devices RENAME TO gone'); c.commit()",
+            gw.path("nidan.db").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // Before: 200 with an empty list, as if every trusted device had been removed.
+    let r = http.get(&api).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "5");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "unavailable", "{v}");
+    let r = http.get(&page).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let r = http
+        .get(gw.url("/_nidan/devices/x/delete"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    // Changes the store cannot make are 503 too (try again), not 500 or "no such device".
+    let r = http
+        .patch(gw.url("/_nidan/api/devices/x"))
+        .json(&json!({"name": "laptop"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    for url in [gw.url("/_nidan/api/devices/x"), api.clone()] {
+        let r = http.delete(&url).send().await.unwrap();
+        assert_eq!(r.status(), 503, "{url}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_logout_under_concurrent_requests_is_final() {
     let gw = gateway().start();

@@ -523,12 +523,14 @@ async fn devices(ctx: &Ctx<'_>) -> Response {
         .device_cookie
         .and_then(|t| ctx.app.devices.token_device(&t, now))
         .map(|c| c.jti);
-    let list = ctx
-        .app
-        .devices
-        .list(&user.id, now)
-        .await
-        .unwrap_or_default();
+    // A store error is a 503, never an empty list (the user would think them all gone).
+    let list = match ctx.app.devices.list(&user.id, now).await {
+        Ok(list) => list,
+        Err(e) => {
+            tracing::error!(error = %e, "devices could not be listed");
+            return unavailable();
+        }
+    };
     let devices: Vec<Value> = list
         .iter()
         .map(|d| {
@@ -606,7 +608,7 @@ async fn device_rename(ctx: &Ctx<'_>, id: &str) -> Response {
             Response::json(200, &json!({"id": id, "name": name}))
         }
         Err(DeviceError::NotFound) => Response::json_error(404, "not_found", "no such device"),
-        Err(_) => Response::json_error(500, "internal", "internal error"),
+        Err(e) => device_failed(&e),
     }
 }
 
@@ -629,7 +631,7 @@ async fn device_delete(ctx: &Ctx<'_>, id: &str) -> Response {
             Response::no_content()
         }
         Err(DeviceError::NotFound) => Response::json_error(404, "not_found", "no such device"),
-        Err(_) => Response::json_error(500, "internal", "internal error"),
+        Err(e) => device_failed(&e),
     }
 }
 
@@ -651,7 +653,17 @@ async fn devices_delete_all(ctx: &Ctx<'_>) -> Response {
                 .await;
             Response::no_content()
         }
-        Err(_) => Response::json_error(500, "internal", "internal error"),
+        Err(e) => device_failed(&e),
+    }
+}
+
+/// A device operation that failed: a store error is a 503 (nothing changed; try again),
+/// anything else a 500.
+fn device_failed(e: &DeviceError) -> Response {
+    tracing::error!(error = %e, "device operation failed");
+    match e {
+        DeviceError::Store(_) => unavailable(),
+        _ => Response::json_error(500, "internal", "internal error"),
     }
 }
 

@@ -30,6 +30,18 @@ pub(super) fn render(t: impl Template, status: u16) -> Response {
     }
 }
 
+/// A page saying the service is unavailable (a store failed): 503, try again.
+fn unavailable_page(ctx: &Ctx<'_>) -> Response {
+    message(
+        ctx,
+        503,
+        ctx.t.err_unavailable_heading,
+        ctx.t.err_unavailable,
+        None,
+    )
+    .with("retry-after", "5")
+}
+
 /// A page with a heading, a message and an optional link.
 pub fn message(
     ctx: &Ctx<'_>,
@@ -782,12 +794,14 @@ async fn devices_view(
         .device_cookie
         .and_then(|t| ctx.app.devices.token_device(&t, now))
         .map(|c| c.jti);
-    let devices = ctx
-        .app
-        .devices
-        .list(&user.id, now)
-        .await
-        .unwrap_or_default();
+    // A store error is a 503, never an empty list (the user would think them all gone).
+    let devices = match ctx.app.devices.list(&user.id, now).await {
+        Ok(list) => list,
+        Err(e) => {
+            tracing::error!(error = %e, "devices could not be listed");
+            return unavailable_page(ctx);
+        }
+    };
     let rows = devices
         .into_iter()
         .map(|d| DeviceRow {
@@ -861,7 +875,10 @@ pub async fn device_rename(ctx: &Ctx<'_>, id: &str) -> Response {
                 .await;
             devices_page(ctx, Some(ctx.t.msg_device_renamed), None).await
         }
-        Err(_) => devices_page(ctx, None, Some(ctx.t.err_device_not_found)).await,
+        Err(DeviceError::NotFound) => {
+            devices_page(ctx, None, Some(ctx.t.err_device_not_found)).await
+        }
+        Err(e) => device_failed(ctx, &e),
     }
 }
 
@@ -871,15 +888,14 @@ pub async fn device_delete_confirm(ctx: &Ctx<'_>, id: &str) -> Response {
         Ok(found) => found,
         Err(r) => return r,
     };
-    let Some(d) = ctx
-        .app
-        .devices
-        .list(&user.id, ctx.now())
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .find(|d| d.id == id)
-    else {
+    let listed = match ctx.app.devices.list(&user.id, ctx.now()).await {
+        Ok(list) => list,
+        Err(e) => {
+            tracing::error!(error = %e, "devices could not be listed");
+            return unavailable_page(ctx);
+        }
+    };
+    let Some(d) = listed.into_iter().find(|d| d.id == id) else {
         return devices_page(ctx, None, Some(ctx.t.err_device_not_found)).await;
     };
     confirm(
@@ -927,7 +943,17 @@ pub async fn device_delete(ctx: &Ctx<'_>, id: &str) -> Response {
         Err(DeviceError::NotFound) => {
             devices_page(ctx, None, Some(ctx.t.err_device_not_found)).await
         }
-        Err(_) => message(
+        Err(e) => device_failed(ctx, &e),
+    }
+}
+
+/// A device operation that failed: a store error is a 503 page (nothing changed; try
+/// again), anything else a 500.
+fn device_failed(ctx: &Ctx<'_>, e: &DeviceError) -> Response {
+    tracing::error!(error = %e, "device operation failed");
+    match e {
+        DeviceError::Store(_) => unavailable_page(ctx),
+        _ => message(
             ctx,
             500,
             ctx.t.err_internal_heading,
@@ -955,13 +981,7 @@ pub async fn devices_delete_all(ctx: &Ctx<'_>) -> Response {
                 .await;
             devices_page(ctx, Some(ctx.t.msg_devices_all_removed), None).await
         }
-        Err(_) => message(
-            ctx,
-            500,
-            ctx.t.err_internal_heading,
-            ctx.t.err_internal,
-            None,
-        ),
+        Err(e) => device_failed(ctx, &e),
     }
 }
 
