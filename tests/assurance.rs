@@ -399,7 +399,7 @@ async fn store_errors_fail_closed() {
 }
 
 #[tokio::test]
-async fn a_device_list_the_store_cannot_read_is_a_503_not_an_empty_list() {
+async fn devices_and_app_passwords_the_store_cannot_read_are_a_503_not_an_empty_list() {
     let gw = gateway().start();
     let j = jar();
     let http = client_from("127.0.0.1", &j, FIREFOX);
@@ -445,6 +445,35 @@ async fn a_device_list_the_store_cannot_read_is_a_503_not_an_empty_list() {
         let r = http.delete(&url).send().await.unwrap();
         assert_eq!(r.status(), 503, "{url}");
     }
+    // App passwords alike.
+    let tokens_api = gw.url("/_nidan/api/tokens");
+    let tokens_page = gw.url("/_nidan/settings/tokens");
+    assert_eq!(http.get(&tokens_api).send().await.unwrap().status(), 200);
+    assert_eq!(http.get(&tokens_page).send().await.unwrap().status(), 200);
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('ALTER TABLE api_tokens RENAME TO gone_too'); c.commit()",
+            gw.path("nidan.db").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(http.get(&tokens_api).send().await.unwrap().status(), 503);
+    assert_eq!(http.get(&tokens_page).send().await.unwrap().status(), 503);
+    let r = http
+        .post(&tokens_api)
+        .json(&json!({"name": "mail"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let r = http
+        .delete(gw.url("/_nidan/api/tokens/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -465,7 +465,8 @@ async fn logout(ctx: &Ctx<'_>) -> Response {
 }
 
 /// 503 when the session store cannot be read: never "logged out", never a pass.
-fn unavailable() -> Response {
+/// 503: a store needed for the answer failed (nothing changed; try again).
+pub(super) fn unavailable() -> Response {
     Response::json_error(503, "unavailable", "the service is unavailable; try again")
         .with("retry-after", "5")
 }

@@ -31,7 +31,7 @@ pub(super) fn render(t: impl Template, status: u16) -> Response {
 }
 
 /// A page saying the service is unavailable (a store failed): 503, try again.
-fn unavailable_page(ctx: &Ctx<'_>) -> Response {
+pub(super) fn unavailable_page(ctx: &Ctx<'_>) -> Response {
     message(
         ctx,
         503,

@@ -8,7 +8,7 @@ use askama::Template;
 use serde_json::{Value, json};
 
 use super::Ctx;
-use super::api::recent;
+use super::api::{recent, unavailable};
 use super::http::Response;
 use super::i18n::{Lang, SessionTexts, Texts, session_texts};
 use super::pages::{message, reauth_redirect, recent_user, render};
@@ -40,11 +40,6 @@ pub async fn route(ctx: &Ctx<'_>, rest: &[&str]) -> Response {
             None,
         ),
     }
-}
-
-fn unavailable() -> Response {
-    Response::json_error(503, "unavailable", "the service is unavailable; try again")
-        .with("retry-after", "5")
 }
 
 fn to_json(s: &SessionInfo) -> Value {

@@ -52,9 +52,18 @@ pub async fn page(
     let Some((live, user)) = ctx.session().await else {
         return reauth_redirect(ctx, "settings/tokens");
     };
-    let list = tokens::list(&ctx.app.store, &user.id)
-        .await
-        .unwrap_or_default();
+    // A store error is a 503, never an empty list; except right after a token was made,
+    // whose only showing must not be lost: then the page says the list is unavailable.
+    let (list, error) = match tokens::list(&ctx.app.store, &user.id).await {
+        Ok(list) => (list, error),
+        Err(e) => {
+            tracing::error!(error = %e, "app passwords could not be listed");
+            if new_token.is_none() {
+                return super::pages::unavailable_page(ctx);
+            }
+            (Vec::new(), Some(ctx.t.err_unavailable))
+        }
+    };
     let rows = list
         .into_iter()
         .map(|t| TokenRow {
@@ -102,7 +111,7 @@ pub async fn create_post(ctx: &Ctx<'_>) -> Response {
     match create(ctx, &user.id, &name).await {
         Ok((plain, _)) => page(ctx, Some(plain), Some(tt.msg_created), None).await,
         Err(TokenError::Full) => page(ctx, None, None, Some(tt.err_full)).await,
-        Err(_) => internal(ctx),
+        Err(e) => failed(ctx, &e),
     }
 }
 
@@ -112,11 +121,13 @@ pub async fn delete_confirm(ctx: &Ctx<'_>, id: &str) -> Response {
         Ok(found) => found,
         Err(r) => return r,
     };
-    let found = tokens::list(&ctx.app.store, &user.id)
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .find(|t| t.id == id);
+    let found = match tokens::list(&ctx.app.store, &user.id).await {
+        Ok(list) => list.into_iter().find(|t| t.id == id),
+        Err(e) => {
+            tracing::error!(error = %e, "app passwords could not be listed");
+            return super::pages::unavailable_page(ctx);
+        }
+    };
     let Some(tk) = found else {
         return page(ctx, None, None, Some(ctx.lang.tokens().err_not_found)).await;
     };
@@ -138,18 +149,33 @@ pub async fn delete_post(ctx: &Ctx<'_>, id: &str) -> Response {
     match revoke(ctx, &user.id, id).await {
         Ok(()) => page(ctx, None, Some(tt.msg_revoked), None).await,
         Err(TokenError::NotFound) => page(ctx, None, None, Some(tt.err_not_found)).await,
-        Err(_) => internal(ctx),
+        Err(e) => failed(ctx, &e),
     }
 }
 
-fn internal(ctx: &Ctx<'_>) -> Response {
-    super::pages::message(
-        ctx,
-        500,
-        ctx.t.err_internal_heading,
-        ctx.t.err_internal,
-        None,
-    )
+/// A token operation that failed: a store error is a 503 page (nothing changed; try
+/// again), anything else a 500.
+fn failed(ctx: &Ctx<'_>, e: &TokenError) -> Response {
+    tracing::error!(error = %e, "app password operation failed");
+    match e {
+        TokenError::Store(_) => super::pages::unavailable_page(ctx),
+        _ => super::pages::message(
+            ctx,
+            500,
+            ctx.t.err_internal_heading,
+            ctx.t.err_internal,
+            None,
+        ),
+    }
+}
+
+/// The API's answer to a token operation that failed (see [`failed`]).
+fn api_failed(e: &TokenError) -> Response {
+    tracing::error!(error = %e, "app password operation failed");
+    match e {
+        TokenError::Store(_) => super::api::unavailable(),
+        _ => Response::json_error(500, "internal", "internal error"),
+    }
 }
 
 async fn create(
@@ -205,7 +231,7 @@ pub async fn api_list(ctx: &Ctx<'_>) -> Response {
                 "max": tokens::MAX_PER_USER,
             }),
         ),
-        Err(_) => Response::json_error(500, "internal", "internal error"),
+        Err(e) => api_failed(&e),
     }
 }
 
@@ -242,7 +268,7 @@ pub async fn api_create(ctx: &Ctx<'_>) -> Response {
             "too_many_tokens",
             "this account already has the maximum number of API tokens",
         ),
-        Err(_) => Response::json_error(500, "internal", "internal error"),
+        Err(e) => api_failed(&e),
     }
 }
 
@@ -254,6 +280,6 @@ pub async fn api_delete(ctx: &Ctx<'_>, id: &str) -> Response {
     match revoke(ctx, &user.id, id).await {
         Ok(()) => Response::no_content(),
         Err(TokenError::NotFound) => Response::json_error(404, "not_found", "no such token"),
-        Err(_) => Response::json_error(500, "internal", "internal error"),
+        Err(e) => api_failed(&e),
     }
 }
