@@ -65,6 +65,21 @@ async fn password_only_login(http: &reqwest::Client, gw: &Gateway, id: &str) {
     assert_eq!(s, 200, "{v}");
 }
 
+/// Runs one SQL statement on the gateway's SQLite store behind its back (a store that
+/// fails under the running gateway).
+fn sqlite(gw: &Gateway, statement: &str) {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(sys.argv[2]); c.commit()",
+            gw.path("nidan.db").to_str().unwrap(),
+            statement,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
 fn session_cookie(http_jar: &Arc<reqwest::cookie::Jar>, gw: &Gateway) -> Option<String> {
     let url: reqwest::Url = gw.url("/").parse().unwrap();
     let cookies = reqwest::cookie::CookieStore::cookies(&**http_jar, &url)?;
@@ -351,31 +366,14 @@ async fn store_errors_fail_closed() {
     gw.restart();
     // A new client: the old one's pooled connections died with the old process.
     let http = client_from("127.0.0.1", &j, FIREFOX);
-    let db = gw.path("nidan.db");
-    let out = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('DROP TABLE user_settings'); c.commit()",
-            db.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    sqlite(&gw, "DROP TABLE user_settings");
     let (s, v) = fetch(&http, &gw, "/private/x").await;
     assert_eq!(s, 503, "{v}");
     // The ID step fails closed too: never a login planned as "2-step off".
     let (s, v) = post(&http, &gw, "/login", json!({"id": "hanako"})).await;
     assert_eq!(s, 503, "{v}");
     // An API token the gateway cannot look up is a 503, not a 401 or a pass.
-    let out = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('DROP TABLE api_tokens'); c.commit()",
-            db.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    sqlite(&gw, "DROP TABLE api_tokens");
     let r = plain()
         .get(gw.url("/api/x"))
         .header("authorization", format!("Bearer nidan_{}", "A".repeat(43)))
@@ -386,15 +384,7 @@ async fn store_errors_fail_closed() {
     // And the sessions table: a session the gateway cannot read is a 503, not a login page.
     gw.restart();
     let http = client_from("127.0.0.1", &j, FIREFOX);
-    let out = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('ALTER TABLE sessions RENAME TO gone'); c.commit()",
-            db.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    sqlite(&gw, "ALTER TABLE sessions RENAME TO gone");
     assert_eq!(fetch(&http, &gw, "/private/x").await.0, 503);
 }
 
@@ -410,15 +400,7 @@ async fn devices_and_app_passwords_the_store_cannot_read_are_a_503_not_an_empty_
     assert_eq!(r.status(), 200);
     assert_eq!(http.get(&page).send().await.unwrap().status(), 200);
     // The devices become unreadable under the running gateway (the session stays cached).
-    let out = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('ALTER TABLE devices RENAME TO gone'); c.commit()",
-            gw.path("nidan.db").to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    sqlite(&gw, "ALTER TABLE devices RENAME TO gone");
     // Before: 200 with an empty list, as if every trusted device had been removed.
     let r = http.get(&api).send().await.unwrap();
     assert_eq!(r.status(), 503);
@@ -450,15 +432,7 @@ async fn devices_and_app_passwords_the_store_cannot_read_are_a_503_not_an_empty_
     let tokens_page = gw.url("/_nidan/settings/tokens");
     assert_eq!(http.get(&tokens_api).send().await.unwrap().status(), 200);
     assert_eq!(http.get(&tokens_page).send().await.unwrap().status(), 200);
-    let out = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('ALTER TABLE api_tokens RENAME TO gone_too'); c.commit()",
-            gw.path("nidan.db").to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    sqlite(&gw, "ALTER TABLE api_tokens RENAME TO gone_too");
     assert_eq!(http.get(&tokens_api).send().await.unwrap().status(), 503);
     assert_eq!(http.get(&tokens_page).send().await.unwrap().status(), 503);
     let r = http

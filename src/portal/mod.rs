@@ -382,17 +382,9 @@ async fn route(ctx: &Ctx<'_>) -> Response {
     {
         // A login needs both shared stores; said at once rather than after timeouts.
         return if path.starts_with("/api/") {
-            Response::json_error(503, "unavailable", "the service is unavailable; try again")
-                .with("retry-after", "5")
+            api::unavailable()
         } else {
-            pages::message(
-                ctx,
-                503,
-                ctx.t.err_unavailable_heading,
-                ctx.t.err_unavailable,
-                None,
-            )
-            .with("retry-after", "5")
+            pages::unavailable_page(ctx)
         };
     }
     if let Some(rest) = path.strip_prefix("/api/") {
