@@ -4,6 +4,8 @@
 //! nothing, and only `trusted_proxies` may describe a request (SECURITY 8, 24–26).
 #![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)]
 
+#[path = "common/caddy.rs"]
+mod caddy;
 mod common;
 #[path = "common/nginx.rs"]
 mod nginx;
@@ -11,6 +13,7 @@ mod nginx;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
+use caddy::Caddy;
 use common::*;
 use nginx::Nginx;
 use serde_json::{Value, json};
@@ -405,8 +408,10 @@ async fn only_trusted_proxies_may_describe_a_request() {
     assert_eq!(r.headers()["remote-user"], "taro");
     assert_eq!(r.headers()["remote-email"], "taro@example.com");
     assert!(r.headers().contains_key("x-nidan-assertion"));
-    // Only nidan's cookie was sent: no `Cookie` for the proxy to forward.
-    assert!(!r.headers().contains_key("cookie"));
+    // Only nidan's cookie was sent: an empty `Cookie` (none for the proxy to forward), and
+    // an empty `Authorization` (the client sent none).
+    assert_eq!(r.headers()["cookie"], "");
+    assert_eq!(r.headers()["authorization"], "");
     // The same cookie from a stranger's address still gets nothing.
     let r = ask(&stranger, &with_session, "").await.unwrap();
     assert_eq!(r.status(), 403);
@@ -563,4 +568,111 @@ async fn clients_cannot_reach_forward_auth_through_nginx() {
         ],
     );
     assert_eq!(s, 404, "{body}");
+}
+
+/// The Caddy side of the README's snippet, pointed at the test's nidan and backend.
+fn caddy_for(gw: &Gateway) -> Caddy {
+    let nidan = gw.addr;
+    let backend = gw.backend.addr;
+    Caddy::start(&format!(
+        r#"
+    # Clients never ask nidan's forward-auth through Caddy (it trusts Caddy's word).
+    handle /_nidan/api/authz/forward-auth* {{
+        respond 404
+    }}
+    handle /_nidan/* {{
+        reverse_proxy {nidan}
+    }}
+    handle {{
+        forward_auth {nidan} {{
+            uri /_nidan/api/authz/forward-auth?redirect=1
+            copy_headers Remote-User Remote-Name Remote-Email Remote-Groups X-Nidan-Assertion Cookie Authorization
+        }}
+        reverse_proxy {backend}
+    }}"#
+    ))
+}
+
+#[tokio::test]
+async fn caddy_forward_auth_as_the_readme_configures_it() {
+    let gw = gateway();
+    let cd = caddy_for(&gw);
+    let base = cd.url("");
+    let http = client();
+    // Anonymous browser: nidan's 302 (`?redirect=1`) passed on, with the way back.
+    let (s, h, _) = get(&http, &cd.url("/wiki/page?x=1")).await;
+    assert_eq!(s, 302, "{}", cd.log());
+    let location = h["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.ends_with("/_nidan/login?rd=%2Fwiki%2Fpage%3Fx%3D1"),
+        "{location}"
+    );
+    login_via(&http, &base, &gw, "taro").await;
+    // Signed in: the backend sees the user from nidan, never the client's claim.
+    let r = http
+        .get(cd.url("/wiki/page"))
+        .header("accept", "application/json")
+        .header("remote-user", "admin")
+        .header("remote-groups", "admins")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", cd.log());
+    let echoed: Value = r.json().await.unwrap();
+    let h = &echoed["headers"];
+    assert_eq!(h["remote-user"], "taro", "{echoed}");
+    assert_eq!(h["remote-groups"], "staff", "{echoed}");
+    assert!(h["x-nidan-assertion"].is_string(), "{echoed}");
+    assert!(
+        !h["cookie"].as_str().unwrap_or("").contains("nidan_session"),
+        "{echoed}"
+    );
+    // A bypass route: nidan's 200 names nobody, and a client's claim must not pass either.
+    let r = plain()
+        .get(cd.url("/public/x"))
+        .header("accept", "application/json")
+        .header("remote-user", "admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", cd.log());
+    let echoed: Value = r.json().await.unwrap();
+    let h = echoed["headers"].as_object().unwrap();
+    assert_eq!(
+        h.get("remote-user").and_then(Value::as_str).unwrap_or(""),
+        "",
+        "a client's Remote-User reached the app: {echoed}"
+    );
+    // Caddy 2.6 copies a header the answer lacks as its literal placeholder: none is lacking.
+    assert!(
+        h.values()
+            .all(|v| !v.as_str().unwrap_or("").contains("{http.")),
+        "{echoed}"
+    );
+    // A Basic password nidan checked never reaches the app through Caddy either.
+    use base64::Engine;
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("taro:{PASSWORD}"))
+    );
+    let (s, _, body) = raw(cd.addr, "/sync/mail", &[("Authorization", basic.as_str())]);
+    assert_eq!(s, 200, "{body}");
+    let echoed: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(echoed["headers"]["remote-user"], "taro", "{echoed}");
+    assert_eq!(
+        echoed["headers"]["authorization"].as_str().unwrap_or(""),
+        "",
+        "the password reached the app: {echoed}"
+    );
+    // Another group's route: 403, the backend never asked.
+    let (s, _, body) = get(&http, &cd.url("/admins/x")).await;
+    assert_eq!(s, 403);
+    assert!(!body.contains("remote-user"), "{body}");
+    // The endpoint itself is not reachable through Caddy.
+    let (s, _, _) = raw(
+        cd.addr,
+        &format!("{FORWARD_AUTH}?x"),
+        &[("x-forwarded-uri", "/admins/x")],
+    );
+    assert_eq!(s, 404);
 }

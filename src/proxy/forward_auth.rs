@@ -197,37 +197,42 @@ impl Gateway {
                         return bad(503, "unavailable", "the service is unavailable; try again");
                     }
                 };
+                // Every header a proxy copies onto the request is in the answer, empty when
+                // the request gets none: a proxy that copies only headers present would
+                // otherwise leave a client's own copy (or, Caddy 2.6, its literal
+                // placeholder) for the app. nginx drops a header whose value is empty.
+                let h = &app.cfg.identity_headers;
+                let (user, name, email, groups) =
+                    identity.as_ref().map_or(("", "", "", ""), |id| {
+                        (
+                            id.user.as_str(),
+                            id.name.as_str(),
+                            id.email.as_str(),
+                            id.groups.as_str(),
+                        )
+                    });
                 let mut resp = Response::new(200, "text/plain; charset=utf-8", "")
-                    .with("cache-control", "no-store");
-                if let Some(id) = &identity {
-                    let h = &app.cfg.identity_headers;
-                    resp = resp
-                        .with_named(&h.user, id.user.as_str())
-                        .with_named(&h.name, id.name.as_str())
-                        .with_named(&h.email, id.email.as_str())
-                        .with_named(&h.groups, id.groups.as_str());
-                }
-                if let (Some(a), Some(token)) = (&app.assertions, assertion) {
-                    resp = resp.with_named(a.header(), token.as_ref());
+                    .with("cache-control", "no-store")
+                    .with_named(&h.user, user)
+                    .with_named(&h.name, name)
+                    .with_named(&h.email, email)
+                    .with_named(&h.groups, groups);
+                if let Some(a) = &app.assertions {
+                    resp = resp.with_named(a.header(), assertion.as_deref().unwrap_or(""));
                 }
                 // The request's cookies without the gateway's (the session opens every
                 // route): the proxy puts this `Cookie` on the request it forwards in place
-                // of the client's, and none when nothing is left (SECURITY 20).
-                if let Some(kept) =
-                    crate::session::cookie::without(headers, &super::gateway_cookies(app))
-                {
-                    resp = resp.with("cookie", kept);
-                }
+                // of the client's, empty when nothing is left (SECURITY 20).
+                let kept = crate::session::cookie::without(headers, &super::gateway_cookies(app));
+                resp = resp.with("cookie", kept.unwrap_or_default());
                 // Likewise `Authorization`: credentials nidan checked (Basic, an app
-                // password) stay with nidan, as the proxy removes them; anything else
-                // (a bearer token for the app itself) is handed back to be forwarded.
-                if !used_basic
-                    && let Some(v) = headers
-                        .get(http::header::AUTHORIZATION)
-                        .and_then(|v| v.to_str().ok())
-                {
-                    resp = resp.with("authorization", v.to_owned());
-                }
+                // password) stay with nidan (empty), as the proxy removes them; anything
+                // else (a bearer token for the app itself) is handed back to be forwarded.
+                let handed_back = headers
+                    .get(http::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .filter(|_| !used_basic);
+                resp = resp.with("authorization", handed_back.unwrap_or("").to_owned());
                 ctx.identity = identity;
                 resp
             }
