@@ -25,17 +25,7 @@ fn explain(config: &Path, args: &[&str]) -> (i32, String, String) {
 }
 
 fn config_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("device-key"),
-        "test-device-signing-key-0123456789abcdef",
-    )
-    .unwrap();
-    std::fs::copy(
-        repo().join("config/test/users.yaml"),
-        dir.path().join("users.yaml"),
-    )
-    .unwrap();
+    let dir = deployment_dir();
     std::fs::write(
         dir.path().join("nidan.yaml"),
         r#"version: 1

@@ -519,18 +519,24 @@ async fn the_session_cookie_stays_with_nidan() {
     }
 }
 
+/// taro's password as an `Authorization: Basic` value.
+fn taro_basic() -> String {
+    use base64::Engine;
+    let pair = format!("taro:{PASSWORD}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
+}
+
 /// Credentials nidan checked stay with nidan, as in proxy mode: the owner's Basic password
 /// on a Basic route opens it but never reaches the app; an `Authorization` nidan did not
 /// read (a bearer token for the app itself, on a bypass route) is passed on untouched.
 #[tokio::test]
 async fn a_checked_basic_password_stays_with_nidan() {
-    use base64::Engine;
     let gw = gateway();
     let ng = nginx_for(&gw);
-    let basic = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("taro:{PASSWORD}"))
-    );
+    let basic = taro_basic();
     let (s, _, body) = raw(ng.addr, "/sync/mail", &[("Authorization", basic.as_str())]);
     assert_eq!(s, 200, "{body}");
     let echoed: Value = serde_json::from_str(&body).unwrap();
@@ -650,11 +656,7 @@ async fn caddy_forward_auth_as_the_readme_configures_it() {
         "{echoed}"
     );
     // A Basic password nidan checked never reaches the app through Caddy either.
-    use base64::Engine;
-    let basic = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("taro:{PASSWORD}"))
-    );
+    let basic = taro_basic();
     let (s, _, body) = raw(cd.addr, "/sync/mail", &[("Authorization", basic.as_str())]);
     assert_eq!(s, 200, "{body}");
     let echoed: Value = serde_json::from_str(&body).unwrap();

@@ -165,7 +165,7 @@ async fn durable_state_lives_in_postgres_across_kill_9() {
 #[test]
 fn an_unreachable_postgres_fails_the_start_fast_without_the_password() {
     let redis = TestRedis::start();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = deployment_dir();
     let port = free_port();
     let password = "Pg-Pa55word-never-shown";
     let mut b = on_postgres(
@@ -175,16 +175,6 @@ fn an_unreachable_postgres_fails_the_start_fast_without_the_password() {
         &redis.url(),
     );
     let config = dir.path().join("nidan.yaml");
-    std::fs::write(
-        dir.path().join("device-key"),
-        "test-device-signing-key-0123456789abcdef",
-    )
-    .unwrap();
-    std::fs::copy(
-        repo().join("config/test/users.yaml"),
-        dir.path().join("users.yaml"),
-    )
-    .unwrap();
     std::fs::write(&config, serde_yaml::to_string(b.doc()).unwrap()).unwrap();
     let started = Instant::now();
     let out = Command::new(bin())

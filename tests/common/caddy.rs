@@ -3,9 +3,10 @@
 //! 127.0.0.1 port, no admin endpoint, no automatic HTTPS. Stopped on `Drop`.
 #![allow(dead_code, clippy::unwrap_used, clippy::panic, clippy::expect_used)]
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+
+use crate::common::listening;
 
 pub struct Caddy {
     child: Child,
@@ -17,47 +18,32 @@ impl Caddy {
     /// Starts Caddy with one site, `http://127.0.0.1:{port}`, whose body is `site_body`.
     pub fn start(site_body: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        for _ in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let conf = format!(
-                "{{\n    admin off\n    auto_https off\n}}\n\
-                 http://127.0.0.1:{port} {{\n{site_body}\n}}\n"
-            );
-            let path = dir.path().join("Caddyfile");
-            std::fs::write(&path, conf).unwrap();
-            let log = std::fs::File::create(dir.path().join("caddy.log")).unwrap();
-            let mut child = Command::new("caddy")
-                .args(["run", "--adapter", "caddyfile", "--config"])
-                .arg(&path)
-                .env("HOME", dir.path())
-                .env("XDG_DATA_HOME", dir.path().join("data"))
-                .env("XDG_CONFIG_HOME", dir.path().join("config"))
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .stdin(Stdio::null())
-                .spawn()
-                .expect("caddy runs (Debian package `caddy`; .ci/run installs it)");
-            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-            let deadline = Instant::now() + Duration::from_secs(15);
-            loop {
-                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                    return Self { child, addr, dir };
-                }
-                if let Ok(Some(_)) = child.try_wait() {
-                    break; // the port was taken meanwhile, or the configuration is wrong
-                }
-                assert!(Instant::now() < deadline, "caddy did not start listening");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        panic!(
-            "caddy did not start; log:\n{}",
-            std::fs::read_to_string(dir.path().join("caddy.log")).unwrap_or_default()
+        let log_path = dir.path().join("caddy.log");
+        let (child, addr) = listening(
+            "caddy",
+            |port| {
+                let conf = format!(
+                    "{{\n    admin off\n    auto_https off\n}}\n\
+                     http://127.0.0.1:{port} {{\n{site_body}\n}}\n"
+                );
+                let path = dir.path().join("Caddyfile");
+                std::fs::write(&path, conf).unwrap();
+                let log = std::fs::File::create(&log_path).unwrap();
+                Command::new("caddy")
+                    .args(["run", "--adapter", "caddyfile", "--config"])
+                    .arg(&path)
+                    .env("HOME", dir.path())
+                    .env("XDG_DATA_HOME", dir.path().join("data"))
+                    .env("XDG_CONFIG_HOME", dir.path().join("config"))
+                    .stdout(log.try_clone().unwrap())
+                    .stderr(log)
+                    .stdin(Stdio::null())
+                    .spawn()
+                    .expect("caddy runs (Debian package `caddy`; .ci/run installs it)")
+            },
+            || std::fs::read_to_string(&log_path).unwrap_or_default(),
         );
+        Self { child, addr, dir }
     }
 
     pub fn url(&self, path: &str) -> String {

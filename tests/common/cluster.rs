@@ -71,17 +71,7 @@ impl Cluster {
             ),
             None => db.url.clone(),
         };
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("device-key"),
-            "test-device-signing-key-0123456789abcdef",
-        )
-        .unwrap();
-        std::fs::copy(
-            common::repo().join("config/test/users.yaml"),
-            dir.path().join("users.yaml"),
-        )
-        .unwrap();
+        let dir = common::deployment_dir();
         let mut c = Self {
             nodes: Vec::new(),
             dir,
@@ -208,29 +198,11 @@ routes:
     }
 
     pub fn outbox(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.dir.path().join("outbox.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        common::outbox_in(&self.dir.path().join("outbox.jsonl"))
     }
 
     pub fn last_code(&self, user: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Some(c) = self
-                .outbox()
-                .iter()
-                .rev()
-                .find(|m| m["user"] == user && m["code"].is_string())
-                .and_then(|m| m["code"].as_str().map(str::to_owned))
-            {
-                return c;
-            }
-            assert!(Instant::now() < deadline, "no code sent to {user}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        common::last_code_in(&self.dir.path().join("outbox.jsonl"), user)
     }
 
     /// Gives `user` the password hash of `other` in the shared users file.

@@ -192,17 +192,7 @@ routes:
     }
 
     pub fn start(self) -> Gateway {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("device-key"),
-            "test-device-signing-key-0123456789abcdef",
-        )
-        .unwrap();
-        std::fs::copy(
-            repo().join("config/test/users.yaml"),
-            dir.path().join("users.yaml"),
-        )
-        .unwrap();
+        let dir = deployment_dir();
         let config = dir.path().join("nidan.yaml");
         let mut gw = Gateway {
             child: None,
@@ -319,30 +309,12 @@ impl Gateway {
 
     /// Every outbox message so far.
     pub fn outbox(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(&self.outbox)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        outbox_in(&self.outbox)
     }
 
     /// The newest code sent to `user` (waits up to 5 s for it).
     pub fn last_code(&self, user: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Some(code) = self
-                .outbox()
-                .iter()
-                .rev()
-                .find(|m| m["user"] == user && m["code"].is_string())
-                .and_then(|m| m["code"].as_str().map(str::to_owned))
-            {
-                return code;
-            }
-            assert!(Instant::now() < deadline, "no code was sent to {user}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        last_code_in(&self.outbox, user)
     }
 
     /// Number of outbox messages carrying a code for `user`.
@@ -494,4 +466,79 @@ pub async fn post_api(
         .unwrap();
     let s = r.status().as_u16();
     (s, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// A temp directory with what every test deployment reads: the device signing key and the
+/// test users file.
+pub fn deployment_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("device-key"),
+        "test-device-signing-key-0123456789abcdef",
+    )
+    .unwrap();
+    std::fs::copy(
+        repo().join("config/test/users.yaml"),
+        dir.path().join("users.yaml"),
+    )
+    .unwrap();
+    dir
+}
+
+/// Every message in the outbox file at `path` so far.
+pub fn outbox_in(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The newest code sent to `user` through the outbox at `path` (waits up to 5 s for it).
+pub fn last_code_in(path: &std::path::Path, user: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(code) = outbox_in(path)
+            .iter()
+            .rev()
+            .find(|m| m["user"] == user && m["code"].is_string())
+            .and_then(|m| m["code"].as_str().map(str::to_owned))
+        {
+            return code;
+        }
+        assert!(Instant::now() < deadline, "no code was sent to {user}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A server process listening on a free 127.0.0.1 port: `spawn(port)` starts it; another
+/// port is tried when it exits before listening (the port was taken meanwhile), five times,
+/// then the test fails with `log()`.
+pub fn listening(
+    what: &str,
+    mut spawn: impl FnMut(u16) -> Child,
+    log: impl Fn() -> String,
+) -> (Child, SocketAddr) {
+    for _ in 0..5 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = spawn(port);
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return (child, addr);
+            }
+            if let Ok(Some(_)) = child.try_wait() {
+                break; // the port was taken meanwhile, or the configuration is wrong
+            }
+            assert!(Instant::now() < deadline, "{what} did not start listening");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    panic!("{what} did not start; log:\n{}", log());
 }

@@ -3,10 +3,11 @@
 //! on a free 127.0.0.1 port. Stopped on `Drop`.
 #![allow(dead_code, clippy::unwrap_used, clippy::panic, clippy::expect_used)]
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+
+use crate::common::listening;
 
 pub struct Nginx {
     child: Child,
@@ -29,50 +30,35 @@ impl Nginx {
     pub fn start(server_body: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display();
-        for _ in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let conf = format!(
-                "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
-                 error_log {d}/error.log info;\nevents {{ worker_connections 256; }}\n\
-                 http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/body;\n\
-                 proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n\
-                 uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-                 server {{\n    listen 127.0.0.1:{port};\n{server_body}\n  }}\n}}\n"
-            );
-            let path = dir.path().join("nginx.conf");
-            std::fs::write(&path, conf).unwrap();
-            let mut child = Command::new(binary())
-                .arg("-p")
-                .arg(dir.path())
-                .arg("-c")
-                .arg(&path)
-                .arg("-e")
-                .arg(dir.path().join("error.log"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("nginx runs (Debian package `nginx`; .ci/run installs it)");
-            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-            let deadline = Instant::now() + Duration::from_secs(15);
-            loop {
-                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                    return Self { child, addr, dir };
-                }
-                if let Ok(Some(_)) = child.try_wait() {
-                    break; // the port was taken meanwhile, or the configuration is wrong
-                }
-                assert!(Instant::now() < deadline, "nginx did not start listening");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        panic!(
-            "nginx did not start; error log:\n{}",
-            std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
+        let error_log = dir.path().join("error.log");
+        let (child, addr) = listening(
+            "nginx",
+            |port| {
+                let conf = format!(
+                    "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+                     error_log {d}/error.log info;\nevents {{ worker_connections 256; }}\n\
+                     http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/body;\n\
+                     proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n\
+                     uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+                     server {{\n    listen 127.0.0.1:{port};\n{server_body}\n  }}\n}}\n"
+                );
+                let path = dir.path().join("nginx.conf");
+                std::fs::write(&path, conf).unwrap();
+                Command::new(binary())
+                    .arg("-p")
+                    .arg(dir.path())
+                    .arg("-c")
+                    .arg(&path)
+                    .arg("-e")
+                    .arg(&error_log)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("nginx runs (Debian package `nginx`; .ci/run installs it)")
+            },
+            || std::fs::read_to_string(&error_log).unwrap_or_default(),
         );
+        Self { child, addr, dir }
     }
 
     pub fn url(&self, path: &str) -> String {
