@@ -45,6 +45,24 @@ static ACCESS_LOG_DROPPED: LazyLock<Option<IntCounter>> = LazyLock::new(|| {
     .ok()
 });
 
+static CONNECTIONS_REFUSED: LazyLock<Option<IntCounterVec>> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        Opts::new(
+            "nidan_connections_refused_total",
+            "Client connections ended by the connection guard, by reason (too_many, head_size, request_line, head_timeout, session_ended)"
+        ),
+        &["reason"]
+    )
+    .ok()
+});
+
+/// Counts a connection the guard refused or ended (`proxy::conn`).
+pub fn connection_refused(reason: &str) {
+    if let Some(c) = CONNECTIONS_REFUSED.as_ref() {
+        c.with_label_values(&[reason]).inc();
+    }
+}
+
 /// Counts access log lines that were dropped (see `proxy::access`).
 pub fn access_log_dropped(lines: u64) {
     if let Some(c) = ACCESS_LOG_DROPPED.as_ref() {

@@ -11,6 +11,7 @@ use crate::admin::Admin;
 use crate::app::{App, StartError};
 use crate::config::Config;
 use crate::proxy::Gateway;
+use crate::proxy::conn::{ConnLimits, Guarded};
 
 /// Builds everything and serves until a signal stops the process. Never returns on success.
 pub fn run(cfg: Config, banner: Option<String>) -> Result<(), StartError> {
@@ -22,11 +23,16 @@ pub fn run(cfg: Config, banner: Option<String>) -> Result<(), StartError> {
         .build()
         .map_err(|e| StartError::Store(crate::store::StoreError::Db(sqlx::Error::Io(e))))?;
     let app = background.block_on(App::build(cfg))?;
+    let tunnels = Arc::new(crate::proxy::tunnel::Tunnels::default());
     {
         let _guard = background.enter();
         app.spawn_background();
+        tunnels.spawn(Arc::new(Gateway::with_tunnels(
+            app.clone(),
+            tunnels.clone(),
+        )));
     }
-    let server = build(app.clone());
+    let server = build(app.clone(), tunnels);
     if !app.cfg.server.listen.iter().any(|a| a.ip().is_loopback()) || app.cfg.server.tls.is_none() {
         tracing::info!(
             "cookies over plain HTTP drop Secure and the __Host- prefix; serve over TLS in production"
@@ -51,7 +57,7 @@ pub fn run(cfg: Config, banner: Option<String>) -> Result<(), StartError> {
     std::process::exit(0)
 }
 
-fn build(app: Arc<App>) -> Server {
+fn build(app: Arc<App>, tunnels: Arc<crate::proxy::tunnel::Tunnels>) -> Server {
     let cfg = app.cfg.clone();
     let grace = cfg.server.grace_period.as_secs();
     let conf = ServerConf {
@@ -63,8 +69,11 @@ fn build(app: Arc<App>) -> Server {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut proxy =
-        pingora::proxy::http_proxy_service(&server.configuration, Gateway::new(app.clone()));
+    // Every client connection is guarded before pingora reads from it (SECURITY 42).
+    let gateway = Gateway::with_tunnels(app.clone(), tunnels);
+    let http = pingora::proxy::http_proxy(&server.configuration, gateway);
+    let guarded = Guarded::new(http, ConnLimits::from_config(&cfg));
+    let mut proxy = Service::new("nidan gateway".to_owned(), guarded);
     for addr in &cfg.server.listen {
         proxy.add_tcp(&addr.to_string());
     }

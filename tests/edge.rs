@@ -593,3 +593,254 @@ async fn large_anonymous_values_do_not_grow_memory() {
     );
     assert!(grown < 16 * 1024, "grew by {grown} KiB");
 }
+
+// ---------------------------------------------------------------------------------------
+// Connections and heads bounded while they are read (SECURITY 42).
+
+/// The standard test gateway (`/public` is a bypass route) with these `server.limits`.
+fn limited_gateway(limits: &str) -> Gateway {
+    Gateway::builder().set("server.limits", limits).start()
+}
+
+/// A connection to the gateway from `from` (a 127.0.0.x address: another client network).
+fn connect_from(gw: &Gateway, from: &str) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let local: SocketAddr = format!("{from}:0").parse().unwrap();
+    socket.bind(&local.into()).unwrap();
+    socket.connect(&gw.addr.into()).unwrap();
+    socket.into()
+}
+
+/// Reads what the gateway sends until it closes (or `limit` passes): the status line's
+/// code (0: closed without an answer) and how long it took.
+fn answer_within(s: &mut TcpStream, limit: Duration) -> (u16, Duration) {
+    let started = Instant::now();
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&chunk[..n]),
+        }
+        if started.elapsed() > limit {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&out);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, started.elapsed())
+}
+
+/// A head that never ends is answered 431 as soon as it crosses the limit, long before
+/// pingora's own 1 MiB: the attacker's 100 × 8000-byte lines are never all read.
+#[tokio::test]
+async fn a_head_past_the_limit_is_refused_while_it_is_read() {
+    let gw = limited_gateway("{ max_header_bytes: 32768 }");
+    let mut s = TcpStream::connect(gw.addr).unwrap();
+    s.write_all(b"GET /public/x HTTP/1.1\r\nHost: open.test\r\n")
+        .unwrap();
+    let pad = format!("X-Pad: {}\r\n", "a".repeat(8000));
+    let mut written = 0;
+    for _ in 0..100 {
+        match s.write_all(pad.as_bytes()) {
+            Ok(()) => written += pad.len(),
+            Err(_) => break,
+        }
+        // Let the gateway read what was sent, so a refusal shows up before the rest.
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let (status, _) = answer_within(&mut s, Duration::from_secs(5));
+    assert_eq!(status, 431, "after {written} bytes");
+    // The request line alone, past its limit, is a 414 before its end arrives.
+    let mut s = TcpStream::connect(gw.addr).unwrap();
+    let _ = s.write_all(format!("GET /{}", "a".repeat(20_000)).as_bytes());
+    let (status, _) = answer_within(&mut s, Duration::from_secs(5));
+    assert_eq!(status, 414);
+    // Heads within the limits still pass.
+    let a = request(
+        &gw,
+        "GET /public/ HTTP/1.1",
+        &["Host: open.test", &format!("X-Ok: {}", "o".repeat(30_000))],
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+}
+
+/// A head fed a byte at a time is answered 408 at the head deadline, and a connection
+/// that sends nothing is closed at it; a kept-alive connection is closed once idle.
+#[tokio::test]
+async fn slow_heads_and_idle_connections_are_closed_at_their_deadline() {
+    let gw = limited_gateway("{ head_timeout: 2s, idle_timeout: 1s }");
+    let started = Instant::now();
+    let mut slow = TcpStream::connect(gw.addr).unwrap();
+    let mut silent = TcpStream::connect(gw.addr).unwrap();
+    let feeder = {
+        let mut s = slow.try_clone().unwrap();
+        std::thread::spawn(move || {
+            for b in b"GET /public/ HTTP/1.1\r\nHost: open.test\r\nX-Slow: "
+                .iter()
+                .chain([b'a'; 100].iter())
+            {
+                if s.write_all(&[*b]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let (status, _) = answer_within(&mut slow, Duration::from_secs(6));
+    assert_eq!(status, 408);
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(3500), "closed after {took:?}");
+    let (status, took) = answer_within(&mut silent, Duration::from_secs(6));
+    assert_eq!(
+        status, 0,
+        "a connection that never sent a byte is closed quietly"
+    );
+    assert!(took < Duration::from_millis(3000), "closed after {took:?}");
+    feeder.join().unwrap();
+    // Kept alive after an answer, then idle: closed after `idle_timeout`.
+    let mut kept = TcpStream::connect(gw.addr).unwrap();
+    kept.write_all(b"GET /public/ HTTP/1.1\r\nHost: open.test\r\n\r\n")
+        .unwrap();
+    let started = Instant::now();
+    let (status, took) = answer_within(&mut kept, Duration::from_secs(6));
+    assert_eq!(status, 200);
+    assert!(
+        took >= Duration::from_millis(800) && took < Duration::from_millis(2500),
+        "{took:?} after the answer"
+    );
+    let _ = started;
+    // A kept-alive connection serves its next request while it is not idle for long.
+    let mut kept = TcpStream::connect(gw.addr).unwrap();
+    for _ in 0..3 {
+        kept.write_all(b"GET /public/ HTTP/1.1\r\nHost: open.test\r\n\r\n")
+            .unwrap();
+        let mut head = [0u8; 12];
+        kept.read_exact(&mut head).unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200");
+        let mut rest = [0u8; 65536];
+        kept.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let _ = kept.read(&mut rest);
+        std::thread::sleep(Duration::from_millis(400));
+    }
+}
+
+/// Open connections are capped per client network and in all: over the cap a connection
+/// gets 503 and is closed at once, while other networks are still served.
+#[tokio::test]
+async fn open_connections_are_capped_per_network_and_in_all() {
+    let gw = limited_gateway("{ max_connections_per_network: 4, max_connections: 10 }");
+    let held: Vec<TcpStream> = (0..4).map(|_| connect_from(&gw, "127.0.0.2")).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut over = connect_from(&gw, "127.0.0.2");
+    let (status, took) = answer_within(&mut over, Duration::from_secs(3));
+    assert_eq!(status, 503);
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    // Another network is served meanwhile.
+    let mut other = connect_from(&gw, "127.0.0.3");
+    other
+        .write_all(b"GET /public/ HTTP/1.1\r\nHost: open.test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    assert_eq!(answer_within(&mut other, Duration::from_secs(5)).0, 200);
+    // The total: 4 + 4 more from two other networks, then 2 more reach the 10.
+    let more: Vec<TcpStream> = ["127.0.0.4", "127.0.0.5"]
+        .iter()
+        .flat_map(|ip| (0..3).map(|_| connect_from(&gw, ip)).collect::<Vec<_>>())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut over = connect_from(&gw, "127.0.0.6");
+    assert_eq!(answer_within(&mut over, Duration::from_secs(3)).0, 503);
+    // Closing some gives their places back.
+    drop(held);
+    drop(more);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut again = connect_from(&gw, "127.0.0.2");
+    again
+        .write_all(b"GET /public/ HTTP/1.1\r\nHost: open.test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    assert_eq!(answer_within(&mut again, Duration::from_secs(5)).0, 200);
+}
+
+/// 1,000 slow or oversized heads from eight client addresses: the gateway's memory grows
+/// by less than 64 MiB, every one of them is closed within the head deadline, and a normal
+/// client is answered all along (the review's flood cost ~1.4 MiB a connection, for ever).
+#[tokio::test]
+async fn a_flood_of_slow_and_big_heads_is_bounded_and_others_are_served() {
+    let gw = limited_gateway("{ head_timeout: 3s }");
+    let pid = gw.pid().unwrap();
+    let a = request(&gw, "GET /public/ HTTP/1.1", &["Host: open.test"]);
+    assert_eq!(a.status, 200);
+    let before = rss_kib(pid);
+    let started = Instant::now();
+    let mut conns = Vec::new();
+    for i in 0..1000 {
+        let from = format!("127.0.0.{}", 2 + i % 8);
+        let mut s = connect_from(&gw, &from);
+        s.set_write_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        // Half stall just under the limit, half go over it.
+        let pad = if i % 2 == 0 { 30_000 } else { 50_000 };
+        let head = format!(
+            "GET /public/x HTTP/1.1\r\nHost: open.test\r\nX-Pad: {}",
+            "a".repeat(pad)
+        );
+        let _ = s.write_all(head.as_bytes());
+        conns.push(s);
+    }
+    let opened = started.elapsed();
+    // The peak of the gateway's memory while the flood is open.
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let sampling = sampling.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss_kib(pid));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            peak
+        })
+    };
+    // A normal client meanwhile, several times.
+    let mut normal = Duration::ZERO;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let a = request(&gw, "GET /public/ HTTP/1.1", &["Host: open.test"]);
+        assert_eq!(a.status, 200);
+        normal = normal.max(t.elapsed());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Every flood connection is closed by the deadline (3 s after its accept) + slack.
+    let mut statuses = std::collections::BTreeMap::new();
+    for s in &mut conns {
+        let left = Duration::from_secs(6)
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(10));
+        let (status, _) = answer_within(s, left);
+        *statuses.entry(status).or_insert(0) += 1;
+    }
+    let closed = started.elapsed();
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.join().unwrap();
+    eprintln!(
+        "opened 1000 in {opened:?}; RSS {before} -> {peak} KiB; normal client {normal:?}; \
+         all closed by {closed:?}: {statuses:?}"
+    );
+    assert!(
+        peak.saturating_sub(before) < 64 * 1024,
+        "grew by {} KiB",
+        peak - before
+    );
+    assert!(closed < Duration::from_secs(7), "{closed:?}");
+    assert!(
+        statuses.keys().all(|s| [408, 431].contains(s)),
+        "{statuses:?}"
+    );
+    assert!(normal < Duration::from_secs(2), "{normal:?}");
+}

@@ -7,6 +7,8 @@
 #![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)]
 
 mod common;
+#[path = "common/ws.rs"]
+mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -1009,6 +1011,138 @@ async fn websocket_needs_a_login_and_then_works() {
         assert_eq!(usize::from(got[1]), payload.len(), "unmasked, same length");
         assert_eq!(&got[2..], payload);
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// SECURITY 46: a tunnel ends with what opened it.
+
+/// A tunnel on `path` with these header lines; panics unless it opens.
+async fn open_tunnel(gw: &Gateway, path: &str, extra: &str) -> ws::Tunnel {
+    ws::open(gw.addr, path, extra)
+        .await
+        .unwrap_or_else(|status| panic!("the tunnel did not open: {status}"))
+}
+
+#[tokio::test]
+async fn a_tunnel_ends_within_a_second_of_its_logout_or_revocation() {
+    let gw = Gateway::start();
+    // Logout from another connection of the same browser.
+    let (api, session) = login(&gw, "taro").await;
+    let mut tunnel = open_tunnel(&gw, "/ws", &format!("Cookie: {session}\r\n")).await;
+    let (s, v) = api.post("/logout", serde_json::json!({})).await;
+    assert!(s == 200 || s == 204, "{s} {v}");
+    let took = tunnel.closed_within(Duration::from_secs(3)).await;
+    assert!(
+        took.is_some_and(|t| t < Duration::from_millis(1200)),
+        "{took:?}"
+    );
+    // "Sign out everywhere else" from another browser ends this browser's tunnel.
+    let (_one, session) = login(&gw, "taro").await;
+    let (other, _) = login(&gw, "taro").await;
+    let mut tunnel = open_tunnel(&gw, "/ws", &format!("Cookie: {session}\r\n")).await;
+    let r = other
+        .http
+        .delete(gw.url("/_nidan/api/sessions"))
+        .header("origin", gw.url("").trim_end_matches('/'))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let took = tunnel.closed_within(Duration::from_secs(3)).await;
+    assert!(
+        took.is_some_and(|t| t < Duration::from_millis(1200)),
+        "{took:?}"
+    );
+    // Another user's tunnel is untouched.
+    let (_h, jiro) = login(&gw, "jiro").await;
+    let mut kept = open_tunnel(&gw, "/ws", &format!("Cookie: {jiro}\r\n")).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(kept.echoes().await, "an unrelated tunnel stays open");
+}
+
+#[tokio::test]
+async fn a_tunnel_ends_with_its_session_absolute_timeout() {
+    let gw = Gateway::builder()
+        .set("session", "{ idle_timeout: 5s, absolute_timeout: 5s }")
+        .start();
+    let started = Instant::now();
+    let (_api, session) = login(&gw, "taro").await;
+    let mut tunnel = open_tunnel(&gw, "/ws", &format!("Cookie: {session}\r\n")).await;
+    // Kept busy, so the idle timeout is not what ends it.
+    while started.elapsed() < Duration::from_secs(3) {
+        assert!(tunnel.echoes().await, "ended early");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let took = tunnel.closed_within(Duration::from_secs(6)).await;
+    let at = started.elapsed();
+    assert!(took.is_some(), "still open at {at:?}");
+    // Whole seconds: the session ends 5 s after the login, give or take one.
+    assert!(at < Duration::from_millis(6300), "ended at {at:?}");
+}
+
+#[tokio::test]
+async fn a_tunnel_ends_with_a_password_change_or_a_disabled_account() {
+    let gw = Gateway::start();
+    let users_file = gw.path("users.yaml");
+    let original = std::fs::read_to_string(&users_file).unwrap();
+    // A session tunnel, and a Basic one on a route that takes Basic.
+    let (_api, session) = login(&gw, "taro").await;
+    let mut by_session = open_tunnel(&gw, "/ws", &format!("Cookie: {session}\r\n")).await;
+    let basic = base64_basic("taro", PASSWORD);
+    let mut by_basic = open_tunnel(
+        &gw,
+        "/basic/ws",
+        &format!("Authorization: Basic {basic}\r\n"),
+    )
+    .await;
+    // The users file changes taro's password (read again within a second).
+    let old_hash = original
+        .lines()
+        .skip_while(|l| !l.contains("id: taro"))
+        .find_map(|l| l.trim().strip_prefix("password_hash: "))
+        .unwrap()
+        .to_owned();
+    let changed = original.replacen(
+        &old_hash,
+        &format!("\"{}\"", hash_password("another-password-2")),
+        1,
+    );
+    std::fs::write(&users_file, changed).unwrap();
+    let changed_at = Instant::now();
+    for (name, tunnel) in [("session", &mut by_session), ("basic", &mut by_basic)] {
+        let took = tunnel.closed_within(Duration::from_secs(5)).await;
+        assert!(
+            took.is_some(),
+            "the {name} tunnel outlived the password change"
+        );
+    }
+    // reload_interval 1s + a look every 250 ms.
+    assert!(
+        changed_at.elapsed() < Duration::from_millis(2600),
+        "{:?}",
+        changed_at.elapsed()
+    );
+    // A disabled account: hanako's tunnel ends.
+    let (_api, hanako) = login(&gw, "hanako").await;
+    let mut tunnel = open_tunnel(&gw, "/ws", &format!("Cookie: {hanako}\r\n")).await;
+    let current = std::fs::read_to_string(&users_file).unwrap();
+    let disabled = current.replacen(
+        "  - id: hanako\n",
+        "  - id: hanako\n    disabled: true\n",
+        1,
+    );
+    assert_ne!(disabled, current);
+    std::fs::write(&users_file, disabled).unwrap();
+    let took = tunnel.closed_within(Duration::from_secs(5)).await;
+    assert!(
+        took.is_some_and(|t| t < Duration::from_millis(2600)),
+        "{took:?}"
+    );
+}
+
+fn base64_basic(id: &str, password: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("{id}:{password}"))
 }
 
 // ---------------------------------------------------------------------------------------

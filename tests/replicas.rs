@@ -9,6 +9,8 @@ mod cluster;
 mod common;
 #[path = "common/stores.rs"]
 mod stores;
+#[path = "common/ws.rs"]
+mod ws;
 
 use std::time::{Duration, Instant};
 
@@ -509,4 +511,32 @@ async fn sessions_ended_from_the_list_stop_on_every_replica_within_a_second() {
             "the owner's own session, replica {i}"
         );
     }
+}
+
+/// A WebSocket tunnel held open on one replica ends within a second of a logout or a
+/// password change made through another (SECURITY 46); the other user's tunnel stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnels_on_every_replica_end_with_their_session() {
+    let c = Cluster::start(2, "30s");
+    let mut taro = Browser::default();
+    taro.login(&c, 0, 0, "taro", false).await;
+    let cookie = format!("Cookie: {}\r\n", taro.cookies());
+    let mut on_one = ws::open(c.nodes[1].addr, "/ws", &cookie).await.unwrap();
+    let mut on_zero = ws::open(c.nodes[0].addr, "/ws", &cookie).await.unwrap();
+    let mut jiro = Browser::default();
+    jiro.login(&c, 1, 1, "jiro", false).await;
+    let jiro_cookie = format!("Cookie: {}\r\n", jiro.cookies());
+    let mut kept = ws::open(c.nodes[1].addr, "/ws", &jiro_cookie)
+        .await
+        .unwrap();
+    let (s, v) = taro.post(&c, 0, "/logout", json!({})).await;
+    assert!(s == 200 || s == 204, "{s} {v}");
+    for (name, t) in [("replica 1", &mut on_one), ("replica 0", &mut on_zero)] {
+        let took = t.closed_within(Duration::from_secs(3)).await;
+        assert!(
+            took.is_some_and(|t| t < Duration::from_millis(1200)),
+            "{name}: {took:?}"
+        );
+    }
+    assert!(kept.echoes().await, "another user's tunnel stays open");
 }

@@ -117,6 +117,10 @@ pub(crate) struct ServerFile {
 pub(crate) struct LimitsFile {
     pub max_request_line: Option<u64>,
     pub max_header_bytes: Option<u64>,
+    pub head_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub max_connections: Option<u64>,
+    pub max_connections_per_network: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -674,6 +674,45 @@ impl Checker<'_> {
                 defaults.max_header_bytes,
                 4096..=524_288,
             ),
+            head_timeout: self.duration(
+                "server.limits.head_timeout",
+                limits.head_timeout.as_ref(),
+                defaults.head_timeout,
+                Zero::Refused,
+            ),
+            idle_timeout: self.duration(
+                "server.limits.idle_timeout",
+                limits.idle_timeout.as_ref(),
+                defaults.idle_timeout,
+                Zero::Refused,
+            ),
+            max_connections: self.size(
+                "server.limits.max_connections",
+                limits.max_connections,
+                defaults.max_connections,
+                1..=1_000_000,
+            ),
+            max_connections_per_network: self.size(
+                "server.limits.max_connections_per_network",
+                limits.max_connections_per_network,
+                defaults.max_connections_per_network,
+                1..=1_000_000,
+            ),
+        };
+        let limits = Limits {
+            head_timeout: self.at_most(
+                "server.limits.head_timeout",
+                limits.head_timeout,
+                Duration::from_secs(300),
+                "5m",
+            ),
+            idle_timeout: self.at_most(
+                "server.limits.idle_timeout",
+                limits.idle_timeout,
+                Duration::from_secs(3600),
+                "1h",
+            ),
+            ..limits
         };
         Server {
             limits,
@@ -2501,7 +2540,25 @@ routes:
         assert_eq!(c.server.limits, Limits::default());
         assert_eq!(c.server.limits.max_request_line, 8192);
         assert_eq!(c.server.limits.max_header_bytes, 32768);
+        assert_eq!(c.server.limits.head_timeout, Duration::from_secs(10));
+        assert_eq!(c.server.limits.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.server.limits.max_connections, 8192);
+        assert_eq!(c.server.limits.max_connections_per_network, 256);
         assert!(!c.routes[0].case_sensitive && c.routes[0].groups_also.is_empty());
+        let c = load_t(&with(
+            "server: { limits: { head_timeout: 2s, idle_timeout: 5s, max_connections: 10, max_connections_per_network: 3 } }\n",
+        ))
+        .unwrap();
+        assert_eq!(c.server.limits.head_timeout, Duration::from_secs(2));
+        assert_eq!(c.server.limits.idle_timeout, Duration::from_secs(5));
+        assert_eq!(c.server.limits.max_connections, 10);
+        assert_eq!(c.server.limits.max_connections_per_network, 3);
+        let e = &errors(&with("server: { limits: { head_timeout: 0s } }\n"))[0];
+        assert!(e.message.contains("server.limits.head_timeout"), "{e}");
+        let e = &errors(&with("server: { limits: { head_timeout: 1h } }\n"))[0];
+        assert!(e.fix.contains("5m"), "{e}");
+        let e = &errors(&with("server: { limits: { max_connections: 0 } }\n"))[0];
+        assert!(e.message.contains("server.limits.max_connections"), "{e}");
         let c = load_t(&with(
             "server: { limits: { max_request_line: 4096, max_header_bytes: 65536 } }\n",
         ))

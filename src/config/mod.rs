@@ -102,7 +102,18 @@ pub struct Limits {
     /// Method, target and version, in bytes; longer gets 414.
     pub max_request_line: usize,
     /// All header fields together (names, values, separators), in bytes; more gets 431.
+    /// Enforced while the head is read, not after it was buffered (SECURITY 42).
     pub max_header_bytes: usize,
+    /// How long a whole request head may take to arrive once its first byte has (and a new
+    /// connection's first head from the accept); later gets 408 and the connection closed.
+    pub head_timeout: Duration,
+    /// How long a kept-alive connection may wait for its next request before it is closed.
+    pub idle_timeout: Duration,
+    /// Open client connections in all; over it a new connection gets 503 and is closed.
+    pub max_connections: usize,
+    /// Open client connections from one client network (an IPv4 address or the
+    /// `login_limits.ipv4_prefix`, an IPv6 /64); trusted proxies count only in the total.
+    pub max_connections_per_network: usize,
 }
 
 impl Default for Limits {
@@ -110,6 +121,10 @@ impl Default for Limits {
         Self {
             max_request_line: 8 * 1024,
             max_header_bytes: 32 * 1024,
+            head_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 8192,
+            max_connections_per_network: 256,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! `upstream_request_filter` (header hygiene, identity) → `response_filter` → `logging`.
 
 pub mod access;
+pub mod conn;
 pub(crate) mod forward_auth;
 pub mod gate;
 pub mod path;
@@ -12,6 +13,7 @@ pub mod respond;
 pub mod route;
 pub mod target;
 mod token;
+pub mod tunnel;
 pub mod upstream;
 
 use std::net::IpAddr;
@@ -52,10 +54,17 @@ pub struct Gateway {
     assertion_name: Option<HeaderName>,
     /// The session cookie's name over plain HTTP and over TLS (`__Host-`), made once.
     session_cookie: [String; 2],
+    /// Open upgraded connections, held to what opened them.
+    tunnels: Arc<tunnel::Tunnels>,
 }
 
 impl Gateway {
     pub fn new(app: Arc<App>) -> Self {
+        Self::with_tunnels(app, Arc::default())
+    }
+
+    /// A gateway that shares `tunnels` (the one that decides open tunnels again).
+    pub fn with_tunnels(app: Arc<App>, tunnels: Arc<tunnel::Tunnels>) -> Self {
         let h = &app.cfg.identity_headers;
         // The assertion's header is ours too: a client's copy never reaches a backend, on any
         // route, whether or not assertions are on.
@@ -83,7 +92,12 @@ impl Gateway {
             identity_names,
             assertion_name,
             session_cookie,
+            tunnels,
         }
+    }
+
+    pub fn tunnels(&self) -> &Arc<tunnel::Tunnels> {
+        &self.tunnels
     }
 }
 
@@ -107,6 +121,8 @@ pub struct Ctx {
     used_basic: bool,
     /// What the gateway itself answered (for the access log).
     answered: Option<u16>,
+    /// An upgrade allowed on credentials: held to them once the tunnel opens.
+    opened: Option<tunnel::Opened>,
 }
 
 #[async_trait]
@@ -127,6 +143,7 @@ impl ProxyHttp for Gateway {
             upgrade: false,
             used_basic: false,
             answered: None,
+            opened: None,
         }
     }
 
@@ -169,10 +186,25 @@ impl ProxyHttp for Gateway {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        if resp.status == http::StatusCode::SWITCHING_PROTOCOLS
+            && let Some(opened) = ctx.opened.take()
+        {
+            // No request passes through a tunnel for the gateway to decide on: it is
+            // decided again while it is open (SECURITY 46).
+            match conn::of(session) {
+                Some(c) => self.tunnels.add(c, opened),
+                None => {
+                    return Err(Error::explain(
+                        ErrorType::HTTPStatus(502),
+                        "unguarded tunnel",
+                    ));
+                }
+            }
+        }
         self.clean_response(resp, ctx)
     }
 
@@ -244,6 +276,7 @@ impl ProxyHttp for Gateway {
             micros: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
             error: e.map(|e| e.etype().as_str()),
         });
+        conn::request_done(session).await;
     }
 }
 
@@ -346,6 +379,12 @@ impl Gateway {
                     Err(()) => return Ok(Some(unavailable(app, req))),
                 }
                 ctx.identity = identity;
+                if ctx.upgrade && !matches!(caller, CallerState::None) {
+                    let headers = &session.req_header().headers;
+                    let opened =
+                        tunnel::Opened::new(headers, host, &canonical.path, client, ctx.tls);
+                    ctx.opened = Some(opened);
+                }
                 None
             }
             Decision::Login { .. }
@@ -464,26 +503,10 @@ impl Gateway {
         route: &crate::config::Route,
         client: IpAddr,
     ) -> CallerState {
-        let app = &self.app;
-        let now = crate::time::now();
-        if route.accept.session {
-            let [plain, host_prefixed] = &self.session_cookie;
-            let name = if tls { host_prefixed } else { plain };
-            if let Some(token) = cookie::get(headers, name) {
-                match app.sessions.check(&token, now).await {
-                    Ok(Some(live)) => {
-                        if let Some(user) = app.active_user(&live.record.user_id) {
-                            let auth_time = Some(live.record.auth_time);
-                            return CallerState::Known(user, live.record.proof, auth_time);
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::error!(error = %e, "session store unreadable: refusing");
-                        return CallerState::Unavailable;
-                    }
-                }
-            }
+        if route.accept.session
+            && let Some(known) = self.session_caller(headers, tls, true).await
+        {
+            return known;
         }
         if route.accept.token
             && let Some((basic_id, presented)) = token::presented(headers)
@@ -500,6 +523,59 @@ impl Gateway {
             return Box::pin(self.basic(route, &id, &password, client)).await;
         }
         CallerState::None
+    }
+
+    /// Whether what opened a tunnel still opens its route now (see [`tunnel`]); `active`:
+    /// something moved through it since the last look.
+    pub async fn still_open(&self, opened: &tunnel::Opened, active: bool) -> bool {
+        let table = self.app.routes();
+        let Some(found) = table.find(&opened.host, &opened.path) else {
+            return false;
+        };
+        let route = found.route.as_ref();
+        let (headers, tls, client) = (&opened.headers, opened.tls, opened.client);
+        let caller = match self.session_caller(headers, tls, active).await {
+            Some(known) if route.accept.session => known,
+            _ => self.caller(headers, tls, &mut false, route, client).await,
+        };
+        matches!(
+            self.judge(Some(route), &caller, client).await,
+            Ok(Decision::Allow(_))
+        )
+    }
+
+    /// The caller a session cookie names, if it names a live session of an active user;
+    /// `activity`: the request counts as the session's activity (see [`Sessions::peek`]).
+    ///
+    /// [`Sessions::peek`]: crate::session::Sessions::peek
+    async fn session_caller(
+        &self,
+        headers: &http::HeaderMap,
+        tls: bool,
+        activity: bool,
+    ) -> Option<CallerState> {
+        let app = &self.app;
+        let now = crate::time::now();
+        let [plain, host_prefixed] = &self.session_cookie;
+        let name = if tls { host_prefixed } else { plain };
+        let token = cookie::get(headers, name)?;
+        let checked = if activity {
+            app.sessions.check(&token, now).await
+        } else {
+            app.sessions.peek(&token, now).await
+        };
+        match checked {
+            Ok(Some(live)) => {
+                let user = app.active_user(&live.record.user_id)?;
+                let auth_time = Some(live.record.auth_time);
+                Some(CallerState::Known(user, live.record.proof, auth_time))
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "session store unreadable: refusing");
+                Some(CallerState::Unavailable)
+            }
+        }
     }
 
     /// HTTP Basic: the password alone, so it opens only routes where that is enough for

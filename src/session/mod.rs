@@ -142,6 +142,25 @@ impl Sessions {
         token: &str,
         now: i64,
     ) -> Result<Option<Arc<LiveSession>>, StoreError> {
+        self.check_as(token, now, true).await
+    }
+
+    /// Like [`Sessions::check`], without counting as activity: an idle session still idles
+    /// out (an upgraded tunnel whose session is looked at again while nothing moves).
+    pub async fn peek(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<Option<Arc<LiveSession>>, StoreError> {
+        self.check_as(token, now, false).await
+    }
+
+    async fn check_as(
+        &self,
+        token: &str,
+        now: i64,
+        activity: bool,
+    ) -> Result<Option<Arc<LiveSession>>, StoreError> {
         if token.len() != 43 {
             return Ok(None);
         }
@@ -171,6 +190,9 @@ impl Sessions {
             self.cache.forget(&key).await;
             let _ = self.store.delete_session(&hex::encode(key)).await;
             return Ok(None);
+        }
+        if !activity {
+            return Ok(Some(live));
         }
         live.last_seen.fetch_max(now, Ordering::Relaxed);
         let written = live.last_written.load(Ordering::Relaxed);

@@ -13,8 +13,13 @@ use serde_yaml::Value;
 
 pub const PASSWORD: &str = "test-password-1";
 
+/// The gateway binary: `NIDAN_BIN` when set (e.g. the release build, to run a suite
+/// against what ships), else the one cargo built for the tests.
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_nidan")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("NIDAN_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_nidan").to_owned())
+    })
 }
 
 pub fn repo() -> PathBuf {
