@@ -510,3 +510,54 @@ async fn sessions_ended_from_the_list_stop_on_every_replica_within_a_second() {
         );
     }
 }
+
+/// A setting change on one replica gives the browser a new session ID that keeps the
+/// login's times (SECURITY 43): alternating changes across the replicas do not outrun the
+/// absolute timeout on either; every replica reads the same times from PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_session_keeps_its_absolute_end_on_every_replica() {
+    let c = Cluster::start_with(
+        2,
+        "60s",
+        "session: { idle_timeout: 6s, absolute_timeout: 6s }",
+    );
+    let mut b = Browser::default();
+    b.login(&c, 0, 0, "taro", false).await;
+    let t = Instant::now();
+    let (s, first) = b.get(&c, 1, "/me").await;
+    assert_eq!(s, 200, "{first}");
+    let times = |v: &Value| (v["login_at"].clone(), v["auth_time"].clone(), v["expires_at"].clone());
+    let mut n = 0;
+    while t.elapsed() < Duration::from_millis(9_000) {
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        let i = n % 2;
+        let method = ["email", "sms"][i];
+        let r = http()
+            .put(c.url(i, "/_nidan/api/settings"))
+            .header("cookie", b.cookies())
+            .header("origin", c.url(i, ""))
+            .json(&json!({"enabled": false, "method": method}))
+            .send()
+            .await
+            .unwrap();
+        b.keep(&r);
+        let changed = r.status() == 200;
+        n += 1;
+        let at = t.elapsed();
+        if at < Duration::from_millis(4_000) {
+            assert!(changed, "change {n} on replica {i}");
+            for j in 0..2 {
+                let (s, v) = b.get(&c, j, "/me").await;
+                assert_eq!(s, 200, "{v}");
+                assert_eq!(times(&v), times(&first), "replica {j} after change {n}");
+            }
+        }
+        if at > Duration::from_millis(7_100) {
+            assert!(!changed, "a change at {at:?} outran the absolute timeout");
+            for j in 0..2 {
+                assert!(!b.signed_in(&c, j).await, "replica {j} at {at:?}");
+            }
+        }
+    }
+}
+

@@ -283,3 +283,199 @@ async fn the_list_shows_no_markup_and_no_token() {
         );
     }
 }
+
+// --- A replaced session keeps its times (SECURITY 43) -------------------------------------
+
+/// `GET /_nidan/api/me`: (status, body).
+async fn me(http: &reqwest::Client, gw: &Gateway) -> (u16, Value) {
+    let r = http.get(gw.url("/_nidan/api/me")).send().await.unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
+/// The times a login set: when, when last proved, when it ends for good.
+fn times(me: &Value) -> (Value, Value, Value) {
+    (
+        me["login_at"].clone(),
+        me["auth_time"].clone(),
+        me["expires_at"].clone(),
+    )
+}
+
+/// The CSRF token of a portal page's first form.
+fn csrf_of(page: &str) -> Option<String> {
+    Some(
+        page.split("name=\"csrf\" value=\"")
+            .nth(1)?
+            .split('"')
+            .next()?
+            .to_owned(),
+    )
+}
+
+/// Changes the 2-step method (2-step stays off) through the API (`PUT /_nidan/api/settings`)
+/// or the page's form; whether the change was made. The jar takes the replacement session.
+async fn change_method(http: &reqwest::Client, gw: &Gateway, method: &str, page: bool) -> bool {
+    if !page {
+        let r = http
+            .put(gw.url("/_nidan/api/settings"))
+            .json(&json!({"enabled": false, "method": method}))
+            .send()
+            .await
+            .unwrap();
+        return r.status() == 200;
+    }
+    let r = http
+        .get(gw.url("/_nidan/settings?lang=en"))
+        .send()
+        .await
+        .unwrap();
+    if r.status() != 200 {
+        return false;
+    }
+    let Some(csrf) = csrf_of(&r.text().await.unwrap()) else {
+        return false;
+    };
+    let r = http
+        .post(gw.url("/_nidan/settings"))
+        .form(&[("csrf", csrf.as_str()), ("enabled", "off"), ("method", method)])
+        .send()
+        .await
+        .unwrap();
+    r.status() == 303
+        && r.headers()
+            .get("location")
+            .is_some_and(|l| l.to_str().unwrap().contains("m=saved"))
+}
+
+/// The attack of the third review: with a short absolute timeout, alternating setting
+/// changes kept a session alive past it (each change made a session with a fresh expiry).
+async fn setting_changes_do_not_outrun_the_absolute_timeout(page: bool) {
+    let gw = Gateway::builder()
+        .set("session.idle_timeout", "6s")
+        .set("session.absolute_timeout", "6s")
+        .start();
+    let http = browser(&gw, "taro", "Mozilla/5.0 Firefox/128.0").await;
+    let t = std::time::Instant::now();
+    let (s, first) = me(&http, &gw).await;
+    assert_eq!(s, 200, "{first}");
+    let methods = ["email", "sms"];
+    let mut n = 0;
+    let mut moved = Vec::new();
+    while t.elapsed() < std::time::Duration::from_millis(9_000) {
+        tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+        let changed = change_method(&http, &gw, methods[n % 2], page).await;
+        n += 1;
+        let at = t.elapsed();
+        if at < std::time::Duration::from_millis(4_000) {
+            assert!(changed, "change {n} at {at:?}");
+            let (s, now) = me(&http, &gw).await;
+            assert_eq!(s, 200, "{now}");
+            if times(&now) != times(&first) {
+                moved.push(now);
+            }
+        }
+        // Whole seconds: a login at 10.9 ends at 16, so past 7.1 s it is surely over.
+        if at > std::time::Duration::from_millis(7_100) {
+            assert!(!changed, "a change at {at:?} outran the absolute timeout");
+            assert_eq!(status(&http, &gw, "/wiki").await, 401, "at {at:?}");
+            assert_eq!(me(&http, &gw).await.0, 401, "at {at:?}");
+        }
+    }
+    assert!(moved.is_empty(), "the changes moved the times of {first}: {moved:?}");
+}
+
+#[tokio::test]
+async fn setting_changes_through_the_api_do_not_outrun_the_absolute_timeout() {
+    setting_changes_do_not_outrun_the_absolute_timeout(false).await;
+}
+
+#[tokio::test]
+async fn setting_changes_on_the_page_do_not_outrun_the_absolute_timeout() {
+    setting_changes_do_not_outrun_the_absolute_timeout(true).await;
+}
+
+/// A setting change is no login: it does not make the session "recent" again for account
+/// management (today's change needs a recent login; a renewed one would allow the next
+/// change, and every other account change, for ever).
+#[tokio::test]
+async fn a_setting_change_does_not_renew_the_recent_login_window() {
+    let gw = Gateway::builder().set("portal.recent_login", "2s").start();
+    let http = browser(&gw, "taro", "Mozilla/5.0 Firefox/128.0").await;
+    let t = std::time::Instant::now();
+    let methods = ["email", "sms"];
+    let mut answers = Vec::new();
+    for n in 0..6 {
+        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+        let r = http
+            .put(gw.url("/_nidan/api/settings"))
+            .json(&json!({"enabled": false, "method": methods[n % 2]}))
+            .send()
+            .await
+            .unwrap();
+        let s = r.status().as_u16();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        answers.push((t.elapsed(), s, v));
+    }
+    assert_eq!(answers[0].1, 200, "{answers:?}");
+    // The window is inclusive and in whole seconds: past 3.1 s the login is surely stale.
+    for (at, s, v) in &answers {
+        if *at > std::time::Duration::from_millis(3_100) {
+            assert_eq!(*s, 403, "a change at {at:?} was allowed: {answers:?}");
+            assert_eq!(v["error"], "recent_login_required", "{v}");
+        }
+    }
+    // The session itself still works; only account management asks for the login again.
+    assert_eq!(status(&http, &gw, "/wiki").await, 200);
+    let page = http
+        .get(gw.url("/_nidan/sessions?lang=en"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!page.contains("name=\"csrf\""), "{page}");
+}
+
+/// A step-up proves the missing second step, not the password again: the stepped-up
+/// session keeps the login's times and its absolute end (SECURITY 43).
+#[tokio::test]
+async fn a_step_up_keeps_the_login_times_and_its_absolute_end() {
+    let gw = Gateway::builder()
+        .set("session.idle_timeout", "6s")
+        .set("session.absolute_timeout", "6s")
+        .start();
+    let http = browser(&gw, "taro", "Mozilla/5.0 Firefox/128.0").await;
+    let t = std::time::Instant::now();
+    let (_, first) = me(&http, &gw).await;
+    assert_eq!(status(&http, &gw, "/admin/x").await, 401);
+    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    let (s, v) = post_api(
+        &http,
+        &gw,
+        "/login",
+        json!({"id": "taro", "return_to": "/admin/x"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["step_up"], true, "{v}");
+    let flow = v["flow"].as_str().unwrap();
+    let (s, v) = post_api(
+        &http,
+        &gw,
+        &format!("/login/{flow}/complete"),
+        json!({"code": gw.last_code("taro")}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(status(&http, &gw, "/admin/x").await, 200);
+    let (_, stepped) = me(&http, &gw).await;
+    assert_eq!(stepped["two_step"], true, "{stepped}");
+    assert_eq!(times(&stepped), times(&first), "the step-up moved the times");
+    let wait = std::time::Duration::from_millis(7_100).saturating_sub(t.elapsed());
+    tokio::time::sleep(wait).await;
+    assert_eq!(status(&http, &gw, "/admin/x").await, 401);
+    assert_eq!(status(&http, &gw, "/wiki").await, 401);
+}
+

@@ -1080,8 +1080,8 @@ pub enum SettingError {
 }
 
 /// Changes a user's 2-step setting. A real change revokes every device and session of the
-/// user (SECURITY 15), notifies the contact address, and returns a fresh session for this
-/// browser so the user stays logged in here.
+/// user (SECURITY 15), notifies the contact address, and returns a new session ID for this
+/// browser so the user stays logged in here: the same login, with its times (SECURITY 43).
 pub async fn change_setting(
     ctx: &Ctx<'_>,
     user: &crate::users::User,
@@ -1119,10 +1119,9 @@ pub async fn change_setting(
             json!({"enabled": enabled, "method": method_str(method), "was_enabled": before.0, "was_method": method_str(before.1)}),
         )
         .await;
-    // This browser keeps what its login proved, under a new session ID.
-    let (proof, methods) = match ctx.session().await {
-        Some((live, _)) => (live.record.proof, live.record.methods.clone()),
-        None => return Err(SettingError::Internal),
+    // This browser keeps its login (what it proved, and when) under a new session ID.
+    let Some((live, _)) = ctx.session().await else {
+        return Err(SettingError::Internal);
     };
     if !ctx
         .app
@@ -1142,11 +1141,12 @@ pub async fn change_setting(
     let (token, _) = ctx
         .app
         .sessions
-        .create(
+        .replace(
+            &live.record,
             crate::session::NewSession {
                 user_id: &user.id,
-                proof,
-                methods,
+                proof: live.record.proof,
+                methods: live.record.methods.clone(),
                 device_id: None,
                 ip: &ip,
                 user_agent: &ctx.req.user_agent(),
