@@ -115,6 +115,18 @@ pub(super) fn confirm(
     action: String,
     cancel: String,
 ) -> Response {
+    confirm_to(ctx, question, help, action, cancel, ctx.t.confirm_button)
+}
+
+/// [`confirm`] with the button saying what it does (e.g. "Sign out other browsers").
+pub(super) fn confirm_to(
+    ctx: &Ctx<'_>,
+    question: String,
+    help: &str,
+    action: String,
+    cancel: String,
+    button: &str,
+) -> Response {
     render(
         ConfirmPage {
             t: ctx.t,
@@ -127,6 +139,7 @@ pub(super) fn confirm(
             help: help.to_owned(),
             action,
             cancel,
+            button: button.to_owned(),
         },
         200,
     )
