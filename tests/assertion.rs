@@ -262,3 +262,31 @@ async fn a_changed_group_or_another_user_never_gets_a_cached_token() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+/// `auth_time` is when the user last proved the factors: a 2-step setting change (a new
+/// session ID for the same login) does not move it forward (SECURITY 43).
+#[tokio::test]
+async fn a_setting_change_does_not_move_auth_time() {
+    let gw = gateway();
+    let api = Api::new(&gw);
+    api.login("taro").await;
+    let token = assertion_of(&echo(&api.http, &gw, "/wiki/page", &[]).await).unwrap();
+    let before = verify(&gw, &token, "app").await;
+    let auth_time = before["auth_time"].as_i64().unwrap();
+    // Whole seconds: past 2 s the clock has surely moved on.
+    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    for method in ["email", "sms"] {
+        let r = api
+            .http
+            .put(gw.url("/_nidan/api/settings"))
+            .json(&serde_json::json!({"enabled": false, "method": method}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let token = assertion_of(&echo(&api.http, &gw, "/wiki/page", &[]).await).unwrap();
+        let after = verify(&gw, &token, "app").await;
+        assert_eq!(after["sub"], "taro");
+        assert_eq!(after["auth_time"].as_i64(), Some(auth_time), "{after}");
+    }
+}

@@ -539,4 +539,114 @@ async fn tunnels_on_every_replica_end_with_their_session() {
         );
     }
     assert!(kept.echoes().await, "another user's tunnel stays open");
+
+/// A setting change on one replica gives the browser a new session ID that keeps the
+/// login's times (SECURITY 43): alternating changes across the replicas do not outrun the
+/// absolute timeout on either; every replica reads the same times from PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_session_keeps_its_absolute_end_on_every_replica() {
+    let c = Cluster::start_with(
+        2,
+        "60s",
+        "session: { idle_timeout: 6s, absolute_timeout: 6s }",
+    );
+    let mut b = Browser::default();
+    b.login(&c, 0, 0, "taro", false).await;
+    let t = Instant::now();
+    let (s, first) = b.get(&c, 1, "/me").await;
+    assert_eq!(s, 200, "{first}");
+    let times = |v: &Value| {
+        (
+            v["login_at"].clone(),
+            v["auth_time"].clone(),
+            v["expires_at"].clone(),
+        )
+    };
+    let mut n = 0;
+    while t.elapsed() < Duration::from_millis(9_000) {
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        let i = n % 2;
+        let method = ["email", "sms"][i];
+        let r = http()
+            .put(c.url(i, "/_nidan/api/settings"))
+            .header("cookie", b.cookies())
+            .header("origin", c.url(i, ""))
+            .json(&json!({"enabled": false, "method": method}))
+            .send()
+            .await
+            .unwrap();
+        b.keep(&r);
+        let changed = r.status() == 200;
+        n += 1;
+        let at = t.elapsed();
+        if at < Duration::from_millis(4_000) {
+            assert!(changed, "change {n} on replica {i}");
+            for j in 0..2 {
+                let (s, v) = b.get(&c, j, "/me").await;
+                assert_eq!(s, 200, "{v}");
+                assert_eq!(times(&v), times(&first), "replica {j} after change {n}");
+            }
+        }
+        if at > Duration::from_millis(7_100) {
+            assert!(!changed, "a change at {at:?} outran the absolute timeout");
+            for j in 0..2 {
+                assert!(!b.signed_in(&c, j).await, "replica {j} at {at:?}");
+            }
+        }
+    }
+}
+
+/// "Sign out everywhere" with "also forget trusted devices and app passwords", asked on
+/// one replica: within a second no replica lets the device skip the second step or keeps
+/// the other browser signed in; the app password is gone from the shared store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forgetting_devices_on_one_replica_holds_on_every_replica_within_a_second() {
+    let c = Cluster::start(2, "60s");
+    let mut owner = Browser::default();
+    owner.login(&c, 0, 0, "hanako", true).await;
+    let device = owner.device.clone().expect("a device cookie");
+    let mut other = Browser::default();
+    other.login(&c, 1, 1, "hanako", false).await;
+    let probe = || Browser {
+        session: None,
+        device: Some(device.clone()),
+    };
+    // The device skips the second step on both replicas (each has it cached).
+    for i in 0..2 {
+        assert_eq!(
+            probe().step(&c, i, "hanako").await,
+            "password",
+            "replica {i}"
+        );
+    }
+    let (s, v) = owner
+        .post(&c, 0, "/tokens", json!({"name": "mail app"}))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let r = http()
+        .delete(c.url(0, "/_nidan/api/sessions?forget=devices_and_app_passwords"))
+        .header("cookie", owner.cookies())
+        .header("origin", c.url(0, ""))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        (&v["ended"], &v["devices"], &v["app_passwords"]),
+        (&json!(1), &json!(1), &json!(1)),
+        "{v}"
+    );
+    everywhere(&c, "forgotten", Duration::from_secs(1), async |i| {
+        !other.signed_in(&c, i).await && probe().step(&c, i, "hanako").await == "password_and_code"
+    })
+    .await;
+    for i in 0..2 {
+        assert!(
+            owner.signed_in(&c, i).await,
+            "the owner's own session, replica {i}"
+        );
+        let (s, v) = owner.get(&c, i, "/tokens").await;
+        assert_eq!((s, &v["tokens"]), (200, &json!([])), "replica {i}: {v}");
+    }
 }

@@ -833,7 +833,7 @@ pub async fn complete(
                 None => None,
             };
             match (token, live) {
-                (Some(t), Some(l)) if l.record.user_id == f.user_id => Some(t.to_owned()),
+                (Some(t), Some(l)) if l.record.user_id == f.user_id => Some((t.to_owned(), l)),
                 _ => return Err(LoginError::FlowNotFound),
             }
         }
@@ -1075,27 +1075,27 @@ pub async fn complete(
         },
         required: f.requires_two || earlier.is_some_and(|p| p.required),
     };
-    if let Some(old) = &stepped_from {
+    if let Some((old, _)) = &stepped_from {
         // A new session ID at every login, step-ups included (SECURITY 18): the weaker
         // session ends before the new one starts, and a store that cannot end it fails
         // the step-up rather than leave it alive.
         app.sessions.end(old).await.map_err(|_| LoginError::Busy)?;
     }
-    let (session_token, _) = app
-        .sessions
-        .create(
-            NewSession {
-                user_id: &user.id,
-                proof,
-                methods: methods.clone(),
-                device_id: f.device_id.clone(),
-                ip: &ip,
-                user_agent: &client.user_agent,
-            },
-            now,
-        )
-        .await
-        .map_err(|_| LoginError::Internal)?;
+    let new = NewSession {
+        user_id: &user.id,
+        proof,
+        methods: methods.clone(),
+        device_id: f.device_id.clone(),
+        ip: &ip,
+        user_agent: &client.user_agent,
+    };
+    // A step-up proved the missing step, not the password again: the login it adds to
+    // keeps its times and its absolute end (SECURITY 43).
+    let (session_token, _) = match &stepped_from {
+        Some((_, old)) => app.sessions.replace(&old.record, new, now).await,
+        None => app.sessions.create(new, now).await,
+    }
+    .map_err(|_| LoginError::Internal)?;
     if let Some(dev) = &f.device_id {
         app.devices.used(dev, now).await;
     }

@@ -1013,10 +1013,18 @@ pub struct SessionTexts {
     pub last_seen: &'static str,
     pub how: &'static str,
     pub end_button: &'static str,
+    /// "Sign out everywhere else": the two choices, each saying exactly what it does.
+    pub end_others_heading: &'static str,
     pub end_others_help: &'static str,
     pub end_others_button: &'static str,
+    pub forget_help: &'static str,
+    pub forget_button: &'static str,
+    /// Their confirmation pages.
+    pub confirm_end_others: &'static str,
+    pub confirm_forget: &'static str,
     pub msg_ended: &'static str,
     pub msg_others_ended: &'static str,
+    pub msg_forgotten: &'static str,
     pub err_not_found: &'static str,
 }
 
@@ -1036,10 +1044,16 @@ static SESSIONS_JA: SessionTexts = SessionTexts {
     last_seen: "最終利用",
     how: "ログイン方法",
     end_button: "ログアウトさせる",
-    end_others_help: "このブラウザ以外のすべてのブラウザからログアウトします。",
-    end_others_button: "他のすべてのブラウザからログアウト",
+    end_others_heading: "他のすべてのブラウザからログアウト",
+    end_others_help: "このブラウザ以外のすべてのブラウザからログアウトします。信頼できる端末とアプリパスワードはそのまま使えます（信頼できる端末では次回のログインでも2段階認証が省略され、アプリパスワードを使っているアプリもそのまま動きます）。",
+    end_others_button: "他のブラウザからログアウト",
+    forget_help: "このブラウザ以外のすべてのブラウザからログアウトし、さらにすべての信頼できる端末を削除し（このブラウザも含め、次回のログインからは2段階認証が必要です）、すべてのアプリパスワードを削除します（使っているアプリは、新しいアプリパスワードを設定するまでログインできません）。パスキーと登録済みのアプリはそのまま残ります。",
+    forget_button: "信頼できる端末とアプリパスワードも削除",
+    confirm_end_others: "このブラウザ以外のすべてのブラウザからログアウトしますか？",
+    confirm_forget: "このブラウザ以外のすべてのブラウザからログアウトし、信頼できる端末とアプリパスワードをすべて削除しますか？",
     msg_ended: "そのブラウザをログアウトさせました。",
-    msg_others_ended: "他のすべてのブラウザからログアウトしました。",
+    msg_others_ended: "他のすべてのブラウザからログアウトしました。信頼できる端末とアプリパスワードはそのまま使えます。",
+    msg_forgotten: "他のすべてのブラウザからログアウトし、信頼できる端末とアプリパスワードをすべて削除しました。",
     err_not_found: "そのログインは見つかりません（すでに終了しています）。",
 };
 
@@ -1052,10 +1066,16 @@ static SESSIONS_EN: SessionTexts = SessionTexts {
     last_seen: "Last active",
     how: "Signed in with",
     end_button: "Sign out",
-    end_others_help: "Signs out every browser but this one.",
-    end_others_button: "Sign out everywhere else",
+    end_others_heading: "Sign out everywhere else",
+    end_others_help: "Signs out every browser but this one. Trusted devices and app passwords keep working: a trusted device still skips the second step at its next login, and apps that use an app password stay signed in.",
+    end_others_button: "Sign out other browsers",
+    forget_help: "Signs out every browser but this one, and also forgets every trusted device (this browser's too: every next login asks for the second step) and removes every app password (apps that use one cannot log in until you give them a new one). Passkeys and enrolled phone apps stay.",
+    forget_button: "Also forget trusted devices and app passwords",
+    confirm_end_others: "Sign out every other browser?",
+    confirm_forget: "Sign out every other browser, and forget all trusted devices and app passwords?",
     msg_ended: "That browser is signed out.",
-    msg_others_ended: "Every other browser is signed out.",
+    msg_others_ended: "Every other browser is signed out. Trusted devices and app passwords still work.",
+    msg_forgotten: "Every other browser is signed out, and every trusted device and app password is forgotten.",
     err_not_found: "That sign-in no longer exists.",
 };
 

@@ -115,6 +115,18 @@ pub(super) fn confirm(
     action: String,
     cancel: String,
 ) -> Response {
+    confirm_to(ctx, question, help, action, cancel, ctx.t.confirm_button)
+}
+
+/// [`confirm`] with the button saying what it does (e.g. "Sign out other browsers").
+pub(super) fn confirm_to(
+    ctx: &Ctx<'_>,
+    question: String,
+    help: &str,
+    action: String,
+    cancel: String,
+    button: &str,
+) -> Response {
     render(
         ConfirmPage {
             t: ctx.t,
@@ -127,6 +139,7 @@ pub(super) fn confirm(
             help: help.to_owned(),
             action,
             cancel,
+            button: button.to_owned(),
         },
         200,
     )
@@ -1080,8 +1093,8 @@ pub enum SettingError {
 }
 
 /// Changes a user's 2-step setting. A real change revokes every device and session of the
-/// user (SECURITY 15), notifies the contact address, and returns a fresh session for this
-/// browser so the user stays logged in here.
+/// user (SECURITY 15), notifies the contact address, and returns a new session ID for this
+/// browser so the user stays logged in here: the same login, with its times (SECURITY 43).
 pub async fn change_setting(
     ctx: &Ctx<'_>,
     user: &crate::users::User,
@@ -1119,10 +1132,9 @@ pub async fn change_setting(
             json!({"enabled": enabled, "method": method_str(method), "was_enabled": before.0, "was_method": method_str(before.1)}),
         )
         .await;
-    // This browser keeps what its login proved, under a new session ID.
-    let (proof, methods) = match ctx.session().await {
-        Some((live, _)) => (live.record.proof, live.record.methods.clone()),
-        None => return Err(SettingError::Internal),
+    // This browser keeps its login (what it proved, and when) under a new session ID.
+    let Some((live, _)) = ctx.session().await else {
+        return Err(SettingError::Internal);
     };
     if !ctx
         .app
@@ -1142,11 +1154,12 @@ pub async fn change_setting(
     let (token, _) = ctx
         .app
         .sessions
-        .create(
+        .replace(
+            &live.record,
             crate::session::NewSession {
                 user_id: &user.id,
-                proof,
-                methods,
+                proof: live.record.proof,
+                methods: live.record.methods.clone(),
                 device_id: None,
                 ip: &ip,
                 user_agent: &ctx.req.user_agent(),

@@ -1,7 +1,8 @@
 //! "Where you are signed in": the user's sessions (browser, address, when, how), ending one
-//! or all others. The JSON API (`{prefix}/api/sessions`) and the page (`{prefix}/sessions`,
-//! works without JavaScript) both delegate to [`crate::session::Sessions`]; ending sessions
-//! needs a recent full-strength login, like every account change (SECURITY 35).
+//! or all others — and, when the user asks, forgetting every trusted device and app password
+//! with them. The JSON API (`{prefix}/api/sessions`) and the page (`{prefix}/sessions`,
+//! works without JavaScript) both delegate to [`sign_out_elsewhere`]; ending sessions needs
+//! a recent full-strength login, like every account change (SECURITY 35).
 
 use ::http::Method;
 use askama::Template;
@@ -11,7 +12,7 @@ use super::Ctx;
 use super::api::{recent, unavailable};
 use super::http::Response;
 use super::i18n::{Lang, SessionTexts, Texts, session_texts};
-use super::pages::{message, reauth_redirect, recent_user, render};
+use super::pages::{confirm_to, confirming, message, reauth_redirect, recent_user, render};
 use crate::session::device::browser_summary;
 use crate::session::list::SessionInfo;
 
@@ -30,7 +31,12 @@ pub async fn api(ctx: &Ctx<'_>, endpoint: super::api::Endpoint, id: &str) -> Res
 pub async fn route(ctx: &Ctx<'_>, rest: &[&str]) -> Response {
     match (&ctx.req.method, rest) {
         (&Method::GET | &Method::HEAD, []) => page(ctx, None, None).await,
-        (&Method::POST, ["delete-others"]) => end_others_post(ctx).await,
+        (&Method::GET | &Method::HEAD, ["delete-others"]) => end_others_confirm(ctx, false).await,
+        (&Method::POST, ["delete-others"]) => end_others_post(ctx, false).await,
+        (&Method::GET | &Method::HEAD, ["delete-others-and-forget"]) => {
+            end_others_confirm(ctx, true).await
+        }
+        (&Method::POST, ["delete-others-and-forget"]) => end_others_post(ctx, true).await,
         (&Method::POST, [id, "delete"]) => end_post(ctx, id).await,
         _ => message(
             ctx,
@@ -92,20 +98,100 @@ async fn end_json(ctx: &Ctx<'_>, id: &str) -> Response {
     }
 }
 
+/// The value of `forget` that also forgets devices and app passwords.
+const FORGET: &str = "devices_and_app_passwords";
+
+/// `DELETE {prefix}/api/sessions[?forget=devices_and_app_passwords]`.
 async fn end_others_json(ctx: &Ctx<'_>) -> Response {
     let user = match recent(ctx).await {
         Ok(u) => u,
         Err(r) => return r,
     };
+    let forget = match ctx.req.query_param("forget").as_deref() {
+        None => false,
+        Some(FORGET) => true,
+        Some(_) => {
+            return Response::json_error(
+                400,
+                "bad_forget",
+                "forget is devices_and_app_passwords, or absent to keep them",
+            );
+        }
+    };
     let Some(token) = ctx.session_token() else {
         return Response::json_error(401, "unauthenticated", "log in first");
     };
-    match ctx.app.sessions.end_others(&user.id, &token).await {
-        Ok(n) => {
-            audit_ended(ctx, &user.id, json!({"others": n})).await;
-            Response::json(200, &json!({"ended": n}))
+    match sign_out_elsewhere(ctx, &user.id, &token, forget).await {
+        Ok(done) => Response::json(200, &done.to_json()),
+        Err(()) => unavailable(),
+    }
+}
+
+/// What "sign out everywhere else" did.
+struct SignedOut {
+    sessions: usize,
+    /// Trusted devices and app passwords forgotten (only when asked).
+    forgotten: Option<(usize, u64)>,
+}
+
+impl SignedOut {
+    fn to_json(&self) -> Value {
+        let mut v = json!({"ended": self.sessions});
+        if let Some((devices, app_passwords)) = self.forgotten {
+            v["devices"] = json!(devices);
+            v["app_passwords"] = json!(app_passwords);
         }
-        Err(_) => unavailable(),
+        v
+    }
+}
+
+/// Ends every session of the user but this browser's and, with `forget`, revokes every
+/// trusted device (this browser's too) and every app password. Each goes the way of every
+/// revocation: the durable write first, then this replica's cache, then the bus for the
+/// others (devices and sessions; app passwords are read from the shared store on every
+/// use). What was done is audited, also when a store error stopped it part-way (`Err`:
+/// the caller answers 503 and the user may try again).
+async fn sign_out_elsewhere(
+    ctx: &Ctx<'_>,
+    user: &str,
+    token: &str,
+    forget: bool,
+) -> Result<SignedOut, ()> {
+    let sessions = ctx.app.sessions.end_others(user, token).await;
+    let (devices, app_passwords) = if forget {
+        (
+            Some(ctx.app.devices.revoke_all(user).await),
+            Some(ctx.app.store.revoke_user_tokens(user).await),
+        )
+    } else {
+        (None, None)
+    };
+    let mut detail = json!({"others": sessions.as_ref().ok()});
+    if forget {
+        detail["devices"] = json!(devices.as_ref().and_then(|r| r.as_ref().ok()));
+        detail["app_passwords"] = json!(app_passwords.as_ref().and_then(|r| r.as_ref().ok()));
+    }
+    let failed = sessions.is_err()
+        || devices.as_ref().is_some_and(Result::is_err)
+        || app_passwords.as_ref().is_some_and(Result::is_err);
+    if failed {
+        tracing::error!(
+            user,
+            "sign out everywhere else: stopped by a store error (the user may try again)"
+        );
+        detail["incomplete"] = json!(true);
+    }
+    audit_ended(ctx, user, detail).await;
+    match (sessions, devices, app_passwords) {
+        (Ok(sessions), None, None) => Ok(SignedOut {
+            sessions,
+            forgotten: None,
+        }),
+        (Ok(sessions), Some(Ok(d)), Some(Ok(t))) => Ok(SignedOut {
+            sessions,
+            forgotten: Some((d, t)),
+        }),
+        _ => Err(()),
     }
 }
 
@@ -228,7 +314,40 @@ async fn end_post(ctx: &Ctx<'_>, id: &str) -> Response {
     }
 }
 
-async fn end_others_post(ctx: &Ctx<'_>) -> Response {
+/// "Sign out every other browser?" (and, with `forget`, forget devices and app passwords):
+/// the page's links lead here, the form posts the choice.
+async fn end_others_confirm(ctx: &Ctx<'_>, forget: bool) -> Response {
+    let (_, list) = match confirming(ctx, "sessions").await {
+        Ok(found) => found,
+        Err(r) => return r,
+    };
+    let s = session_texts(ctx.lang);
+    let (question, help, button, action) = if forget {
+        (
+            s.confirm_forget,
+            s.forget_help,
+            s.forget_button,
+            "delete-others-and-forget",
+        )
+    } else {
+        (
+            s.confirm_end_others,
+            s.end_others_help,
+            s.end_others_button,
+            "delete-others",
+        )
+    };
+    confirm_to(
+        ctx,
+        question.to_owned(),
+        help,
+        format!("{list}/{action}"),
+        list,
+        button,
+    )
+}
+
+async fn end_others_post(ctx: &Ctx<'_>, forget: bool) -> Response {
     let (_, user) = match recent_user(ctx, "sessions").await {
         Ok(v) => v,
         Err(r) => return r,
@@ -236,17 +355,17 @@ async fn end_others_post(ctx: &Ctx<'_>) -> Response {
     let Some(token) = ctx.session_token() else {
         return reauth_redirect(ctx, "sessions");
     };
-    match ctx.app.sessions.end_others(&user.id, &token).await {
-        Ok(n) => {
-            audit_ended(ctx, &user.id, json!({"others": n})).await;
-            page(ctx, Some(session_texts(ctx.lang).msg_others_ended), None).await
-        }
-        Err(_) => message(
+    let s = session_texts(ctx.lang);
+    match sign_out_elsewhere(ctx, &user.id, &token, forget).await {
+        Ok(done) if done.forgotten.is_some() => page(ctx, Some(s.msg_forgotten), None).await,
+        Ok(_) => page(ctx, Some(s.msg_others_ended), None).await,
+        Err(()) => message(
             ctx,
             503,
             ctx.t.err_unavailable_heading,
             ctx.t.err_unavailable,
             None,
-        ),
+        )
+        .with("retry-after", "5"),
     }
 }

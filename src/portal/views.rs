@@ -232,6 +232,8 @@ pub struct ConfirmPage {
     pub action: String,
     /// Back to the list.
     pub cancel: String,
+    /// The confirming button's label.
+    pub button: String,
 }
 
 impl ConfirmPage {
@@ -542,6 +544,7 @@ mod tests {
             help: texts(lang).confirm_device_help.into(),
             action: "/_nidan/devices/dev1/delete".into(),
             cancel: "/_nidan/devices".into(),
+            button: texts(lang).confirm_button.into(),
         }
     }
 

@@ -46,6 +46,13 @@ pub struct NewSession<'a> {
     pub user_agent: &'a str,
 }
 
+/// What a login sets once and every replacement of its session ID carries over.
+struct Times {
+    created: i64,
+    auth_time: i64,
+    expires: i64,
+}
+
 pub struct Sessions {
     store: Store,
     /// Keyed by the SHA-256 of the cookie value (the store keeps its hex form).
@@ -104,20 +111,58 @@ impl Sessions {
         Ok(())
     }
 
-    /// Starts a session (committed before returning); returns the cookie value.
+    /// Starts the session of a login that proved the factors just now: the only way to
+    /// fresh times (creation, `auth_time`, absolute expiry). Committed before returning;
+    /// returns the cookie value.
     pub async fn create(
         &self,
         s: NewSession<'_>,
+        now: i64,
+    ) -> Result<(String, Arc<LiveSession>), StoreError> {
+        let times = Times {
+            created: now,
+            auth_time: now,
+            expires: now + self.absolute,
+        };
+        self.start(s, times, now).await
+    }
+
+    /// A new ID for an existing login (a step-up, a 2-step setting change, any privilege
+    /// change): the session `old` is replaced by one that keeps its creation time,
+    /// `auth_time` and absolute expiry, so a replacement never extends or refreshes a
+    /// session (SECURITY 43). The caller ends `old` (alone, or with all of the user's).
+    pub async fn replace(
+        &self,
+        old: &SessionRecord,
+        s: NewSession<'_>,
+        now: i64,
+    ) -> Result<(String, Arc<LiveSession>), StoreError> {
+        let times = Times {
+            created: old.created,
+            auth_time: old.auth_time,
+            expires: old.expires,
+        };
+        let s = NewSession {
+            user_id: &old.user_id,
+            ..s
+        };
+        self.start(s, times, now).await
+    }
+
+    async fn start(
+        &self,
+        s: NewSession<'_>,
+        times: Times,
         now: i64,
     ) -> Result<(String, Arc<LiveSession>), StoreError> {
         let token = secret::random_token(32);
         let record = SessionRecord {
             id_hash: secret::token_hash(&token),
             user_id: s.user_id.to_owned(),
-            created: now,
-            auth_time: now,
+            created: times.created,
+            auth_time: times.auth_time,
             last_seen: now,
-            expires: now + self.absolute,
+            expires: times.expires,
             proof: s.proof,
             methods: s.methods,
             device_id: s.device_id,
