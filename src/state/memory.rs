@@ -89,6 +89,8 @@ struct ApprovalEntry {
     user: String,
     expires: i64,
     stored: StoredApproval,
+    /// The tag the approval takes when a newer one supersedes it.
+    expired_tag: Vec<u8>,
 }
 
 impl Default for MemoryState {
@@ -404,8 +406,10 @@ impl Ephemeral for MemoryState {
                         expires: a.value.expires,
                         stored: StoredApproval {
                             status: ApprovalStatus::Expired,
+                            tag: a.value.expired_tag.clone(),
                             ..a.value.stored.clone()
                         },
+                        expired_tag: a.value.expired_tag.clone(),
                     },
                 }),
             );
@@ -421,7 +425,9 @@ impl Ephemeral for MemoryState {
                         data: new.data.to_vec(),
                         status: ApprovalStatus::Pending,
                         answered_by: None,
+                        tag: new.tag.to_vec(),
                     },
+                    expired_tag: new.expired_tag.to_vec(),
                 },
             }),
         );
@@ -465,7 +471,9 @@ impl Ephemeral for MemoryState {
                         data: a.value.stored.data.clone(),
                         status: s.to,
                         answered_by: s.answered_by.map(str::to_owned),
+                        tag: s.tag.to_vec(),
                     },
+                    expired_tag: a.value.expired_tag.clone(),
                 },
             }),
         );

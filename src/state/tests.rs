@@ -49,14 +49,40 @@ impl Drop for LocalRedis {
     }
 }
 
-/// Both implementations, each with what keeps it alive.
+/// Both implementations, each with what keeps it alive; and each behind the seal the
+/// gateway runs them with (which must keep the contract).
 fn both() -> Vec<(&'static str, Arc<dyn Ephemeral>, Option<LocalRedis>)> {
     let redis = LocalRedis::start();
     let r = redis::RedisState::new(&redis.url(), "t").unwrap();
+    let rs = redis::RedisState::new(&redis.url(), "s").unwrap();
     vec![
         ("memory", Arc::new(memory::MemoryState::new()), None),
-        ("redis", Arc::new(r), Some(redis)),
+        (
+            "sealed memory",
+            Arc::new(sealed::Sealed::new(
+                Arc::new(memory::MemoryState::new()),
+                test_keys(""),
+                None,
+            )),
+            None,
+        ),
+        ("redis", Arc::new(r), None),
+        (
+            "sealed redis",
+            Arc::new(sealed::Sealed::new(Arc::new(rs), test_keys("s"), None)),
+            Some(redis),
+        ),
     ]
+}
+
+fn test_keys(scope: &str) -> sealed::RecordKeys {
+    sealed::RecordKeys::new(
+        &[crate::config::SigningKey {
+            id: "k1".into(),
+            secret: crate::config::Secret(b"0123456789abcdef0123456789abcdef".to_vec()),
+        }],
+        scope,
+    )
 }
 
 fn policy() -> FailurePolicy {
@@ -343,6 +369,8 @@ async fn approvals_one_pending_and_answered_once() {
             data: b"d",
             expires: 120,
             keep,
+            tag: &[],
+            expired_tag: &[],
         };
         s.approval_create(&new("a1", "jiro"), &w, 0)
             .await
@@ -372,6 +400,7 @@ async fn approvals_one_pending_and_answered_once() {
             answered_by: Some("app"),
             suspend: None,
             now,
+            tag: &[],
         };
         assert_eq!(
             s.approval_settle(&settle("a2", Some("taro"), ApprovalStatus::Approved, 3))
@@ -391,6 +420,7 @@ async fn approvals_one_pending_and_answered_once() {
                         answered_by: Some("app"),
                         suspend: None,
                         now: 3,
+                        tag: &[],
                     })
                     .await
                     .unwrap()
@@ -558,6 +588,8 @@ async fn every_redis_key_has_a_ttl_and_the_prefix() {
         data: b"d",
         expires: 100,
         keep: ttl,
+        tag: b"t",
+        expired_tag: b"x",
     };
     s.approval_create(&new, &w, 0).await.unwrap().unwrap();
     s.approval_settle(&Settle {
@@ -567,6 +599,7 @@ async fn every_redis_key_has_a_ttl_and_the_prefix() {
         answered_by: Some("app"),
         suspend: Some((900, ttl)),
         now: 1,
+        tag: b"t2",
     })
     .await
     .unwrap();
