@@ -546,7 +546,10 @@ async fn a_stopped_redis_is_an_error_not_an_answer() {
 #[tokio::test]
 async fn the_in_process_values_stay_within_their_byte_budget() {
     let budget = 256 * 1024;
-    let s = memory::MemoryState::with_budgets(memory::FLOW_BUDGET, budget);
+    let s = memory::MemoryState::with_budgets(memory::Budgets {
+        values: budget,
+        ..memory::Budgets::default()
+    });
     let big = vec![b'a'; 2_500];
     for i in 0..2_000 {
         s.put(
@@ -558,7 +561,7 @@ async fn the_in_process_values_stay_within_their_byte_budget() {
         .await
         .unwrap();
     }
-    let used = s.value_bytes();
+    let used = s.weights().values;
     assert!(used <= budget, "{used} > {budget}");
     assert!(
         used > budget / 2,
@@ -621,5 +624,67 @@ async fn every_redis_key_has_a_ttl_and_the_prefix() {
             .await
             .unwrap();
         assert!(ttl > 0, "{k} has no TTL");
+    }
+}
+
+#[tokio::test]
+async fn the_in_process_state_stays_within_its_byte_budgets_with_large_records() {
+    let budget = 256 * 1024;
+    let s = memory::MemoryState::with_budgets(memory::Budgets {
+        flows: budget,
+        values: budget,
+        windows: budget,
+        accounts: budget,
+        approvals: budget,
+    });
+    let ttl = Duration::from_secs(600);
+    // Windows under the longest keys anyone can choose (an unknown ID of 64 four-byte
+    // characters), each full: ~1 KB apiece, 2.5 MB offered.
+    let w = WindowRule::new("send_decoy", 30, Duration::from_secs(900));
+    for i in 0..2_500 {
+        let key = format!("{i:0>64}").replace('0', "\u{1F600}");
+        for t in 0..30 {
+            s.window_hit(&[Hit::count(&w, &key)], t)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+    }
+    // Accounts (unknown IDs count failures too) with an hour of failures each.
+    let failures: Vec<i64> = (0..100).collect();
+    for i in 0..1_000 {
+        s.failure_seed(&format!("nobody-{i:0>58}"), &failures, &failures, 100)
+            .await
+            .unwrap();
+    }
+    // Flows and approvals of 4 KB.
+    let big = vec![b'x'; 4_096];
+    let once = WindowRule::new("ap", 1, ttl);
+    for i in 0..1_000 {
+        let id = format!("{i:043}");
+        s.flow_create(&id, &big, ttl).await.unwrap();
+        let new = NewApproval {
+            id: &id,
+            user: &id,
+            data: &big,
+            expires: 600,
+            keep: ttl,
+            tag: &[],
+            expired_tag: &[],
+        };
+        s.approval_create(&new, &once, 0).await.unwrap().unwrap();
+    }
+    let used = s.weights();
+    for (what, n) in [
+        ("windows", used.windows),
+        ("accounts", used.accounts),
+        ("flows", used.flows),
+        ("approvals", used.approvals),
+    ] {
+        assert!(n <= budget, "{what}: {n} > {budget}");
+        assert!(
+            n > budget / 2,
+            "{what}: {n}: the bytes bound it, not the count"
+        );
     }
 }
