@@ -93,7 +93,12 @@ impl App {
             )?)),
             None => None,
         };
-        let state = crate::state::for_config(&cfg)?;
+        let audit = Audit::with_bounds(
+            store.clone(),
+            &cfg.audit,
+            (cfg.login_limits.ipv4_prefix, cfg.login_limits.ipv6_prefix),
+        );
+        let state = crate::state::for_config(&cfg, Some(audit.clone()))?;
         let app = Arc::new(Self {
             routes: ArcSwap::from_pointee(RouteTable::new(cfg.routes.clone())),
             users,
@@ -124,11 +129,7 @@ impl App {
             ),
             notifier: Arc::new(Notifier::new(&cfg.notifiers)?),
             phones: crate::phone::PhoneOverrides::load(&store).await?,
-            audit: Audit::with_bounds(
-                store.clone(),
-                &cfg.audit,
-                (cfg.login_limits.ipv4_prefix, cfg.login_limits.ipv6_prefix),
-            ),
+            audit,
             assertions: cfg
                 .identity_assertion
                 .as_ref()

@@ -32,6 +32,8 @@ const UNAUTHENTICATED: &[&str] = &[
     "approval_fallback_to_code",
     "id_step_limited",
     "passkey_start_limited",
+    // Anyone may ask again and again for a record that failed its MAC (SECURITY 48).
+    crate::state::sealed::REJECTED_EVENT,
     "audit_suppressed",
 ];
 

@@ -525,3 +525,266 @@ async fn redis_down_is_a_quick_503_and_its_return_needs_no_restart() {
     };
     assert_eq!(s, 200, "{e}");
 }
+
+// --- records edited in Redis (SECURITY 48) ----------------------------------------------
+
+/// A connection to the pair's Redis, as someone who can write to it (and nothing else).
+async fn redis_of(pair: &Pair) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(pair._redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// Edits the JSON inside a stored record, keeping whatever surrounds it (the attacker does
+/// not know the key, so anything else in the record is left as it is).
+fn edit_json(record: &[u8], edit: impl FnOnce(&mut Value)) -> Vec<u8> {
+    let start = (0..record.len())
+        .filter(|&i| record[i] == b'{')
+        .find(|&i| serde_json::from_slice::<Value>(&record[i..]).is_ok())
+        .expect("the record holds JSON");
+    let mut v: Value = serde_json::from_slice(&record[start..]).unwrap();
+    edit(&mut v);
+    let mut out = record[..start].to_vec();
+    out.extend(serde_json::to_vec(&v).unwrap());
+    out
+}
+
+/// The details of every audit record of `event` (PostgreSQL, read-only).
+async fn audited(pair: &Pair, event: &str) -> Vec<Value> {
+    let store = nidan::store::Store::open_postgres(&pair._db.url, 1, true)
+        .await
+        .unwrap();
+    store
+        .audit_trail(None, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.event == event)
+        .map(|r| serde_json::from_str(&r.detail).unwrap())
+        .collect()
+}
+
+/// Does this client's session open the `two_factor` route on either replica?
+async fn opens_admin(pair: &Pair, http: &reqwest::Client) -> bool {
+    for r in [&pair.a, &pair.b] {
+        let resp = http.get(r.url("/admin/x")).send().await.unwrap();
+        if resp.status() == 200 {
+            let echo: Value = resp.json().await.unwrap_or(Value::Null);
+            if echo["headers"]["remote-user"].is_string() {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_login_flow_edited_in_redis_grants_nothing() {
+    let pair = Pair::start("");
+    let http = client();
+    let mut redis = redis_of(&pair).await;
+    // hanako needs the second step; her flow asks for password and code.
+    let (s, v) = post(&http, pair.a.api("/login"), json!({"id": "hanako"})).await;
+    assert_eq!(s, 200, "{v}\n{}", pair.logs());
+    assert_eq!(v["step"], "password_and_code");
+    let flow = v["flow"].as_str().unwrap().to_owned();
+    // With write access to Redis alone: "a trusted device skips the second step".
+    let key = format!("shared:flow:{flow}");
+    let record: Vec<u8> = redis::cmd("HGET")
+        .arg(&key)
+        .arg("d")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let forged = edit_json(&record, |f| {
+        f["plan"]["step"] = json!("Password");
+        f["plan"]["device_skip"] = json!(true);
+    });
+    let _: () = redis::cmd("HSET")
+        .arg(&key)
+        .arg("d")
+        .arg(forged)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    // The password alone finishes nothing, on either replica.
+    for r in [&pair.b, &pair.a] {
+        let (s, e) = post(
+            &http,
+            r.api(&format!("/login/{flow}/complete")),
+            json!({"password": PASSWORD}),
+        )
+        .await;
+        assert_ne!(s, 200, "a forged flow logged in on {}: {e}", r.name);
+        assert_eq!(
+            (s, e["error"].as_str()),
+            (404, Some("flow_not_found")),
+            "{e}"
+        );
+    }
+    assert!(
+        !opens_admin(&pair, &http).await,
+        "a forged flow opened two_factor"
+    );
+
+    // A record copied under another flow's key is not that flow.
+    let (s, v) = post(&http, pair.a.api("/login"), json!({"id": "hanako"})).await;
+    assert_eq!(s, 200, "{v}");
+    let first = v["flow"].as_str().unwrap().to_owned();
+    let (s, v) = post(&http, pair.a.api("/login"), json!({"id": "taro"})).await;
+    assert_eq!(s, 200, "{v}");
+    let second = v["flow"].as_str().unwrap().to_owned();
+    let copied: Vec<u8> = redis::cmd("HGET")
+        .arg(format!("shared:flow:{first}"))
+        .arg("d")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(format!("shared:flow:{second}"))
+        .arg("d")
+        .arg(copied)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let (s, e) = get(&http, pair.b.api(&format!("/login/{second}"))).await;
+    assert_eq!(s, 404, "a moved record was read as flow {second}: {e}");
+    // The untouched flow still works: the MAC is no obstacle to a real login.
+    let (s, e) = post(
+        &http,
+        pair.b.api(&format!("/login/{first}/complete")),
+        json!({"password": PASSWORD, "code": pair.last_code("hanako")}),
+    )
+    .await;
+    assert_eq!(s, 200, "{e}\n{}", pair.logs());
+    let rejected = audited(&pair, "short_lived_record_rejected").await;
+    assert!(
+        rejected
+            .iter()
+            .any(|d| d["record"] == "flow" && d["reason"] == "mismatch"),
+        "the forged records are audited: {rejected:?}"
+    );
+    assert!(
+        rejected
+            .iter()
+            .all(|d| !d.to_string().contains(&flow) && !d.to_string().contains(&second)),
+        "a flow ID is a bearer secret: not in the audit trail"
+    );
+}
+
+/// Enrolls a phone app for `user` (logged in with a code on A, enrolled through B); the
+/// app's key file.
+async fn enroll_app(pair: &Pair, user: &str) -> PathBuf {
+    let (a, b) = (&pair.a, &pair.b);
+    let http = client();
+    let (s, v) = post(&http, a.api("/login"), json!({"id": user})).await;
+    assert_eq!(s, 200, "{v}\n{}", pair.logs());
+    let flow = v["flow"].as_str().unwrap().to_owned();
+    let (s, e) = post(
+        &http,
+        a.api(&format!("/login/{flow}/complete")),
+        json!({"password": PASSWORD, "code": pair.last_code(user)}),
+    )
+    .await;
+    assert_eq!(s, 200, "{e}");
+    let (s, e) = post(&http, a.api("/app/enroll/start"), json!({})).await;
+    assert_eq!(s, 200, "{e}\n{}", pair.logs());
+    let uri = e["uri"]
+        .as_str()
+        .unwrap()
+        .replace(&a.addr.port().to_string(), &b.addr.port().to_string());
+    let key = pair.dir.path().join(format!("app-key-{user}.json"));
+    let code = pair.last_code(user);
+    let (ok, out) = app_cli(
+        &key,
+        &[
+            "enroll",
+            "--uri",
+            &uri,
+            "--security-code",
+            &code,
+            "--name",
+            "phone",
+        ],
+    );
+    assert!(ok, "{out}\n{}", pair.logs());
+    key
+}
+
+#[tokio::test]
+async fn an_approval_edited_in_redis_grants_nothing() {
+    let pair = Pair::start("");
+    let key = enroll_app(&pair, "jiro").await;
+    let mut redis = redis_of(&pair).await;
+    let http = client();
+    let (s, v) = post(&http, pair.a.api("/login"), json!({"id": "jiro"})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["step"], "app_approval");
+    let flow = v["flow"].as_str().unwrap().to_owned();
+    let (ok, list) = app_cli(&key, &["list"]);
+    assert!(ok, "{list}");
+    let id = list["approvals"][0]["id"].as_str().unwrap().to_owned();
+    // Nobody touched the phone: the approval is "approved" in Redis only.
+    let _: () = redis::cmd("HSET")
+        .arg(format!("shared:ap:{id}"))
+        .arg("s")
+        .arg("approved")
+        .arg("by")
+        .arg("forged")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    for r in [&pair.b, &pair.a] {
+        let (s, e) = post(
+            &http,
+            r.api(&format!("/login/{flow}/complete")),
+            json!({"password": PASSWORD}),
+        )
+        .await;
+        assert_ne!(s, 200, "a forged approval logged in on {}: {e}", r.name);
+    }
+    assert!(
+        !opens_admin(&pair, &http).await,
+        "a forged approval opened two_factor"
+    );
+    // Nor can a record be made to look approved from the flow's side.
+    let (s, v) = post(&http, pair.b.api("/login"), json!({"id": "jiro"})).await;
+    assert_eq!(s, 200, "{v}");
+    let flow = v["flow"].as_str().unwrap().to_owned();
+    let fkey = format!("shared:flow:{flow}");
+    let record: Vec<u8> = redis::cmd("HGET")
+        .arg(&fkey)
+        .arg("d")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let forged = edit_json(&record, |f| {
+        f["password_ok"] = json!(true);
+        f["plan"]["step"] = json!("Password");
+        f["approval"] = Value::Null;
+    });
+    let _: () = redis::cmd("HSET")
+        .arg(&fkey)
+        .arg("d")
+        .arg(forged)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let (s, e) = post(
+        &http,
+        pair.a.api(&format!("/login/{flow}/complete")),
+        json!({"password": PASSWORD}),
+    )
+    .await;
+    assert_ne!(s, 200, "{e}");
+    assert!(!opens_admin(&pair, &http).await);
+    let rejected = audited(&pair, "short_lived_record_rejected").await;
+    for record in ["approval", "flow"] {
+        assert!(
+            rejected.iter().any(|d| d["record"] == record),
+            "{record}: {rejected:?}"
+        );
+    }
+}

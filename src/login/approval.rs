@@ -264,6 +264,9 @@ impl Approvals {
                     data: &data,
                     expires: approval.expires,
                     keep: self.cfg.lifetime + Duration::from_secs(600),
+                    // The seal (`state::sealed`) fills the tags in.
+                    tag: &[],
+                    expired_tag: &[],
                 },
                 &self.per_window,
                 now,
@@ -311,6 +314,7 @@ impl Approvals {
                 answered_by: None,
                 suspend: None,
                 now,
+                tag: &[],
             })
             .await
             .map(|_| ())
@@ -322,7 +326,8 @@ impl Approvals {
             return Ok(Vec::new());
         };
         Ok(match self.get(&id, now).await? {
-            Some(a) if a.status == Status::Pending => vec![a],
+            // The pointer is only a hint: the approval itself names its user.
+            Some(a) if a.status == Status::Pending && a.user_id == user_id => vec![a],
             _ => Vec::new(),
         })
     }
@@ -376,6 +381,7 @@ impl Approvals {
                 answered_by: Some(enrollment),
                 suspend,
                 now,
+                tag: &[],
             })
             .await
             .map_err(|_| AnswerError::Unavailable)?;

@@ -152,6 +152,9 @@ fn secs(v: i64) -> u64 {
     u64::try_from(v.max(1)).unwrap_or(1)
 }
 
+/// Bytes one `Window`'s keys and events may take together (SECURITY 39).
+pub const WINDOW_BYTES: u64 = 32 * 1024 * 1024;
+
 /// In process only: the audit trail's own bound on what anonymous clients may make it
 /// record (per process is enough for that); login limits are in `crate::state`.
 /// A sliding-window counter per key: at most `max` events per `window`.
@@ -163,17 +166,36 @@ pub struct Window {
 
 impl Window {
     pub fn new(max: u32, window: Duration) -> Self {
+        Self::with_budget(max, window, WINDOW_BYTES)
+    }
+
+    /// A window whose keys and events take at most `bytes`. An entry is weighed when it
+    /// is made, as full (`max` events): it never grows past that.
+    pub fn with_budget(max: u32, window: Duration, bytes: u64) -> Self {
         let window_secs = i64::try_from(window.as_secs())
             .unwrap_or(i64::MAX / 2)
             .max(1);
+        let full = usize::try_from(max)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(std::mem::size_of::<i64>());
         Self {
             max,
             window: window_secs,
             events: moka::sync::Cache::builder()
-                .max_capacity(200_000)
+                .max_capacity(bytes)
+                .weigher(move |k: &String, _: &Arc<Mutex<VecDeque<i64>>>| {
+                    u32::try_from(k.len().saturating_add(full).saturating_add(256))
+                        .unwrap_or(u32::MAX)
+                })
                 .time_to_idle(window)
                 .build(),
         }
+    }
+
+    /// Bytes the window's entries take (after pending cache maintenance).
+    pub fn bytes(&self) -> u64 {
+        self.events.run_pending_tasks();
+        self.events.weighted_size()
     }
 
     /// The seconds until `key` may count an event again, without counting one.
@@ -262,6 +284,25 @@ mod tests {
             ipv4_prefix: 32,
             ipv6_prefix: 64,
         }
+    }
+
+    #[test]
+    fn the_audit_window_stays_within_its_byte_budget() {
+        let budget = 128 * 1024;
+        let w = Window::with_budget(30, Duration::from_secs(60), budget);
+        // The audit's keys: an event and a network (or up to 64 characters of a non-IP).
+        for i in 0..2_000 {
+            let key = format!("login_failed {i:0>64}");
+            for _ in 0..30 {
+                let _ = w.hit(&key, 0);
+            }
+        }
+        let used = w.bytes();
+        assert!(used <= budget, "{used} > {budget}");
+        assert!(
+            used > budget / 2,
+            "{used}: the bytes bound it, not the count"
+        );
     }
 
     fn limiter(store: &Store, cfg: &LoginLimits) -> FailureLimiter {

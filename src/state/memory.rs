@@ -1,6 +1,9 @@
-//! The short-lived state in process (one machine): moka caches bounded in bytes where
-//! anyone can add entries (SECURITY 39), and a mutex per kind of operation that decides,
-//! held for microseconds (never across an await), so each operation is atomic.
+//! The short-lived state in process (one machine): moka caches bounded in bytes wherever a
+//! client that proved nothing can add entries or make them grow — flows, windows, failure
+//! counts, approvals, single-use values (SECURITY 39) — and a mutex per kind of operation
+//! that decides, held for microseconds (never across an await), so each operation is
+//! atomic. An entry is weighed by what it holds (key, content, and a fixed overhead for
+//! the cache's own bookkeeping), again whenever it changes.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -8,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use moka::Expiry;
+use moka::ops::compute::Op;
 use moka::sync::Cache;
 
 use super::{
@@ -21,6 +25,57 @@ pub const FLOW_BUDGET: u64 = 64 * 1024 * 1024;
 /// Bytes all single-use values (passkey challenges, enrollment tickets) may take together:
 /// anyone may ask for a login challenge, so they are bounded in bytes, not only in count.
 pub const VALUE_BUDGET: u64 = 32 * 1024 * 1024;
+/// Bytes all sliding windows (send budgets, ID-step and passkey-start limits per network,
+/// decoy sends per unknown ID) may take together.
+pub const WINDOW_BUDGET: u64 = 64 * 1024 * 1024;
+/// Bytes all accounts' failure counts may take together (unknown IDs count failures too).
+pub const ACCOUNT_BUDGET: u64 = 32 * 1024 * 1024;
+/// Bytes all app approvals may take together.
+pub const APPROVAL_BUDGET: u64 = 16 * 1024 * 1024;
+/// What an entry costs besides its key and content (moka's node, the `Arc`, the timer).
+const ENTRY_OVERHEAD: usize = 256;
+
+/// The byte budgets of the in-process state.
+#[derive(Debug, Clone, Copy)]
+pub struct Budgets {
+    pub flows: u64,
+    pub values: u64,
+    pub windows: u64,
+    pub accounts: u64,
+    pub approvals: u64,
+}
+
+impl Default for Budgets {
+    fn default() -> Self {
+        Self {
+            flows: FLOW_BUDGET,
+            values: VALUE_BUDGET,
+            windows: WINDOW_BUDGET,
+            accounts: ACCOUNT_BUDGET,
+            approvals: APPROVAL_BUDGET,
+        }
+    }
+}
+
+/// Bytes each bounded cache holds now (after pending maintenance).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Weights {
+    pub flows: u64,
+    pub values: u64,
+    pub windows: u64,
+    pub accounts: u64,
+    pub approvals: u64,
+}
+
+/// An entry's weight: its key, `content` bytes and the overhead (u32::MAX at most).
+fn weight(key: &str, content: usize) -> u32 {
+    u32::try_from(
+        key.len()
+            .saturating_add(content)
+            .saturating_add(ENTRY_OVERHEAD),
+    )
+    .unwrap_or(u32::MAX)
+}
 
 /// An entry that lives for its own `ttl` from when it was written.
 struct Timed<T> {
@@ -58,8 +113,9 @@ struct FlowEntry {
     expires: Instant,
 }
 
-/// Failures (and reservations) of one account within the hour, per pool.
-#[derive(Default)]
+/// Failures (and reservations) of one account within the hour, per pool. Replaced whole
+/// on every change (under moka's per-key lock), so its weight follows its size.
+#[derive(Default, Clone)]
 struct Account {
     seeded: bool,
     /// (time, reservation ID if still pending).
@@ -76,6 +132,15 @@ impl Account {
         }
     }
 
+    fn bytes(&self) -> usize {
+        let entry = std::mem::size_of::<(i64, Option<String>)>();
+        self.strangers
+            .iter()
+            .chain(&self.known)
+            .map(|(_, id)| entry + id.as_ref().map_or(0, String::len))
+            .sum()
+    }
+
     fn clean(&mut self, now: i64) {
         for pool in [&mut self.strangers, &mut self.known] {
             pool.retain(|(t, pending)| {
@@ -89,6 +154,18 @@ struct ApprovalEntry {
     user: String,
     expires: i64,
     stored: StoredApproval,
+    /// The tag the approval takes when a newer one supersedes it.
+    expired_tag: Vec<u8>,
+}
+
+impl ApprovalEntry {
+    fn bytes(&self) -> usize {
+        self.user.len()
+            + self.stored.data.len()
+            + self.stored.tag.len()
+            + self.stored.answered_by.as_ref().map_or(0, String::len)
+            + self.expired_tag.len()
+    }
 }
 
 impl Default for MemoryState {
@@ -102,7 +179,7 @@ pub struct MemoryState {
     flow_lock: Mutex<()>,
     windows: Cache<String, Arc<Timed<VecDeque<i64>>>>,
     window_lock: Mutex<()>,
-    accounts: Cache<String, Arc<Mutex<Account>>>,
+    accounts: Cache<String, Arc<Account>>,
     approvals: Cache<String, Arc<Timed<ApprovalEntry>>>,
     current: Cache<String, Arc<Timed<String>>>,
     suspended: Cache<String, Arc<Timed<i64>>>,
@@ -115,31 +192,33 @@ pub struct MemoryState {
 
 impl MemoryState {
     pub fn new() -> Self {
-        Self::with_budgets(FLOW_BUDGET, VALUE_BUDGET)
+        Self::with_budgets(Budgets::default())
     }
 
-    pub fn with_budgets(flow_bytes: u64, value_bytes: u64) -> Self {
-        let weigh = |k: &String, len: usize| {
-            u32::try_from(len.saturating_add(k.len()).saturating_add(256)).unwrap_or(u32::MAX)
-        };
+    pub fn with_budgets(b: Budgets) -> Self {
         Self {
             flows: Cache::builder()
-                .max_capacity(flow_bytes)
-                .weigher(move |k: &String, v: &Arc<Timed<FlowEntry>>| weigh(k, v.value.data.len()))
+                .max_capacity(b.flows)
+                .weigher(|k: &String, v: &Arc<Timed<FlowEntry>>| weight(k, v.value.data.len()))
                 .expire_after(ByOwnTtl)
                 .build(),
             flow_lock: Mutex::new(()),
             windows: Cache::builder()
-                .max_capacity(1_000_000)
+                .max_capacity(b.windows)
+                .weigher(|k: &String, v: &Arc<Timed<VecDeque<i64>>>| {
+                    weight(k, v.value.capacity() * std::mem::size_of::<i64>())
+                })
                 .expire_after(ByOwnTtl)
                 .build(),
             window_lock: Mutex::new(()),
             accounts: Cache::builder()
-                .max_capacity(100_000)
+                .max_capacity(b.accounts)
+                .weigher(|k: &String, v: &Arc<Account>| weight(k, v.bytes()))
                 .time_to_idle(Duration::from_secs(2 * 3_600))
                 .build(),
             approvals: Cache::builder()
-                .max_capacity(100_000)
+                .max_capacity(b.approvals)
+                .weigher(|k: &String, v: &Arc<Timed<ApprovalEntry>>| weight(k, v.value.bytes()))
                 .expire_after(ByOwnTtl)
                 .build(),
             current: Cache::builder()
@@ -156,17 +235,45 @@ impl MemoryState {
                 .expire_after(ByOwnTtl)
                 .build(),
             values: Cache::builder()
-                .max_capacity(value_bytes)
-                .weigher(move |k: &String, v: &Arc<Timed<Vec<u8>>>| weigh(k, v.value.len()))
+                .max_capacity(b.values)
+                .weigher(|k: &String, v: &Arc<Timed<Vec<u8>>>| weight(k, v.value.len()))
                 .expire_after(ByOwnTtl)
                 .build(),
         }
     }
 
-    /// Bytes the single-use values take (after pending cache maintenance).
-    pub fn value_bytes(&self) -> u64 {
+    /// Bytes each bounded cache takes (after pending cache maintenance).
+    pub fn weights(&self) -> Weights {
+        self.flows.run_pending_tasks();
         self.values.run_pending_tasks();
-        self.values.weighted_size()
+        self.windows.run_pending_tasks();
+        self.accounts.run_pending_tasks();
+        self.approvals.run_pending_tasks();
+        Weights {
+            flows: self.flows.weighted_size(),
+            values: self.values.weighted_size(),
+            windows: self.windows.weighted_size(),
+            accounts: self.accounts.weighted_size(),
+            approvals: self.approvals.weighted_size(),
+        }
+    }
+
+    /// Changes `account` under moka's per-key lock (one change at a time per account) and
+    /// stores the result, re-weighed; `f`'s answer.
+    fn with_account<T>(
+        &self,
+        account: &str,
+        f: impl FnOnce(&mut Account) -> T,
+    ) -> Result<T, StateError> {
+        let mut out = None;
+        self.accounts
+            .entry(account.to_owned())
+            .and_compute_with(|old| {
+                let mut a = old.map(|e| Account::clone(e.value())).unwrap_or_default();
+                out = Some(f(&mut a));
+                Op::Put(Arc::new(a))
+            });
+        out.ok_or_else(|| StateError::Unavailable("an account was not updated".into()))
     }
 
     fn lock(m: &Mutex<()>) -> Result<std::sync::MutexGuard<'_, ()>, StateError> {
@@ -305,29 +412,25 @@ impl Ephemeral for MemoryState {
         policy: &FailurePolicy,
         now: i64,
     ) -> Result<Reserve, StateError> {
-        let slot = self.accounts.get_with(account.to_owned(), || {
-            Arc::new(Mutex::new(Account::default()))
-        });
-        let mut a = slot
-            .lock()
-            .map_err(|_| StateError::Unavailable("a lock was poisoned".into()))?;
-        if !a.seeded {
-            return Ok(Reserve::Unseeded);
-        }
-        a.clean(now);
-        let times = |p: &[(i64, Option<String>)]| p.iter().map(|(t, _)| *t).collect::<Vec<_>>();
-        if let Some(wait) =
-            super::failure_wait(&times(&a.strangers), &times(&a.known), known, policy, now)
-        {
-            return Ok(Reserve::Wait(wait));
-        }
-        let id = crate::secret::random_token(12);
-        a.pool(known).push((now, Some(id.clone())));
-        Ok(Reserve::Granted(FailureTicket {
-            account: account.to_owned(),
-            known,
-            id,
-        }))
+        self.with_account(account, |a| {
+            if !a.seeded {
+                return Reserve::Unseeded;
+            }
+            a.clean(now);
+            let times = |p: &[(i64, Option<String>)]| p.iter().map(|(t, _)| *t).collect::<Vec<_>>();
+            if let Some(wait) =
+                super::failure_wait(&times(&a.strangers), &times(&a.known), known, policy, now)
+            {
+                return Reserve::Wait(wait);
+            }
+            let id = crate::secret::random_token(12);
+            a.pool(known).push((now, Some(id.clone())));
+            Reserve::Granted(FailureTicket {
+                account: account.to_owned(),
+                known,
+                id,
+            })
+        })
     }
 
     async fn failure_seed(
@@ -337,18 +440,13 @@ impl Ephemeral for MemoryState {
         known: &[i64],
         _now: i64,
     ) -> Result<(), StateError> {
-        let slot = self.accounts.get_with(account.to_owned(), || {
-            Arc::new(Mutex::new(Account::default()))
-        });
-        let mut a = slot
-            .lock()
-            .map_err(|_| StateError::Unavailable("a lock was poisoned".into()))?;
-        if !a.seeded {
-            a.seeded = true;
-            a.strangers = strangers.iter().map(|&t| (t, None)).collect();
-            a.known = known.iter().map(|&t| (t, None)).collect();
-        }
-        Ok(())
+        self.with_account(account, |a| {
+            if !a.seeded {
+                a.seeded = true;
+                a.strangers = strangers.iter().map(|&t| (t, None)).collect();
+                a.known = known.iter().map(|&t| (t, None)).collect();
+            }
+        })
     }
 
     async fn failure_settle(
@@ -357,20 +455,15 @@ impl Ephemeral for MemoryState {
         outcome: Outcome,
         now: i64,
     ) -> Result<(), StateError> {
-        let slot = self.accounts.get_with(ticket.account.clone(), || {
-            Arc::new(Mutex::new(Account::default()))
-        });
-        let mut a = slot
-            .lock()
-            .map_err(|_| StateError::Unavailable("a lock was poisoned".into()))?;
-        let pool = a.pool(ticket.known);
-        pool.retain(|(_, p)| p.as_deref() != Some(ticket.id.as_str()));
-        match outcome {
-            Outcome::Failed => pool.push((now, None)),
-            Outcome::Succeeded => pool.clear(),
-            Outcome::Abandoned => {}
-        }
-        Ok(())
+        self.with_account(&ticket.account, |a| {
+            let pool = a.pool(ticket.known);
+            pool.retain(|(_, p)| p.as_deref() != Some(ticket.id.as_str()));
+            match outcome {
+                Outcome::Failed => pool.push((now, None)),
+                Outcome::Succeeded => pool.clear(),
+                Outcome::Abandoned => {}
+            }
+        })
     }
 
     async fn approval_create(
@@ -404,8 +497,10 @@ impl Ephemeral for MemoryState {
                         expires: a.value.expires,
                         stored: StoredApproval {
                             status: ApprovalStatus::Expired,
+                            tag: a.value.expired_tag.clone(),
                             ..a.value.stored.clone()
                         },
+                        expired_tag: a.value.expired_tag.clone(),
                     },
                 }),
             );
@@ -421,7 +516,9 @@ impl Ephemeral for MemoryState {
                         data: new.data.to_vec(),
                         status: ApprovalStatus::Pending,
                         answered_by: None,
+                        tag: new.tag.to_vec(),
                     },
+                    expired_tag: new.expired_tag.to_vec(),
                 },
             }),
         );
@@ -465,7 +562,9 @@ impl Ephemeral for MemoryState {
                         data: a.value.stored.data.clone(),
                         status: s.to,
                         answered_by: s.answered_by.map(str::to_owned),
+                        tag: s.tag.to_vec(),
                     },
+                    expired_tag: a.value.expired_tag.clone(),
                 },
             }),
         );

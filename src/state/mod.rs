@@ -4,12 +4,16 @@
 //! share it in Redis (`redis`), so a login started on one replica completes on another.
 //!
 //! Values are opaque bytes here (the login serialises its own types), so both
-//! implementations weigh and store exactly the same thing. Every operation that decides
+//! implementations weigh and store exactly the same thing. What the gateway runs is the
+//! backend wrapped in `sealed::Sealed`, which MACs every record that grants something
+//! (flows, approvals, single-use values) so that write access to Redis grants no login
+//! (SECURITY 48). Every operation that decides
 //! (a window, a failure, a compare-and-set) is atomic in both; an error is an error, never
 //! "allowed": callers answer 503 (fail closed).
 
 pub mod memory;
 pub mod redis;
+pub mod sealed;
 #[cfg(test)]
 mod tests;
 
@@ -126,6 +130,8 @@ pub struct StoredApproval {
     pub data: Vec<u8>,
     pub status: ApprovalStatus,
     pub answered_by: Option<String>,
+    /// The MAC of `status` and `answered_by` (see `sealed`); empty when none was stored.
+    pub tag: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,6 +181,10 @@ pub struct NewApproval<'a> {
     pub expires: i64,
     /// How long the record is kept (its answer stays readable after it expired).
     pub keep: Duration,
+    /// The MAC of the pending status, and the one the approval takes if a newer one
+    /// supersedes it (filled in by `sealed::Sealed`; opaque to the backends).
+    pub tag: &'a [u8],
+    pub expired_tag: &'a [u8],
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,6 +206,8 @@ pub struct Settle<'a> {
     /// Pause this user's prompts until then (Unix seconds), for `ttl`.
     pub suspend: Option<(i64, Duration)>,
     pub now: i64,
+    /// The MAC of the new status (filled in by `sealed::Sealed`).
+    pub tag: &'a [u8],
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -282,17 +294,26 @@ pub trait Ephemeral: Send + Sync {
     async fn take(&self, kind: &str, key: &str) -> Result<Option<Vec<u8>>, StateError>;
 }
 
-/// The short-lived state for this configuration: Redis when replicated, else in process.
-pub fn for_config(cfg: &crate::config::Config) -> Result<Arc<dyn Ephemeral>, StateError> {
-    match &cfg.storage.replicated {
-        Some(r) => Ok(Arc::new(redis::RedisState::new(
-            r.redis_url
-                .expose_str()
-                .ok_or_else(|| StateError::Unavailable("the Redis URL is not UTF-8".into()))?,
+/// The short-lived state for this configuration: Redis when replicated, else in process;
+/// either way behind the seal (records that fail their MAC are absent, and audited).
+pub fn for_config(
+    cfg: &crate::config::Config,
+    audit: Option<crate::audit::Audit>,
+) -> Result<Arc<dyn Ephemeral>, StateError> {
+    let (inner, scope): (Arc<dyn Ephemeral>, &str) = match &cfg.storage.replicated {
+        Some(r) => (
+            Arc::new(redis::RedisState::new(
+                r.redis_url
+                    .expose_str()
+                    .ok_or_else(|| StateError::Unavailable("the Redis URL is not UTF-8".into()))?,
+                &r.key_prefix,
+            )?),
             &r.key_prefix,
-        )?)),
-        None => Ok(Arc::new(memory::MemoryState::new())),
-    }
+        ),
+        None => (Arc::new(memory::MemoryState::new()), ""),
+    };
+    let keys = sealed::RecordKeys::new(&cfg.trusted_devices.signing_keys, scope);
+    Ok(Arc::new(sealed::Sealed::new(inner, keys, audit)))
 }
 
 /// The wait, if any, before another attempt in the `known` pool, given each pool's

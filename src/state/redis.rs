@@ -161,7 +161,9 @@ return 1
 ";
 
 /// KEYS: suspension, window, current, new approval. ARGV: now, member, max, window,
-/// user, data, expires, keep, approval key prefix, ID.
+/// user, data, expires, keep, approval key prefix, ID, status tag, superseded tag. A
+/// superseded approval takes the tag it was given for that (`x`; none if an older version
+/// wrote it, and then it fails its MAC, as it would anyway).
 const APPROVAL_CREATE: &str = r"
 local now = tonumber(ARGV[1])
 local until_ = redis.call('GET', KEYS[1])
@@ -172,23 +174,27 @@ window_count(KEYS[2], tonumber(ARGV[4]), now, ARGV[2])
 local old = redis.call('GET', KEYS[3])
 if old then
   local ok = ARGV[9] .. old
-  if redis.call('HGET', ok, 's') == 'pending' then redis.call('HSET', ok, 's', 'expired') end
+  if redis.call('HGET', ok, 's') == 'pending' then
+    local x = redis.call('HGET', ok, 'x') or ''
+    redis.call('HSET', ok, 's', 'expired', 't', x)
+  end
 end
 redis.call('DEL', KEYS[4])
-redis.call('HSET', KEYS[4], 'u', ARGV[5], 'd', ARGV[6], 'e', ARGV[7], 's', 'pending')
+redis.call('HSET', KEYS[4], 'u', ARGV[5], 'd', ARGV[6], 'e', ARGV[7], 's', 'pending',
+  't', ARGV[11], 'x', ARGV[12])
 redis.call('EXPIRE', KEYS[4], ARGV[8])
 redis.call('SET', KEYS[3], ARGV[10], 'EX', ARGV[8])
 return {0, 0}
 ";
 
 /// KEYS: approval, the user's suspension (if any). ARGV: now, user ('' any), to, by,
-/// suspend until ('' none), suspension ttl.
+/// suspend until ('' none), suspension ttl, the new status's tag.
 const APPROVAL_SETTLE: &str = r"
 local a = redis.call('HMGET', KEYS[1], 'u', 'e', 's')
 if not a[1] then return 'notfound' end
 if ARGV[2] ~= '' and a[1] ~= ARGV[2] then return 'notfound' end
 if a[3] ~= 'pending' or tonumber(ARGV[1]) >= tonumber(a[2]) then return 'notpending' end
-redis.call('HSET', KEYS[1], 's', ARGV[3], 'by', ARGV[4])
+redis.call('HSET', KEYS[1], 's', ARGV[3], 'by', ARGV[4], 't', ARGV[7])
 if ARGV[5] ~= '' then redis.call('SET', KEYS[2], ARGV[5], 'EX', ARGV[6]) end
 return 'done'
 ";
@@ -418,7 +424,9 @@ impl Ephemeral for RedisState {
             .arg(new.expires)
             .arg(ttl_secs(new.keep))
             .arg(self.key(&["ap", ""]))
-            .arg(new.id);
+            .arg(new.id)
+            .arg(new.tag)
+            .arg(new.expired_tag);
         let (code, wait): (i64, i64) = self.run(inv.invoke_async(&mut c)).await?;
         Ok(match code {
             0 => Ok(()),
@@ -430,13 +438,20 @@ impl Ephemeral for RedisState {
 
     async fn approval_get(&self, id: &str) -> Result<Option<StoredApproval>, StateError> {
         let mut c = self.conn.clone();
-        let (d, s, by): (Option<Vec<u8>>, Option<String>, Option<String>) = self
+        #[allow(clippy::type_complexity)]
+        let (d, s, by, tag): (
+            Option<Vec<u8>>,
+            Option<String>,
+            Option<String>,
+            Option<Vec<u8>>,
+        ) = self
             .run(
                 redis::cmd("HMGET")
                     .arg(self.key(&["ap", id]))
                     .arg("d")
                     .arg("s")
                     .arg("by")
+                    .arg("t")
                     .query_async(&mut c),
             )
             .await?;
@@ -448,6 +463,7 @@ impl Ephemeral for RedisState {
             data,
             status,
             answered_by: by.filter(|b| !b.is_empty()),
+            tag: tag.unwrap_or_default(),
         }))
     }
 
@@ -472,6 +488,7 @@ impl Ephemeral for RedisState {
                 inv.arg("").arg(1);
             }
         }
+        inv.arg(s.tag);
         let r: String = self.run(inv.invoke_async(&mut c)).await?;
         Ok(match r.as_str() {
             "done" => Settled::Done,

@@ -49,14 +49,40 @@ impl Drop for LocalRedis {
     }
 }
 
-/// Both implementations, each with what keeps it alive.
+/// Both implementations, each with what keeps it alive; and each behind the seal the
+/// gateway runs them with (which must keep the contract).
 fn both() -> Vec<(&'static str, Arc<dyn Ephemeral>, Option<LocalRedis>)> {
     let redis = LocalRedis::start();
     let r = redis::RedisState::new(&redis.url(), "t").unwrap();
+    let rs = redis::RedisState::new(&redis.url(), "s").unwrap();
     vec![
         ("memory", Arc::new(memory::MemoryState::new()), None),
-        ("redis", Arc::new(r), Some(redis)),
+        (
+            "sealed memory",
+            Arc::new(sealed::Sealed::new(
+                Arc::new(memory::MemoryState::new()),
+                test_keys(""),
+                None,
+            )),
+            None,
+        ),
+        ("redis", Arc::new(r), None),
+        (
+            "sealed redis",
+            Arc::new(sealed::Sealed::new(Arc::new(rs), test_keys("s"), None)),
+            Some(redis),
+        ),
     ]
+}
+
+fn test_keys(scope: &str) -> sealed::RecordKeys {
+    sealed::RecordKeys::new(
+        &[crate::config::SigningKey {
+            id: "k1".into(),
+            secret: crate::config::Secret(b"0123456789abcdef0123456789abcdef".to_vec()),
+        }],
+        scope,
+    )
 }
 
 fn policy() -> FailurePolicy {
@@ -343,6 +369,8 @@ async fn approvals_one_pending_and_answered_once() {
             data: b"d",
             expires: 120,
             keep,
+            tag: &[],
+            expired_tag: &[],
         };
         s.approval_create(&new("a1", "jiro"), &w, 0)
             .await
@@ -372,6 +400,7 @@ async fn approvals_one_pending_and_answered_once() {
             answered_by: Some("app"),
             suspend: None,
             now,
+            tag: &[],
         };
         assert_eq!(
             s.approval_settle(&settle("a2", Some("taro"), ApprovalStatus::Approved, 3))
@@ -391,6 +420,7 @@ async fn approvals_one_pending_and_answered_once() {
                         answered_by: Some("app"),
                         suspend: None,
                         now: 3,
+                        tag: &[],
                     })
                     .await
                     .unwrap()
@@ -516,7 +546,10 @@ async fn a_stopped_redis_is_an_error_not_an_answer() {
 #[tokio::test]
 async fn the_in_process_values_stay_within_their_byte_budget() {
     let budget = 256 * 1024;
-    let s = memory::MemoryState::with_budgets(memory::FLOW_BUDGET, budget);
+    let s = memory::MemoryState::with_budgets(memory::Budgets {
+        values: budget,
+        ..memory::Budgets::default()
+    });
     let big = vec![b'a'; 2_500];
     for i in 0..2_000 {
         s.put(
@@ -528,7 +561,7 @@ async fn the_in_process_values_stay_within_their_byte_budget() {
         .await
         .unwrap();
     }
-    let used = s.value_bytes();
+    let used = s.weights().values;
     assert!(used <= budget, "{used} > {budget}");
     assert!(
         used > budget / 2,
@@ -558,6 +591,8 @@ async fn every_redis_key_has_a_ttl_and_the_prefix() {
         data: b"d",
         expires: 100,
         keep: ttl,
+        tag: b"t",
+        expired_tag: b"x",
     };
     s.approval_create(&new, &w, 0).await.unwrap().unwrap();
     s.approval_settle(&Settle {
@@ -567,6 +602,7 @@ async fn every_redis_key_has_a_ttl_and_the_prefix() {
         answered_by: Some("app"),
         suspend: Some((900, ttl)),
         now: 1,
+        tag: b"t2",
     })
     .await
     .unwrap();
@@ -588,5 +624,67 @@ async fn every_redis_key_has_a_ttl_and_the_prefix() {
             .await
             .unwrap();
         assert!(ttl > 0, "{k} has no TTL");
+    }
+}
+
+#[tokio::test]
+async fn the_in_process_state_stays_within_its_byte_budgets_with_large_records() {
+    let budget = 256 * 1024;
+    let s = memory::MemoryState::with_budgets(memory::Budgets {
+        flows: budget,
+        values: budget,
+        windows: budget,
+        accounts: budget,
+        approvals: budget,
+    });
+    let ttl = Duration::from_secs(600);
+    // Windows under the longest keys anyone can choose (an unknown ID of 64 four-byte
+    // characters), each full: ~1 KB apiece, 2.5 MB offered.
+    let w = WindowRule::new("send_decoy", 30, Duration::from_secs(900));
+    for i in 0..2_500 {
+        let key = format!("{i:0>64}").replace('0', "\u{1F600}");
+        for t in 0..30 {
+            s.window_hit(&[Hit::count(&w, &key)], t)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+    }
+    // Accounts (unknown IDs count failures too) with an hour of failures each.
+    let failures: Vec<i64> = (0..100).collect();
+    for i in 0..1_000 {
+        s.failure_seed(&format!("nobody-{i:0>58}"), &failures, &failures, 100)
+            .await
+            .unwrap();
+    }
+    // Flows and approvals of 4 KB.
+    let big = vec![b'x'; 4_096];
+    let once = WindowRule::new("ap", 1, ttl);
+    for i in 0..1_000 {
+        let id = format!("{i:043}");
+        s.flow_create(&id, &big, ttl).await.unwrap();
+        let new = NewApproval {
+            id: &id,
+            user: &id,
+            data: &big,
+            expires: 600,
+            keep: ttl,
+            tag: &[],
+            expired_tag: &[],
+        };
+        s.approval_create(&new, &once, 0).await.unwrap().unwrap();
+    }
+    let used = s.weights();
+    for (what, n) in [
+        ("windows", used.windows),
+        ("accounts", used.accounts),
+        ("flows", used.flows),
+        ("approvals", used.approvals),
+    ] {
+        assert!(n <= budget, "{what}: {n} > {budget}");
+        assert!(
+            n > budget / 2,
+            "{what}: {n}: the bytes bound it, not the count"
+        );
     }
 }
