@@ -166,7 +166,10 @@ fn assert_hsts(h: &HeaderMap, what: &str) {
         .find_map(|p| p.trim().strip_prefix("max-age="))
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("HSTS without max-age on {what}: {v}"));
-    assert!(age >= 31_536_000, "HSTS max-age under a year on {what}: {v}");
+    assert!(
+        age >= 31_536_000,
+        "HSTS max-age under a year on {what}: {v}"
+    );
 }
 
 fn assert_no_hsts(h: &HeaderMap, what: &str) {
@@ -217,7 +220,11 @@ async fn login_at(
 }
 
 /// GET `url` with `headers`: (status, headers, body).
-async fn fetch(http: &reqwest::Client, url: &str, headers: &[(&str, &str)]) -> (u16, HeaderMap, String) {
+async fn fetch(
+    http: &reqwest::Client,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> (u16, HeaderMap, String) {
     let mut req = http.get(url);
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -261,7 +268,7 @@ async fn https_said_by_a_trusted_proxy_counts() {
         &gw,
         "hanako",
         &https,
-        json!({"trust_device": true}),
+        json!({"trust_device": true, "device_name": "laptop"}),
     )
     .await;
     assert_hsts(&h, "the login's answer");
@@ -271,12 +278,23 @@ async fn https_said_by_a_trusted_proxy_counts() {
         .iter()
         .find(|c| c.starts_with("__Host-nidan_session="))
         .unwrap_or_else(|| panic!("no session cookie: {cookies:?}"));
-    assert!(!session.to_ascii_lowercase().contains("max-age"), "{session}");
-    assert!(cookie_value(&h, "__Host-nidan_device").is_some(), "{cookies:?}");
+    assert!(
+        !session.to_ascii_lowercase().contains("max-age"),
+        "{session}"
+    );
+    assert!(
+        cookie_value(&h, "__Host-nidan_device").is_some(),
+        "{cookies:?}"
+    );
     let token = cookie_value(&h, "__Host-nidan_session").unwrap();
 
     let ours = format!("__Host-nidan_session={token}");
-    let (s, h, body) = fetch(&http, &gw.url("/admin/x"), &[(XFP, "https"), ("cookie", &ours)]).await;
+    let (s, h, body) = fetch(
+        &http,
+        &gw.url("/admin/x"),
+        &[(XFP, "https"), ("cookie", &ours)],
+    )
+    .await;
     assert_eq!(s, 200, "{body}");
     assert_hsts(&h, "a proxied answer");
     let echo: Value = serde_json::from_str(&body).unwrap();
@@ -291,7 +309,11 @@ async fn https_said_by_a_trusted_proxy_counts() {
         let (s, h, body) = fetch(
             &http,
             &gw.url(path),
-            &[(XFP, "https"), ("cookie", &planted), ("accept", "application/json")],
+            &[
+                (XFP, "https"),
+                ("cookie", &planted),
+                ("accept", "application/json"),
+            ],
         )
         .await;
         assert_eq!(s, 401, "{path}: a plain-HTTP cookie opened it: {body}");
@@ -306,16 +328,29 @@ async fn https_said_by_a_trusted_proxy_counts() {
     assert_eq!(s, 401, "the portal read a plain-HTTP cookie: {body}");
 
     // The gateway's own answers carry HSTS too.
-    let (s, h, _) = fetch(&http, &gw.url("/app/z"), &[(XFP, "https"), ("accept", "text/html")]).await;
+    let (s, h, _) = fetch(
+        &http,
+        &gw.url("/app/z"),
+        &[(XFP, "https"), ("accept", "text/html")],
+    )
+    .await;
     assert_eq!(s, 302);
     assert_hsts(&h, "the redirect to the login");
-    let (s, h, _) = fetch(&http, &gw.url("/deny"), &[(XFP, "https"), ("cookie", &ours)]).await;
+    let (s, h, _) = fetch(
+        &http,
+        &gw.url("/deny"),
+        &[(XFP, "https"), ("cookie", &ours)],
+    )
+    .await;
     assert_eq!(s, 403);
     assert_hsts(&h, "a 403");
 
     // The enrollment URI names https, as the browser reached the portal.
     let h = login_at(&http, &gw.url(""), &gw, "jiro", &https, json!({})).await;
-    let jiro = format!("__Host-nidan_session={}", cookie_value(&h, "__Host-nidan_session").unwrap());
+    let jiro = format!(
+        "__Host-nidan_session={}",
+        cookie_value(&h, "__Host-nidan_session").unwrap()
+    );
     let r = http
         .post(gw.url("/_nidan/api/app/enroll/start"))
         .header(XFP, "https")
@@ -350,7 +385,16 @@ async fn https_said_by_a_trusted_proxy_counts() {
         "{gone:?}"
     );
     gone.iter().for_each(|c| assert_https_cookie(c));
-    let (s, _, _) = fetch(&http, &gw.url("/admin/x"), &[(XFP, "https"), ("cookie", &ours), ("accept", "application/json")]).await;
+    let (s, _, _) = fetch(
+        &http,
+        &gw.url("/admin/x"),
+        &[
+            (XFP, "https"),
+            ("cookie", &ours),
+            ("accept", "application/json"),
+        ],
+    )
+    .await;
     assert_eq!(s, 401);
 }
 
@@ -372,7 +416,10 @@ async fn https_said_by_an_untrusted_peer_changes_nothing() {
     assert_eq!(s, 200);
     assert_no_hsts(&h, "the login page");
     let cookies = set_cookies(&h);
-    assert!(cookies.iter().any(|c| c.starts_with("nidan_csrf=")), "{cookies:?}");
+    assert!(
+        cookies.iter().any(|c| c.starts_with("nidan_csrf=")),
+        "{cookies:?}"
+    );
     cookies.iter().for_each(|c| assert_plain_cookie(c));
 
     let h = login_at(&stranger, &gw.url(""), &gw, "taro", &https, json!({})).await;
@@ -383,7 +430,10 @@ async fn https_said_by_an_untrusted_peer_changes_nothing() {
     let (s, h, body) = fetch(
         &stranger,
         &gw.url("/app/x"),
-        &[(XFP, "https"), ("cookie", &format!("nidan_session={token}"))],
+        &[
+            (XFP, "https"),
+            ("cookie", &format!("nidan_session={token}")),
+        ],
     )
     .await;
     assert_eq!(s, 200, "{body}");
@@ -417,7 +467,10 @@ async fn an_https_public_url_makes_every_request_https() {
         assert_eq!(s, 200);
         assert_hsts(&h, "the login page");
         let cookies = set_cookies(&h);
-        assert!(cookies.iter().any(|c| c.starts_with("__Host-nidan_csrf=")), "{cookies:?}");
+        assert!(
+            cookies.iter().any(|c| c.starts_with("__Host-nidan_csrf=")),
+            "{cookies:?}"
+        );
         cookies.iter().for_each(|c| assert_https_cookie(c));
     }
     let h = login_at(&http, &gw.url(""), &gw, "taro", &[], json!({})).await;
@@ -443,7 +496,10 @@ async fn an_https_public_url_makes_every_request_https() {
         ],
     )
     .await;
-    assert_eq!(s, 401, "a plain-HTTP cookie opened an https deployment: {body}");
+    assert_eq!(
+        s, 401,
+        "a plain-HTTP cookie opened an https deployment: {body}"
+    );
     assert_hsts(&h, "a 401");
     let (s, h, _) = fetch(&http, &gw.url("/nowhere-404"), &[("accept", "text/html")]).await;
     assert_eq!(s, 302);
@@ -532,26 +588,40 @@ async fn nginx_terminating_tls_in_front_of_forward_auth() {
     let base = format!("https://localhost:{tls_port}");
     let browser = browser_for("localhost", tls_port);
 
-    let (s, h, _) = fetch(&browser, &format!("{base}/app/x"), &[("accept", "text/html")]).await;
+    let (s, h, _) = fetch(
+        &browser,
+        &format!("{base}/app/x"),
+        &[("accept", "text/html")],
+    )
+    .await;
     assert_eq!(s, 302, "{}", ng.error_log());
     let (s, h2, _) = fetch(&browser, &format!("{base}/_nidan/login"), &[]).await;
     assert_eq!(s, 200);
     assert_hsts(&h2, "the login page through nginx");
     let cookies = set_cookies(&h2);
-    assert!(cookies.iter().any(|c| c.starts_with("__Host-nidan_csrf=")), "{cookies:?} {h:?}");
+    assert!(
+        cookies.iter().any(|c| c.starts_with("__Host-nidan_csrf=")),
+        "{cookies:?} {h:?}"
+    );
     cookies.iter().for_each(|c| assert_https_cookie(c));
 
     let h = login_at(&browser, &base, &gw, "taro", &[], json!({})).await;
     assert_hsts(&h, "the login's answer through nginx");
     let cookies = set_cookies(&h);
     cookies.iter().for_each(|c| assert_https_cookie(c));
-    assert!(cookie_value(&h, "__Host-nidan_session").is_some(), "{cookies:?}");
+    assert!(
+        cookie_value(&h, "__Host-nidan_session").is_some(),
+        "{cookies:?}"
+    );
     let (s, _, body) = fetch(&browser, &format!("{base}/app/x"), &[]).await;
     assert_eq!(s, 200, "{body}\n{}", gw.log());
     let echo: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(echo["headers"]["remote-user"], "taro", "{echo}");
     assert!(
-        !echo["headers"]["cookie"].as_str().unwrap_or("").contains("nidan_session"),
+        !echo["headers"]["cookie"]
+            .as_str()
+            .unwrap_or("")
+            .contains("nidan_session"),
         "{echo}"
     );
 

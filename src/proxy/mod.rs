@@ -10,6 +10,7 @@ pub mod gate;
 pub mod path;
 pub mod respond;
 pub mod route;
+pub mod scheme;
 pub mod target;
 mod token;
 pub mod upstream;
@@ -50,7 +51,7 @@ pub struct Gateway {
     identity_names: [HeaderName; 4],
     /// The identity assertion's header, parsed once (`None`: assertions are off).
     assertion_name: Option<HeaderName>,
-    /// The session cookie's name over plain HTTP and over TLS (`__Host-`), made once.
+    /// The session cookie's name over plain HTTP and over HTTPS (`__Host-`), made once.
     session_cookie: [String; 2],
 }
 
@@ -101,7 +102,8 @@ pub struct Ctx {
     /// The signed identity assertion for the backend (`identity_assertion`).
     assertion: Option<Arc<str>>,
     client: Option<IpAddr>,
-    tls: bool,
+    /// Served over HTTPS ([`scheme::https`]): `__Host-` cookies, HSTS (SECURITY 44).
+    https: bool,
     upgrade: bool,
     /// The gateway checked an `Authorization: Basic` header; it is not forwarded.
     used_basic: bool,
@@ -123,7 +125,7 @@ impl ProxyHttp for Gateway {
             identity: None,
             assertion: None,
             client: None,
-            tls: false,
+            https: false,
             upgrade: false,
             used_basic: false,
             answered: None,
@@ -141,6 +143,7 @@ impl ProxyHttp for Gateway {
             Some(resp) => {
                 ctx.answered = Some(resp.status);
                 let head = session.req_header().method == http::Method::HEAD;
+                let resp = respond::hsts(resp, ctx.https);
                 respond::write(session, resp, head).await?;
                 Ok(true)
             }
@@ -204,6 +207,7 @@ impl ProxyHttp for Gateway {
             // sends its next request into a closing connection.
             session.set_keepalive(None);
             let resp = portal::gateway_error(&self.app, session.req_header(), code);
+            let resp = respond::hsts(resp, ctx.https);
             if let Err(err) = respond::write(session, resp, false).await {
                 tracing::debug!(error = %err, "could not send the error page");
             }
@@ -251,7 +255,7 @@ impl Gateway {
     /// The whole decision for a request. `Some(response)` when the gateway answers itself.
     async fn decide(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Option<Response>> {
         let app = &self.app;
-        ctx.tls = session
+        let socket_tls = session
             .digest()
             .and_then(|d| d.ssl_digest.as_ref())
             .is_some();
@@ -260,6 +264,8 @@ impl Gateway {
             .and_then(|a| a.as_inet())
             .map_or(IpAddr::from([127, 0, 0, 1]), |a| a.ip());
         let req = session.req_header();
+        let proto = scheme::forwarded_proto(&req.headers, peer, &app.cfg.trusted_proxies);
+        ctx.https = scheme::https(app.cfg.always_https(), socket_tls, proto);
         // Every X-Forwarded-For line, in order; a line that is not text ends the list there
         // (read from the right, nothing before it is believed).
         let lines = req
@@ -316,7 +322,7 @@ impl Gateway {
         let caller = match route {
             Some(r) if matches!(r.policy, Policy::Login | Policy::TwoFactor) => {
                 let headers = &session.req_header().headers;
-                self.caller(headers, ctx.tls, &mut ctx.used_basic, r, client)
+                self.caller(headers, ctx.https, &mut ctx.used_basic, r, client)
                     .await
             }
             _ => CallerState::None,
@@ -459,7 +465,7 @@ impl Gateway {
     async fn caller(
         &self,
         headers: &http::HeaderMap,
-        tls: bool,
+        https: bool,
         used_basic: &mut bool,
         route: &crate::config::Route,
         client: IpAddr,
@@ -467,8 +473,10 @@ impl Gateway {
         let app = &self.app;
         let now = crate::time::now();
         if route.accept.session {
+            // Only the name for this scheme: over HTTPS a plain-HTTP cookie (which a page
+            // downgraded to http:// could have planted) is not read (SECURITY 44).
             let [plain, host_prefixed] = &self.session_cookie;
-            let name = if tls { host_prefixed } else { plain };
+            let name = if https { host_prefixed } else { plain };
             if let Some(token) = cookie::get(headers, name) {
                 match app.sessions.check(&token, now).await {
                     Ok(Some(live)) => {
@@ -702,7 +710,7 @@ impl Gateway {
             headers,
             body,
             peer: client,
-            tls: ctx.tls,
+            https: ctx.https,
             host,
         };
         Ok(portal::handle(&self.app, &preq).await)
@@ -793,7 +801,7 @@ impl Gateway {
         if let Some(client) = ctx.client {
             headers.insert(upstream::X_FORWARDED_FOR, upstream::ip_value(client));
         }
-        let proto = if ctx.tls { "https" } else { "http" };
+        let proto = if ctx.https { "https" } else { "http" };
         headers.insert(
             upstream::X_FORWARDED_PROTO,
             http::HeaderValue::from_static(proto),
@@ -808,6 +816,11 @@ impl Gateway {
         let upgrade = ctx.upgrade && resp.status.as_u16() == 101;
         for name in upstream::response_removals(&resp.headers, upgrade) {
             resp.remove_header(&name);
+        }
+        // Served over HTTPS: the browser keeps to HTTPS for this host (SECURITY 23, 44); a
+        // backend's own policy (includeSubDomains, preload) is left as it is.
+        if ctx.https && !upgrade && !resp.headers.contains_key(respond::HSTS) {
+            resp.insert_header(respond::HSTS, respond::HSTS_VALUE)?;
         }
         let gateway = gateway_cookies(&self.app);
         if !resp.headers.contains_key(http::header::SET_COOKIE) {
