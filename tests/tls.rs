@@ -506,24 +506,66 @@ async fn an_https_public_url_makes_every_request_https() {
     assert_hsts(&h, "the redirect to the login");
 }
 
+/// The lines of the README's "TLS in front" nginx block this test runs: `listen … ssl`,
+/// `ssl_certificate`, `ssl_certificate_key` and `proxy_set_header X-Forwarded-Proto`, as
+/// written there (so the docs cannot drift from what is tested).
+fn readme_tls_lines() -> [String; 4] {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let section = readme
+        .split("\n## TLS in front\n")
+        .nth(1)
+        .expect("README has a `## TLS in front` section");
+    let block = section
+        .split("```nginx\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("an nginx block in `TLS in front`");
+    let line = |start: &str| {
+        block
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no `{start}` line in the README's block:\n{block}"))
+            .to_owned()
+    };
+    [
+        line("listen "),
+        line("ssl_certificate "),
+        line("ssl_certificate_key "),
+        line("proxy_set_header X-Forwarded-Proto "),
+    ]
+}
+
 /// nginx terminating TLS with a throw-away certificate in front of plain-HTTP nidan, as the
-/// README's forward-auth deployment: the portal behind `/_nidan/`, `auth_request` for the
-/// rest. Besides the `listen … ssl` line, the same `server` also listens on plain HTTP.
+/// README's forward-auth deployment with its "TLS in front" lines: the portal behind
+/// `/_nidan/`, `auth_request` for the rest. The same `server` also listens on plain HTTP.
 fn tls_nginx(gw: &Gateway, tls_port: u16, name: &str, certs: &std::path::Path) -> Nginx {
     let (cert, key) = nginx::throwaway_cert(certs, name);
+    let [listen, ssl_cert, ssl_key, proto] = readme_tls_lines();
+    assert_eq!(listen, "listen 443 ssl;");
+    let listen = listen.replace(" 443 ", &format!(" 127.0.0.1:{tls_port} "));
+    let path_of = |l: &str| {
+        l.trim_end_matches(';')
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let ssl_cert = ssl_cert.replace(&path_of(&ssl_cert), &cert.display().to_string());
+    let ssl_key = ssl_key.replace(&path_of(&ssl_key), &key.display().to_string());
     let nidan = gw.addr;
     let backend = gw.backend.addr;
     Nginx::start(&format!(
         r#"
-    listen 127.0.0.1:{tls_port} ssl;
-    ssl_certificate {cert};
-    ssl_certificate_key {key};
+    {listen}
+    {ssl_cert}
+    {ssl_key}
     server_name {name};
     location /_nidan/ {{
         proxy_pass http://{nidan};
         proxy_set_header Host $http_host;
         proxy_set_header X-Forwarded-For $remote_addr;
-        proxy_set_header X-Forwarded-Proto $scheme;
+        {proto}
     }}
     location = /_nidan/api/authz/forward-auth {{
         return 404;
@@ -537,7 +579,7 @@ fn tls_nginx(gw: &Gateway, tls_port: u16, name: &str, certs: &std::path::Path) -
         proxy_set_header X-Original-URL $scheme://$server_name$request_uri;
         proxy_set_header X-Original-Method $request_method;
         proxy_set_header X-Forwarded-For $remote_addr;
-        proxy_set_header X-Forwarded-Proto $scheme;
+        {proto}
         proxy_set_header X-Forwarded-Host "";
         proxy_set_header X-Forwarded-Uri "";
     }}
@@ -554,9 +596,7 @@ fn tls_nginx(gw: &Gateway, tls_port: u16, name: &str, certs: &std::path::Path) -
         proxy_set_header Remote-User $nidan_user;
         proxy_set_header Host $http_host;
         proxy_pass http://{backend};
-    }}"#,
-        cert = cert.display(),
-        key = key.display(),
+    }}"#
     ))
 }
 
