@@ -477,7 +477,11 @@ impl Gateway {
             // downgraded to http:// could have planted) is not read (SECURITY 44).
             let [plain, host_prefixed] = &self.session_cookie;
             let name = if https { host_prefixed } else { plain };
-            if let Some(token) = cookie::get(headers, name) {
+            let found = cookie::get(headers, name);
+            if found.is_none() && https && cookie::get(headers, plain).is_some() {
+                plain_cookie_over_https();
+            }
+            if let Some(token) = found {
                 match app.sessions.check(&token, now).await {
                     Ok(Some(live)) => {
                         if let Some(user) = app.active_user(&live.record.user_id) {
@@ -866,6 +870,19 @@ enum Refused {
     Throttled(u64),
     /// A store needed for the decision failed: 503 (SECURITY 36).
     Unavailable,
+}
+
+/// A plain-HTTP session cookie came with an HTTPS request (and no `__Host-` one): refused;
+/// said once per process, as it usually means the proxy in front tells nidan `https` for
+/// some requests but not for the portal's, so the portal sets cookies forward-auth or the
+/// proxy path never reads (a login that does not stick). The value is never logged.
+fn plain_cookie_over_https() {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(
+            "a plain-HTTP session cookie came with an HTTPS request and was not read (SECURITY 44): if logins do not stick, the proxy in front must send X-Forwarded-Proto: https for the portal too, or set portal.public_url: https://…"
+        );
+    }
 }
 
 /// 503 when the gateway cannot decide (a store failed): never a weaker rule.
