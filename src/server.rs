@@ -33,10 +33,16 @@ pub fn run(cfg: Config, banner: Option<String>) -> Result<(), StartError> {
         )));
     }
     let server = build(app.clone(), tunnels);
-    if !app.cfg.server.listen.iter().any(|a| a.ip().is_loopback()) || app.cfg.server.tls.is_none() {
-        tracing::info!(
-            "cookies over plain HTTP drop Secure and the __Host- prefix; serve over TLS in production"
-        );
+    if app.cfg.server.tls.is_none() && !app.cfg.always_https() {
+        if app.cfg.trusted_proxies.is_empty() {
+            tracing::info!(
+                "no TLS here: cookies go without Secure and the __Host- prefix; serve over TLS in production (server.tls, or TLS in front with portal.public_url: https://…)"
+            );
+        } else {
+            tracing::info!(
+                "no TLS here: a request counts as HTTPS (Secure, __Host- cookies, HSTS) only when a trusted proxy sends X-Forwarded-Proto: https; with TLS in front, set portal.public_url: https://…"
+            );
+        }
     }
     for addr in &app.cfg.server.listen {
         tracing::info!("nidan listening on http://{addr}");

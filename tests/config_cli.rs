@@ -281,6 +281,76 @@ fn the_annotated_example_config_passes_and_explains() {
     );
 }
 
+/// An https `portal.public_url` with cookies that would still go out without `Secure` (or
+/// the other way round, or passkeys for another domain) is refused where it is written
+/// (SECURITY 44).
+#[test]
+fn cookies_without_secure_behind_an_https_public_url_are_refused() {
+    let d = ConfigDir::new();
+    let base = valid_config(free_port());
+    // (public_url, extra session line, extra passkeys section, marker, words)
+    let cases = [
+        (
+            "https://login.example.com",
+            "  secure_cookies: false\n",
+            "",
+            "false",
+            "session.secure_cookies",
+        ),
+        (
+            "http://login.example.com",
+            "  secure_cookies: always\n",
+            "",
+            "always",
+            "session.secure_cookies",
+        ),
+        (
+            "https://login.example.com",
+            "",
+            "passkeys:\n  rp_id: other.example.org\n",
+            "other.example.org",
+            "passkeys.rp_id",
+        ),
+    ];
+    for (url, session, passkeys, marker, words) in cases {
+        let text_in =
+            base.replace(
+                "  default_language: en\n",
+                &format!("  default_language: en\n  public_url: {url}\n"),
+            )
+            .replace(
+                "  absolute_timeout: 12h\n",
+                &format!("  absolute_timeout: 12h\n{session}"),
+            ) + passkeys;
+        let path = d.write(&text_in);
+        let out = check_config(&path);
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{marker}: {all}");
+        let p = problems(&all, &path);
+        assert_eq!(p.len(), 1, "{marker}: {all}");
+        assert_eq!(
+            (p[0].line, p[0].column),
+            position(&text_in, marker),
+            "{all}"
+        );
+        assert!(p[0].message.contains(words), "{:?}", p[0]);
+        assert!(p[0].message.contains("public_url"), "{:?}", p[0]);
+    }
+    // The same keys where they fit pass.
+    let text_in =
+        base.replace(
+            "  default_language: en\n",
+            "  default_language: en\n  public_url: https://login.example.com\n",
+        )
+        .replace(
+            "  absolute_timeout: 12h\n",
+            "  absolute_timeout: 12h\n  secure_cookies: always\n",
+        ) + "passkeys:\n  rp_id: example.com\n";
+    let path = d.write(&text_in);
+    let out = check_config(&path);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
 #[test]
 fn three_independent_mistakes_are_all_listed() {
     let d = ConfigDir::new();

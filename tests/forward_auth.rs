@@ -400,7 +400,13 @@ async fn only_trusted_proxies_may_describe_a_request() {
     assert_eq!(r.status(), 302);
     assert_eq!(r.headers()["location"], "/_nidan/login?rd=%2Fwiki%3Fa%3Db");
     // A session: 200 with the identity headers and the assertion for the proxy to pass on.
-    let jar_cookie = session_cookie(&gw, "taro").await;
+    // The described request is https: the browser holds the cookie the portal set over
+    // https (`__Host-`); the plain-HTTP one is not read for it (SECURITY 44).
+    let plain = session_cookie(&gw, "taro").await;
+    let mut with_plain = traefik.to_vec();
+    with_plain.push(("Cookie", plain.as_str()));
+    assert_eq!(ask(&proxy, &with_plain, "").await.unwrap().status(), 401);
+    let jar_cookie = plain.replacen("nidan_session=", "__Host-nidan_session=", 1);
     let mut with_session = traefik.to_vec();
     with_session.push(("Cookie", jar_cookie.as_str()));
     let r = ask(&proxy, &with_session, "").await.unwrap();

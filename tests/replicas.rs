@@ -539,6 +539,7 @@ async fn tunnels_on_every_replica_end_with_their_session() {
         );
     }
     assert!(kept.echoes().await, "another user's tunnel stays open");
+}
 
 /// A setting change on one replica gives the browser a new session ID that keeps the
 /// login's times (SECURITY 43): alternating changes across the replicas do not outrun the

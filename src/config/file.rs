@@ -183,6 +183,15 @@ pub(crate) struct SessionFile {
     pub idle_timeout: Option<String>,
     pub absolute_timeout: Option<String>,
     pub cookie_name: Option<String>,
+    pub secure_cookies: Option<SecureCookiesFile>,
+}
+
+/// `secure_cookies`: `auto`, `always`, or a YAML boolean (checked in `load.rs`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum SecureCookiesFile {
+    Flag(bool),
+    Word(String),
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -19,8 +19,8 @@ use super::locate::Locator;
 use super::{
     Accept, AppApproval, ApprovalOrder, Config, HostPattern, IdentityHeaders, Language,
     LoginLimits, Notifiers, Outbox, Policy, Portal, PushWebhook, Route, SecondStep, Secret,
-    SecurityCode, Server, SessionSettings, SigningKey, SmsGateway, Smtp, SmtpSecurity, Storage,
-    Tls, TrustedDevices, TwoStepMethod, Upstream, UsersSource,
+    SecureCookies, SecurityCode, Server, SessionSettings, SigningKey, SmsGateway, Smtp,
+    SmtpSecurity, Storage, Tls, TrustedDevices, TwoStepMethod, Upstream, UsersSource,
 };
 use super::{Brand, FooterLink, Logo};
 use super::{Exemptions, Limits, OnPhoneLoss, PasskeySettings, Replicated, RiskSettings};
@@ -518,7 +518,7 @@ impl Checker<'_> {
         }
         let server = self.server(f.server.unwrap_or_default());
         let portal = self.portal(f.portal.unwrap_or_default());
-        let session = self.session(f.session.unwrap_or_default());
+        let session = self.session(f.session.unwrap_or_default(), &portal);
         let trusted_devices = self.trusted_devices(f.trusted_devices.unwrap_or_default(), &session);
         let security_code = self.security_code(f.security_code.unwrap_or_default());
         let login_limits = self.login_limits(f.login_limits.unwrap_or_default());
@@ -530,7 +530,7 @@ impl Checker<'_> {
         let trusted_proxies = self.trusted_proxies(f.trusted_proxies.unwrap_or_default());
         let exemptions = self.exemptions(f.exemptions.unwrap_or_default());
         let risk = self.risk(f.risk.unwrap_or_default());
-        let passkeys = self.passkeys(f.passkeys.unwrap_or_default());
+        let passkeys = self.passkeys(f.passkeys.unwrap_or_default(), &portal);
         let identity_assertion = f
             .identity_assertion
             .map(|a| self.identity_assertion(a, &portal, &identity_headers));
@@ -588,7 +588,7 @@ impl Checker<'_> {
         }
     }
 
-    fn passkeys(&mut self, p: file::PasskeysFile) -> PasskeySettings {
+    fn passkeys(&mut self, p: file::PasskeysFile, portal: &Portal) -> PasskeySettings {
         let rp_id = p.rp_id.map(|v| v.trim().to_ascii_lowercase());
         if let Some(id) = &rp_id
             && (!hostname_ok(id) || id.contains('*') || id.parse::<IpAddr>().is_ok())
@@ -597,6 +597,15 @@ impl Checker<'_> {
                 "passkeys.rp_id",
                 "`passkeys.rp_id` is not a domain name",
                 "write the domain the portal is served on (or a parent domain of it) without scheme, port or path, e.g. `login.example.com`; leave it out to use the request's host",
+            );
+        } else if let (Some(id), Some(host)) = (&rp_id, portal.public_url.as_deref().map(url_host))
+            && !crate::login::passkey::rp_id_covers(id, host)
+        {
+            // Browsers refuse a passkey whose RP ID is not the page's host or a parent of it.
+            self.err(
+                "passkeys.rp_id",
+                "`passkeys.rp_id` is neither the host of `portal.public_url` nor a parent domain of it: browsers would refuse every passkey",
+                "write the host of `portal.public_url` or a parent domain of it (e.g. `example.com` for `https://login.example.com`), or leave the key out to use that host",
             );
         }
         let rp_name = p.rp_name.unwrap_or_else(|| "nidan".into());
@@ -1131,7 +1140,60 @@ impl Checker<'_> {
         }
     }
 
-    fn session(&mut self, s: file::SessionFile) -> SessionSettings {
+    /// `session.secure_cookies`: `auto` (default) or `always` (`true`). Nothing sends
+    /// cookies without `Secure` over HTTPS (SECURITY 19, 44), so `false` is refused, and
+    /// `always` with a plain-HTTP `public_url` would leave nobody able to log in.
+    fn secure_cookies(
+        &mut self,
+        value: Option<file::SecureCookiesFile>,
+        portal: &Portal,
+    ) -> SecureCookies {
+        const P: &str = "session.secure_cookies";
+        let public_http = portal
+            .public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("http://"));
+        match value {
+            None => SecureCookies::Auto,
+            Some(file::SecureCookiesFile::Word(w)) if w.trim() == "auto" => SecureCookies::Auto,
+            Some(file::SecureCookiesFile::Word(w)) if w.trim() == "always" && public_http => {
+                self.err(
+                    P,
+                    "`session.secure_cookies: always` makes every cookie `Secure`, but `portal.public_url` is http://: browsers would drop the cookies and nobody could log in",
+                    "make `portal.public_url` an https:// address (TLS in front), or remove `session.secure_cookies`",
+                );
+                SecureCookies::Always
+            }
+            Some(file::SecureCookiesFile::Flag(true)) => SecureCookies::Always,
+            Some(file::SecureCookiesFile::Word(w)) if w.trim() == "always" => SecureCookies::Always,
+            Some(file::SecureCookiesFile::Flag(false)) if portal.public_https() => {
+                self.err(
+                    P,
+                    "`session.secure_cookies: false` would send cookies without `Secure` while `portal.public_url` is https://",
+                    "remove `session.secure_cookies`: with an https `portal.public_url` every cookie is `__Host-` + `Secure` and HSTS is sent",
+                );
+                SecureCookies::Always
+            }
+            Some(file::SecureCookiesFile::Flag(false)) => {
+                self.err(
+                    P,
+                    "`session.secure_cookies: false` is not offered: over HTTPS every cookie carries `Secure` (SECURITY 19, 44)",
+                    "remove the key: over plain HTTP cookies go without `Secure` anyway (`auto`)",
+                );
+                SecureCookies::Auto
+            }
+            Some(file::SecureCookiesFile::Word(_)) => {
+                self.err(
+                    P,
+                    "`session.secure_cookies` is neither `auto` nor `always`",
+                    "write `auto` (HTTPS per request: an https `portal.public_url`, TLS, or a trusted proxy's `X-Forwarded-Proto: https`) or `always`, or remove the key",
+                );
+                SecureCookies::Auto
+            }
+        }
+    }
+
+    fn session(&mut self, s: file::SessionFile, portal: &Portal) -> SessionSettings {
         let idle_timeout = self.duration(
             "session.idle_timeout",
             s.idle_timeout.as_ref(),
@@ -1155,6 +1217,7 @@ impl Checker<'_> {
             idle_timeout,
             absolute_timeout,
             cookie_name: self.cookie_name("session.cookie_name", s.cookie_name, "nidan_session"),
+            secure_cookies: self.secure_cookies(s.secure_cookies, portal),
         }
     }
 
@@ -2206,6 +2269,16 @@ fn footer_url_ok(u: &str) -> bool {
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
     !authority.contains('@') && hostname_ok(&host.to_ascii_lowercase())
+}
+
+/// The host of a checked `public_url` (`https://host[:port]`, `http://[v6]:port`),
+/// without brackets or port.
+fn url_host(u: &str) -> &str {
+    let rest = u.split_once("://").map_or(u, |(_, r)| r);
+    match rest.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => rest.split(':').next().unwrap_or(rest),
+    }
 }
 
 fn public_url_ok(u: &str) -> bool {

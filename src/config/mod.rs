@@ -48,6 +48,14 @@ pub struct Config {
     pub identity_assertion: Option<IdentityAssertion>,
 }
 
+impl Config {
+    /// Does the configuration alone make every request HTTPS (an https `portal.public_url`,
+    /// or `session.secure_cookies: always`)? See [`crate::proxy::scheme`].
+    pub fn always_https(&self) -> bool {
+        self.portal.public_https() || self.session.secure_cookies == SecureCookies::Always
+    }
+}
+
 /// `identity_assertion`: a short-lived signed JWT about the user on proxied requests (and
 /// forward-auth answers), verifiable against `{prefix}/.well-known/jwks.json`.
 #[derive(Debug, Clone)]
@@ -166,6 +174,13 @@ pub struct Portal {
 }
 
 impl Portal {
+    /// Is the configured public address an `https://` one?
+    pub fn public_https(&self) -> bool {
+        self.public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"))
+    }
+
     /// The name pages, mails and SMS show: the brand's, else `portal.title`.
     pub fn site_name(&self) -> &str {
         self.brand.name.as_deref().unwrap_or(&self.title)
@@ -204,8 +219,22 @@ pub struct SessionSettings {
     pub idle_timeout: Duration,
     /// Default 12h.
     pub absolute_timeout: Duration,
-    /// Base cookie name (default `nidan_session`); `__Host-` is prefixed over TLS.
+    /// Base cookie name (default `nidan_session`); `__Host-` is prefixed over HTTPS.
     pub cookie_name: String,
+    /// When requests count as HTTPS for cookies and HSTS (`session.secure_cookies`).
+    pub secure_cookies: SecureCookies,
+}
+
+/// `session.secure_cookies`: which requests count as served over HTTPS, so that every
+/// cookie is `__Host-` + `Secure` and HSTS is sent (SECURITY 19, 44). There is no setting
+/// that sends cookies without `Secure` over HTTPS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecureCookies {
+    /// Per request: an https `portal.public_url` (then always), a TLS socket, or
+    /// `X-Forwarded-Proto: https` from a trusted proxy.
+    Auto,
+    /// Every request, for a TLS terminator in front that cannot say so.
+    Always,
 }
 
 #[derive(Debug, Clone)]

@@ -449,6 +449,17 @@ pub enum PasskeyError {
     Busy,
 }
 
+/// Does RP ID `rp_id` cover `host` (the same name, or a parent domain of it)? Browsers
+/// refuse a passkey for any other RP ID.
+pub fn rp_id_covers(rp_id: &str, host: &str) -> bool {
+    let host = host.to_ascii_lowercase();
+    let rp_id = rp_id.to_ascii_lowercase();
+    host == rp_id
+        || host
+            .strip_suffix(rp_id.as_str())
+            .is_some_and(|sub| sub.ends_with('.') && sub.len() > 1)
+}
+
 fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
@@ -950,6 +961,16 @@ mod tests {
         msg.extend_from_slice(&Sha256::digest(cd));
         let sig: p256::ecdsa::Signature = key.sign(&msg);
         sig.to_der().as_bytes().to_vec()
+    }
+
+    #[test]
+    fn an_rp_id_covers_its_host_and_subdomains_only() {
+        assert!(rp_id_covers("login.example.com", "login.example.com"));
+        assert!(rp_id_covers("example.com", "Login.Example.com"));
+        assert!(!rp_id_covers("example.com", "badexample.com"));
+        assert!(!rp_id_covers("login.example.com", "example.com"));
+        assert!(!rp_id_covers("example.com", ".example.com"));
+        assert!(!rp_id_covers("other.example.org", "login.example.com"));
     }
 
     #[test]

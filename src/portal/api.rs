@@ -10,7 +10,6 @@ use super::http::Response;
 use super::pages::{SettingError, blocked_text, change_setting, signed_in_redirect};
 use crate::app::{method_from_str, method_str};
 use crate::login::{self, Completion, FlowView, LoginError};
-use crate::session::cookie;
 use crate::session::device::{self, DeviceError};
 
 /// Largest JSON body the API reads.
@@ -456,10 +455,7 @@ async fn logout(ctx: &Ctx<'_>) -> Response {
     Response::json(200, &json!({"logged_out": true}))
         .with(
             "set-cookie",
-            cookie::remove(
-                &ctx.cookie_name(&ctx.app.cfg.session.cookie_name),
-                ctx.req.tls,
-            ),
+            ctx.remove_cookie(&ctx.app.cfg.session.cookie_name),
         )
         .with("cache-control", "no-store")
 }
@@ -719,12 +715,7 @@ async fn settings_put(ctx: &Ctx<'_>) -> Response {
                 r = r
                     .with(
                         "set-cookie",
-                        cookie::set(
-                            &ctx.cookie_name(&ctx.app.cfg.session.cookie_name),
-                            &t,
-                            ctx.req.tls,
-                            None,
-                        ),
+                        ctx.set_cookie(&ctx.app.cfg.session.cookie_name, &t, None),
                     )
                     .with("cache-control", "no-store");
             }

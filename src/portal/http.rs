@@ -17,7 +17,9 @@ pub struct Request {
     pub body: Bytes,
     /// The client's address (the TCP peer, or `X-Forwarded-For` from a trusted proxy).
     pub peer: IpAddr,
-    pub tls: bool,
+    /// Served over HTTPS: the gateway's one notion ([`crate::proxy::scheme::https`]), which
+    /// cookie names, `Secure`, HSTS and origins follow (SECURITY 44).
+    pub https: bool,
     /// Lower-case host from the `Host` header, without port.
     pub host: String,
 }

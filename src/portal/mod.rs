@@ -33,8 +33,8 @@ const JS: &str = include_str!("static/nidan.js");
 /// Base names of the cookies the portal sets besides session and device.
 pub const CSRF_COOKIE: &str = "nidan_csrf";
 pub const LANG_COOKIE: &str = "nidan_lang";
-/// The browser's time zone, set by nidan.js (not `__Host-`: a script sets it, and it only
-/// chooses how times are shown).
+/// The browser's time zone, set by nidan.js (`__Host-` + Secure over HTTPS like the others;
+/// not HttpOnly, as a script sets it; it only chooses how times are shown).
 pub const TZ_COOKIE: &str = "nidan_tz";
 
 /// Per-request context shared by pages and API.
@@ -52,9 +52,9 @@ pub struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     fn new(app: &'a App, req: &'a Request) -> Self {
-        let tls = req.tls;
+        let https = req.https;
         let chosen = req.query_param("lang").and_then(|l| Lang::parse(&l));
-        let remembered = cookie::get(&req.headers, &cookie::name(LANG_COOKIE, tls))
+        let remembered = cookie::get(&req.headers, &cookie::name(LANG_COOKIE, https))
             .and_then(|l| Lang::parse(&l));
         let lang = chosen.or(remembered).unwrap_or_else(|| {
             Lang::from_accept_language(
@@ -63,7 +63,7 @@ impl<'a> Ctx<'a> {
             )
         });
         let existing =
-            cookie::get(&req.headers, &cookie::name(CSRF_COOKIE, tls)).filter(|v| v.len() == 43);
+            cookie::get(&req.headers, &cookie::name(CSRF_COOKIE, https)).filter(|v| v.len() == 43);
         let (csrf, set_csrf) = match existing {
             Some(v) => (v, false),
             None => (crate::secret::random_token(32), true),
@@ -113,7 +113,7 @@ impl<'a> Ctx<'a> {
     /// cookie; only a zone of the IANA database counts), else `portal.time_zone`, else by
     /// the page's language.
     pub fn zone(&self) -> chrono_tz::Tz {
-        cookie::get(&self.req.headers, TZ_COOKIE)
+        cookie::get(&self.req.headers, &self.cookie_name(TZ_COOKIE))
             .filter(|z| z.len() <= 64)
             .and_then(|z| z.parse::<chrono_tz::Tz>().ok())
             .or(self.app.cfg.portal.time_zone)
@@ -132,8 +132,19 @@ impl<'a> Ctx<'a> {
         crate::time::now()
     }
 
+    /// The name cookie `base` goes by on this request (`__Host-` over HTTPS).
     pub fn cookie_name(&self, base: &str) -> String {
-        cookie::name(base, self.req.tls)
+        cookie::name(base, self.req.https)
+    }
+
+    /// A `Set-Cookie` for cookie `base` as this request must get it (SECURITY 19, 44).
+    pub fn set_cookie(&self, base: &str, value: &str, max_age: Option<i64>) -> String {
+        cookie::set(base, value, self.req.https, max_age)
+    }
+
+    /// The `Set-Cookie` that removes what [`Ctx::set_cookie`] set.
+    pub fn remove_cookie(&self, base: &str) -> String {
+        cookie::remove(base, self.req.https)
     }
 
     pub fn client(&self) -> Client {
@@ -227,10 +238,12 @@ impl<'a> Ctx<'a> {
         matches!(self.app.two_step_of(&user).await, Ok((false, _)))
     }
 
-    /// The portal's absolute address (scheme, host, port) for links handed out of band (the
-    /// app enrollment): `portal.public_url`, else the request's host only where the
-    /// configuration names it — a route host, an allowed return host, or one of the
-    /// listen addresses. Never an arbitrary `Host` (SECURITY 21).
+    /// The portal's absolute address (scheme, host, port) for what is handed out of band or
+    /// checked against the browser (the app enrollment's server, the passkey origin):
+    /// `portal.public_url`, else the request's host only where the configuration names it —
+    /// a route host, an allowed return host, or one of the listen addresses (`localhost`
+    /// for a loopback one) — with the scheme of the request's HTTPS notion. Never an
+    /// arbitrary `Host`, never the socket's scheme alone (SECURITY 21, 44).
     pub fn public_base(&self) -> Option<String> {
         let portal = &self.app.cfg.portal;
         if let Some(u) = &portal.public_url {
@@ -245,19 +258,38 @@ impl<'a> Ctx<'a> {
                 Some(p.parse::<u16>().ok().filter(|n| *n > 0)?)
             }
         };
+        let server = &self.app.cfg.server;
+        let tls_listen = server.tls.iter().flat_map(|t| t.listen.iter());
+        let bare = host.trim_matches(['[', ']']);
         let named = self.app.routes().names_host(host)
             || portal.allowed_return_hosts.iter().any(|h| h == host)
-            || self.app.cfg.server.listen.iter().any(|a| {
-                Some(a.port()) == port && a.ip().to_string() == host.trim_matches(['[', ']'])
+            || server.listen.iter().chain(tls_listen).any(|a| {
+                Some(a.port()) == port
+                    && (a.ip().to_string() == bare || (bare == "localhost" && a.ip().is_loopback()))
             });
         if !named {
             return None;
         }
-        let scheme = if self.req.tls { "https" } else { "http" };
+        let scheme = if self.req.https { "https" } else { "http" };
         Some(match port {
             Some(p) => format!("{scheme}://{host}:{p}"),
             None => format!("{scheme}://{host}"),
         })
+    }
+
+    /// The origin browsers report for the portal (WebAuthn's `clientDataJSON.origin`):
+    /// [`Ctx::public_base`] without a default port.
+    pub fn origin(&self) -> Option<String> {
+        let base = self.public_base()?;
+        let origin = base
+            .strip_suffix(":443")
+            .filter(|b| b.starts_with("https://"))
+            .or_else(|| {
+                base.strip_suffix(":80")
+                    .filter(|b| b.starts_with("http://"))
+            })
+            .unwrap_or(&base);
+        Some(origin.to_owned())
     }
 
     /// The return address if it is safe, else `/`.
@@ -330,26 +362,11 @@ impl<'a> Ctx<'a> {
             return resp;
         }
         if self.set_csrf && is_page {
-            resp = resp.with(
-                "set-cookie",
-                cookie::set(
-                    &self.cookie_name(CSRF_COOKIE),
-                    &self.csrf,
-                    self.req.tls,
-                    None,
-                ),
-            );
+            resp = resp.with("set-cookie", self.set_cookie(CSRF_COOKIE, &self.csrf, None));
         }
         if self.set_lang {
-            resp = resp.with(
-                "set-cookie",
-                cookie::set(
-                    &self.cookie_name(LANG_COOKIE),
-                    self.lang.code(),
-                    self.req.tls,
-                    Some(365 * 86_400),
-                ),
-            );
+            let lang = self.set_cookie(LANG_COOKIE, self.lang.code(), Some(365 * 86_400));
+            resp = resp.with("set-cookie", lang);
         }
         resp
     }
@@ -359,7 +376,7 @@ impl<'a> Ctx<'a> {
 pub async fn handle(app: &App, req: &Request) -> Response {
     let ctx = Ctx::new(app, req);
     let resp = route(&ctx).await;
-    security_headers(no_store_with_cookies(ctx.finish(resp)), req.tls)
+    security_headers(no_store_with_cookies(ctx.finish(resp)), req.https)
 }
 
 /// A response that sets a cookie is never stored by a cache (SECURITY 20).
@@ -492,7 +509,7 @@ fn starts_login(path: &str) -> bool {
 }
 
 /// Headers on every portal response (SECURITY 20, 23).
-fn security_headers(resp: Response, tls: bool) -> Response {
+fn security_headers(resp: Response, https: bool) -> Response {
     let mut resp = resp
         .with(
             "content-security-policy",
@@ -506,10 +523,7 @@ fn security_headers(resp: Response, tls: bool) -> Response {
     if resp.header("cache-control").is_none() {
         resp = resp.with("cache-control", "no-store");
     }
-    if tls {
-        resp = resp.with("strict-transport-security", "max-age=31536000");
-    }
-    resp
+    crate::proxy::respond::hsts(resp, https)
 }
 
 /// The gateway's own error answer outside the portal (403, 404, 502, ...): an HTML page

@@ -17,7 +17,6 @@ use crate::login::approval::{Denial, Status as ApprovalStatus};
 use crate::login::flow::{Blocked, Notice, Step};
 use crate::login::{self, Completion, LoginError};
 use crate::notify::{self, Channel};
-use crate::session::cookie;
 use crate::session::device::{self, DeviceError};
 
 pub(super) fn render(t: impl Template, status: u16) -> Response {
@@ -310,10 +309,7 @@ pub async fn logout_post(ctx: &Ctx<'_>) -> Response {
     )
     .with(
         "set-cookie",
-        cookie::remove(
-            &ctx.cookie_name(&ctx.app.cfg.session.cookie_name),
-            ctx.req.tls,
-        ),
+        ctx.remove_cookie(&ctx.app.cfg.session.cookie_name),
     )
 }
 
@@ -686,7 +682,6 @@ pub async fn complete_post(ctx: &Ctx<'_>, flow: &str) -> Response {
 
 /// The answer to a finished login: cookies, then off to the return address.
 pub fn signed_in_redirect(ctx: &Ctx<'_>, done: login::Completed, status: u16) -> Response {
-    let tls = ctx.req.tls;
     let mut resp = if status == 200 {
         Response::json(200, &json!({"redirect": done.redirect}))
     } else {
@@ -694,29 +689,22 @@ pub fn signed_in_redirect(ctx: &Ctx<'_>, done: login::Completed, status: u16) ->
     };
     resp = resp.with(
         "set-cookie",
-        cookie::set(
-            &ctx.cookie_name(&ctx.app.cfg.session.cookie_name),
-            &done.session_token,
-            tls,
-            None,
-        ),
+        ctx.set_cookie(&ctx.app.cfg.session.cookie_name, &done.session_token, None),
     );
     resp = resp.with(
         "set-cookie",
-        cookie::set(
-            &ctx.cookie_name(crate::login::risk::SEEN_COOKIE),
+        ctx.set_cookie(
+            crate::login::risk::SEEN_COOKIE,
             &done.seen_token,
-            tls,
             Some(crate::login::risk::SEEN_MAX_AGE),
         ),
     );
     if let Some(token) = done.device_token {
         resp = resp.with(
             "set-cookie",
-            cookie::set(
-                &ctx.cookie_name(&ctx.app.cfg.trusted_devices.cookie_name),
+            ctx.set_cookie(
+                &ctx.app.cfg.trusted_devices.cookie_name,
                 &token,
-                tls,
                 Some(ctx.app.devices.lifetime()),
             ),
         );
@@ -1056,12 +1044,7 @@ pub async fn settings_post(ctx: &Ctx<'_>) -> Response {
         // the ID again), with the confirmation on it.
         Ok(Some(new_token)) => saved_redirect(ctx).with(
             "set-cookie",
-            cookie::set(
-                &ctx.cookie_name(&ctx.app.cfg.session.cookie_name),
-                &new_token,
-                ctx.req.tls,
-                None,
-            ),
+            ctx.set_cookie(&ctx.app.cfg.session.cookie_name, &new_token, None),
         ),
         Ok(None) => saved_redirect(ctx),
         Err(SettingError::Unavailable) if method == TwoStepMethod::App => {

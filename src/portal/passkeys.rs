@@ -58,21 +58,36 @@ fn disabled(ctx: &Ctx<'_>) -> bool {
     !ctx.app.cfg.passkeys.enabled
 }
 
-/// The relying party ID: configured, else the request's host without port.
-fn rp_id(ctx: &Ctx<'_>) -> String {
-    ctx.app
-        .cfg
-        .passkeys
-        .rp_id
-        .clone()
-        .unwrap_or_else(|| ctx.req.host.clone())
+/// The relying party, from configuration (SECURITY 44): `(RP ID, origin)`. The origin the
+/// browser must report is [`Ctx::origin`] (`portal.public_url`, else a host the
+/// configuration names, with the request's HTTPS notion as its scheme — never the socket's
+/// alone, never an arbitrary `Host`); the RP ID is `passkeys.rp_id`, else the origin's
+/// host. `None` when no configured address fits this request, or the RP ID does not cover
+/// the origin's host (browsers would refuse every passkey).
+fn relying_party(ctx: &Ctx<'_>) -> Option<(String, String)> {
+    let origin = ctx.origin()?;
+    let rest = origin.split_once("://").map_or(origin.as_str(), |(_, r)| r);
+    let host = match rest.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => rest.split(':').next().unwrap_or(rest),
+    };
+    let rp_id = match &ctx.app.cfg.passkeys.rp_id {
+        Some(id) => id.clone(),
+        None => host.to_owned(),
+    };
+    passkey::rp_id_covers(&rp_id, host).then_some((rp_id, origin))
 }
 
-/// The origin the browser must report: our scheme and the request's `Host`.
-fn origin(ctx: &Ctx<'_>) -> Option<String> {
-    let host = ctx.req.header("host").filter(|h| !h.is_empty())?;
-    let scheme = if ctx.req.tls { "https" } else { "http" };
-    Some(format!("{scheme}://{}", host.to_ascii_lowercase()))
+/// No relying party for this request (see [`relying_party`]).
+fn not_configured() -> Response {
+    tracing::error!(
+        "passkeys need portal.public_url (the request's host is not a configured one, or passkeys.rp_id does not cover it)"
+    );
+    Response::json_error(
+        503,
+        "not_configured",
+        "the gateway's public address is not configured (portal.public_url)",
+    )
 }
 
 // --- the page --------------------------------------------------------------------------
@@ -365,10 +380,10 @@ async fn register_start(ctx: &Ctx<'_>) -> Response {
         Ok(v) => v,
         Err(r) => return r,
     };
-    let Some(origin) = origin(ctx) else {
-        return Response::json_error(400, "bad_request", "the Host header is missing");
+    let Some((rp_id, origin)) = relying_party(ctx) else {
+        return not_configured();
     };
-    match passkey::register_start(ctx.app, &user, &session, &rp_id(ctx), &origin).await {
+    match passkey::register_start(ctx.app, &user, &session, &rp_id, &origin).await {
         Ok(options) => Response::json(200, &options).with("cache-control", "no-store"),
         Err(e) => error(&e),
     }
@@ -397,8 +412,8 @@ async fn register_finish(ctx: &Ctx<'_>) -> Response {
             "a passkey name has 1 to 64 characters and no control characters",
         );
     };
-    let Some(origin) = origin(ctx) else {
-        return Response::json_error(400, "bad_request", "the Host header is missing");
+    let Some((_, origin)) = relying_party(ctx) else {
+        return not_configured();
     };
     let ip = ctx.req.peer.to_string();
     match passkey::register_finish(
@@ -446,11 +461,11 @@ async fn login_start(ctx: &Ctx<'_>) -> Response {
             Err(r) => return r,
         }
     };
-    let Some(origin) = origin(ctx) else {
-        return Response::json_error(400, "bad_request", "the Host header is missing");
+    let Some((rp_id, origin)) = relying_party(ctx) else {
+        return not_configured();
     };
     let rd = ctx.safe_rd(body.return_to.as_deref());
-    match passkey::login_start(ctx.app, &rp_id(ctx), &origin, &rd).await {
+    match passkey::login_start(ctx.app, &rp_id, &origin, &rd).await {
         Ok(options) => Response::json(200, &options).with("cache-control", "no-store"),
         Err(e) => error(&e),
     }
@@ -467,8 +482,8 @@ async fn login_finish(ctx: &Ctx<'_>) -> Response {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let Some(origin) = origin(ctx) else {
-        return Response::json_error(400, "bad_request", "the Host header is missing");
+    let Some((_, origin)) = relying_party(ctx) else {
+        return not_configured();
     };
     match passkey::login_finish(ctx.app, &ctx.client(), &origin, &body.credential).await {
         Ok(done) => signed_in_redirect(ctx, done, 200),

@@ -136,6 +136,11 @@ impl Gateway {
             Ok(o) => o,
             Err(why) => return bad(400, "bad_forwarded_request", &why),
         };
+        // HTTPS is the described request's scheme (the trusted proxy's word, as
+        // `X-Forwarded-Proto` is in proxy mode) or the configuration's; this connection is
+        // the proxy's, not the browser's. The session cookie is read under that scheme's
+        // name only, as the portal behind the same proxy wrote it (SECURITY 44).
+        ctx.https = super::scheme::https(app.cfg.always_https(), false, Some(original.scheme));
         // The described request, read as the proxy reads the requests it receives.
         let method = match original.method {
             "CONNECT" => target::MethodKind::Connect,
@@ -168,7 +173,7 @@ impl Gateway {
         let mut used_basic = false;
         let caller = match route {
             Some(r) if matches!(r.policy, Policy::Login | Policy::TwoFactor) => {
-                self.caller(headers, ctx.tls, &mut used_basic, r, client)
+                self.caller(headers, ctx.https, &mut used_basic, r, client)
                     .await
             }
             _ => super::CallerState::None,

@@ -11,6 +11,7 @@ pub mod gate;
 pub mod path;
 pub mod respond;
 pub mod route;
+pub mod scheme;
 pub mod target;
 mod token;
 pub mod tunnel;
@@ -52,7 +53,7 @@ pub struct Gateway {
     identity_names: [HeaderName; 4],
     /// The identity assertion's header, parsed once (`None`: assertions are off).
     assertion_name: Option<HeaderName>,
-    /// The session cookie's name over plain HTTP and over TLS (`__Host-`), made once.
+    /// The session cookie's name over plain HTTP and over HTTPS (`__Host-`), made once.
     session_cookie: [String; 2],
     /// Open upgraded connections, held to what opened them.
     tunnels: Arc<tunnel::Tunnels>,
@@ -115,7 +116,8 @@ pub struct Ctx {
     /// The signed identity assertion for the backend (`identity_assertion`).
     assertion: Option<Arc<str>>,
     client: Option<IpAddr>,
-    tls: bool,
+    /// Served over HTTPS ([`scheme::https`]): `__Host-` cookies, HSTS (SECURITY 44).
+    https: bool,
     upgrade: bool,
     /// The gateway checked an `Authorization: Basic` header; it is not forwarded.
     used_basic: bool,
@@ -139,7 +141,7 @@ impl ProxyHttp for Gateway {
             identity: None,
             assertion: None,
             client: None,
-            tls: false,
+            https: false,
             upgrade: false,
             used_basic: false,
             answered: None,
@@ -158,6 +160,7 @@ impl ProxyHttp for Gateway {
             Some(resp) => {
                 ctx.answered = Some(resp.status);
                 let head = session.req_header().method == http::Method::HEAD;
+                let resp = respond::hsts(resp, ctx.https);
                 respond::write(session, resp, head).await?;
                 Ok(true)
             }
@@ -236,6 +239,7 @@ impl ProxyHttp for Gateway {
             // sends its next request into a closing connection.
             session.set_keepalive(None);
             let resp = portal::gateway_error(&self.app, session.req_header(), code);
+            let resp = respond::hsts(resp, ctx.https);
             if let Err(err) = respond::write(session, resp, false).await {
                 tracing::debug!(error = %err, "could not send the error page");
             }
@@ -284,7 +288,7 @@ impl Gateway {
     /// The whole decision for a request. `Some(response)` when the gateway answers itself.
     async fn decide(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Option<Response>> {
         let app = &self.app;
-        ctx.tls = session
+        let socket_tls = session
             .digest()
             .and_then(|d| d.ssl_digest.as_ref())
             .is_some();
@@ -293,6 +297,8 @@ impl Gateway {
             .and_then(|a| a.as_inet())
             .map_or(IpAddr::from([127, 0, 0, 1]), |a| a.ip());
         let req = session.req_header();
+        let proto = scheme::forwarded_proto(&req.headers, peer, &app.cfg.trusted_proxies);
+        ctx.https = scheme::https(app.cfg.always_https(), socket_tls, proto);
         // Every X-Forwarded-For line, in order; a line that is not text ends the list there
         // (read from the right, nothing before it is believed).
         let lines = req
@@ -349,7 +355,7 @@ impl Gateway {
         let caller = match route {
             Some(r) if matches!(r.policy, Policy::Login | Policy::TwoFactor) => {
                 let headers = &session.req_header().headers;
-                self.caller(headers, ctx.tls, &mut ctx.used_basic, r, client)
+                self.caller(headers, ctx.https, &mut ctx.used_basic, r, client)
                     .await
             }
             _ => CallerState::None,
@@ -382,7 +388,7 @@ impl Gateway {
                 if ctx.upgrade && !matches!(caller, CallerState::None) {
                     let headers = &session.req_header().headers;
                     let opened =
-                        tunnel::Opened::new(headers, host, &canonical.path, client, ctx.tls);
+                        tunnel::Opened::new(headers, host, &canonical.path, client, ctx.https);
                     ctx.opened = Some(opened);
                 }
                 None
@@ -498,13 +504,13 @@ impl Gateway {
     async fn caller(
         &self,
         headers: &http::HeaderMap,
-        tls: bool,
+        https: bool,
         used_basic: &mut bool,
         route: &crate::config::Route,
         client: IpAddr,
     ) -> CallerState {
         if route.accept.session
-            && let Some(known) = self.session_caller(headers, tls, true).await
+            && let Some(known) = self.session_caller(headers, https, true).await
         {
             return known;
         }
@@ -533,10 +539,10 @@ impl Gateway {
             return false;
         };
         let route = found.route.as_ref();
-        let (headers, tls, client) = (&opened.headers, opened.tls, opened.client);
-        let caller = match self.session_caller(headers, tls, active).await {
+        let (headers, https, client) = (&opened.headers, opened.https, opened.client);
+        let caller = match self.session_caller(headers, https, active).await {
             Some(known) if route.accept.session => known,
-            _ => self.caller(headers, tls, &mut false, route, client).await,
+            _ => self.caller(headers, https, &mut false, route, client).await,
         };
         matches!(
             self.judge(Some(route), &caller, client).await,
@@ -551,14 +557,20 @@ impl Gateway {
     async fn session_caller(
         &self,
         headers: &http::HeaderMap,
-        tls: bool,
+        https: bool,
         activity: bool,
     ) -> Option<CallerState> {
         let app = &self.app;
         let now = crate::time::now();
+        // Only the name for this scheme: over HTTPS a plain-HTTP cookie (which a page
+        // downgraded to http:// could have planted) is not read (SECURITY 44).
         let [plain, host_prefixed] = &self.session_cookie;
-        let name = if tls { host_prefixed } else { plain };
-        let token = cookie::get(headers, name)?;
+        let name = if https { host_prefixed } else { plain };
+        let found = cookie::get(headers, name);
+        if found.is_none() && https && cookie::get(headers, plain).is_some() {
+            plain_cookie_over_https();
+        }
+        let token = found?;
         let checked = if activity {
             app.sessions.check(&token, now).await
         } else {
@@ -778,7 +790,7 @@ impl Gateway {
             headers,
             body,
             peer: client,
-            tls: ctx.tls,
+            https: ctx.https,
             host,
         };
         Ok(portal::handle(&self.app, &preq).await)
@@ -869,7 +881,7 @@ impl Gateway {
         if let Some(client) = ctx.client {
             headers.insert(upstream::X_FORWARDED_FOR, upstream::ip_value(client));
         }
-        let proto = if ctx.tls { "https" } else { "http" };
+        let proto = if ctx.https { "https" } else { "http" };
         headers.insert(
             upstream::X_FORWARDED_PROTO,
             http::HeaderValue::from_static(proto),
@@ -884,6 +896,11 @@ impl Gateway {
         let upgrade = ctx.upgrade && resp.status.as_u16() == 101;
         for name in upstream::response_removals(&resp.headers, upgrade) {
             resp.remove_header(&name);
+        }
+        // Served over HTTPS: the browser keeps to HTTPS for this host (SECURITY 23, 44); a
+        // backend's own policy (includeSubDomains, preload) is left as it is.
+        if ctx.https && !upgrade && !resp.headers.contains_key(respond::HSTS) {
+            resp.insert_header(respond::HSTS, respond::HSTS_VALUE)?;
         }
         let gateway = gateway_cookies(&self.app);
         if !resp.headers.contains_key(http::header::SET_COOKIE) {
@@ -929,6 +946,19 @@ enum Refused {
     Throttled(u64),
     /// A store needed for the decision failed: 503 (SECURITY 36).
     Unavailable,
+}
+
+/// A plain-HTTP session cookie came with an HTTPS request (and no `__Host-` one): refused;
+/// said once per process, as it usually means the proxy in front tells nidan `https` for
+/// some requests but not for the portal's, so the portal sets cookies forward-auth or the
+/// proxy path never reads (a login that does not stick). The value is never logged.
+fn plain_cookie_over_https() {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(
+            "a plain-HTTP session cookie came with an HTTPS request and was not read (SECURITY 44): if logins do not stick, the proxy in front must send X-Forwarded-Proto: https for the portal too, or set portal.public_url: https://…"
+        );
+    }
 }
 
 /// 503 when the gateway cannot decide (a store failed): never a weaker rule.

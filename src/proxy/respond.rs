@@ -8,6 +8,21 @@ use pingora::proxy::Session;
 
 use crate::portal::http::Response;
 
+/// `Strict-Transport-Security`, sent on everything served over HTTPS (SECURITY 23, 44).
+pub const HSTS: &str = "strict-transport-security";
+/// A year; no `includeSubDomains`: other hosts of the domain are not nidan's to decide.
+pub const HSTS_VALUE: &str = "max-age=31536000";
+
+/// The gateway's own answer with HSTS when the request was served over HTTPS (one it
+/// already carries is kept).
+pub fn hsts(resp: Response, https: bool) -> Response {
+    if https && resp.header(HSTS).is_none() {
+        resp.with(HSTS, HSTS_VALUE)
+    } else {
+        resp
+    }
+}
+
 /// Writes a complete response. Requests we answer ourselves never leave a body unread
 /// behind on a kept-alive connection (SECURITY 29): with a body pending, we close.
 pub async fn write(session: &mut Session, resp: Response, head_only: bool) -> Result<()> {

@@ -26,7 +26,7 @@ pub struct Opened {
     pub host: String,
     pub path: String,
     pub client: IpAddr,
-    pub tls: bool,
+    pub https: bool,
 }
 
 impl Opened {
@@ -36,7 +36,7 @@ impl Opened {
         host: &str,
         path: &str,
         client: IpAddr,
-        tls: bool,
+        https: bool,
     ) -> Self {
         let mut kept = http::HeaderMap::new();
         for name in [http::header::COOKIE, http::header::AUTHORIZATION] {
@@ -49,7 +49,7 @@ impl Opened {
             host: host.to_owned(),
             path: path.to_owned(),
             client,
-            tls,
+            https,
         }
     }
 }

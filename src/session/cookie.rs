@@ -5,23 +5,26 @@ use cookie::{Cookie, SameSite};
 use http::HeaderMap;
 use http::header::COOKIE;
 
-/// The name a cookie goes by: `__Host-` prefixed over TLS (SECURITY 19).
-pub fn name(base: &str, tls: bool) -> String {
-    if tls {
+/// The name a cookie goes by: `__Host-` prefixed over HTTPS (SECURITY 19, 44). Reading and
+/// writing both go through it with the request's one HTTPS notion
+/// ([`crate::proxy::scheme::https`]), so they cannot disagree.
+pub fn name(base: &str, https: bool) -> String {
+    if https {
         format!("__Host-{base}")
     } else {
         base.to_owned()
     }
 }
 
-/// A `Set-Cookie` value: Path=/, HttpOnly, SameSite=Lax, Secure over TLS; session cookie
-/// (no Max-Age) unless `max_age` is given.
-pub fn set(name: &str, value: &str, tls: bool, max_age: Option<i64>) -> String {
-    let mut c = Cookie::build((name.to_owned(), value.to_owned()))
+/// A `Set-Cookie` value for cookie `base` (named by [`name`]): Path=/, HttpOnly,
+/// SameSite=Lax, and over HTTPS `__Host-` + Secure; session cookie (no Max-Age) unless
+/// `max_age` is given.
+pub fn set(base: &str, value: &str, https: bool, max_age: Option<i64>) -> String {
+    let mut c = Cookie::build((name(base, https), value.to_owned()))
         .path("/")
         .http_only(true)
         .same_site(SameSite::Lax)
-        .secure(tls);
+        .secure(https);
     if let Some(secs) = max_age {
         c = c.max_age(cookie::time::Duration::seconds(secs));
     }
@@ -29,12 +32,12 @@ pub fn set(name: &str, value: &str, tls: bool, max_age: Option<i64>) -> String {
 }
 
 /// A `Set-Cookie` value that deletes what `set` made.
-pub fn remove(name: &str, tls: bool) -> String {
-    Cookie::build((name.to_owned(), ""))
+pub fn remove(base: &str, https: bool) -> String {
+    Cookie::build((name(base, https), ""))
         .path("/")
         .http_only(true)
         .same_site(SameSite::Lax)
-        .secure(tls)
+        .secure(https)
         .max_age(cookie::time::Duration::ZERO)
         .build()
         .to_string()
@@ -111,11 +114,21 @@ mod tests {
 
     #[test]
     fn set_has_safe_defaults() {
-        let s = set("__Host-nidan_session", "abc", true, None);
+        let s = set("nidan_session", "abc", true, None);
+        assert!(s.starts_with("__Host-nidan_session=abc"), "{s}");
         assert!(s.contains("HttpOnly") && s.contains("Secure") && s.contains("SameSite=Lax"));
         assert!(s.contains("Path=/") && !s.contains("Max-Age"));
+        let r = remove("nidan_session", true);
+        assert!(
+            r.starts_with("__Host-nidan_session=") && r.contains("Secure"),
+            "{r}"
+        );
         let r = remove("nidan_session", false);
-        assert!(r.contains("Max-Age=0") && !r.contains("Secure"));
+        assert!(
+            r.starts_with("nidan_session=") && r.contains("Max-Age=0"),
+            "{r}"
+        );
+        assert!(!r.contains("Secure"));
     }
 
     #[test]

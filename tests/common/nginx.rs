@@ -76,3 +76,28 @@ impl Drop for Nginx {
         let _ = self.child.wait();
     }
 }
+
+/// A throw-away self-signed certificate for `name` (Ed25519, one day) written into `dir`
+/// by `openssl req -x509`: `(cert, key)` paths for nginx's `ssl_certificate(_key)`.
+pub fn throwaway_cert(dir: &std::path::Path, name: &str) -> (PathBuf, PathBuf) {
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ed25519", "-nodes", "-days", "1"])
+        .arg("-subj")
+        .arg(format!("/CN={name}"))
+        .arg("-addext")
+        .arg(format!("subjectAltName=DNS:{name},IP:127.0.0.1"))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl req failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
+}

@@ -8,9 +8,12 @@
   try {
     var tz = window.Intl && Intl.DateTimeFormat().resolvedOptions().timeZone;
     if (!tz || tz.length > 64 || !/^[A-Za-z0-9_+\-\/]+$/.test(tz)) { return; }
-    if (document.cookie.split("; ").indexOf("nidan_tz=" + tz) >= 0) { return; }
-    document.cookie = "nidan_tz=" + tz + "; path=/; max-age=31536000; samesite=lax" +
-      (window.location.protocol === "https:" ? "; secure" : "");
+    // Over HTTPS named and flagged like the gateway's own cookies: `__Host-` + Secure.
+    var https = window.location.protocol === "https:";
+    var name = (https ? "__Host-" : "") + "nidan_tz";
+    if (document.cookie.split("; ").indexOf(name + "=" + tz) >= 0) { return; }
+    document.cookie = name + "=" + tz + "; path=/; max-age=31536000; samesite=lax" +
+      (https ? "; secure" : "");
   } catch (e) { /* times stay in the operator's zone */ }
 })();
 
