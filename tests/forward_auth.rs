@@ -43,64 +43,23 @@ fn gateway() -> Gateway {
     b.start()
 }
 
-/// The nginx side of the README's snippet, pointed at the test's nidan and backend.
+/// The README's nginx snippet, verbatim but for addresses: nidan's and the app's, and the
+/// `listen` line (plain HTTP on a free loopback port instead of `443 ssl`; the TLS-in-front
+/// test covers TLS). Its `server_name` stays `wiki.example.com`.
 fn nginx_for(gw: &Gateway) -> Nginx {
-    let nidan = gw.addr;
-    let backend = gw.backend.addr;
-    Nginx::start(&format!(
-        r#"
-    server_name 127.0.0.1;
-    # The portal (login pages, API, JWKS) is nidan's own.
-    location /_nidan/ {{
-        proxy_pass http://{nidan};
-        proxy_set_header Host $http_host;
-        proxy_set_header X-Forwarded-For $remote_addr;
-    }}
-    # Clients never ask nidan's forward-auth through nginx (it trusts nginx's word).
-    location = /_nidan/api/authz/forward-auth {{
-        return 404;
-    }}
-    location = /_nidan_authz {{
-        internal;
-        proxy_pass http://{nidan}/_nidan/api/authz/forward-auth;
-        proxy_pass_request_body off;
-        proxy_set_header Content-Length "";
-        proxy_set_header Host $http_host;
-        # The host nidan decides on is this server's name: never the client's Host.
-        proxy_set_header X-Original-URL $scheme://$server_name$request_uri;
-        proxy_set_header X-Original-Method $request_method;
-        proxy_set_header X-Forwarded-For $remote_addr;
-        proxy_set_header X-Forwarded-Host "";
-        proxy_set_header X-Forwarded-Uri "";
-    }}
-    # A 401 from nidan: to its login page (Location is a path, or absolute with
-    # portal.public_url; `return` makes a path absolute on this host).
-    location @nidan_login {{
-        return 302 $nidan_login;
-    }}
-    location / {{
-        auth_request /_nidan_authz;
-        auth_request_set $nidan_user $upstream_http_remote_user;
-        auth_request_set $nidan_name $upstream_http_remote_name;
-        auth_request_set $nidan_email $upstream_http_remote_email;
-        auth_request_set $nidan_groups $upstream_http_remote_groups;
-        auth_request_set $nidan_assertion $upstream_http_x_nidan_assertion;
-        auth_request_set $nidan_login $upstream_http_location;
-        auth_request_set $nidan_cookie $upstream_http_cookie;
-        auth_request_set $nidan_authorization $upstream_http_authorization;
-        error_page 401 = @nidan_login;
-        # The client's cookies without nidan's: its session never reaches the app.
-        proxy_set_header Cookie $nidan_cookie;
-        proxy_set_header Authorization $nidan_authorization;
-        proxy_set_header Host $http_host;
-        proxy_set_header Remote-User $nidan_user;
-        proxy_set_header Remote-Name $nidan_name;
-        proxy_set_header Remote-Email $nidan_email;
-        proxy_set_header Remote-Groups $nidan_groups;
-        proxy_set_header X-Nidan-Assertion $nidan_assertion;
-        proxy_pass http://{backend};
-    }}"#
-    ))
+    let snippet = readme_snippet("nginx-forward-auth");
+    let nidan = gw.addr.to_string();
+    let app = gw.backend.addr.to_string();
+    Nginx::start_http(|port| {
+        substitute(
+            &snippet,
+            &[
+                ("127.0.0.1:8080", &nidan),
+                ("127.0.0.1:3000", &app),
+                ("listen 443 ssl;", &format!("listen 127.0.0.1:{port};")),
+            ],
+        )
+    })
 }
 
 /// One raw HTTP/1.1 request (paths exactly as written: no client-side normalisation).
@@ -110,9 +69,19 @@ fn raw(
     path: &str,
     extra: &[(&str, &str)],
 ) -> (u16, Vec<(String, String)>, String) {
+    raw_as(addr, path, &addr.to_string(), extra)
+}
+
+/// Like [`raw`], with the request line's target and the `Host` header chosen apart.
+fn raw_as(
+    addr: std::net::SocketAddr,
+    target: &str,
+    host: &str,
+    extra: &[(&str, &str)],
+) -> (u16, Vec<(String, String)>, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     let mut req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n"
+        "GET {target} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\nConnection: close\r\n"
     );
     for (k, v) in extra {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -433,30 +402,6 @@ async fn session_cookie(gw: &Gateway, id: &str) -> String {
     format!("nidan_session={value}")
 }
 
-/// Like [`raw`], with the request line's target and the `Host` header chosen apart.
-fn raw_host(
-    addr: std::net::SocketAddr,
-    target: &str,
-    host: &str,
-) -> (u16, Vec<(String, String)>, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    let req = format!(
-        "GET {target} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .lines()
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, Vec::new(), body.to_owned())
-}
-
 /// The client names the host it is judged on: a route for another host (a public status
 /// site, bypass) must not open this server's app. nginx picks its `server` block by the
 /// request line's host (absolute form) or `Host`, and falls back to its default server for
@@ -488,7 +433,7 @@ async fn another_hosts_route_does_not_open_this_servers_app() {
         // Absolute form: nginx serves the request line's host; `Host` says another.
         (format!("http://{here}/admin/x"), "status.example.test"),
     ] {
-        let (s, _, body) = raw_host(ng.addr, &target, host);
+        let (s, _, body) = raw_as(ng.addr, &target, host, &[]);
         assert_eq!(s, 302, "{target} with Host: {host}: {body}");
         assert!(
             !body.contains("\"path\""),
@@ -496,7 +441,7 @@ async fn another_hosts_route_does_not_open_this_servers_app() {
         );
     }
     // The server's own name, and its public route, still work.
-    let (s, _, body) = raw_host(ng.addr, "/public/x", &here);
+    let (s, _, body) = raw_as(ng.addr, "/public/x", &here, &[]);
     assert_eq!(s, 200, "{body}");
 }
 
@@ -576,27 +521,22 @@ async fn clients_cannot_reach_forward_auth_through_nginx() {
     assert_eq!(s, 404, "{body}");
 }
 
-/// The Caddy side of the README's snippet, pointed at the test's nidan and backend.
+/// The README's Caddy snippet, verbatim but for addresses: nidan's, the app's and the
+/// site's (`http://127.0.0.1:{port}` for `wiki.example.com`: plain HTTP on a free port).
 fn caddy_for(gw: &Gateway) -> Caddy {
-    let nidan = gw.addr;
-    let backend = gw.backend.addr;
-    Caddy::start(&format!(
-        r#"
-    # Clients never ask nidan's forward-auth through Caddy (it trusts Caddy's word).
-    handle /_nidan/api/authz/forward-auth* {{
-        respond 404
-    }}
-    handle /_nidan/* {{
-        reverse_proxy {nidan}
-    }}
-    handle {{
-        forward_auth {nidan} {{
-            uri /_nidan/api/authz/forward-auth?redirect=1
-            copy_headers Remote-User Remote-Name Remote-Email Remote-Groups X-Nidan-Assertion Cookie Authorization
-        }}
-        reverse_proxy {backend}
-    }}"#
-    ))
+    let snippet = readme_snippet("caddy-forward-auth");
+    let nidan = gw.addr.to_string();
+    let app = gw.backend.addr.to_string();
+    Caddy::start_sites(|port| {
+        substitute(
+            &snippet,
+            &[
+                ("nidan:8080", &nidan),
+                ("app:3000", &app),
+                ("wiki.example.com {", &format!("http://127.0.0.1:{port} {{")),
+            ],
+        )
+    })
 }
 
 #[tokio::test]
@@ -678,3 +618,4 @@ async fn caddy_forward_auth_as_the_readme_configures_it() {
     );
     assert_eq!(s, 404);
 }
+
