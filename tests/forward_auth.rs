@@ -344,6 +344,25 @@ async fn only_trusted_proxies_may_describe_a_request() {
         vec![("X-Original-URL", "/public/x")],
         vec![url[0], ("X-Original-URL", "http://app.example.com/admin")],
         vec![("X-Original-URL", "http://app.example.com/public/%252e")],
+        // `#`: the proxy passes the whole target on, so nothing before it is decided alone.
+        vec![(
+            "X-Original-URL",
+            "http://app.example.com/public#/../admin/x",
+        )],
+        vec![("X-Original-URL", "http://app.example.com/public/x?a#b")],
+        vec![
+            ("X-Forwarded-Host", "app.example.com"),
+            ("X-Forwarded-Uri", "/public#/../admin/x"),
+        ],
+        // Escapes that are not UTF-8 (`%C0%AE`: an overlong `.`).
+        vec![(
+            "X-Original-URL",
+            "http://app.example.com/public/%C0%AE%C0%AE/admin",
+        )],
+        vec![
+            ("X-Forwarded-Host", "app.example.com"),
+            ("X-Forwarded-Uri", "/public/%ED%A0%80"),
+        ],
     ] {
         let r = ask(&proxy, &pairs, "").await.unwrap();
         assert_eq!(r.status(), 400, "{pairs:?}");
@@ -618,4 +637,3 @@ async fn caddy_forward_auth_as_the_readme_configures_it() {
     );
     assert_eq!(s, 404);
 }
-
