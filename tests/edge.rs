@@ -460,6 +460,65 @@ async fn double_encodings_and_letter_case_never_weaken_the_rule() {
     );
 }
 
+/// A `#` anywhere in a target, and percent-escapes that do not spell UTF-8, are refused
+/// (SECURITY 25, 45): nidan decided on the part before `#` while the whole target went on,
+/// and kept `%C0%AE` (an overlong `.`, read as one by lenient decoders: `/public/%C0%AE%C0%AE`
+/// is `/public/..` to them) as an opaque byte of a bypass path.
+#[tokio::test]
+async fn fragments_and_escapes_that_are_not_utf8_are_refused() {
+    let backend = RawBackend::start();
+    let gw = path_gateway(&backend);
+    let cookie = taro_cookie(&gw).await;
+    for target in [
+        "/public#/../admin/x",
+        "/public/x#",
+        "/public/x?q=1#/../../admin/x",
+        "http://wiki.test/public#/../admin/x",
+        "http://wiki.test#/admin/x",
+        // Overlong forms of `.`, `/` and `\`.
+        "/public/%C0%AE%C0%AE/admin/x",
+        "/public/%c0%ae%c0%ae/admin/x",
+        "/public/%E0%80%AE%E0%80%AE/admin/x",
+        "/public/..%C0%AFadmin/x",
+        "/public/..%C1%9Cadmin/x",
+        "/public/..%E0%80%AFadmin/x",
+        "/public/..%F0%80%80%AFadmin/x",
+        // Lone continuation bytes, cut sequences, surrogates, beyond U+10FFFF, never UTF-8.
+        "/public/%80x",
+        "/public/%BF",
+        "/public/%C3",
+        "/public/%C3x",
+        "/public/%E3%81",
+        "/public/%ED%A0%80",
+        "/public/%ED%BF%BF",
+        "/public/%F4%90%80%80",
+        "/public/%F8%88%80%80%80",
+        "/public/%FE",
+        "/public/%FF",
+    ] {
+        let a = request(
+            &gw,
+            &format!("GET {target} HTTP/1.1"),
+            &["Host: wiki.test", &cookie],
+        );
+        assert_eq!(a.status, 400, "{target}: {}", a.body);
+    }
+    assert_eq!(backend.heads(), Vec::<String>::new());
+    // UTF-8, escaped, and an escaped `#`, are path characters like any other.
+    for (target, forwarded) in [
+        ("/public/%E3%81%82", "GET /public/%E3%81%82 HTTP/1.1"),
+        ("/public/%c3%a9", "GET /public/%C3%A9 HTTP/1.1"),
+        ("/public/%F0%9F%98%80", "GET /public/%F0%9F%98%80 HTTP/1.1"),
+        ("/public/a%23b", "GET /public/a%23b HTTP/1.1"),
+        ("/public/x?q=%23", "GET /public/x?q=%23 HTTP/1.1"),
+    ] {
+        backend.clear();
+        let a = request(&gw, &format!("GET {target} HTTP/1.1"), &["Host: wiki.test"]);
+        assert_eq!(a.status, 200, "{target}: {}", a.body);
+        assert_eq!(backend.lines(), vec![forwarded.to_owned()], "{target}");
+    }
+}
+
 #[tokio::test]
 async fn a_case_sensitive_backend_is_taken_at_its_word() {
     let backend = RawBackend::start();

@@ -43,64 +43,23 @@ fn gateway() -> Gateway {
     b.start()
 }
 
-/// The nginx side of the README's snippet, pointed at the test's nidan and backend.
+/// The README's nginx snippet, verbatim but for addresses: nidan's and the app's, and the
+/// `listen` line (plain HTTP on a free loopback port instead of `443 ssl`; the TLS-in-front
+/// test covers TLS). Its `server_name` stays `wiki.example.com`.
 fn nginx_for(gw: &Gateway) -> Nginx {
-    let nidan = gw.addr;
-    let backend = gw.backend.addr;
-    Nginx::start(&format!(
-        r#"
-    server_name 127.0.0.1;
-    # The portal (login pages, API, JWKS) is nidan's own.
-    location /_nidan/ {{
-        proxy_pass http://{nidan};
-        proxy_set_header Host $http_host;
-        proxy_set_header X-Forwarded-For $remote_addr;
-    }}
-    # Clients never ask nidan's forward-auth through nginx (it trusts nginx's word).
-    location = /_nidan/api/authz/forward-auth {{
-        return 404;
-    }}
-    location = /_nidan_authz {{
-        internal;
-        proxy_pass http://{nidan}/_nidan/api/authz/forward-auth;
-        proxy_pass_request_body off;
-        proxy_set_header Content-Length "";
-        proxy_set_header Host $http_host;
-        # The host nidan decides on is this server's name: never the client's Host.
-        proxy_set_header X-Original-URL $scheme://$server_name$request_uri;
-        proxy_set_header X-Original-Method $request_method;
-        proxy_set_header X-Forwarded-For $remote_addr;
-        proxy_set_header X-Forwarded-Host "";
-        proxy_set_header X-Forwarded-Uri "";
-    }}
-    # A 401 from nidan: to its login page (Location is a path, or absolute with
-    # portal.public_url; `return` makes a path absolute on this host).
-    location @nidan_login {{
-        return 302 $nidan_login;
-    }}
-    location / {{
-        auth_request /_nidan_authz;
-        auth_request_set $nidan_user $upstream_http_remote_user;
-        auth_request_set $nidan_name $upstream_http_remote_name;
-        auth_request_set $nidan_email $upstream_http_remote_email;
-        auth_request_set $nidan_groups $upstream_http_remote_groups;
-        auth_request_set $nidan_assertion $upstream_http_x_nidan_assertion;
-        auth_request_set $nidan_login $upstream_http_location;
-        auth_request_set $nidan_cookie $upstream_http_cookie;
-        auth_request_set $nidan_authorization $upstream_http_authorization;
-        error_page 401 = @nidan_login;
-        # The client's cookies without nidan's: its session never reaches the app.
-        proxy_set_header Cookie $nidan_cookie;
-        proxy_set_header Authorization $nidan_authorization;
-        proxy_set_header Host $http_host;
-        proxy_set_header Remote-User $nidan_user;
-        proxy_set_header Remote-Name $nidan_name;
-        proxy_set_header Remote-Email $nidan_email;
-        proxy_set_header Remote-Groups $nidan_groups;
-        proxy_set_header X-Nidan-Assertion $nidan_assertion;
-        proxy_pass http://{backend};
-    }}"#
-    ))
+    let snippet = readme_snippet("nginx-forward-auth");
+    let nidan = gw.addr.to_string();
+    let app = gw.backend.addr.to_string();
+    Nginx::start_http(|port| {
+        substitute(
+            &snippet,
+            &[
+                ("127.0.0.1:8080", &nidan),
+                ("127.0.0.1:3000", &app),
+                ("listen 443 ssl;", &format!("listen 127.0.0.1:{port};")),
+            ],
+        )
+    })
 }
 
 /// One raw HTTP/1.1 request (paths exactly as written: no client-side normalisation).
@@ -110,9 +69,19 @@ fn raw(
     path: &str,
     extra: &[(&str, &str)],
 ) -> (u16, Vec<(String, String)>, String) {
+    raw_as(addr, path, &addr.to_string(), extra)
+}
+
+/// Like [`raw`], with the request line's target and the `Host` header chosen apart.
+fn raw_as(
+    addr: std::net::SocketAddr,
+    target: &str,
+    host: &str,
+    extra: &[(&str, &str)],
+) -> (u16, Vec<(String, String)>, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     let mut req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n"
+        "GET {target} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\nConnection: close\r\n"
     );
     for (k, v) in extra {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -375,6 +344,25 @@ async fn only_trusted_proxies_may_describe_a_request() {
         vec![("X-Original-URL", "/public/x")],
         vec![url[0], ("X-Original-URL", "http://app.example.com/admin")],
         vec![("X-Original-URL", "http://app.example.com/public/%252e")],
+        // `#`: the proxy passes the whole target on, so nothing before it is decided alone.
+        vec![(
+            "X-Original-URL",
+            "http://app.example.com/public#/../admin/x",
+        )],
+        vec![("X-Original-URL", "http://app.example.com/public/x?a#b")],
+        vec![
+            ("X-Forwarded-Host", "app.example.com"),
+            ("X-Forwarded-Uri", "/public#/../admin/x"),
+        ],
+        // Escapes that are not UTF-8 (`%C0%AE`: an overlong `.`).
+        vec![(
+            "X-Original-URL",
+            "http://app.example.com/public/%C0%AE%C0%AE/admin",
+        )],
+        vec![
+            ("X-Forwarded-Host", "app.example.com"),
+            ("X-Forwarded-Uri", "/public/%ED%A0%80"),
+        ],
     ] {
         let r = ask(&proxy, &pairs, "").await.unwrap();
         assert_eq!(r.status(), 400, "{pairs:?}");
@@ -414,6 +402,9 @@ async fn only_trusted_proxies_may_describe_a_request() {
     assert_eq!(r.headers()["remote-user"], "taro");
     assert_eq!(r.headers()["remote-email"], "taro@example.com");
     assert!(r.headers().contains_key("x-nidan-assertion"));
+    // What the proxy must send the app: the host and the target nidan decided on.
+    assert_eq!(r.headers()["x-nidan-host"], "app.example.com");
+    assert_eq!(r.headers()["x-nidan-uri"], "/wiki?a=b");
     // Only nidan's cookie was sent: an empty `Cookie` (none for the proxy to forward), and
     // an empty `Authorization` (the client sent none).
     assert_eq!(r.headers()["cookie"], "");
@@ -437,30 +428,6 @@ async fn session_cookie(gw: &Gateway, id: &str) -> String {
     assert_eq!(r.status(), 200);
     let value = set_cookie(&r, "nidan_session").unwrap();
     format!("nidan_session={value}")
-}
-
-/// Like [`raw`], with the request line's target and the `Host` header chosen apart.
-fn raw_host(
-    addr: std::net::SocketAddr,
-    target: &str,
-    host: &str,
-) -> (u16, Vec<(String, String)>, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    let req = format!(
-        "GET {target} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .lines()
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, Vec::new(), body.to_owned())
 }
 
 /// The client names the host it is judged on: a route for another host (a public status
@@ -494,7 +461,7 @@ async fn another_hosts_route_does_not_open_this_servers_app() {
         // Absolute form: nginx serves the request line's host; `Host` says another.
         (format!("http://{here}/admin/x"), "status.example.test"),
     ] {
-        let (s, _, body) = raw_host(ng.addr, &target, host);
+        let (s, _, body) = raw_as(ng.addr, &target, host, &[]);
         assert_eq!(s, 302, "{target} with Host: {host}: {body}");
         assert!(
             !body.contains("\"path\""),
@@ -502,7 +469,7 @@ async fn another_hosts_route_does_not_open_this_servers_app() {
         );
     }
     // The server's own name, and its public route, still work.
-    let (s, _, body) = raw_host(ng.addr, "/public/x", &here);
+    let (s, _, body) = raw_as(ng.addr, "/public/x", &here, &[]);
     assert_eq!(s, 200, "{body}");
 }
 
@@ -582,27 +549,22 @@ async fn clients_cannot_reach_forward_auth_through_nginx() {
     assert_eq!(s, 404, "{body}");
 }
 
-/// The Caddy side of the README's snippet, pointed at the test's nidan and backend.
+/// The README's Caddy snippet, verbatim but for addresses: nidan's, the app's and the
+/// site's (`http://127.0.0.1:{port}` for `wiki.example.com`: plain HTTP on a free port).
 fn caddy_for(gw: &Gateway) -> Caddy {
-    let nidan = gw.addr;
-    let backend = gw.backend.addr;
-    Caddy::start(&format!(
-        r#"
-    # Clients never ask nidan's forward-auth through Caddy (it trusts Caddy's word).
-    handle /_nidan/api/authz/forward-auth* {{
-        respond 404
-    }}
-    handle /_nidan/* {{
-        reverse_proxy {nidan}
-    }}
-    handle {{
-        forward_auth {nidan} {{
-            uri /_nidan/api/authz/forward-auth?redirect=1
-            copy_headers Remote-User Remote-Name Remote-Email Remote-Groups X-Nidan-Assertion Cookie Authorization
-        }}
-        reverse_proxy {backend}
-    }}"#
-    ))
+    let snippet = readme_snippet("caddy-forward-auth");
+    let nidan = gw.addr.to_string();
+    let app = gw.backend.addr.to_string();
+    Caddy::start_sites(|port| {
+        substitute(
+            &snippet,
+            &[
+                ("nidan:8080", &nidan),
+                ("app:3000", &app),
+                ("wiki.example.com {", &format!("http://127.0.0.1:{port} {{")),
+            ],
+        )
+    })
 }
 
 #[tokio::test]
@@ -683,4 +645,243 @@ async fn caddy_forward_auth_as_the_readme_configures_it() {
         &[("x-forwarded-uri", "/admins/x")],
     );
     assert_eq!(s, 404);
+}
+
+// ---------------------------------------------------------------------------------------
+// The documented deployments, attacked (SECURITY 45, 26, 38): what reaches the APP behind
+// the README's nginx and Caddy, run verbatim.
+
+/// Forwarding and rewrite headers a client may send, each naming another host, path,
+/// address, scheme or method than the real ones: proxy mode's list (`CLIENT_FORBIDDEN` in
+/// `src/proxy/upstream.rs`), `X-Original-Method`, and spellings with `_` that CGI, PHP and
+/// WSGI read as the dashed names. Apps read them to pick a virtual host or route, build
+/// URLs, log and throttle; none may reach the app.
+const SPOOFED: &[(&str, &str)] = &[
+    ("X-Forwarded-Host", "admin.example.com"),
+    ("X-Forwarded-For", "203.0.113.66"),
+    ("X-Forwarded-Proto", "https"),
+    ("X-Forwarded-Port", "8443"),
+    ("X-Forwarded-Prefix", "/admin/spoof"),
+    ("X-Forwarded-Uri", "/admin/spoof"),
+    ("X-Forwarded-Method", "DELETE"),
+    ("X-Original-URL", "http://admin.example.com/admin/spoof"),
+    ("X-Original-URI", "/admin/spoof"),
+    ("X-Original-Method", "DELETE"),
+    ("X-Rewrite-URL", "/admin/spoof"),
+    ("X-Real-IP", "203.0.113.66"),
+    (
+        "Forwarded",
+        "for=203.0.113.66;host=admin.example.com;proto=https",
+    ),
+    ("X_Forwarded_Host", "admin.example.com"),
+    ("X_Forwarded_For", "203.0.113.66"),
+    ("X_Original_URL", "/admin/spoof"),
+    ("Remote_User", "hanako-spoof"),
+];
+
+/// nidan for the deployment attacks: `admin.example.com` is a `two_factor` host; any other
+/// host's `/` needs a login (taro's one-step session meets it), `/public` is open.
+fn two_hosts() -> Gateway {
+    let mut b = Gateway::builder().set("trusted_proxies", "[\"127.0.0.1\"]");
+    let up = b.backend_addr().to_string();
+    let routes = b
+        .doc()
+        .get_mut("routes")
+        .unwrap()
+        .as_sequence_mut()
+        .unwrap();
+    routes.insert(
+        0,
+        yaml(&format!(
+            "{{ name: admin-host, hosts: [admin.example.com], path_prefix: /, upstream: [\"{up}\"], policy: two_factor }}"
+        )),
+    );
+    b.start()
+}
+
+/// The request the app (the echo backend) received, from its answer; `None` when the
+/// answer is not the echo's, so the app was never reached.
+fn app_request(body: &str) -> Option<Value> {
+    serde_json::from_str::<Value>(body)
+        .ok()
+        .filter(|v| v.get("path").is_some() && v.get("headers").is_some())
+}
+
+/// The app got the host `host` and target `path` (`?query`) nidan decided on, the real
+/// peer as `X-Forwarded-For`, the real scheme, and nothing of [`SPOOFED`].
+fn assert_app_got(app: &Value, host: &str, path: &str, query: Option<&str>, what: &str) {
+    let h = app["headers"].as_object().unwrap();
+    let get = |n: &str| h.get(n).and_then(Value::as_str);
+    assert_eq!(get("host"), Some(host), "{what}: Host: {app}");
+    assert_eq!(app["path"].as_str(), Some(path), "{what}: target: {app}");
+    assert_eq!(app["query"].as_str(), query, "{what}: query: {app}");
+    assert_eq!(get("x-forwarded-for"), Some("127.0.0.1"), "{what}: {app}");
+    assert!(
+        get("x-forwarded-host").is_none_or(|v| v == host),
+        "{what}: X-Forwarded-Host: {app}"
+    );
+    assert!(
+        get("x-forwarded-proto").is_none_or(|v| v == "http"),
+        "{what}: X-Forwarded-Proto: {app}"
+    );
+    for (name, value) in h {
+        let v = value.as_str().unwrap_or("");
+        for mark in ["admin.example.com", "203.0.113.66", "spoof", "DELETE"] {
+            assert!(
+                !v.contains(mark),
+                "{what}: {name}: {v} reached the app: {app}"
+            );
+        }
+        assert!(!name.contains('_'), "{what}: {name} reached the app: {app}");
+        // Caddy 2.6 copies a header nidan's answer lacks as its literal placeholder.
+        assert!(!v.contains("{http."), "{what}: {name}: {v}: {app}");
+    }
+    for gone in [
+        "x-forwarded-port",
+        "x-forwarded-prefix",
+        "x-forwarded-uri",
+        "x-forwarded-method",
+        "x-original-url",
+        "x-original-uri",
+        "x-original-method",
+        "x-rewrite-url",
+        "x-real-ip",
+        "forwarded",
+    ] {
+        assert!(get(gone).is_none(), "{what}: {gone} reached the app: {app}");
+    }
+}
+
+/// The review's attack on the README's nginx: `Host: admin.example.com` (two_factor) was
+/// decided as this server's `wiki.example.com` (a one-step session opens it) while the app
+/// got `Host: admin.example.com`; the client's forwarding and rewrite headers all reached
+/// the app; the target went on as the client wrote it, not as nidan read it.
+#[tokio::test]
+async fn nginx_sends_the_app_only_what_nidan_decided() {
+    let gw = two_hosts();
+    let ng = nginx_for(&gw);
+    let here = ng.addr.to_string();
+    let session = session_cookie(&gw, "taro").await;
+    let cookie = [("Cookie", session.as_str())];
+    // A Host, or an absolute-form target, naming another host than the server's.
+    for (target, host) in [
+        ("/wiki/page", here.as_str()),
+        ("/wiki/page", "admin.example.com"),
+        ("http://wiki.example.com/wiki/page", "admin.example.com"),
+        ("http://admin.example.com/wiki/page", "wiki.example.com"),
+        ("http://admin.example.com/wiki/page", "admin.example.com"),
+    ] {
+        let what = format!("{target} with Host: {host}");
+        let (s, _, body) = raw_as(ng.addr, target, host, &cookie);
+        assert_eq!(s, 200, "{what}: {body}");
+        let app = app_request(&body).unwrap_or_else(|| panic!("{what}: {body}"));
+        assert_app_got(&app, "wiki.example.com", "/wiki/page", None, &what);
+    }
+    // Every forwarding and rewrite header a client can send, on a login route and a bypass.
+    let mut spoofed = SPOOFED.to_vec();
+    spoofed.push(cookie[0]);
+    for path in ["/wiki/page", "/public/x"] {
+        let (s, _, body) = raw_as(ng.addr, path, &here, &spoofed);
+        assert_eq!(s, 200, "{path}: {body}");
+        let app = app_request(&body).unwrap_or_else(|| panic!("{path}: {body}"));
+        assert_app_got(&app, "wiki.example.com", path, None, path);
+    }
+    // The target the app gets is the one nidan decided on, not the client's spelling.
+    for (target, path, query) in [
+        ("//wiki/./x/../page?q=%2F", "/wiki/page", Some("q=%2F")),
+        ("/wiki/%70age", "/wiki/page", None),
+        ("/public/a/%2e%2e/x", "/public/x", None),
+        ("http://wiki.example.com/public/x?a", "/public/x", Some("a")),
+    ] {
+        let (s, _, body) = raw_as(ng.addr, target, &here, &cookie);
+        assert_eq!(s, 200, "{target}: {body}");
+        let app = app_request(&body).unwrap_or_else(|| panic!("{target}: {body}"));
+        assert_app_got(&app, "wiki.example.com", path, query, target);
+    }
+    // `#` (nginx passes it on; nidan decided on the part before it), `;` and escapes that
+    // are not UTF-8 (`%C0%AE` is `.` to lenient decoders): refused, the app never asked.
+    // nginx reports nidan's 400 as 500.
+    for target in [
+        "/public#/../admin/x",
+        "/public/x?a#/../../admin/x",
+        "/public;/../admin/x",
+        "/admin;x",
+        "/public/%C0%AE%C0%AE/admin/x",
+        "/public/..%C0%AFadmin/x",
+    ] {
+        let (s, _, body) = raw_as(ng.addr, target, &here, &cookie);
+        assert!(matches!(s, 400 | 500), "{target}: {s} {body}");
+        assert!(
+            app_request(&body).is_none(),
+            "{target} reached the app: {body}"
+        );
+    }
+}
+
+/// The same attacks on the README's Caddy. Caddy serves a site by the request's host (an
+/// absolute-form target's, else `Host`) and describes it to nidan; the app must get that
+/// host and the target nidan decided on, and none of the client's forwarding headers.
+#[tokio::test]
+async fn caddy_sends_the_app_only_what_nidan_decided() {
+    let gw = two_hosts();
+    let cd = caddy_for(&gw);
+    let here = cd.addr.to_string();
+    let session = session_cookie(&gw, "taro").await;
+    let cookie = [("Cookie", session.as_str())];
+    // A host this site does not serve gets nothing; an absolute-form target names the host.
+    let (_, _, body) = raw_as(cd.addr, "/wiki/page", "admin.example.com", &cookie);
+    assert!(app_request(&body).is_none(), "{body}");
+    for host in [here.as_str(), "admin.example.com"] {
+        let target = format!("http://{here}/wiki/page");
+        let what = format!("{target} with Host: {host}");
+        let (s, _, body) = raw_as(cd.addr, &target, host, &cookie);
+        assert_eq!(s, 200, "{what}: {body}");
+        let app = app_request(&body).unwrap_or_else(|| panic!("{what}: {body}"));
+        assert_app_got(&app, &here, "/wiki/page", None, &what);
+    }
+    let mut spoofed = SPOOFED.to_vec();
+    spoofed.push(cookie[0]);
+    for path in ["/wiki/page", "/public/x"] {
+        let (s, _, body) = raw_as(cd.addr, path, &here, &spoofed);
+        assert_eq!(s, 200, "{path}: {body}\n{}", cd.log());
+        let app = app_request(&body).unwrap_or_else(|| panic!("{path}: {body}"));
+        assert_app_got(&app, &here, path, None, path);
+    }
+    for (target, path, query) in [
+        ("//wiki/./x/../page?q=%2F", "/wiki/page", Some("q=%2F")),
+        ("/public/a/%2e%2e/x", "/public/x", None),
+        ("/wiki/a/..%2F..%2Fpublic/x", "", None),
+    ] {
+        let (s, _, body) = raw_as(cd.addr, target, &here, &cookie);
+        if path.is_empty() {
+            assert_eq!(s, 400, "{target}: {body}");
+            continue;
+        }
+        assert_eq!(s, 200, "{target}: {body}");
+        let app = app_request(&body).unwrap_or_else(|| panic!("{target}: {body}"));
+        assert_app_got(&app, &here, path, query, target);
+    }
+    // Caddy 2.6.2's rewrite keeps the client's spelling of a path that decodes to the same
+    // one (Go's `RawPath`): `%70` for `p`, `%e3` for `%E3`. The app gets the path nidan
+    // decided on, spelled with escapes of unreserved characters or in lower-case hex
+    // (equivalent, RFC 3986 6.2.2), never another path.
+    let (s, _, body) = raw_as(cd.addr, "/wiki/%70age", &here, &cookie);
+    assert_eq!(s, 200, "{body}");
+    let app = app_request(&body).unwrap_or_else(|| panic!("{body}"));
+    let got = app["path"].as_str().unwrap_or("");
+    assert!(matches!(got, "/wiki/page" | "/wiki/%70age"), "{app}");
+    assert_app_got(&app, &here, got, None, "/wiki/%70age");
+    for target in [
+        "/public#/../admin/x",
+        "/public;/../admin/x",
+        "/admin;x",
+        "/public/%C0%AE%C0%AE/admin/x",
+    ] {
+        let (s, _, body) = raw_as(cd.addr, target, &here, &cookie);
+        assert_ne!(s, 200, "{target}: {body}");
+        assert!(
+            app_request(&body).is_none(),
+            "{target} reached the app: {body}"
+        );
+    }
 }

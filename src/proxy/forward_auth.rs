@@ -3,7 +3,8 @@
 //! describe is decided exactly as the proxy decides one it receives: the same reading of
 //! target and host ([`target::read`]), the same canonical path ([`path::canonicalize_parts`]),
 //! the same route table, caller and gate ([`Gateway::judge`]); the answer is a status plus the
-//! identity headers (and the signed assertion) instead of a forwarded request.
+//! identity headers (and the signed assertion) instead of a forwarded request, and the host
+//! and target decided on, for the proxy to send the app instead of the client's.
 //!
 //! The headers that describe the request are believed only from `trusted_proxies` (SECURITY
 //! 8, 26): from anyone else they would let a client name the URL it is judged on.
@@ -19,6 +20,13 @@ use crate::proxy::gate::{self, Decision};
 
 /// Under the portal prefix.
 pub(crate) const PATH: &str = "/api/authz/forward-auth";
+
+/// Answer headers with what the proxy must send the app in place of the client's (SECURITY
+/// 45): the host and the canonical target (path and query) nidan decided on. nginx knows
+/// neither otherwise (`$http_host` and `$request_uri` are the client's spelling), and the
+/// host a proxy describes is not always the one it forwards (a trusted `X-Forwarded-Host`).
+pub(crate) const DECIDED_HOST: &str = "x-nidan-host";
+pub(crate) const DECIDED_URI: &str = "x-nidan-uri";
 
 /// The request the proxy asks about, as it describes it.
 #[derive(Debug, PartialEq, Eq)]
@@ -222,9 +230,13 @@ impl Gateway {
                     .with_named(&h.name, name)
                     .with_named(&h.email, email)
                     .with_named(&h.groups, groups);
-                if let Some(a) = &app.assertions {
-                    resp = resp.with_named(a.header(), assertion.as_deref().unwrap_or(""));
-                }
+                // Empty, under its default name, when assertions are off: the README's
+                // snippets copy it either way.
+                let assertion_header = app
+                    .assertions
+                    .as_ref()
+                    .map_or("x-nidan-assertion", |a| a.header());
+                resp = resp.with_named(assertion_header, assertion.as_deref().unwrap_or(""));
                 // The request's cookies without the gateway's (the session opens every
                 // route): the proxy puts this `Cookie` on the request it forwards in place
                 // of the client's, empty when nothing is left (SECURITY 20).
@@ -237,7 +249,10 @@ impl Gateway {
                     .get(http::header::AUTHORIZATION)
                     .and_then(|v| v.to_str().ok())
                     .filter(|_| !used_basic);
-                resp = resp.with("authorization", handed_back.unwrap_or("").to_owned());
+                resp = resp
+                    .with("authorization", handed_back.unwrap_or("").to_owned())
+                    .with(DECIDED_HOST, authority.to_header())
+                    .with(DECIDED_URI, canonical.to_target());
                 ctx.identity = identity;
                 resp
             }

@@ -308,6 +308,10 @@ impl Gateway {
             .map(|v| v.to_str().unwrap_or("?"));
         let client = upstream::client_ip(peer, lines, &app.cfg.trusted_proxies);
         ctx.client = Some(client);
+        if sent_fragment(session) {
+            let why = format!("bad request: {}\n", target::EdgeError::Fragment);
+            return Ok(Some(Response::new(400, "text/plain; charset=utf-8", why)));
+        }
         let edge = match read_edge(req, &app.cfg.server.limits, || {
             sent_content_lengths(session)
         }) {
@@ -1137,6 +1141,14 @@ fn sent_content_lengths(session: &Session) -> usize {
                 .is_some_and(|name| name.eq_ignore_ascii_case(b"content-length"))
         })
         .count()
+}
+
+/// Did the request line carry a `#` (SECURITY 45)? pingora drops a fragment from the target
+/// before anyone reads it, so `raw_path()` never shows one; the raw head still does.
+fn sent_fragment(session: &Session) -> bool {
+    session
+        .as_http1()
+        .is_some_and(|h1| target::line_has_fragment(&h1.get_headers_raw_bytes()))
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@
 //!
 //! Ambiguous encodings are refused instead of guessed at, because a gateway and a
 //! backend that disagree about what a path means is exactly how auth bypasses happen
-//! (Authelia CVE-2021-32637, Pomerium CVE-2023-33189, Envoy CVE-2019-9901).
+//! (Authelia CVE-2021-32637, Pomerium CVE-2023-33189, Envoy CVE-2019-9901). So is a `#`
+//! anywhere in a target (SECURITY 45): no client sends a fragment, and a proxy in front
+//! passes the whole target on while a reader that stops at `#` decides on less of it.
 
 use std::fmt;
 
@@ -43,6 +45,10 @@ pub enum PathError {
     Semicolon,
     EscapesRoot,
     TooLong,
+    /// A `#` in the path or query.
+    Fragment,
+    /// Escapes whose bytes are not UTF-8 (`%C0%AE`, `%80`, `%ED%A0%80`).
+    NotUtf8,
 }
 
 impl fmt::Display for PathError {
@@ -61,26 +67,23 @@ impl fmt::Display for PathError {
             PathError::Semicolon => "the path contains a semicolon (path parameter)",
             PathError::EscapesRoot => "the path climbs above the root with ..",
             PathError::TooLong => "the request target is too long",
+            PathError::Fragment => "the request target contains # (a fragment)",
+            PathError::NotUtf8 => "the path contains percent-escapes that are not UTF-8",
         })
     }
 }
 
 impl std::error::Error for PathError {}
 
-/// Canonicalises a full origin-form request target (`/a/b?x=1#frag`): the fragment is
-/// dropped, the query is kept untouched and the path is canonicalised.
+/// Canonicalises a full origin-form request target (`/a/b?x=1`): the query is kept
+/// untouched and the path is canonicalised. A `#` anywhere is refused.
 pub fn canonicalize(target: &str) -> Result<Canonical, PathError> {
     if target.len() > MAX_TARGET_LEN {
         return Err(PathError::TooLong);
     }
-    // The fragment starts at the first '#', even inside the query (RFC 3986 3.5).
-    let without_fragment = match target.split_once('#') {
-        Some((before, _)) => before,
-        None => target,
-    };
-    match without_fragment.split_once('?') {
+    match target.split_once('?') {
         Some((path, query)) => canonicalize_parts(path, Some(query)),
-        None => canonicalize_parts(without_fragment, None),
+        None => canonicalize_parts(target, None),
     }
 }
 
@@ -94,12 +97,20 @@ pub fn canonicalize_parts(path: &str, query: Option<&str>) -> Result<Canonical, 
     if !path.starts_with('/') {
         return Err(PathError::NotOriginForm);
     }
+    // The query is the backend's (legacy encodings included), but not a `#` in it: the
+    // target that goes on would not be the one decided on.
+    if query.is_some_and(|q| q.as_bytes().contains(&b'#')) {
+        return Err(PathError::Fragment);
+    }
     let path = if already_canonical(path.as_bytes()) {
         path.to_owned()
     } else {
         let decoded = normalise_bytes(path.as_bytes())?;
         if double_encoded(decoded.as_bytes()) {
             return Err(PathError::DoubleEncoding);
+        }
+        if !spells_utf8(decoded.as_bytes()) {
+            return Err(PathError::NotUtf8);
         }
         remove_dot_segments(&decoded)?
     };
@@ -142,6 +153,36 @@ fn already_canonical(path: &[u8]) -> bool {
 fn double_encoded(path: &[u8]) -> bool {
     path.windows(5)
         .any(|w| w.starts_with(b"%25") && w.iter().skip(3).all(|b| hex_val(*b).is_some()))
+}
+
+/// Do the path's bytes, escapes decoded, spell UTF-8 (`normalised` is [`normalise_bytes`]'s
+/// output: ASCII, every other byte escaped)? Overlong forms (`%C0%AE` is `.`, `%C0%AF` is
+/// `/`), lone continuation bytes, cut sequences, surrogates and code points past U+10FFFF
+/// are not: lenient decoders (old IIS, some Java and PHP ones) read `%C0%AE%C0%AE` as `..`,
+/// strict ones refuse it, and nidan would have decided on neither.
+fn spells_utf8(normalised: &[u8]) -> bool {
+    // Only an escape of a byte >= 0x80 (`%8`..`%F`) can be part of a multi-byte sequence.
+    let high = |w: &[u8]| matches!(w, [b'%', b'8'..=b'9' | b'A'..=b'F']);
+    if !normalised.windows(2).any(high) {
+        return true;
+    }
+    let mut bytes = Vec::with_capacity(normalised.len());
+    let mut i = 0;
+    while let Some(&b) = normalised.get(i) {
+        let hi = normalised.get(i + 1).copied().and_then(hex_val);
+        let lo = normalised.get(i + 2).copied().and_then(hex_val);
+        match (b, hi, lo) {
+            (b'%', Some(hi), Some(lo)) => {
+                bytes.push((hi << 4) | lo);
+                i += 3;
+            }
+            _ => {
+                bytes.push(b);
+                i += 1;
+            }
+        }
+    }
+    std::str::from_utf8(&bytes).is_ok()
 }
 
 fn is_unreserved(b: u8) -> bool {
@@ -219,9 +260,10 @@ fn normalise_bytes(input: &[u8]) -> Result<String, PathError> {
         match b {
             b'\\' => return Err(PathError::Backslash),
             b';' => return Err(PathError::Semicolon),
-            // These cannot be part of a path; if a caller hands them over, the split
-            // into path/query/fragment went wrong somewhere and we must not guess.
-            b'?' | b'#' => return Err(PathError::NotOriginForm),
+            b'#' => return Err(PathError::Fragment),
+            // Cannot be part of a path; if a caller hands one over, the split into path
+            // and query went wrong somewhere and we must not guess.
+            b'?' => return Err(PathError::NotOriginForm),
             b'/' => out.push('/'),
             _ if is_raw_path_char(b) => out.push(char::from(b)),
             // Non-ASCII bytes and ASCII outside pchar: encode so the output is ASCII.
@@ -472,25 +514,10 @@ mod tests {
             })
         );
         assert_eq!(
-            canonicalize("/a#frag").ok(),
-            Some(Canonical {
-                path: "/a".into(),
-                query: None
-            })
-        );
-        // '#' ends the query too; '?' after '#' is fragment.
-        assert_eq!(
-            canonicalize("/a?x=%zz;\\#frag?y").ok(),
+            canonicalize("/a?x=%zz;\\").ok(),
             Some(Canonical {
                 path: "/a".into(),
                 query: Some("x=%zz;\\".into())
-            })
-        );
-        assert_eq!(
-            canonicalize("/a#?x=1").ok(),
-            Some(Canonical {
-                path: "/a".into(),
-                query: None
             })
         );
         assert_eq!(
@@ -500,13 +527,94 @@ mod tests {
                 query: Some(String::new())
             })
         );
-        assert_eq!(path_of("/public#/../admin"), "/public");
         assert_eq!(path_of("/public?/../../admin"), "/public");
     }
 
     #[test]
+    fn a_fragment_is_refused_wherever_it_is() {
+        // Deciding on the part before `#` while a proxy passes the whole target on let
+        // `/public#/../admin` through as the bypass `/public` (SECURITY 45).
+        for t in [
+            "/public#/../admin",
+            "/a#frag",
+            "/a#",
+            "/#",
+            "/a?x=1#/../../admin",
+            "/a?x=%zz;\\#frag?y",
+            "/a#?x=1",
+            "/a%23#",
+        ] {
+            assert_eq!(err_of(t), PathError::Fragment, "{t}");
+        }
+        assert_eq!(canonicalize_parts("/a#b", None), Err(PathError::Fragment));
+        assert_eq!(
+            canonicalize_parts("/a", Some("x#y")),
+            Err(PathError::Fragment)
+        );
+        // Escaped, it is a character like any other, in the path or the query.
+        assert_eq!(path_of("/a%23b"), "/a%23b");
+        assert_eq!(
+            canonicalize("/a?q=%23").ok().and_then(|c| c.query),
+            Some("q=%23".into())
+        );
+    }
+
+    #[test]
+    fn escapes_must_spell_utf8() {
+        for t in [
+            // Overlong `.`, `/` and `\\`: lenient decoders read `%C0%AE%C0%AE` as `..`.
+            "/public/%C0%AE%C0%AE/admin",
+            "/public/%c0%ae%c0%ae/admin",
+            "/public/..%C0%AFadmin",
+            "/public/..%C1%9Cadmin",
+            "/%E0%80%AE",
+            "/%E0%80%AF",
+            "/%F0%80%80%AF",
+            // Lone continuation bytes, cut sequences, surrogates, past U+10FFFF, never UTF-8.
+            "/%80",
+            "/a%BFb",
+            "/%C3",
+            "/%C3x",
+            "/%C3%28",
+            "/%E3%81",
+            "/%E3%81/",
+            "/%ED%A0%80",
+            "/%ED%BF%BF",
+            "/%F4%90%80%80",
+            "/%F5%80%80%80",
+            "/%F8%88%80%80%80",
+            "/%FE",
+            "/%FF",
+            // Raw characters and escapes are one byte sequence: neither completes the other.
+            "/\u{e9}%A9",
+            "/%C3\u{e9}",
+            "/%E3\u{3042}",
+        ] {
+            assert_eq!(err_of(t), PathError::NotUtf8, "{t:?}");
+        }
+        for (t, want) in [
+            ("/%E3%81%82", "/%E3%81%82"),
+            ("/%e3%81%82/x", "/%E3%81%82/x"),
+            ("/%C3%A9", "/%C3%A9"),
+            ("/%F0%9F%98%80", "/%F0%9F%98%80"),
+            ("/%ED%9F%BF", "/%ED%9F%BF"),
+            ("/%EE%80%80", "/%EE%80%80"),
+            ("/%EF%BF%BF", "/%EF%BF%BF"),
+            ("/%F4%8F%BF%BF", "/%F4%8F%BF%BF"),
+            ("/\u{3042}%E3%81%82", "/%E3%81%82%E3%81%82"),
+        ] {
+            assert_eq!(path_of(t), want, "{t:?}");
+        }
+        // The query is the backend's: a Shift_JIS form (`あ` is `%82%A0`) still works.
+        assert_eq!(
+            canonicalize("/search?q=%82%A0").ok().and_then(|c| c.query),
+            Some("q=%82%A0".into())
+        );
+    }
+
+    #[test]
     fn to_target_round_trips() {
-        let c = canonicalize("//x/./y?q=%2F#f").ok();
+        let c = canonicalize("//x/./y?q=%2F").ok();
         assert_eq!(c.map(|c| c.to_target()), Some("/x/y?q=%2F".to_string()));
     }
 
@@ -531,10 +639,6 @@ mod tests {
         );
         assert_eq!(
             canonicalize_parts("/a?b", None),
-            Err(PathError::NotOriginForm)
-        );
-        assert_eq!(
-            canonicalize_parts("/a#b", None),
             Err(PathError::NotOriginForm)
         );
         assert_eq!(canonicalize_parts("a", None), Err(PathError::NotOriginForm));
@@ -571,6 +675,8 @@ mod tests {
             PathError::Semicolon,
             PathError::EscapesRoot,
             PathError::TooLong,
+            PathError::Fragment,
+            PathError::NotUtf8,
         ];
         for e in all {
             let s = e.to_string();
@@ -646,6 +752,10 @@ mod tests {
         "%23",
         "%3f",
         "...",
+        "%C0%AE",
+        "%c3%a9",
+        "%80",
+        "%E3",
     ];
 
     #[test]
@@ -673,6 +783,7 @@ mod tests {
                     assert!(c.path.is_ascii());
                     assert!(!c.path.contains("//"), "{target:?} -> {}", c.path);
                     assert!(!c.path.contains(';') && !c.path.contains('\\'));
+                    assert!(spells_utf8(c.path.as_bytes()), "{target:?} -> {}", c.path);
                     for seg in c.path.split('/') {
                         assert!(seg != "." && seg != "..", "{target:?} -> {}", c.path);
                     }

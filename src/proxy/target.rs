@@ -7,6 +7,9 @@
 //! - absolute-form (`http://host/path`): its authority *is* the host (RFC 9112 §3.2.2) and
 //!   the request goes upstream in origin-form with that host;
 //! - `*` only for OPTIONS; CONNECT is refused (405); any other form is refused (400);
+//! - a `#` anywhere is refused (400): clients never send a fragment, and a proxy in front
+//!   passes the whole target on, so deciding on the part before it decides on less than
+//!   the backend gets (SECURITY 45);
 //! - Host: RFC 3986 syntax (reg-name, IPv4, `[IPv6]`, optional numeric port), lower-cased,
 //!   one trailing dot dropped. Required on HTTP/1.1.
 
@@ -95,6 +98,8 @@ pub enum EdgeError {
     MissingHost,
     RepeatedHost,
     BadHost,
+    /// A `#` in the target.
+    Fragment,
 }
 
 impl EdgeError {
@@ -118,6 +123,7 @@ impl fmt::Display for EdgeError {
             EdgeError::MissingHost => "the Host header is missing",
             EdgeError::RepeatedHost => "the Host header is sent more than once",
             EdgeError::BadHost => "the Host header is not a host name or address",
+            EdgeError::Fragment => "the request target contains # (a fragment)",
         })
     }
 }
@@ -140,6 +146,9 @@ pub fn read<'a>(
     // Non-ASCII UTF-8 in a path is percent-encoded by canonicalisation; other bytes are
     // not a target anyone can read the same way.
     let raw = std::str::from_utf8(raw_target).map_err(|_| EdgeError::TargetForm)?;
+    if raw.as_bytes().contains(&b'#') {
+        return Err(EdgeError::Fragment);
+    }
     if raw == "*" {
         if method != MethodKind::Options {
             return Err(EdgeError::Asterisk);
@@ -163,6 +172,13 @@ pub fn read<'a>(
         authority: Some(authority),
         target,
     })
+}
+
+/// Does the request line at the start of `head` (the raw request head) contain a `#`?
+/// Method and version never do, so one is in the target.
+pub fn line_has_fragment(head: &[u8]) -> bool {
+    let end = head.iter().position(|b| *b == b'\n').unwrap_or(head.len());
+    head.get(..end).is_some_and(|line| line.contains(&b'#'))
 }
 
 /// The host from the `Host` header (or HTTP/2 `:authority`).
@@ -191,7 +207,7 @@ fn absolute(raw: &str) -> Result<(Authority, Target<'_>), EdgeError> {
         return Err(EdgeError::TargetForm);
     }
     let rest = rest.strip_prefix("//").ok_or(EdgeError::TargetForm)?;
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
     if authority.contains('@') {
         return Err(EdgeError::AbsoluteAuthority);
@@ -207,14 +223,10 @@ fn absolute(raw: &str) -> Result<(Authority, Target<'_>), EdgeError> {
     Ok((authority, target))
 }
 
-/// Splits an origin-form target into path and query; a fragment (never sent by a
-/// conforming client) is dropped.
+/// Splits an origin-form target (without `#`, refused before) into path and query.
 fn origin(target: &str) -> Target<'_> {
     // Byte positions of ASCII delimiters are character boundaries.
     let cut = |s: &str, b: u8| s.bytes().position(|c| c == b);
-    let target = cut(target, b'#')
-        .and_then(|i| target.get(..i))
-        .unwrap_or(target);
     match cut(target, b'?') {
         Some(i) => Target::Path {
             path: target.get(..i).unwrap_or_default(),
@@ -481,6 +493,42 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_fragment_is_refused_wherever_it_is() {
+        for t in [
+            "/public#/../admin",
+            "/a?x#y",
+            "/#",
+            "/a#",
+            "http://wiki.test/public#/../admin",
+            "http://wiki.test#/admin",
+            "http://wiki.test?x#y",
+            "http://wiki.test#",
+            "*#",
+        ] {
+            assert_eq!(read_get(t, &["wiki.test"]), Err(EdgeError::Fragment), "{t}");
+        }
+        assert_eq!(
+            read(MethodKind::Options, b"*#", &[b"wiki.test"], None, true),
+            Err(EdgeError::Fragment)
+        );
+        assert_eq!(EdgeError::Fragment.status(), 400);
+        // In a raw head (pingora strips the fragment from the target it hands over).
+        assert!(line_has_fragment(
+            b"GET /public#/../admin HTTP/1.1\r\nHost: a\r\n\r\n"
+        ));
+        assert!(line_has_fragment(b"GET /a#"));
+        assert!(!line_has_fragment(
+            b"GET /a?b=%23 HTTP/1.1\r\nX-Tag: #1\r\n\r\n"
+        ));
+        assert!(!line_has_fragment(b""));
+        // Escaped, it is an ordinary character (for the path canonicaliser to judge).
+        assert_eq!(
+            read_get("/a%23b?q=%23", &["wiki.test"]).map(|r| r.target),
+            Ok(path("/a%23b", Some("q=%23")))
+        );
     }
 
     #[test]

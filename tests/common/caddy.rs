@@ -17,15 +17,18 @@ pub struct Caddy {
 impl Caddy {
     /// Starts Caddy with one site, `http://127.0.0.1:{port}`, whose body is `site_body`.
     pub fn start(site_body: &str) -> Self {
+        Self::start_sites(|port| format!("http://127.0.0.1:{port} {{\n{site_body}\n}}\n"))
+    }
+
+    /// Starts Caddy with `sites(port)` after the global options: the site blocks as a
+    /// deployment writes them, one of them listening on `127.0.0.1:{port}`.
+    pub fn start_sites(sites: impl Fn(u16) -> String) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let log_path = dir.path().join("caddy.log");
         let (child, addr) = listening(
             "caddy",
             |port| {
-                let conf = format!(
-                    "{{\n    admin off\n    auto_https off\n}}\n\
-                     http://127.0.0.1:{port} {{\n{site_body}\n}}\n"
-                );
+                let conf = format!("{{\n    admin off\n    auto_https off\n}}\n{}", sites(port));
                 let path = dir.path().join("Caddyfile");
                 std::fs::write(&path, conf).unwrap();
                 let log = std::fs::File::create(&log_path).unwrap();

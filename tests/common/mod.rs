@@ -29,6 +29,40 @@ pub fn repo() -> PathBuf {
         .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
 }
 
+/// The fenced block that follows `<!-- snippet: {name} -->` in the README. Tests run the
+/// documented deployments from there, verbatim but for addresses ([`substitute`]), so the
+/// documentation cannot drift from what is tested.
+pub fn readme_snippet(name: &str) -> String {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let marker = format!("<!-- snippet: {name} -->");
+    let after = readme
+        .split_once(&marker)
+        .unwrap_or_else(|| panic!("README.md has no {marker}"))
+        .1;
+    let mut lines = after.lines().skip_while(|l| l.trim().is_empty());
+    let fence = lines.next().unwrap_or("");
+    assert!(
+        fence.starts_with("```"),
+        "{marker} is not followed by a fenced block"
+    );
+    let body: Vec<&str> = lines.take_while(|l| !l.starts_with("```")).collect();
+    body.join("\n") + "\n"
+}
+
+/// `text` with each `(from, to)` replaced; every `from` must be there (a snippet that no
+/// longer names the address a test substitutes fails loudly instead of running unchanged).
+pub fn substitute(text: &str, pairs: &[(&str, &str)]) -> String {
+    let mut out = text.to_owned();
+    for (from, to) in pairs {
+        assert!(
+            out.contains(from),
+            "the snippet no longer contains {from:?}"
+        );
+        out = out.replace(from, to);
+    }
+    out
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()

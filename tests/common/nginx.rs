@@ -28,6 +28,14 @@ fn binary() -> PathBuf {
 impl Nginx {
     /// Starts nginx with one `server` whose body is `server_body` (its `listen` is added).
     pub fn start(server_body: &str) -> Self {
+        Self::start_http(|port| {
+            format!("server {{\n    listen 127.0.0.1:{port};\n{server_body}\n  }}\n")
+        })
+    }
+
+    /// Starts nginx with `site(port)` as the contents of its `http` block (`upstream` and
+    /// `server` blocks, as a deployment writes them), listening on `127.0.0.1:{port}`.
+    pub fn start_http(site: impl Fn(u16) -> String) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display();
         let error_log = dir.path().join("error.log");
@@ -39,8 +47,8 @@ impl Nginx {
                      error_log {d}/error.log info;\nevents {{ worker_connections 256; }}\n\
                      http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/body;\n\
                      proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n\
-                     uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-                     server {{\n    listen 127.0.0.1:{port};\n{server_body}\n  }}\n}}\n"
+                     uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n{}\n}}\n",
+                    site(port)
                 );
                 let path = dir.path().join("nginx.conf");
                 std::fs::write(&path, conf).unwrap();
