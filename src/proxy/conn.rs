@@ -440,10 +440,7 @@ impl AsyncRead for Conn {
         if this.shared.watched.load(Ordering::Acquire) {
             this.shared.waker.register(cx.waker());
             if this.shared.is_killed() {
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::ConnectionAborted,
-                    "the connection's session ended",
-                )));
+                return Poll::Ready(Err(ended()));
             }
         }
         this.next_request();
@@ -585,10 +582,7 @@ impl AsyncWrite for Conn {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         if this.shared.is_killed() {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                "the connection's session ended",
-            )));
+            return Poll::Ready(Err(ended()));
         }
         let polled = Pin::new(&mut *this.inner).poll_write(cx, data);
         if let Poll::Ready(Ok(n)) = polled
@@ -614,10 +608,7 @@ impl AsyncWrite for Conn {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         if this.shared.is_killed() {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                "the connection's session ended",
-            )));
+            return Poll::Ready(Err(ended()));
         }
         Pin::new(&mut *this.inner).poll_write_vectored(cx, bufs)
     }
@@ -723,4 +714,12 @@ pub async fn request_done(session: &mut pingora::proxy::Session) {
         }
     }
     shared.done.store(true, Ordering::Release);
+}
+
+/// What reads and writes on an ended connection fail with.
+fn ended() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "the connection's session ended",
+    )
 }
