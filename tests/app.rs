@@ -3,6 +3,7 @@
 //! number matching, fatigue limits, "this wasn't me", fallback to a code, feature phones,
 //! expiry, replay, the other order, and the push webhook (SECURITY 10–12).
 #![allow(clippy::unwrap_used, clippy::panic)]
+#![allow(clippy::too_many_lines)] // tests are exempt: a scenario reads top to bottom
 
 mod common;
 

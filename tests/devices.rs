@@ -3,6 +3,7 @@
 //! forged and expired cookies (SECURITY 13, 14), revocation (15), name rules and recent
 //! login (16), memory under forged cookies (17) and durability across kill -9 (32).
 #![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)]
+#![allow(clippy::too_many_lines)] // tests are exempt: a scenario reads top to bottom
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! 127.0.0.1, `X-Forwarded-For` only from trusted proxies, an exempt route with HTTP Basic,
 //! API tokens (Bearer and Basic) on `token` routes, revocation, and the audit trail.
 #![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)]
+#![allow(clippy::too_many_lines)] // tests are exempt: a scenario reads top to bottom
 
 #[path = "common/audit.rs"]
 mod audit;

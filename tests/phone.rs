@@ -4,6 +4,7 @@
 //! mail the contact address through a real SMTP server; `switch_to_email` keeps 2-step by
 //! email instead.
 #![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)]
+#![allow(clippy::too_many_lines)] // tests are exempt: a scenario reads top to bottom
 
 #[path = "common/audit.rs"]
 mod audit;

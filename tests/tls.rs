@@ -4,6 +4,7 @@
 //! `Secure`, HSTS is sent, a plain-HTTP cookie opens nothing, and passkey and enrollment
 //! origins come from configuration; an untrusted peer's header changes nothing.
 #![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)]
+#![allow(clippy::too_many_lines)] // tests are exempt: a scenario reads top to bottom
 
 mod common;
 #[path = "common/nginx.rs"]

@@ -56,6 +56,7 @@ pub async fn serve(listener: TcpListener) -> std::io::Result<()> {
     }
 }
 
+#[allow(clippy::too_many_lines)] // split next on the lint branch
 async fn handle(mut req: Request<Incoming>) -> Result<Response<EchoBody>, Infallible> {
     if let Some(accept) = websocket_accept(req.headers()) {
         let upgrade = hyper::upgrade::on(&mut req);

@@ -260,6 +260,7 @@ pub fn valid_id(raw: &str) -> Option<&str> {
 /// setting, the risk score (on every login) and the trusted network. `target`, the route of
 /// the client-chosen return address (already validated), can only add to it: a `two_factor`
 /// route asks for both steps and may restrict their kind (SECURITY 35).
+#[allow(clippy::too_many_lines)] // split in the services step
 pub async fn start(
     app: &App,
     client: &Client,
@@ -607,6 +608,7 @@ pub async fn status(app: &App, id: &str) -> Result<FlowView, LoginError> {
 }
 
 /// Sends (or re-sends) the flow's security code, replacing any earlier one.
+#[allow(clippy::too_many_lines)] // split in the services step
 async fn send_code(
     app: &App,
     f: &mut Flow,
@@ -782,6 +784,7 @@ pub async fn use_email(app: &App, client: &Client, id: &str) -> Result<FlowView,
 }
 
 /// The final step: password (and code), then a session (and a trusted device if asked).
+#[allow(clippy::too_many_lines)] // split in the services step
 pub async fn complete(
     app: &App,
     client: &Client,

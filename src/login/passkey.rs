@@ -700,6 +700,7 @@ pub async fn login_start(
 }
 
 /// Checks an assertion and, when it holds, signs the user in with both steps done.
+#[allow(clippy::too_many_lines)] // split in the services step
 pub async fn login_finish(
     app: &App,
     client: &Client,

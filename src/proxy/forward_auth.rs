@@ -123,6 +123,7 @@ impl Gateway {
     /// 200 + identity headers when the request may pass; 401 (with `Location` of the login
     /// for nginx's `error_page`) or, for browsers when `?redirect=1` asks, 302 to the login;
     /// 403 when the route forbids it for this user or no route serves it.
+    #[allow(clippy::too_many_lines)] // split in the services step
     pub(super) async fn forward_auth(
         &self,
         session: &Session,

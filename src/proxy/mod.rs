@@ -286,6 +286,7 @@ impl ProxyHttp for Gateway {
 
 impl Gateway {
     /// The whole decision for a request. `Some(response)` when the gateway answers itself.
+    #[allow(clippy::too_many_lines)] // split in the services step
     async fn decide(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Option<Response>> {
         let app = &self.app;
         let socket_tls = session
@@ -597,6 +598,7 @@ impl Gateway {
     /// HTTP Basic: the password alone, so it opens only routes where that is enough for
     /// this user. A right password that cannot open the route is treated exactly like a
     /// wrong one: hashed, counted as a failure, never cached (SECURITY 37).
+    #[allow(clippy::too_many_lines)] // split in the services step
     async fn basic(
         &self,
         route: &crate::config::Route,

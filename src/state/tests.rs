@@ -1,6 +1,7 @@
 //! One contract for both implementations: every test runs against the in-process state
 //! and against a real `redis-server` of its own.
 #![allow(clippy::unwrap_used, clippy::panic)]
+#![allow(clippy::too_many_lines)] // tests are exempt: a scenario reads top to bottom
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};

@@ -128,6 +128,7 @@ fn hash_ok(hash: &str) -> bool {
         && !hash.chars().any(char::is_whitespace)
 }
 
+#[allow(clippy::too_many_lines)] // split next on the lint branch
 fn check_user(
     errors: &mut Errors,
     i: usize,
