@@ -4,9 +4,12 @@
 //! by `load.rs` into these types; nothing downstream sees a raw string that should have
 //! been an enum, an address or a duration.
 
+mod check;
 mod file;
 pub(crate) mod load;
 pub(crate) mod locate;
+#[cfg(test)]
+mod testing;
 
 pub use load::{ConfigError, ConfigErrors, load, load_str};
 
