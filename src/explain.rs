@@ -7,8 +7,10 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
+use ipnet::IpNet;
+
 use crate::app::{method_from_str, method_str};
-use crate::config::{Config, Policy, SecondStep};
+use crate::config::{Config, Policy, Route, SecondStep, TwoStepMethod};
 use crate::login::flow::{self, Exemption, PlanInput, Step, Why};
 use crate::login::risk;
 use crate::proxy::route::{RouteTable, host_of};
@@ -98,7 +100,6 @@ fn policy_str(p: Policy) -> &'static str {
 
 /// Explains `url` (and optionally `user` from `ip`) under `cfg`. The database is read when
 /// it exists; nothing is written.
-#[allow(clippy::too_many_lines)] // split next on the lint branch
 pub async fn explain(
     cfg: &Config,
     url: &str,
@@ -160,10 +161,43 @@ pub async fn explain(
             "letter case  another route's rule is reached by a case variant of this path; the stricter rule applies (set `case_sensitive: true` on the route if its backend is case-sensitive)"
         );
     }
+    if !rules(w, route) {
+        return Ok(out);
+    }
+    let network = exemptions(w, cfg, route, ip);
+
+    let Some(id) = user else {
+        return Ok(out);
+    };
+    let users = match crate::users::file::load_users(&cfg.users.file) {
+        Ok(u) => u,
+        Err(e) => {
+            let _ = writeln!(w, "user {id}: the users file could not be read:\n{e}");
+            return Ok(out);
+        }
+    };
+    let store = open_store(w, cfg).await;
+    user_section(
+        w,
+        cfg,
+        route,
+        id,
+        &users,
+        store.as_ref(),
+        ip,
+        network.is_some(),
+    )
+    .await;
+    Ok(out)
+}
+
+/// The route's rules: policy, second step, accepted credentials, groups and methods. False
+/// when the route has no login at all (`bypass`, `deny`): nothing more applies.
+fn rules(w: &mut String, route: &Route) -> bool {
     let _ = writeln!(w, "policy     {}", policy_str(route.policy));
     if matches!(route.policy, Policy::Bypass | Policy::Deny) {
         let _ = writeln!(w, "second step  not applicable");
-        return Ok(out);
+        return false;
     }
     let _ = writeln!(
         w,
@@ -212,7 +246,12 @@ pub async fn explain(
             }
         );
     }
+    true
+}
 
+/// Which exemptions apply on `route` (for a client at `ip`, when given); the trusted
+/// network `ip` is in.
+fn exemptions(w: &mut String, cfg: &Config, route: &Route, ip: Option<IpAddr>) -> Option<IpNet> {
     let _ = writeln!(w, "exemptions");
     let _ = writeln!(
         w,
@@ -263,20 +302,13 @@ pub async fn explain(
             }
         }
     }
+    network
+}
 
-    let Some(id) = user else {
-        return Ok(out);
-    };
-    let users = match crate::users::file::load_users(&cfg.users.file) {
-        Ok(u) => u,
-        Err(e) => {
-            let _ = writeln!(w, "user {id}: the users file could not be read:\n{e}");
-            return Ok(out);
-        }
-    };
-    // Through the store's own code, read-only: PostgreSQL in the replica mode, else the
-    // SQLite file when it exists.
-    let store = if cfg.storage.replicated.is_some() || cfg.storage.sqlite_path.exists() {
+/// The store, read-only through its own code: PostgreSQL in the replica mode, else the
+/// SQLite file when it exists.
+async fn open_store(w: &mut String, cfg: &Config) -> Option<Store> {
+    if cfg.storage.replicated.is_some() || cfg.storage.sqlite_path.exists() {
         match Store::connect_read_only(&cfg.storage).await {
             Ok(s) => Some(s),
             Err(e) => {
@@ -291,27 +323,14 @@ pub async fn explain(
             cfg.storage.sqlite_path.display()
         );
         None
-    };
-    user_section(
-        w,
-        cfg,
-        route,
-        id,
-        &users,
-        store.as_ref(),
-        ip,
-        network.is_some(),
-    )
-    .await;
-    Ok(out)
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
-#[allow(clippy::too_many_lines)] // split next on the lint branch
 async fn user_section(
     w: &mut String,
     cfg: &Config,
-    route: &crate::config::Route,
+    route: &Route,
     id: &str,
     users: &[User],
     store: Option<&Store>,
@@ -331,6 +350,24 @@ async fn user_section(
         let _ = writeln!(w, "  disabled: every login fails");
         return;
     }
+    phone_override(w, store, id, &mut u).await;
+    let (enabled, method) = two_step_setting(w, cfg, store, id, &u).await;
+    contacts(w, &u);
+    let score = risk_score(w, cfg, store, id, ip, enabled).await;
+    login_plan(
+        w,
+        cfg,
+        route,
+        id,
+        &u,
+        (enabled, method),
+        trusted_network,
+        score,
+    );
+}
+
+/// A phone status or number the admin API changed (it wins over the users file).
+async fn phone_override(w: &mut String, store: Option<&Store>, id: &str, u: &mut User) {
     if let Some(s) = store
         && let Ok(list) = s.phone_overrides().await
         && let Some(o) = list.iter().find(|o| o.user_id == id)
@@ -348,6 +385,16 @@ async fn user_section(
             o.status
         );
     }
+}
+
+/// The user's 2-step setting: the stored one wins over the users file (and its defaults).
+async fn two_step_setting(
+    w: &mut String,
+    cfg: &Config,
+    store: Option<&Store>,
+    id: &str,
+    u: &User,
+) -> (bool, TwoStepMethod) {
     let file_setting = u
         .two_step
         .unwrap_or((cfg.users.default_two_step, cfg.users.default_method));
@@ -366,7 +413,7 @@ async fn user_section(
         Some(s) => s.setting(id).await.ok().flatten(),
         None => None,
     };
-    let (enabled, method) = match stored
+    match stored
         .as_ref()
         .and_then(|r| Some((r.enabled, method_from_str(&r.method)?)))
     {
@@ -380,7 +427,11 @@ async fn user_section(
             (e, m)
         }
         None => file_setting,
-    };
+    }
+}
+
+/// The phone and email address, masked.
+fn contacts(w: &mut String, u: &User) {
     let phone = match (&u.phone, u.phone_status) {
         (None, _) => "none".to_owned(),
         (Some(p), s) => format!(
@@ -396,8 +447,18 @@ async fn user_section(
             .as_deref()
             .map_or_else(|| "none".to_owned(), crate::notify::mask_email)
     );
+}
 
-    // Risk signals that can be known without the browser.
+/// Risk signals that can be known without the browser: whether risk applies, the points
+/// known offline and those an unknown browser would add.
+async fn risk_score(
+    w: &mut String,
+    cfg: &Config,
+    store: Option<&Store>,
+    id: &str,
+    ip: Option<IpAddr>,
+    enabled: bool,
+) -> RiskScore {
     let applies = risk::applies(&cfg.risk, enabled);
     let mut known = 0u32;
     let mut unknown = 0u32;
@@ -427,50 +488,7 @@ async fn user_section(
             );
         }
         if let Some(a) = ip {
-            if let Some(n) = risk::watchlisted(&cfg.risk, a) {
-                known += cfg.risk.watchlist;
-                let _ = writeln!(w, "  watchlist (+{}): {a} is in {n}", cfg.risk.watchlist);
-            } else {
-                let _ = writeln!(w, "  watchlist: {a} is not on the watch list");
-            }
-            let prefix = risk::network_prefix(a);
-            let memory = i64::try_from(cfg.risk.network_memory.as_secs()).unwrap_or(i64::MAX);
-            let seen = match store {
-                Some(s) => s
-                    .seen_since(id, SeenKind::Network, &prefix, now.saturating_sub(memory))
-                    .await
-                    .unwrap_or(false),
-                None => false,
-            };
-            if seen {
-                let _ = writeln!(w, "  new_network: {prefix} was seen for {id} recently");
-            } else if !learning {
-                known += cfg.risk.new_network;
-                let _ = writeln!(
-                    w,
-                    "  new_network (+{}): {prefix} not seen for {id} within {}",
-                    cfg.risk.new_network,
-                    humantime::format_duration(cfg.risk.network_memory)
-                );
-            }
-            if let Some(s) = store {
-                let window = i64::try_from(cfg.risk.failure_window.as_secs()).unwrap_or(3_600);
-                let (acc, addr) = s
-                    .recent_failures(id, &a.to_string(), now - window)
-                    .await
-                    .unwrap_or((0, 0));
-                if acc > 0 || addr > 0 {
-                    known += cfg.risk.recent_failures;
-                    let _ = writeln!(
-                        w,
-                        "  recent_failures (+{}): {acc} on the account, {addr} from the address within {}",
-                        cfg.risk.recent_failures,
-                        humantime::format_duration(cfg.risk.failure_window)
-                    );
-                } else {
-                    let _ = writeln!(w, "  recent_failures: none");
-                }
-            }
+            known += address_risk(w, cfg, store, id, a, learning, now).await;
         } else {
             let _ = writeln!(
                 w,
@@ -487,11 +505,98 @@ async fn user_section(
     } else {
         let _ = writeln!(w, "risk       not scored: the user's 2-step is on");
     }
+    RiskScore {
+        applies,
+        known,
+        unknown,
+    }
+}
 
-    // The plan the ID step would make, for a browser without a trusted device.
+/// The signals an address gives: watch list, a new network, recent failures; their points.
+async fn address_risk(
+    w: &mut String,
+    cfg: &Config,
+    store: Option<&Store>,
+    id: &str,
+    a: IpAddr,
+    learning: bool,
+    now: i64,
+) -> u32 {
+    let mut known = 0u32;
+    if let Some(n) = risk::watchlisted(&cfg.risk, a) {
+        known += cfg.risk.watchlist;
+        let _ = writeln!(w, "  watchlist (+{}): {a} is in {n}", cfg.risk.watchlist);
+    } else {
+        let _ = writeln!(w, "  watchlist: {a} is not on the watch list");
+    }
+    let prefix = risk::network_prefix(a);
+    let memory = i64::try_from(cfg.risk.network_memory.as_secs()).unwrap_or(i64::MAX);
+    let seen = match store {
+        Some(s) => s
+            .seen_since(id, SeenKind::Network, &prefix, now.saturating_sub(memory))
+            .await
+            .unwrap_or(false),
+        None => false,
+    };
+    if seen {
+        let _ = writeln!(w, "  new_network: {prefix} was seen for {id} recently");
+    } else if !learning {
+        known += cfg.risk.new_network;
+        let _ = writeln!(
+            w,
+            "  new_network (+{}): {prefix} not seen for {id} within {}",
+            cfg.risk.new_network,
+            humantime::format_duration(cfg.risk.network_memory)
+        );
+    }
+    if let Some(s) = store {
+        let window = i64::try_from(cfg.risk.failure_window.as_secs()).unwrap_or(3_600);
+        let (acc, addr) = s
+            .recent_failures(id, &a.to_string(), now - window)
+            .await
+            .unwrap_or((0, 0));
+        if acc > 0 || addr > 0 {
+            known += cfg.risk.recent_failures;
+            let _ = writeln!(
+                w,
+                "  recent_failures (+{}): {acc} on the account, {addr} from the address within {}",
+                cfg.risk.recent_failures,
+                humantime::format_duration(cfg.risk.failure_window)
+            );
+        } else {
+            let _ = writeln!(w, "  recent_failures: none");
+        }
+    }
+    known
+}
+
+/// What `risk_score` found out offline.
+struct RiskScore {
+    applies: bool,
+    known: u32,
+    unknown: u32,
+}
+
+/// The plan the ID step would make, for a browser without a trusted device.
+#[allow(clippy::too_many_arguments)]
+fn login_plan(
+    w: &mut String,
+    cfg: &Config,
+    route: &Route,
+    id: &str,
+    u: &User,
+    (enabled, method): (bool, TwoStepMethod),
+    trusted_network: bool,
+    score: RiskScore,
+) {
+    let RiskScore {
+        applies,
+        known,
+        unknown,
+    } = score;
     let plan_for = |risk_step_up: bool| {
         flow::plan(&PlanInput {
-            user: Some(&u),
+            user: Some(u),
             enabled,
             method,
             policy: if route.policy == Policy::TwoFactor
@@ -511,12 +616,12 @@ async fn user_section(
     };
     let low = plan_for(applies && known >= cfg.risk.threshold);
     let high = plan_for(applies && known + unknown >= cfg.risk.threshold);
-    let _ = writeln!(w, "login      {}", describe(&low, &u));
+    let _ = writeln!(w, "login      {}", describe(&low, u));
     if high != low {
         let _ = writeln!(
             w,
             "           from an unknown browser: {}",
-            describe(&high, &u)
+            describe(&high, u)
         );
     }
     let _ = writeln!(
