@@ -15,7 +15,7 @@ use crate::app::{method_from_str, method_str};
 use crate::config::TwoStepMethod;
 use crate::login::approval::{Denial, Status as ApprovalStatus};
 use crate::login::flow::{Blocked, Notice, Step};
-use crate::login::{self, Completion, LoginError};
+use crate::login::{self, Completion, FlowView, LoginError};
 use crate::notify::{self, Channel};
 use crate::session::device::{self, DeviceError};
 
@@ -456,7 +456,6 @@ fn login_again_link(ctx: &Ctx<'_>, return_to: &str) -> Option<(String, String)> 
 }
 
 /// The password (and code) page of a flow, with an optional error.
-#[allow(clippy::too_many_lines)] // split next on the lint branch
 pub async fn flow_page(
     ctx: &Ctx<'_>,
     flow: &str,
@@ -482,69 +481,11 @@ pub async fn flow_page(
     });
     let t = ctx.t;
     let now = ctx.now();
-    let notice = match ctx.req.query_param("m").as_deref() {
-        Some("resent") => Some(t.notice_code_resent.to_owned()),
-        Some("email") => Some(t.notice_switched_to_email.to_owned()),
-        _ => v.notice.map(|n| match n {
-            Notice::PhoneKept => t.notice_phone_kept.to_owned(),
-            Notice::AppUnavailable => t.err_app_unavailable.to_owned(),
-            Notice::AppNotEnrolled => t.notice_app_not_enrolled.to_owned(),
-            Notice::AppNotAccepted => t.notice_app_not_accepted.to_owned(),
-            Notice::AppFeaturePhone => t.notice_app_feature_phone.to_owned(),
-            Notice::AppCodeChosen => t.notice_app_code_chosen.to_owned(),
-            Notice::AppTooMany { until } => t.minutes_until(t.notice_app_too_many, until, now),
-            Notice::AppPaused { until } => t.minutes_until(t.notice_app_paused, until, now),
-        }),
-    };
-    if v.step == Step::AppApproval {
-        match v.approval {
-            Some(ApprovalStatus::Pending) => {
-                return render(
-                    WaitingPage {
-                        t: ctx.t,
-                        lang: ctx.lang,
-                        other_lang: ctx.lang.other(),
-                        prefix: ctx.prefix().to_owned(),
-                        site: ctx.site(),
-                        csrf: ctx.csrf.clone(),
-                        flow: v.id.clone(),
-                        user_id: v.user_id.clone(),
-                        number: v.approval_number.clone().unwrap_or_default(),
-                        poll_url: format!("{}/api/login/{}", ctx.prefix(), v.id),
-                        refresh_seconds: 5,
-                        error: error.map(|e| e.text),
-                    },
-                    status,
-                );
-            }
-            Some(ApprovalStatus::Denied) => {
-                // What happened decides what to do next: a wrong number is tried again,
-                // "this wasn't me" pauses the app (a code comes next time).
-                let text = match v.denial {
-                    Some(Denial::WrongNumber) => t.err_approval_wrong_number,
-                    Some(Denial::NotMe) => t.err_approval_not_me,
-                    Some(Denial::Denied) | None => t.err_approval_denied,
-                };
-                return message(
-                    ctx,
-                    403,
-                    t.approval_stopped_heading,
-                    text,
-                    login_again_link(ctx, &v.return_to),
-                );
-            }
-            Some(ApprovalStatus::Expired) => {
-                return message(
-                    ctx,
-                    410,
-                    t.err_flow_expired_heading,
-                    t.err_approval_expired,
-                    login_again_link(ctx, &v.return_to),
-                );
-            }
-            // Approval after the password: the password comes first.
-            _ => {}
-        }
+    let notice = notice_text(t, ctx.req.query_param("m").as_deref(), v.notice, now);
+    if v.step == Step::AppApproval
+        && let Some(page) = approval_page(ctx, &v, error.as_ref(), status)
+    {
+        return page;
     }
     let app_approved = v.approval == Some(ApprovalStatus::Approved);
     let with_code = v.step == Step::PasswordAndCode;
@@ -579,6 +520,80 @@ pub async fn flow_page(
         },
         status,
     )
+}
+
+/// The notice above the form: one the query asks for (after a resend or a switch to
+/// email), else the flow's own.
+fn notice_text(t: &Texts, m: Option<&str>, notice: Option<Notice>, now: i64) -> Option<String> {
+    match m {
+        Some("resent") => Some(t.notice_code_resent.to_owned()),
+        Some("email") => Some(t.notice_switched_to_email.to_owned()),
+        _ => notice.map(|n| match n {
+            Notice::PhoneKept => t.notice_phone_kept.to_owned(),
+            Notice::AppUnavailable => t.err_app_unavailable.to_owned(),
+            Notice::AppNotEnrolled => t.notice_app_not_enrolled.to_owned(),
+            Notice::AppNotAccepted => t.notice_app_not_accepted.to_owned(),
+            Notice::AppFeaturePhone => t.notice_app_feature_phone.to_owned(),
+            Notice::AppCodeChosen => t.notice_app_code_chosen.to_owned(),
+            Notice::AppTooMany { until } => t.minutes_until(t.notice_app_too_many, until, now),
+            Notice::AppPaused { until } => t.minutes_until(t.notice_app_paused, until, now),
+        }),
+    }
+}
+
+/// The page of a flow waiting for approval in the phone app: the number to match while
+/// pending, why it stopped when denied or expired; `None` when the password comes first.
+fn approval_page(
+    ctx: &Ctx<'_>,
+    v: &FlowView,
+    error: Option<&FieldError>,
+    status: u16,
+) -> Option<Response> {
+    let t = ctx.t;
+    match v.approval {
+        Some(ApprovalStatus::Pending) => Some(render(
+            WaitingPage {
+                t: ctx.t,
+                lang: ctx.lang,
+                other_lang: ctx.lang.other(),
+                prefix: ctx.prefix().to_owned(),
+                site: ctx.site(),
+                csrf: ctx.csrf.clone(),
+                flow: v.id.clone(),
+                user_id: v.user_id.clone(),
+                number: v.approval_number.clone().unwrap_or_default(),
+                poll_url: format!("{}/api/login/{}", ctx.prefix(), v.id),
+                refresh_seconds: 5,
+                error: error.map(|e| e.text.clone()),
+            },
+            status,
+        )),
+        Some(ApprovalStatus::Denied) => {
+            // What happened decides what to do next: a wrong number is tried again,
+            // "this wasn't me" pauses the app (a code comes next time).
+            let text = match v.denial {
+                Some(Denial::WrongNumber) => t.err_approval_wrong_number,
+                Some(Denial::NotMe) => t.err_approval_not_me,
+                Some(Denial::Denied) | None => t.err_approval_denied,
+            };
+            Some(message(
+                ctx,
+                403,
+                t.approval_stopped_heading,
+                text,
+                login_again_link(ctx, &v.return_to),
+            ))
+        }
+        Some(ApprovalStatus::Expired) => Some(message(
+            ctx,
+            410,
+            t.err_flow_expired_heading,
+            t.err_approval_expired,
+            login_again_link(ctx, &v.return_to),
+        )),
+        // Approval after the password: the password comes first.
+        _ => None,
+    }
 }
 
 pub async fn use_code_post(ctx: &Ctx<'_>, flow: &str) -> Response {
