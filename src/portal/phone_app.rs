@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::Ctx;
 use super::http::Response;
+use crate::login::approval::Ticket;
 use crate::login::approval::{Answer, AnswerError, SignedRequest, Status};
 use crate::login::code::{CodeCheck, IssuedCode};
 use crate::notify::{self, Channel, Message};
@@ -40,7 +41,6 @@ pub enum EnrollError {
 /// Opens an enrollment: a one-time enrollment code for the app, and a security code sent
 /// to the user's phone (or email) that the app must also present, as the seed asks when
 /// the ID is set into the app.
-#[allow(clippy::too_many_lines)] // split next on the lint branch
 pub async fn open(ctx: &Ctx<'_>, user: &User) -> Result<Enrollment, EnrollError> {
     let app = ctx.app;
     // Before anything is sent: the app must be told where to reach us (SECURITY 21).
@@ -57,15 +57,7 @@ pub async fn open(ctx: &Ctx<'_>, user: &User) -> Result<Enrollment, EnrollError>
     };
     // An enrolled app is a second step wherever `app` is accepted: enrolling it must have
     // taken steps those routes accept, both the session's and the enrollment code's channel.
-    let code_factor = match destination.0 {
-        Channel::Email => crate::assurance::SecondFactor::Email,
-        _ => crate::assurance::SecondFactor::Sms,
-    };
-    let session_fit = match ctx.session().await {
-        Some((live, _)) => ctx.may_add_factor(&live),
-        None => false,
-    };
-    if !session_fit || !crate::assurance::may_add_factor(ctx.app.routes().routes(), code_factor) {
+    if !may_enroll(ctx, destination.0).await {
         return Err(EnrollError::StepUp);
     }
     let now = ctx.now();
@@ -83,6 +75,58 @@ pub async fn open(ctx: &Ctx<'_>, user: &User) -> Result<Enrollment, EnrollError>
         .map_err(|_| EnrollError::Busy)?
         .map_err(EnrollError::Limited)?;
     let enrollment_code = crate::secret::random_token(15);
+    let (issued, masked) = send_code(ctx, user, &enrollment_code, destination).await?;
+    app.login
+        .approvals
+        .open_ticket(&enrollment_code, &user.id, Some(issued), now)
+        .await
+        .map_err(|_| EnrollError::Busy)?;
+    app.audit
+        .record(
+            "app_enrollment_opened",
+            &user.id,
+            &ip,
+            json!({"code_to": masked}),
+        )
+        .await;
+    let server = format!("{base}{}", ctx.prefix());
+    let uri = format!(
+        "nidan-app://enroll?server={}&user={}&code={}",
+        super::redirect::encode_rd(&server),
+        super::redirect::encode_rd(&user.id),
+        enrollment_code
+    );
+    Ok(Enrollment {
+        enrollment_code,
+        uri,
+        code_destination: masked,
+    })
+}
+
+/// Whether the session may add the app as a factor: enrolling it must have taken steps the
+/// routes accepting `app` accept, both the session's and the enrollment code's channel.
+async fn may_enroll(ctx: &Ctx<'_>, channel: Channel) -> bool {
+    let code_factor = match channel {
+        Channel::Email => crate::assurance::SecondFactor::Email,
+        _ => crate::assurance::SecondFactor::Sms,
+    };
+    let session_fit = match ctx.session().await {
+        Some((live, _)) => ctx.may_add_factor(&live),
+        None => false,
+    };
+    session_fit && crate::assurance::may_add_factor(ctx.app.routes().routes(), code_factor)
+}
+
+/// Issues the security code bound to `enrollment_code` and sends it to `destination`; the
+/// issued code and the masked destination.
+async fn send_code(
+    ctx: &Ctx<'_>,
+    user: &User,
+    enrollment_code: &str,
+    destination: (Channel, String),
+) -> Result<(IssuedCode, String), EnrollError> {
+    let app = ctx.app;
+    let ip = ctx.req.peer.to_string();
     let cfg = &app.cfg.security_code;
     let masked = match destination.0 {
         Channel::Email => notify::mask_email(&destination.1),
@@ -90,7 +134,7 @@ pub async fn open(ctx: &Ctx<'_>, user: &User) -> Result<Enrollment, EnrollError>
     };
     let (issued, plain) = IssuedCode::generate(
         &app.login.codes,
-        &enrollment_code,
+        enrollment_code,
         cfg.length,
         cfg.lifetime,
         cfg.max_attempts,
@@ -126,31 +170,7 @@ pub async fn open(ctx: &Ctx<'_>, user: &User) -> Result<Enrollment, EnrollError>
             .await;
         return Err(EnrollError::Delivery);
     }
-    app.login
-        .approvals
-        .open_ticket(&enrollment_code, &user.id, Some(issued), now)
-        .await
-        .map_err(|_| EnrollError::Busy)?;
-    app.audit
-        .record(
-            "app_enrollment_opened",
-            &user.id,
-            &ip,
-            json!({"code_to": masked}),
-        )
-        .await;
-    let server = format!("{base}{}", ctx.prefix());
-    let uri = format!(
-        "nidan-app://enroll?server={}&user={}&code={}",
-        super::redirect::encode_rd(&server),
-        super::redirect::encode_rd(&user.id),
-        enrollment_code
-    );
-    Ok(Enrollment {
-        enrollment_code,
-        uri,
-        code_destination: masked,
-    })
+    Ok((issued, masked))
 }
 
 /// An SVG QR code of `text` as a `data:` URI (allowed by the portal's CSP for images).
@@ -177,36 +197,45 @@ struct EnrollBody {
     name: String,
 }
 
-/// `POST /api/app/enroll`: the app registers its key with both codes.
-#[allow(clippy::too_many_lines)] // split next on the lint branch
-pub async fn enroll(ctx: &Ctx<'_>) -> Response {
-    let body: EnrollBody = match serde_json::from_slice(&ctx.req.body) {
+/// The enrollment request: its body, the app's name and its Ed25519 public key; a 400
+/// answer naming what is wrong.
+fn enroll_request(bytes: &[u8]) -> Result<(EnrollBody, String, [u8; 32]), Response> {
+    let body: EnrollBody = match serde_json::from_slice(bytes) {
         Ok(b) => b,
         Err(_) => {
-            return Response::json_error(
+            return Err(Response::json_error(
                 400,
                 "bad_request",
                 "expected {user, enrollment_code, security_code, public_key, name}",
-            );
+            ));
         }
     };
     let Some(name) = device::valid_name(&body.name) else {
-        return Response::json_error(
+        return Err(Response::json_error(
             400,
             "bad_name",
             "a name has 1 to 64 characters and no control characters",
-        );
+        ));
     };
     let key: Option<[u8; 32]> = URL_SAFE_NO_PAD
         .decode(body.public_key.trim())
         .ok()
         .and_then(|b| b.try_into().ok());
     let Some(key) = key.filter(|k| ed25519_dalek::VerifyingKey::from_bytes(k).is_ok()) else {
-        return Response::json_error(
+        return Err(Response::json_error(
             400,
             "bad_public_key",
             "public_key must be an Ed25519 key: 32 bytes, base64url",
-        );
+        ));
+    };
+    Ok((body, name, key))
+}
+
+/// `POST /api/app/enroll`: the app registers its key with both codes.
+pub async fn enroll(ctx: &Ctx<'_>) -> Response {
+    let (body, name, key) = match enroll_request(&ctx.req.body) {
+        Ok(r) => r,
+        Err(answer) => return answer,
     };
     let app = ctx.app;
     let ip = ctx.req.peer.to_string();
@@ -232,39 +261,8 @@ pub async fn enroll(ctx: &Ctx<'_>) -> Response {
                 .with("retry-after", "1");
         }
     };
-    let same_user = t.user_id == body.user;
-    let check = match t.code.as_mut() {
-        Some(c) if same_user => c.check(
-            &app.login.codes,
-            &body.enrollment_code,
-            &body.security_code,
-            crate::login::code::now_ms(),
-        ),
-        _ => CodeCheck::Exhausted,
-    };
-    if check != CodeCheck::Right {
-        if !matches!(check, CodeCheck::Exhausted | CodeCheck::Expired)
-            && let Err(e) = app
-                .login
-                .approvals
-                .return_ticket(&body.enrollment_code, &t, now)
-                .await
-        {
-            tracing::error!(error = %e, "an enrollment ticket could not be put back");
-        }
-        app.audit
-            .record(
-                "app_enrollment_failed",
-                &t.user_id,
-                &ip,
-                json!({"reason": format!("{check:?}")}),
-            )
-            .await;
-        return Response::json_error(
-            401,
-            "enrollment_failed",
-            "the enrollment code or security code is wrong or has expired",
-        );
+    if let Err(answer) = check_codes(ctx, &body, &mut t, now).await {
+        return answer;
     }
     let user_id = t.user_id.clone();
     match app.login.approvals.enroll(&user_id, &name, &key, now).await {
@@ -426,6 +424,53 @@ pub async fn answer(ctx: &Ctx<'_>, id: &str) -> Response {
         }
         Err(AnswerError::Unavailable) => busy(),
     }
+}
+
+/// Checks both codes against the taken-out ticket; a wrong code puts it back with the try
+/// counted (unless no try is left). The 401 answer when they do not match.
+async fn check_codes(
+    ctx: &Ctx<'_>,
+    body: &EnrollBody,
+    t: &mut Ticket,
+    now: i64,
+) -> Result<(), Response> {
+    let app = ctx.app;
+    let ip = ctx.req.peer.to_string();
+    let same_user = t.user_id == body.user;
+    let check = match t.code.as_mut() {
+        Some(c) if same_user => c.check(
+            &app.login.codes,
+            &body.enrollment_code,
+            &body.security_code,
+            crate::login::code::now_ms(),
+        ),
+        _ => CodeCheck::Exhausted,
+    };
+    if check != CodeCheck::Right {
+        if !matches!(check, CodeCheck::Exhausted | CodeCheck::Expired)
+            && let Err(e) = app
+                .login
+                .approvals
+                .return_ticket(&body.enrollment_code, t, now)
+                .await
+        {
+            tracing::error!(error = %e, "an enrollment ticket could not be put back");
+        }
+        app.audit
+            .record(
+                "app_enrollment_failed",
+                &t.user_id,
+                &ip,
+                json!({"reason": format!("{check:?}")}),
+            )
+            .await;
+        return Err(Response::json_error(
+            401,
+            "enrollment_failed",
+            "the enrollment code or security code is wrong or has expired",
+        ));
+    }
+    Ok(())
 }
 
 /// `GET /api/app/enrollments` (session): the user's enrolled apps.
