@@ -128,7 +128,97 @@ fn hash_ok(hash: &str) -> bool {
         && !hash.chars().any(char::is_whitespace)
 }
 
-#[allow(clippy::too_many_lines)] // split next on the lint branch
+/// The group names, trimmed; false when one is empty.
+fn check_groups(errors: &mut Errors, i: usize, list: Vec<String>) -> (Vec<String>, bool) {
+    let mut ok = true;
+    let mut groups = Vec::new();
+    for (k, g) in list.into_iter().enumerate() {
+        if g.trim().is_empty() {
+            ok = false;
+            errors.at(
+                &format!("users[{i}].groups[{k}]"),
+                "a group name is empty",
+                "remove the entry or name a group",
+            );
+        } else {
+            groups.push(g.trim().to_string());
+        }
+    }
+    (groups, ok)
+}
+
+/// The user's 2-step setting (a method is needed to turn it on, and the method its contact
+/// address); false when it is unusable.
+fn check_two_step(
+    errors: &mut Errors,
+    i: usize,
+    id: &str,
+    doc: Option<TwoStepDoc>,
+    has_phone: bool,
+    has_email: bool,
+) -> (Option<(bool, TwoStepMethod)>, bool) {
+    let at = |key: &str| format!("users[{i}].{key}");
+    let mut ok = true;
+    let two_step = match doc {
+        None => None,
+        Some(TwoStepDoc {
+            enabled,
+            method: Some(m),
+        }) => Some((enabled, method(m))),
+        Some(TwoStepDoc {
+            enabled: false,
+            method: None,
+        }) => Some((false, TwoStepMethod::Sms)),
+        Some(TwoStepDoc {
+            enabled: true,
+            method: None,
+        }) => {
+            ok = false;
+            errors.at(
+                &at("two_step"),
+                format!("user {id} enables two_step without a `method`"),
+                "add `method: sms`, `method: email` or `method: app` to `two_step`",
+            );
+            None
+        }
+    };
+    if let Some((true, m)) = two_step {
+        let missing = match m {
+            TwoStepMethod::Sms if !has_phone => Some("phone"),
+            TwoStepMethod::Email if !has_email => Some("email"),
+            _ => None,
+        };
+        if let Some(key) = missing {
+            ok = false;
+            errors.at(
+                &at("two_step"),
+                format!(
+                    "user {} has two_step by {} but no `{key}`",
+                    id,
+                    if key == "phone" { "sms" } else { "email" }
+                ),
+                format!("add `{key}:` to the user, or choose another method"),
+            );
+        }
+    }
+    (two_step, ok)
+}
+
+/// An email address as far as the users file checks it: `local@domain.tld`, no spaces.
+fn email_ok(e: &str) -> bool {
+    e.split_once('@')
+        .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.contains('@'))
+        && !e.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// A phone number: 5 to 20 digits, with an optional `+`, spaces, `-` and parentheses.
+fn phone_ok(p: &str) -> bool {
+    let digits = p.bytes().filter(u8::is_ascii_digit).count();
+    (5..=20).contains(&digits)
+        && p.bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'+' | b' ' | b'-' | b'(' | b')'))
+}
+
 fn check_user(
     errors: &mut Errors,
     i: usize,
@@ -177,90 +267,38 @@ fn check_user(
         Some(n) => n.to_string(),
     };
     let email = u.email.map(|e| e.trim().to_string());
-    if let Some(e) = &email {
-        let valid = e
-            .split_once('@')
-            .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.contains('@'))
-            && !e.chars().any(|c| c.is_whitespace() || c.is_control());
-        if !valid {
-            ok = false;
-            errors.at(
-                &at("email"),
-                format!("the email of user {} is not an address", u.id),
-                "write e.g. `taro@example.com`",
-            );
-        }
+    if let Some(e) = &email
+        && !email_ok(e)
+    {
+        ok = false;
+        errors.at(
+            &at("email"),
+            format!("the email of user {} is not an address", u.id),
+            "write e.g. `taro@example.com`",
+        );
     }
     let phone = u.phone.map(|p| p.trim().to_string());
-    if let Some(p) = &phone {
-        let digits = p.bytes().filter(u8::is_ascii_digit).count();
-        let valid = (5..=20).contains(&digits)
-            && p.bytes()
-                .all(|b| b.is_ascii_digit() || matches!(b, b'+' | b' ' | b'-' | b'(' | b')'));
-        if !valid {
-            ok = false;
-            errors.at(
-                &at("phone"),
-                format!("the phone number of user {} is not a phone number", u.id),
-                "write digits with an optional leading `+`, spaces, `-` and parentheses, e.g. `+81 90-1234-5678`",
-            );
-        }
+    if let Some(p) = &phone
+        && !phone_ok(p)
+    {
+        ok = false;
+        errors.at(
+            &at("phone"),
+            format!("the phone number of user {} is not a phone number", u.id),
+            "write digits with an optional leading `+`, spaces, `-` and parentheses, e.g. `+81 90-1234-5678`",
+        );
     }
-    let mut groups = Vec::new();
-    for (k, g) in u.groups.unwrap_or_default().into_iter().enumerate() {
-        if g.trim().is_empty() {
-            ok = false;
-            errors.at(
-                &format!("users[{i}].groups[{k}]"),
-                "a group name is empty",
-                "remove the entry or name a group",
-            );
-        } else {
-            groups.push(g.trim().to_string());
-        }
-    }
-    let two_step = match u.two_step {
-        None => None,
-        Some(TwoStepDoc {
-            enabled,
-            method: Some(m),
-        }) => Some((enabled, method(m))),
-        Some(TwoStepDoc {
-            enabled: false,
-            method: None,
-        }) => Some((false, TwoStepMethod::Sms)),
-        Some(TwoStepDoc {
-            enabled: true,
-            method: None,
-        }) => {
-            ok = false;
-            errors.at(
-                &at("two_step"),
-                format!("user {} enables two_step without a `method`", u.id),
-                "add `method: sms`, `method: email` or `method: app` to `two_step`",
-            );
-            None
-        }
-    };
-    if let Some((true, m)) = two_step {
-        let missing = match m {
-            TwoStepMethod::Sms if phone.is_none() => Some("phone"),
-            TwoStepMethod::Email if email.is_none() => Some("email"),
-            _ => None,
-        };
-        if let Some(key) = missing {
-            ok = false;
-            errors.at(
-                &at("two_step"),
-                format!(
-                    "user {} has two_step by {} but no `{key}`",
-                    u.id,
-                    if key == "phone" { "sms" } else { "email" }
-                ),
-                format!("add `{key}:` to the user, or choose another method"),
-            );
-        }
-    }
+    let (groups, groups_ok) = check_groups(errors, i, u.groups.unwrap_or_default());
+    ok &= groups_ok;
+    let (two_step, two_step_ok) = check_two_step(
+        errors,
+        i,
+        &u.id,
+        u.two_step,
+        phone.is_some(),
+        email.is_some(),
+    );
+    ok &= two_step_ok;
     ok.then(|| UserEntry {
         id: u.id,
         password_hash: u.password_hash,
@@ -291,6 +329,20 @@ fn method(m: MethodDoc) -> TwoStepMethod {
 #[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn contact_addresses() {
+        assert!(email_ok("taro@example.com"));
+        assert!(!email_ok("taro@localhost"));
+        assert!(!email_ok("@example.com"));
+        assert!(!email_ok("taro@a@example.com"));
+        assert!(!email_ok("taro @example.com"));
+        assert!(phone_ok("+81 90-1234-5678"));
+        assert!(phone_ok("(03) 1234"));
+        assert!(!phone_ok("1234"));
+        assert!(!phone_ok("+81 90.1234.5678"));
+        assert!(!phone_ok("123456789012345678901"));
+    }
 
     const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA";
 
