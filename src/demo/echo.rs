@@ -56,29 +56,9 @@ pub async fn serve(listener: TcpListener) -> std::io::Result<()> {
     }
 }
 
-#[allow(clippy::too_many_lines)] // split next on the lint branch
 async fn handle(mut req: Request<Incoming>) -> Result<Response<EchoBody>, Infallible> {
     if let Some(accept) = websocket_accept(req.headers()) {
-        let upgrade = hyper::upgrade::on(&mut req);
-        tokio::spawn(async move {
-            match upgrade.await {
-                Ok(upgraded) => {
-                    if let Err(e) = websocket_echo(TokioIo::new(upgraded)).await {
-                        tracing::debug!(error = %e, "echo backend: websocket ended with an error");
-                    }
-                }
-                Err(e) => tracing::debug!(error = %e, "echo backend: upgrade failed"),
-            }
-        });
-        let mut resp = Response::new(empty());
-        *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-        let h = resp.headers_mut();
-        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-        if let Ok(v) = HeaderValue::from_str(&accept) {
-            h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
-        }
-        return Ok(resp);
+        return Ok(websocket_upgrade(&mut req, &accept));
     }
 
     let path = req.uri().path().to_owned();
@@ -152,7 +132,44 @@ async fn handle(mut req: Request<Incoming>) -> Result<Response<EchoBody>, Infall
         body_length,
         body: body_text,
     };
-    let mut resp = if wants_html {
+    let mut resp = echo_response(&echo, wants_html);
+    if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        *resp.body_mut() = empty();
+    }
+    *resp.status_mut() = status;
+    if let Some(v) = set_cookie {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(resp)
+}
+
+/// Switches to a WebSocket that echoes every message back.
+fn websocket_upgrade(req: &mut Request<Incoming>, accept: &str) -> Response<EchoBody> {
+    let upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        match upgrade.await {
+            Ok(upgraded) => {
+                if let Err(e) = websocket_echo(TokioIo::new(upgraded)).await {
+                    tracing::debug!(error = %e, "echo backend: websocket ended with an error");
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "echo backend: upgrade failed"),
+        }
+    });
+    let mut resp = Response::new(empty());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    resp
+}
+
+/// The echo as HTML (for a browser) or JSON.
+fn echo_response(echo: &Echo, wants_html: bool) -> Response<EchoBody> {
+    if wants_html {
         let mut r = Response::new(full(echo.html()));
         r.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -166,15 +183,7 @@ async fn handle(mut req: Request<Incoming>) -> Result<Response<EchoBody>, Infall
             HeaderValue::from_static("application/json"),
         );
         r
-    };
-    if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
-        *resp.body_mut() = empty();
     }
-    *resp.status_mut() = status;
-    if let Some(v) = set_cookie {
-        resp.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    Ok(resp)
 }
 
 struct Echo {
