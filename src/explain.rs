@@ -111,10 +111,7 @@ pub async fn explain(
     let w = &mut out;
     let _ = writeln!(w, "URL        {url}");
     let _ = writeln!(w, "host       {}", target.host);
-    let canonical = match crate::proxy::path::canonicalize_parts(
-        &target.path,
-        target.query.as_deref(),
-    ) {
+    let canonical = match crate::path::canonicalize_parts(&target.path, target.query.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             let _ = writeln!(w, "path       {} is refused: {e}", target.path);

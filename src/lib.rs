@@ -16,6 +16,7 @@ pub mod explain;
 pub mod login;
 pub mod metrics;
 pub mod notify;
+pub mod path;
 pub mod phone;
 pub mod portal;
 pub mod proxy;

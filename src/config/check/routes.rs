@@ -292,7 +292,7 @@ pub(super) fn route_prefix(p: &str) -> Option<String> {
     // Requests are matched on their canonical path, where a character such as `管` or `[`
     // stays percent-encoded: the prefix is kept in that same form, or it would never match
     // and its area would fall through to the next route.
-    crate::proxy::path::canonicalize_parts(trimmed, None)
+    crate::path::canonicalize_parts(trimmed, None)
         .ok()
         .map(|c| c.path)
 }
