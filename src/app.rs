@@ -250,7 +250,7 @@ impl App {
         }
         let seen = self.settings.epoch();
         let stored = self.store.setting(&user.id).await?;
-        let setting = match stored.and_then(|s| method_from_str(&s.method).map(|m| (s.enabled, m)))
+        let setting = match stored.and_then(|s| TwoStepMethod::parse(&s.method).map(|m| (s.enabled, m)))
         {
             Some(s) => s,
             None => user.two_step.unwrap_or((
@@ -272,7 +272,7 @@ impl App {
             .put_setting(&SettingRecord {
                 user_id: user.to_owned(),
                 enabled,
-                method: method_str(method).to_owned(),
+                method: method.as_str().to_owned(),
                 updated: crate::time::now(),
             })
             .await?;
@@ -490,19 +490,14 @@ fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
+/// Kept for `explain` and `portal::pages` until their owners switch to
+/// [`TwoStepMethod::as_str`] (issue 23); nothing else uses it.
 pub fn method_str(m: TwoStepMethod) -> &'static str {
-    match m {
-        TwoStepMethod::Sms => "sms",
-        TwoStepMethod::Email => "email",
-        TwoStepMethod::App => "app",
-    }
+    m.as_str()
 }
 
+/// Kept for `explain` and `portal::pages` until their owners switch to
+/// [`TwoStepMethod::parse`] (issue 23); nothing else uses it.
 pub fn method_from_str(s: &str) -> Option<TwoStepMethod> {
-    match s {
-        "sms" => Some(TwoStepMethod::Sms),
-        "email" => Some(TwoStepMethod::Email),
-        "app" => Some(TwoStepMethod::App),
-        _ => None,
-    }
+    TwoStepMethod::parse(s)
 }

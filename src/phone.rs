@@ -14,7 +14,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use serde_json::json;
 
-use crate::app::{App, method_str};
+use crate::app::App;
 use crate::config::{OnPhoneLoss, TwoStepMethod};
 use crate::store::{PhoneOverrideRecord, Store, StoreError};
 use crate::users::{PhoneStatus, User};
@@ -234,7 +234,7 @@ pub async fn phone_gone(app: &App, user: &User, source: Source, ip: &str) -> Act
             json!({
                 "source": source.as_str(),
                 "action": action.as_str(),
-                "was_method": method_str(method),
+                "was_method": method.as_str(),
                 "apps_revoked": apps,
             }),
         )

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::reply;
-use crate::app::{App, method_str};
+use crate::app::App;
 
 /// Largest request body read.
 const MAX_BODY: usize = 16 * 1024;
@@ -165,7 +165,7 @@ async fn phone(app: &App, session: &mut ServerSession, id: &str) -> Response<Vec
                     "phone_status": crate::phone::status_str(user.phone_status),
                     "phone": user.phone.as_deref().map(crate::notify::mask_phone),
                     "action": action.as_str(),
-                    "two_step": {"enabled": enabled, "method": method_str(method)},
+                    "two_step": {"enabled": enabled, "method": method.as_str()},
                 })
                 .to_string(),
             )
