@@ -152,7 +152,11 @@ async fn phone(app: &App, session: &mut ServerSession, id: &str) -> Response<Vec
         .client_addr()
         .and_then(|a| a.as_inet())
         .map_or_else(String::new, |a| a.ip().to_string());
-    match crate::phone::admin_change(app, id, status, phone, &ip).await {
+    match app
+        .accounts
+        .phone_admin_change(id, status, phone, &ip)
+        .await
+    {
         Ok((user, action)) => {
             let Ok((enabled, method)) = app.two_step_of(&user).await else {
                 return error(503, "unavailable", "the store could not be read; try again");
