@@ -187,6 +187,14 @@ fn bounded(user: &str) -> &str {
     &user[..end]
 }
 
+#[async_trait::async_trait]
+impl crate::state::sealed::RejectLog for Audit {
+    async fn rejected(&self, detail: Value) {
+        self.record(crate::state::sealed::REJECTED_EVENT, "", "", detail)
+            .await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -253,13 +261,5 @@ mod tests {
         let later = crate::time::now() + 2 * 3_600;
         audit.purge(&cfg, later).await;
         assert_eq!(store.audit_rows().await.unwrap(), 0);
-    }
-}
-
-#[async_trait::async_trait]
-impl crate::state::sealed::RejectLog for Audit {
-    async fn rejected(&self, detail: Value) {
-        self.record(crate::state::sealed::REJECTED_EVENT, "", "", detail)
-            .await;
     }
 }
