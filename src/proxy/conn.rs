@@ -108,7 +108,7 @@ impl Counts {
             counts: self.clone(),
             network: None,
         };
-        let Some(ip) = peer.map(crate::exempt::canonical) else {
+        let Some(ip) = peer.map(crate::net::canonical) else {
             return Some(slot);
         };
         if limits.trusted.iter().any(|n| n.contains(&ip)) {
