@@ -2,7 +2,7 @@
 # Load benchmark: what nidan costs per request, side by side with the same backend reached
 # directly, through a bare pingora passthrough, through nginx, through nginx with
 # auth_request to a trivial endpoint, and through nginx with auth_request to nidan's
-# forward-auth endpoint (the README's snippet). Loopback only, bounded in time (about 6
+# forward-auth endpoint (docs/forward-auth.md's snippet). Loopback only, bounded in time (about 6
 # minutes with the defaults, plus the build), stops everything it started.
 #
 #   benches/load.sh                      # build release, measure, write benches/results.md
@@ -129,7 +129,7 @@ PIDS+=($!)
 # --- nginx as the reverse proxy under test, with an upstream keepalive pool, the same with
 # auth_request to the trivial 204 endpoint (the forward-auth design of Authelia and
 # oauth2-proxy), and the same with auth_request to nidan's forward-auth endpoint: the
-# README's nginx snippet (identity headers passed on, a 401 turned into a 302 to the login),
+# nginx snippet of docs/forward-auth.md (identity headers passed on, a 401 turned into a 302 to the login),
 # with a keepalive pool to nidan like the one to the trivial endpoint.
 cat >"$W/proxy/nginx.conf" <<EOF
 worker_processes 1;

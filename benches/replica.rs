@@ -4,7 +4,7 @@
 //! 127.0.0.1:5432 (trust auth; `NIDAN_TEST_POSTGRES` overrides the admin URL); a database is
 //! made for the run and dropped after it.
 //!
-//! `cargo bench --bench replica` (recipe and figures: README "Deployment: several replicas").
+//! `cargo bench --bench replica` (recipe and figures: docs/replicas.md).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;

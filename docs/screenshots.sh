@@ -82,7 +82,7 @@ lines = [
     "",
     "Every page state of nidan's login portal, in Japanese and English, on a desktop",
     "(1280 px) and a phone (375 px), as a person sees it with JavaScript on. Each one also",
-    "passes axe-core (see \"Accessibility\" in the README). Made by `bash docs/screenshots.sh`",
+    "passes axe-core (see docs/accessibility.md). Made by `bash docs/screenshots.sh`",
     "from the browser test's walk; do not edit by hand.",
     "",
     "| # | page | 日本語 desktop | 日本語 phone | English desktop | English phone |",

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::assurance::{FirstFactor, Proof};
 use crate::config::{IdentityAssertion, Route, SigningKey};
-use crate::login::code::hmac_sha256;
+use crate::secret::hmac_sha256;
 use crate::users::User;
 
 /// Clock difference between nidan and backends that the published keys allow for.

@@ -127,7 +127,7 @@ pub fn evaluate(route: &Route, proof: &Proof, cx: &Context<'_>) -> Verdict {
 /// The trusted network a login was exempted for still holds: the request comes from inside
 /// it and the operator still lists it.
 fn network_holds(n: IpNet, cx: &Context<'_>) -> bool {
-    cx.networks.contains(&n) && n.contains(&crate::exempt::canonical(cx.client))
+    cx.networks.contains(&n) && n.contains(&crate::net::canonical(cx.client))
 }
 
 /// Does a route's `second_steps` list accept this second factor? An empty list accepts all.

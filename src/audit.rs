@@ -15,8 +15,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::config::AuditSettings;
-use crate::login::limits::Window;
 use crate::store::{AuditRecord, Store};
+use crate::window::Window;
 
 /// Events a client that proved nothing can cause as often as it likes.
 const UNAUTHENTICATED: &[&str] = &[
@@ -113,7 +113,7 @@ impl Audit {
         let b = &self.bounds;
         let net = ip.parse::<IpAddr>().map_or_else(
             |_| ip.chars().take(64).collect(),
-            |a| crate::login::budget::network_key(a, b.v4, b.v6),
+            |a| crate::net::network_key(a, b.v4, b.v6),
         );
         let now = crate::time::now();
         let key = format!("{event} {net}");
@@ -185,6 +185,14 @@ fn bounded(user: &str) -> &str {
         end -= 1;
     }
     &user[..end]
+}
+
+#[async_trait::async_trait]
+impl crate::state::sealed::RejectLog for Audit {
+    async fn rejected(&self, detail: Value) {
+        self.record(crate::state::sealed::REJECTED_EVENT, "", "", detail)
+            .await;
+    }
 }
 
 #[cfg(test)]

@@ -185,3 +185,13 @@ mod tests {
         }
     }
 }
+
+/// A verified Basic credential: whose, and against which password hash (a digest of it).
+#[derive(Clone)]
+pub struct BasicEntry {
+    pub user_id: String,
+    pub hash: [u8; 32],
+}
+
+/// Recently verified HTTP Basic credentials, keyed by a salted digest of ID and password.
+pub type BasicCache = SafeCache<[u8; 32], BasicEntry>;

@@ -1,15 +1,11 @@
-//! Exemptions from the second step: trusted networks (checked at login) and the audit
-//! record of every exemption used. Route exemptions are decided in `login::flow` and
-//! `proxy`; API tokens live in `tokens`.
+//! Exemptions from the second step: trusted networks (checked at login). The audit record
+//! of every exemption used is the login's (`login::record_exemption`). Route exemptions are
+//! decided in `login::flow` and `proxy`; API tokens live in `tokens`.
 
 use std::net::IpAddr;
 
-use ipnet::IpNet;
-use serde_json::json;
-
-use crate::app::App;
 use crate::config::Exemptions;
-use crate::login::flow::{Exemption, Plan, Why};
+use ipnet::IpNet;
 
 /// The trusted network the client address is in, if any. `ip` is the client address as
 /// `proxy::upstream::client_ip` computed it (`X-Forwarded-For` only from trusted proxies).
@@ -18,52 +14,7 @@ pub fn trusted_network(cfg: &Exemptions, ip: IpAddr) -> Option<IpNet> {
     cfg.networks.iter().find(|n| n.contains(&ip)).copied()
 }
 
-/// IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`) compare as the IPv4 address.
-pub fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
-pub fn why_str(why: Why) -> &'static str {
-    match why {
-        Why::UserSetting => "user_setting",
-        Why::RoutePolicy => "route_policy",
-        Why::Risk => "risk",
-    }
-}
-
-/// Records the exemption a login plan used, with its reason (`second_step_skipped`).
-pub async fn record_login(
-    app: &App,
-    user: &str,
-    ip: &str,
-    plan: &Plan,
-    network: Option<IpNet>,
-    route: Option<&str>,
-) {
-    let Some(e) = plan.exemption else {
-        return;
-    };
-    let mut detail = json!({"reason": e.as_str()});
-    if let Some(why) = plan.second_step {
-        detail["asked_by"] = json!(why_str(why));
-    }
-    match e {
-        Exemption::TrustedNetwork => {
-            if let Some(n) = network {
-                detail["network"] = json!(n.to_string());
-            }
-        }
-    }
-    if let Some(r) = route {
-        detail["route"] = json!(r);
-    }
-    app.audit
-        .record("second_step_skipped", user, ip, detail)
-        .await;
-}
+pub use crate::net::canonical;
 
 #[cfg(test)]
 mod tests {

@@ -2,6 +2,7 @@
 //! on Cloudflare's pingora. See README.md for operating it; `proxy/mod.rs` is where a
 //! request is decided.
 
+pub mod accounts;
 pub mod admin;
 pub mod app;
 pub mod approver;
@@ -9,12 +10,14 @@ pub mod assertion;
 pub mod assurance;
 pub mod audit;
 pub mod cache;
+pub mod chores;
 pub mod config;
 pub mod demo;
 pub mod exempt;
 pub mod explain;
 pub mod login;
 pub mod metrics;
+pub mod net;
 pub mod notify;
 pub mod path;
 pub mod phone;
@@ -29,3 +32,4 @@ pub mod store;
 pub mod time;
 pub mod tokens;
 pub mod users;
+pub mod window;

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::Server;
 use pingora::server::configuration::ServerConf;
 use pingora::services::listening::Service;
@@ -81,7 +82,11 @@ fn build(app: Arc<App>, tunnels: Arc<crate::proxy::tunnel::Tunnels>) -> Server {
     let guarded = Guarded::new(http, ConnLimits::from_config(&cfg));
     let mut proxy = Service::new("nidan gateway".to_owned(), guarded);
     for addr in &cfg.server.listen {
-        proxy.add_tcp(&addr.to_string());
+        // No 64 KiB read buffer per plain connection (pingora's default, allocated at the
+        // accept): heads are read into the guard's and pingora's own small buffers, so an
+        // open connection costs a few KiB until it sends something (SECURITY 42).
+        let unbuffered = L4BufferSettings::default().read(0);
+        proxy.add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(unbuffered));
     }
     if let Some(tls) = &cfg.server.tls {
         for addr in &tls.listen {

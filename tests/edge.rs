@@ -593,7 +593,10 @@ fn rss_kib(pid: u32) -> u64 {
 async fn large_anonymous_values_do_not_grow_memory() {
     // Memory is what is measured here: the per-address limits on anonymous work (tested in
     // tests/budgets.rs) are raised so every request of the flood is served.
+    // The passkey origin comes from `public_url` (SECURITY 44), so the huge Hosts below are
+    // read and refused by nothing but the edge and the byte bounds.
     let gw = Gateway::builder()
+        .set("portal.public_url", "http://login.test")
         .set("passkeys.enabled", "true")
         .set("login_limits.id_steps_per_address", "100000")
         .set("login_limits.passkey_starts_per_address", "100000")

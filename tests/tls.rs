@@ -511,11 +511,11 @@ async fn an_https_public_url_makes_every_request_https() {
 /// `ssl_certificate`, `ssl_certificate_key` and `proxy_set_header X-Forwarded-Proto`, as
 /// written there (so the docs cannot drift from what is tested).
 fn readme_tls_lines() -> [String; 4] {
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(repo().join("docs/forward-auth.md")).unwrap();
     let section = readme
         .split("\n## TLS in front\n")
         .nth(1)
-        .expect("README has a `## TLS in front` section");
+        .expect("docs/forward-auth.md has a `## TLS in front` section");
     let block = section
         .split("```nginx\n")
         .nth(1)

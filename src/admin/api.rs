@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::reply;
-use crate::app::{App, method_str};
+use crate::app::App;
 
 /// Largest request body read.
 const MAX_BODY: usize = 16 * 1024;
@@ -152,7 +152,11 @@ async fn phone(app: &App, session: &mut ServerSession, id: &str) -> Response<Vec
         .client_addr()
         .and_then(|a| a.as_inet())
         .map_or_else(String::new, |a| a.ip().to_string());
-    match crate::phone::admin_change(app, id, status, phone, &ip).await {
+    match app
+        .accounts
+        .phone_admin_change(id, status, phone, &ip)
+        .await
+    {
         Ok((user, action)) => {
             let Ok((enabled, method)) = app.two_step_of(&user).await else {
                 return error(503, "unavailable", "the store could not be read; try again");
@@ -165,7 +169,7 @@ async fn phone(app: &App, session: &mut ServerSession, id: &str) -> Response<Vec
                     "phone_status": crate::phone::status_str(user.phone_status),
                     "phone": user.phone.as_deref().map(crate::notify::mask_phone),
                     "action": action.as_str(),
-                    "two_step": {"enabled": enabled, "method": method_str(method)},
+                    "two_step": {"enabled": enabled, "method": method.as_str()},
                 })
                 .to_string(),
             )

@@ -65,7 +65,7 @@ impl ServeHttp for Admin {
                      # HELP nidan_users Users in the directory\n# TYPE nidan_users gauge\nnidan_users {}\n",
                     self.app.sessions.cached(),
                     self.app.devices.cached(),
-                    self.app.users.len(),
+                    self.app.accounts.users.len(),
                 ));
                 reply(200, "text/plain; version=0.0.4", text)
             }

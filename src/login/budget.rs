@@ -8,10 +8,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ipnet::IpNet;
-
-use crate::app::App;
 use crate::config::{LoginLimits, SecurityCode};
+use crate::login::service::Login;
 use crate::login::{Client, LoginError};
 use crate::state::{Ephemeral, Hit, StateError, WindowRule};
 use crate::store::SeenKind;
@@ -26,18 +24,7 @@ pub enum Browser {
     Stranger,
 }
 
-/// The key one "address" is counted under: IPv4 as is (or the configured prefix), IPv6 by
-/// its /64 (a single subscriber usually holds a whole /64, so per-address keys would be
-/// free to rotate). IPv4-mapped IPv6 counts as the IPv4 address.
-pub fn network_key(ip: IpAddr, v4: u8, v6: u8) -> String {
-    let ip = crate::exempt::canonical(ip);
-    let len = if ip.is_ipv4() { v4 } else { v6 };
-    match IpNet::new(ip, len) {
-        Ok(n) if n.prefix_len() == n.max_prefix_len() => ip.to_string(),
-        Ok(n) => n.trunc().to_string(),
-        Err(_) => ip.to_string(),
-    }
-}
+pub use crate::net::network_key;
 
 /// A budget's answer: allowed, the seconds to wait, or the count could not be read
 /// (callers answer 503: never "allowed").
@@ -170,11 +157,11 @@ impl Budgets {
 }
 
 /// Counts an ID step against the client's network: 429 beyond the limit (SECURITY 39, 40).
-pub async fn id_step(app: &App, client: &Client, now: i64) -> Result<(), LoginError> {
-    match app.login.budgets.id_step(client.ip, now).await {
+pub async fn id_step(login: &Login, client: &Client, now: i64) -> Result<(), LoginError> {
+    match login.budgets.id_step(client.ip, now).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(wait)) => {
-            limited(app, "id_step_limited", client.ip, wait);
+            limited(login, "id_step_limited", client.ip, wait);
             Err(LoginError::Throttled(wait))
         }
         Err(e) => {
@@ -186,11 +173,11 @@ pub async fn id_step(app: &App, client: &Client, now: i64) -> Result<(), LoginEr
 
 /// Counts a passkey login start against the client's network; the seconds to wait if over
 /// (`Err(None)`: the count could not be read, 503).
-pub async fn passkey_start(app: &App, ip: IpAddr, now: i64) -> Result<(), Option<u64>> {
-    match app.login.budgets.passkey_start(ip, now).await {
+pub async fn passkey_start(login: &Login, ip: IpAddr, now: i64) -> Result<(), Option<u64>> {
+    match login.budgets.passkey_start(ip, now).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(wait)) => {
-            limited(app, "passkey_start_limited", ip, wait);
+            limited(login, "passkey_start_limited", ip, wait);
             Err(Some(wait))
         }
         Err(e) => {
@@ -201,8 +188,8 @@ pub async fn passkey_start(app: &App, ip: IpAddr, now: i64) -> Result<(), Option
 }
 
 /// Records a refusal in the background (the audit trail bounds these per network).
-fn limited(app: &App, event: &'static str, ip: IpAddr, wait: u64) {
-    let audit = app.audit.clone();
+fn limited(login: &Login, event: &'static str, ip: IpAddr, wait: u64) {
+    let audit = login.audit.clone();
     tokio::spawn(async move {
         audit
             .record(
@@ -217,9 +204,9 @@ fn limited(app: &App, event: &'static str, ip: IpAddr, wait: u64) {
 
 /// Is the browser behind `client` one that `user_id` logged in from before? Unknown IDs go
 /// through the same look-ups (same work), and are never known.
-pub async fn browser_of(app: &App, user_id: &str, client: &Client, now: i64) -> Browser {
+pub async fn browser_of(login: &Login, user_id: &str, client: &Client, now: i64) -> Browser {
     if let Some(token) = &client.device_cookie
-        && app.devices.check(token, user_id, now).await.is_some()
+        && login.devices.check(token, user_id, now).await.is_some()
     {
         return Browser::Known;
     }
@@ -228,7 +215,7 @@ pub async fn browser_of(app: &App, user_id: &str, client: &Client, now: i64) -> 
         .as_deref()
         .filter(|v| crate::login::risk::seen_cookie_ok(v))
     {
-        Some(v) => app
+        Some(v) => login
             .store
             .seen_since(user_id, SeenKind::Browser, &crate::secret::token_hash(v), 0)
             .await

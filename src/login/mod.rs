@@ -18,14 +18,17 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use crate::app::App;
+use crate::accounts::Accounts;
 use crate::assurance::{self, FirstFactor, Proof, SecondFactor};
 use crate::config::{Language, Policy, Route, SecondStep};
 use crate::login::code::{CodeCheck, IssuedCode, now_ms};
 use crate::login::flow::{Blocked, Flow, Notice, PlanInput, Step, Why};
+use crate::login::flow::{Exemption, Plan};
+use crate::login::service::Login;
 use crate::notify::{self, Channel, Message};
 use crate::session::NewSession;
 use crate::session::device::{self, DeviceError, browser_summary};
+use ipnet::IpNet;
 
 /// Who is logging in, as far as the gateway can tell.
 #[derive(Debug, Clone)]
@@ -192,10 +195,9 @@ pub struct Completed {
     pub redirect: String,
 }
 
-async fn view_of(app: &App, f: &Flow) -> Result<FlowView, LoginError> {
+async fn view_of(login: &Login, f: &Flow) -> Result<FlowView, LoginError> {
     let approval = match &f.approval {
-        Some(id) => app
-            .login
+        Some(id) => login
             .approvals
             .get(id, crate::time::now())
             .await
@@ -262,31 +264,36 @@ pub fn valid_id(raw: &str) -> Option<&str> {
 /// route asks for both steps and may restrict their kind (SECURITY 35).
 #[allow(clippy::too_many_lines)] // split in the services step
 pub async fn start(
-    app: &App,
+    login: &impl AsRef<Login>,
     client: &Client,
     raw_id: &str,
     return_to: &str,
     target: Option<&Route>,
 ) -> Result<Started, LoginError> {
+    let login = login.as_ref();
     let id = valid_id(raw_id).ok_or(LoginError::BadInput("id"))?;
     let now = crate::time::now();
-    budget::id_step(app, client, now).await?;
-    let user = app.active_user(id);
+    budget::id_step(login, client, now).await?;
+    let user = login.accounts.active_user(id);
     // Look the setting up for unknown IDs too, so both take the same path. A store error is
     // a 503, never "2-step off" (SECURITY 36).
     let (enabled, method) = match &user {
-        Some(u) => app.two_step_of(u).await.map_err(|_| LoginError::Busy)?,
+        Some(u) => login
+            .accounts
+            .two_step(u)
+            .await
+            .map_err(|_| LoginError::Busy)?,
         None => {
-            let _ = app.store.setting(id).await;
-            (false, app.cfg.users.default_method)
+            let _ = login.store.setting(id).await;
+            (false, login.cfg.users.default_method)
         }
     };
     let step_up = match &user {
-        Some(u) => step_up_session(app, client, &u.id, target, now).await?,
+        Some(u) => step_up_session(login, client, &u.id, target, now).await?,
         None => None,
     };
     let device_id = match (&user, &client.device_cookie) {
-        (Some(u), Some(token)) => app.devices.check(token, &u.id, now).await,
+        (Some(u), Some(token)) => login.devices.check(token, &u.id, now).await,
         _ => None,
     };
     // The return route adds a requirement when it demands both steps; an exempt or bypass
@@ -299,15 +306,15 @@ pub async fn start(
         Policy::Login
     };
     // Unknown IDs are scored too (same work), so the answer's timing does not tell them apart.
-    let risk_step_up = if risk::applies(&app.cfg.risk, enabled) {
-        risk::assess(app, id, user.is_some(), client, now)
+    let risk_step_up = if risk::applies(&login.cfg.risk, enabled) {
+        risk::assess(login, id, user.is_some(), client, now)
             .await
             .map_err(|_| LoginError::Busy)?
             .step_up
     } else {
         false
     };
-    let network = crate::exempt::trusted_network(&app.cfg.exemptions, client.ip);
+    let network = crate::exempt::trusted_network(&login.cfg.exemptions, client.ip);
     let plan = flow::plan(&PlanInput {
         user: user.as_deref(),
         enabled,
@@ -319,11 +326,11 @@ pub async fn start(
         trusted_network: network.is_some(),
         app_enrolled: match &user {
             Some(u) if method == crate::config::TwoStepMethod::App => {
-                app.login.approvals.has_app(&u.id).await
+                login.approvals.has_app(&u.id).await
             }
             _ => false,
         },
-        feature_phone: app.login.approvals.is_feature_phone(&client.user_agent),
+        feature_phone: login.approvals.is_feature_phone(&client.user_agent),
     });
     // The device is recorded on the session only when it did skip the second step.
     let device_id = device_id.filter(|_| plan.device_skip);
@@ -358,13 +365,13 @@ pub async fn start(
             Some(Why::RoutePolicy)
         } else if risk_step_up && network.is_none() {
             Some(Why::Risk)
-        } else if network.is_none() && decoy::typical_two_step(app) {
+        } else if network.is_none() && decoy::typical_two_step(login) {
             // Most users have 2-step on: an unknown ID answers like one of them.
             Some(Why::UserSetting)
         } else {
             None
         };
-        decoy::apply(app, &mut f, target, asked);
+        decoy::apply(login, &mut f, target, asked);
     }
     let ip = client.ip.to_string();
     if let Some(why) = f.plan.second_step {
@@ -374,7 +381,8 @@ pub async fn start(
             Why::Risk => "risk",
         };
         if f.plan.device_skip {
-            app.audit
+            login
+                .audit
                 .record(
                     "second_step_skipped",
                     id,
@@ -383,13 +391,14 @@ pub async fn start(
                 )
                 .await;
         } else if f.plan.exemption.is_none() {
-            app.audit
+            login
+                .audit
                 .record("second_step_required", id, &ip, json!({"reason": reason}))
                 .await;
         }
     }
-    crate::exempt::record_login(
-        app,
+    record_exemption(
+        login,
         id,
         &ip,
         &f.plan,
@@ -400,16 +409,17 @@ pub async fn start(
     // In a step-up the password is already proved: the app is asked at once.
     f.password_ok = f.step_up.is_some();
     let by_app_first = f.plan.step == Step::AppApproval
-        && (app.cfg.app_approval.order == crate::config::ApprovalOrder::BeforePassword
+        && (login.cfg.app_approval.order == crate::config::ApprovalOrder::BeforePassword
             || f.step_up.is_some());
     let send = if by_app_first {
-        request_approval(app, &mut f, client, target).await
+        request_approval(login, &mut f, client, target).await
     } else if f.plan.step == Step::AppApproval {
         Ok(())
     } else if f.plan.send_to.is_some() && f.plan.blocked.is_none() {
-        send_code(app, &mut f, client, false).await
+        send_code(login, &mut f, client, false).await
     } else if let Some(b) = f.plan.blocked {
-        app.audit
+        login
+            .audit
             .record(
                 "second_step_unavailable",
                 id,
@@ -421,15 +431,15 @@ pub async fn start(
     } else {
         Ok(())
     };
-    let v = view_of(app, &f).await?;
-    app.login.flows.create(&f).await?;
+    let v = view_of(login, &f).await?;
+    login.flows.create(&f).await?;
     Ok(Started { flow: v, send })
 }
 
 /// Asks the user's app to approve this flow, and tells the push webhook. When the fatigue
 /// limits refuse, the flow falls back to a security code.
 async fn request_approval(
-    app: &App,
+    login: &Login,
     f: &mut Flow,
     client: &Client,
     target: Option<&Route>,
@@ -442,8 +452,7 @@ async fn request_approval(
         time: crate::time::rfc3339(now),
         route: target.map_or_else(|| f.return_to.clone(), |r| r.name.clone()),
     };
-    let made = app
-        .login
+    let made = login
         .approvals
         .create(&f.user_id, &f.id, context.clone(), now)
         .await
@@ -454,7 +463,8 @@ async fn request_approval(
     match made {
         Ok(a) => {
             f.approval = Some(a.id.clone());
-            app.audit
+            login
+                .audit
                 .record(
                     "approval_requested",
                     &f.user_id,
@@ -472,7 +482,7 @@ async fn request_approval(
                 subject: title,
                 body,
             };
-            let notifier = app.notifier.clone();
+            let notifier = login.notifier.clone();
             tokio::spawn(async move {
                 if let Err(e) = notifier.send(&msg).await {
                     tracing::warn!(error = %e, "the push notification was not delivered; the app can still poll");
@@ -485,7 +495,8 @@ async fn request_approval(
                 approval::Refused::Suspended(s) => ("suspended", s),
                 approval::Refused::TooMany(s) => ("too_many", s),
             };
-            app.audit
+            login
+                .audit
                 .record(
                     "approval_refused",
                     &f.user_id,
@@ -498,20 +509,20 @@ async fn request_approval(
                 approval::Refused::Suspended(_) => Notice::AppPaused { until },
                 approval::Refused::TooMany(_) => Notice::AppTooMany { until },
             };
-            switch_to_code(app, f, client, why).await
+            switch_to_code(login, f, client, why).await
         }
     }
 }
 
 /// Leaves the app path for the security code (the app is gone, or prompts are paused).
 async fn switch_to_code(
-    app: &App,
+    login: &Login,
     f: &mut Flow,
     client: &Client,
     why: Notice,
 ) -> Result<(), LoginError> {
     if let Some(id) = f.approval.take() {
-        app.login
+        login
             .approvals
             .cancel(&id, crate::time::now())
             .await
@@ -524,21 +535,27 @@ async fn switch_to_code(
         f.plan.blocked = Some(b);
         return Err(LoginError::Blocked(b));
     }
-    send_code(app, f, client, false).await
+    send_code(login, f, client, false).await
 }
 
 /// "Log in with a security code instead" on the app's waiting page.
-pub async fn use_code(app: &App, client: &Client, id: &str) -> Result<FlowView, LoginError> {
+pub async fn use_code(
+    login: &impl AsRef<Login>,
+    client: &Client,
+    id: &str,
+) -> Result<FlowView, LoginError> {
+    let login = login.as_ref();
     let service::Loaded {
         version,
         flow: mut f,
-    } = app.login.flows.load(id).await?;
+    } = login.flows.load(id).await?;
     if f.finished || f.plan.step != Step::AppApproval {
         return Err(LoginError::BadInput(
             "this login is not waiting for the app",
         ));
     }
-    app.audit
+    login
+        .audit
         .record(
             "approval_fallback_to_code",
             &f.user_id,
@@ -546,19 +563,19 @@ pub async fn use_code(app: &App, client: &Client, id: &str) -> Result<FlowView, 
             json!({}),
         )
         .await;
-    let sent = switch_to_code(app, &mut f, client, Notice::AppCodeChosen).await;
+    let sent = switch_to_code(login, &mut f, client, Notice::AppCodeChosen).await;
     // Busy: the state could not be reached, nothing is kept (the client tries again).
     if !matches!(sent, Err(LoginError::Busy)) {
-        save(app, version, &f).await?;
+        save(login, version, &f).await?;
     }
     sent?;
-    view_of(app, &f).await
+    view_of(login, &f).await
 }
 
 /// Writes a changed flow back; when another request changed it first, this one lost and
 /// the client is told to try again (never both changes half applied).
-async fn save(app: &App, version: u64, f: &Flow) -> Result<(), LoginError> {
-    if app.login.flows.save(version, f).await? {
+async fn save(login: &Login, version: u64, f: &Flow) -> Result<(), LoginError> {
+    if login.flows.save(version, f).await? {
         Ok(())
     } else {
         Err(LoginError::Busy)
@@ -570,7 +587,7 @@ async fn save(app: &App, version: u64, f: &Flow) -> Result<(), LoginError> {
 /// session it is (the hash of its cookie). A session that already holds a fitting second
 /// step makes this an ordinary login.
 async fn step_up_session(
-    app: &App,
+    login: &Login,
     client: &Client,
     user_id: &str,
     target: Option<&Route>,
@@ -579,7 +596,7 @@ async fn step_up_session(
     let Some(token) = client.session_cookie.as_deref() else {
         return Ok(None);
     };
-    let live = app
+    let live = login
         .sessions
         .check(token, now)
         .await
@@ -599,18 +616,19 @@ async fn step_up_session(
 }
 
 /// The current state of a flow.
-pub async fn status(app: &App, id: &str) -> Result<FlowView, LoginError> {
-    let f = app.login.flows.load(id).await?.flow;
+pub async fn status(login: &impl AsRef<Login>, id: &str) -> Result<FlowView, LoginError> {
+    let login = login.as_ref();
+    let f = login.flows.load(id).await?.flow;
     if f.finished {
         return Err(LoginError::FlowNotFound);
     }
-    view_of(app, &f).await
+    view_of(login, &f).await
 }
 
 /// Sends (or re-sends) the flow's security code, replacing any earlier one.
 #[allow(clippy::too_many_lines)] // split in the services step
 async fn send_code(
-    app: &App,
+    login: &Login,
     f: &mut Flow,
     client: &Client,
     respect_cooldown: bool,
@@ -618,7 +636,7 @@ async fn send_code(
     let Some((channel, to)) = f.plan.send_to.clone() else {
         return Err(LoginError::BadInput("no code is needed"));
     };
-    let cfg = &app.cfg.security_code;
+    let cfg = &login.cfg.security_code;
     let now_i = now_ms();
     if respect_cooldown && let Some(last) = f.last_send {
         let since = u64::try_from(now_i.saturating_sub(last)).unwrap_or(0);
@@ -631,14 +649,11 @@ async fn send_code(
     let now = crate::time::now();
     let ip = client.ip.to_string();
     // Same look-ups for decoys, so timing does not tell them apart.
-    let browser = budget::browser_of(app, &f.user_id, client, now).await;
+    let browser = budget::browser_of(login, &f.user_id, client, now).await;
     let limited = if f.decoy {
-        app.login
-            .budgets
-            .send_decoy(client.ip, &f.user_id, now)
-            .await
+        login.budgets.send_decoy(client.ip, &f.user_id, now).await
     } else {
-        app.login
+        login
             .budgets
             .send(client.ip, &f.user_id, browser, now)
             .await
@@ -648,7 +663,8 @@ async fn send_code(
         LoginError::Busy
     })?;
     if let Err(wait) = limited {
-        app.audit
+        login
+            .audit
             .record(
                 "code_send_limited",
                 &f.user_id,
@@ -660,7 +676,7 @@ async fn send_code(
     }
     let masked = mask(channel, &to);
     let (issued, plain) = IssuedCode::generate(
-        &app.login.codes,
+        &login.codes,
         &f.id,
         cfg.length,
         cfg.lifetime,
@@ -673,7 +689,7 @@ async fn send_code(
     // The old code is void from here on, whether or not the new one arrives.
     f.code = None;
     let minutes = cfg.lifetime.as_secs().div_ceil(60);
-    let site = app.cfg.portal.site_name();
+    let site = login.cfg.portal.site_name();
     let (subject, body) = match channel {
         Channel::Sms => {
             let (subject, _) = notify::messages::security_code(client.lang, &plain, minutes, site);
@@ -694,19 +710,20 @@ async fn send_code(
     };
     if f.decoy {
         // Nothing goes out for an unknown ID; the flow otherwise behaves the same.
-        decoy::pretend_send(app).await;
+        decoy::pretend_send(login).await;
         f.code = Some(issued);
         f.last_send = Some(now_i);
         return Ok(());
     }
     let sending = Instant::now();
-    let sent = app.notifier.send(&msg).await;
-    app.login.decoys.sent_in(sending.elapsed());
+    let sent = login.notifier.send(&msg).await;
+    login.decoys.sent_in(sending.elapsed());
     match sent {
         Ok(()) => {
             f.code = Some(issued);
             f.last_send = Some(now_i);
-            app.audit
+            login
+                .audit
                 .record(
                     "code_sent",
                     &f.user_id,
@@ -717,7 +734,8 @@ async fn send_code(
             Ok(())
         }
         Err(e) => {
-            app.audit
+            login
+                .audit
                 .record(
                     "code_send_failed",
                     &f.user_id,
@@ -731,41 +749,54 @@ async fn send_code(
 }
 
 /// "Send the code again".
-pub async fn resend(app: &App, client: &Client, id: &str) -> Result<FlowView, LoginError> {
+pub async fn resend(
+    login: &impl AsRef<Login>,
+    client: &Client,
+    id: &str,
+) -> Result<FlowView, LoginError> {
+    let login = login.as_ref();
     let service::Loaded {
         version,
         flow: mut f,
-    } = app.login.flows.load(id).await?;
+    } = login.flows.load(id).await?;
     if f.finished || f.plan.step != Step::PasswordAndCode {
         return Err(LoginError::FlowNotFound);
     }
-    let sent = send_code(app, &mut f, client, true).await;
+    let sent = send_code(login, &mut f, client, true).await;
     // A refusal changed nothing; a send (or a failed one, which voids the old code) did.
     if !matches!(
         sent,
         Err(LoginError::ResendTooSoon(_) | LoginError::SendLimited(_) | LoginError::Busy)
     ) {
-        save(app, version, &f).await?;
+        save(login, version, &f).await?;
     }
     sent?;
-    view_of(app, &f).await
+    view_of(login, &f).await
 }
 
 /// "Send the code by email instead" (the phone cannot receive SMS, say).
-pub async fn use_email(app: &App, client: &Client, id: &str) -> Result<FlowView, LoginError> {
+pub async fn use_email(
+    login: &impl AsRef<Login>,
+    client: &Client,
+    id: &str,
+) -> Result<FlowView, LoginError> {
+    let login = login.as_ref();
     let service::Loaded {
         version,
         flow: mut f,
-    } = app.login.flows.load(id).await?;
+    } = login.flows.load(id).await?;
     if f.finished || f.plan.step != Step::PasswordAndCode || !f.plan.email_alternative {
         return Err(LoginError::BadInput(
             "email is not available for this login",
         ));
     }
     let email = if f.decoy {
-        Some(decoy::email_of(app, &f))
+        Some(decoy::email_of(login, &f))
     } else {
-        app.active_user(&f.user_id).and_then(|u| u.email.clone())
+        login
+            .accounts
+            .active_user(&f.user_id)
+            .and_then(|u| u.email.clone())
     };
     let Some(email) = email else {
         return Err(LoginError::BadInput(
@@ -774,30 +805,31 @@ pub async fn use_email(app: &App, client: &Client, id: &str) -> Result<FlowView,
     };
     f.plan.send_to = Some((Channel::Email, email));
     f.plan.email_alternative = false;
-    let sent = send_code(app, &mut f, client, false).await;
+    let sent = send_code(login, &mut f, client, false).await;
     // Busy: the state could not be reached, nothing is kept (the client tries again).
     if !matches!(sent, Err(LoginError::Busy)) {
-        save(app, version, &f).await?;
+        save(login, version, &f).await?;
     }
     sent?;
-    view_of(app, &f).await
+    view_of(login, &f).await
 }
 
 /// The final step: password (and code), then a session (and a trusted device if asked).
 #[allow(clippy::too_many_lines)] // split in the services step
 pub async fn complete(
-    app: &App,
+    login: &impl AsRef<Login>,
     client: &Client,
     id: &str,
     input: &Completion<'_>,
 ) -> Result<Completed, LoginError> {
+    let login = login.as_ref();
     if input.password.len() > password::MAX_PASSWORD_BYTES {
         return Err(LoginError::PasswordTooLong);
     }
     let service::Loaded {
         mut version,
         flow: mut f,
-    } = app.login.flows.load(id).await?;
+    } = login.flows.load(id).await?;
     if f.finished {
         return Err(LoginError::FlowNotFound);
     }
@@ -809,10 +841,10 @@ pub async fn complete(
     let now = crate::time::now();
     // The app path: the password step needs this flow's approval (SECURITY 12), except
     // the first password of the approval-after-password order.
-    let after_password = app.cfg.app_approval.order == crate::config::ApprovalOrder::AfterPassword;
+    let after_password =
+        login.cfg.app_approval.order == crate::config::ApprovalOrder::AfterPassword;
     let approved = match (&f.approval, by_app) {
-        (Some(aid), true) => app
-            .login
+        (Some(aid), true) => login
             .approvals
             .get(aid, now)
             .await
@@ -828,7 +860,7 @@ pub async fn complete(
                 .as_deref()
                 .filter(|t| crate::secret::token_hash(t) == su.session);
             let live = match token {
-                Some(t) => app
+                Some(t) => login
                     .sessions
                     .check(t, now)
                     .await
@@ -844,7 +876,8 @@ pub async fn complete(
     };
     let first_password = by_app && after_password && !f.password_ok;
     if by_app && !approved && !first_password {
-        app.audit
+        login
+            .audit
             .record(
                 "login_failed",
                 &f.user_id,
@@ -854,7 +887,7 @@ pub async fn complete(
             .await;
         return Err(LoginError::ApprovalRequired);
     }
-    let user = app.active_user(&f.user_id);
+    let user = login.accounts.active_user(&f.user_id);
     // Checks that change nothing come first.
     let device_name = if input.trust_device && (with_code || by_app) {
         let name = input
@@ -868,12 +901,13 @@ pub async fn complete(
     let ip = client.ip.to_string();
     // Failures from browsers the account knows count in a pool of their own, so strangers'
     // wrong passwords never delay the owner's known browser (SECURITY 6, 40).
-    let known = budget::browser_of(app, &f.user_id, client, now).await == budget::Browser::Known;
-    let attempt = match app.login.failures.begin_as(&f.user_id, known, now).await {
+    let known = budget::browser_of(login, &f.user_id, client, now).await == budget::Browser::Known;
+    let attempt = match login.failures.begin_as(&f.user_id, known, now).await {
         Ok(a) => a,
         Err(limits::Refusal::Busy) => return Err(LoginError::Busy),
         Err(limits::Refusal::Wait(wait)) => {
-            app.audit
+            login
+                .audit
                 .record(
                     "login_throttled",
                     &f.user_id,
@@ -891,8 +925,7 @@ pub async fn complete(
     let password_ok = if skip_password {
         true
     } else {
-        match app
-            .login
+        match login
             .hasher
             .verify(
                 input.password,
@@ -902,7 +935,7 @@ pub async fn complete(
         {
             Ok(ok) => ok,
             Err(_) => {
-                app.login.failures.abandon(attempt).await;
+                login.failures.abandon(attempt).await;
                 return Err(LoginError::Busy);
             }
         }
@@ -921,8 +954,8 @@ pub async fn complete(
             match (f.code.as_mut(), entered) {
                 (None, _) => Some(Err(LoginError::NoCode)),
                 (Some(_), None) => Some(Err(LoginError::Failed)),
-                (Some(c), Some(entered)) => Some(
-                    match c.check(&app.login.codes, &flow_id, entered, now_ms()) {
+                (Some(c), Some(entered)) => {
+                    Some(match c.check(&login.codes, &flow_id, entered, now_ms()) {
                         CodeCheck::Right => Ok(()),
                         CodeCheck::Wrong { .. } => {
                             changed = true;
@@ -933,8 +966,8 @@ pub async fn complete(
                             Err(LoginError::CodeExhausted)
                         }
                         CodeCheck::Expired => Err(LoginError::CodeExpired),
-                    },
-                ),
+                    })
+                }
             }
         } else {
             None
@@ -952,37 +985,25 @@ pub async fn complete(
             if !changed {
                 break Err(err);
             }
-            app.login
-                .flows
-                .save(version, &f)
-                .await
-                .map(|ok| (ok, Err(err)))
+            login.flows.save(version, &f).await.map(|ok| (ok, Err(err)))
         } else if user.is_none() {
             // Unreachable in practice: the dummy hash never verifies.
-            app.login.failures.abandon(attempt).await;
+            login.failures.abandon(attempt).await;
             return Err(LoginError::Failed);
         } else if let Some(err) =
-            devices_full(app, device_name.is_some(), user.as_deref(), now).await
+            devices_full(login, device_name.is_some(), user.as_deref(), now).await
         {
             // Only someone with the right factors learns that the device list is full; the
             // flow and its code stay usable for a login without trusting this browser.
-            app.login.failures.abandon(attempt).await;
+            login.failures.abandon(attempt).await;
             return Err(err);
         } else if first_password {
             f.password_ok = true;
-            app.login
-                .flows
-                .save(version, &f)
-                .await
-                .map(|ok| (ok, Ok(())))
+            login.flows.save(version, &f).await.map(|ok| (ok, Ok(())))
         } else {
             f.finished = true;
             f.code = None;
-            app.login
-                .flows
-                .save(version, &f)
-                .await
-                .map(|ok| (ok, Ok(())))
+            login.flows.save(version, &f).await.map(|ok| (ok, Ok(())))
         };
         match saved {
             Ok((true, v)) => {
@@ -991,58 +1012,59 @@ pub async fn complete(
             }
             Ok((false, _)) => {}
             Err(e) => {
-                app.login.failures.abandon(attempt).await;
+                login.failures.abandon(attempt).await;
                 return Err(e);
             }
         }
         // Someone else changed the flow first: read it again.
-        let again = match app.login.flows.load(id).await {
+        let again = match login.flows.load(id).await {
             Ok(l) => l,
             Err(e) => {
-                app.login.failures.abandon(attempt).await;
+                login.failures.abandon(attempt).await;
                 return Err(e);
             }
         };
         if again.flow.finished || again.flow.plan.step != step || again.flow.approval != approval_id
         {
-            app.login.failures.abandon(attempt).await;
+            login.failures.abandon(attempt).await;
             return Err(LoginError::FlowNotFound);
         }
         if rounds >= 8 {
-            app.login.failures.abandon(attempt).await;
+            login.failures.abandon(attempt).await;
             return Err(LoginError::Busy);
         }
         version = again.version;
         f = again.flow;
     };
     if let Err(err) = verdict {
-        app.login.failures.failed(attempt, now).await;
+        login.failures.failed(attempt, now).await;
         let reason = match (&err, password_ok) {
             (LoginError::Failed, false) => "wrong_password",
             (LoginError::Failed, true) => "wrong_code",
             (e, _) => e.code(),
         };
-        app.audit
+        login
+            .audit
             .record("login_failed", &f.user_id, &ip, json!({"reason": reason}))
             .await;
         return Err(err);
     }
     let Some(user) = user else {
-        app.login.failures.abandon(attempt).await;
+        login.failures.abandon(attempt).await;
         return Err(LoginError::Failed);
     };
     if first_password {
         // Right password; now the app is asked (what the fatigue limits guard).
-        app.login.failures.abandon(attempt).await;
-        let asked = request_approval(app, &mut f, client, None).await;
-        save(app, version, &f).await?;
+        login.failures.abandon(attempt).await;
+        let asked = request_approval(login, &mut f, client, None).await;
+        save(login, version, &f).await?;
         return match asked {
             Ok(()) if f.plan.step == Step::AppApproval => Err(LoginError::AwaitingApproval),
             Ok(()) => Err(LoginError::NoCode),
             Err(e) => Err(e),
         };
     }
-    app.login.failures.succeeded(attempt).await;
+    login.failures.succeeded(attempt).await;
     let channel = f.plan.send_to.as_ref().map(|(c, _)| *c);
     let methods = match (f.plan.device_skip, with_code, channel) {
         (true, _, _) => "password+device".to_owned(),
@@ -1082,7 +1104,11 @@ pub async fn complete(
         // A new session ID at every login, step-ups included (SECURITY 18): the weaker
         // session ends before the new one starts, and a store that cannot end it fails
         // the step-up rather than leave it alive.
-        app.sessions.end(old).await.map_err(|_| LoginError::Busy)?;
+        login
+            .sessions
+            .end(old)
+            .await
+            .map_err(|_| LoginError::Busy)?;
     }
     let new = NewSession {
         user_id: &user.id,
@@ -1095,14 +1121,15 @@ pub async fn complete(
     // A step-up proved the missing step, not the password again: the login it adds to
     // keeps its times and its absolute end (SECURITY 43).
     let (session_token, _) = match &stepped_from {
-        Some((_, old)) => app.sessions.replace(&old.record, new, now).await,
-        None => app.sessions.create(new, now).await,
+        Some((_, old)) => login.sessions.replace(&old.record, new, now).await,
+        None => login.sessions.create(new, now).await,
     }
     .map_err(|_| LoginError::Internal)?;
     if let Some(dev) = &f.device_id {
-        app.devices.used(dev, now).await;
+        login.devices.used(dev, now).await;
     }
-    app.audit
+    login
+        .audit
         .record(
             "login_succeeded",
             &user.id,
@@ -1110,24 +1137,25 @@ pub async fn complete(
             json!({"methods": methods, "device": f.device_id}),
         )
         .await;
-    let seen_token = risk::remember(app, &user.id, client, now).await;
+    let seen_token = risk::remember(login, &user.id, client, now).await;
     if f.plan.second_step == Some(Why::Risk) && with_code {
         let browser = browser_summary(&client.user_agent);
-        notify_user(app, &user, client.lang, |lang, site| {
+        notify_user(login, &user, client.lang, |lang, site| {
             notify::messages::new_browser_signin(lang, &browser, &ip, site)
         });
     }
     let mut device_token = None;
     if let Some(name) = device_name {
         let browser = browser_summary(&client.user_agent);
-        match app
+        match login
             .devices
             .register(&user.id, &name, &browser, &ip, now)
             .await
         {
             Ok((token, rec)) => {
                 device_token = Some(token);
-                app.audit
+                login
+                    .audit
                     .record(
                         "device_registered",
                         &user.id,
@@ -1135,12 +1163,13 @@ pub async fn complete(
                         json!({"device": rec.id, "browser": browser}),
                     )
                     .await;
-                notify_user(app, &user, client.lang, |lang, site| {
+                notify_user(login, &user, client.lang, |lang, site| {
                     notify::messages::device_added(lang, &name, &browser, &ip, site)
                 });
             }
             Err(DeviceError::Full) => {
-                app.audit
+                login
+                    .audit
                     .record(
                         "device_refused",
                         &user.id,
@@ -1164,41 +1193,66 @@ pub async fn complete(
 /// Why a new trusted device cannot be added (its list is full, or unreadable), when one is
 /// asked for.
 async fn devices_full(
-    app: &App,
+    login: &Login,
     asked: bool,
     user: Option<&crate::users::User>,
     now: i64,
 ) -> Option<LoginError> {
     let u = user.filter(|_| asked)?;
-    match app.devices.list(&u.id, now).await {
-        Ok(live) => (live.len() >= app.devices.max_per_user()).then_some(LoginError::DevicesFull),
+    match login.devices.list(&u.id, now).await {
+        Ok(live) => (live.len() >= login.devices.max_per_user()).then_some(LoginError::DevicesFull),
         Err(_) => Some(LoginError::Internal),
     }
 }
 
 /// Sends a notice to the user's contact email in the background (never delays a login).
+/// Mails a notice to the user (see [`Accounts::notify`]); kept as a function for the
+/// portal pages.
 pub fn notify_user(
-    app: &App,
+    accounts: &impl AsRef<Accounts>,
     user: &crate::users::User,
     lang: Language,
     make: impl FnOnce(Language, &str) -> (String, String),
 ) {
-    let Some(to) = user.email.clone() else {
+    accounts.as_ref().notify(user, lang, make);
+}
+
+pub fn why_str(why: Why) -> &'static str {
+    match why {
+        Why::UserSetting => "user_setting",
+        Why::RoutePolicy => "route_policy",
+        Why::Risk => "risk",
+    }
+}
+
+/// Records the exemption a login plan used, with its reason (`second_step_skipped`).
+async fn record_exemption(
+    login: &Login,
+    user: &str,
+    ip: &str,
+    plan: &Plan,
+    network: Option<IpNet>,
+    route: Option<&str>,
+) {
+    let Some(e) = plan.exemption else {
         return;
     };
-    let (subject, body) = make(lang, app.cfg.portal.site_name());
-    let msg = Message {
-        channel: Channel::Email,
-        user: user.id.clone(),
-        to,
-        code: None,
-        subject,
-        body,
-    };
-    let notifier = app.notifier.clone();
-    tokio::spawn(async move {
-        if let Err(e) = notifier.send(&msg).await {
-            tracing::warn!(error = %e, user = %msg.user, "could not send a notice");
+    let mut detail = json!({"reason": e.as_str()});
+    if let Some(why) = plan.second_step {
+        detail["asked_by"] = json!(why_str(why));
+    }
+    match e {
+        Exemption::TrustedNetwork => {
+            if let Some(n) = network {
+                detail["network"] = json!(n.to_string());
+            }
         }
-    });
+    }
+    if let Some(r) = route {
+        detail["route"] = json!(r);
+    }
+    login
+        .audit
+        .record("second_step_skipped", user, ip, detail)
+        .await;
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::app::App;
+use crate::login::service::Login;
 use crate::login::{Client, Completed};
 use crate::session::NewSession;
 use crate::store::PasskeyRecord;
@@ -520,13 +520,13 @@ impl CredentialJson {
 
 /// PublicKeyCredentialCreationOptions for a signed-in user.
 pub async fn register_start(
-    app: &App,
+    login: &Login,
     user: &User,
     session_hash: &str,
     rp_id: &str,
     origin: &str,
 ) -> Result<Value, PasskeyError> {
-    let existing = app
+    let existing = login
         .store
         .user_passkeys(&user.id)
         .await
@@ -539,8 +539,7 @@ pub async fn register_start(
         || crate::secret::random_token(32),
         |p| p.user_handle.clone(),
     );
-    let challenge = app
-        .login
+    let challenge = login
         .passkeys
         .issue(&Pending {
             purpose: Purpose::Register {
@@ -560,7 +559,7 @@ pub async fn register_start(
     };
     Ok(json!({
         "challenge": challenge,
-        "rp": {"id": rp_id, "name": app.cfg.passkeys.rp_name},
+        "rp": {"id": rp_id, "name": login.cfg.passkeys.rp_name},
         "user": {"id": handle, "name": user.id, "displayName": display},
         "pubKeyCredParams": [
             {"type": "public-key", "alg": ALG_ES256},
@@ -582,7 +581,7 @@ pub async fn register_start(
 
 /// Checks the browser's new credential and stores it under `name`.
 pub async fn register_finish(
-    app: &App,
+    login: &Login,
     user: &User,
     session_hash: &str,
     origin: &str,
@@ -598,8 +597,7 @@ pub async fn register_finish(
         .and_then(unb64)
         .ok_or(PasskeyError::BadInput("attestationObject"))?;
     let fail = |e: WebAuthnError| PasskeyError::Failed(e);
-    let pending = app
-        .login
+    let pending = login
         .passkeys
         .take(&cd.challenge)
         .await
@@ -635,7 +633,8 @@ pub async fn register_finish(
     let new = match result {
         Ok(n) => n,
         Err(e) => {
-            app.audit
+            login
+                .audit
                 .record("passkey_refused", &user.id, ip, json!({"reason": e.code()}))
                 .await;
             return Err(fail(e));
@@ -654,13 +653,14 @@ pub async fn register_finish(
         created: now,
         last_used: None,
     };
-    match app.store.insert_passkey(&rec, MAX_PER_USER).await {
+    match login.store.insert_passkey(&rec, MAX_PER_USER).await {
         Ok(crate::store::PasskeyInsert::Added) => {}
         Ok(crate::store::PasskeyInsert::Full) => return Err(PasskeyError::Full),
         Ok(crate::store::PasskeyInsert::Duplicate) => return Err(PasskeyError::Duplicate),
         Err(_) => return Err(PasskeyError::Internal),
     }
-    app.audit
+    login
+        .audit
         .record(
             "passkey_registered",
             &user.id,
@@ -673,13 +673,12 @@ pub async fn register_finish(
 
 /// PublicKeyCredentialRequestOptions for a discoverable-credential login.
 pub async fn login_start(
-    app: &App,
+    login: &Login,
     rp_id: &str,
     origin: &str,
     return_to: &str,
 ) -> Result<Value, PasskeyError> {
-    let challenge = app
-        .login
+    let challenge = login
         .passkeys
         .issue(&Pending {
             purpose: Purpose::Login {
@@ -702,7 +701,7 @@ pub async fn login_start(
 /// Checks an assertion and, when it holds, signs the user in with both steps done.
 #[allow(clippy::too_many_lines)] // split in the services step
 pub async fn login_finish(
-    app: &App,
+    login: &Login,
     client: &Client,
     origin: &str,
     cred: &CredentialJson,
@@ -718,31 +717,26 @@ pub async fn login_finish(
     let auth_data = field(&cred.response.authenticator_data, "authenticatorData")?;
     let signature = field(&cred.response.signature, "signature")?;
     // The challenge goes first, so a refused attempt cannot be retried with it.
-    let pending = app
-        .login
+    let pending = login
         .passkeys
         .take(&cd.challenge)
         .await
         .map_err(|_| PasskeyError::Busy)?;
-    let Ok(Some(stored)) = app.store.passkey_by_credential(&b64(&cred_id)).await else {
+    let Ok(Some(stored)) = login.store.passkey_by_credential(&b64(&cred_id)).await else {
         return Err(PasskeyError::Failed(WebAuthnError::NoCredential));
     };
-    let user = app.active_user(&stored.user_id);
+    let user = login.accounts.active_user(&stored.user_id);
     let inactive = user.is_none();
     let now = crate::time::now();
     // From a browser the account knows, strangers' failures do not delay it (SECURITY 40).
-    let known = crate::login::budget::browser_of(app, &stored.user_id, client, now).await
+    let known = crate::login::budget::browser_of(login, &stored.user_id, client, now).await
         == crate::login::budget::Browser::Known;
-    let attempt = match app
-        .login
-        .failures
-        .begin_as(&stored.user_id, known, now)
-        .await
-    {
+    let attempt = match login.failures.begin_as(&stored.user_id, known, now).await {
         Ok(a) => a,
         Err(crate::login::limits::Refusal::Busy) => return Err(PasskeyError::Busy),
         Err(crate::login::limits::Refusal::Wait(wait)) => {
-            app.audit
+            login
+                .audit
                 .record(
                     "login_throttled",
                     &stored.user_id,
@@ -784,7 +778,7 @@ pub async fn login_finish(
     };
     // The counter moves only from the value we checked (parallel replays lose the race).
     let verdict = match verdict {
-        Ok(count) => match app
+        Ok(count) => match login
             .store
             .passkey_used(&stored.id, stored.sign_count, count, now)
             .await
@@ -792,7 +786,7 @@ pub async fn login_finish(
             Ok(true) => Ok(()),
             Ok(false) => Err(WebAuthnError::CounterNotIncreased),
             Err(_) => {
-                app.login.failures.abandon(attempt).await;
+                login.failures.abandon(attempt).await;
                 return Err(PasskeyError::Internal);
             }
         },
@@ -804,8 +798,9 @@ pub async fn login_finish(
             Err(e) => e.code(),
             Ok(()) => "internal",
         };
-        app.login.failures.failed(attempt, now).await;
-        app.audit
+        login.failures.failed(attempt, now).await;
+        login
+            .audit
             .record(
                 "login_failed",
                 &stored.user_id,
@@ -817,9 +812,9 @@ pub async fn login_finish(
             verdict.err().unwrap_or(WebAuthnError::NoCredential),
         ));
     };
-    app.login.failures.succeeded(attempt).await;
+    login.failures.succeeded(attempt).await;
     let methods = "passkey".to_owned();
-    let (session_token, _) = app
+    let (session_token, _) = login
         .sessions
         .create(
             NewSession {
@@ -840,7 +835,8 @@ pub async fn login_finish(
         )
         .await
         .map_err(|_| PasskeyError::Internal)?;
-    app.audit
+    login
+        .audit
         .record(
             "second_step_skipped",
             &user.id,
@@ -848,7 +844,8 @@ pub async fn login_finish(
             json!({"reason": "passkey", "passkey": stored.id}),
         )
         .await;
-    app.audit
+    login
+        .audit
         .record(
             "login_succeeded",
             &user.id,
@@ -856,7 +853,7 @@ pub async fn login_finish(
             json!({"methods": methods, "method": "passkey", "passkey": stored.id}),
         )
         .await;
-    let seen_token = crate::login::risk::remember(app, &user.id, client, now).await;
+    let seen_token = crate::login::risk::remember(login, &user.id, client, now).await;
     let redirect = match &pending.purpose {
         Purpose::Login { return_to } => return_to.clone(),
         Purpose::Register { .. } => "/".to_owned(),

@@ -7,9 +7,9 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde_json::json;
 
-use crate::app::App;
 use crate::config::RiskSettings;
 use crate::login::Client;
+use crate::login::service::Login;
 use crate::session::device::browser_summary;
 use crate::store::SeenKind;
 
@@ -79,7 +79,7 @@ pub fn score(s: &Signals, cfg: &RiskSettings) -> Assessment {
 
 /// The network a login came from, as remembered: `/24` for IPv4, `/48` for IPv6.
 pub fn network_prefix(ip: IpAddr) -> String {
-    let ip = crate::exempt::canonical(ip);
+    let ip = crate::net::canonical(ip);
     let len = if ip.is_ipv4() { 24 } else { 48 };
     IpNet::new(ip, len).map_or_else(|_| ip.to_string(), |n| n.trunc().to_string())
 }
@@ -98,7 +98,7 @@ pub fn seen_cookie_ok(v: &str) -> bool {
 
 /// The watch-list network `ip` is in.
 pub fn watchlisted(cfg: &RiskSettings, ip: IpAddr) -> Option<IpNet> {
-    let ip = crate::exempt::canonical(ip);
+    let ip = crate::net::canonical(ip);
     cfg.watch_networks.iter().find(|n| n.contains(&ip)).copied()
 }
 
@@ -112,13 +112,13 @@ pub fn applies(cfg: &RiskSettings, enabled: bool) -> bool {
 /// Reads the signals for a login of `user_id` by `client` from the store. A store error is
 /// an error: the login is not scored as if nothing were known (SECURITY 36).
 pub async fn signals(
-    app: &App,
+    login: &Login,
     user_id: &str,
     client: &Client,
     now: i64,
 ) -> Result<Signals, crate::store::StoreError> {
-    let cfg = &app.cfg.risk;
-    let store = &app.store;
+    let cfg = &login.cfg.risk;
+    let store = &login.store;
     let memory = i64::try_from(cfg.network_memory.as_secs()).unwrap_or(i64::MAX);
     let window = i64::try_from(cfg.failure_window.as_secs()).unwrap_or(3_600);
     let first_login = !store.has_history(user_id).await?;
@@ -163,27 +163,28 @@ pub async fn signals(
 /// Scores the ID step of a login when the risk engine applies; records `risk_scored` for
 /// known users. Unknown IDs are read the same way (same work, same timing) but not recorded.
 pub async fn assess(
-    app: &App,
+    login: &Login,
     id: &str,
     known: bool,
     client: &Client,
     now: i64,
 ) -> Result<Assessment, crate::store::StoreError> {
-    let s = signals(app, id, client, now).await?;
-    let a = score(&s, &app.cfg.risk);
+    let s = signals(login, id, client, now).await?;
+    let a = score(&s, &login.cfg.risk);
     if known {
         let mut points = serde_json::Map::new();
         for (name, w) in &a.reasons {
             points.insert((*name).to_owned(), json!(w));
         }
-        app.audit
+        login
+            .audit
             .record(
                 "risk_scored",
                 id,
                 &client.ip.to_string(),
                 json!({
                     "score": a.score,
-                    "threshold": app.cfg.risk.threshold,
+                    "threshold": login.cfg.risk.threshold,
                     "step_up": a.step_up,
                     "reasons": a.reasons.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
                     "points": points,
@@ -200,13 +201,13 @@ pub async fn assess(
 
 /// After a successful login: remembers the browser, network and user-agent family for the
 /// user, and returns the `nidan_seen` value to set (the browser's own one if it had one).
-pub async fn remember(app: &App, user_id: &str, client: &Client, now: i64) -> String {
+pub async fn remember(login: &Login, user_id: &str, client: &Client, now: i64) -> String {
     let seen = client
         .seen_cookie
         .clone()
         .filter(|v| seen_cookie_ok(v))
         .unwrap_or_else(|| crate::secret::random_token(32));
-    let store = &app.store;
+    let store = &login.store;
     let entries = [
         (SeenKind::Browser, crate::secret::token_hash(&seen)),
         (SeenKind::Network, network_prefix(client.ip)),

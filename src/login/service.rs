@@ -1,11 +1,14 @@
 //! The login's own state, in one service: flows, send budgets, the failure limiter, the
 //! password hasher, approvals, passkey challenges, decoys and the key codes are MACed
-//! with. `App` holds it; the short-lived parts sit in `crate::state` (in process, or in
-//! Redis for replicas).
+//! with, and the collaborators it is built with (accounts, sessions, devices, the store,
+//! the audit trail, the notifier). `App` builds it and hands it to the edges; the
+//! short-lived parts sit in `crate::state` (in process, or in Redis for replicas).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::accounts::Accounts;
+use crate::audit::Audit;
 use crate::config::Config;
 use crate::login::LoginError;
 use crate::login::approval::Approvals;
@@ -16,10 +19,33 @@ use crate::login::flow::Flow;
 use crate::login::limits::FailureLimiter;
 use crate::login::passkey::Challenges;
 use crate::login::password::Hasher;
+use crate::notify::Notifier;
+use crate::session::Sessions;
+use crate::session::device::Devices;
 use crate::state::Ephemeral;
 use crate::store::Store;
 
+/// What the login is built with besides its own state.
+pub struct Parts {
+    pub cfg: Arc<Config>,
+    pub store: Store,
+    pub accounts: Arc<Accounts>,
+    pub sessions: Arc<Sessions>,
+    pub devices: Arc<Devices>,
+    pub audit: Audit,
+    pub notifier: Arc<Notifier>,
+    pub state: Arc<dyn Ephemeral>,
+    pub hasher: Arc<Hasher>,
+}
+
 pub struct Login {
+    pub cfg: Arc<Config>,
+    pub store: Store,
+    pub accounts: Arc<Accounts>,
+    pub sessions: Arc<Sessions>,
+    pub devices: Arc<Devices>,
+    pub audit: Audit,
+    pub notifier: Arc<Notifier>,
     pub state: Arc<dyn Ephemeral>,
     pub flows: Flows,
     pub hasher: Arc<Hasher>,
@@ -37,12 +63,18 @@ pub struct Login {
 }
 
 impl Login {
-    pub fn new(
-        cfg: &Config,
-        store: &Store,
-        state: Arc<dyn Ephemeral>,
-        hasher: Arc<Hasher>,
-    ) -> Self {
+    pub fn new(p: Parts) -> Self {
+        let Parts {
+            cfg,
+            store,
+            accounts,
+            sessions,
+            devices,
+            audit,
+            notifier,
+            state,
+            hasher,
+        } = p;
         Self {
             flows: Flows {
                 state: state.clone(),
@@ -56,7 +88,26 @@ impl Login {
             passkeys: Challenges::new(state.clone()),
             codes: CodeKeys::new(&cfg.trusted_devices.signing_keys),
             state,
+            cfg,
+            store,
+            accounts,
+            sessions,
+            devices,
+            audit,
+            notifier,
         }
+    }
+}
+
+impl AsRef<Login> for Login {
+    fn as_ref(&self) -> &Login {
+        self
+    }
+}
+
+impl AsRef<Accounts> for Login {
+    fn as_ref(&self) -> &Accounts {
+        &self.accounts
     }
 }
 

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::Ctx;
 use super::http::Response;
 use super::pages::{SettingError, blocked_text, change_setting, signed_in_redirect};
-use crate::app::{method_from_str, method_str};
+use crate::config::TwoStepMethod;
 use crate::login::{self, Completion, FlowView, LoginError};
 use crate::session::device::{self, DeviceError};
 
@@ -679,7 +679,7 @@ async fn settings_get(ctx: &Ctx<'_>) -> Response {
         200,
         &json!({
             "enabled": enabled,
-            "method": method_str(method),
+            "method": method.as_str(),
             "phone": user.phone.as_deref().map(crate::notify::mask_phone),
             "email": user.email.as_deref().map(crate::notify::mask_email),
         }),
@@ -702,7 +702,7 @@ async fn settings_put(ctx: &Ctx<'_>) -> Response {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let Some(method) = method_from_str(&body.method) else {
+    let Some(method) = TwoStepMethod::parse(&body.method) else {
         return Response::json_error(400, "bad_method", "method is one of sms, email, app");
     };
     match change_setting(ctx, &user, body.enabled, method).await {

@@ -108,7 +108,7 @@ impl Counts {
             counts: self.clone(),
             network: None,
         };
-        let Some(ip) = peer.map(crate::exempt::canonical) else {
+        let Some(ip) = peer.map(crate::net::canonical) else {
             return Some(slot);
         };
         if limits.trusted.iter().any(|n| n.contains(&ip)) {
@@ -183,7 +183,12 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
             return None;
         };
         let h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
-        let conn = Conn::new(stream, slot, self.limits.clone(), h2);
+        let mut conn = Conn::new(stream, slot, self.limits.clone(), h2);
+        // pingora's state for a connection is large (tens of KiB): it is made only once a
+        // first head has fully arrived, so slow or oversized heads cost only the guard.
+        if !h2 && !conn.first_head().await {
+            return None;
+        }
         self.inner.process_new(Box::new(conn), shutdown).await
     }
 
@@ -251,7 +256,15 @@ enum Phase {
 struct Refusal {
     bytes: &'static [u8],
     written: usize,
+    /// The answer is out and the write side shut: what the client still sends is read and
+    /// dropped for a moment, so the close does not reset the answer away.
+    shut: bool,
+    drained: usize,
 }
+
+/// How long, and how much, a refused connection's input is drained before it is closed.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 256 * 1024;
 
 const TOO_LONG_LINE: &[u8] =
     b"HTTP/1.1 414 URI Too Long\r\ncontent-type: text/plain; charset=utf-8\r\n\
@@ -340,27 +353,56 @@ impl Conn {
             _ => "head_size",
         });
         self.release();
-        self.refusal = Some(Refusal { bytes, written: 0 });
+        self.refusal = Some(Refusal {
+            bytes,
+            written: 0,
+            shut: false,
+            drained: 0,
+        });
+        self.timer.as_mut().reset(Instant::now() + LINGER);
         self.poll_refusal(cx)
     }
 
     /// Sends the refusal, then fails the read: pingora closes the connection.
     fn poll_refusal(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while let Some(r) = self.refusal.as_mut()
-            && r.written < r.bytes.len()
-        {
+        let Some(r) = self.refusal.as_mut() else {
+            return Poll::Ready(Err(refused()));
+        };
+        while r.written < r.bytes.len() {
             let rest = r.bytes.get(r.written..).unwrap_or_default();
             match Pin::new(&mut *self.inner).poll_write(cx, rest) {
                 Poll::Ready(Ok(n)) if n > 0 => r.written += n,
-                Poll::Ready(_) => break,
+                Poll::Ready(_) => return Poll::Ready(Err(refused())),
                 Poll::Pending => return Poll::Pending,
             }
         }
-        let _ = Pin::new(&mut *self.inner).poll_flush(cx);
-        Poll::Ready(Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "request head refused by the connection guard",
-        )))
+        if !r.shut {
+            match Pin::new(&mut *self.inner).poll_flush(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(_)) => return Poll::Ready(Err(refused())),
+                Poll::Ready(Ok(())) => {}
+            }
+            match Pin::new(&mut *self.inner).poll_shutdown(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(_)) => return Poll::Ready(Err(refused())),
+                Poll::Ready(Ok(())) => r.shut = true,
+            }
+        }
+        // Closing with unread input would reset the connection, and a reset can take the
+        // answer with it before the client reads it.
+        let mut scratch = [0u8; 4096];
+        while r.drained < LINGER_BYTES {
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut *self.inner).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => r.drained += buf.filled().len(),
+                Poll::Ready(_) => break,
+                Poll::Pending => match self.timer.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(()) => break,
+                },
+            }
+        }
+        Poll::Ready(Err(refused()))
     }
 
     /// Reads `chunk` (just read) as part of a head; `Err` with the refusal to send.
@@ -456,7 +498,7 @@ impl AsyncRead for Conn {
             }
             return polled;
         }
-        this.poll_head(cx, buf)
+        this.poll_head(cx, buf, false)
     }
 }
 
@@ -466,7 +508,13 @@ impl Conn {
     /// unfinished head are kept here and handed on once the head is complete (a head that
     /// arrives in one read is handed on as it is). Never more than the head may still grow
     /// by is read; refused as soon as a limit is crossed.
-    fn poll_head(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    /// `hold`: keep even a complete head (the first head, read before pingora is involved).
+    fn poll_head(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+        hold: bool,
+    ) -> Poll<io::Result<()>> {
         loop {
             let seen = match self.phase {
                 Phase::Head { seen, .. } => seen,
@@ -502,7 +550,7 @@ impl Conn {
                         buf.set_filled(before);
                         return self.refuse(answer, cx);
                     }
-                    if self.phase == Phase::Body && self.stash.is_empty() {
+                    if self.phase == Phase::Body && self.stash.is_empty() && !hold {
                         return Poll::Ready(Ok(()));
                     }
                     let chunk = buf.filled().get(before..).unwrap_or_default();
@@ -512,7 +560,11 @@ impl Conn {
                     }
                     buf.set_filled(before);
                     if self.phase == Phase::Body {
-                        return self.deliver(buf);
+                        return if hold {
+                            Poll::Ready(Ok(()))
+                        } else {
+                            self.deliver(buf)
+                        };
                     }
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -558,6 +610,22 @@ impl Conn {
             .held
             .fetch_sub(self.held, Ordering::Relaxed);
         self.held = 0;
+    }
+
+    /// Reads the connection's first head into the guard, within the limits: `true` once it
+    /// is complete (pingora then reads it from here), `false` when the connection ended
+    /// (closed, refused, or silent until the deadline).
+    async fn first_head(&mut self) -> bool {
+        std::future::poll_fn(|cx| {
+            let mut scratch = [0u8; 8 * 1024];
+            let mut buf = ReadBuf::new(&mut scratch);
+            match self.poll_head(cx, &mut buf, true) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Ok(())) => Poll::Ready(self.phase == Phase::Body),
+                Poll::Ready(Err(_)) => Poll::Ready(false),
+            }
+        })
+        .await
     }
 
     /// Hands on the kept bytes of a complete head, as much as fits.
@@ -721,5 +789,13 @@ fn ended() -> io::Error {
     io::Error::new(
         io::ErrorKind::ConnectionAborted,
         "the connection's session ended",
+    )
+}
+
+/// What a read fails with once the guard has answered and closed the connection.
+fn refused() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        "request head refused by the connection guard",
     )
 }

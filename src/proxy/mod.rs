@@ -685,7 +685,7 @@ impl Gateway {
                 {
                     tracing::warn!(error = %e, "could not remember a Basic client's network");
                 }
-                let entry = crate::app::BasicEntry {
+                let entry = crate::cache::BasicEntry {
                     user_id: u.id.clone(),
                     hash: crate::secret::digest(&[u.password_hash.as_bytes()]),
                 };

@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::app::App;
 use crate::config::Replicated;
 pub use bus::{BadUrl, Bus, Sink};
 pub use health::{Health, Status};
@@ -79,7 +78,7 @@ impl Event {
     }
 }
 
-/// What a replica adds to [`App`] in the replica mode.
+/// What a replica adds to the gateway in the replica mode.
 pub struct Replica {
     /// Random per process: names the lease holder.
     pub id: String,
@@ -178,64 +177,80 @@ impl Replica {
     }
 }
 
+/// What a replica does with what it hears: the composition root hands one in (the chores),
+/// so this module knows nothing above the state it carries.
+#[async_trait::async_trait]
+pub trait Listener: Send + Sync {
+    /// Applies what another replica published (or a flush after a reconnect).
+    async fn apply_remote(&self, event: Event);
+    /// This replica has just taken the chores lease.
+    async fn took_chores(&self);
+}
+
 /// The replica's caches, as the bus's receiver.
-struct AppSink(Weak<App>);
+struct ListenerSink {
+    replica: Arc<Replica>,
+    listener: Weak<dyn Listener>,
+}
 
 #[async_trait::async_trait]
-impl Sink for AppSink {
+impl Sink for ListenerSink {
     async fn apply(&self, event: Event) {
-        if let Some(app) = self.0.upgrade() {
-            if let Some(r) = &app.replica {
-                match &event {
-                    Event::Sessions { .. }
-                    | Event::Devices { .. }
-                    | Event::Setting { .. }
-                    | Event::Basic => r.received_revocation(),
-                    Event::Flush => r.flushed(),
-                    Event::Users | Event::Phones => {}
-                }
+        if let Some(listener) = self.listener.upgrade() {
+            match &event {
+                Event::Sessions { .. }
+                | Event::Devices { .. }
+                | Event::Setting { .. }
+                | Event::Basic => self.replica.received_revocation(),
+                Event::Flush => self.replica.flushed(),
+                Event::Users | Event::Phones => {}
             }
-            app.apply_remote(event).await;
+            listener.apply_remote(event).await;
         }
     }
 }
 
-/// Starts the bus, the store probe, the lease and its release on shutdown.
-pub fn start(app: &Arc<App>) {
-    let Some(r) = app.replica.clone() else { return };
-    r.bus.start(Arc::new(AppSink(Arc::downgrade(app))));
+/// Starts the bus, the store probe, the lease and its release on shutdown. `store` is
+/// probed for the durable revocation count; `listener` applies what arrives.
+pub fn start(r: &Arc<Replica>, store: crate::store::Store, listener: Weak<dyn Listener>) {
+    let r = r.clone();
+    r.bus.start(Arc::new(ListenerSink {
+        replica: r.clone(),
+        listener: listener.clone(),
+    }));
 
     // PostgreSQL reachability, every second, with the same short timeout as Redis calls.
-    let weak = Arc::downgrade(app);
+    let weak = listener.clone();
     let health = r.health.clone();
+    let replica = r.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let Some(app) = weak.upgrade() else { return };
+            let Some(listener) = weak.upgrade() else {
+                return;
+            };
             // The probe reads the revocation count: reachability and lost broadcasts at once.
             let counted =
-                tokio::time::timeout(bus::REDIS_TIMEOUT, app.store.revocations_counted()).await;
+                tokio::time::timeout(bus::REDIS_TIMEOUT, store.revocations_counted()).await;
             health.set_durable(matches!(counted, Ok(Ok(_))));
-            if let Ok(Ok(n)) = counted
-                && let Some(r) = &app.replica
-            {
-                match r.check_count(n) {
+            if let Ok(Ok(n)) = counted {
+                match replica.check_count(n) {
                     Look::Even => {}
-                    Look::First => app.apply_remote(Event::Flush).await,
+                    Look::First => listener.apply_remote(Event::Flush).await,
                     Look::Lost => {
                         tracing::warn!(
                             "a revocation was counted that no broadcast brought: flushing the caches"
                         );
-                        app.apply_remote(Event::Flush).await;
+                        listener.apply_remote(Event::Flush).await;
                     }
                 }
             }
         }
     });
 
-    let weak = Arc::downgrade(app);
+    let weak = listener;
     let replica = r.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(replica.lease.period());
@@ -246,8 +261,8 @@ pub fn start(app: &Arc<App>) {
             let held = replica.lease.tick().await;
             if held && !was {
                 tracing::info!("this replica now runs the periodic chores");
-                if let Some(app) = weak.upgrade() {
-                    app.took_chores().await;
+                if let Some(listener) = weak.upgrade() {
+                    listener.took_chores().await;
                 }
             } else if was && !held {
                 tracing::info!("this replica no longer runs the periodic chores");

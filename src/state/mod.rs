@@ -298,7 +298,7 @@ pub trait Ephemeral: Send + Sync {
 /// either way behind the seal (records that fail their MAC are absent, and audited).
 pub fn for_config(
     cfg: &crate::config::Config,
-    audit: Option<crate::audit::Audit>,
+    audit: Option<Arc<dyn sealed::RejectLog>>,
 ) -> Result<Arc<dyn Ephemeral>, StateError> {
     let (inner, scope): (Arc<dyn Ephemeral>, &str) = match &cfg.storage.replicated {
         Some(r) => (

@@ -181,14 +181,21 @@ impl RecordKeys {
 pub struct Sealed {
     inner: Arc<dyn Ephemeral>,
     keys: RecordKeys,
-    audit: Option<crate::audit::Audit>,
+    audit: Option<Arc<dyn RejectLog>>,
+}
+
+/// Where a record that failed its MAC is reported: the audit trail, handed in by the
+/// composition root (this module knows nothing above the state).
+#[async_trait]
+pub trait RejectLog: Send + Sync {
+    async fn rejected(&self, detail: serde_json::Value);
 }
 
 impl Sealed {
     pub fn new(
         inner: Arc<dyn Ephemeral>,
         keys: RecordKeys,
-        audit: Option<crate::audit::Audit>,
+        audit: Option<Arc<dyn RejectLog>>,
     ) -> Self {
         Self { inner, keys, audit }
     }
@@ -213,13 +220,8 @@ impl Sealed {
             "a short-lived record failed its MAC and is treated as absent"
         );
         if let Some(a) = &self.audit {
-            a.record(
-                REJECTED_EVENT,
-                "",
-                "",
-                serde_json::json!({"record": class, "reason": why.as_str()}),
-            )
-            .await;
+            a.rejected(serde_json::json!({"record": class, "reason": why.as_str()}))
+                .await;
         }
     }
 }

@@ -16,6 +16,28 @@ use crate::config::ConfigErrors;
 
 pub type User = UserEntry;
 
+/// A 2-step method as it is stored (`settings.method`) and shown in the API and audit trail.
+/// (Here rather than beside the type in `config`, so the config split can move it freely.)
+impl crate::config::TwoStepMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sms => "sms",
+            Self::Email => "email",
+            Self::App => "app",
+        }
+    }
+
+    /// The method a stored or submitted name stands for; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "sms" => Some(Self::Sms),
+            "email" => Some(Self::Email),
+            "app" => Some(Self::App),
+            _ => None,
+        }
+    }
+}
+
 /// What a backend is told about a user (identity headers, forward-auth answers). Made once
 /// per entry and shared by every request of that user (a new users file makes new entries);
 /// building it per request cost four strings and four header values on each.

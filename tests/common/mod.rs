@@ -29,15 +29,15 @@ pub fn repo() -> PathBuf {
         .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
 }
 
-/// The fenced block that follows `<!-- snippet: {name} -->` in the README. Tests run the
+/// The fenced block that follows `<!-- snippet: {name} -->` in docs/forward-auth.md. Tests run the
 /// documented deployments from there, verbatim but for addresses ([`substitute`]), so the
 /// documentation cannot drift from what is tested.
 pub fn readme_snippet(name: &str) -> String {
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(repo().join("docs/forward-auth.md")).unwrap();
     let marker = format!("<!-- snippet: {name} -->");
     let after = readme
         .split_once(&marker)
-        .unwrap_or_else(|| panic!("README.md has no {marker}"))
+        .unwrap_or_else(|| panic!("docs/forward-auth.md has no {marker}"))
         .1;
     let mut lines = after.lines().skip_while(|l| l.trim().is_empty());
     let fence = lines.next().unwrap_or("");

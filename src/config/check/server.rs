@@ -146,11 +146,12 @@ impl Checker<'_> {
                 Duration::from_secs(300),
                 "5m",
             ),
+            // pingora closes a kept-alive connection after 60 s of its own.
             idle_timeout: self.at_most(
                 "server.limits.idle_timeout",
                 limits.idle_timeout,
-                Duration::from_secs(3600),
-                "1h",
+                Duration::from_secs(60),
+                "60s",
             ),
             ..limits
         }

@@ -1,0 +1,357 @@
+//! Accounts: the user as the gateway sees him. The directory look-up (with admin-API phone
+//! changes applied over it), the effective 2-step setting, phone status changes
+//! ([`phone`]), revoking everything a user holds (with its retries), the consequences of a
+//! users-file change, and notices mailed to the user.
+//!
+//! Built once by `App` with its collaborators; the edges and the login call its methods.
+
+mod phone;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::audit::Audit;
+use crate::cache::{BasicCache, SafeCache};
+use crate::config::{Config, Language, TwoStepMethod};
+use crate::notify::{Channel, Message, Notifier};
+use crate::phone::PhoneOverrides;
+use crate::replica::{Event, Replica};
+use crate::session::Sessions;
+use crate::session::device::Devices;
+use crate::store::{SettingRecord, Store, StoreError};
+use crate::users::{Directory, User};
+
+type UserMap = Arc<HashMap<String, Arc<User>>>;
+
+/// What accounts are built with.
+pub struct Parts {
+    pub cfg: Arc<Config>,
+    pub users: Directory,
+    pub phones: PhoneOverrides,
+    pub store: Store,
+    pub sessions: Arc<Sessions>,
+    pub devices: Arc<Devices>,
+    pub audit: Audit,
+    pub notifier: Arc<Notifier>,
+    pub basic_cache: Arc<BasicCache>,
+    pub replica: Option<Arc<Replica>>,
+}
+
+pub struct Accounts {
+    cfg: Arc<Config>,
+    pub users: Directory,
+    /// Phone changes made through the admin API, applied over the users file.
+    pub phones: PhoneOverrides,
+    /// Users' effective 2-step settings, read through on every decision that needs them.
+    settings: SafeCache<String, (bool, TwoStepMethod)>,
+    store: Store,
+    sessions: Arc<Sessions>,
+    devices: Arc<Devices>,
+    audit: Audit,
+    notifier: Arc<Notifier>,
+    /// Dropped whole on every revocation (SECURITY 37).
+    basic_cache: Arc<BasicCache>,
+    replica: Option<Arc<Replica>>,
+    /// Users-file changes this replica read while another held the chores: their
+    /// consequences are the holder's to apply; kept until it says so, applied here if this
+    /// replica takes the chores over first.
+    pending_users: Mutex<Option<(UserMap, UserMap)>>,
+    /// Users whose revocation a store error interrupted, with its reason: refused here
+    /// (no session, login or credential of theirs counts) and retried every tick until it
+    /// went through (SECURITY 15, 36).
+    unrevoked: Mutex<HashMap<String, String>>,
+}
+
+impl Accounts {
+    pub fn new(p: Parts) -> Self {
+        let settings = SafeCache::new(
+            moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(std::time::Duration::from_secs(600))
+                .build(),
+        );
+        if let Some(r) = &p.replica {
+            settings.gate(r.health.clone());
+        }
+        Self {
+            cfg: p.cfg,
+            users: p.users,
+            phones: p.phones,
+            settings,
+            store: p.store,
+            sessions: p.sessions,
+            devices: p.devices,
+            audit: p.audit,
+            notifier: p.notifier,
+            basic_cache: p.basic_cache,
+            replica: p.replica,
+            pending_users: Mutex::new(None),
+            unrevoked: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The user behind an ID, if they exist and may log in.
+    pub fn active_user(&self, id: &str) -> Option<Arc<User>> {
+        if self.unrevoked.lock().map_or(true, |u| u.contains_key(id)) {
+            return None;
+        }
+        self.users
+            .get(id)
+            .filter(|u| !u.disabled)
+            .map(|u| self.phones.apply(u))
+    }
+
+    /// A user's effective 2-step setting: their own choice if they made one, else the users
+    /// file, else the configured default. A store error is an error, never "off": callers
+    /// deciding on access answer 503 (SECURITY 36).
+    pub async fn two_step(&self, user: &User) -> Result<(bool, TwoStepMethod), StoreError> {
+        if let Some(s) = self.settings.get(&user.id).await {
+            return Ok(s);
+        }
+        let seen = self.settings.epoch();
+        let stored = self.store.setting(&user.id).await?;
+        let setting =
+            match stored.and_then(|s| TwoStepMethod::parse(&s.method).map(|m| (s.enabled, m))) {
+                Some(s) => s,
+                None => user.two_step.unwrap_or((
+                    self.cfg.users.default_two_step,
+                    self.cfg.users.default_method,
+                )),
+            };
+        self.settings.admit(user.id.clone(), setting, seen).await;
+        Ok(setting)
+    }
+
+    pub async fn set_two_step(
+        &self,
+        user: &str,
+        enabled: bool,
+        method: TwoStepMethod,
+    ) -> Result<(), StoreError> {
+        self.store
+            .put_setting(&SettingRecord {
+                user_id: user.to_owned(),
+                enabled,
+                method: method.as_str().to_owned(),
+                updated: crate::time::now(),
+            })
+            .await?;
+        self.settings.revoke([&user.to_owned()]).await;
+        self.publish_revocation(Event::Setting {
+            user: user.to_owned(),
+        })
+        .await
+    }
+
+    /// Publishes a revocation for the other replicas, counted durably first so that one
+    /// whose broadcast never arrives is still noticed (replica mode; nothing otherwise).
+    pub async fn publish_revocation(&self, event: Event) -> Result<(), StoreError> {
+        if let Some(r) = &self.replica {
+            self.store.count_revocation().await?;
+            r.bus.publish(event);
+        }
+        Ok(())
+    }
+
+    /// Publishes an event for the other replicas (replica mode; nothing otherwise).
+    pub fn publish(&self, event: Event) {
+        if let Some(r) = &self.replica {
+            r.bus.publish(event);
+        }
+    }
+
+    /// Does this replica run the chores with side effects? Always in the single-machine
+    /// mode; in the replica mode, while it holds the lease.
+    pub fn runs_chores(&self) -> bool {
+        self.replica.as_ref().is_none_or(|r| r.lease.held())
+    }
+
+    /// Another replica changed a user's 2-step setting.
+    pub async fn forget_setting(&self, user: &String) {
+        self.settings.revoke([user]).await;
+    }
+
+    /// Drops every cached setting (a flush, or the users file changed).
+    pub fn forget_settings(&self) {
+        self.settings.revoke_all();
+    }
+
+    pub async fn refresh_phones(&self) {
+        if let Err(e) = self.phones.refresh(&self.store).await {
+            tracing::error!(error = %e, "phone overrides not re-read");
+        }
+    }
+
+    /// This replica has just taken the chores: what another holder may have left undone is
+    /// done now (both are idempotent).
+    pub async fn took_chores(&self) {
+        let pending = self.pending_users.lock().ok().and_then(|mut p| p.take());
+        if let Some((old, new)) = pending {
+            self.users_changed(&old, &new).await;
+        }
+        self.check_all_phones().await;
+    }
+
+    /// Re-reads the users file if it changed. Every replica knows the new users at once;
+    /// the consequences (revocations, phone-gone handling and its mail) are applied by the
+    /// chores holder only, which then tells the others to reload too.
+    ///
+    /// `confirmed`: the chores holder says it has applied the consequences of the file as
+    /// it read it, so what this replica kept pending is done. The reload and the pending
+    /// record change under one lock, so a confirmation cannot be overtaken by a reload of
+    /// the same change on the timer.
+    pub async fn reload_users(&self, confirmed: bool) {
+        let chores = self.runs_chores();
+        let reloaded = {
+            let mut pending = match self.pending_users.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            let r = self.users.reload_if_changed();
+            if let Ok(Some((old, new))) = &r
+                && !chores
+            {
+                let first = pending.take().map_or(old.clone(), |(first, _)| first);
+                *pending = Some((first, new.clone()));
+            }
+            if confirmed {
+                *pending = None;
+            }
+            r
+        };
+        match reloaded {
+            Ok(None) => {}
+            Ok(Some((old, new))) => {
+                tracing::info!(users = new.len(), "users file reloaded");
+                // 2-step defaults and password hashes may have changed for anyone.
+                self.settings.revoke_all();
+                self.basic_cache.revoke_all();
+                if chores {
+                    self.users_changed(&old, &new).await;
+                    self.publish(Event::Users);
+                }
+            }
+            Err(e) => tracing::error!("users file not reloaded, keeping the previous one:\n{e}"),
+        }
+    }
+
+    /// The consequences of a users-file change (chores holder only).
+    async fn users_changed(
+        &self,
+        old: &HashMap<String, Arc<User>>,
+        new: &HashMap<String, Arc<User>>,
+    ) {
+        for (id, user) in new.iter() {
+            let was_enabled = old.get(id).is_some_and(|u| !u.disabled);
+            let password_changed = old
+                .get(id)
+                .is_some_and(|u| u.password_hash != user.password_hash);
+            if (user.disabled && was_enabled) || password_changed {
+                let why = if user.disabled {
+                    "account_disabled"
+                } else {
+                    "password_changed"
+                };
+                // A store error leaves the user refused and the revocation retried.
+                let _ = self.revoke_everything(id, why, "").await;
+            }
+        }
+        for id in old.keys() {
+            if !new.contains_key(id) {
+                let _ = self.revoke_everything(id, "account_removed", "").await;
+            }
+        }
+        self.phones_after_reload(old, new).await;
+    }
+
+    /// Ends all sessions and revokes all trusted devices of a user (SECURITY 15).
+    /// Returns whether every revocation went through; when a store error stopped one, the
+    /// user is refused on this replica and the revocation is retried every tick.
+    pub async fn revoke_everything(&self, user: &str, why: &str, ip: &str) -> bool {
+        self.basic_cache.revoke_all();
+        let sessions = self.sessions.end_user(user).await;
+        let devices = self.devices.revoke_all(user).await;
+        // App passwords stand in for the password: they go with it (not with a 2-step change).
+        let tokens = if matches!(
+            why,
+            "password_changed" | "account_disabled" | "account_removed"
+        ) {
+            self.store.revoke_user_tokens(user).await
+        } else {
+            Ok(0)
+        };
+        let (Ok(sessions), Ok(devices), Ok(tokens)) = (sessions, devices, tokens) else {
+            tracing::error!(
+                user,
+                reason = why,
+                "revocation interrupted by a store error: the user is refused until it is retried"
+            );
+            self.refuse(user, why);
+            return false;
+        };
+        // After the durable writes: the other replicas drop their Basic credentials too.
+        if self.publish_revocation(Event::Basic).await.is_err() {
+            self.refuse(user, why);
+            return false;
+        }
+        self.audit
+            .record(
+                "credentials_revoked",
+                user,
+                ip,
+                serde_json::json!({"reason": why, "sessions": sessions, "devices": devices, "tokens": tokens}),
+            )
+            .await;
+        if let Ok(mut u) = self.unrevoked.lock() {
+            u.remove(user);
+        }
+        true
+    }
+
+    fn refuse(&self, user: &str, why: &str) {
+        if let Ok(mut u) = self.unrevoked.lock() {
+            u.insert(user.to_owned(), why.to_owned());
+        }
+    }
+
+    /// Retries the revocations a store error interrupted.
+    pub async fn retry_revocations(&self) {
+        let pending: Vec<(String, String)> = match self.unrevoked.lock() {
+            Ok(u) => u.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            Err(_) => return,
+        };
+        for (user, why) in pending {
+            if self.revoke_everything(&user, &why, "").await {
+                tracing::info!(user = %user, "interrupted revocation completed");
+            }
+        }
+    }
+
+    /// Mails a notice to the user's contact address, if they have one (in the background:
+    /// a slow mail server does not hold the answer up).
+    pub fn notify(
+        &self,
+        user: &User,
+        lang: Language,
+        make: impl FnOnce(Language, &str) -> (String, String),
+    ) {
+        let Some(to) = user.email.clone() else {
+            return;
+        };
+        let (subject, body) = make(lang, self.cfg.portal.site_name());
+        let msg = Message {
+            channel: Channel::Email,
+            user: user.id.clone(),
+            to,
+            code: None,
+            subject,
+            body,
+        };
+        let notifier = self.notifier.clone();
+        tokio::spawn(async move {
+            if let Err(e) = notifier.send(&msg).await {
+                tracing::warn!(error = %e, user = %msg.user, "could not send a notice");
+            }
+        });
+    }
+}

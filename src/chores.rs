@@ -1,0 +1,108 @@
+//! The periodic chores and what a replica does with what it hears: retried revocations,
+//! the users-file and configuration reloads, and (on the one replica holding the lease, or
+//! the only machine) the audit trail's bounds and the purges. Also the bus's receiver:
+//! revocations published elsewhere drop this replica's cached entries.
+
+use std::sync::Arc;
+
+use crate::accounts::Accounts;
+use crate::audit::Audit;
+use crate::cache::BasicCache;
+use crate::config::Config;
+use crate::replica::{Event, Replica};
+use crate::session::Sessions;
+use crate::session::device::Devices;
+use crate::store::Store;
+
+/// Re-reads the configuration file (the routes); true when it was valid.
+pub type ReloadConfig = Box<dyn Fn() -> bool + Send + Sync>;
+
+pub struct Chores {
+    pub cfg: Arc<Config>,
+    pub store: Store,
+    pub accounts: Arc<Accounts>,
+    pub sessions: Arc<Sessions>,
+    pub devices: Arc<Devices>,
+    pub basic_cache: Arc<BasicCache>,
+    pub audit: Audit,
+    pub replica: Option<Arc<Replica>>,
+    pub reload_config: ReloadConfig,
+}
+
+impl Chores {
+    /// Starts the replica machinery (replica mode) and the periodic loop.
+    pub fn spawn(self: &Arc<Self>) {
+        if let Some(r) = &self.replica {
+            let listener: Arc<dyn crate::replica::Listener> = self.clone();
+            crate::replica::start(r, self.store.clone(), Arc::downgrade(&listener));
+        }
+        let chores = self.clone();
+        tokio::spawn(async move {
+            // Phones marked gone in the users file while nidan was stopped (in the replica
+            // mode, the lease holder does it when it takes the chores).
+            if chores.replica.is_none() {
+                chores.accounts.check_all_phones().await;
+            }
+            let mut tick = tokio::time::interval(chores.cfg.users.reload_interval);
+            let mut rounds: u64 = 0;
+            let mut config_seen = modified(&chores.cfg.source);
+            loop {
+                tick.tick().await;
+                rounds += 1;
+                chores.accounts.retry_revocations().await;
+                chores.accounts.reload_users(false).await;
+                let now_seen = modified(&chores.cfg.source);
+                if now_seen != config_seen {
+                    config_seen = now_seen;
+                    (chores.reload_config)();
+                }
+                if !chores.accounts.runs_chores() {
+                    continue;
+                }
+                chores.bounded(rounds).await;
+            }
+        });
+    }
+
+    /// The chores with side effects (lease holder only).
+    async fn bounded(&self, rounds: u64) {
+        // The audit trail stays bounded (SECURITY 39): cheap indexed deletes.
+        self.audit.flush_suppressed().await;
+        self.audit.purge(&self.cfg.audit, crate::time::now()).await;
+        if rounds.is_multiple_of(30) {
+            let now = crate::time::now();
+            let _ = self.sessions.purge(now).await;
+            let _ = self.store.purge_failures(now - 3_600).await;
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::replica::Listener for Chores {
+    async fn apply_remote(&self, event: Event) {
+        match event {
+            Event::Sessions { ids } => self.sessions.drop_local(&ids).await,
+            Event::Devices { ids } => self.devices.drop_local(&ids).await,
+            Event::Setting { user } => self.accounts.forget_setting(&user).await,
+            Event::Basic => self.basic_cache.revoke_all(),
+            // The holder has applied the consequences of what we may have read early.
+            Event::Users => self.accounts.reload_users(true).await,
+            Event::Phones => self.accounts.refresh_phones().await,
+            Event::Flush => {
+                self.sessions.flush();
+                self.devices.flush();
+                self.accounts.forget_settings();
+                self.basic_cache.revoke_all();
+                self.accounts.refresh_phones().await;
+            }
+        }
+    }
+
+    async fn took_chores(&self) {
+        self.accounts.took_chores().await;
+    }
+}
+
+fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
