@@ -15,6 +15,7 @@ pub mod config;
 pub mod demo;
 pub mod exempt;
 pub mod explain;
+pub mod i18n;
 pub mod login;
 pub mod metrics;
 pub mod net;
