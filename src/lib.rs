@@ -22,6 +22,7 @@ pub mod net;
 pub mod notify;
 pub mod phone;
 pub mod portal;
+pub mod proof;
 pub mod proxy;
 pub mod replica;
 pub mod secret;
