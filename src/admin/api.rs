@@ -97,7 +97,7 @@ pub async fn handle(app: &App, session: &mut ServerSession, path: &str) -> Respo
     }
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let method = session.req_header().method.as_str().to_owned();
-    match crate::portal::api::fits(PHONE.1, &segments) {
+    match crate::portal::endpoints::fits(PHONE.1, &segments) {
         Some(Some(id)) if method == PHONE.0 => {
             let id = id.to_owned();
             phone(app, session, &id).await

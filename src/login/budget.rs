@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{LoginLimits, SecurityCode};
+use crate::login::client::Client;
+use crate::login::error::LoginError;
 use crate::login::service::Login;
-use crate::login::{Client, LoginError};
 use crate::state::{Ephemeral, Hit, StateError, WindowRule};
 use crate::store::SeenKind;
 

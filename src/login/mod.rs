@@ -4,8 +4,10 @@
 
 pub mod approval;
 pub mod budget;
+pub mod client;
 pub mod code;
 pub mod decoy;
+pub mod error;
 pub mod flow;
 pub mod limits;
 pub mod passkey;
@@ -13,7 +15,9 @@ pub mod password;
 pub mod risk;
 pub mod service;
 
-use std::net::IpAddr;
+pub use client::{Client, Completed};
+pub use error::LoginError;
+
 use std::time::Instant;
 
 use serde_json::json;
@@ -29,121 +33,6 @@ use crate::notify::{self, Channel, Message};
 use crate::session::NewSession;
 use crate::session::device::{self, DeviceError, browser_summary};
 use ipnet::IpNet;
-
-/// Who is logging in, as far as the gateway can tell.
-#[derive(Debug, Clone)]
-pub struct Client {
-    pub ip: IpAddr,
-    pub user_agent: String,
-    /// The trusted-device cookie, if the browser sent one.
-    pub device_cookie: Option<String>,
-    /// The risk engine's `nidan_seen` cookie, if the browser sent one.
-    pub seen_cookie: Option<String>,
-    /// The session cookie, if the browser sent one: a login for the session's own user is a
-    /// step-up, which asks only for the second step the session lacks.
-    pub session_cookie: Option<String>,
-    pub lang: Language,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LoginError {
-    #[error("this login has expired or does not exist")]
-    FlowNotFound,
-    #[error("bad input: {0}")]
-    BadInput(&'static str),
-    #[error("the password is too long")]
-    PasswordTooLong,
-    #[error("the ID, password or security code is wrong")]
-    Failed,
-    #[error("the security code was entered wrongly too often")]
-    CodeExhausted,
-    #[error("the security code has expired")]
-    CodeExpired,
-    #[error("no security code is waiting: ask for a new one")]
-    NoCode,
-    #[error("too many attempts; try again in {0} s")]
-    Throttled(u64),
-    #[error("too many codes were sent; try again in {0} s")]
-    SendLimited(u64),
-    #[error("a code was sent moments ago; try again in {0} s")]
-    ResendTooSoon(u64),
-    #[error("the security code could not be delivered")]
-    Delivery,
-    #[error("the second step cannot be done for this account")]
-    Blocked(Blocked),
-    #[error("this account already has the maximum number of trusted devices")]
-    DevicesFull,
-    #[error("the server is busy; try again shortly")]
-    Busy,
-    #[error("internal error")]
-    Internal,
-    #[error("the login has not been approved in the app")]
-    ApprovalRequired,
-    #[error("the password is right; approve the login in the app")]
-    AwaitingApproval,
-    #[error("too many approval requests; try again in {0} s or use a security code")]
-    ApprovalLimited(u64),
-}
-
-impl LoginError {
-    /// Stable machine-readable code for the JSON API.
-    pub fn code(&self) -> &'static str {
-        match self {
-            LoginError::FlowNotFound => "flow_not_found",
-            LoginError::BadInput("device_name") => "bad_device_name",
-            LoginError::BadInput(_) => "bad_request",
-            LoginError::PasswordTooLong => "password_too_long",
-            LoginError::Failed => "login_failed",
-            LoginError::CodeExhausted => "code_exhausted",
-            LoginError::CodeExpired => "code_expired",
-            LoginError::NoCode => "no_code",
-            LoginError::Throttled(_) => "too_many_attempts",
-            LoginError::SendLimited(_) => "too_many_codes",
-            LoginError::ResendTooSoon(_) => "resend_too_soon",
-            LoginError::Delivery => "delivery_failed",
-            LoginError::Blocked(_) => "second_step_unavailable",
-            LoginError::DevicesFull => "too_many_devices",
-            LoginError::Busy => "busy",
-            LoginError::Internal => "internal",
-            LoginError::ApprovalRequired => "approval_required",
-            LoginError::AwaitingApproval => "awaiting_approval",
-            LoginError::ApprovalLimited(_) => "too_many_approvals",
-        }
-    }
-
-    pub fn status(&self) -> u16 {
-        match self {
-            LoginError::FlowNotFound => 404,
-            LoginError::BadInput(_) | LoginError::PasswordTooLong => 400,
-            LoginError::Failed
-            | LoginError::CodeExhausted
-            | LoginError::CodeExpired
-            | LoginError::NoCode => 401,
-            LoginError::Throttled(_)
-            | LoginError::SendLimited(_)
-            | LoginError::ResendTooSoon(_) => 429,
-            LoginError::Delivery | LoginError::Busy => 503,
-            LoginError::Blocked(_) => 403,
-            LoginError::DevicesFull => 409,
-            LoginError::Internal => 500,
-            LoginError::ApprovalRequired => 401,
-            LoginError::AwaitingApproval => 202,
-            LoginError::ApprovalLimited(_) => 429,
-        }
-    }
-
-    /// Seconds for `Retry-After`.
-    pub fn retry_after(&self) -> Option<u64> {
-        match self {
-            LoginError::Throttled(s)
-            | LoginError::SendLimited(s)
-            | LoginError::ResendTooSoon(s)
-            | LoginError::ApprovalLimited(s) => Some(*s),
-            LoginError::Busy => Some(1),
-            _ => None,
-        }
-    }
-}
 
 /// A view of a flow for pages and the API.
 #[derive(Debug, Clone)]
@@ -184,15 +73,6 @@ pub struct Completion<'a> {
     pub code: Option<&'a str>,
     pub trust_device: bool,
     pub device_name: Option<&'a str>,
-}
-
-pub struct Completed {
-    pub user_id: String,
-    pub session_token: String,
-    pub device_token: Option<String>,
-    /// The `nidan_seen` cookie value to (re)set: lets the risk engine know this browser.
-    pub seen_token: String,
-    pub redirect: String,
 }
 
 async fn view_of(login: &Login, f: &Flow) -> Result<FlowView, LoginError> {

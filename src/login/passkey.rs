@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::login::client::{Client, Completed};
 use crate::login::service::Login;
-use crate::login::{Client, Completed};
 use crate::session::NewSession;
 use crate::store::PasskeyRecord;
 use crate::users::User;

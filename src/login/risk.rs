@@ -8,7 +8,7 @@ use ipnet::IpNet;
 use serde_json::json;
 
 use crate::config::RiskSettings;
-use crate::login::Client;
+use crate::login::client::Client;
 use crate::login::service::Login;
 use crate::session::device::browser_summary;
 use crate::store::SeenKind;

@@ -5,8 +5,8 @@
 //! error message; logs name destinations only masked (`mask_phone`, `mask_email`).
 
 mod email;
-/// The texts of mails and SMS live with every other user-facing string (`portal::i18n`).
-pub use crate::portal::i18n::messages;
+/// The texts of mails and SMS live in the leaf `i18n` (re-exported by `portal::i18n`).
+pub use crate::i18n::messages;
 mod outbox;
 mod push;
 mod sms;

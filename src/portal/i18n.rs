@@ -6,8 +6,8 @@
 //! [`Texts`] so a page never mixes languages. nidan.js shows only texts the page hands it
 //! in `data-` attributes.
 
-pub mod messages;
-pub mod terms;
+pub use crate::i18n::messages;
+pub use crate::i18n::terms;
 
 /// A language the portal speaks (the configuration's `Language`, under a shorter name).
 pub use crate::config::Language as Lang;

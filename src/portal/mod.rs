@@ -3,6 +3,7 @@
 //! the request ends here.
 
 pub mod api;
+pub mod endpoints;
 pub mod http;
 pub mod i18n;
 pub mod openapi;
@@ -399,7 +400,7 @@ async fn route(ctx: &Ctx<'_>) -> Response {
     {
         // A login needs both shared stores; said at once rather than after timeouts.
         return if path.starts_with("/api/") {
-            api::unavailable()
+            endpoints::unavailable()
         } else {
             pages::unavailable_page(ctx)
         };

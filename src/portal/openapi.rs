@@ -1,6 +1,6 @@
 //! The OpenAPI 3.1 description of the JSON API (and the admin API), written by hand in
 //! `openapi.yaml` and served as JSON at `{prefix}/api/openapi.json` with this deployment's
-//! server URL. A test holds it to the dispatcher's table (`api::ENDPOINTS`).
+//! server URL. A test holds it to the dispatcher's table (`endpoints::ENDPOINTS`).
 
 use std::sync::LazyLock;
 
@@ -65,7 +65,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::portal::api::ENDPOINTS;
+    use crate::portal::endpoints::ENDPOINTS;
 
     const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 

@@ -272,8 +272,8 @@ async fn delete(ctx: &Ctx<'_>, user: &User, id: &str) -> Result<(), PasskeyError
 
 /// `{prefix}/api/passkeys/...`; the API dispatcher resolved the endpoint and checked
 /// same-site and JSON.
-pub async fn api(ctx: &Ctx<'_>, endpoint: super::api::Endpoint, id: &str) -> Response {
-    use super::api::Endpoint as E;
+pub async fn api(ctx: &Ctx<'_>, endpoint: super::endpoints::Endpoint, id: &str) -> Response {
+    use super::endpoints::Endpoint as E;
     if disabled(ctx) {
         return Response::json_error(404, "not_found", "passkeys are not enabled");
     }
@@ -401,7 +401,7 @@ async fn register_finish(ctx: &Ctx<'_>) -> Response {
         Ok(v) => v,
         Err(r) => return r,
     };
-    let body: RegisterBody = match super::api::parse(ctx) {
+    let body: RegisterBody = match super::endpoints::parse(ctx) {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -456,7 +456,7 @@ async fn login_start(ctx: &Ctx<'_>) -> Response {
     let body: LoginStartBody = if ctx.req.body.iter().all(u8::is_ascii_whitespace) {
         LoginStartBody::default()
     } else {
-        match super::api::parse(ctx) {
+        match super::endpoints::parse(ctx) {
             Ok(b) => b,
             Err(r) => return r,
         }
@@ -478,7 +478,7 @@ struct LoginFinishBody {
 }
 
 async fn login_finish(ctx: &Ctx<'_>) -> Response {
-    let body: LoginFinishBody = match super::api::parse(ctx) {
+    let body: LoginFinishBody = match super::endpoints::parse(ctx) {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -501,11 +501,11 @@ struct RenameBody {
 }
 
 async fn api_rename(ctx: &Ctx<'_>, id: &str) -> Response {
-    let user = match super::api::recent(ctx).await {
+    let user = match super::endpoints::recent(ctx).await {
         Ok(u) => u,
         Err(r) => return r,
     };
-    let body: RenameBody = match super::api::parse(ctx) {
+    let body: RenameBody = match super::endpoints::parse(ctx) {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -523,7 +523,7 @@ async fn api_rename(ctx: &Ctx<'_>, id: &str) -> Response {
 }
 
 async fn api_delete(ctx: &Ctx<'_>, id: &str) -> Response {
-    let user = match super::api::recent(ctx).await {
+    let user = match super::endpoints::recent(ctx).await {
         Ok(u) => u,
         Err(r) => return r,
     };

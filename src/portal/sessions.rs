@@ -9,7 +9,7 @@ use askama::Template;
 use serde_json::{Value, json};
 
 use super::Ctx;
-use super::api::{recent, unavailable};
+use super::endpoints::{recent, unavailable};
 use super::http::Response;
 use super::i18n::{Lang, SessionTexts, Texts, session_texts};
 use super::pages::{confirm_to, confirming, message, reauth_redirect, recent_user, render};
@@ -17,8 +17,8 @@ use crate::session::device::browser_summary;
 use crate::session::list::SessionInfo;
 
 /// `{prefix}/api/sessions…`
-pub async fn api(ctx: &Ctx<'_>, endpoint: super::api::Endpoint, id: &str) -> Response {
-    use super::api::Endpoint as E;
+pub async fn api(ctx: &Ctx<'_>, endpoint: super::endpoints::Endpoint, id: &str) -> Response {
+    use super::endpoints::Endpoint as E;
     match endpoint {
         E::Sessions => list_json(ctx).await,
         E::SessionsEndOthers => end_others_json(ctx).await,

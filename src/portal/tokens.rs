@@ -173,7 +173,7 @@ fn failed(ctx: &Ctx<'_>, e: &TokenError) -> Response {
 fn api_failed(e: &TokenError) -> Response {
     tracing::error!(error = %e, "app password operation failed");
     match e {
-        TokenError::Store(_) => super::api::unavailable(),
+        TokenError::Store(_) => super::endpoints::unavailable(),
         _ => Response::json_error(500, "internal", "internal error"),
     }
 }
@@ -242,11 +242,11 @@ struct CreateBody {
 }
 
 pub async fn api_create(ctx: &Ctx<'_>) -> Response {
-    let user = match super::api::recent(ctx).await {
+    let user = match super::endpoints::recent(ctx).await {
         Ok(u) => u,
         Err(r) => return r,
     };
-    let body: CreateBody = match super::api::parse(ctx) {
+    let body: CreateBody = match super::endpoints::parse(ctx) {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -273,7 +273,7 @@ pub async fn api_create(ctx: &Ctx<'_>) -> Response {
 }
 
 pub async fn api_delete(ctx: &Ctx<'_>, id: &str) -> Response {
-    let user = match super::api::recent(ctx).await {
+    let user = match super::endpoints::recent(ctx).await {
         Ok(u) => u,
         Err(r) => return r,
     };

@@ -75,7 +75,7 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-use crate::assurance::{Exemption, FirstFactor, Proof, SecondFactor};
+use crate::proof::{Exemption, FirstFactor, Proof, SecondFactor};
 
 /// How long opening PostgreSQL (and taking a pooled connection) may take before it is an
 /// error: an unreachable database must fail fast, not hang a start or a request.

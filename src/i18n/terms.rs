@@ -164,8 +164,8 @@ pub fn check_en(text: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{messages, texts};
     use super::*;
+    use crate::portal::i18n::{messages, texts};
 
     /// Every `"…"` string in a `Debug` dump of a texts table.
     fn strings(dump: &str) -> Vec<String> {
