@@ -5,6 +5,7 @@
 //! been an enum, an address or a duration.
 
 mod check;
+pub(crate) mod errors;
 mod file;
 pub(crate) mod load;
 pub(crate) mod locate;

@@ -474,8 +474,8 @@ async fn write_frame<S: AsyncWrite + Unpin>(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
     use tokio::net::TcpStream;
 

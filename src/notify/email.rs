@@ -70,8 +70,8 @@ impl EmailSender {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::panic)]
 pub(crate) mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
     use std::path::{Path, PathBuf};
     use std::process::{Child, Command, Stdio};
     use std::time::{Duration, Instant};

@@ -157,8 +157,8 @@ fn encode(encoding: Encoding, value: &str) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
     use std::convert::Infallible;
     use std::sync::{Arc, Mutex};
     use std::time::Duration;

@@ -326,8 +326,8 @@ fn method(m: MethodDoc) -> TwoStepMethod {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
 
     #[test]

@@ -134,8 +134,8 @@ fn header_ok(header: &str, identity: &IdentityHeaders) -> bool {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
     use crate::config::testing::*;
 

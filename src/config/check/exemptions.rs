@@ -62,8 +62,8 @@ impl Checker<'_> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
     use crate::config::OnPhoneLoss;
     use crate::config::testing::*;
     use std::time::Duration;

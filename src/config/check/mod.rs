@@ -24,7 +24,7 @@ use ipnet::IpNet;
 use crate::config::file::{self, File};
 use crate::config::{Config, Secret, TwoStepMethod};
 
-use super::load::{ConfigErrors, Errors};
+use super::errors::{ConfigErrors, Errors};
 
 /// Checks the parsed `file` (whose text is `text`, read from `source`) and builds the
 /// [`Config`], or returns every problem in file order.
@@ -397,8 +397,8 @@ fn url_host(u: &str) -> &str {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
     use crate::config::load::load_with_env;
     use crate::config::testing::*;

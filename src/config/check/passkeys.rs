@@ -46,8 +46,8 @@ impl Checker<'_> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
     use crate::config::testing::*;
 
     #[test]

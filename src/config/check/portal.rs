@@ -332,8 +332,8 @@ pub(super) fn portal_prefix_ok(p: &str) -> bool {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
     use crate::config::testing::*;
 

@@ -383,8 +383,8 @@ pub(super) fn shadows(earlier: &Route, later: &Route) -> bool {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
     use crate::config::testing::*;
 
