@@ -8,6 +8,7 @@ pub mod audit;
 pub mod caddy;
 pub mod cluster;
 pub mod nginx;
+pub mod pg;
 pub mod smtp;
 pub mod stores;
 pub mod webauthn;

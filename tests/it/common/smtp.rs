@@ -1,5 +1,7 @@
 //! A real SMTP server for tests: Python's aiosmtpd writing every message into a Maildir
-//! (`dir/mail/new/*`). Killed on drop. (Copied from the unit tests in `src/notify/email.rs`.)
+//! (`dir/mail/new/*`). Killed on drop. The one copy: the integration tests use it as
+//! `crate::common::smtp`, the unit tests in `src/notify` as `crate::notify::testing` (a
+//! `#[path]` to this file), so it names only std and the crate's dependencies.
 #![allow(dead_code, clippy::unwrap_used, clippy::panic, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
