@@ -47,22 +47,6 @@ async fn fetch(http: &reqwest::Client, gw: &Gateway, path: &str) -> (u16, Value)
     (s, r.json().await.unwrap_or(Value::Null))
 }
 
-/// A login that asks the password only (asserted), finished with it: the session cookie
-/// lands in `http`'s jar.
-async fn password_only_login(http: &reqwest::Client, gw: &Gateway, id: &str) {
-    let (_, v) = post(http, gw, "/login", json!({"id": id})).await;
-    assert_eq!(v["step"], "password", "{v}");
-    let flow = v["flow"].as_str().unwrap();
-    let (s, v) = post(
-        http,
-        gw,
-        &format!("/login/{flow}/complete"),
-        json!({"password": PASSWORD}),
-    )
-    .await;
-    assert_eq!(s, 200, "{v}");
-}
-
 /// Runs one SQL statement on the gateway's SQLite store behind its back (a store that
 /// fails under the running gateway).
 fn sqlite(gw: &Gateway, statement: &str) {
@@ -76,16 +60,6 @@ fn sqlite(gw: &Gateway, statement: &str) {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-}
-
-fn session_cookie(http_jar: &Arc<reqwest::cookie::Jar>, gw: &Gateway) -> Option<String> {
-    let url: reqwest::Url = gw.url("/").parse().unwrap();
-    let cookies = reqwest::cookie::CookieStore::cookies(&**http_jar, &url)?;
-    cookies
-        .to_str()
-        .unwrap()
-        .split("; ")
-        .find_map(|c| c.strip_prefix("nidan_session=").map(str::to_owned))
 }
 
 #[tokio::test]
@@ -235,7 +209,7 @@ async fn a_route_that_restricts_second_steps_is_held_to_them_and_a_step_up_asks_
     let location = r.headers()["location"].to_str().unwrap();
     assert!(location.contains("step_up=1"), "{location}");
     // The step-up: the portal knows the user; only the missing step (an SMS code) is asked.
-    let old = session_cookie(&j, &gw).unwrap();
+    let old = jar_session(&j, &gw).unwrap();
     let (s, v) = post(
         &http,
         &gw,
@@ -256,7 +230,7 @@ async fn a_route_that_restricts_second_steps_is_held_to_them_and_a_step_up_asks_
     )
     .await;
     assert_eq!(s, 200, "{v}");
-    let new = session_cookie(&j, &gw).unwrap();
+    let new = jar_session(&j, &gw).unwrap();
     assert_ne!(old, new, "a new session ID after the step-up");
     let (s, v) = fetch(&http, &gw, "/admin/x").await;
     assert_eq!(s, 200, "{v}");
@@ -455,7 +429,7 @@ async fn a_logout_under_concurrent_requests_is_final() {
         let j = jar();
         let http = client_from("127.0.0.1", &j, FIREFOX);
         password_only_login(&http, &gw, "taro").await;
-        let cookie = session_cookie(&j, &gw).unwrap();
+        let cookie = jar_session(&j, &gw).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let done = Arc::new(AtomicBool::new(false));
         let late_ok = Arc::new(AtomicUsize::new(0));

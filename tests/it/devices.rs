@@ -78,47 +78,23 @@ async fn start_with_code(api: &Api<'_>, user: &str) -> String {
 
 /// A login with the code that registers this browser as `name`; returns the device cookie.
 async fn login_trusting(api: &Api<'_>, user: &str, name: &str) -> String {
-    let flow = start_with_code(api, user).await;
-    let r = complete_raw(
-        api,
-        &flow,
-        json!({"password": PASSWORD, "code": api.gw.last_code(user),
-               "trust_device": true, "device_name": name}),
+    let (v, r) = api_login(
+        &api.http,
+        &api.gw.url(""),
+        api.gw,
+        json!({"id": user}),
+        json!({"trust_device": true, "device_name": name}),
+        &[],
     )
     .await;
-    assert_eq!(r.status(), 200);
+    assert_eq!(v["step"], "password_and_code", "{v}");
     let header = set_cookie(&r, "nidan_device").expect("a device cookie");
     cookie_value(&header)
-}
-
-/// A password-only login (the device must skip the second step).
-async fn login_skipping(api: &Api<'_>, user: &str) {
-    let (s, v) = api.start(user).await;
-    assert_eq!(s, 200, "{v}");
-    assert_eq!(v["step"], "password", "{v}");
-    let flow = v["flow"].as_str().unwrap().to_owned();
-    let (s, v) = api.complete(&flow, json!({"password": PASSWORD})).await;
-    assert_eq!(s, 200, "{v}");
 }
 
 async fn logout(api: &Api<'_>) {
     let (s, v) = api.post("/logout", json!({})).await;
     assert_eq!(s, 200, "{v}");
-}
-
-/// The step the ID step asks for when the browser sends exactly `cookie` as device cookie.
-async fn step_with_cookie(gw: &Gateway, user: &str, cookie: &str) -> String {
-    let r = client()
-        .post(gw.url("/_nidan/api/login"))
-        .header("cookie", format!("nidan_device={cookie}"))
-        .json(&json!({"id": user}))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(status, 200, "{v}");
-    v["step"].as_str().unwrap().to_owned()
 }
 
 async fn devices_of(api: &Api<'_>) -> Vec<Value> {
@@ -260,7 +236,7 @@ async fn a_trusted_browser_skips_the_second_step_and_keeps_two_step_sessions() {
     logout(&api).await;
     assert_eq!(api.get("/me").await.0, 401);
     let codes = gw.codes_sent("hanako");
-    login_skipping(&api, "hanako").await;
+    password_only_login(&api.http, api.gw, "hanako").await;
     assert_eq!(gw.codes_sent("hanako"), codes, "no code is sent");
     let (s, me) = api.get("/me").await;
     assert_eq!(s, 200, "{me}");
@@ -419,7 +395,7 @@ async fn devices_are_listed_renamed_and_removed() {
     // last_used moves when the device skips a login.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     logout(&a).await;
-    login_skipping(&a, "hanako").await;
+    password_only_login(&a.http, a.gw, "hanako").await;
     let mine = devices_of(&a)
         .await
         .into_iter()
@@ -526,9 +502,9 @@ async fn forged_and_foreign_device_cookies_are_refused() {
 
     // Control: the real cookie, and the same claims signed by hand, both skip — so each
     // refusal below is down to the one thing changed.
-    assert_eq!(step_with_cookie(&gw, "hanako", &token).await, "password");
+    assert_eq!(step_with_device(&gw, "hanako", &token).await, "password");
     assert_eq!(
-        step_with_cookie(&gw, "hanako", &hs256(&claims)).await,
+        step_with_device(&gw, "hanako", &hs256(&claims)).await,
         "password"
     );
 
@@ -636,7 +612,7 @@ async fn forged_and_foreign_device_cookies_are_refused() {
     ];
     for (what, forged) in &cases {
         assert_eq!(
-            step_with_cookie(&gw, "hanako", forged).await,
+            step_with_device(&gw, "hanako", forged).await,
             "password_and_code",
             "{what}: {forged}"
         );
@@ -666,7 +642,7 @@ async fn forged_and_foreign_device_cookies_are_refused() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["step"], "password_and_code", "{v}");
     // And the real one still works after all that.
-    assert_eq!(step_with_cookie(&gw, "hanako", &token).await, "password");
+    assert_eq!(step_with_device(&gw, "hanako", &token).await, "password");
 }
 
 #[tokio::test]
@@ -689,7 +665,7 @@ async fn the_server_caps_a_device_token_lifetime() {
     for (what, iat, exp) in cases {
         let c = with(&with(&claims, "iat", json!(iat)), "exp", json!(exp));
         assert_eq!(
-            step_with_cookie(&gw, "hanako", &hs256(&c)).await,
+            step_with_device(&gw, "hanako", &hs256(&c)).await,
             "password_and_code",
             "{what}"
         );
@@ -697,7 +673,7 @@ async fn the_server_caps_a_device_token_lifetime() {
     // Within the cap (and the record's own expiry), the same jti skips.
     let c = with(&with(&claims, "iat", json!(n)), "exp", json!(n + week - 60));
     assert_eq!(
-        step_with_cookie(&gw, "hanako", &hs256(&c)).await,
+        step_with_device(&gw, "hanako", &hs256(&c)).await,
         "password"
     );
 }
@@ -715,7 +691,7 @@ async fn a_device_skips_only_for_its_own_user() {
     assert_eq!(s, 401, "{v}");
     assert_eq!(api(&gw).get("/me").await.0, 401);
     // hanako still skips in this browser.
-    login_skipping(&a, "hanako").await;
+    password_only_login(&a.http, a.gw, "hanako").await;
 }
 
 #[tokio::test]
@@ -771,7 +747,7 @@ async fn at_most_max_per_user_devices() {
     assert_eq!(names.len(), 2, "{names:?}");
     assert!(names.contains(&json!("two")) && names.contains(&json!("three")));
     logout(&c).await;
-    login_skipping(&c, "hanako").await;
+    password_only_login(&c.http, c.gw, "hanako").await;
 }
 
 #[tokio::test]
@@ -788,7 +764,7 @@ async fn devices_and_revocations_survive_kill_9() {
         (token, id)
     };
     gw.restart();
-    assert_eq!(step_with_cookie(&gw, "hanako", &token).await, "password");
+    assert_eq!(step_with_device(&gw, "hanako", &token).await, "password");
     {
         // The session survived too; revoke the device, then crash.
         let a = Api {
@@ -801,7 +777,7 @@ async fn devices_and_revocations_survive_kill_9() {
     }
     gw.restart();
     assert_eq!(
-        step_with_cookie(&gw, "hanako", &token).await,
+        step_with_device(&gw, "hanako", &token).await,
         "password_and_code"
     );
     let a = Api { gw: &gw, http };
@@ -828,7 +804,7 @@ async fn a_two_step_setting_change_revokes_every_device() {
     )
     .await;
     assert_eq!(s, 200, "{v}");
-    assert_eq!(step_with_cookie(&gw, "hanako", &token).await, "password");
+    assert_eq!(step_with_device(&gw, "hanako", &token).await, "password");
     // A real change revokes both devices (and the other browser's session).
     let (s, v) = send(
         &a,
@@ -840,7 +816,7 @@ async fn a_two_step_setting_change_revokes_every_device() {
     assert_eq!(s, 200, "{v}");
     for t in [&token, &token_b] {
         assert_eq!(
-            step_with_cookie(&gw, "hanako", t).await,
+            step_with_device(&gw, "hanako", t).await,
             "password_and_code"
         );
     }
@@ -858,7 +834,7 @@ async fn a_password_change_revokes_every_device() {
     let gw = Gateway::start();
     let a = api(&gw);
     let token = login_trusting(&a, "hanako", "My laptop").await;
-    assert_eq!(step_with_cookie(&gw, "hanako", &token).await, "password");
+    assert_eq!(step_with_device(&gw, "hanako", &token).await, "password");
     // New hash for hanako (mika's: the same password under another salt).
     let path = gw.path("users.yaml");
     let text = read(&path);
@@ -881,7 +857,7 @@ async fn a_password_change_revokes_every_device() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(
-        step_with_cookie(&gw, "hanako", &token).await,
+        step_with_device(&gw, "hanako", &token).await,
         "password_and_code"
     );
     let fresh = api(&gw);
@@ -914,7 +890,7 @@ async fn managing_devices_needs_a_recent_login() {
     let list = devices_of(&a).await;
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["name"], "My laptop");
-    assert_eq!(step_with_cookie(&gw, "hanako", &token).await, "password");
+    assert_eq!(step_with_device(&gw, "hanako", &token).await, "password");
     // The HTML page offers no forms, and a form post is refused without a change.
     let html = a
         .http
@@ -929,7 +905,7 @@ async fn managing_devices_needs_a_recent_login() {
     assert!(!html.contains("/delete\""), "{html}");
     // A fresh login (the device skips the code) makes managing possible again.
     logout(&a).await;
-    login_skipping(&a, "hanako").await;
+    password_only_login(&a.http, a.gw, "hanako").await;
     let (s, v) = send(
         &a,
         reqwest::Method::PATCH,
@@ -1012,7 +988,7 @@ async fn forged_cookies_do_not_grow_the_cache() {
     }
     // The gauge is eventually consistent: look a few times over a second; it must show
     // the real device (so it does count the cache) and never more.
-    assert_eq!(step_with_cookie(&gw, "hanako", &token).await, "password");
+    assert_eq!(step_with_device(&gw, "hanako", &token).await, "password");
     let mut seen = Vec::new();
     for _ in 0..6 {
         let n = devices_cached(&gw).await;
@@ -1142,7 +1118,7 @@ async fn the_devices_page_forms_need_csrf() {
     // Remove all, by form.
     let (s, _) = post("/_nidan/devices/delete-all".into(), vec![], None).await;
     assert_eq!(s, 403);
-    assert_eq!(step_with_cookie(&gw, "hanako", &token).await, "password");
+    assert_eq!(step_with_device(&gw, "hanako", &token).await, "password");
     let (s, _) = post(
         "/_nidan/devices/delete-all".into(),
         vec![("csrf", csrf)],
@@ -1152,7 +1128,7 @@ async fn the_devices_page_forms_need_csrf() {
     assert_eq!(s, 200);
     assert_eq!(devices_of(&a).await.len(), 0);
     assert_eq!(
-        step_with_cookie(&gw, "hanako", &token).await,
+        step_with_device(&gw, "hanako", &token).await,
         "password_and_code"
     );
 }

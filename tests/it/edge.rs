@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use serde_json::{Value, json};
+use serde_json::json;
 
 // ---------------------------------------------------------------------------------------
 // A backend that answers every request with its own request head, and remembers it.
@@ -162,23 +162,7 @@ fn host_gateway(backend: &RawBackend) -> Gateway {
 
 /// A one-step session for taro (2-step off): `Cookie:` header line.
 async fn taro_cookie(gw: &Gateway) -> String {
-    let http = plain();
-    let r = http
-        .post(gw.url("/_nidan/api/login"))
-        .json(&json!({"id": "taro"}))
-        .send()
-        .await
-        .unwrap();
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(v["step"], "password", "{v}");
-    let flow = v["flow"].as_str().unwrap();
-    let r = http
-        .post(gw.url(&format!("/_nidan/api/login/{flow}/complete")))
-        .json(&json!({"password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let r = password_only_login(&plain(), gw, "taro").await;
     let session = set_cookie(&r, "nidan_session").expect("a session cookie");
     format!("Cookie: nidan_session={session}")
 }

@@ -12,27 +12,6 @@ use common::post_api as post;
 use common::*;
 use serde_json::{Value, json};
 
-/// A full login on `http` (code from the outbox when asked); returns the first step's answer.
-async fn login(http: &reqwest::Client, gw: &Gateway, id: &str, return_to: &str) -> Value {
-    let (s, v) = post(
-        http,
-        gw,
-        "/login",
-        json!({"id": id, "return_to": return_to}),
-    )
-    .await;
-    assert_eq!(s, 200, "{v}");
-    let flow = v["flow"].as_str().unwrap();
-    let body = if v["step"] == "password_and_code" {
-        json!({"password": PASSWORD, "code": gw.last_code(id)})
-    } else {
-        json!({"password": PASSWORD})
-    };
-    let (s, done) = post(http, gw, &format!("/login/{flow}/complete"), body).await;
-    assert_eq!(s, 200, "{done}");
-    v
-}
-
 fn basic(id: &str, secret: &str) -> String {
     format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
 }
@@ -50,7 +29,8 @@ async fn a_trusted_network_skips_the_second_step_only_from_inside() {
 
     // 127.0.0.2 is inside: the password alone, and the exemption is recorded.
     let inside = client_from("127.0.0.2", &jar(), FIREFOX);
-    let v = login(&inside, &gw, "hanako", "/").await;
+    let start = json!({"id": "hanako", "return_to": "/"});
+    let (v, _) = api_login(&inside, &gw.url(""), &gw, start, json!({}), &[]).await;
     assert_eq!(v["step"], "password", "{v}");
     let me: Value = inside
         .get(gw.url("/_nidan/api/me"))

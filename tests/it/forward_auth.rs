@@ -111,26 +111,7 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 /// Logs `id` in through nginx's `/_nidan/` (the portal behind the same host), with the code
 /// from the outbox when one is asked. The session cookie lands in `http`'s jar.
 async fn login_via(http: &reqwest::Client, base: &str, gw: &Gateway, id: &str) {
-    let r = http
-        .post(format!("{base}/_nidan/api/login"))
-        .json(&json!({"id": id}))
-        .send()
-        .await
-        .unwrap();
-    let v: Value = r.json().await.unwrap();
-    let flow = v["flow"].as_str().unwrap();
-    let body = if v["step"] == "password_and_code" {
-        json!({"password": PASSWORD, "code": gw.last_code(id)})
-    } else {
-        json!({"password": PASSWORD})
-    };
-    let r = http
-        .post(format!("{base}/_nidan/api/login/{flow}/complete"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    api_login(http, base, gw, json!({"id": id}), json!({}), &[]).await;
 }
 
 async fn get(http: &reqwest::Client, url: &str) -> (u16, reqwest::header::HeaderMap, String) {
@@ -386,7 +367,7 @@ async fn only_trusted_proxies_may_describe_a_request() {
     // A session: 200 with the identity headers and the assertion for the proxy to pass on.
     // The described request is https: the browser holds the cookie the portal set over
     // https (`__Host-`); the plain-HTTP one is not read for it (SECURITY 44).
-    let plain = session_cookie(&gw, "taro").await;
+    let plain = login(&gw, "taro").await.1;
     let mut with_plain = traefik.to_vec();
     with_plain.push(("Cookie", plain.as_str()));
     assert_eq!(ask(&proxy, &with_plain, "").await.unwrap().status(), 401);
@@ -408,22 +389,6 @@ async fn only_trusted_proxies_may_describe_a_request() {
     // The same cookie from a stranger's address still gets nothing.
     let r = ask(&stranger, &with_session, "").await.unwrap();
     assert_eq!(r.status(), 403);
-}
-
-/// `nidan_session=…` for a fresh password login of `id` (read from the Set-Cookie).
-async fn session_cookie(gw: &Gateway, id: &str) -> String {
-    let http = client();
-    let (_, v) = post_api(&http, gw, "/login", json!({"id": id})).await;
-    let flow = v["flow"].as_str().unwrap();
-    let r = http
-        .post(gw.url(&format!("/_nidan/api/login/{flow}/complete")))
-        .json(&json!({"password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let value = set_cookie(&r, "nidan_session").unwrap();
-    format!("nidan_session={value}")
 }
 
 /// The client names the host it is judged on: a route for another host (a public status
@@ -475,7 +440,7 @@ async fn another_hosts_route_does_not_open_this_servers_app() {
 async fn the_session_cookie_stays_with_nidan() {
     let gw = gateway();
     let ng = nginx_for(&gw);
-    let session = session_cookie(&gw, "taro").await;
+    let session = login(&gw, "taro").await.1;
     let cookies = format!("app_pref=dark; {session}; app_id=7");
     for (path, user) in [("/wiki/page", Some("taro")), ("/public/x", None)] {
         let (s, _, body) = raw(ng.addr, path, &[("Cookie", cookies.as_str())]);
@@ -757,7 +722,7 @@ async fn nginx_sends_the_app_only_what_nidan_decided() {
     let gw = two_hosts();
     let ng = nginx_for(&gw);
     let here = ng.addr.to_string();
-    let session = session_cookie(&gw, "taro").await;
+    let session = login(&gw, "taro").await.1;
     let cookie = [("Cookie", session.as_str())];
     // A Host, or an absolute-form target, naming another host than the server's.
     for (target, host) in [
@@ -822,7 +787,7 @@ async fn caddy_sends_the_app_only_what_nidan_decided() {
     let gw = two_hosts();
     let cd = caddy_for(&gw);
     let here = cd.addr.to_string();
-    let session = session_cookie(&gw, "taro").await;
+    let session = login(&gw, "taro").await.1;
     let cookie = [("Cookie", session.as_str())];
     // A host this site does not serve gets nothing; an absolute-form target names the host.
     let (_, _, body) = raw_as(cd.addr, "/wiki/page", "admin.example.com", &cookie);

@@ -50,25 +50,12 @@ async fn login_token(
     password: &str,
     rd: Option<&str>,
 ) -> (String, Value) {
-    let http = plain();
     let mut start = json!({"id": user});
     if let Some(rd) = rd {
         start["return_to"] = json!(rd);
     }
-    let (s, _, v) = post_json(&http, gw, "/login", start, None).await;
-    assert_eq!(s, 200, "{v}");
-    let flow = v["flow"].as_str().unwrap().to_owned();
-    let mut body = json!({"password": password});
-    if v["step"] == "password_and_code" {
-        body["code"] = json!(gw.last_code(user));
-    }
-    let r = http
-        .post(gw.url(&format!("/_nidan/api/login/{flow}/complete")))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let more = json!({"password": password});
+    let (_, r) = api_login(&plain(), &gw.url(""), gw, start, more, &[]).await;
     assert_eq!(r.headers()["cache-control"], "no-store");
     let token = set_cookie(&r, SESSION).expect("a session cookie");
     (token, r.json().await.unwrap())

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-use serde_json::{Value, json};
+use serde_json::json;
 use stores::{TestDb, TestRedis};
 
 /// A browser: cookie jar, no redirects, no kept-alive connections (the gateway behind it
@@ -42,21 +42,6 @@ fn on_postgres(b: GatewayBuilder, dir: &Path, pg_url: &str, redis_url: &str) -> 
             redis.display()
         ),
     )
-}
-
-/// The step the ID step asks for when the browser sends exactly `cookie` as device cookie.
-async fn step_with_cookie(gw: &Gateway, user: &str, cookie: &str) -> String {
-    let r = client()
-        .post(gw.url("/_nidan/api/login"))
-        .header("cookie", format!("nidan_device={cookie}"))
-        .json(&json!({"id": user}))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(status, 200, "{v}");
-    v["step"].as_str().unwrap().to_owned()
 }
 
 fn device_cookie(r: &reqwest::Response) -> String {
@@ -106,7 +91,7 @@ async fn durable_state_lives_in_postgres_across_kill_9() {
     let (s, me) = api.get("/me").await;
     assert_eq!(s, 200, "the session survived kill -9: {me}");
     assert_eq!(me["user"], "hanako", "{me}");
-    assert_eq!(step_with_cookie(&gw, "hanako", &token).await, "password");
+    assert_eq!(step_with_device(&gw, "hanako", &token).await, "password");
     let (s, v) = api.get("/devices").await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["devices"].as_array().unwrap().len(), 1, "{v}");
@@ -122,7 +107,7 @@ async fn durable_state_lives_in_postgres_across_kill_9() {
     assert_eq!(r.status(), 200);
     gw.restart();
     assert_eq!(
-        step_with_cookie(&gw, "hanako", &token).await,
+        step_with_device(&gw, "hanako", &token).await,
         "password_and_code"
     );
 

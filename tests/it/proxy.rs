@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
-use reqwest::cookie::CookieStore as _;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -183,34 +182,6 @@ async fn all_responses(s: &mut TcpStream, buf: &mut Vec<u8>, idle: Duration) -> 
             }
         }
     }
-}
-
-// ---------------------------------------------------------------------------------------
-// Logging in and reading the session cookie.
-
-/// A logged-in API client, and the session cookie as `name=value` for raw requests.
-async fn login<'a>(gw: &'a Gateway, id: &str) -> (Api<'a>, String) {
-    pingora::tls::install_default_crypto_provider();
-    let jar = Arc::new(reqwest::cookie::Jar::default());
-    let http = reqwest::Client::builder()
-        .cookie_provider(jar.clone())
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
-    let api = Api { gw, http };
-    api.login(id).await;
-    let url: reqwest::Url = gw.url("/").parse().unwrap();
-    let cookies = jar.cookies(&url).expect("cookies after login");
-    let session = cookies
-        .to_str()
-        .unwrap()
-        .split(';')
-        .map(str::trim)
-        .find(|c| c.starts_with("nidan_session="))
-        .unwrap_or_else(|| panic!("no session cookie in {cookies:?}"))
-        .to_owned();
-    (api, session)
 }
 
 fn echo_headers(v: &Value) -> &serde_json::Map<String, Value> {

@@ -19,16 +19,7 @@ async fn browser(gw: &Gateway, id: &str, ua: &str) -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let (s, v) = post_api(&http, gw, "/login", json!({"id": id})).await;
-    assert_eq!(s, 200, "{v}");
-    let flow = v["flow"].as_str().unwrap();
-    let body = if v["step"] == "password_and_code" {
-        json!({"password": PASSWORD, "code": gw.last_code(id)})
-    } else {
-        json!({"password": PASSWORD})
-    };
-    let (s, v) = post_api(&http, gw, &format!("/login/{flow}/complete"), body).await;
-    assert_eq!(s, 200, "{v}");
+    api_login(&http, &gw.url(""), gw, json!({"id": id}), json!({}), &[]).await;
     http
 }
 
@@ -509,38 +500,11 @@ fn with_app_passwords() -> Gateway {
 /// session and the device cookie) and the device cookie's value.
 async fn trusting_browser(gw: &Gateway, id: &str) -> (reqwest::Client, String) {
     let http = client();
-    let (s, v) = post_api(&http, gw, "/login", json!({"id": id})).await;
-    assert_eq!(
-        (s, v["step"].as_str()),
-        (200, Some("password_and_code")),
-        "{v}"
-    );
-    let flow = v["flow"].as_str().unwrap();
-    let r = http
-        .post(gw.url(&format!("/_nidan/api/login/{flow}/complete")))
-        .json(&json!({"password": PASSWORD, "code": gw.last_code(id),
-                      "trust_device": true, "device_name": "laptop"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let more = json!({"trust_device": true, "device_name": "laptop"});
+    let (v, r) = api_login(&http, &gw.url(""), gw, json!({"id": id}), more, &[]).await;
+    assert_eq!(v["step"], "password_and_code", "{v}");
     let device = set_cookie(&r, "nidan_device").expect("a device cookie");
     (http, device)
-}
-
-/// The step a new login of `id` asks for from a browser holding only `device`.
-async fn step_with_device(gw: &Gateway, id: &str, device: &str) -> String {
-    let r = plain()
-        .post(gw.url("/_nidan/api/login"))
-        .header("cookie", format!("nidan_device={device}"))
-        .json(&json!({"id": id}))
-        .send()
-        .await
-        .unwrap();
-    let s = r.status();
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(s, 200, "{v}");
-    v["step"].as_str().unwrap().to_owned()
 }
 
 /// An app password made by `http`'s (recent) session.

@@ -186,33 +186,8 @@ async fn login_at(
     extra: &[(&str, &str)],
     more: Value,
 ) -> HeaderMap {
-    let mut req = http
-        .post(format!("{base}/_nidan/api/login"))
-        .json(&json!({"id": id}));
-    for (k, v) in extra {
-        req = req.header(*k, *v);
-    }
-    let r = req.send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    let v: Value = r.json().await.unwrap();
-    let flow = v["flow"].as_str().unwrap();
-    let mut body = json!({"password": PASSWORD});
-    if v["step"] == "password_and_code" {
-        body["code"] = json!(gw.last_code(id));
-    }
-    for (k, v) in more.as_object().into_iter().flatten() {
-        body[k] = v.clone();
-    }
-    let mut req = http
-        .post(format!("{base}/_nidan/api/login/{flow}/complete"))
-        .json(&body);
-    for (k, v) in extra {
-        req = req.header(*k, *v);
-    }
-    let r = req.send().await.unwrap();
-    let h = r.headers().clone();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-    h
+    let (_, r) = api_login(http, base, gw, json!({"id": id}), more, extra).await;
+    r.headers().clone()
 }
 
 /// GET `url` with `headers`: (status, headers, body).
