@@ -21,8 +21,8 @@ out=docs/screenshots
 raw=$(mktemp -d)
 trap 'rm -rf "$raw"' EXIT
 # The test fails on any accessibility finding: a gallery is made only of pages that pass.
-NIDAN_GALLERY="$raw" cargo test --locked --test browser -- --exact \
-  every_page_passes_axe_in_both_languages_with_and_without_javascript
+NIDAN_GALLERY="$raw" cargo test --locked --test it -- --exact \
+  browser::every_page_passes_axe_in_both_languages_with_and_without_javascript
 
 mkdir -p "$out"
 rm -f "$out"/*.png

@@ -10,6 +10,10 @@ pub use crate::i18n::messages;
 mod outbox;
 mod push;
 mod sms;
+/// The SMTP server for tests (Python's aiosmtpd), one copy shared with the integration tests.
+#[cfg(test)]
+#[path = "../../tests/it/common/smtp.rs"]
+pub(crate) mod testing;
 
 use crate::config::Notifiers;
 

@@ -4,14 +4,14 @@
 
 use std::sync::Arc;
 
-use super::testing::PgTestDb;
+use super::testing::TestDb;
 use super::*;
 
 /// A store of one backend for one test, with what must live as long as it.
 struct Fixture {
     store: Store,
     _dir: Option<tempfile::TempDir>,
-    _pg: Option<PgTestDb>,
+    _pg: Option<TestDb>,
 }
 
 async fn sqlite() -> Fixture {
@@ -25,7 +25,7 @@ async fn sqlite() -> Fixture {
 }
 
 async fn postgres() -> Fixture {
-    let pg = PgTestDb::create();
+    let pg = TestDb::create();
     let store = Store::open_postgres(&pg.url, 16, false).await.unwrap();
     assert!(store.is_postgres());
     Fixture {
@@ -662,7 +662,7 @@ async fn old_sqlite_files_are_migrated_in_place() {
 /// The read-only opening (for `nidan explain`) reads PostgreSQL and refuses writes.
 #[tokio::test]
 async fn postgres_read_only_reads_and_refuses_writes() {
-    let pg = PgTestDb::create();
+    let pg = TestDb::create();
     let rw = Store::open_postgres(&pg.url, 2, false).await.unwrap();
     rw.put_setting(&SettingRecord {
         user_id: "taro".into(),

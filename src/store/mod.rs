@@ -1063,5 +1063,7 @@ mod tests {
 
 #[cfg(test)]
 mod contract;
+/// A PostgreSQL database per test, one copy shared with the integration tests.
 #[cfg(test)]
+#[path = "../../tests/it/common/pg.rs"]
 pub(crate) mod testing;

@@ -1,0 +1,37 @@
+//! The integration tests as one binary (`cargo test --test it`): one module per area, each
+//! against the real `nidan` binary, with the harness in `common` compiled and linked once.
+//! A test is named by its module, e.g. `cargo test --test it edge::` or
+//! `cargo test --test it some_test_name`.
+
+mod common;
+
+mod app;
+mod assertion;
+mod assurance;
+mod browser;
+mod browser_passkey;
+mod budgets;
+mod bus;
+mod codes;
+mod config_cli;
+mod devices;
+mod edge;
+mod exemptions;
+mod explain;
+mod forward_auth;
+mod login;
+mod openapi;
+mod passkeys;
+mod phone;
+mod portal_ux;
+mod postgres;
+mod proxy;
+mod reload;
+mod replicas;
+mod review2_attacks;
+mod review_attacks;
+mod risk;
+mod sessions;
+mod shared_state;
+mod smoke;
+mod tls;
