@@ -538,10 +538,10 @@ impl Gateway {
 
     /// Whether what opened a tunnel still opens its route now (see [`tunnel`]); `active`:
     /// something moved through it since the last look.
-    pub async fn still_open(&self, opened: &tunnel::Opened, active: bool) -> bool {
+    pub async fn still_open(&self, opened: &tunnel::Opened, active: bool) -> tunnel::Verdict {
         let table = self.app.routes();
         let Some(found) = table.find(&opened.host, &opened.path) else {
-            return false;
+            return tunnel::Verdict::Closed;
         };
         let route = found.route.as_ref();
         let (headers, https, client) = (&opened.headers, opened.https, opened.client);
@@ -549,10 +549,13 @@ impl Gateway {
             Some(known) if route.accept.session => known,
             _ => self.caller(headers, https, &mut false, route, client).await,
         };
-        matches!(
-            self.judge(Some(route), &caller, client).await,
-            Ok(Decision::Allow(_))
-        )
+        match self.judge(Some(route), &caller, client).await {
+            Ok(Decision::Allow(_)) => tunnel::Verdict::Open,
+            // A store that cannot answer, or a throttled re-check, does not say the
+            // credential ended: the tunnel is given a second at most (see `tunnel`).
+            Err(Refused::Unavailable | Refused::Throttled(_)) => tunnel::Verdict::Unknown,
+            _ => tunnel::Verdict::Closed,
+        }
     }
 
     /// The caller a session cookie names, if it names a live session of an active user;

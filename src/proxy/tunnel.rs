@@ -18,6 +18,21 @@ use super::conn::Shared;
 /// How often open tunnels are decided again.
 pub const EVERY: Duration = Duration::from_millis(250);
 
+/// What a look at an open tunnel found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// What opened it still opens the route.
+    Open,
+    /// It no longer does: the tunnel ends now.
+    Closed,
+    /// Nobody could say (a store error, a throttled re-check): the tunnel ends once that has
+    /// lasted [`DOUBT`], so a revocation is never honoured later than that.
+    Unknown,
+}
+
+/// How long a tunnel stays open while its credential cannot be checked.
+pub const DOUBT: Duration = Duration::from_secs(1);
+
 /// What opened a tunnel, to decide it again (on the route table in force then).
 pub struct Opened {
     /// The request's credentials only: its `Cookie` and `Authorization` lines.
@@ -27,6 +42,8 @@ pub struct Opened {
     pub path: String,
     pub client: IpAddr,
     pub https: bool,
+    /// Since when its checks could not answer.
+    doubt: Mutex<Option<std::time::Instant>>,
 }
 
 impl Opened {
@@ -50,6 +67,7 @@ impl Opened {
             path: path.to_owned(),
             client,
             https,
+            doubt: Mutex::new(None),
         }
     }
 }
@@ -122,9 +140,25 @@ impl Tunnels {
     async fn look(&self, gateway: &super::Gateway) {
         // The lock is not held across the decisions.
         for (conn, active, opened) in self.due() {
-            if !gateway.still_open(&opened, active).await {
+            let verdict = gateway.still_open(&opened, active).await;
+            let Ok(mut doubt) = opened.doubt.lock() else {
+                conn.kill();
+                continue;
+            };
+            let end = match verdict {
+                Verdict::Open => {
+                    *doubt = None;
+                    false
+                }
+                Verdict::Closed => true,
+                Verdict::Unknown => {
+                    doubt.get_or_insert_with(std::time::Instant::now).elapsed() >= DOUBT
+                }
+            };
+            if end {
                 crate::metrics::connection_refused("session_ended");
                 tracing::info!(
+                    ?verdict,
                     "an upgraded connection ended: its credential no longer opens the route"
                 );
                 conn.kill();
