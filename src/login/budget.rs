@@ -9,11 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{LoginLimits, SecurityCode};
-use crate::login::client::Client;
-use crate::login::error::LoginError;
-use crate::login::service::Login;
 use crate::state::{Ephemeral, Hit, StateError, WindowRule};
-use crate::store::SeenKind;
 
 /// Whether the browser asking is one the account knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,79 +150,6 @@ impl Budgets {
         self.state
             .window_hit(&[Hit::count(&self.passkey_starts, &net)], now)
             .await
-    }
-}
-
-/// Counts an ID step against the client's network: 429 beyond the limit (SECURITY 39, 40).
-pub async fn id_step(login: &Login, client: &Client, now: i64) -> Result<(), LoginError> {
-    match login.budgets.id_step(client.ip, now).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(wait)) => {
-            limited(login, "id_step_limited", client.ip, wait);
-            Err(LoginError::Throttled(wait))
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "the ID-step limit could not be counted");
-            Err(LoginError::Busy)
-        }
-    }
-}
-
-/// Counts a passkey login start against the client's network; the seconds to wait if over
-/// (`Err(None)`: the count could not be read, 503).
-pub async fn passkey_start(login: &Login, ip: IpAddr, now: i64) -> Result<(), Option<u64>> {
-    match login.budgets.passkey_start(ip, now).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(wait)) => {
-            limited(login, "passkey_start_limited", ip, wait);
-            Err(Some(wait))
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "the passkey-start limit could not be counted");
-            Err(None)
-        }
-    }
-}
-
-/// Records a refusal in the background (the audit trail bounds these per network).
-fn limited(login: &Login, event: &'static str, ip: IpAddr, wait: u64) {
-    let audit = login.audit.clone();
-    tokio::spawn(async move {
-        audit
-            .record(
-                event,
-                "",
-                &ip.to_string(),
-                serde_json::json!({"retry_after": wait}),
-            )
-            .await;
-    });
-}
-
-/// Is the browser behind `client` one that `user_id` logged in from before? Unknown IDs go
-/// through the same look-ups (same work), and are never known.
-pub async fn browser_of(login: &Login, user_id: &str, client: &Client, now: i64) -> Browser {
-    if let Some(token) = &client.device_cookie
-        && login.devices.check(token, user_id, now).await.is_some()
-    {
-        return Browser::Known;
-    }
-    let seen = match client
-        .seen_cookie
-        .as_deref()
-        .filter(|v| crate::login::risk::seen_cookie_ok(v))
-    {
-        Some(v) => login
-            .store
-            .seen_since(user_id, SeenKind::Browser, &crate::secret::token_hash(v), 0)
-            .await
-            .unwrap_or(false),
-        None => false,
-    };
-    if seen {
-        Browser::Known
-    } else {
-        Browser::Stranger
     }
 }
 

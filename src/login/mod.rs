@@ -153,7 +153,7 @@ pub async fn start(
     let login = login.as_ref();
     let id = valid_id(raw_id).ok_or(LoginError::BadInput("id"))?;
     let now = crate::time::now();
-    budget::id_step(login, client, now).await?;
+    login.id_step(client, now).await?;
     let user = login.accounts.active_user(id);
     // Look the setting up for unknown IDs too, so both take the same path. A store error is
     // a 503, never "2-step off" (SECURITY 36).
@@ -187,7 +187,8 @@ pub async fn start(
     };
     // Unknown IDs are scored too (same work), so the answer's timing does not tell them apart.
     let risk_step_up = if risk::applies(&login.cfg.risk, enabled) {
-        risk::assess(login, id, user.is_some(), client, now)
+        login
+            .assess_risk(id, user.is_some(), client, now)
             .await
             .map_err(|_| LoginError::Busy)?
             .step_up
@@ -245,13 +246,13 @@ pub async fn start(
             Some(Why::RoutePolicy)
         } else if risk_step_up && network.is_none() {
             Some(Why::Risk)
-        } else if network.is_none() && decoy::typical_two_step(login) {
+        } else if network.is_none() && login.typical_two_step() {
             // Most users have 2-step on: an unknown ID answers like one of them.
             Some(Why::UserSetting)
         } else {
             None
         };
-        decoy::apply(login, &mut f, target, asked);
+        login.apply_decoy(&mut f, target, asked);
     }
     let ip = client.ip.to_string();
     if let Some(why) = f.plan.second_step {
@@ -529,7 +530,7 @@ async fn send_code(
     let now = crate::time::now();
     let ip = client.ip.to_string();
     // Same look-ups for decoys, so timing does not tell them apart.
-    let browser = budget::browser_of(login, &f.user_id, client, now).await;
+    let browser = login.browser_of(&f.user_id, client, now).await;
     let limited = if f.decoy {
         login.budgets.send_decoy(client.ip, &f.user_id, now).await
     } else {
@@ -590,7 +591,7 @@ async fn send_code(
     };
     if f.decoy {
         // Nothing goes out for an unknown ID; the flow otherwise behaves the same.
-        decoy::pretend_send(login).await;
+        login.pretend_send().await;
         f.code = Some(issued);
         f.last_send = Some(now_i);
         return Ok(());
@@ -671,7 +672,7 @@ pub async fn use_email(
         ));
     }
     let email = if f.decoy {
-        Some(decoy::email_of(login, &f))
+        Some(login.decoy_email_of(&f))
     } else {
         login
             .accounts
@@ -781,7 +782,7 @@ pub async fn complete(
     let ip = client.ip.to_string();
     // Failures from browsers the account knows count in a pool of their own, so strangers'
     // wrong passwords never delay the owner's known browser (SECURITY 6, 40).
-    let known = budget::browser_of(login, &f.user_id, client, now).await == budget::Browser::Known;
+    let known = login.browser_of(&f.user_id, client, now).await == budget::Browser::Known;
     let attempt = match login.failures.begin_as(&f.user_id, known, now).await {
         Ok(a) => a,
         Err(limits::Refusal::Busy) => return Err(LoginError::Busy),
@@ -1017,7 +1018,7 @@ pub async fn complete(
             json!({"methods": methods, "device": f.device_id}),
         )
         .await;
-    let seen_token = risk::remember(login, &user.id, client, now).await;
+    let seen_token = login.remember_seen(&user.id, client, now).await;
     if f.plan.second_step == Some(Why::Risk) && with_code {
         let browser = browser_summary(&client.user_agent);
         notify_user(login, &user, client.lang, |lang, site| {

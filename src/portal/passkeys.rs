@@ -383,7 +383,12 @@ async fn register_start(ctx: &Ctx<'_>) -> Response {
     let Some((rp_id, origin)) = relying_party(ctx) else {
         return not_configured();
     };
-    match passkey::register_start(&ctx.app.login, &user, &session, &rp_id, &origin).await {
+    match ctx
+        .app
+        .login
+        .passkey_register_start(&user, &session, &rp_id, &origin)
+        .await
+    {
         Ok(options) => Response::json(200, &options).with("cache-control", "no-store"),
         Err(e) => error(&e),
     }
@@ -416,16 +421,11 @@ async fn register_finish(ctx: &Ctx<'_>) -> Response {
         return not_configured();
     };
     let ip = ctx.req.peer.to_string();
-    match passkey::register_finish(
-        &ctx.app.login,
-        &user,
-        &session,
-        &origin,
-        &name,
-        &body.credential,
-        &ip,
-    )
-    .await
+    match ctx
+        .app
+        .login
+        .passkey_register_finish(&user, &session, &origin, &name, &body.credential, &ip)
+        .await
     {
         Ok(rec) => {
             // A new way in, like a trusted device: the user hears of it (SECURITY 16).
@@ -448,7 +448,7 @@ struct LoginStartBody {
 
 async fn login_start(ctx: &Ctx<'_>) -> Response {
     // Each start keeps a challenge: limited per network (SECURITY 39, 40).
-    match crate::login::budget::passkey_start(&ctx.app.login, ctx.req.peer, ctx.now()).await {
+    match ctx.app.login.passkey_start(ctx.req.peer, ctx.now()).await {
         Ok(()) => {}
         Err(Some(s)) => return error(&PasskeyError::Throttled(s)),
         Err(None) => return error(&PasskeyError::Busy),
@@ -465,7 +465,12 @@ async fn login_start(ctx: &Ctx<'_>) -> Response {
         return not_configured();
     };
     let rd = ctx.safe_rd(body.return_to.as_deref());
-    match passkey::login_start(&ctx.app.login, &rp_id, &origin, &rd).await {
+    match ctx
+        .app
+        .login
+        .passkey_login_start(&rp_id, &origin, &rd)
+        .await
+    {
         Ok(options) => Response::json(200, &options).with("cache-control", "no-store"),
         Err(e) => error(&e),
     }
@@ -485,7 +490,12 @@ async fn login_finish(ctx: &Ctx<'_>) -> Response {
     let Some((_, origin)) = relying_party(ctx) else {
         return not_configured();
     };
-    match passkey::login_finish(&ctx.app.login, &ctx.client(), &origin, &body.credential).await {
+    match ctx
+        .app
+        .login
+        .passkey_login_finish(&ctx.client(), &origin, &body.credential)
+        .await
+    {
         Ok(done) => signed_in_redirect(ctx, done, 200),
         Err(e @ (PasskeyError::BadInput(_) | PasskeyError::Throttled(_))) => error(&e),
         Err(e @ (PasskeyError::Internal | PasskeyError::Busy)) => error(&e),

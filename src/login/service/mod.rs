@@ -4,6 +4,11 @@
 //! the audit trail, the notifier). `App` builds it and hands it to the edges; the
 //! short-lived parts sit in `crate::state` (in process, or in Redis for replicas).
 
+mod budget;
+mod decoy;
+mod passkey;
+mod risk;
+
 use std::sync::Arc;
 use std::time::Duration;
 
