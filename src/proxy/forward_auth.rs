@@ -14,9 +14,10 @@ use std::net::IpAddr;
 use pingora::proxy::Session;
 
 use super::{Ctx, Gateway, Refused, basic_challenge, path, target};
+use crate::assurance::Missing;
 use crate::config::Policy;
 use crate::portal::http::Response;
-use crate::proxy::gate::{self, Decision};
+use crate::proxy::gate::{self, Decision, Identity};
 
 /// Under the portal prefix.
 pub(crate) const PATH: &str = "/api/authz/forward-auth";
@@ -123,7 +124,6 @@ impl Gateway {
     /// 200 + identity headers when the request may pass; 401 (with `Location` of the login
     /// for nginx's `error_page`) or, for browsers when `?redirect=1` asks, 302 to the login;
     /// 403 when the route forbids it for this user or no route serves it.
-    #[allow(clippy::too_many_lines)] // split in the services step
     pub(super) async fn forward_auth(
         &self,
         session: &Session,
@@ -141,38 +141,9 @@ impl Gateway {
             );
         }
         let headers = &session.req_header().headers;
-        let original = match original(headers) {
-            Ok(o) => o,
-            Err(why) => return bad(400, "bad_forwarded_request", &why),
-        };
-        // HTTPS is the described request's scheme (the trusted proxy's word, as
-        // `X-Forwarded-Proto` is in proxy mode) or the configuration's; this connection is
-        // the proxy's, not the browser's. The session cookie is read under that scheme's
-        // name only, as the portal behind the same proxy wrote it (SECURITY 44).
-        ctx.https = super::scheme::https(app.cfg.always_https(), false, Some(original.scheme));
-        // The described request, read as the proxy reads the requests it receives.
-        let method = match original.method {
-            "CONNECT" => target::MethodKind::Connect,
-            "OPTIONS" => target::MethodKind::Options,
-            _ => target::MethodKind::Other,
-        };
-        let hosts: Vec<&[u8]> = original.host.map(str::as_bytes).into_iter().collect();
-        let reading = match target::read(method, original.target.as_bytes(), &hosts, None, true) {
-            Ok(r) => r,
-            Err(e) => return bad(400, "bad_forwarded_request", &e.to_string()),
-        };
-        let (Some(authority), target::Target::Path { path, query: q }) =
-            (reading.authority, reading.target)
-        else {
-            return bad(
-                400,
-                "bad_forwarded_request",
-                "the request names no resource",
-            );
-        };
-        let canonical = match path::canonicalize_parts(path, q) {
-            Ok(c) => c,
-            Err(e) => return bad(400, "bad_forwarded_request", &e.to_string()),
+        let (original, authority, canonical) = match self.described(headers, ctx) {
+            Ok(d) => d,
+            Err(resp) => return resp,
         };
         let table = app.routes();
         let found = table.find(&authority.host, &canonical.path);
@@ -189,20 +160,9 @@ impl Gateway {
         };
         let decision = match self.judge(route, &caller, client).await {
             Ok(d) => d,
-            Err(Refused::BadBasic) => return basic_challenge().with("cache-control", "no-store"),
-            Err(Refused::Unavailable) => {
-                return bad(503, "unavailable", "the service is unavailable; try again")
-                    .with("retry-after", "5");
-            }
-            Err(Refused::Throttled(s)) => {
-                return bad(
-                    429,
-                    "too_many_attempts",
-                    "too many failed attempts; try later",
-                )
-                .with("retry-after", s.to_string());
-            }
+            Err(refused) => return refused_answer(refused),
         };
+        let decided = (&authority, &canonical);
         match decision {
             Decision::Allow(identity) => {
                 let assertion = match self.assertion(route, &caller) {
@@ -211,49 +171,13 @@ impl Gateway {
                         return bad(503, "unavailable", "the service is unavailable; try again");
                     }
                 };
-                // Every header a proxy copies onto the request is in the answer, empty when
-                // the request gets none: a proxy that copies only headers present would
-                // otherwise leave a client's own copy (or, Caddy 2.6, its literal
-                // placeholder) for the app. nginx drops a header whose value is empty.
-                let h = &app.cfg.identity_headers;
-                let (user, name, email, groups) =
-                    identity.as_ref().map_or(("", "", "", ""), |id| {
-                        (
-                            id.user.as_str(),
-                            id.name.as_str(),
-                            id.email.as_str(),
-                            id.groups.as_str(),
-                        )
-                    });
-                let mut resp = Response::new(200, "text/plain; charset=utf-8", "")
-                    .with("cache-control", "no-store")
-                    .with_named(&h.user, user)
-                    .with_named(&h.name, name)
-                    .with_named(&h.email, email)
-                    .with_named(&h.groups, groups);
-                // Empty, under its default name, when assertions are off: the README's
-                // snippets copy it either way.
-                let assertion_header = app
-                    .assertions
-                    .as_ref()
-                    .map_or("x-nidan-assertion", |a| a.header());
-                resp = resp.with_named(assertion_header, assertion.as_deref().unwrap_or(""));
-                // The request's cookies without the gateway's (the session opens every
-                // route): the proxy puts this `Cookie` on the request it forwards in place
-                // of the client's, empty when nothing is left (SECURITY 20).
-                let kept = crate::session::cookie::without(headers, &super::gateway_cookies(app));
-                resp = resp.with("cookie", kept.unwrap_or_default());
-                // Likewise `Authorization`: credentials nidan checked (Basic, an app
-                // password) stay with nidan (empty), as the proxy removes them; anything
-                // else (a bearer token for the app itself) is handed back to be forwarded.
-                let handed_back = headers
-                    .get(http::header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok())
-                    .filter(|_| !used_basic);
-                resp = resp
-                    .with("authorization", handed_back.unwrap_or("").to_owned())
-                    .with(DECIDED_HOST, authority.to_header())
-                    .with(DECIDED_URI, canonical.to_target());
+                let resp = self.allowed(
+                    headers,
+                    identity.as_deref(),
+                    assertion.as_deref(),
+                    used_basic,
+                    decided,
+                );
                 ctx.identity = identity;
                 resp
             }
@@ -264,51 +188,179 @@ impl Gateway {
                 basic_challenge().with("cache-control", "no-store")
             }
             Decision::Login { step_up } => {
-                let prefix = &app.cfg.portal.path_prefix;
-                let wanted = canonical.to_target();
-                // Where the login is: the configured public address, else the same host
-                // (the proxy passes `{prefix}/` to nidan). The return address is then
-                // absolute or a path accordingly; the portal validates it either way.
-                let (login, rd) = match &app.cfg.portal.public_url {
-                    Some(base) => (
-                        format!("{base}{prefix}/login"),
-                        format!("{}://{}{wanted}", original.scheme, authority.to_header()),
-                    ),
-                    None => (format!("{prefix}/login"), wanted),
-                };
-                let extra = if step_up.is_some() { "&step_up=1" } else { "" };
-                let location = format!(
-                    "{login}?rd={}{extra}",
-                    crate::portal::redirect::encode_rd(&rd)
-                );
-                let accept = headers.get("accept").and_then(|v| v.to_str().ok());
-                let asked = query.is_some_and(|q| {
-                    form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "redirect" && v == "1")
-                });
-                if asked && gate::is_browser(accept) {
-                    return Response::redirect(302, &location).with("cache-control", "no-store");
-                }
-                let body = match step_up {
-                    Some(missing) => serde_json::json!({
-                        "error": "step_up_required",
-                        "reason": missing.as_str(),
-                        "message": "this route needs a stronger login: log in again with the second step",
-                    }),
-                    None => {
-                        serde_json::json!({"error": "unauthenticated", "message": "log in first"})
-                    }
-                };
-                Response::json(401, &body)
-                    .with(
-                        "www-authenticate",
-                        format!("Cookie realm=\"nidan\", login=\"{login}\""),
-                    )
-                    .with("location", location)
-                    .with("cache-control", "no-store")
+                self.to_login(headers, query, step_up, original.scheme, decided)
             }
             Decision::Deny => bad(403, "forbidden", "this account may not open this address"),
             Decision::NoRoute => bad(403, "no_route", "no route serves this address"),
         }
+    }
+
+    /// The request the proxy describes, read as the proxy reads the requests it receives:
+    /// how it was described, its host and its canonical target; sets `ctx.https`. `Err` is
+    /// the answer (400).
+    fn described<'h>(
+        &self,
+        headers: &'h http::HeaderMap,
+        ctx: &mut Ctx,
+    ) -> Result<(Original<'h>, target::Authority, path::Canonical), Response> {
+        let original = match original(headers) {
+            Ok(o) => o,
+            Err(why) => return Err(bad(400, "bad_forwarded_request", &why)),
+        };
+        // HTTPS is the described request's scheme (the trusted proxy's word, as
+        // `X-Forwarded-Proto` is in proxy mode) or the configuration's; this connection is
+        // the proxy's, not the browser's. The session cookie is read under that scheme's
+        // name only, as the portal behind the same proxy wrote it (SECURITY 44).
+        ctx.https = super::scheme::https(self.app.cfg.always_https(), false, Some(original.scheme));
+        // The described request, read as the proxy reads the requests it receives.
+        let method = match original.method {
+            "CONNECT" => target::MethodKind::Connect,
+            "OPTIONS" => target::MethodKind::Options,
+            _ => target::MethodKind::Other,
+        };
+        let hosts: Vec<&[u8]> = original.host.map(str::as_bytes).into_iter().collect();
+        let reading = match target::read(method, original.target.as_bytes(), &hosts, None, true) {
+            Ok(r) => r,
+            Err(e) => return Err(bad(400, "bad_forwarded_request", &e.to_string())),
+        };
+        let (Some(authority), target::Target::Path { path, query: q }) =
+            (reading.authority, reading.target)
+        else {
+            return Err(bad(
+                400,
+                "bad_forwarded_request",
+                "the request names no resource",
+            ));
+        };
+        let canonical = match path::canonicalize_parts(path, q) {
+            Ok(c) => c,
+            Err(e) => return Err(bad(400, "bad_forwarded_request", &e.to_string())),
+        };
+        Ok((original, authority, canonical))
+    }
+
+    /// The 200 for an allowed request: the identity headers and the assertion, the request's
+    /// `Cookie` and `Authorization` as the app may see them, and the host and target decided
+    /// on (`decided`).
+    fn allowed(
+        &self,
+        headers: &http::HeaderMap,
+        identity: Option<&Identity>,
+        assertion: Option<&str>,
+        used_basic: bool,
+        (authority, canonical): (&target::Authority, &path::Canonical),
+    ) -> Response {
+        let app = &self.app;
+        // Every header a proxy copies onto the request is in the answer, empty when
+        // the request gets none: a proxy that copies only headers present would
+        // otherwise leave a client's own copy (or, Caddy 2.6, its literal
+        // placeholder) for the app. nginx drops a header whose value is empty.
+        let h = &app.cfg.identity_headers;
+        let (user, name, email, groups) = identity.map_or(("", "", "", ""), |id| {
+            (
+                id.user.as_str(),
+                id.name.as_str(),
+                id.email.as_str(),
+                id.groups.as_str(),
+            )
+        });
+        let mut resp = Response::new(200, "text/plain; charset=utf-8", "")
+            .with("cache-control", "no-store")
+            .with_named(&h.user, user)
+            .with_named(&h.name, name)
+            .with_named(&h.email, email)
+            .with_named(&h.groups, groups);
+        // Empty, under its default name, when assertions are off: the README's
+        // snippets copy it either way.
+        let assertion_header = app
+            .assertions
+            .as_ref()
+            .map_or("x-nidan-assertion", |a| a.header());
+        resp = resp.with_named(assertion_header, assertion.unwrap_or(""));
+        // The request's cookies without the gateway's (the session opens every
+        // route): the proxy puts this `Cookie` on the request it forwards in place
+        // of the client's, empty when nothing is left (SECURITY 20).
+        let kept = crate::session::cookie::without(headers, &super::gateway_cookies(app));
+        resp = resp.with("cookie", kept.unwrap_or_default());
+        // Likewise `Authorization`: credentials nidan checked (Basic, an app
+        // password) stay with nidan (empty), as the proxy removes them; anything
+        // else (a bearer token for the app itself) is handed back to be forwarded.
+        let handed_back = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .filter(|_| !used_basic);
+        resp.with("authorization", handed_back.unwrap_or("").to_owned())
+            .with(DECIDED_HOST, authority.to_header())
+            .with(DECIDED_URI, canonical.to_target())
+    }
+
+    /// The answer for a caller who must log in (`step_up`: what a known caller lacks): 401
+    /// with the login's `Location`, or 302 to it for a browser when `?redirect=1` asks.
+    fn to_login(
+        &self,
+        headers: &http::HeaderMap,
+        query: Option<&str>,
+        step_up: Option<Missing>,
+        scheme: &str,
+        (authority, canonical): (&target::Authority, &path::Canonical),
+    ) -> Response {
+        let app = &self.app;
+        let prefix = &app.cfg.portal.path_prefix;
+        let wanted = canonical.to_target();
+        // Where the login is: the configured public address, else the same host
+        // (the proxy passes `{prefix}/` to nidan). The return address is then
+        // absolute or a path accordingly; the portal validates it either way.
+        let (login, rd) = match &app.cfg.portal.public_url {
+            Some(base) => (
+                format!("{base}{prefix}/login"),
+                format!("{scheme}://{}{wanted}", authority.to_header()),
+            ),
+            None => (format!("{prefix}/login"), wanted),
+        };
+        let extra = if step_up.is_some() { "&step_up=1" } else { "" };
+        let location = format!(
+            "{login}?rd={}{extra}",
+            crate::portal::redirect::encode_rd(&rd)
+        );
+        let accept = headers.get("accept").and_then(|v| v.to_str().ok());
+        let asked = query.is_some_and(|q| {
+            form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "redirect" && v == "1")
+        });
+        if asked && gate::is_browser(accept) {
+            return Response::redirect(302, &location).with("cache-control", "no-store");
+        }
+        let body = match step_up {
+            Some(missing) => serde_json::json!({
+                "error": "step_up_required",
+                "reason": missing.as_str(),
+                "message": "this route needs a stronger login: log in again with the second step",
+            }),
+            None => {
+                serde_json::json!({"error": "unauthenticated", "message": "log in first"})
+            }
+        };
+        Response::json(401, &body)
+            .with(
+                "www-authenticate",
+                format!("Cookie realm=\"nidan\", login=\"{login}\""),
+            )
+            .with("location", location)
+            .with("cache-control", "no-store")
+    }
+}
+
+/// Forward-auth's answer when the gateway answers without deciding.
+fn refused_answer(refused: Refused) -> Response {
+    match refused {
+        Refused::BadBasic => basic_challenge().with("cache-control", "no-store"),
+        Refused::Unavailable => bad(503, "unavailable", "the service is unavailable; try again")
+            .with("retry-after", "5"),
+        Refused::Throttled(s) => bad(
+            429,
+            "too_many_attempts",
+            "too many failed attempts; try later",
+        )
+        .with("retry-after", s.to_string()),
     }
 }
 

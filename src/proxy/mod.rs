@@ -286,8 +286,77 @@ impl ProxyHttp for Gateway {
 
 impl Gateway {
     /// The whole decision for a request. `Some(response)` when the gateway answers itself.
-    #[allow(clippy::too_many_lines)] // split in the services step
     async fn decide(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Option<Response>> {
+        let app = &self.app;
+        let (peer, client) = self.read_scheme(session, ctx);
+        let edge = match read_request_edge(session, &app.cfg.server.limits) {
+            Ok(e) => e,
+            Err(resp) => return Ok(Some(resp)),
+        };
+        let host = edge.authority.as_ref().map_or("", |a| a.host.as_str());
+        ctx.host = edge.authority.as_ref().map(target::Authority::to_header);
+        let Some(canonical) = edge.canonical else {
+            // `OPTIONS *` asks about the server, not a resource: nothing to route or forward.
+            return Ok(Some(Response::new(200, "text/plain; charset=utf-8", "")));
+        };
+        ctx.upgrade = session.is_upgrade_req();
+        ctx.target = Some(canonical.to_target());
+        let prefix = app.cfg.portal.path_prefix.as_str();
+        if let Some(rest) = portal_rest(prefix, &canonical.path) {
+            let to = (peer, client);
+            return self
+                .portal_or_forward_auth(session, ctx, rest, &canonical, host, to)
+                .await
+                .map(Some);
+        }
+        let table = app.routes();
+        let found = table.find(host, &canonical.path);
+        ctx.route = found.as_ref().map(|f| f.index);
+        ctx.table = Some(table.clone());
+        let route = found.as_ref().map(|f| f.route.as_ref());
+        let caller = match route {
+            Some(r) if matches!(r.policy, Policy::Login | Policy::TwoFactor) => {
+                let headers = &session.req_header().headers;
+                self.caller(headers, ctx.https, &mut ctx.used_basic, r, client)
+                    .await
+            }
+            _ => CallerState::None,
+        };
+        let decision = match self.judge(route, &caller, client).await {
+            Ok(d) => d,
+            Err(refused) => return Ok(Some(refused_answer(app, session.req_header(), refused))),
+        };
+        let req = session.req_header();
+        Ok(match decision {
+            Decision::Allow(identity) => {
+                match self.assertion(route, &caller) {
+                    Ok(a) => ctx.assertion = a,
+                    Err(()) => return Ok(Some(unavailable(app, req))),
+                }
+                ctx.identity = identity;
+                if ctx.upgrade && !matches!(caller, CallerState::None) {
+                    let headers = &session.req_header().headers;
+                    let opened =
+                        tunnel::Opened::new(headers, host, &canonical.path, client, ctx.https);
+                    ctx.opened = Some(opened);
+                }
+                None
+            }
+            Decision::Login { step_up } => Some(login_answer(
+                prefix,
+                route,
+                &req.headers,
+                step_up,
+                &canonical,
+            )),
+            Decision::Deny => Some(portal::gateway_error(app, req, 403)),
+            Decision::NoRoute => Some(portal::gateway_error(app, req, 404)),
+        })
+    }
+
+    /// Reads the scheme (`ctx.https`) and the client (`ctx.client`) of the request; returns
+    /// the connection's peer and the client address.
+    fn read_scheme(&self, session: &Session, ctx: &mut Ctx) -> (IpAddr, IpAddr) {
         let app = &self.app;
         let socket_tls = session
             .digest()
@@ -309,132 +378,37 @@ impl Gateway {
             .map(|v| v.to_str().unwrap_or("?"));
         let client = upstream::client_ip(peer, lines, &app.cfg.trusted_proxies);
         ctx.client = Some(client);
-        if sent_fragment(session) {
-            let why = format!("bad request: {}\n", target::EdgeError::Fragment);
-            return Ok(Some(Response::new(400, "text/plain; charset=utf-8", why)));
+        (peer, client)
+    }
+
+    /// A request for the portal (`rest`: its path under the prefix), forward-auth among them;
+    /// `to`: the connection's peer and the client.
+    async fn portal_or_forward_auth(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        rest: &str,
+        canonical: &path::Canonical,
+        host: &str,
+        (peer, client): (IpAddr, IpAddr),
+    ) -> Result<Response> {
+        if rest == forward_auth::PATH {
+            let query = canonical.query.as_deref();
+            let answer = self.forward_auth(session, ctx, query, peer, client);
+            // Boxed, like the portal below.
+            return Ok(Box::pin(answer).await);
         }
-        let edge = match read_edge(req, &app.cfg.server.limits, || {
-            sent_content_lengths(session)
-        }) {
-            Ok(e) => e,
-            Err(resp) => return Ok(Some(resp)),
-        };
-        let host = edge.authority.as_ref().map_or("", |a| a.host.as_str());
-        ctx.host = edge.authority.as_ref().map(target::Authority::to_header);
-        let Some(canonical) = edge.canonical else {
-            // `OPTIONS *` asks about the server, not a resource: nothing to route or forward.
-            return Ok(Some(Response::new(200, "text/plain; charset=utf-8", "")));
-        };
-        ctx.upgrade = session.is_upgrade_req();
-        ctx.target = Some(canonical.to_target());
-        let prefix = app.cfg.portal.path_prefix.as_str();
-        if let Some(rest) = canonical
-            .path
-            .strip_prefix(prefix)
-            .filter(|r| r.is_empty() || r.starts_with('/'))
-        {
-            let rest = if rest.is_empty() { "/" } else { rest };
-            if rest == forward_auth::PATH {
-                let query = canonical.query.as_deref();
-                let answer = self.forward_auth(session, ctx, query, peer, client);
-                // Boxed, like the portal below.
-                return Ok(Some(Box::pin(answer).await));
-            }
-            // Boxed: the portal's future is kilobytes, and inline it would make every
-            // proxied request's future as large (copied whole when pingora boxes it).
-            let portal = self.portal(
-                session,
-                ctx,
-                rest.to_owned(),
-                canonical.query.clone(),
-                host.to_owned(),
-                client,
-            );
-            return Box::pin(portal).await.map(Some);
-        }
-        let table = app.routes();
-        let found = table.find(host, &canonical.path);
-        ctx.route = found.as_ref().map(|f| f.index);
-        ctx.table = Some(table.clone());
-        let route = found.as_ref().map(|f| f.route.as_ref());
-        let caller = match route {
-            Some(r) if matches!(r.policy, Policy::Login | Policy::TwoFactor) => {
-                let headers = &session.req_header().headers;
-                self.caller(headers, ctx.https, &mut ctx.used_basic, r, client)
-                    .await
-            }
-            _ => CallerState::None,
-        };
-        let decision = match self.judge(route, &caller, client).await {
-            Ok(d) => d,
-            Err(Refused::BadBasic) => return Ok(Some(basic_challenge())),
-            Err(Refused::Unavailable) => {
-                return Ok(Some(unavailable(app, session.req_header())));
-            }
-            Err(Refused::Throttled(s)) => {
-                return Ok(Some(
-                    Response::json_error(
-                        429,
-                        "too_many_attempts",
-                        "too many failed attempts; try later",
-                    )
-                    .with("retry-after", s.to_string()),
-                ));
-            }
-        };
-        let req = session.req_header();
-        Ok(match decision {
-            Decision::Allow(identity) => {
-                match self.assertion(route, &caller) {
-                    Ok(a) => ctx.assertion = a,
-                    Err(()) => return Ok(Some(unavailable(app, req))),
-                }
-                ctx.identity = identity;
-                if ctx.upgrade && !matches!(caller, CallerState::None) {
-                    let headers = &session.req_header().headers;
-                    let opened =
-                        tunnel::Opened::new(headers, host, &canonical.path, client, ctx.https);
-                    ctx.opened = Some(opened);
-                }
-                None
-            }
-            Decision::Login { .. }
-                if route
-                    .is_some_and(|r| (r.accept.basic || r.accept.token) && !r.accept.session) =>
-            {
-                Some(basic_challenge())
-            }
-            Decision::Login { step_up } => {
-                let accept = req
-                    .headers
-                    .get(http::header::ACCEPT)
-                    .and_then(|v| v.to_str().ok());
-                if gate::is_browser(accept) {
-                    let rd = portal::redirect::encode_rd(&canonical.to_target());
-                    let extra = if step_up.is_some() { "&step_up=1" } else { "" };
-                    Some(
-                        Response::redirect(302, &format!("{prefix}/login?rd={rd}{extra}"))
-                            .with("cache-control", "no-store"),
-                    )
-                } else {
-                    let challenge = format!("Cookie realm=\"nidan\", login=\"{prefix}/login\"");
-                    Some(match step_up {
-                        Some(missing) => Response::json(
-                            401,
-                            &serde_json::json!({
-                                "error": "step_up_required",
-                                "reason": missing.as_str(),
-                                "message": "this route needs a stronger login: log in again with the second step",
-                            }),
-                        ),
-                        None => Response::json_error(401, "unauthenticated", "log in first"),
-                    }
-                    .with("www-authenticate", challenge))
-                }
-            }
-            Decision::Deny => Some(portal::gateway_error(app, req, 403)),
-            Decision::NoRoute => Some(portal::gateway_error(app, req, 404)),
-        })
+        // Boxed: the portal's future is kilobytes, and inline it would make every
+        // proxied request's future as large (copied whole when pingora boxes it).
+        let portal = self.portal(
+            session,
+            ctx,
+            rest.to_owned(),
+            canonical.query.clone(),
+            host.to_owned(),
+            client,
+        );
+        Box::pin(portal).await
     }
 
     /// What the gate decides for this caller on this route (the proxy and forward-auth
@@ -601,7 +575,6 @@ impl Gateway {
     /// HTTP Basic: the password alone, so it opens only routes where that is enough for
     /// this user. A right password that cannot open the route is treated exactly like a
     /// wrong one: hashed, counted as a failure, never cached (SECURITY 37).
-    #[allow(clippy::too_many_lines)] // split in the services step
     async fn basic(
         &self,
         route: &crate::config::Route,
@@ -625,43 +598,14 @@ impl Gateway {
         };
         let key = app.basic_key(id, password);
         if let (Some(p), Some(u)) = (proof, &user)
-            && let Some(hit) = app.basic_cache.get(&key).await
-            && hit.user_id == u.id
-            && hit.hash == crate::secret::digest(&[u.password_hash.as_bytes()])
+            && self.basic_cached(&key, u).await
         {
             return CallerState::Known(u.clone(), p, None);
         }
         let now = crate::time::now();
-        // A password check costs a hash: anonymous work, budgeted per network like ID steps
-        // (SECURITY 39, 40), so one address cannot fill the hashing queue for everyone.
-        match app.login.budgets.id_step(client, now).await {
-            Ok(Ok(())) => {}
-            Ok(Err(wait)) => return CallerState::Throttled(wait),
-            Err(e) => {
-                tracing::error!(error = %e, "Basic: the per-network budget could not be counted");
-                return CallerState::Unavailable;
-            }
-        }
-        // Failures from networks where this ID logged in before count in the known pool,
-        // so strangers elsewhere cannot keep the owner's own client out (SECURITY 40).
-        let prefix = crate::login::risk::network_prefix(client);
-        let memory = i64::try_from(app.cfg.risk.network_memory.as_secs()).unwrap_or(i64::MAX);
-        let known = match app
-            .store
-            .seen_since(id, SeenKind::Network, &prefix, now.saturating_sub(memory))
-            .await
-        {
-            Ok(k) => k,
-            Err(e) => {
-                tracing::error!(error = %e, "Basic: the known networks are unreadable: refusing");
-                return CallerState::Unavailable;
-            }
-        };
-        let attempt = match app.login.failures.begin_as(id, known, now).await {
-            Ok(a) => a,
-            Err(crate::login::limits::Refusal::Wait(wait)) => return CallerState::Throttled(wait),
-            // The count could not be read: no guess goes uncounted (SECURITY 36).
-            Err(crate::login::limits::Refusal::Busy) => return CallerState::Unavailable,
+        let (attempt, prefix) = match self.basic_attempt(id, client, now).await {
+            Ok(begun) => begun,
+            Err(refused) => return refused,
         };
         let seen = app.basic_cache.epoch();
         let ok = match app
@@ -681,18 +625,7 @@ impl Gateway {
         match (user, proof) {
             (Some(u), Some(p)) if ok => {
                 app.login.failures.succeeded(attempt).await;
-                if let Err(e) = app
-                    .store
-                    .remember_seen(&u.id, SeenKind::Network, &prefix, now)
-                    .await
-                {
-                    tracing::warn!(error = %e, "could not remember a Basic client's network");
-                }
-                let entry = crate::cache::BasicEntry {
-                    user_id: u.id.clone(),
-                    hash: crate::secret::digest(&[u.password_hash.as_bytes()]),
-                };
-                app.basic_cache.admit(key, entry, seen).await;
+                self.basic_remember(&u, &prefix, now, key, seen).await;
                 app.audit
                     .record(
                         "basic_auth_succeeded",
@@ -725,6 +658,83 @@ impl Gateway {
                 CallerState::BadBasic
             }
         }
+    }
+
+    /// Whether the Basic cache holds `key` for this user with the password hash the user has
+    /// now (a changed password misses).
+    async fn basic_cached(&self, key: &[u8; 32], user: &crate::users::User) -> bool {
+        self.app.basic_cache.get(key).await.is_some_and(|hit| {
+            hit.user_id == user.id
+                && hit.hash == crate::secret::digest(&[user.password_hash.as_bytes()])
+        })
+    }
+
+    /// Counts a Basic password check before its hash: the per-network budget, then the
+    /// failure count of `id` (begun, settled by the caller). Returns the attempt and the
+    /// client's network prefix; `Err` is the caller's answer instead.
+    async fn basic_attempt(
+        &self,
+        id: &str,
+        client: IpAddr,
+        now: i64,
+    ) -> std::result::Result<(crate::login::limits::Attempt, String), CallerState> {
+        let app = &self.app;
+        // A password check costs a hash: anonymous work, budgeted per network like ID steps
+        // (SECURITY 39, 40), so one address cannot fill the hashing queue for everyone.
+        match app.login.budgets.id_step(client, now).await {
+            Ok(Ok(())) => {}
+            Ok(Err(wait)) => return Err(CallerState::Throttled(wait)),
+            Err(e) => {
+                tracing::error!(error = %e, "Basic: the per-network budget could not be counted");
+                return Err(CallerState::Unavailable);
+            }
+        }
+        // Failures from networks where this ID logged in before count in the known pool,
+        // so strangers elsewhere cannot keep the owner's own client out (SECURITY 40).
+        let prefix = crate::login::risk::network_prefix(client);
+        let memory = i64::try_from(app.cfg.risk.network_memory.as_secs()).unwrap_or(i64::MAX);
+        let known = match app
+            .store
+            .seen_since(id, SeenKind::Network, &prefix, now.saturating_sub(memory))
+            .await
+        {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::error!(error = %e, "Basic: the known networks are unreadable: refusing");
+                return Err(CallerState::Unavailable);
+            }
+        };
+        match app.login.failures.begin_as(id, known, now).await {
+            Ok(a) => Ok((a, prefix)),
+            Err(crate::login::limits::Refusal::Wait(wait)) => Err(CallerState::Throttled(wait)),
+            // The count could not be read: no guess goes uncounted (SECURITY 36).
+            Err(crate::login::limits::Refusal::Busy) => Err(CallerState::Unavailable),
+        }
+    }
+
+    /// After a Basic login that opened the route: its network is remembered for the user,
+    /// and the password is cached (unless the cache changed since `seen`).
+    async fn basic_remember(
+        &self,
+        user: &crate::users::User,
+        prefix: &str,
+        now: i64,
+        key: [u8; 32],
+        seen: crate::cache::Epoch,
+    ) {
+        let app = &self.app;
+        if let Err(e) = app
+            .store
+            .remember_seen(&user.id, SeenKind::Network, prefix, now)
+            .await
+        {
+            tracing::warn!(error = %e, "could not remember a Basic client's network");
+        }
+        let entry = crate::cache::BasicEntry {
+            user_id: user.id.clone(),
+            hash: crate::secret::digest(&[user.password_hash.as_bytes()]),
+        };
+        app.basic_cache.admit(key, entry, seen).await;
     }
 
     /// The proof a password (or token) alone gives on this route, if it is enough there for
@@ -1027,6 +1037,80 @@ where
 {
     http::HeaderValue::try_from(text)
         .map_err(|_| Error::explain(ErrorType::InternalError, "invalid header value"))
+}
+
+/// The request edge of a request pingora received ([`read_edge`]), a fragment in its
+/// request line refused first. `Err` is the answer to send.
+fn read_request_edge(
+    session: &Session,
+    limits: &crate::config::Limits,
+) -> std::result::Result<Edge, Response> {
+    if sent_fragment(session) {
+        let why = format!("bad request: {}\n", target::EdgeError::Fragment);
+        return Err(Response::new(400, "text/plain; charset=utf-8", why));
+    }
+    read_edge(session.req_header(), limits, || {
+        sent_content_lengths(session)
+    })
+}
+
+/// The path under the portal prefix (`/` for the prefix itself), if `path` is the portal's.
+fn portal_rest<'a>(prefix: &str, path: &'a str) -> Option<&'a str> {
+    path.strip_prefix(prefix)
+        .filter(|r| r.is_empty() || r.starts_with('/'))
+        .map(|rest| if rest.is_empty() { "/" } else { rest })
+}
+
+/// The proxy's answer when the gateway answers without deciding.
+fn refused_answer(app: &App, req: &RequestHeader, refused: Refused) -> Response {
+    match refused {
+        Refused::BadBasic => basic_challenge(),
+        Refused::Unavailable => unavailable(app, req),
+        Refused::Throttled(s) => Response::json_error(
+            429,
+            "too_many_attempts",
+            "too many failed attempts; try later",
+        )
+        .with("retry-after", s.to_string()),
+    }
+}
+
+/// The proxy's answer to a caller who must log in (`step_up`: what a known caller lacks):
+/// a Basic challenge where the route takes only Basic or tokens, a redirect to the login for
+/// a browser, else 401 naming the login.
+fn login_answer(
+    prefix: &str,
+    route: Option<&crate::config::Route>,
+    headers: &http::HeaderMap,
+    step_up: Option<assurance::Missing>,
+    canonical: &path::Canonical,
+) -> Response {
+    if route.is_some_and(|r| (r.accept.basic || r.accept.token) && !r.accept.session) {
+        return basic_challenge();
+    }
+    let accept = headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    if gate::is_browser(accept) {
+        let rd = portal::redirect::encode_rd(&canonical.to_target());
+        let extra = if step_up.is_some() { "&step_up=1" } else { "" };
+        Response::redirect(302, &format!("{prefix}/login?rd={rd}{extra}"))
+            .with("cache-control", "no-store")
+    } else {
+        let challenge = format!("Cookie realm=\"nidan\", login=\"{prefix}/login\"");
+        match step_up {
+            Some(missing) => Response::json(
+                401,
+                &serde_json::json!({
+                    "error": "step_up_required",
+                    "reason": missing.as_str(),
+                    "message": "this route needs a stronger login: log in again with the second step",
+                }),
+            ),
+            None => Response::json_error(401, "unauthenticated", "log in first"),
+        }
+        .with("www-authenticate", challenge)
+    }
 }
 
 /// What the request edge read: the host and the canonical target (`None` for `OPTIONS *`).
