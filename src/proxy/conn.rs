@@ -132,10 +132,6 @@ impl Counts {
         slot.network = Some(net);
         Some(slot)
     }
-
-    pub fn open(&self) -> usize {
-        self.total.load(Ordering::Relaxed)
-    }
 }
 
 /// pingora's HTTP application with every client connection guarded.
@@ -461,7 +457,11 @@ impl Conn {
 
     /// The phase after the proxy said the request is over.
     fn next_request(&mut self) {
-        if self.shared.done.swap(false, Ordering::AcqRel) && self.phase == Phase::Body {
+        // A plain load first: this runs on every read, the swap only once per request.
+        if self.phase == Phase::Body
+            && self.shared.done.load(Ordering::Acquire)
+            && self.shared.done.swap(false, Ordering::AcqRel)
+        {
             self.phase = Phase::Idle;
             let due = Instant::now() + self.limits.idle_timeout;
             self.timer.as_mut().reset(due);

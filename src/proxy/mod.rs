@@ -96,10 +96,6 @@ impl Gateway {
             tunnels,
         }
     }
-
-    pub fn tunnels(&self) -> &Arc<tunnel::Tunnels> {
-        &self.tunnels
-    }
 }
 
 /// What one request carries from phase to phase.

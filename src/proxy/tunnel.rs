@@ -98,14 +98,6 @@ impl Tunnels {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.open.lock().map_or(0, |o| o.len())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// The tunnels still open, with whether anything moved since the last look; closed
     /// ones are forgotten.
     fn due(&self) -> Vec<(Arc<Shared>, bool, Arc<Opened>)> {
