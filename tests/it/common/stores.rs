@@ -105,12 +105,34 @@ fn redis_server() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("redis-server"))
 }
 
-/// A TCP forwarder a test can cut (every connection closed, new ones refused) and restore,
-/// as a network partition between a replica and PostgreSQL or Redis would.
+/// A TCP forwarder a test can cut (every connection closed, new ones refused), blackhole
+/// (connections stay open and nothing moves, as a partition that drops packets) and
+/// restore, as a network fault between a replica and PostgreSQL or Redis would.
 pub struct Cut {
     pub port: u16,
     open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    held: std::sync::Arc<std::sync::atomic::AtomicBool>,
     conns: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>>,
+}
+
+/// Copies `from` to `to` until either closes; while `held`, what was read waits (a
+/// blackholed link: the bytes arrive when it is restored, as retransmissions would).
+fn pump(mut from: TcpStream, mut to: TcpStream, held: &std::sync::atomic::AtomicBool) {
+    use std::io::{Read, Write};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        while held.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Both);
 }
 
 impl Cut {
@@ -119,8 +141,9 @@ impl Cut {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let held = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (o, cs) = (open.clone(), conns.clone());
+        let (o, h, cs) = (open.clone(), held.clone(), conns.clone());
         std::thread::spawn(move || {
             for inbound in listener.incoming() {
                 let Ok(inbound) = inbound else { continue };
@@ -136,18 +159,27 @@ impl Cut {
                     g.push(inbound.try_clone().unwrap());
                     g.push(outbound.try_clone().unwrap());
                 }
-                for (mut from, mut to) in [
+                for (from, to) in [
                     (inbound.try_clone().unwrap(), outbound.try_clone().unwrap()),
                     (outbound, inbound),
                 ] {
-                    std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
-                        let _ = to.shutdown(std::net::Shutdown::Both);
-                    });
+                    let h = h.clone();
+                    std::thread::spawn(move || pump(from, to, &h));
                 }
             }
         });
-        Self { port, open, conns }
+        Self {
+            port,
+            open,
+            held,
+            conns,
+        }
+    }
+
+    /// Nothing moves either way until [`Cut::restore`]; connections stay open and new ones
+    /// are accepted (no reset tells the client anything is wrong).
+    pub fn blackhole(&self) {
+        self.held.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn cut(&self) {
@@ -158,6 +190,7 @@ impl Cut {
     }
 
     pub fn restore(&self) {
+        self.held.store(false, std::sync::atomic::Ordering::SeqCst);
         self.open.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
