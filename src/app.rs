@@ -271,15 +271,3 @@ fn reload_routes(cfg: &Config, routes: &ArcSwap<RouteTable>) -> bool {
         }
     }
 }
-
-/// Kept for `explain` and `portal::pages` until their owners switch to
-/// [`TwoStepMethod::as_str`] (issue 23); nothing else uses it.
-pub fn method_str(m: TwoStepMethod) -> &'static str {
-    m.as_str()
-}
-
-/// Kept for `explain` and `portal::pages` until their owners switch to
-/// [`TwoStepMethod::parse`] (issue 23); nothing else uses it.
-pub fn method_from_str(s: &str) -> Option<TwoStepMethod> {
-    TwoStepMethod::parse(s)
-}

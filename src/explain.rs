@@ -9,7 +9,6 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::app::{method_from_str, method_str};
 use crate::config::{Config, Policy, Route, SecondStep, TwoStepMethod};
 use crate::login::flow::{self, Exemption, PlanInput, Step, Why};
 use crate::login::risk;
@@ -223,11 +222,7 @@ fn rules(w: &mut String, route: &Route) -> bool {
     for also in &route.groups_also {
         let _ = writeln!(w, "groups     and one of: {}", also.join(", "));
     }
-    let methods: Vec<&str> = route
-        .allowed_methods
-        .iter()
-        .map(|m| method_str(*m))
-        .collect();
+    let methods: Vec<&str> = route.allowed_methods.iter().map(|m| m.as_str()).collect();
     let _ = writeln!(w, "second steps accepted  {}", methods.join(", "));
     let password_alone = route.second_step == SecondStep::Exempt || route.policy == Policy::Login;
     if route.accept.basic || route.accept.token {
@@ -399,7 +394,7 @@ async fn two_step_setting(
         w,
         "  users file  2-step {} ({}){}",
         if file_setting.0 { "on" } else { "off" },
-        method_str(file_setting.1),
+        file_setting.1.as_str(),
         if u.two_step.is_none() {
             ", from users.default_two_step/default_method"
         } else {
@@ -412,14 +407,14 @@ async fn two_step_setting(
     };
     match stored
         .as_ref()
-        .and_then(|r| Some((r.enabled, method_from_str(&r.method)?)))
+        .and_then(|r| Some((r.enabled, TwoStepMethod::parse(&r.method)?)))
     {
         Some((e, m)) => {
             let _ = writeln!(
                 w,
                 "  stored setting  2-step {} ({}), wins over the users file",
                 if e { "on" } else { "off" },
-                method_str(m)
+                m.as_str()
             );
             (e, m)
         }

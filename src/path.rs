@@ -185,11 +185,13 @@ fn spells_utf8(normalised: &[u8]) -> bool {
     std::str::from_utf8(&bytes).is_ok()
 }
 
-fn is_unreserved(b: u8) -> bool {
+/// RFC 3986 `unreserved`.
+pub fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
-fn is_control(b: u8) -> bool {
+/// An ASCII control character (C0 or DEL).
+pub fn is_control(b: u8) -> bool {
     b < 0x20 || b == 0x7f
 }
 
@@ -204,7 +206,8 @@ fn is_raw_path_char(b: u8) -> bool {
         )
 }
 
-fn hex_val(b: u8) -> Option<u8> {
+/// The value of one hex digit.
+pub fn hex_val(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
         b'a'..=b'f' => Some(b - b'a' + 10),
@@ -213,9 +216,29 @@ fn hex_val(b: u8) -> Option<u8> {
     }
 }
 
+/// Strict single-pass percent-decoding; a `%` not followed by two hex digits is an
+/// error rather than being passed through, so nothing ambiguous survives.
+pub fn percent_decode(input: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while let Some(&b) = input.get(i) {
+        if b == b'%' {
+            let hi = hex_val(*input.get(i + 1)?)?;
+            let lo = hex_val(*input.get(i + 2)?)?;
+            out.push((hi << 4) | lo);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 
-fn push_escaped(out: &mut String, b: u8) {
+/// Appends `%XX` (upper-case hex) for `b`.
+pub fn push_escaped(out: &mut String, b: u8) {
     out.push('%');
     out.push(char::from(HEX_UPPER[usize::from(b >> 4)]));
     out.push(char::from(HEX_UPPER[usize::from(b & 0x0f)]));

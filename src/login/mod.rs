@@ -6,6 +6,7 @@ pub mod approval;
 pub mod budget;
 pub mod client;
 pub mod code;
+mod complete;
 pub mod decoy;
 pub mod error;
 pub mod flow;
@@ -16,6 +17,7 @@ pub mod risk;
 pub mod service;
 
 pub use client::{Client, Completed};
+pub use complete::complete;
 pub use error::LoginError;
 
 use std::time::Instant;
@@ -23,15 +25,14 @@ use std::time::Instant;
 use serde_json::json;
 
 use crate::accounts::Accounts;
-use crate::assurance::{self, FirstFactor, Proof, SecondFactor};
+use crate::assurance::{self, Proof};
 use crate::config::{Language, Policy, Route, SecondStep};
-use crate::login::code::{CodeCheck, IssuedCode, now_ms};
+use crate::login::code::{IssuedCode, now_ms};
 use crate::login::flow::{Blocked, Flow, Notice, PlanInput, Step, Why};
 use crate::login::flow::{Exemption, Plan};
 use crate::login::service::Login;
 use crate::notify::{self, Channel, Message};
-use crate::session::NewSession;
-use crate::session::device::{self, DeviceError, browser_summary};
+use crate::session::device::browser_summary;
 use ipnet::IpNet;
 
 /// A view of a flow for pages and the API.
@@ -142,7 +143,6 @@ pub fn valid_id(raw: &str) -> Option<&str> {
 /// setting, the risk score (on every login) and the trusted network. `target`, the route of
 /// the client-chosen return address (already validated), can only add to it: a `two_factor`
 /// route asks for both steps and may restrict their kind (SECURITY 35).
-#[allow(clippy::too_many_lines)] // split in the services step
 pub async fn start(
     login: &impl AsRef<Login>,
     client: &Client,
@@ -155,19 +155,7 @@ pub async fn start(
     let now = crate::time::now();
     login.id_step(client, now).await?;
     let user = login.accounts.active_user(id);
-    // Look the setting up for unknown IDs too, so both take the same path. A store error is
-    // a 503, never "2-step off" (SECURITY 36).
-    let (enabled, method) = match &user {
-        Some(u) => login
-            .accounts
-            .two_step(u)
-            .await
-            .map_err(|_| LoginError::Busy)?,
-        None => {
-            let _ = login.store.setting(id).await;
-            (false, login.cfg.users.default_method)
-        }
-    };
+    let (enabled, method) = setting_of(login, id, user.as_deref()).await?;
     let step_up = match &user {
         Some(u) => step_up_session(login, client, &u.id, target, now).await?,
         None => None,
@@ -175,15 +163,6 @@ pub async fn start(
     let device_id = match (&user, &client.device_cookie) {
         (Some(u), Some(token)) => login.devices.check(token, &u.id, now).await,
         _ => None,
-    };
-    // The return route adds a requirement when it demands both steps; an exempt or bypass
-    // route removes none.
-    let policy = if target
-        .is_some_and(|r| r.policy == Policy::TwoFactor && r.second_step == SecondStep::Required)
-    {
-        Policy::TwoFactor
-    } else {
-        Policy::Login
     };
     // Unknown IDs are scored too (same work), so the answer's timing does not tell them apart.
     let risk_step_up = if risk::applies(&login.cfg.risk, enabled) {
@@ -200,7 +179,13 @@ pub async fn start(
         user: user.as_deref(),
         enabled,
         method,
-        policy,
+        // The return route adds a requirement when it demands both steps; an exempt or
+        // bypass route removes none.
+        policy: if demands_both(target) {
+            Policy::TwoFactor
+        } else {
+            Policy::Login
+        },
         allowed: target.map_or(&[], |r| r.allowed_methods.as_slice()),
         trusted_device: device_id.is_some(),
         risk_step_up,
@@ -213,16 +198,15 @@ pub async fn start(
         },
         feature_phone: login.approvals.is_feature_phone(&client.user_agent),
     });
-    // The device is recorded on the session only when it did skip the second step.
-    let device_id = device_id.filter(|_| plan.device_skip);
     let mut f = Flow {
         id: crate::secret::random_token(16),
         user_id: id.to_owned(),
         return_to: return_to.to_owned(),
+        // The device is recorded on the session only when it did skip the second step.
+        device_id: device_id.filter(|_| plan.device_skip),
         plan,
         code: None,
         last_send: None,
-        device_id,
         finished: false,
         approval: None,
         password_ok: false,
@@ -236,85 +220,126 @@ pub async fn start(
     if f.plan.step != Step::Password {
         f.step_up = step_up;
     }
-    // Unknown IDs must not stand out where a real user would be asked for a code: on
-    // two_factor routes, and where the risk engine would step a returning user up
-    // (SECURITY 4, 41).
-    let always_code = target
-        .is_some_and(|r| r.policy == Policy::TwoFactor && r.second_step == SecondStep::Required);
     if user.is_none() {
-        let asked = if always_code {
-            Some(Why::RoutePolicy)
-        } else if risk_step_up && network.is_none() {
-            Some(Why::Risk)
-        } else if network.is_none() && login.typical_two_step() {
-            // Most users have 2-step on: an unknown ID answers like one of them.
-            Some(Why::UserSetting)
-        } else {
-            None
-        };
-        login.apply_decoy(&mut f, target, asked);
+        decoy_for_unknown(login, &mut f, target, risk_step_up);
     }
     let ip = client.ip.to_string();
+    record_plan(login, &f, &ip, target).await;
+    // In a step-up the password is already proved: the app is asked at once.
+    f.password_ok = f.step_up.is_some();
+    let send = first_send(login, &mut f, client, target, &ip).await;
+    let v = view_of(login, &f).await?;
+    login.flows.create(&f).await?;
+    Ok(Started { flow: v, send })
+}
+
+/// The return route demands both steps (`two_factor` with the second step required).
+fn demands_both(target: Option<&Route>) -> bool {
+    target.is_some_and(|r| r.policy == Policy::TwoFactor && r.second_step == SecondStep::Required)
+}
+
+/// The 2-step setting the ID step plans with. Looked up for unknown IDs too, so both take
+/// the same path. A store error is a 503, never "2-step off" (SECURITY 36).
+async fn setting_of(
+    login: &Login,
+    id: &str,
+    user: Option<&crate::users::User>,
+) -> Result<(bool, crate::config::TwoStepMethod), LoginError> {
+    match user {
+        Some(u) => login
+            .accounts
+            .two_step(u)
+            .await
+            .map_err(|_| LoginError::Busy),
+        None => {
+            let _ = login.store.setting(id).await;
+            Ok((false, login.cfg.users.default_method))
+        }
+    }
+}
+
+/// Unknown IDs must not stand out where a real user would be asked for a code: on
+/// two_factor routes, and where the risk engine would step a returning user up
+/// (SECURITY 4, 41).
+fn decoy_for_unknown(login: &Login, f: &mut Flow, target: Option<&Route>, risk_step_up: bool) {
+    let asked = if demands_both(target) {
+        Some(Why::RoutePolicy)
+    } else if risk_step_up && f.network.is_none() {
+        Some(Why::Risk)
+    } else if f.network.is_none() && login.typical_two_step() {
+        // Most users have 2-step on: an unknown ID answers like one of them.
+        Some(Why::UserSetting)
+    } else {
+        None
+    };
+    login.apply_decoy(f, target, asked);
+}
+
+/// The audit records of a plan: why a second step is asked, or what stood in for it.
+async fn record_plan(login: &Login, f: &Flow, ip: &str, target: Option<&Route>) {
+    let id = f.user_id.as_str();
     if let Some(why) = f.plan.second_step {
-        let reason = match why {
-            Why::UserSetting => "user_setting",
-            Why::RoutePolicy => "route_policy",
-            Why::Risk => "risk",
-        };
+        let reason = why_str(why);
         if f.plan.device_skip {
             login
                 .audit
                 .record(
                     "second_step_skipped",
                     id,
-                    &ip,
+                    ip,
                     json!({"reason": "trusted_device", "asked_by": reason}),
                 )
                 .await;
         } else if f.plan.exemption.is_none() {
             login
                 .audit
-                .record("second_step_required", id, &ip, json!({"reason": reason}))
+                .record("second_step_required", id, ip, json!({"reason": reason}))
                 .await;
         }
     }
     record_exemption(
         login,
         id,
-        &ip,
+        ip,
         &f.plan,
-        network,
+        f.network,
         target.map(|r| r.name.as_str()),
     )
     .await;
-    // In a step-up the password is already proved: the app is asked at once.
-    f.password_ok = f.step_up.is_some();
+}
+
+/// What the ID step sets going: the app asked, a code sent, or nothing (the password
+/// alone, or a step that cannot be done: blocked).
+async fn first_send(
+    login: &Login,
+    f: &mut Flow,
+    client: &Client,
+    target: Option<&Route>,
+    ip: &str,
+) -> Result<(), LoginError> {
     let by_app_first = f.plan.step == Step::AppApproval
         && (login.cfg.app_approval.order == crate::config::ApprovalOrder::BeforePassword
             || f.step_up.is_some());
-    let send = if by_app_first {
-        request_approval(login, &mut f, client, target).await
+    if by_app_first {
+        request_approval(login, f, client, target).await
     } else if f.plan.step == Step::AppApproval {
         Ok(())
     } else if f.plan.send_to.is_some() && f.plan.blocked.is_none() {
-        send_code(login, &mut f, client, false).await
+        send_code(login, f, client, false).await
     } else if let Some(b) = f.plan.blocked {
         login
             .audit
             .record(
                 "second_step_unavailable",
-                id,
-                &ip,
+                &f.user_id,
+                ip,
                 json!({"reason": format!("{b:?}")}),
             )
             .await;
         Err(LoginError::Blocked(b))
     } else {
         Ok(())
-    };
-    let v = view_of(login, &f).await?;
-    login.flows.create(&f).await?;
-    Ok(Started { flow: v, send })
+    }
 }
 
 /// Asks the user's app to approve this flow, and tells the push webhook. When the fatigue
@@ -507,7 +532,6 @@ pub async fn status(login: &impl AsRef<Login>, id: &str) -> Result<FlowView, Log
 }
 
 /// Sends (or re-sends) the flow's security code, replacing any earlier one.
-#[allow(clippy::too_many_lines)] // split in the services step
 async fn send_code(
     login: &Login,
     f: &mut Flow,
@@ -519,17 +543,74 @@ async fn send_code(
     };
     let cfg = &login.cfg.security_code;
     let now_i = now_ms();
-    if respect_cooldown && let Some(last) = f.last_send {
-        let since = u64::try_from(now_i.saturating_sub(last)).unwrap_or(0);
-        let cooldown = u64::try_from(cfg.resend_cooldown.as_millis()).unwrap_or(u64::MAX);
-        if since < cooldown {
-            let wait = (cooldown - since).div_ceil(1_000).max(1);
-            return Err(LoginError::ResendTooSoon(wait));
+    if respect_cooldown && let Some(wait) = cooldown_left(f, cfg.resend_cooldown, now_i) {
+        return Err(LoginError::ResendTooSoon(wait));
+    }
+    let ip = client.ip.to_string();
+    spend_send_budget(login, f, client, &ip).await?;
+    let masked = mask(channel, &to);
+    let (issued, plain) = IssuedCode::generate(
+        &login.codes,
+        &f.id,
+        cfg.length,
+        cfg.lifetime,
+        cfg.max_attempts,
+        channel,
+        masked.clone(),
+        now_i,
+    )
+    .ok_or(LoginError::Internal)?;
+    // The old code is void from here on, whether or not the new one arrives.
+    f.code = None;
+    let msg = code_message(login, client, f, channel, to, plain);
+    if f.decoy {
+        // Nothing goes out for an unknown ID; the flow otherwise behaves the same.
+        login.pretend_send().await;
+        f.code = Some(issued);
+        f.last_send = Some(now_i);
+        return Ok(());
+    }
+    let sending = Instant::now();
+    let sent = login.notifier.send(&msg).await;
+    login.decoys.sent_in(sending.elapsed());
+    let mut detail = json!({"channel": channel, "to": masked});
+    match sent {
+        Ok(()) => {
+            f.code = Some(issued);
+            f.last_send = Some(now_i);
+            login
+                .audit
+                .record("code_sent", &f.user_id, &ip, detail)
+                .await;
+            Ok(())
+        }
+        Err(e) => {
+            detail["error"] = json!(e.to_string());
+            login
+                .audit
+                .record("code_send_failed", &f.user_id, &ip, detail)
+                .await;
+            Err(LoginError::Delivery)
         }
     }
+}
+
+/// Seconds left before the code may be sent again, if the cooldown still runs.
+fn cooldown_left(f: &Flow, cooldown: std::time::Duration, now_ms: i64) -> Option<u64> {
+    let since = u64::try_from(now_ms.saturating_sub(f.last_send?)).unwrap_or(0);
+    let cooldown = u64::try_from(cooldown.as_millis()).unwrap_or(u64::MAX);
+    (since < cooldown).then(|| (cooldown - since).div_ceil(1_000).max(1))
+}
+
+/// Counts a send against the budgets (the same look-ups for decoys, so timing does not
+/// tell them apart); refused past them.
+async fn spend_send_budget(
+    login: &Login,
+    f: &Flow,
+    client: &Client,
+    ip: &str,
+) -> Result<(), LoginError> {
     let now = crate::time::now();
-    let ip = client.ip.to_string();
-    // Same look-ups for decoys, so timing does not tell them apart.
     let browser = login.browser_of(&f.user_id, client, now).await;
     let limited = if f.decoy {
         login.budgets.send_decoy(client.ip, &f.user_id, now).await
@@ -549,27 +630,25 @@ async fn send_code(
             .record(
                 "code_send_limited",
                 &f.user_id,
-                &ip,
+                ip,
                 json!({"retry_after": wait}),
             )
             .await;
         return Err(LoginError::SendLimited(wait));
     }
-    let masked = mask(channel, &to);
-    let (issued, plain) = IssuedCode::generate(
-        &login.codes,
-        &f.id,
-        cfg.length,
-        cfg.lifetime,
-        cfg.max_attempts,
-        channel,
-        masked.clone(),
-        now_i,
-    )
-    .ok_or(LoginError::Internal)?;
-    // The old code is void from here on, whether or not the new one arrives.
-    f.code = None;
-    let minutes = cfg.lifetime.as_secs().div_ceil(60);
+    Ok(())
+}
+
+/// The message that carries a code, in the client's language.
+fn code_message(
+    login: &Login,
+    client: &Client,
+    f: &Flow,
+    channel: Channel,
+    to: String,
+    plain: String,
+) -> Message {
+    let minutes = login.cfg.security_code.lifetime.as_secs().div_ceil(60);
     let site = login.cfg.portal.site_name();
     let (subject, body) = match channel {
         Channel::Sms => {
@@ -581,51 +660,13 @@ async fn send_code(
         }
         _ => notify::messages::security_code(client.lang, &plain, minutes, site),
     };
-    let msg = Message {
+    Message {
         channel,
         user: f.user_id.clone(),
         to,
         code: Some(plain),
         subject,
         body,
-    };
-    if f.decoy {
-        // Nothing goes out for an unknown ID; the flow otherwise behaves the same.
-        login.pretend_send().await;
-        f.code = Some(issued);
-        f.last_send = Some(now_i);
-        return Ok(());
-    }
-    let sending = Instant::now();
-    let sent = login.notifier.send(&msg).await;
-    login.decoys.sent_in(sending.elapsed());
-    match sent {
-        Ok(()) => {
-            f.code = Some(issued);
-            f.last_send = Some(now_i);
-            login
-                .audit
-                .record(
-                    "code_sent",
-                    &f.user_id,
-                    &ip,
-                    json!({"channel": channel, "to": masked}),
-                )
-                .await;
-            Ok(())
-        }
-        Err(e) => {
-            login
-                .audit
-                .record(
-                    "code_send_failed",
-                    &f.user_id,
-                    &ip,
-                    json!({"channel": channel, "to": masked, "error": e.to_string()}),
-                )
-                .await;
-            Err(LoginError::Delivery)
-        }
     }
 }
 
@@ -693,397 +734,6 @@ pub async fn use_email(
     }
     sent?;
     view_of(login, &f).await
-}
-
-/// The final step: password (and code), then a session (and a trusted device if asked).
-#[allow(clippy::too_many_lines)] // split in the services step
-pub async fn complete(
-    login: &impl AsRef<Login>,
-    client: &Client,
-    id: &str,
-    input: &Completion<'_>,
-) -> Result<Completed, LoginError> {
-    let login = login.as_ref();
-    if input.password.len() > password::MAX_PASSWORD_BYTES {
-        return Err(LoginError::PasswordTooLong);
-    }
-    let service::Loaded {
-        mut version,
-        flow: mut f,
-    } = login.flows.load(id).await?;
-    if f.finished {
-        return Err(LoginError::FlowNotFound);
-    }
-    if let Some(b) = f.plan.blocked {
-        return Err(LoginError::Blocked(b));
-    }
-    let with_code = f.plan.step == Step::PasswordAndCode;
-    let by_app = f.plan.step == Step::AppApproval;
-    let now = crate::time::now();
-    // The app path: the password step needs this flow's approval (SECURITY 12), except
-    // the first password of the approval-after-password order.
-    let after_password =
-        login.cfg.app_approval.order == crate::config::ApprovalOrder::AfterPassword;
-    let approved = match (&f.approval, by_app) {
-        (Some(aid), true) => login
-            .approvals
-            .get(aid, now)
-            .await
-            .map_err(|_| LoginError::Busy)?
-            .is_some_and(|a| a.status == approval::Status::Approved && a.flow_id == f.id),
-        _ => false,
-    };
-    // A step-up: the session that started it must still be live, and be this browser's.
-    let stepped_from = match &f.step_up {
-        Some(su) => {
-            let token = client
-                .session_cookie
-                .as_deref()
-                .filter(|t| crate::secret::token_hash(t) == su.session);
-            let live = match token {
-                Some(t) => login
-                    .sessions
-                    .check(t, now)
-                    .await
-                    .map_err(|_| LoginError::Busy)?,
-                None => None,
-            };
-            match (token, live) {
-                (Some(t), Some(l)) if l.record.user_id == f.user_id => Some((t.to_owned(), l)),
-                _ => return Err(LoginError::FlowNotFound),
-            }
-        }
-        None => None,
-    };
-    let first_password = by_app && after_password && !f.password_ok;
-    if by_app && !approved && !first_password {
-        login
-            .audit
-            .record(
-                "login_failed",
-                &f.user_id,
-                &client.ip.to_string(),
-                json!({"reason": "approval_required"}),
-            )
-            .await;
-        return Err(LoginError::ApprovalRequired);
-    }
-    let user = login.accounts.active_user(&f.user_id);
-    // Checks that change nothing come first.
-    let device_name = if input.trust_device && (with_code || by_app) {
-        let name = input
-            .device_name
-            .and_then(device::valid_name)
-            .ok_or(LoginError::BadInput("device_name"))?;
-        Some(name)
-    } else {
-        None
-    };
-    let ip = client.ip.to_string();
-    // Failures from browsers the account knows count in a pool of their own, so strangers'
-    // wrong passwords never delay the owner's known browser (SECURITY 6, 40).
-    let known = login.browser_of(&f.user_id, client, now).await == budget::Browser::Known;
-    let attempt = match login.failures.begin_as(&f.user_id, known, now).await {
-        Ok(a) => a,
-        Err(limits::Refusal::Busy) => return Err(LoginError::Busy),
-        Err(limits::Refusal::Wait(wait)) => {
-            login
-                .audit
-                .record(
-                    "login_throttled",
-                    &f.user_id,
-                    &ip,
-                    json!({"retry_after": wait}),
-                )
-                .await;
-            return Err(LoginError::Throttled(wait));
-        }
-    };
-    // After an approval that followed a right password, the password is not asked again;
-    // nor in a step-up, where the session proved it.
-    let skip_password = stepped_from.is_some()
-        || (by_app && after_password && f.password_ok && input.password.is_empty());
-    let password_ok = if skip_password {
-        true
-    } else {
-        match login
-            .hasher
-            .verify(
-                input.password,
-                user.as_ref().map(|u| u.password_hash.as_str()),
-            )
-            .await
-        {
-            Ok(ok) => ok,
-            Err(_) => {
-                login.failures.abandon(attempt).await;
-                return Err(LoginError::Busy);
-            }
-        }
-    };
-    // The verdict changes the flow (a try used up, the login finished); it is written back
-    // only if nobody changed the flow since it was read, else read again and decided again:
-    // parallel tries on one code each count, and only one of them can finish the login.
-    let (step, approval_id) = (f.plan.step, f.approval.clone());
-    let mut rounds = 0;
-    let verdict = loop {
-        rounds += 1;
-        let flow_id = f.id.clone();
-        let entered = input.code.map(str::trim).filter(|c| !c.is_empty());
-        let mut changed = false;
-        let code_check = if with_code {
-            match (f.code.as_mut(), entered) {
-                (None, _) => Some(Err(LoginError::NoCode)),
-                (Some(_), None) => Some(Err(LoginError::Failed)),
-                (Some(c), Some(entered)) => {
-                    Some(match c.check(&login.codes, &flow_id, entered, now_ms()) {
-                        CodeCheck::Right => Ok(()),
-                        CodeCheck::Wrong { .. } => {
-                            changed = true;
-                            Err(LoginError::Failed)
-                        }
-                        CodeCheck::Exhausted => {
-                            changed = true;
-                            Err(LoginError::CodeExhausted)
-                        }
-                        CodeCheck::Expired => Err(LoginError::CodeExpired),
-                    })
-                }
-            }
-        } else {
-            None
-        };
-        let failure = match (password_ok, code_check) {
-            (true, None | Some(Ok(()))) => None,
-            (_, Some(Err(e))) => Some(e),
-            (false, _) => Some(LoginError::Failed),
-        };
-        let saved = if let Some(err) = failure {
-            if matches!(err, LoginError::CodeExhausted | LoginError::CodeExpired) {
-                f.code = None;
-                changed = true;
-            }
-            if !changed {
-                break Err(err);
-            }
-            login.flows.save(version, &f).await.map(|ok| (ok, Err(err)))
-        } else if user.is_none() {
-            // Unreachable in practice: the dummy hash never verifies.
-            login.failures.abandon(attempt).await;
-            return Err(LoginError::Failed);
-        } else if let Some(err) =
-            devices_full(login, device_name.is_some(), user.as_deref(), now).await
-        {
-            // Only someone with the right factors learns that the device list is full; the
-            // flow and its code stay usable for a login without trusting this browser.
-            login.failures.abandon(attempt).await;
-            return Err(err);
-        } else if first_password {
-            f.password_ok = true;
-            login.flows.save(version, &f).await.map(|ok| (ok, Ok(())))
-        } else {
-            f.finished = true;
-            f.code = None;
-            login.flows.save(version, &f).await.map(|ok| (ok, Ok(())))
-        };
-        match saved {
-            Ok((true, v)) => {
-                version += 1;
-                break v;
-            }
-            Ok((false, _)) => {}
-            Err(e) => {
-                login.failures.abandon(attempt).await;
-                return Err(e);
-            }
-        }
-        // Someone else changed the flow first: read it again.
-        let again = match login.flows.load(id).await {
-            Ok(l) => l,
-            Err(e) => {
-                login.failures.abandon(attempt).await;
-                return Err(e);
-            }
-        };
-        if again.flow.finished || again.flow.plan.step != step || again.flow.approval != approval_id
-        {
-            login.failures.abandon(attempt).await;
-            return Err(LoginError::FlowNotFound);
-        }
-        if rounds >= 8 {
-            login.failures.abandon(attempt).await;
-            return Err(LoginError::Busy);
-        }
-        version = again.version;
-        f = again.flow;
-    };
-    if let Err(err) = verdict {
-        login.failures.failed(attempt, now).await;
-        let reason = match (&err, password_ok) {
-            (LoginError::Failed, false) => "wrong_password",
-            (LoginError::Failed, true) => "wrong_code",
-            (e, _) => e.code(),
-        };
-        login
-            .audit
-            .record("login_failed", &f.user_id, &ip, json!({"reason": reason}))
-            .await;
-        return Err(err);
-    }
-    let Some(user) = user else {
-        login.failures.abandon(attempt).await;
-        return Err(LoginError::Failed);
-    };
-    if first_password {
-        // Right password; now the app is asked (what the fatigue limits guard).
-        login.failures.abandon(attempt).await;
-        let asked = request_approval(login, &mut f, client, None).await;
-        save(login, version, &f).await?;
-        return match asked {
-            Ok(()) if f.plan.step == Step::AppApproval => Err(LoginError::AwaitingApproval),
-            Ok(()) => Err(LoginError::NoCode),
-            Err(e) => Err(e),
-        };
-    }
-    login.failures.succeeded(attempt).await;
-    let channel = f.plan.send_to.as_ref().map(|(c, _)| *c);
-    let methods = match (f.plan.device_skip, with_code, channel) {
-        (true, _, _) => "password+device".to_owned(),
-        _ if f.plan.exemption == Some(flow::Exemption::TrustedNetwork) => {
-            "password+network".to_owned()
-        }
-        _ if by_app => "password+app".to_owned(),
-        (false, true, Some(Channel::Email)) => "password+email".to_owned(),
-        (false, true, _) => "password+sms".to_owned(),
-        _ => "password".to_owned(),
-    };
-    let second = if f.plan.device_skip {
-        Some(SecondFactor::TrustedDevice)
-    } else if by_app {
-        Some(SecondFactor::App)
-    } else if with_code {
-        Some(match channel {
-            Some(Channel::Email) => SecondFactor::Email,
-            _ => SecondFactor::Sms,
-        })
-    } else {
-        None
-    };
-    let earlier = f.step_up.as_ref().map(|s| s.proof);
-    let proof = Proof {
-        first: earlier.map_or(FirstFactor::Password, |p| p.first),
-        second,
-        exemption: match (second, f.plan.exemption, f.network) {
-            (None, Some(flow::Exemption::TrustedNetwork), Some(n)) => {
-                Some(assurance::Exemption::Network(n))
-            }
-            _ => None,
-        },
-        required: f.requires_two || earlier.is_some_and(|p| p.required),
-    };
-    if let Some((old, _)) = &stepped_from {
-        // A new session ID at every login, step-ups included (SECURITY 18): the weaker
-        // session ends before the new one starts, and a store that cannot end it fails
-        // the step-up rather than leave it alive.
-        login
-            .sessions
-            .end(old)
-            .await
-            .map_err(|_| LoginError::Busy)?;
-    }
-    let new = NewSession {
-        user_id: &user.id,
-        proof,
-        methods: methods.clone(),
-        device_id: f.device_id.clone(),
-        ip: &ip,
-        user_agent: &client.user_agent,
-    };
-    // A step-up proved the missing step, not the password again: the login it adds to
-    // keeps its times and its absolute end (SECURITY 43).
-    let (session_token, _) = match &stepped_from {
-        Some((_, old)) => login.sessions.replace(&old.record, new, now).await,
-        None => login.sessions.create(new, now).await,
-    }
-    .map_err(|_| LoginError::Internal)?;
-    if let Some(dev) = &f.device_id {
-        login.devices.used(dev, now).await;
-    }
-    login
-        .audit
-        .record(
-            "login_succeeded",
-            &user.id,
-            &ip,
-            json!({"methods": methods, "device": f.device_id}),
-        )
-        .await;
-    let seen_token = login.remember_seen(&user.id, client, now).await;
-    if f.plan.second_step == Some(Why::Risk) && with_code {
-        let browser = browser_summary(&client.user_agent);
-        notify_user(login, &user, client.lang, |lang, site| {
-            notify::messages::new_browser_signin(lang, &browser, &ip, site)
-        });
-    }
-    let mut device_token = None;
-    if let Some(name) = device_name {
-        let browser = browser_summary(&client.user_agent);
-        match login
-            .devices
-            .register(&user.id, &name, &browser, &ip, now)
-            .await
-        {
-            Ok((token, rec)) => {
-                device_token = Some(token);
-                login
-                    .audit
-                    .record(
-                        "device_registered",
-                        &user.id,
-                        &ip,
-                        json!({"device": rec.id, "browser": browser}),
-                    )
-                    .await;
-                notify_user(login, &user, client.lang, |lang, site| {
-                    notify::messages::device_added(lang, &name, &browser, &ip, site)
-                });
-            }
-            Err(DeviceError::Full) => {
-                login
-                    .audit
-                    .record(
-                        "device_refused",
-                        &user.id,
-                        &ip,
-                        json!({"reason": "too_many_devices"}),
-                    )
-                    .await;
-            }
-            Err(e) => tracing::error!(error = %e, "could not register a trusted device"),
-        }
-    }
-    Ok(Completed {
-        user_id: user.id.clone(),
-        session_token,
-        device_token,
-        seen_token,
-        redirect: f.return_to.clone(),
-    })
-}
-
-/// Why a new trusted device cannot be added (its list is full, or unreadable), when one is
-/// asked for.
-async fn devices_full(
-    login: &Login,
-    asked: bool,
-    user: Option<&crate::users::User>,
-    now: i64,
-) -> Option<LoginError> {
-    let u = user.filter(|_| asked)?;
-    match login.devices.list(&u.id, now).await {
-        Ok(live) => (live.len() >= login.devices.max_per_user()).then_some(LoginError::DevicesFull),
-        Err(_) => Some(LoginError::Internal),
-    }
 }
 
 /// Sends a notice to the user's contact email in the background (never delays a login).

@@ -11,7 +11,6 @@ use super::views::{
     PasswordPage, SettingsPage, SignedInPage, WaitingPage,
 };
 use super::{Ctx, i18n::Texts};
-use crate::app::{method_from_str, method_str};
 use crate::config::TwoStepMethod;
 use crate::login::approval::{Denial, Status as ApprovalStatus};
 use crate::login::flow::{Blocked, Notice, Step};
@@ -1027,7 +1026,7 @@ pub async fn settings_page(ctx: &Ctx<'_>, msg: Option<&str>, error: Option<&str>
             site: ctx.site(),
             csrf: ctx.csrf.clone(),
             enabled,
-            method: method_str(method).to_owned(),
+            method: method.as_str().to_owned(),
             has_phone: user.phone.is_some(),
             has_email: user.email.is_some(),
             phone_masked: user.phone.as_deref().map(notify::mask_phone),
@@ -1051,7 +1050,7 @@ pub async fn settings_post(ctx: &Ctx<'_>) -> Response {
         Some("off") => false,
         _ => return settings_page(ctx, None, Some(ctx.t.err_bad_request)).await,
     };
-    let Some(method) = field(&form, "method").and_then(method_from_str) else {
+    let Some(method) = field(&form, "method").and_then(TwoStepMethod::parse) else {
         return settings_page(ctx, None, Some(ctx.t.err_bad_request)).await;
     };
     match change_setting(ctx, &user, enabled, method).await {
@@ -1128,7 +1127,7 @@ pub async fn change_setting(
             "setting_changed",
             &user.id,
             &ip,
-            json!({"enabled": enabled, "method": method_str(method), "was_enabled": before.0, "was_method": method_str(before.1)}),
+            json!({"enabled": enabled, "method": method.as_str(), "was_enabled": before.0, "was_method": before.1.as_str()}),
         )
         .await;
     // This browser keeps its login (what it proved, and when) under a new session ID.

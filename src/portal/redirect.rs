@@ -5,6 +5,8 @@
 //! same-origin path, or an `http(s)` URL whose host the caller explicitly allows.
 //! Anything a browser might resolve differently from how we parse it is refused.
 
+use crate::path::{is_control, is_unreserved, percent_decode, push_escaped};
+
 /// Longest return address we consider; a longer one is refused, not truncated.
 pub const MAX_RETURN_LEN: usize = 2048;
 
@@ -179,50 +181,6 @@ fn escape_unsafe(s: &str) -> String {
         }
     }
     out
-}
-
-fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-}
-
-fn is_control(b: u8) -> bool {
-    b < 0x20 || b == 0x7f
-}
-
-const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
-
-fn push_escaped(out: &mut String, b: u8) {
-    out.push('%');
-    out.push(char::from(HEX_UPPER[usize::from(b >> 4)]));
-    out.push(char::from(HEX_UPPER[usize::from(b & 0x0f)]));
-}
-
-fn hex_val(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
-/// Strict single-pass percent-decoding; a `%` not followed by two hex digits is an
-/// error rather than being passed through, so nothing ambiguous survives.
-fn percent_decode(input: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(input.len());
-    let mut i = 0;
-    while let Some(&b) = input.get(i) {
-        if b == b'%' {
-            let hi = hex_val(*input.get(i + 1)?)?;
-            let lo = hex_val(*input.get(i + 2)?)?;
-            out.push((hi << 4) | lo);
-            i += 3;
-        } else {
-            out.push(b);
-            i += 1;
-        }
-    }
-    Some(out)
 }
 
 #[cfg(test)]

@@ -192,7 +192,6 @@ impl Login {
     }
 
     /// Checks an assertion and, when it holds, signs the user in with both steps done.
-    #[allow(clippy::too_many_lines)] // split in the services step
     pub async fn passkey_login_finish(
         &self,
         client: &Client,
@@ -207,8 +206,11 @@ impl Login {
                 .and_then(unb64)
                 .ok_or(PasskeyError::BadInput(what))
         };
-        let auth_data = field(&cred.response.authenticator_data, "authenticatorData")?;
-        let signature = field(&cred.response.signature, "signature")?;
+        let signed = Assertion {
+            client_data_json: &raw_cd,
+            authenticator_data: &field(&cred.response.authenticator_data, "authenticatorData")?,
+            signature: &field(&cred.response.signature, "signature")?,
+        };
         // The challenge goes first, so a refused attempt cannot be retried with it.
         let pending = self
             .passkeys
@@ -221,55 +223,24 @@ impl Login {
         let user = self.accounts.active_user(&stored.user_id);
         let inactive = user.is_none();
         let now = crate::time::now();
-        // From a browser the account knows, strangers' failures do not delay it (SECURITY 40).
-        let known = self.browser_of(&stored.user_id, client, now).await
-            == crate::login::budget::Browser::Known;
-        let attempt = match self.failures.begin_as(&stored.user_id, known, now).await {
-            Ok(a) => a,
-            Err(crate::login::limits::Refusal::Busy) => return Err(PasskeyError::Busy),
-            Err(crate::login::limits::Refusal::Wait(wait)) => {
-                self.audit
-                    .record(
-                        "login_throttled",
-                        &stored.user_id,
-                        &ip,
-                        json!({"retry_after": wait, "method": "passkey"}),
-                    )
-                    .await;
-                return Err(PasskeyError::Throttled(wait));
-            }
+        let attempt = self
+            .passkey_attempt(client, &stored.user_id, &ip, now)
+            .await?;
+        let expected = Expected {
+            typ: "webauthn.get",
+            challenge: &cd.challenge,
+            origin,
+            rp_id: pending.as_ref().map_or("", |p| p.rp_id.as_str()),
         };
-        let handle_ok = cred
-            .response
-            .user_handle
-            .as_deref()
-            .is_none_or(|h| crate::secret::equal(h.as_bytes(), stored.user_handle.as_bytes()));
-        let verdict = match (&pending, user.as_ref()) {
-            (None, _) => Err(WebAuthnError::WrongChallenge),
-            (Some(p), _) if !matches!(p.purpose, Purpose::Login { .. }) => {
-                Err(WebAuthnError::WrongChallenge)
-            }
-            (Some(p), _) if !p.origin.eq_ignore_ascii_case(origin) => {
-                Err(WebAuthnError::WrongOrigin)
-            }
-            (_, None) => Err(WebAuthnError::NoCredential),
-            (_, Some(_)) if !handle_ok => Err(WebAuthnError::NoCredential),
-            (Some(p), Some(_)) => verify_assertion(
-                &Assertion {
-                    client_data_json: &raw_cd,
-                    authenticator_data: &auth_data,
-                    signature: &signature,
-                },
-                &Expected {
-                    typ: "webauthn.get",
-                    challenge: &cd.challenge,
-                    origin,
-                    rp_id: &p.rp_id,
-                },
-                &stored.public_key,
-                stored.sign_count,
-            ),
-        };
+        let handle = cred.response.user_handle.as_deref();
+        let verdict = check_login_assertion(
+            &signed,
+            &expected,
+            pending.as_ref(),
+            user.is_some(),
+            handle,
+            &stored,
+        );
         // The counter moves only from the value we checked (parallel replays lose the race).
         let verdict = match verdict {
             Ok(count) => match self
@@ -281,7 +252,7 @@ impl Login {
                 Ok(false) => Err(WebAuthnError::CounterNotIncreased),
                 Err(_) => {
                     self.failures.abandon(attempt).await;
-                    return Err(PasskeyError::Internal);
+                    return Err(PasskeyError::Busy);
                 }
             },
             Err(e) => Err(e),
@@ -305,45 +276,14 @@ impl Login {
                 verdict.err().unwrap_or(WebAuthnError::NoCredential),
             ));
         };
-        self.failures.succeeded(attempt).await;
-        let methods = "passkey".to_owned();
-        let (session_token, _) = self
-            .sessions
-            .create(
-                NewSession {
-                    user_id: &user.id,
-                    // User verification makes a passkey both steps at once.
-                    proof: crate::assurance::Proof {
-                        first: crate::assurance::FirstFactor::Passkey,
-                        second: Some(crate::assurance::SecondFactor::Passkey),
-                        exemption: None,
-                        required: true,
-                    },
-                    methods: methods.clone(),
-                    device_id: None,
-                    ip: &ip,
-                    user_agent: &client.user_agent,
-                },
-                now,
-            )
+        let Ok(session_token) = self
+            .passkey_session(client, &user, &stored.id, &ip, now)
             .await
-            .map_err(|_| PasskeyError::Internal)?;
-        self.audit
-            .record(
-                "second_step_skipped",
-                &user.id,
-                &ip,
-                json!({"reason": "passkey", "passkey": stored.id}),
-            )
-            .await;
-        self.audit
-            .record(
-                "login_succeeded",
-                &user.id,
-                &ip,
-                json!({"methods": methods, "method": "passkey", "passkey": stored.id}),
-            )
-            .await;
+        else {
+            self.failures.abandon(attempt).await;
+            return Err(PasskeyError::Busy);
+        };
+        self.failures.succeeded(attempt).await;
         let seen_token = self.remember_seen(&user.id, client, now).await;
         let redirect = match &pending.purpose {
             Purpose::Login { return_to } => return_to.clone(),
@@ -356,5 +296,112 @@ impl Login {
             seen_token,
             redirect,
         })
+    }
+
+    /// An attempt from the failure limiter for a passkey login. From a browser the account
+    /// knows, strangers' failures do not delay it (SECURITY 40).
+    async fn passkey_attempt(
+        &self,
+        client: &Client,
+        user: &str,
+        ip: &str,
+        now: i64,
+    ) -> Result<crate::login::limits::Attempt, PasskeyError> {
+        let known =
+            self.browser_of(user, client, now).await == crate::login::budget::Browser::Known;
+        match self.failures.begin_as(user, known, now).await {
+            Ok(a) => Ok(a),
+            Err(crate::login::limits::Refusal::Busy) => Err(PasskeyError::Busy),
+            Err(crate::login::limits::Refusal::Wait(wait)) => {
+                self.audit
+                    .record(
+                        "login_throttled",
+                        user,
+                        ip,
+                        json!({"retry_after": wait, "method": "passkey"}),
+                    )
+                    .await;
+                Err(PasskeyError::Throttled(wait))
+            }
+        }
+    }
+
+    /// The session of a passkey login (user verification makes a passkey both steps at
+    /// once), with its audit records; the cookie value.
+    async fn passkey_session(
+        &self,
+        client: &Client,
+        user: &User,
+        passkey: &str,
+        ip: &str,
+        now: i64,
+    ) -> Result<String, PasskeyError> {
+        let methods = "passkey";
+        let (session_token, _) = self
+            .sessions
+            .create(
+                NewSession {
+                    user_id: &user.id,
+                    proof: crate::assurance::Proof {
+                        first: crate::assurance::FirstFactor::Passkey,
+                        second: Some(crate::assurance::SecondFactor::Passkey),
+                        exemption: None,
+                        required: true,
+                    },
+                    methods: methods.to_owned(),
+                    device_id: None,
+                    ip,
+                    user_agent: &client.user_agent,
+                },
+                now,
+            )
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "a passkey login's session could not be stored");
+                PasskeyError::Busy
+            })?;
+        self.audit
+            .record(
+                "second_step_skipped",
+                &user.id,
+                ip,
+                json!({"reason": "passkey", "passkey": passkey}),
+            )
+            .await;
+        self.audit
+            .record(
+                "login_succeeded",
+                &user.id,
+                ip,
+                json!({"methods": methods, "method": "passkey", "passkey": passkey}),
+            )
+            .await;
+        Ok(session_token)
+    }
+}
+
+/// The verdict on a passkey login's assertion: the challenge was issued for a login from
+/// this origin, the account may log in, the user handle is the credential's, and the
+/// signature holds (the authenticator's new counter).
+fn check_login_assertion(
+    signed: &Assertion<'_>,
+    expected: &Expected<'_>,
+    pending: Option<&Pending>,
+    active: bool,
+    handle: Option<&str>,
+    stored: &PasskeyRecord,
+) -> Result<u32, WebAuthnError> {
+    let handle_ok =
+        handle.is_none_or(|h| crate::secret::equal(h.as_bytes(), stored.user_handle.as_bytes()));
+    match pending {
+        None => Err(WebAuthnError::WrongChallenge),
+        Some(p) if !matches!(p.purpose, Purpose::Login { .. }) => {
+            Err(WebAuthnError::WrongChallenge)
+        }
+        Some(p) if !p.origin.eq_ignore_ascii_case(expected.origin) => {
+            Err(WebAuthnError::WrongOrigin)
+        }
+        Some(_) if !active || !handle_ok => Err(WebAuthnError::NoCredential),
+        Some(_) => verify_assertion(signed, expected, &stored.public_key, stored.sign_count),
     }
 }
