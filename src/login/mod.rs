@@ -15,6 +15,8 @@ pub mod passkey;
 pub mod password;
 pub mod risk;
 pub mod service;
+#[cfg(test)]
+mod tests;
 
 pub use client::{Client, Completed};
 pub use complete::complete;

@@ -1423,7 +1423,11 @@ async fn a_login_whose_session_cannot_be_stored_keeps_its_code() {
     let c = Cluster::start_full(1, "60s", "", Some(&cut));
     let mut b = Browser::default();
     let (s, v) = b.post(&c, 0, "/login", json!({"id": "hanako"})).await;
-    assert_eq!((s, v["step"].as_str()), (200, Some("password_and_code")), "{v}");
+    assert_eq!(
+        (s, v["step"].as_str()),
+        (200, Some("password_and_code")),
+        "{v}"
+    );
     let flow = v["flow"].as_str().unwrap().to_owned();
     let code = c.last_code("hanako");
     let complete = format!("/login/{flow}/complete");
@@ -1446,8 +1450,16 @@ async fn a_login_whose_session_cannot_be_stored_keeps_its_code() {
     cut.restore();
     c.wait_ready(0);
     let (s, v) = b
-        .post(&c, 0, &complete, json!({"password": PASSWORD, "code": code}))
+        .post(
+            &c,
+            0,
+            &complete,
+            json!({"password": PASSWORD, "code": code}),
+        )
         .await;
-    assert_eq!(s, 200, "the code was spent by a login that did not happen: {v}");
+    assert_eq!(
+        s, 200,
+        "the code was spent by a login that did not happen: {v}"
+    );
     assert!(b.signed_in(&c, 0).await);
 }
