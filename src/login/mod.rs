@@ -30,7 +30,7 @@ use crate::login::flow::{Blocked, Flow, Notice, PlanInput, Step, Why};
 use crate::login::flow::{Exemption, Plan};
 use crate::login::service::Login;
 use crate::notify::{self, Channel, Message};
-use crate::session::NewSession;
+use crate::session::{NewSession, SessionError};
 use crate::session::device::{self, DeviceError, browser_summary};
 use ipnet::IpNet;
 
@@ -1001,11 +1001,16 @@ pub async fn complete(
     };
     // A step-up proved the missing step, not the password again: the login it adds to
     // keeps its times and its absolute end (SECURITY 43).
+    // Only while the credentials checked are the user's current ones (issue 22): a replica
+    // that has not read a new users file yet fails the old password like a wrong one.
     let (session_token, _) = match &stepped_from {
         Some((_, old)) => login.sessions.replace(&old.record, new, now).await,
-        None => login.sessions.create(new, now).await,
+        None => login.sessions.create(new, &user.credential(), now).await,
     }
-    .map_err(|_| LoginError::Internal)?;
+    .map_err(|e| match e {
+        SessionError::Stale => LoginError::Failed,
+        SessionError::Store(_) => LoginError::Internal,
+    })?;
     if let Some(dev) = &f.device_id {
         login.devices.used(dev, now).await;
     }
@@ -1030,7 +1035,7 @@ pub async fn complete(
         let browser = browser_summary(&client.user_agent);
         match login
             .devices
-            .register(&user.id, &name, &browser, &ip, now)
+            .register(&user.id, &user.credential(), &name, &browser, &ip, now)
             .await
         {
             Ok((token, rec)) => {

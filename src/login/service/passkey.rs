@@ -8,7 +8,7 @@ use crate::login::passkey::{
     Purpose, TIMEOUT_MS, WebAuthnError, b64, unb64, verify_assertion, verify_registration,
 };
 use crate::login::service::Login;
-use crate::session::NewSession;
+use crate::session::{NewSession, SessionError};
 use crate::store::PasskeyRecord;
 use crate::users::User;
 
@@ -324,10 +324,15 @@ impl Login {
                     ip: &ip,
                     user_agent: &client.user_agent,
                 },
+                &user.credential(),
                 now,
             )
             .await
-            .map_err(|_| PasskeyError::Internal)?;
+            // Stale: this replica has not read the users file's change yet; soon it has.
+            .map_err(|e| match e {
+                SessionError::Stale => PasskeyError::Busy,
+                SessionError::Store(_) => PasskeyError::Internal,
+            })?;
         self.audit
             .record(
                 "second_step_skipped",
