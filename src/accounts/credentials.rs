@@ -23,7 +23,9 @@ impl Accounts {
     /// and back again).
     pub(super) async fn credentials_changed(&self, old: &UserMap, new: &UserMap) {
         let digest = |m: &UserMap, id: &str| m.get(id).map(|u| u.credential());
-        let ids = old.keys().chain(new.keys().filter(|id| !old.contains_key(*id)));
+        let ids = old
+            .keys()
+            .chain(new.keys().filter(|id| !old.contains_key(*id)));
         for id in ids {
             let before = digest(old, id);
             let after = digest(new, id).unwrap_or_else(|| REMOVED.to_owned());
@@ -66,7 +68,11 @@ impl Accounts {
     /// Tries again the changes of `users` that are still undone.
     pub async fn retry_credentials(&self, users: Vec<String>) {
         for user in users {
-            let Some(from) = self.unapplied.lock().ok().and_then(|u| u.get(&user).cloned())
+            let Some(from) = self
+                .unapplied
+                .lock()
+                .ok()
+                .and_then(|u| u.get(&user).cloned())
             else {
                 continue;
             };

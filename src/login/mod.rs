@@ -30,8 +30,8 @@ use crate::login::flow::{Blocked, Flow, Notice, PlanInput, Step, Why};
 use crate::login::flow::{Exemption, Plan};
 use crate::login::service::Login;
 use crate::notify::{self, Channel, Message};
-use crate::session::{NewSession, SessionError};
 use crate::session::device::{self, DeviceError, browser_summary};
+use crate::session::{NewSession, SessionError};
 use ipnet::IpNet;
 
 /// A view of a flow for pages and the API.

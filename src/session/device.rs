@@ -324,7 +324,14 @@ mod tests {
     async fn register_check_revoke() {
         let (_dir, d) = devices(2).await;
         let (token, rec) = d
-            .register("hanako", "c1", "laptop", "Firefox on Linux", "127.0.0.1", 100)
+            .register(
+                "hanako",
+                "c1",
+                "laptop",
+                "Firefox on Linux",
+                "127.0.0.1",
+                100,
+            )
             .await
             .unwrap();
         assert_eq!(

@@ -23,7 +23,11 @@ async fn logins_work(c: &Cluster, i: usize) {
         .0
         != 200
     {
-        assert!(Instant::now() < deadline, "replica {i}: no login\n{}", c.log(i));
+        assert!(
+            Instant::now() < deadline,
+            "replica {i}: no login\n{}",
+            c.log(i)
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -50,9 +54,12 @@ async fn a_password_change_while_the_chores_holder_is_dead_is_applied_once() {
     c.kill9(holder);
     c.change_password("taro", "hanako");
     c.restart(holder);
-    everywhere(&c, "the old password's session refused", TWO_RELOADS, async |i| {
-        !old.signed_in(&c, i).await
-    })
+    everywhere(
+        &c,
+        "the old password's session refused",
+        TWO_RELOADS,
+        async |i| !old.signed_in(&c, i).await,
+    )
     .await;
 
     // A login with the new password works on every replica, and stays: nothing applies
@@ -64,7 +71,12 @@ async fn a_password_change_while_the_chores_holder_is_dead_is_applied_once() {
         assert!(new.signed_in(&c, i).await, "replica {i}");
         assert!(!old.signed_in(&c, i).await, "replica {i}");
     }
-    assert_eq!(c.audited("taro", "credentials_revoked").await, 1, "{:?}", c.audit("taro").await);
+    assert_eq!(
+        c.audited("taro", "credentials_revoked").await,
+        1,
+        "{:?}",
+        c.audit("taro").await
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,7 +109,10 @@ async fn a_session_made_after_a_change_survives_lost_broadcasts_and_restarts() {
     tokio::time::sleep(Duration::from_secs(6)).await;
     c.restart(holder);
     for i in 0..3 {
-        assert!(new.signed_in(&c, i).await, "replica {i}, after the lease moved");
+        assert!(
+            new.signed_in(&c, i).await,
+            "replica {i}, after the lease moved"
+        );
     }
 
     // Every replica restarted, Redis restarted empty, the users file read again: the change
@@ -112,10 +127,18 @@ async fn a_session_made_after_a_change_survives_lost_broadcasts_and_restarts() {
     touch_users(&c);
     tokio::time::sleep(TWO_RELOADS).await;
     for i in 0..3 {
-        assert!(new.signed_in(&c, i).await, "replica {i}, after the restarts");
+        assert!(
+            new.signed_in(&c, i).await,
+            "replica {i}, after the restarts"
+        );
         assert!(!old.signed_in(&c, i).await, "replica {i}");
     }
-    assert_eq!(c.audited("taro", "credentials_revoked").await, 1, "{:?}", c.audit("taro").await);
+    assert_eq!(
+        c.audited("taro", "credentials_revoked").await,
+        1,
+        "{:?}",
+        c.audit("taro").await
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,9 +157,12 @@ async fn a_change_made_while_no_replica_ran_is_applied_once_at_start() {
         c.restart(i);
     }
     let started = Instant::now();
-    everywhere(&c, "the old password's session refused", TWO_RELOADS, async |i| {
-        !old.signed_in(&c, i).await
-    })
+    everywhere(
+        &c,
+        "the old password's session refused",
+        TWO_RELOADS,
+        async |i| !old.signed_in(&c, i).await,
+    )
     .await;
     assert!(started.elapsed() < TWO_RELOADS);
     // Another user's session is not touched; the change is recorded once.
@@ -149,6 +175,11 @@ async fn a_change_made_while_no_replica_ran_is_applied_once_at_start() {
     for i in 0..3 {
         assert!(new.signed_in(&c, i).await, "replica {i}");
     }
-    assert_eq!(c.audited("taro", "credentials_revoked").await, 1, "{:?}", c.audit("taro").await);
+    assert_eq!(
+        c.audited("taro", "credentials_revoked").await,
+        1,
+        "{:?}",
+        c.audit("taro").await
+    );
     assert_eq!(c.audited("noah", "credentials_revoked").await, 0);
 }
