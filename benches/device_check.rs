@@ -33,7 +33,14 @@ fn device_check(c: &mut Criterion) {
     let devices = Devices::new(store.clone(), ring(), LIFETIME, 10);
     let now = nidan::time::now();
     let (token, rec) = rt
-        .block_on(devices.register("hanako", "My laptop", "Firefox on Linux", "127.0.0.1", now))
+        .block_on(devices.register(
+            "hanako",
+            "bench-credential",
+            "My laptop",
+            "Firefox on Linux",
+            "127.0.0.1",
+            now,
+        ))
         .unwrap();
     assert_eq!(
         rt.block_on(devices.check(&token, "hanako", now)).as_deref(),

@@ -141,6 +141,7 @@ fn session_hit(c: &mut Criterion) {
                 ip: "127.0.0.1",
                 user_agent: "bench",
             },
+            "bench-credential",
             now,
         ))
         .unwrap();

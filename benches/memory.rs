@@ -92,6 +92,7 @@ fn main() {
                                 ip: "192.0.2.10",
                                 user_agent: "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
                             },
+                            "bench-credential",
                             now,
                         )
                         .await
@@ -119,7 +120,7 @@ fn main() {
         for i in 0..n {
             let user = format!("user{i:06}");
             devices
-                .register(&user, "Firefox on Linux", "Firefox on Linux", "192.0.2.10", now)
+                .register(&user, "bench-credential", "Firefox on Linux", "Firefox on Linux", "192.0.2.10", now)
                 .await
                 .unwrap();
         }

@@ -53,6 +53,7 @@ fn bench_store(c: &mut Criterion, rt: &tokio::runtime::Runtime, name: &str, stor
                 ip: "127.0.0.1",
                 user_agent: "bench",
             },
+            "bench-credential",
             now,
         ))
         .unwrap();

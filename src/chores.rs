@@ -1,7 +1,9 @@
 //! The periodic chores and what a replica does with what it hears: retried revocations,
-//! the users-file and configuration reloads, and (on the one replica holding the lease, or
-//! the only machine) the audit trail's bounds and the purges. Also the bus's receiver:
-//! revocations published elsewhere drop this replica's cached entries.
+//! the users-file reload and its consequences (on every replica: each change is applied
+//! once, by the replica whose compare-and-set in the store wrote it), the configuration
+//! reload, and (on the one replica holding the lease, or the only machine) the audit
+//! trail's bounds and the purges. Also the bus's receiver: revocations published elsewhere
+//! drop this replica's cached entries.
 
 use std::sync::Arc;
 
@@ -43,6 +45,9 @@ impl Chores {
             if chores.replica.is_none() {
                 chores.accounts.check_all_phones().await;
             }
+            // Credentials changed in the users file while no replica ran (or whose change
+            // was never applied): applied now, against the digests the store keeps.
+            let mut reconciled = chores.accounts.reconcile_credentials().await;
             let mut tick = tokio::time::interval(chores.cfg.users.reload_interval);
             let mut rounds: u64 = 0;
             let mut config_seen = modified(&chores.cfg.source);
@@ -50,7 +55,15 @@ impl Chores {
                 tick.tick().await;
                 rounds += 1;
                 chores.accounts.retry_revocations().await;
-                chores.accounts.reload_users(false).await;
+                // Credential changes left undone before this tick are tried again after its
+                // reload: one this replica's older users file could not apply is then found
+                // done rather than undone.
+                let due = chores.accounts.unapplied_credentials();
+                chores.accounts.reload_users().await;
+                if !reconciled {
+                    reconciled = chores.accounts.reconcile_credentials().await;
+                }
+                chores.accounts.retry_credentials(due).await;
                 let now_seen = modified(&chores.cfg.source);
                 if now_seen != config_seen {
                     config_seen = now_seen;
@@ -85,8 +98,8 @@ impl crate::replica::Listener for Chores {
             Event::Devices { ids } => self.devices.drop_local(&ids).await,
             Event::Setting { user } => self.accounts.forget_setting(&user).await,
             Event::Basic => self.basic_cache.revoke_all(),
-            // The holder has applied the consequences of what we may have read early.
-            Event::Users => self.accounts.reload_users(true).await,
+            // Another replica applied a users-file change: read the file now.
+            Event::Users => self.accounts.reload_users().await,
             Event::Phones => self.accounts.refresh_phones().await,
             Event::Flush => {
                 self.sessions.flush();

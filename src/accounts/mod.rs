@@ -1,10 +1,12 @@
 //! Accounts: the user as the gateway sees him. The directory look-up (with admin-API phone
 //! changes applied over it), the effective 2-step setting, phone status changes
 //! ([`phone`]), revoking everything a user holds (with its retries), the consequences of a
-//! users-file change, and notices mailed to the user.
+//! users-file change ([`credentials`]: applied exactly once, by whichever replica reads it
+//! first), and notices mailed to the user.
 //!
 //! Built once by `App` with its collaborators; the edges and the login call its methods.
 
+mod credentials;
 mod phone;
 
 use std::collections::HashMap;
@@ -52,10 +54,10 @@ pub struct Accounts {
     /// Dropped whole on every revocation (SECURITY 37).
     basic_cache: Arc<BasicCache>,
     replica: Option<Arc<Replica>>,
-    /// Users-file changes this replica read while another held the chores: their
-    /// consequences are the holder's to apply; kept until it says so, applied here if this
-    /// replica takes the chores over first.
-    pending_users: Mutex<Option<(UserMap, UserMap)>>,
+    /// Users whose credential change (users file) a store error interrupted, or found the
+    /// store holding a digest this replica did not expect, with the digest to change from
+    /// (`None`: the stored one): refused here and tried again every tick.
+    unapplied: Mutex<HashMap<String, Option<String>>>,
     /// Users whose revocation a store error interrupted, with its reason: refused here
     /// (no session, login or credential of theirs counts) and retried every tick until it
     /// went through (SECURITY 15, 36).
@@ -85,14 +87,16 @@ impl Accounts {
             notifier: p.notifier,
             basic_cache: p.basic_cache,
             replica: p.replica,
-            pending_users: Mutex::new(None),
+            unapplied: Mutex::new(HashMap::new()),
             unrevoked: Mutex::new(HashMap::new()),
         }
     }
 
     /// The user behind an ID, if they exist and may log in.
     pub fn active_user(&self, id: &str) -> Option<Arc<User>> {
-        if self.unrevoked.lock().map_or(true, |u| u.contains_key(id)) {
+        if self.unrevoked.lock().map_or(true, |u| u.contains_key(id))
+            || self.unapplied.lock().map_or(true, |u| u.contains_key(id))
+        {
             return None;
         }
         self.users
@@ -182,86 +186,29 @@ impl Accounts {
         }
     }
 
-    /// This replica has just taken the chores: what another holder may have left undone is
-    /// done now (both are idempotent).
+    /// This replica has just taken the chores: phones marked gone in the users file while
+    /// 2-step still depends on them are handled now (idempotent).
     pub async fn took_chores(&self) {
-        let pending = self.pending_users.lock().ok().and_then(|mut p| p.take());
-        if let Some((old, new)) = pending {
-            self.users_changed(&old, &new).await;
-        }
         self.check_all_phones().await;
     }
 
-    /// Re-reads the users file if it changed. Every replica knows the new users at once;
-    /// the consequences (revocations, phone-gone handling and its mail) are applied by the
-    /// chores holder only, which then tells the others to reload too.
-    ///
-    /// `confirmed`: the chores holder says it has applied the consequences of the file as
-    /// it read it, so what this replica kept pending is done. The reload and the pending
-    /// record change under one lock, so a confirmation cannot be overtaken by a reload of
-    /// the same change on the timer.
-    pub async fn reload_users(&self, confirmed: bool) {
-        let chores = self.runs_chores();
-        let reloaded = {
-            let mut pending = match self.pending_users.lock() {
-                Ok(g) => g,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            let r = self.users.reload_if_changed();
-            if let Ok(Some((old, new))) = &r
-                && !chores
-            {
-                let first = pending.take().map_or(old.clone(), |(first, _)| first);
-                *pending = Some((first, new.clone()));
-            }
-            if confirmed {
-                *pending = None;
-            }
-            r
-        };
-        match reloaded {
+    /// Re-reads the users file if it changed, and applies what changed — on every replica:
+    /// credential changes and phone changes are compare-and-sets in the store, so the one
+    /// replica that writes a change applies its consequences, once, whoever holds the
+    /// chores (see [`credentials`]).
+    pub async fn reload_users(&self) {
+        match self.users.reload_if_changed() {
             Ok(None) => {}
             Ok(Some((old, new))) => {
                 tracing::info!(users = new.len(), "users file reloaded");
                 // 2-step defaults and password hashes may have changed for anyone.
                 self.settings.revoke_all();
                 self.basic_cache.revoke_all();
-                if chores {
-                    self.users_changed(&old, &new).await;
-                    self.publish(Event::Users);
-                }
+                self.credentials_changed(&old, &new).await;
+                self.phones_after_reload(&old, &new).await;
             }
             Err(e) => tracing::error!("users file not reloaded, keeping the previous one:\n{e}"),
         }
-    }
-
-    /// The consequences of a users-file change (chores holder only).
-    async fn users_changed(
-        &self,
-        old: &HashMap<String, Arc<User>>,
-        new: &HashMap<String, Arc<User>>,
-    ) {
-        for (id, user) in new.iter() {
-            let was_enabled = old.get(id).is_some_and(|u| !u.disabled);
-            let password_changed = old
-                .get(id)
-                .is_some_and(|u| u.password_hash != user.password_hash);
-            if (user.disabled && was_enabled) || password_changed {
-                let why = if user.disabled {
-                    "account_disabled"
-                } else {
-                    "password_changed"
-                };
-                // A store error leaves the user refused and the revocation retried.
-                let _ = self.revoke_everything(id, why, "").await;
-            }
-        }
-        for id in old.keys() {
-            if !new.contains_key(id) {
-                let _ = self.revoke_everything(id, "account_removed", "").await;
-            }
-        }
-        self.phones_after_reload(old, new).await;
     }
 
     /// Ends all sessions and revokes all trusted devices of a user (SECURITY 15).

@@ -148,7 +148,10 @@ impl Accounts {
     }
 
     /// After a users-file reload: a user's phone or phone status changed in the file drops any
-    /// admin-API override for them; a change to `gone` runs [`phone_gone`].
+    /// admin-API override for them; a change to `gone` runs [`phone_gone`]. Every replica
+    /// reads the change; the one whose write of the new phone state to the store changed it
+    /// handles it (so one audit record, one mail). When the store cannot say, the chores
+    /// holder handles it as before (and a gone phone is checked again when the chores move).
     pub(super) async fn phones_after_reload(
         &self,
         old: &HashMap<String, Arc<User>>,
@@ -159,6 +162,20 @@ impl Accounts {
                 continue;
             };
             if before.phone == user.phone && before.phone_status == user.phone_status {
+                continue;
+            }
+            let ours = match self
+                .store
+                .put_phone_state(id, &user.phone_state(), crate::time::now())
+                .await
+            {
+                Ok(changed) => changed,
+                Err(e) => {
+                    tracing::error!(error = %e, user = %id, "phone change not recorded");
+                    self.runs_chores()
+                }
+            };
+            if !ours {
                 continue;
             }
             self.phone_file_changed(id).await;

@@ -17,7 +17,7 @@ use crate::login::service::{Loaded, Login};
 use crate::login::{Client, Completed, Completion, LoginError, approval, budget, password};
 use crate::notify::{self, Channel};
 use crate::session::device::{self, DeviceError, browser_summary};
-use crate::session::{LiveSession, NewSession};
+use crate::session::{LiveSession, NewSession, SessionError};
 use crate::users::User;
 
 /// Rounds of read-decide-write before a flow that keeps changing under us is given up.
@@ -434,11 +434,14 @@ async fn finish(login: &Login, client: &Client, mut c: Checked) -> Result<Comple
         return Err(LoginError::Failed);
     };
     let (methods, proof) = proof_of(&c);
-    let Ok(session_token) = start_session(login, client, &c, &user, methods, proof).await else {
-        // No session, no login: the flow is reopened with its code, which the user may
-        // enter again once the store answers (503 + Retry-After meanwhile).
-        give_back(login, &mut c).await;
-        return Err(LoginError::Busy);
+    let session_token = match start_session(login, client, &c, &user, methods, proof).await {
+        Ok(token) => token,
+        Err(e) => {
+            // No session, no login: the flow is reopened with its code, which the user
+            // may enter again once the store answers (503 + Retry-After meanwhile).
+            give_back(login, &mut c).await;
+            return Err(e);
+        }
     };
     let (ip, now) = (&c.ip, c.now);
     if let Some(dev) = &c.f.device_id {
@@ -500,13 +503,18 @@ async fn start_session(
         ip: &c.ip,
         user_agent: &client.user_agent,
     };
+    // Only while the credentials checked are the user's current ones (issue 22): a replica
+    // that has not read a new users file yet fails the old password like a wrong one.
     let made = match &c.stepped_from {
         Some((_, old)) => login.sessions.replace(&old.record, new, c.now).await,
-        None => login.sessions.create(new, c.now).await,
+        None => login.sessions.create(new, &user.credential(), c.now).await,
     };
-    made.map(|(token, _)| token).map_err(|e| {
-        tracing::error!(error = %e, "a login's session could not be stored");
-        LoginError::Busy
+    made.map(|(token, _)| token).map_err(|e| match e {
+        SessionError::Stale => LoginError::Failed,
+        SessionError::Store(e) => {
+            tracing::error!(error = %e, "a login's session could not be stored");
+            LoginError::Busy
+        }
     })
 }
 
@@ -532,7 +540,7 @@ async fn register_device(
     let browser = browser_summary(&client.user_agent);
     match login
         .devices
-        .register(&user.id, name, &browser, ip, now)
+        .register(&user.id, &user.credential(), name, &browser, ip, now)
         .await
     {
         Ok((token, rec)) => {

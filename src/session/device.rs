@@ -13,7 +13,7 @@ use moka::future::Cache;
 use crate::cache::SafeCache;
 use crate::secret;
 use crate::session::token::{AUDIENCE, DeviceClaims, KeyRing, TYPE};
-use crate::store::{DeviceRecord, Store, StoreError};
+use crate::store::{DeviceInsert, DeviceRecord, Store, StoreError};
 
 /// Longest device name, in characters (SECURITY 16).
 pub const MAX_NAME_CHARS: usize = 64;
@@ -34,6 +34,9 @@ pub enum DeviceError {
     Full,
     #[error("no such device")]
     NotFound,
+    /// The user's credentials changed since the login checked them.
+    #[error("the user's credentials changed since the login checked them")]
+    Stale,
 }
 
 pub struct Devices {
@@ -149,10 +152,13 @@ impl Devices {
         ok.then_some(claims.jti)
     }
 
-    /// Registers a device; returns the cookie value and the record.
+    /// Registers a device for a login that checked the credentials whose digest is
+    /// `credential`: refused ([`DeviceError::Stale`]) when they are no longer the user's
+    /// current ones. Returns the cookie value and the record.
     pub async fn register(
         &self,
         user_id: &str,
+        credential: &str,
         name: &str,
         browser: &str,
         ip: &str,
@@ -181,12 +187,14 @@ impl Devices {
                 typ: TYPE.to_owned(),
             })
             .map_err(|_| DeviceError::Token)?;
-        if !self
+        match self
             .store
-            .insert_device(&record, self.max_per_user, now)
+            .insert_device_if_current(&record, self.max_per_user, now, credential)
             .await?
         {
-            return Err(DeviceError::Full);
+            DeviceInsert::Inserted => {}
+            DeviceInsert::Full => return Err(DeviceError::Full),
+            DeviceInsert::Stale => return Err(DeviceError::Stale),
         }
         self.cache
             .insert_fresh(
@@ -316,7 +324,14 @@ mod tests {
     async fn register_check_revoke() {
         let (_dir, d) = devices(2).await;
         let (token, rec) = d
-            .register("hanako", "laptop", "Firefox on Linux", "127.0.0.1", 100)
+            .register(
+                "hanako",
+                "c1",
+                "laptop",
+                "Firefox on Linux",
+                "127.0.0.1",
+                100,
+            )
             .await
             .unwrap();
         assert_eq!(
@@ -325,10 +340,17 @@ mod tests {
         );
         assert_eq!(d.check(&token, "taro", 101).await, None);
         assert_eq!(d.check(&token, "hanako", 1_100).await, None);
-        d.register("hanako", "phone", "", "", 100).await.unwrap();
+        d.register("hanako", "c1", "phone", "", "", 100)
+            .await
+            .unwrap();
         assert!(matches!(
-            d.register("hanako", "third", "", "", 100).await,
+            d.register("hanako", "c1", "third", "", "", 100).await,
             Err(DeviceError::Full)
+        ));
+        // Credentials other than the stored ones register nothing.
+        assert!(matches!(
+            d.register("hanako", "c0", "old", "", "", 100).await,
+            Err(DeviceError::Stale)
         ));
         d.revoke("hanako", &rec.id).await.unwrap();
         assert_eq!(d.check(&token, "hanako", 101).await, None);

@@ -46,6 +46,17 @@ pub struct NewSession<'a> {
     pub user_agent: &'a str,
 }
 
+/// Why a session could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// The user's credentials changed since the login checked them (another replica read
+    /// the new users file first): no session, as for a wrong password.
+    #[error("the user's credentials changed since the login checked them")]
+    Stale,
+}
+
 /// What a login sets once and every replacement of its session ID carries over.
 struct Times {
     created: i64,
@@ -112,31 +123,36 @@ impl Sessions {
     }
 
     /// Starts the session of a login that proved the factors just now: the only way to
-    /// fresh times (creation, `auth_time`, absolute expiry). Committed before returning;
-    /// returns the cookie value.
+    /// fresh times (creation, `auth_time`, absolute expiry). `credential` is the digest of
+    /// the user's credentials the login checked (`User::credential`): the session is stored
+    /// only while it is the user's current one, else [`SessionError::Stale`]. Committed
+    /// before returning; returns the cookie value.
     pub async fn create(
         &self,
         s: NewSession<'_>,
+        credential: &str,
         now: i64,
-    ) -> Result<(String, Arc<LiveSession>), StoreError> {
+    ) -> Result<(String, Arc<LiveSession>), SessionError> {
         let times = Times {
             created: now,
             auth_time: now,
             expires: now + self.absolute,
         };
-        self.start(s, times, now).await
+        self.start(s, times, Some(credential.to_owned()), now).await
     }
 
     /// A new ID for an existing login (a step-up, a 2-step setting change, any privilege
     /// change): the session `old` is replaced by one that keeps its creation time,
     /// `auth_time` and absolute expiry, so a replacement never extends or refreshes a
     /// session (SECURITY 43). The caller ends `old` (alone, or with all of the user's).
+    /// The credentials are the ones `old`'s login checked: a replacement is refused
+    /// ([`SessionError::Stale`]) once they changed, as `old` itself is.
     pub async fn replace(
         &self,
         old: &SessionRecord,
         s: NewSession<'_>,
         now: i64,
-    ) -> Result<(String, Arc<LiveSession>), StoreError> {
+    ) -> Result<(String, Arc<LiveSession>), SessionError> {
         let times = Times {
             created: old.created,
             auth_time: old.auth_time,
@@ -146,15 +162,16 @@ impl Sessions {
             user_id: &old.user_id,
             ..s
         };
-        self.start(s, times, now).await
+        self.start(s, times, old.credential.clone(), now).await
     }
 
     async fn start(
         &self,
         s: NewSession<'_>,
         times: Times,
+        credential: Option<String>,
         now: i64,
-    ) -> Result<(String, Arc<LiveSession>), StoreError> {
+    ) -> Result<(String, Arc<LiveSession>), SessionError> {
         let token = secret::random_token(32);
         let record = SessionRecord {
             id_hash: secret::token_hash(&token),
@@ -168,8 +185,11 @@ impl Sessions {
             device_id: s.device_id,
             ip: s.ip.to_owned(),
             user_agent: s.user_agent.chars().take(256).collect(),
+            credential,
         };
-        self.store.insert_session(&record).await?;
+        if !self.store.insert_session_if_current(&record).await? {
+            return Err(SessionError::Stale);
+        }
         let live = Arc::new(LiveSession {
             last_seen: AtomicI64::new(now),
             last_written: AtomicI64::new(now),

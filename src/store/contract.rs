@@ -66,6 +66,7 @@ fn session(id: &str, user: &str, proof: Proof) -> SessionRecord {
         device_id: Some("d1".into()),
         ip: "192.0.2.1".into(),
         user_agent: "ua".into(),
+        credential: None,
     }
 }
 
@@ -635,6 +636,10 @@ async fn old_sqlite_files_are_migrated_in_place() {
     }
     let store = Store::open(&path).await.unwrap();
     let old = store.session("old").await.unwrap().unwrap();
+    assert_eq!(
+        old.credential, None,
+        "accepted until the user's next change"
+    );
     assert_eq!(old.proof.second, Some(SecondFactor::Sms));
     assert!(old.proof.required);
     assert_eq!(store.live_devices("taro", 10).await.unwrap().len(), 1);
@@ -675,4 +680,337 @@ async fn postgres_read_only_reads_and_refuses_writes() {
     let ro = Store::open_postgres(&pg.url, 1, true).await.unwrap();
     assert!(ro.setting("taro").await.unwrap().unwrap().enabled);
     assert!(ro.record_failure("taro", false, 1).await.is_err());
+}
+
+/// A session of `user` whose login checked the credential digest `c`.
+fn checked(id: &str, user: &str, c: Option<&str>) -> SessionRecord {
+    let mut s = session(
+        id,
+        user,
+        Proof {
+            first: FirstFactor::Password,
+            second: Some(SecondFactor::Sms),
+            exemption: None,
+            required: true,
+        },
+    );
+    s.credential = c.map(str::to_owned);
+    s
+}
+
+async fn ids_of(store: &Store, user: &str) -> Vec<(String, Option<String>)> {
+    let mut v: Vec<_> = store
+        .user_sessions(user)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.id_hash, s.credential))
+        .collect();
+    v.sort();
+    v
+}
+
+// Issue 22: a credential change is one compare-and-set, applied once; sessions and devices
+// are stored only under the current digest.
+contract!(credential_changes_apply_once, |store: Store| async move {
+    // The first session of a user stores its digest.
+    assert!(
+        store
+            .insert_session_if_current(&checked("a1", "taro", Some("A")))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.credential("taro").await.unwrap(),
+        Some(("A".into(), 0))
+    );
+    // A session from before digests, a trusted device, an app password; another user.
+    store
+        .insert_session(&checked("legacy", "taro", None))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .insert_device_if_current(&device("d1", "taro", 10), 5, 20, "A")
+            .await
+            .unwrap(),
+        DeviceInsert::Inserted
+    );
+    assert!(store.insert_token(&token("t1", "taro"), 5).await.unwrap());
+    assert!(
+        store
+            .insert_session_if_current(&checked("h1", "hanako", Some("H")))
+            .await
+            .unwrap()
+    );
+    let counted = store.revocations_counted().await.unwrap();
+
+    let CredentialChange::Applied(r) = store.change_credential("taro", "A", "B", 30).await.unwrap()
+    else {
+        panic!("the change must apply");
+    };
+    let mut ended = r.sessions.clone();
+    ended.sort();
+    assert_eq!(ended, ["a1", "legacy"]);
+    assert_eq!(
+        (r.devices.as_slice(), r.tokens),
+        (["d1".to_owned()].as_slice(), 1)
+    );
+    assert_eq!(store.revocations_counted().await.unwrap(), counted + 3);
+    assert_eq!(
+        store.credential("taro").await.unwrap(),
+        Some(("B".into(), 1))
+    );
+    assert!(store.live_devices("taro", 20).await.unwrap().is_empty());
+    assert!(
+        store
+            .user_tokens("taro")
+            .await
+            .unwrap()
+            .iter()
+            .all(|t| t.revoked)
+    );
+
+    // The old digest makes nothing any more; the new one does.
+    assert!(
+        !store
+            .insert_session_if_current(&checked("a2", "taro", Some("A")))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .insert_device_if_current(&device("d2", "taro", 10), 5, 20, "A")
+            .await
+            .unwrap(),
+        DeviceInsert::Stale
+    );
+    assert!(
+        store
+            .insert_session_if_current(&checked("b1", "taro", Some("B")))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .insert_device_if_current(&device("d3", "taro", 10), 5, 20, "B")
+            .await
+            .unwrap(),
+        DeviceInsert::Inserted
+    );
+    assert_eq!(
+        ids_of(&store, "taro").await,
+        [("b1".into(), Some("B".into()))]
+    );
+
+    // A replay changes nothing: what was made after the change stays, nothing is counted.
+    assert_eq!(
+        store.change_credential("taro", "A", "B", 40).await.unwrap(),
+        CredentialChange::Already
+    );
+    assert_eq!(
+        ids_of(&store, "taro").await,
+        [("b1".into(), Some("B".into()))]
+    );
+    assert_eq!(store.live_devices("taro", 20).await.unwrap().len(), 1);
+    assert_eq!(store.revocations_counted().await.unwrap(), counted + 3);
+    // A change from a digest that is not the stored one changes nothing either.
+    assert_eq!(
+        store.change_credential("taro", "C", "D", 50).await.unwrap(),
+        CredentialChange::Differs("B".into())
+    );
+    assert_eq!(
+        store.credential("taro").await.unwrap(),
+        Some(("B".into(), 1))
+    );
+
+    // A user with no stored digest: the change stores it and ends what there is.
+    store
+        .insert_session(&checked("m1", "mika", None))
+        .await
+        .unwrap();
+    let CredentialChange::Applied(r) = store.change_credential("mika", "X", "Y", 60).await.unwrap()
+    else {
+        panic!("a missing row counts as a change");
+    };
+    assert_eq!(
+        (r.sessions.as_slice(), r.broadcasts()),
+        (["m1".to_owned()].as_slice(), 2)
+    );
+    let mut all = store.credentials().await.unwrap();
+    all.sort();
+    assert_eq!(
+        all,
+        [
+            ("hanako".into(), "H".into()),
+            ("mika".into(), "Y".into()),
+            ("taro".into(), "B".into())
+        ]
+    );
+    // Another user's session was never touched.
+    assert!(store.session("h1").await.unwrap().is_some());
+});
+
+contract!(phone_states_change_once, |store: Store| async move {
+    assert!(store.put_phone_state("yuki", "P1", 1).await.unwrap());
+    assert!(!store.put_phone_state("yuki", "P1", 2).await.unwrap());
+    assert!(store.put_phone_state("yuki", "P2", 3).await.unwrap());
+    assert!(!store.put_phone_state("yuki", "P2", 4).await.unwrap());
+    assert!(store.put_phone_state("ken", "P2", 4).await.unwrap());
+});
+
+// Logins with the old password racing the change, read by two replicas at once, on any
+// connections: the change applies once, and whichever commits first, no session of the
+// old digest is left (run a few hundred times).
+contract!(
+    a_change_racing_logins_never_leaves_an_old_session,
+    |store: Store| async move {
+        const ROUNDS: usize = 300;
+        let mut refused = 0;
+        for i in 0..ROUNDS {
+            let user = format!("u{i}");
+            if i % 2 == 0 {
+                // Half the users have a stored digest already, half have none.
+                assert!(
+                    store
+                        .insert_session_if_current(&checked(&format!("p{i}"), &user, Some("old")))
+                        .await
+                        .unwrap()
+                );
+            }
+            let mut tasks = Vec::new();
+            for j in 0..3 {
+                let (store, s) = (
+                    store.clone(),
+                    checked(&format!("s{i}-{j}"), &user, Some("old")),
+                );
+                tasks.push(tokio::spawn(async move {
+                    store.insert_session_if_current(&s).await.unwrap()
+                }));
+            }
+            // Two replicas read the change at once: one applies it.
+            let changes: Vec<_> = (0..2)
+                .map(|_| {
+                    let (store, user) = (store.clone(), user.clone());
+                    tokio::spawn(
+                        async move { store.change_credential(&user, "old", "new", 1).await },
+                    )
+                })
+                .collect();
+            for t in tasks {
+                refused += usize::from(!t.await.unwrap());
+            }
+            let mut outcomes = Vec::new();
+            for c in changes {
+                outcomes.push(match c.await.unwrap().unwrap() {
+                    CredentialChange::Applied(_) => "applied",
+                    CredentialChange::Already => "already",
+                    CredentialChange::Differs(d) => panic!("round {i}: differs ({d})"),
+                });
+            }
+            outcomes.sort_unstable();
+            assert_eq!(outcomes, ["already", "applied"], "round {i}");
+            assert_eq!(ids_of(&store, &user).await, [], "round {i}");
+            assert_eq!(
+                store.credential(&user).await.unwrap(),
+                Some(("new".into(), 1))
+            );
+        }
+        // Both orders happened (a login after the change is refused).
+        assert!(refused > 0 && refused < 3 * ROUNDS, "{refused}");
+    }
+);
+
+/// The migrations of the previous version, then the current ones: sessions already there
+/// gain an empty credential column, and the credentials table appears.
+async fn previous_version(pool_dir: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(pool_dir);
+    for name in ["0001_initial.sql", "0002_revocation_count.sql"] {
+        std::fs::copy(from.join(name), dir.path().join(name)).unwrap();
+    }
+    dir
+}
+
+#[tokio::test]
+async fn existing_databases_gain_the_credential_column() {
+    // PostgreSQL at the previous version, with a session.
+    let pg = TestDb::create();
+    {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .connect(&pg.url)
+            .await
+            .unwrap();
+        let dir = previous_version("postgres").await;
+        sqlx::migrate::Migrator::new(dir.path())
+            .await
+            .unwrap()
+            .run(&pool)
+            .await
+            .unwrap();
+        sqlx::raw_sql(
+            "INSERT INTO sessions (id_hash, user_id, created, auth_time, last_seen, expires,
+             two_step, methods, ip, user_agent) VALUES ('old', 'taro', 1, 1, 1, 100, TRUE,
+             'password+sms', '127.0.0.1', 'ua')",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    }
+    let store = Store::open_postgres(&pg.url, 2, false).await.unwrap();
+    assert_eq!(
+        store.session("old").await.unwrap().unwrap().credential,
+        None
+    );
+    assert!(
+        store
+            .insert_session_if_current(&checked("new", "taro", Some("A")))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.credential("taro").await.unwrap(),
+        Some(("A".into(), 0))
+    );
+
+    // SQLite at the previous version, likewise.
+    let file = tempfile::tempdir().unwrap();
+    let path = file.path().join("prev.db");
+    {
+        use sqlx::Connection;
+        let opts = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let mut conn = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
+        let dir = previous_version("sqlite").await;
+        sqlx::migrate::Migrator::new(dir.path())
+            .await
+            .unwrap()
+            .run(&mut conn)
+            .await
+            .unwrap();
+        sqlx::raw_sql(
+            "INSERT INTO sessions (id_hash, user_id, created, auth_time, last_seen, expires,
+             two_step, methods, ip, user_agent) VALUES ('old', 'taro', 1, 1, 1, 100, 1,
+             'password+sms', '127.0.0.1', 'ua')",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+    }
+    let store = Store::open(&path).await.unwrap();
+    assert_eq!(
+        store.session("old").await.unwrap().unwrap().credential,
+        None
+    );
+    assert!(
+        store
+            .insert_session_if_current(&checked("new", "taro", Some("A")))
+            .await
+            .unwrap()
+    );
 }

@@ -42,11 +42,13 @@ macro_rules! with_user_lock {
     };
 }
 
+mod credentials;
 mod passkeys;
 mod phones;
 mod risk;
 mod tokens;
 
+pub use credentials::{CredentialChange, DeviceInsert, Revoked};
 pub use passkeys::{PasskeyInsert, PasskeyRecord};
 pub use phones::PhoneOverrideRecord;
 pub use risk::SeenKind;
@@ -196,6 +198,9 @@ pub struct SessionRecord {
     pub device_id: Option<String>,
     pub ip: String,
     pub user_agent: String,
+    /// The credential digest the login checked (`users::credential_digest`); `None` on
+    /// sessions from before credential digests, accepted until the user's next change.
+    pub credential: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -914,6 +919,7 @@ fn session_from_row<R: DbRow>(r: &R) -> Result<SessionRecord> {
         device_id: r.opt_text("device_id")?,
         ip: r.text("ip")?,
         user_agent: r.text("user_agent")?,
+        credential: r.opt_text("credential")?,
     })
 }
 
@@ -1026,6 +1032,7 @@ mod tests {
                 device_id: None,
                 ip: "127.0.0.1".into(),
                 user_agent: "ua".into(),
+                credential: None,
             };
             store.insert_session(&s).await.unwrap();
             store.touch_session("h1", 5).await.unwrap();

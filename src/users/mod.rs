@@ -85,6 +85,41 @@ impl UserEntry {
             .get_or_init(|| Arc::new(Identity::of(self)))
             .clone()
     }
+
+    /// The digest of what this user signs in with, as the users file gives it: changes
+    /// when the password hash or the disabled flag does. Sessions carry the one their login
+    /// checked, and the store keeps the current one per user (see `accounts::credentials`).
+    pub fn credential(&self) -> String {
+        credential_digest(&self.password_hash, self.disabled)
+    }
+
+    /// The digest of the phone and phone status the users file gives this user.
+    pub fn phone_state(&self) -> String {
+        let status = match self.phone_status {
+            PhoneStatus::Active => b"active".as_slice(),
+            PhoneStatus::Kept => b"kept".as_slice(),
+            PhoneStatus::Gone => b"gone".as_slice(),
+        };
+        let phone = self.phone.as_deref().unwrap_or("");
+        hex::encode(crate::secret::digest(&[
+            b"nidan-phone-v1",
+            phone.as_bytes(),
+            status,
+        ]))
+    }
+}
+
+/// The credential digest of a user no longer in the users file.
+pub const REMOVED: &str = "removed";
+
+/// `hex(SHA-256("nidan-credential-v1" ‖ password_hash ‖ disabled))`, each part
+/// length-prefixed ([`crate::secret::digest`]).
+pub fn credential_digest(password_hash: &str, disabled: bool) -> String {
+    hex::encode(crate::secret::digest(&[
+        b"nidan-credential-v1",
+        password_hash.as_bytes(),
+        &[u8::from(disabled)],
+    ]))
 }
 
 /// Header values must be visible ASCII: anything else is percent-encoded (UTF-8).
@@ -180,4 +215,29 @@ fn index(users: Vec<User>) -> HashMap<String, Arc<User>> {
 
 fn mtime(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_credential_digest_follows_the_hash_and_the_disabled_flag() {
+        let a = credential_digest("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA", false);
+        assert_eq!(a.len(), 64);
+        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(
+            a,
+            credential_digest("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA", false)
+        );
+        assert_ne!(
+            a,
+            credential_digest("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA", true)
+        );
+        assert_ne!(
+            a,
+            credential_digest("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaB", false)
+        );
+        assert_ne!(a, REMOVED);
+    }
 }

@@ -1041,7 +1041,10 @@ async fn a_revocation_racing_a_cache_miss_is_not_lost() {
     let registrar = Devices::new(store.clone(), ring(), life, 10_000);
     let mut stale = 0;
     for i in 0..300 {
-        let (token, rec) = registrar.register("u", "n", "", "", 100).await.unwrap();
+        let (token, rec) = registrar
+            .register("u", "c", "n", "", "", 100)
+            .await
+            .unwrap();
         // A fresh instance: its first check misses the cache and reads the store.
         let d = Arc::new(Devices::new(store.clone(), ring(), life, 10_000));
         let (d2, t2) = (d.clone(), token.clone());

@@ -14,6 +14,7 @@ mod budgets;
 mod bus;
 mod codes;
 mod config_cli;
+mod credentials;
 mod devices;
 mod edge;
 mod exemptions;

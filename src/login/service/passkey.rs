@@ -8,7 +8,7 @@ use crate::login::passkey::{
     Purpose, TIMEOUT_MS, WebAuthnError, b64, unb64, verify_assertion, verify_registration,
 };
 use crate::login::service::Login;
-use crate::session::NewSession;
+use crate::session::{NewSession, SessionError};
 use crate::store::PasskeyRecord;
 use crate::users::User;
 
@@ -353,11 +353,15 @@ impl Login {
                     ip,
                     user_agent: &client.user_agent,
                 },
+                &user.credential(),
                 now,
             )
             .await
+            // Stale: this replica has not read the users file's change yet; soon it has.
             .map_err(|e| {
-                tracing::error!(error = %e, "a passkey login's session could not be stored");
+                if let SessionError::Store(e) = e {
+                    tracing::error!(error = %e, "a passkey login's session could not be stored");
+                }
                 PasskeyError::Busy
             })?;
         self.audit

@@ -196,6 +196,57 @@ routes:
         }
     }
 
+    /// Starts replica `i` again after [`Cluster::kill9`] (same configuration and
+    /// addresses) and waits until it is ready.
+    pub fn restart(&mut self, i: usize) {
+        let mut node = self.nodes.remove(i);
+        let started = self.spawn(&mut node);
+        self.nodes.insert(i, node);
+        assert!(started, "replica {i} did not restart\n{}", self.log(i));
+        self.wait_ready(i);
+    }
+
+    /// The replica that took the chores lease (from the logs: call it before any restart),
+    /// waiting up to 10 s for one.
+    pub async fn wait_holder(&self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let holders: Vec<usize> = (0..self.nodes.len())
+                .filter(|&i| self.log(i).contains("now runs the periodic chores"))
+                .collect();
+            match holders.as_slice() {
+                [one] => return *one,
+                [] => assert!(Instant::now() < deadline, "nobody took the chores"),
+                more => panic!("several holders: {more:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The audit trail of `user` in the cluster's database, newest first, as
+    /// `(event, detail)`.
+    pub async fn audit(&self, user: &str) -> Vec<(String, Value)> {
+        let store = nidan::store::Store::open_postgres(&self._db.url, 1, true)
+            .await
+            .unwrap();
+        store
+            .audit_trail(Some(user), 1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.event, serde_json::from_str(&r.detail).unwrap()))
+            .collect()
+    }
+
+    /// How many audit records of `event` the trail holds for `user`.
+    pub async fn audited(&self, user: &str, event: &str) -> usize {
+        self.audit(user)
+            .await
+            .iter()
+            .filter(|(e, _)| e == event)
+            .count()
+    }
+
     pub fn outbox(&self) -> Vec<Value> {
         common::outbox_in(&self.dir.path().join("outbox.jsonl"))
     }
