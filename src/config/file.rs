@@ -365,6 +365,8 @@ pub(crate) struct PostgresFile {
     pub url_env: Option<String>,
     pub url_file: Option<String>,
     pub max_connections: Option<u32>,
+    /// The longest one call may take (connection, statement, answer).
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -373,6 +375,8 @@ pub(crate) struct RedisFile {
     pub url_env: Option<String>,
     pub url_file: Option<String>,
     pub key_prefix: Option<String>,
+    /// The longest one call may take (connect and answer), short-lived state and bus alike.
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -512,6 +512,12 @@ pub struct Storage {
     /// How long existing sessions keep working from the local cache while a store is
     /// unreachable, before they fail closed (default 60s).
     pub outage_grace: Duration,
+    /// `storage.postgres.timeout`: the longest one PostgreSQL call may take — a pooled
+    /// connection, the statement and its answer (default 1s).
+    pub postgres_timeout: Duration,
+    /// `storage.redis.timeout`: the longest one Redis call may take, connect and answer, for
+    /// the short-lived state and the revocation bus alike (default 1s).
+    pub redis_timeout: Duration,
 }
 
 /// `storage.postgres` + `storage.redis`: the replica mode. The URLs are secrets (they may
