@@ -1082,7 +1082,8 @@ async fn devices_full(
     let u = user.filter(|_| asked)?;
     match login.devices.list(&u.id, now).await {
         Ok(live) => (live.len() >= login.devices.max_per_user()).then_some(LoginError::DevicesFull),
-        Err(_) => Some(LoginError::Internal),
+        // The store could not say: 503, try again (nothing was spent).
+        Err(_) => Some(LoginError::Busy),
     }
 }
 

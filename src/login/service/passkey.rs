@@ -25,7 +25,7 @@ impl Login {
             .store
             .user_passkeys(&user.id)
             .await
-            .map_err(|_| PasskeyError::Internal)?;
+            .map_err(|_| PasskeyError::Unavailable)?;
         if existing.len() >= MAX_PER_USER {
             return Err(PasskeyError::Full);
         }
@@ -151,7 +151,7 @@ impl Login {
             Ok(crate::store::PasskeyInsert::Added) => {}
             Ok(crate::store::PasskeyInsert::Full) => return Err(PasskeyError::Full),
             Ok(crate::store::PasskeyInsert::Duplicate) => return Err(PasskeyError::Duplicate),
-            Err(_) => return Err(PasskeyError::Internal),
+            Err(_) => return Err(PasskeyError::Unavailable),
         }
         self.audit
             .record(
@@ -281,7 +281,7 @@ impl Login {
                 Ok(false) => Err(WebAuthnError::CounterNotIncreased),
                 Err(_) => {
                     self.failures.abandon(attempt).await;
-                    return Err(PasskeyError::Internal);
+                    return Err(PasskeyError::Unavailable);
                 }
             },
             Err(e) => Err(e),
@@ -327,7 +327,7 @@ impl Login {
                 now,
             )
             .await
-            .map_err(|_| PasskeyError::Internal)?;
+            .map_err(|_| PasskeyError::Unavailable)?;
         self.audit
             .record(
                 "second_step_skipped",
