@@ -249,6 +249,8 @@ pub(crate) struct AuditFile {
     pub max_rows: Option<u64>,
     pub unauthenticated_per_address: Option<u64>,
     pub unauthenticated_total: Option<u64>,
+    pub queue_events: Option<u64>,
+    pub queue_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

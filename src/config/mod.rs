@@ -89,6 +89,12 @@ pub struct AuditSettings {
     pub unauthenticated_per_address: u32,
     /// The same, all networks together, per minute (default 600).
     pub unauthenticated_total: u32,
+    /// Events kept in memory while the store cannot take them, at most (default 10,000);
+    /// past it (or `queue_bytes`) they are only counted, and one `audit_dropped` row says
+    /// how many once the store is back.
+    pub queue_events: usize,
+    /// The same bound in bytes (default 8 MiB).
+    pub queue_bytes: usize,
 }
 
 #[derive(Debug, Clone)]
