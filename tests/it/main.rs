@@ -18,6 +18,7 @@ mod devices;
 mod edge;
 mod exemptions;
 mod explain;
+mod failfast;
 mod forward_auth;
 mod login;
 mod openapi;
