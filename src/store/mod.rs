@@ -136,8 +136,9 @@ pub const PG_TIMEOUT: Duration = Duration::from_secs(1);
 const PURGE_BATCH: u64 = 10_000;
 /// After a call finds PostgreSQL unreachable, calls fail at once for this long (or for the
 /// timeout, when shorter): a request that needs several calls waits for one timeout, not
-/// for one per call, and the outage is still tried again often.
-const PG_PAUSE: Duration = Duration::from_secs(1);
+/// for one per call, while the database is still tried again twice a second (a slow
+/// moment under load pauses little, and a restored database is used at once).
+const PG_PAUSE: Duration = Duration::from_millis(500);
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static PG_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -1204,6 +1205,50 @@ mod tests {
             expires: 1_000,
             revoked: false,
         }
+    }
+
+    /// A PostgreSQL call is given up after the timeout, the calls right after it fail at
+    /// once (the pause), and the next ones go through again.
+    #[tokio::test]
+    async fn a_slow_postgres_call_is_given_up_and_pauses_the_next_ones_briefly() {
+        let db = testing::TestDb::create();
+        let pool = PgPoolSettings {
+            max_connections: 2,
+            read_only: false,
+            timeout: Duration::from_millis(300),
+        };
+        let store = Store::open_postgres_with(&db.url, &pool).await.unwrap();
+        let pg = match &store.db {
+            Db::Pg(pg) => pg,
+            Db::Sqlite(_) => unreachable!(),
+        };
+        let started = std::time::Instant::now();
+        let slow = pg
+            .call(async {
+                sqlx::query("SELECT pg_sleep(5)").execute(&pg.pool).await?;
+                Ok(())
+            })
+            .await;
+        assert!(slow.is_err());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(matches!(store.ping().await, Err(StoreError::Unreachable)));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        store.ping().await.unwrap();
+        // A statement that is merely wrong is no outage: nothing pauses.
+        let wrong = pg
+            .call(async {
+                sqlx::query("SELECT * FROM no_such_table")
+                    .execute(&pg.pool)
+                    .await?;
+                Ok(())
+            })
+            .await;
+        assert!(wrong.is_err());
+        store.ping().await.unwrap();
     }
 
     #[tokio::test]
