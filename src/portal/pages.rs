@@ -1124,8 +1124,15 @@ pub async fn change_setting(
     let usable = match method {
         TwoStepMethod::Sms => user.phone.is_some(),
         TwoStepMethod::Email => user.email.is_some(),
-        // The app can be chosen once one is enrolled.
-        TwoStepMethod::App => ctx.app.login.approvals.has_app(&user.id).await,
+        // The app can be chosen once one is enrolled (a store that cannot say is a 503,
+        // not "no app").
+        TwoStepMethod::App => !ctx
+            .app
+            .store
+            .live_enrollments(&user.id)
+            .await
+            .map_err(|_| SettingError::Store)?
+            .is_empty(),
     };
     if enabled && !usable {
         return Err(SettingError::MethodUnusable);
