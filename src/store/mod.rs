@@ -197,7 +197,10 @@ impl Pg {
         };
         match tokio::time::timeout(b.timeout, call).await {
             Ok(Ok(v)) => {
-                b.paused_until.store(0, Ordering::Relaxed);
+                // Written only when there is a pause to end (most calls only read it).
+                if b.paused_until.load(Ordering::Relaxed) != 0 {
+                    b.paused_until.store(0, Ordering::Relaxed);
+                }
                 Ok(v)
             }
             Ok(Err(e)) => {
