@@ -80,10 +80,14 @@ impl App {
         };
         let hasher = Hasher::new(hashers, 256).map_err(|_| StartError::Hasher)?;
         let replica = match &cfg.storage.replicated {
-            Some(r) => Some(Arc::new(crate::replica::Replica::new(
-                r,
-                cfg.storage.outage_grace,
-            )?)),
+            Some(r) => {
+                // One Redis timeout for the bus and the lease as for the short-lived state.
+                crate::replica::bus::set_timeout(cfg.storage.redis_timeout);
+                Some(Arc::new(crate::replica::Replica::new(
+                    r,
+                    cfg.storage.outage_grace,
+                )?))
+            }
             None => None,
         };
         let audit = Audit::with_bounds(

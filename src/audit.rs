@@ -6,8 +6,15 @@
 //! decoys, throttles) are written at most `audit.unauthenticated_per_address` times a
 //! minute per network and event and `audit.unauthenticated_total` overall; the rest are
 //! counted and written as one `audit_suppressed` row per chore round.
+//!
+//! A store outage loses nothing it need not: an event the store cannot take waits in memory
+//! (with the events after it, so the trail keeps their order) and a task of this replica
+//! writes them when the store is back. The wait is bounded (`audit.queue_events`, 10,000,
+//! and `audit.queue_bytes`, 8 MiB); past it events are only counted, and one
+//! `audit_dropped` row (`{"count": n}`) follows the kept ones. The JSON log line of every
+//! event is written at once either way.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -40,10 +47,52 @@ const UNAUTHENTICATED: &[&str] = &[
 /// Longest user ID kept in a row (IDs of unknown users are attacker-chosen).
 const MAX_USER_BYTES: usize = 64;
 
+/// How often the waiting events are tried again while the store cannot take them.
+const RETRY_EVERY: Duration = Duration::from_millis(500);
+
+/// What an event weighs in the waiting queue besides its text (bookkeeping).
+const EVENT_OVERHEAD: usize = 96;
+
 #[derive(Clone)]
 pub struct Audit {
     store: Store,
     bounds: Arc<Bounds>,
+    waiting: Arc<Mutex<Waiting>>,
+}
+
+/// Events the store could not take yet, oldest first.
+struct Waiting {
+    events: VecDeque<AuditRecord>,
+    bytes: usize,
+    max_events: usize,
+    max_bytes: usize,
+    /// Events not kept (the queue was full) since the last `audit_dropped` row.
+    dropped: u64,
+    /// A task is writing the queue out; until it is done, new events queue behind it.
+    draining: bool,
+}
+
+impl Waiting {
+    fn weight(r: &AuditRecord) -> usize {
+        r.event.len() + r.user_id.len() + r.ip.len() + r.detail.len() + EVENT_OVERHEAD
+    }
+
+    /// Keeps `r` at the end of the queue, or counts it when the queue is full.
+    fn push(&mut self, r: AuditRecord) {
+        let w = Self::weight(&r);
+        if self.events.len() >= self.max_events || self.bytes + w > self.max_bytes {
+            if self.dropped == 0 {
+                tracing::error!(
+                    target: "audit",
+                    "the audit queue is full while the store is unreachable: further events are only counted (audit_dropped)"
+                );
+            }
+            self.dropped += 1;
+            return;
+        }
+        self.bytes += w;
+        self.events.push_back(r);
+    }
 }
 
 struct Bounds {
@@ -65,6 +114,8 @@ impl Audit {
                 max_rows: 1_000_000,
                 unauthenticated_per_address: 30,
                 unauthenticated_total: 600,
+                queue_events: 10_000,
+                queue_bytes: 8 << 20,
             },
             (32, 64),
         )
@@ -83,6 +134,14 @@ impl Audit {
                 v6: prefixes.1,
                 suppressed: Mutex::new(BTreeMap::new()),
             }),
+            waiting: Arc::new(Mutex::new(Waiting {
+                events: VecDeque::new(),
+                bytes: 0,
+                max_events: cfg.queue_events,
+                max_bytes: cfg.queue_bytes,
+                dropped: 0,
+                draining: false,
+            })),
         }
     }
 
@@ -100,8 +159,95 @@ impl Audit {
             ip: ip.to_owned(),
             detail,
         };
+        self.write(rec).await;
+    }
+
+    /// Writes one row, or keeps it waiting while the store cannot take it (and behind rows
+    /// already waiting, so the trail keeps their order).
+    async fn write(&self, rec: AuditRecord) {
+        let Some(rec) = self.queue_if_waiting(rec) else {
+            return;
+        };
         if let Err(e) = self.store.audit(&rec).await {
-            tracing::error!(error = %e, event, "could not write the audit trail");
+            tracing::warn!(error = %e, event = %rec.event, "the audit trail cannot be written now; the event waits in memory");
+            self.queue(rec);
+        }
+    }
+
+    /// Queues `rec` when rows are waiting already; else gives it back to be written.
+    fn queue_if_waiting(&self, rec: AuditRecord) -> Option<AuditRecord> {
+        let Ok(mut w) = self.waiting.lock() else {
+            return Some(rec);
+        };
+        if !w.draining {
+            return Some(rec);
+        }
+        w.push(rec);
+        None
+    }
+
+    /// Queues `rec` and makes sure a task writes the queue out.
+    fn queue(&self, rec: AuditRecord) {
+        let Ok(mut w) = self.waiting.lock() else {
+            return;
+        };
+        w.push(rec);
+        if !w.draining {
+            w.draining = true;
+            tokio::spawn(self.clone().drain());
+        }
+    }
+
+    /// Writes the waiting rows in order once the store takes them, then the `audit_dropped`
+    /// row for what did not fit; tries again every [`RETRY_EVERY`] meanwhile.
+    async fn drain(self) {
+        loop {
+            tokio::time::sleep(RETRY_EVERY).await;
+            loop {
+                let Some((next, dropped)) = self.next_waiting() else {
+                    return;
+                };
+                if let Err(e) = self.store.audit(&next).await {
+                    tracing::debug!(error = %e, "the audit trail still cannot be written");
+                    break;
+                }
+                self.written(dropped);
+            }
+        }
+    }
+
+    /// The next row to write (and, for the `audit_dropped` row, the count it carries); `None`
+    /// when nothing waits any more (the queue is done: new rows are written directly).
+    fn next_waiting(&self) -> Option<(AuditRecord, u64)> {
+        let mut w = self.waiting.lock().ok()?;
+        if let Some(r) = w.events.front() {
+            return Some((r.clone(), 0));
+        }
+        if w.dropped > 0 {
+            let count = w.dropped;
+            let rec = AuditRecord {
+                ts: crate::time::now(),
+                event: "audit_dropped".to_owned(),
+                user_id: String::new(),
+                ip: String::new(),
+                detail: serde_json::json!({"count": count}).to_string(),
+            };
+            return Some((rec, count));
+        }
+        w.draining = false;
+        None
+    }
+
+    /// The row [`Audit::next_waiting`] gave is in the trail: the queue moves on.
+    fn written(&self, dropped: u64) {
+        let Ok(mut w) = self.waiting.lock() else {
+            return;
+        };
+        if dropped > 0 {
+            tracing::warn!(target: "audit", count = dropped, "audit events the queue could not keep were counted in the trail");
+            w.dropped = w.dropped.saturating_sub(dropped);
+        } else if let Some(r) = w.events.pop_front() {
+            w.bytes = w.bytes.saturating_sub(Waiting::weight(&r));
         }
     }
 
@@ -147,9 +293,7 @@ impl Audit {
             ip: String::new(),
             detail: detail.to_string(),
         };
-        if let Err(e) = self.store.audit(&rec).await {
-            tracing::error!(error = %e, "could not write the audit trail");
-        }
+        self.write(rec).await;
     }
 
     /// Deletes rows older than `retention` and beyond `max_rows` (events anyone can cause
@@ -209,6 +353,72 @@ mod tests {
         assert!(long.starts_with(cut));
     }
 
+    /// Renames the audit table of the SQLite file at `path` (the store then fails its writes).
+    async fn rename_audit(path: &std::path::Path, from: &str, to: &str) {
+        use sqlx::Connection;
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "ALTER TABLE {from} RENAME TO {to}"
+        )))
+        .execute(&mut c)
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn events_wait_for_the_store_in_order_and_past_the_bound_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let store = Store::open(&path).await.unwrap();
+        let cfg = AuditSettings {
+            retention: Duration::from_secs(3_600),
+            max_rows: 1_000,
+            unauthenticated_per_address: 30,
+            unauthenticated_total: 600,
+            queue_events: 3,
+            queue_bytes: 1 << 20,
+        };
+        let audit = Audit::with_bounds(store.clone(), &cfg, (32, 64));
+        rename_audit(&path, "audit", "audit_away").await;
+        for i in 0..5 {
+            let detail = serde_json::json!({ "i": i });
+            audit
+                .record("logout", &format!("u{i}"), "127.0.0.1", detail)
+                .await;
+        }
+        rename_audit(&path, "audit_away", "audit").await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while store.audit_rows().await.unwrap() < 4 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the queue was not written"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut rows = audit.trail(None, 10).await;
+        rows.reverse();
+        let seen: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r.event.as_str(), r.user_id.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("logout", "u0"),
+                ("logout", "u1"),
+                ("logout", "u2"),
+                ("audit_dropped", "")
+            ]
+        );
+        assert_eq!(rows[3].detail, r#"{"count":2}"#);
+        // Once the queue is out, rows go straight in again.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        audit.record("logout", "u9", "127.0.0.1", Value::Null).await;
+        assert_eq!(store.audit_rows().await.unwrap(), 5);
+    }
+
     #[tokio::test]
     async fn unauthenticated_events_are_bounded_per_network() {
         let dir = tempfile::tempdir().unwrap();
@@ -218,6 +428,8 @@ mod tests {
             max_rows: 1_000,
             unauthenticated_per_address: 3,
             unauthenticated_total: 5,
+            queue_events: 100,
+            queue_bytes: 1 << 20,
         };
         let audit = Audit::with_bounds(store.clone(), &cfg, (32, 64));
         for i in 0..10 {

@@ -20,6 +20,7 @@ pub mod login;
 pub mod metrics;
 pub mod net;
 pub mod notify;
+pub mod outage;
 pub mod path;
 pub mod phone;
 pub mod portal;

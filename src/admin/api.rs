@@ -159,7 +159,7 @@ async fn phone(app: &App, session: &mut ServerSession, id: &str) -> Response<Vec
     {
         Ok((user, action)) => {
             let Ok((enabled, method)) = app.two_step_of(&user).await else {
-                return error(503, "unavailable", "the store could not be read; try again");
+                return unavailable();
             };
             reply(
                 200,
@@ -174,9 +174,23 @@ async fn phone(app: &App, session: &mut ServerSession, id: &str) -> Response<Vec
                 .to_string(),
             )
         }
+        // The user left the directory meanwhile (a users-file reload).
+        Err(crate::store::StoreError::Db(sqlx::Error::RowNotFound)) => {
+            error(404, "not_found", "no such user")
+        }
         Err(e) => {
             tracing::error!(error = %e, "the phone change could not be stored");
-            error(500, "internal", "internal error")
+            unavailable()
         }
     }
+}
+
+/// A store could not be reached: 503 (with the one Retry-After, see [`super::reply`]);
+/// nothing or part of the change was made, and sending it again finishes it.
+fn unavailable() -> Response<Vec<u8>> {
+    error(
+        503,
+        "unavailable",
+        "the store could not be reached; try again",
+    )
 }

@@ -26,6 +26,13 @@ pub(crate) fn reply(status: u16, content_type: &str, body: String) -> Response<V
     let len = r.body().len();
     r.headers_mut()
         .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
+    // Every 503 here is a store that cannot be reached: the one Retry-After policy.
+    if status == 503 {
+        r.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from(crate::outage::RETRY_AFTER_SECS),
+        );
+    }
     r
 }
 

@@ -249,6 +249,8 @@ pub(crate) struct AuditFile {
     pub max_rows: Option<u64>,
     pub unauthenticated_per_address: Option<u64>,
     pub unauthenticated_total: Option<u64>,
+    pub queue_events: Option<u64>,
+    pub queue_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -365,6 +367,8 @@ pub(crate) struct PostgresFile {
     pub url_env: Option<String>,
     pub url_file: Option<String>,
     pub max_connections: Option<u32>,
+    /// The longest one call may take (connection, statement, answer).
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -373,6 +377,8 @@ pub(crate) struct RedisFile {
     pub url_env: Option<String>,
     pub url_file: Option<String>,
     pub key_prefix: Option<String>,
+    /// The longest one call may take (connect and answer), short-lived state and bus alike.
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

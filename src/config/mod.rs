@@ -89,6 +89,12 @@ pub struct AuditSettings {
     pub unauthenticated_per_address: u32,
     /// The same, all networks together, per minute (default 600).
     pub unauthenticated_total: u32,
+    /// Events kept in memory while the store cannot take them, at most (default 10,000);
+    /// past it (or `queue_bytes`) they are only counted, and one `audit_dropped` row says
+    /// how many once the store is back.
+    pub queue_events: usize,
+    /// The same bound in bytes (default 8 MiB).
+    pub queue_bytes: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -512,6 +518,12 @@ pub struct Storage {
     /// How long existing sessions keep working from the local cache while a store is
     /// unreachable, before they fail closed (default 60s).
     pub outage_grace: Duration,
+    /// `storage.postgres.timeout`: the longest one PostgreSQL call may take — a pooled
+    /// connection, the statement and its answer (default 1s).
+    pub postgres_timeout: Duration,
+    /// `storage.redis.timeout`: the longest one Redis call may take, connect and answer, for
+    /// the short-lived state and the revocation bus alike (default 1s).
+    pub redis_timeout: Duration,
 }
 
 /// `storage.postgres` + `storage.redis`: the replica mode. The URLs are secrets (they may

@@ -30,8 +30,11 @@ pub enum LoginError {
     Blocked(Blocked),
     #[error("this account already has the maximum number of trusted devices")]
     DevicesFull,
+    /// A store the step needs (PostgreSQL, Redis, the hashing queue) could not take it:
+    /// 503 with the one `Retry-After` ([`crate::outage`]); nothing was decided.
     #[error("the server is busy; try again shortly")]
     Busy,
+    /// A bug (never a store error): 500.
     #[error("internal error")]
     Internal,
     #[error("the login has not been approved in the app")]
@@ -96,7 +99,7 @@ impl LoginError {
             | LoginError::SendLimited(s)
             | LoginError::ResendTooSoon(s)
             | LoginError::ApprovalLimited(s) => Some(*s),
-            LoginError::Busy => Some(1),
+            LoginError::Busy => Some(crate::outage::RETRY_AFTER_SECS),
             _ => None,
         }
     }

@@ -440,6 +440,9 @@ pub enum PasskeyError {
     Internal,
     #[error("the server is busy; try again shortly")]
     Busy,
+    /// A store the answer needs could not be reached: 503, try again.
+    #[error("the service is unavailable; try again")]
+    Unavailable,
 }
 
 /// Does RP ID `rp_id` cover `host` (the same name, or a parent domain of it)? Browsers

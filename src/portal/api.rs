@@ -49,18 +49,17 @@ pub async fn handle(ctx: &Ctx<'_>, rest: &str) -> Response {
         E::AppEnrollStart => app_enroll_start(ctx).await,
         E::AppApprovals => super::phone_app::approvals(ctx).await,
         E::AppAnswer => super::phone_app::answer(ctx, id).await,
-        E::AppEnrollments => match ctx.session().await {
-            Some((_, user)) => super::phone_app::enrollments_json(ctx, &user).await,
-            None => unauthorized(),
+        E::AppEnrollments => match ctx.session_checked().await {
+            Ok(Some((_, user))) => super::phone_app::enrollments_json(ctx, &user).await,
+            Ok(None) => unauthorized(),
+            Err(()) => unavailable(),
         },
         E::AppEnrollmentDelete => match recent(ctx).await {
-            Ok(user) => {
-                if super::phone_app::remove(ctx, &user, Some(id)).await {
-                    Response::no_content()
-                } else {
-                    Response::json_error(404, "not_found", "no such app")
-                }
-            }
+            Ok(user) => match super::phone_app::remove(ctx, &user, Some(id)).await {
+                Ok(true) => Response::no_content(),
+                Ok(false) => Response::json_error(404, "not_found", "no such app"),
+                Err(()) => unavailable(),
+            },
             Err(r) => r,
         },
         E::Logout => logout(ctx).await,
@@ -158,7 +157,7 @@ async fn app_enroll_start(ctx: &Ctx<'_>) -> Response {
             Response::json_error(503, "delivery_failed", "the security code could not be delivered")
         }
         Err(super::phone_app::EnrollError::Busy) => {
-            Response::json_error(503, "busy", "the server is busy; try again shortly").with("retry-after", "1")
+            Response::json_error(503, "busy", "the server is busy; try again shortly").with("retry-after", crate::outage::retry_after())
         }
     }
 }
@@ -273,7 +272,7 @@ async fn logout(ctx: &Ctx<'_>) -> Response {
                 "unavailable",
                 "you are not logged out yet: the service is unavailable; try again",
             )
-            .with("retry-after", "5");
+            .with("retry-after", crate::outage::retry_after());
         }
     }
     Response::json(200, &json!({"logged_out": true}))
@@ -460,8 +459,7 @@ async fn settings_get(ctx: &Ctx<'_>) -> Response {
         return unauthorized();
     };
     let Ok((enabled, method)) = ctx.app.two_step_of(&user).await else {
-        return Response::json_error(503, "unavailable", "the service is unavailable; try again")
-            .with("retry-after", "5");
+        return unavailable();
     };
     Response::json(
         200,
@@ -509,11 +507,11 @@ async fn settings_put(ctx: &Ctx<'_>) -> Response {
             }
             r
         }
-        Err(SettingError::Unavailable) => Response::json_error(
+        Err(SettingError::MethodUnusable) => Response::json_error(
             400,
             "method_unavailable",
             "that method cannot be used for this account",
         ),
-        Err(SettingError::Internal) => Response::json_error(500, "internal", "internal error"),
+        Err(SettingError::Store) => unavailable(),
     }
 }

@@ -191,7 +191,7 @@ impl Reason for serde_json::Error {
 /// 503: a store needed for the answer failed (nothing changed; try again).
 pub(super) fn unavailable() -> Response {
     Response::json_error(503, "unavailable", "the service is unavailable; try again")
-        .with("retry-after", "5")
+        .with("retry-after", crate::outage::retry_after())
 }
 
 pub(super) fn unauthorized() -> Response {
@@ -213,7 +213,7 @@ pub(super) async fn recent(ctx: &Ctx<'_>) -> Result<std::sync::Arc<crate::users:
     if !ctx.is_recent(&live) {
         return Err(recent_required());
     }
-    if !ctx.may_manage(&live).await {
+    if !ctx.manage_check(&live).await.map_err(|()| unavailable())? {
         return Err(Response::json_error(
             403,
             "step_up_required",

@@ -221,22 +221,31 @@ impl<'a> Ctx<'a> {
     /// enrollment)? It must be a login within `portal.recent_login` that met the user's full
     /// requirement: a second step whenever the user's 2-step is on or the login's risk asked
     /// for one — a network exemption does not stand in here (SECURITY 35). Anything it cannot
-    /// read counts as "no": the user is sent to log in again.
+    /// read counts as "no" (for what a page shows; gates use [`Ctx::manage_check`]).
     pub async fn may_manage(&self, live: &LiveSession) -> bool {
+        self.manage_check(live).await.unwrap_or(false)
+    }
+
+    /// [`Ctx::may_manage`], with `Err(())` when the user's 2-step setting cannot be read:
+    /// the caller answers 503, never "log in again" (SECURITY 36, 47).
+    pub async fn manage_check(&self, live: &LiveSession) -> Result<bool, ()> {
         if !self.is_recent(live) {
-            return false;
+            return Ok(false);
         }
         let proof = &live.record.proof;
         if proof.second.is_some() {
-            return true;
+            return Ok(true);
         }
         if proof.required {
-            return false;
+            return Ok(false);
         }
         let Some(user) = self.app.active_user(&live.record.user_id) else {
-            return false;
+            return Ok(false);
         };
-        matches!(self.app.two_step_of(&user).await, Ok((false, _)))
+        match self.app.two_step_of(&user).await {
+            Ok((enabled, _)) => Ok(!enabled),
+            Err(_) => Err(()),
+        }
     }
 
     /// The portal's absolute address (scheme, host, port) for what is handed out of band or

@@ -37,7 +37,7 @@ pub(super) fn unavailable_page(ctx: &Ctx<'_>) -> Response {
         ctx.t.err_unavailable,
         None,
     )
-    .with("retry-after", "5")
+    .with("retry-after", crate::outage::retry_after())
 }
 
 /// A page with a heading, a message and an optional link.
@@ -95,11 +95,9 @@ pub(super) async fn confirming(
     ctx: &Ctx<'_>,
     page: &str,
 ) -> Result<(std::sync::Arc<crate::users::User>, String), Response> {
-    let Some((live, user)) = ctx.session().await else {
-        return Err(reauth_redirect(ctx, page));
-    };
+    let (live, user) = page_session(ctx, page).await?;
     let list = format!("{}/{page}", ctx.prefix());
-    if !ctx.may_manage(&live).await {
+    if !manages(ctx, &live).await? {
         return Err(Response::redirect(303, &list));
     }
     Ok((user, list))
@@ -296,7 +294,7 @@ pub async fn logout_post(ctx: &Ctx<'_>) -> Response {
                 ctx.t.err_logout_failed,
                 None,
             )
-            .with("retry-after", "5");
+            .with("retry-after", crate::outage::retry_after());
         }
     }
     message(
@@ -384,13 +382,7 @@ pub async fn id_post(ctx: &Ctx<'_>) -> Response {
                     blocked_text(ctx.t, b),
                     login_link(ctx),
                 ),
-                Err(_) => message(
-                    ctx,
-                    500,
-                    ctx.t.err_internal_heading,
-                    ctx.t.err_internal,
-                    login_link(ctx),
-                ),
+                Err(e) => login_failed_page(ctx, &e),
             }
         }
         Err(LoginError::BadInput(_)) => id_view(
@@ -400,25 +392,33 @@ pub async fn id_post(ctx: &Ctx<'_>) -> Response {
             Some(ctx.t.err_id_required.to_owned()),
             400,
         ),
-        // A store failed while planning the login: never a weaker plan (SECURITY 36).
-        Err(LoginError::Busy) => message(
+        // Too many ID steps from this network: a passkey is the other way in.
+        Err(LoginError::Throttled(s)) => too_many(ctx, s, login_link(ctx), OtherWays::default()),
+        Err(e) => login_failed_page(ctx, &e),
+    }
+}
+
+/// A login step that failed for a reason its page does not show in place: a store that
+/// failed is the "unavailable" page (503 + Retry-After; never a weaker plan, SECURITY 36),
+/// anything else the internal-error page.
+fn login_failed_page(ctx: &Ctx<'_>, e: &LoginError) -> Response {
+    if e.status() == 503 {
+        return message(
             ctx,
             503,
             ctx.t.err_unavailable_heading,
             ctx.t.err_unavailable,
             login_link(ctx),
         )
-        .with("retry-after", "5"),
-        // Too many ID steps from this network: a passkey is the other way in.
-        Err(LoginError::Throttled(s)) => too_many(ctx, s, login_link(ctx), OtherWays::default()),
-        Err(_) => message(
-            ctx,
-            500,
-            ctx.t.err_internal_heading,
-            ctx.t.err_internal,
-            login_link(ctx),
-        ),
+        .with("retry-after", crate::outage::retry_after());
     }
+    message(
+        ctx,
+        500,
+        ctx.t.err_internal_heading,
+        ctx.t.err_internal,
+        login_link(ctx),
+    )
 }
 
 fn expired(ctx: &Ctx<'_>) -> Response {
@@ -782,6 +782,26 @@ pub async fn use_email_post(ctx: &Ctx<'_>, flow: &str) -> Response {
 
 // --- trusted devices --------------------------------------------------------------------
 
+/// The signed-in session of a page at `{prefix}/{page}`, or the answer: the login again
+/// without one, the "unavailable" page (503) when the session store cannot be read — never
+/// a login asked of someone who is signed in (SECURITY 36, 47).
+pub(super) async fn page_session(
+    ctx: &Ctx<'_>,
+    page: &str,
+) -> Result<
+    (
+        std::sync::Arc<crate::session::LiveSession>,
+        std::sync::Arc<crate::users::User>,
+    ),
+    Response,
+> {
+    match ctx.session_checked().await {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => Err(reauth_redirect(ctx, page)),
+        Err(()) => Err(unavailable_page(ctx)),
+    }
+}
+
 pub(super) fn reauth_redirect(ctx: &Ctx<'_>, page: &str) -> Response {
     let rd = format!("{}/{page}", ctx.prefix());
     Response::redirect(
@@ -801,8 +821,9 @@ async fn devices_view(
     error: Option<&str>,
     error_for: Option<&str>,
 ) -> Response {
-    let Some((live, user)) = ctx.session().await else {
-        return reauth_redirect(ctx, "devices");
+    let (live, user) = match page_session(ctx, "devices").await {
+        Ok(s) => s,
+        Err(r) => return r,
     };
     let now = ctx.now();
     let current = ctx
@@ -855,13 +876,22 @@ pub(super) async fn recent_user(
     page: &str,
 ) -> Result<(Vec<(String, String)>, std::sync::Arc<crate::users::User>), Response> {
     let form = checked_form(ctx)?;
-    let Some((live, user)) = ctx.session().await else {
-        return Err(reauth_redirect(ctx, page));
-    };
-    if !ctx.may_manage(&live).await {
+    let (live, user) = page_session(ctx, page).await?;
+    if !manages(ctx, &live).await? {
         return Err(reauth_redirect(ctx, page));
     }
     Ok((form, user))
+}
+
+/// Whether the session may manage the account ([`super::Ctx::manage_check`]); the
+/// "unavailable" page when that cannot be read.
+pub(super) async fn manages(
+    ctx: &Ctx<'_>,
+    live: &crate::session::LiveSession,
+) -> Result<bool, Response> {
+    ctx.manage_check(live)
+        .await
+        .map_err(|()| unavailable_page(ctx))
 }
 
 pub async fn device_rename(ctx: &Ctx<'_>, id: &str) -> Response {
@@ -1004,18 +1034,13 @@ pub async fn devices_delete_all(ctx: &Ctx<'_>) -> Response {
 // --- 2-step setting ---------------------------------------------------------------------
 
 pub async fn settings_page(ctx: &Ctx<'_>, msg: Option<&str>, error: Option<&str>) -> Response {
-    let Some((live, user)) = ctx.session().await else {
-        return reauth_redirect(ctx, "settings");
+    let (live, user) = match page_session(ctx, "settings").await {
+        Ok(s) => s,
+        Err(r) => return r,
     };
     let has_app = ctx.app.login.approvals.has_app(&user.id).await;
     let Ok((enabled, method)) = ctx.app.two_step_of(&user).await else {
-        return message(
-            ctx,
-            503,
-            ctx.t.err_unavailable_heading,
-            ctx.t.err_unavailable,
-            None,
-        );
+        return unavailable_page(ctx);
     };
     render(
         SettingsPage {
@@ -1062,20 +1087,14 @@ pub async fn settings_post(ctx: &Ctx<'_>) -> Response {
             ctx.set_cookie(&ctx.app.cfg.session.cookie_name, &new_token, None),
         ),
         Ok(None) => saved_redirect(ctx),
-        Err(SettingError::Unavailable) if method == TwoStepMethod::App => {
+        Err(SettingError::MethodUnusable) if method == TwoStepMethod::App => {
             // The page's app choice links to setting one up.
             settings_page(ctx, None, Some(ctx.t.err_method_app_not_enrolled)).await
         }
-        Err(SettingError::Unavailable) => {
+        Err(SettingError::MethodUnusable) => {
             settings_page(ctx, None, Some(ctx.t.err_method_unavailable)).await
         }
-        Err(SettingError::Internal) => message(
-            ctx,
-            500,
-            ctx.t.err_internal_heading,
-            ctx.t.err_internal,
-            None,
-        ),
+        Err(SettingError::Store) => unavailable_page(ctx),
     }
 }
 
@@ -1086,8 +1105,10 @@ fn saved_redirect(ctx: &Ctx<'_>) -> Response {
 }
 
 pub enum SettingError {
-    Unavailable,
-    Internal,
+    /// The method cannot be used for this account (no phone, no email, no app).
+    MethodUnusable,
+    /// A store failed: the change may be partly made; trying again finishes it (503).
+    Store,
 }
 
 /// Changes a user's 2-step setting. A real change revokes every device and session of the
@@ -1102,24 +1123,31 @@ pub async fn change_setting(
     let usable = match method {
         TwoStepMethod::Sms => user.phone.is_some(),
         TwoStepMethod::Email => user.email.is_some(),
-        // The app can be chosen once one is enrolled.
-        TwoStepMethod::App => ctx.app.login.approvals.has_app(&user.id).await,
+        // The app can be chosen once one is enrolled (a store that cannot say is a 503,
+        // not "no app").
+        TwoStepMethod::App => !ctx
+            .app
+            .store
+            .live_enrollments(&user.id)
+            .await
+            .map_err(|_| SettingError::Store)?
+            .is_empty(),
     };
     if enabled && !usable {
-        return Err(SettingError::Unavailable);
+        return Err(SettingError::MethodUnusable);
     }
     let before = ctx
         .app
         .two_step_of(user)
         .await
-        .map_err(|_| SettingError::Internal)?;
+        .map_err(|_| SettingError::Store)?;
     if before == (enabled, method) {
         return Ok(None);
     }
     ctx.app
         .put_two_step(&user.id, enabled, method)
         .await
-        .map_err(|_| SettingError::Internal)?;
+        .map_err(|_| SettingError::Store)?;
     let ip = ctx.req.peer.to_string();
     ctx.app
         .audit
@@ -1132,14 +1160,14 @@ pub async fn change_setting(
         .await;
     // This browser keeps its login (what it proved, and when) under a new session ID.
     let Some((live, _)) = ctx.session().await else {
-        return Err(SettingError::Internal);
+        return Err(SettingError::Store);
     };
     if !ctx
         .app
         .revoke_everything(&user.id, "setting_changed", &ip)
         .await
     {
-        return Err(SettingError::Internal);
+        return Err(SettingError::Store);
     }
     let label = match method {
         TwoStepMethod::Sms => ctx.t.method_sms,
@@ -1165,7 +1193,7 @@ pub async fn change_setting(
             ctx.now(),
         )
         .await
-        .map_err(|_| SettingError::Internal)?;
+        .map_err(|_| SettingError::Store)?;
     Ok(Some(token))
 }
 
@@ -1178,15 +1206,15 @@ async fn app_view(
     error: Option<&str>,
     status: u16,
 ) -> Response {
-    let Some((live, user)) = ctx.session().await else {
-        return reauth_redirect(ctx, "app");
+    let (live, user) = match page_session(ctx, "app").await {
+        Ok(s) => s,
+        Err(r) => return r,
     };
-    let apps: Vec<AppRow> = ctx
-        .app
-        .store
-        .live_enrollments(&user.id)
-        .await
-        .unwrap_or_default()
+    // A store error is a 503, never an empty list (the user would think the app gone).
+    let Ok(enrolled) = ctx.app.store.live_enrollments(&user.id).await else {
+        return unavailable_page(ctx);
+    };
+    let apps: Vec<AppRow> = enrolled
         .into_iter()
         .map(|e| AppRow {
             id: e.id,
@@ -1228,12 +1256,10 @@ pub async fn app_page(ctx: &Ctx<'_>) -> Response {
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0);
             let now = match ctx.session().await {
-                Some((_, user)) => ctx
-                    .app
-                    .store
-                    .live_enrollments(&user.id)
-                    .await
-                    .map_or(0, |l| l.len()),
+                Some((_, user)) => match ctx.app.store.live_enrollments(&user.id).await {
+                    Ok(l) => l.len(),
+                    Err(_) => return unavailable_page(ctx),
+                },
                 None => 0,
             };
             if now > before {
@@ -1253,15 +1279,10 @@ pub async fn app_delete_confirm(ctx: &Ctx<'_>, id: &str) -> Response {
         Ok(found) => found,
         Err(r) => return r,
     };
-    let Some(e) = ctx
-        .app
-        .store
-        .live_enrollments(&user.id)
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .find(|e| e.id == id)
-    else {
+    let Ok(enrolled) = ctx.app.store.live_enrollments(&user.id).await else {
+        return unavailable_page(ctx);
+    };
+    let Some(e) = enrolled.into_iter().find(|e| e.id == id) else {
         return app_view(ctx, None, None, Some(ctx.t.err_device_not_found), 404).await;
     };
     confirm(
@@ -1311,9 +1332,9 @@ pub async fn app_delete_post(ctx: &Ctx<'_>, id: &str) -> Response {
         Ok(v) => v,
         Err(r) => return r,
     };
-    if super::phone_app::remove(ctx, &user, Some(id)).await {
-        app_view(ctx, None, Some(ctx.t.msg_app_removed), None, 200).await
-    } else {
-        app_view(ctx, None, None, Some(ctx.t.err_device_not_found), 404).await
+    match super::phone_app::remove(ctx, &user, Some(id)).await {
+        Ok(true) => app_view(ctx, None, Some(ctx.t.msg_app_removed), None, 200).await,
+        Ok(false) => app_view(ctx, None, None, Some(ctx.t.err_device_not_found), 404).await,
+        Err(()) => unavailable_page(ctx),
     }
 }

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::Ctx;
 use super::http::{Response, field};
 use super::i18n::{Lang, PasskeyTexts, Texts};
-use super::pages::{reauth_redirect, recent_user, render, signed_in_redirect};
+use super::pages::{recent_user, render, signed_in_redirect};
 use crate::login::passkey::{self, CredentialJson, PasskeyError};
 use crate::session::LiveSession;
 use crate::session::device;
@@ -117,20 +117,20 @@ fn not_found(ctx: &Ctx<'_>) -> Response {
 }
 
 pub async fn page(ctx: &Ctx<'_>, msg: Option<&str>, error: Option<&str>) -> Response {
-    let Some((live, user)) = ctx.session().await else {
-        return reauth_redirect(ctx, "passkeys");
+    let (live, user) = match super::pages::page_session(ctx, "passkeys").await {
+        Ok(s) => s,
+        Err(r) => return r,
     };
     let pt = ctx.lang.passkeys();
     let msg = msg.or_else(|| match ctx.req.query_param("m").as_deref() {
         Some("registered") => Some(pt.msg_registered),
         _ => None,
     });
-    let rows = ctx
-        .app
-        .store
-        .user_passkeys(&user.id)
-        .await
-        .unwrap_or_default()
+    // A store error is a 503, never an empty list (the user would think them all gone).
+    let Ok(stored) = ctx.app.store.user_passkeys(&user.id).await else {
+        return super::pages::unavailable_page(ctx);
+    };
+    let rows = stored
         .into_iter()
         .map(|p| PasskeyRow {
             id: p.id,
@@ -177,7 +177,7 @@ async fn rename_post(ctx: &Ctx<'_>, id: &str) -> Response {
     match rename(ctx, &user, id, &name).await {
         Ok(()) => page(ctx, Some(pt.msg_renamed), None).await,
         Err(PasskeyError::NotFound) => page(ctx, None, Some(pt.err_not_found)).await,
-        Err(_) => internal(ctx),
+        Err(e) => failed(ctx, &e),
     }
 }
 
@@ -187,14 +187,10 @@ async fn delete_confirm(ctx: &Ctx<'_>, id: &str) -> Response {
         Ok(found) => found,
         Err(r) => return r,
     };
-    let found = ctx
-        .app
-        .store
-        .user_passkeys(&user.id)
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .find(|p| p.id == id);
+    let Ok(stored) = ctx.app.store.user_passkeys(&user.id).await else {
+        return super::pages::unavailable_page(ctx);
+    };
+    let found = stored.into_iter().find(|p| p.id == id);
     let Some(p) = found else {
         return page(ctx, None, Some(ctx.lang.passkeys().err_not_found)).await;
     };
@@ -216,11 +212,16 @@ async fn delete_post(ctx: &Ctx<'_>, id: &str) -> Response {
     match delete(ctx, &user, id).await {
         Ok(()) => page(ctx, Some(pt.msg_deleted), None).await,
         Err(PasskeyError::NotFound) => page(ctx, None, Some(pt.err_not_found)).await,
-        Err(_) => internal(ctx),
+        Err(e) => failed(ctx, &e),
     }
 }
 
-fn internal(ctx: &Ctx<'_>) -> Response {
+/// A change the page could not make: a store error is the "unavailable" page (503),
+/// anything else the internal-error page.
+fn failed(ctx: &Ctx<'_>, e: &PasskeyError) -> Response {
+    if *e == PasskeyError::Unavailable {
+        return super::pages::unavailable_page(ctx);
+    }
     super::pages::message(
         ctx,
         500,
@@ -245,7 +246,7 @@ async fn rename(ctx: &Ctx<'_>, user: &User, id: &str, name: &str) -> Result<(), 
             Ok(())
         }
         Ok(false) => Err(PasskeyError::NotFound),
-        Err(_) => Err(PasskeyError::Internal),
+        Err(_) => Err(PasskeyError::Unavailable),
     }
 }
 
@@ -264,7 +265,7 @@ async fn delete(ctx: &Ctx<'_>, user: &User, id: &str) -> Result<(), PasskeyError
             Ok(())
         }
         Ok(false) => Err(PasskeyError::NotFound),
-        Err(_) => Err(PasskeyError::Internal),
+        Err(_) => Err(PasskeyError::Unavailable),
     }
 }
 
@@ -328,13 +329,17 @@ fn error(e: &PasskeyError) -> Response {
         PasskeyError::Internal => Response::json_error(500, "internal", "internal error"),
         PasskeyError::Busy => {
             Response::json_error(503, "busy", "the server is busy; try again shortly")
-                .with("retry-after", "1".to_owned())
+                .with("retry-after", crate::outage::retry_after())
         }
+        PasskeyError::Unavailable => super::endpoints::unavailable(),
     }
 }
 
 async fn api_list(ctx: &Ctx<'_>) -> Response {
-    let Some((_, user)) = ctx.session().await else {
+    let Some((_, user)) = (match ctx.session_checked().await {
+        Ok(s) => s,
+        Err(()) => return super::endpoints::unavailable(),
+    }) else {
         return Response::json_error(401, "unauthenticated", "log in first");
     };
     match ctx.app.store.user_passkeys(&user.id).await {
@@ -345,7 +350,7 @@ async fn api_list(ctx: &Ctx<'_>) -> Response {
                 "max": passkey::MAX_PER_USER,
             }),
         ),
-        Err(_) => Response::json_error(500, "internal", "internal error"),
+        Err(_) => super::endpoints::unavailable(),
     }
 }
 
@@ -354,10 +359,18 @@ async fn api_list(ctx: &Ctx<'_>) -> Response {
 async fn registering_user(
     ctx: &Ctx<'_>,
 ) -> Result<(Arc<LiveSession>, Arc<User>, String), Response> {
-    let Some((live, user)) = ctx.session().await else {
+    let Some((live, user)) = ctx
+        .session_checked()
+        .await
+        .map_err(|()| super::endpoints::unavailable())?
+    else {
         return Err(Response::json_error(401, "unauthenticated", "log in first"));
     };
-    if !ctx.may_manage(&live).await {
+    if !ctx
+        .manage_check(&live)
+        .await
+        .map_err(|()| super::endpoints::unavailable())?
+    {
         return Err(Response::json_error(
             403,
             "recent_login_required",
@@ -498,7 +511,9 @@ async fn login_finish(ctx: &Ctx<'_>) -> Response {
     {
         Ok(done) => signed_in_redirect(ctx, done, 200),
         Err(e @ (PasskeyError::BadInput(_) | PasskeyError::Throttled(_))) => error(&e),
-        Err(e @ (PasskeyError::Internal | PasskeyError::Busy)) => error(&e),
+        Err(e @ (PasskeyError::Internal | PasskeyError::Busy | PasskeyError::Unavailable)) => {
+            error(&e)
+        }
         // One answer for every refusal: nothing tells which check failed.
         Err(_) => Response::json_error(401, "login_failed", "the passkey login failed"),
     }

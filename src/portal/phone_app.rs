@@ -258,7 +258,7 @@ pub async fn enroll(ctx: &Ctx<'_>) -> Response {
         }
         Err(_) => {
             return Response::json_error(503, "busy", "the server is busy; try again shortly")
-                .with("retry-after", "1");
+                .with("retry-after", crate::outage::retry_after());
         }
     };
     if let Err(answer) = check_codes(ctx, &body, &mut t, now).await {
@@ -278,7 +278,9 @@ pub async fn enroll(ctx: &Ctx<'_>) -> Response {
             }
             Response::json(200, &json!({"app_id": rec.id, "user": user_id}))
         }
-        Err(_) => Response::json_error(500, "internal", "internal error"),
+        // The enrollment could not be stored: try again (the ticket is spent; a new
+        // enrollment starts from the portal).
+        Err(_) => super::endpoints::unavailable(),
     }
 }
 
@@ -303,7 +305,7 @@ fn unauthenticated(e: &crate::login::approval::AppAuthError) -> Response {
 
 fn busy() -> Response {
     Response::json_error(503, "busy", "the server is busy; try again shortly")
-        .with("retry-after", "1")
+        .with("retry-after", crate::outage::retry_after())
 }
 
 /// `GET /api/app/approvals`: the signed app lists its user's pending approval.
@@ -475,12 +477,10 @@ async fn check_codes(
 
 /// `GET /api/app/enrollments` (session): the user's enrolled apps.
 pub async fn enrollments_json(ctx: &Ctx<'_>, user: &User) -> Response {
-    let list = ctx
-        .app
-        .store
-        .live_enrollments(&user.id)
-        .await
-        .unwrap_or_default();
+    // A store error is a 503, never an empty list.
+    let Ok(list) = ctx.app.store.live_enrollments(&user.id).await else {
+        return super::endpoints::unavailable();
+    };
     let apps: Vec<Value> = list
         .iter()
         .map(|e| {
@@ -490,14 +490,15 @@ pub async fn enrollments_json(ctx: &Ctx<'_>, user: &User) -> Response {
     Response::json(200, &json!({"apps": apps}))
 }
 
-/// Removes one enrollment (or all with `None`); true when something was removed.
-pub async fn remove(ctx: &Ctx<'_>, user: &User, id: Option<&str>) -> bool {
+/// Removes one enrollment (or all with `None`); true when something was removed, `Err`
+/// when the store could not be reached (nothing was removed: 503, try again).
+pub async fn remove(ctx: &Ctx<'_>, user: &User, id: Option<&str>) -> Result<bool, ()> {
     let n = ctx
         .app
         .store
         .revoke_enrollments(&user.id, id)
         .await
-        .unwrap_or(0);
+        .map_err(|e| tracing::error!(error = %e, "an app could not be removed"))?;
     if n > 0 {
         ctx.app
             .audit
@@ -509,5 +510,5 @@ pub async fn remove(ctx: &Ctx<'_>, user: &User, id: Option<&str>) -> bool {
             )
             .await;
     }
-    n > 0
+    Ok(n > 0)
 }

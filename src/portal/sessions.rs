@@ -243,8 +243,9 @@ impl SessionsPage {
 }
 
 async fn page(ctx: &Ctx<'_>, msg: Option<&str>, error: Option<&str>) -> Response {
-    let Some((live, user)) = ctx.session().await else {
-        return reauth_redirect(ctx, "sessions");
+    let (live, user) = match super::pages::page_session(ctx, "sessions").await {
+        Ok(s) => s,
+        Err(r) => return r,
     };
     let token = ctx.session_token();
     let Ok(list) = ctx
@@ -260,7 +261,7 @@ async fn page(ctx: &Ctx<'_>, msg: Option<&str>, error: Option<&str>) -> Response
             ctx.t.err_unavailable,
             None,
         )
-        .with("retry-after", "5");
+        .with("retry-after", crate::outage::retry_after());
     };
     let sessions = list
         .into_iter()
@@ -366,6 +367,6 @@ async fn end_others_post(ctx: &Ctx<'_>, forget: bool) -> Response {
             ctx.t.err_unavailable,
             None,
         )
-        .with("retry-after", "5"),
+        .with("retry-after", crate::outage::retry_after()),
     }
 }

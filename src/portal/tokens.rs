@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::Ctx;
 use super::http::{Response, field};
 use super::i18n::{Lang, Texts, TokenTexts};
-use super::pages::{reauth_redirect, recent_user, render};
+use super::pages::{recent_user, render};
 use crate::session::device;
 use crate::tokens::{self, TokenError};
 
@@ -49,8 +49,9 @@ pub async fn page(
     msg: Option<&str>,
     error: Option<&str>,
 ) -> Response {
-    let Some((live, user)) = ctx.session().await else {
-        return reauth_redirect(ctx, "settings/tokens");
+    let (live, user) = match super::pages::page_session(ctx, "settings/tokens").await {
+        Ok(s) => s,
+        Err(r) => return r,
     };
     // A store error is a 503, never an empty list; except right after a token was made,
     // whose only showing must not be lost: then the page says the list is unavailable.
@@ -220,7 +221,10 @@ fn token_json(t: &crate::store::TokenRecord) -> Value {
 }
 
 pub async fn api_list(ctx: &Ctx<'_>) -> Response {
-    let Some((_, user)) = ctx.session().await else {
+    let Some((_, user)) = (match ctx.session_checked().await {
+        Ok(s) => s,
+        Err(()) => return super::endpoints::unavailable(),
+    }) else {
         return Response::json_error(401, "unauthenticated", "log in first");
     };
     match tokens::list(&ctx.app.store, &user.id).await {

@@ -168,7 +168,8 @@ impl Gateway {
                 let assertion = match self.assertion(route, &caller) {
                     Ok(a) => a,
                     Err(()) => {
-                        return bad(503, "unavailable", "the service is unavailable; try again");
+                        return bad(503, "unavailable", "the service is unavailable; try again")
+                            .with("retry-after", crate::outage::retry_after());
                     }
                 };
                 let resp = self.allowed(
@@ -354,7 +355,7 @@ fn refused_answer(refused: Refused) -> Response {
     match refused {
         Refused::BadBasic => basic_challenge().with("cache-control", "no-store"),
         Refused::Unavailable => bad(503, "unavailable", "the service is unavailable; try again")
-            .with("retry-after", "5"),
+            .with("retry-after", crate::outage::retry_after()),
         Refused::Throttled(s) => bad(
             429,
             "too_many_attempts",

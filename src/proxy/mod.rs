@@ -978,7 +978,7 @@ fn plain_cookie_over_https() {
 
 /// 503 when the gateway cannot decide (a store failed): never a weaker rule.
 fn unavailable(app: &App, req: &RequestHeader) -> Response {
-    portal::gateway_error(app, req, 503).with("retry-after", "5")
+    portal::gateway_error(app, req, 503).with("retry-after", crate::outage::retry_after())
 }
 
 /// Does a `Cookie` line carry one of the `hidden` cookies, as [`cookie::without`] reads

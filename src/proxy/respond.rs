@@ -26,7 +26,12 @@ pub fn hsts(resp: Response, https: bool) -> Response {
 /// Writes a complete response. Requests we answer ourselves never leave a body unread
 /// behind on a kept-alive connection (SECURITY 29): with a body pending, we close.
 pub async fn write(session: &mut Session, resp: Response, head_only: bool) -> Result<()> {
-    let mut header = ResponseHeader::build(resp.status, Some(resp.headers.len() + 2))?;
+    let mut header = ResponseHeader::build(resp.status, Some(resp.headers.len() + 3))?;
+    // No 503 leaves without a Retry-After (the one policy, `crate::outage`): a path that
+    // forgot it still tells the client when to come back.
+    if resp.status == 503 && resp.header("retry-after").is_none() {
+        header.insert_header("retry-after", crate::outage::retry_after())?;
+    }
     for (name, value) in &resp.headers {
         match name {
             std::borrow::Cow::Borrowed(n) => header.append_header(*n, value.as_str())?,

@@ -20,8 +20,27 @@ use super::Event;
 use super::health::Health;
 
 /// Connect and answer timeouts for every Redis call of this module: an outage is noticed in
-/// about a second, never waited out.
+/// about a second, never waited out. The default of `storage.redis.timeout`, which sets
+/// them at start ([`set_timeout`]; the short-lived state uses the same value).
 pub const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
+/// `storage.redis.timeout` in milliseconds, once set (0: [`REDIS_TIMEOUT`]).
+static CONFIGURED_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Sets this module's Redis timeout (at start, from `storage.redis.timeout`).
+pub fn set_timeout(timeout: Duration) {
+    let ms = u64::try_from(timeout.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    CONFIGURED_MS.store(ms, Ordering::Relaxed);
+}
+
+/// This module's Redis timeout: `storage.redis.timeout`, else [`REDIS_TIMEOUT`].
+pub fn timeout() -> Duration {
+    match CONFIGURED_MS.load(Ordering::Relaxed) {
+        0 => REDIS_TIMEOUT,
+        ms => Duration::from_millis(ms),
+    }
+}
 /// How long the listener waits before reconnecting, at most.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// Events waiting to be published, at most.
@@ -46,10 +65,10 @@ pub fn client(url: &str) -> Result<redis::Client, BadUrl> {
 /// A multiplexed connection with this module's timeouts.
 pub async fn connect(client: &redis::Client) -> redis::RedisResult<MultiplexedConnection> {
     let cfg = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(REDIS_TIMEOUT))
-        .set_response_timeout(Some(REDIS_TIMEOUT));
+        .set_connection_timeout(Some(timeout()))
+        .set_response_timeout(Some(timeout()));
     match tokio::time::timeout(
-        REDIS_TIMEOUT * 2,
+        timeout() * 2,
         client.get_multiplexed_async_connection_with_config(&cfg),
     )
     .await
@@ -187,8 +206,8 @@ async fn subscribe(inner: &Inner) -> redis::RedisResult<Subscription> {
     let client = redis::Client::open(info.set_redis_settings(redis_info))?;
     let (tx, rx) = mpsc::unbounded_channel();
     let cfg = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(REDIS_TIMEOUT))
-        .set_response_timeout(Some(REDIS_TIMEOUT))
+        .set_connection_timeout(Some(timeout()))
+        .set_response_timeout(Some(timeout()))
         .set_push_sender(tx);
     let fut = async {
         let mut conn = client
@@ -197,7 +216,7 @@ async fn subscribe(inner: &Inner) -> redis::RedisResult<Subscription> {
         conn.subscribe(&inner.channel).await?;
         Ok(Subscription { conn, rx })
     };
-    tokio::time::timeout(REDIS_TIMEOUT * 2, fut)
+    tokio::time::timeout(timeout() * 2, fut)
         .await
         .unwrap_or_else(|_| Err(timed_out()))
 }

@@ -302,11 +302,12 @@ pub fn for_config(
 ) -> Result<Arc<dyn Ephemeral>, StateError> {
     let (inner, scope): (Arc<dyn Ephemeral>, &str) = match &cfg.storage.replicated {
         Some(r) => (
-            Arc::new(redis::RedisState::new(
+            Arc::new(redis::RedisState::with_timeout(
                 r.redis_url
                     .expose_str()
                     .ok_or_else(|| StateError::Unavailable("the Redis URL is not UTF-8".into()))?,
                 &r.key_prefix,
+                cfg.storage.redis_timeout,
             )?),
             &r.key_prefix,
         ),

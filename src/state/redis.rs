@@ -1,7 +1,8 @@
 //! The short-lived state in Redis (replicas). Every operation that decides is one Lua
 //! script or one `SET NX` / `GETDEL`, so it is atomic across replicas; every key sits
 //! under `{key_prefix}:` and carries a TTL. A call that does not answer within
-//! `CALL_TIMEOUT` is an error (callers answer 503), never a skipped limit.
+//! `storage.redis.timeout` (connect and answer together, default 1 s) is an error (callers
+//! answer 503), never a skipped limit.
 //!
 //! Times come from the caller (Unix seconds); replicas' clocks must agree (NTP), as they
 //! already must for session and device expiry.
@@ -17,9 +18,6 @@ use super::{
     NewApproval, Outcome, RESERVATION_SECS, Reserve, Settle, Settled, StateError, StoredApproval,
     Versioned, WindowRule, ttl_secs,
 };
-
-/// The longest a decision waits for Redis before it fails closed.
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Shared by the window and approval scripts: the wait a window imposes (0: none).
 const WINDOW_LUA: &str = r"
@@ -202,6 +200,9 @@ return 'done'
 pub struct RedisState {
     conn: ConnectionManager,
     prefix: String,
+    /// The longest a decision waits for Redis (reconnecting included) before it fails
+    /// closed: `storage.redis.timeout`.
+    timeout: Duration,
     window_hit: Script,
     flow_create: Script,
     flow_cas: Script,
@@ -219,13 +220,19 @@ fn unavailable(e: &redis::RedisError) -> StateError {
 
 impl RedisState {
     /// Connects lazily (the gateway starts while Redis is down, and answers 503 until it
-    /// is back); reconnects by itself.
+    /// is back); reconnects by itself. Calls are bounded by the default timeout
+    /// ([`crate::replica::bus::REDIS_TIMEOUT`]).
     pub fn new(url: &str, prefix: &str) -> Result<Self, StateError> {
+        Self::with_timeout(url, prefix, crate::replica::bus::REDIS_TIMEOUT)
+    }
+
+    /// Like [`RedisState::new`], each call bounded by `timeout` (`storage.redis.timeout`).
+    pub fn with_timeout(url: &str, prefix: &str, timeout: Duration) -> Result<Self, StateError> {
         let client = redis::Client::open(url)
             .map_err(|_| StateError::Unavailable("the Redis URL is not valid".into()))?;
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CALL_TIMEOUT))
-            .set_response_timeout(Some(CALL_TIMEOUT))
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
         let conn =
@@ -234,6 +241,7 @@ impl RedisState {
         Ok(Self {
             conn,
             prefix: prefix.to_owned(),
+            timeout,
             window_hit: with_window(WINDOW_HIT),
             flow_create: Script::new(FLOW_CREATE),
             flow_cas: Script::new(FLOW_CAS),
@@ -258,7 +266,7 @@ impl RedisState {
         &self,
         f: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, StateError> {
-        match tokio::time::timeout(CALL_TIMEOUT, f).await {
+        match tokio::time::timeout(self.timeout, f).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(unavailable(&e)),
             Err(_) => Err(StateError::Unavailable("timed out".into())),

@@ -75,9 +75,14 @@ macro_rules! write_tx {
                 let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
                 $body
             }
-            $crate::store::Db::Pg(pool) => {
-                let mut $tx = pool.begin().await?;
-                $body
+            // Within the call's bound, as every PostgreSQL call (`Pg::call`): `$body`'s
+            // value (or early `return`) is the call's result.
+            $crate::store::Db::Pg(pg) => {
+                pg.call(async {
+                    let mut $tx = pg.pool.begin().await?;
+                    $body
+                })
+                .await
             }
         }
     };

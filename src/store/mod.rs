@@ -10,11 +10,21 @@
 
 /// Runs `$body` with `$pool` bound to the store's concrete pool (SQLite or PostgreSQL): the
 /// same text is compiled once per backend, so rows and results keep their own types.
+///
+/// Every store call passes through here (or [`with_user_lock!`]): on PostgreSQL the call is
+/// bounded by `storage.postgres.timeout` (see [`Pg::call`]); `$body`'s `?` stays the
+/// caller's, its value is the macro's.
 macro_rules! on_db {
     ($db:expr, $pool:ident => $body:expr) => {
         match $db {
             $crate::store::Db::Sqlite($pool) => $body,
-            $crate::store::Db::Pg($pool) => $body,
+            $crate::store::Db::Pg(pg) => {
+                pg.call(async {
+                    let $pool = &pg.pool;
+                    Ok::<_, $crate::store::StoreError>($body)
+                })
+                .await?
+            }
         }
     };
 }
@@ -22,7 +32,8 @@ macro_rules! on_db {
 /// Runs `$body` in a transaction `$tx` that holds the per-user write lock: SQLite takes
 /// the database's write lock up front (`BEGIN IMMEDIATE`), PostgreSQL a transaction-scoped
 /// advisory lock on the user, so a count-then-insert cannot be raced by another replica.
-/// `$body` commits; returning early rolls back.
+/// `$body` commits; returning early rolls back. On PostgreSQL the whole transaction is one
+/// bounded call, like [`on_db!`]'s.
 macro_rules! with_user_lock {
     ($db:expr, $user:expr, $tx:ident => $body:expr) => {
         match $db {
@@ -30,13 +41,16 @@ macro_rules! with_user_lock {
                 let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
                 $body
             }
-            $crate::store::Db::Pg(pool) => {
-                let mut $tx = pool.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-                    .bind($user)
-                    .execute(&mut *$tx)
-                    .await?;
-                $body
+            $crate::store::Db::Pg(pg) => {
+                pg.call(async {
+                    let mut $tx = pg.pool.begin().await?;
+                    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                        .bind($user)
+                        .execute(&mut *$tx)
+                        .await?;
+                    $body
+                })
+                .await
             }
         }
     };
@@ -73,18 +87,60 @@ pub enum StoreError {
     Connect(String),
     #[error("the database schema could not be brought up to date: {0}")]
     Migrate(String),
+    /// PostgreSQL did not answer within `storage.postgres.timeout`: the call was given up.
+    #[error("the database did not answer within {} ms", .0.as_millis())]
+    TimedOut(Duration),
+    /// A call moments ago found PostgreSQL unreachable: this one failed at once.
+    #[error("the database is unreachable (a call moments ago found it so)")]
+    Unreachable,
+}
+
+impl StoreError {
+    /// Whether the error says the database cannot be reached or does not answer (rather
+    /// than that a statement was wrong): such an error makes the next calls fail at once for
+    /// a moment (see [`Pg::call`]).
+    fn means_unreachable(&self) -> bool {
+        match self {
+            StoreError::TimedOut(_) | StoreError::Unreachable | StoreError::Connect(_) => true,
+            StoreError::Db(e) => match e {
+                sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+                | sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_) => true,
+                // Connection exceptions, insufficient resources, a server shutting down or
+                // cancelling (statement_timeout): classes 08, 53, 57.
+                sqlx::Error::Database(d) => d
+                    .code()
+                    .is_some_and(|c| ["08", "53", "57"].iter().any(|k| c.starts_with(k))),
+                _ => false,
+            },
+            StoreError::Migrate(_) => false,
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 use crate::proof::{Exemption, FirstFactor, Proof, SecondFactor};
 
-/// How long opening PostgreSQL (and taking a pooled connection) may take before it is an
-/// error: an unreachable database must fail fast, not hang a start or a request.
+/// How long opening PostgreSQL at start may take before it is an error (a database that
+/// starts a little after the gateway is waited for; one that is not there is reported).
 const PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// A statement that runs longer is cancelled by the server (a wedged database becomes an
-/// error, hence a 503, instead of a request that never ends).
-const PG_STATEMENT_TIMEOUT: &str = "10s";
+/// `storage.postgres.timeout`'s default: the longest one call on PostgreSQL may take —
+/// taking a pooled connection (or opening one), the statement (`statement_timeout`, so the
+/// server gives up too) and the answer (a client-side timeout: a link that swallows every
+/// byte never answers, and no server-side limit notices that).
+pub const PG_TIMEOUT: Duration = Duration::from_secs(1);
+/// The most audit rows one purge statement deletes (a backlog goes over several rounds, each
+/// statement well within the timeout).
+const PURGE_BATCH: u64 = 10_000;
+/// After a call finds PostgreSQL unreachable, calls fail at once for this long (or for the
+/// timeout, when shorter): a request that needs several calls waits for one timeout, not
+/// for one per call, while the database is still tried again twice a second (a slow
+/// moment under load pauses little, and a restored database is used at once).
+const PG_PAUSE: Duration = Duration::from_millis(500);
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static PG_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -92,8 +148,75 @@ static PG_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postg
 /// The pool of one backend.
 #[derive(Clone)]
 pub(crate) enum Db {
+    /// A local file: its only wait is another writer's lock (`busy_timeout`, 5 s), which no
+    /// network fault causes; `storage.postgres.timeout` does not apply.
     Sqlite(SqlitePool),
-    Pg(PgPool),
+    Pg(Pg),
+}
+
+/// PostgreSQL's pool, and the bound every call on it keeps (see [`Pg::call`]).
+#[derive(Clone)]
+pub(crate) struct Pg {
+    pub(crate) pool: PgPool,
+    bound: std::sync::Arc<Bound>,
+}
+
+struct Bound {
+    timeout: Duration,
+    /// The process clock the pause is read on.
+    epoch: std::time::Instant,
+    /// Until when (milliseconds since `epoch`) calls fail at once; 0: they are tried.
+    paused_until: std::sync::atomic::AtomicU64,
+}
+
+impl Pg {
+    fn new(pool: PgPool, timeout: Duration) -> Self {
+        Self {
+            pool,
+            bound: std::sync::Arc::new(Bound {
+                timeout,
+                epoch: std::time::Instant::now(),
+                paused_until: std::sync::atomic::AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Runs one store call within the timeout. A call that times out or finds the database
+    /// unreachable pauses the calls after it (they fail at once, [`StoreError::Unreachable`])
+    /// for [`PG_PAUSE`]; any call that succeeds ends the pause. Callers answer 503 either
+    /// way (SECURITY 47).
+    pub(crate) async fn call<T>(&self, call: impl Future<Output = Result<T>>) -> Result<T> {
+        use std::sync::atomic::Ordering;
+        let b = &*self.bound;
+        let now = || u64::try_from(b.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        if now() < b.paused_until.load(Ordering::Relaxed) {
+            return Err(StoreError::Unreachable);
+        }
+        let pause = || {
+            let ms = u64::try_from(PG_PAUSE.min(b.timeout).as_millis()).unwrap_or(1000);
+            b.paused_until
+                .store(now().saturating_add(ms), Ordering::Relaxed);
+        };
+        match tokio::time::timeout(b.timeout, call).await {
+            Ok(Ok(v)) => {
+                // Written only when there is a pause to end (most calls only read it).
+                if b.paused_until.load(Ordering::Relaxed) != 0 {
+                    b.paused_until.store(0, Ordering::Relaxed);
+                }
+                Ok(v)
+            }
+            Ok(Err(e)) => {
+                if e.means_unreachable() {
+                    pause();
+                }
+                Err(e)
+            }
+            Err(_) => {
+                pause();
+                Err(StoreError::TimedOut(b.timeout))
+            }
+        }
+    }
 }
 
 /// Reading a column the same way from either backend's rows.
@@ -170,6 +293,58 @@ fn scrub(text: &str, url: &str) -> String {
         out = out.replace(password, "***");
     }
     out
+}
+
+/// How a PostgreSQL pool is opened.
+#[derive(Debug, Clone)]
+pub struct PgPoolSettings {
+    pub max_connections: u32,
+    /// `default_transaction_read_only` (for `nidan explain`); no migrations.
+    pub read_only: bool,
+    /// The bound of one call (`storage.postgres.timeout`).
+    pub timeout: Duration,
+}
+
+/// Takes the pool's first connection, trying again for up to [`PG_CONNECT_TIMEOUT`] while
+/// the database cannot be reached (it may be starting too). The error's text may quote the
+/// URL: the caller scrubs it.
+async fn first_connection(pool: &PgPool) -> std::result::Result<(), String> {
+    let started = std::time::Instant::now();
+    loop {
+        let e = match pool.acquire().await {
+            Ok(_) => return Ok(()),
+            Err(e) => e,
+        };
+        let waiting = matches!(e, sqlx::Error::PoolTimedOut | sqlx::Error::Io(_));
+        if !waiting {
+            return Err(e.to_string());
+        }
+        if started.elapsed() >= PG_CONNECT_TIMEOUT {
+            return Err(format!(
+                "no connection within {}s (is it running and reachable?)",
+                PG_CONNECT_TIMEOUT.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Brings the schema up to date on a connection of its own (under sqlx's advisory lock, so
+/// replicas starting together migrate once).
+async fn migrate(options: &PgConnectOptions) -> std::result::Result<(), String> {
+    use sqlx::Connection;
+    let mut conn = tokio::time::timeout(
+        PG_CONNECT_TIMEOUT,
+        sqlx::PgConnection::connect_with(options),
+    )
+    .await
+    .map_err(|_| "no connection for the migrations".to_owned())?
+    .map_err(|e| e.to_string())?;
+    PG_MIGRATIONS
+        .run(&mut conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    conn.close().await.map_err(|e| e.to_string())
 }
 
 /// The password part of `scheme://user:password@host/...`, if any.
@@ -261,7 +436,12 @@ impl Store {
                 let url = r.postgres_url.expose_str().ok_or_else(|| {
                     StoreError::Connect("the PostgreSQL URL is not valid UTF-8".into())
                 })?;
-                Self::open_postgres(url, r.postgres_max_connections, false).await
+                let pool = PgPoolSettings {
+                    max_connections: r.postgres_max_connections,
+                    read_only: false,
+                    timeout: storage.postgres_timeout,
+                };
+                Self::open_postgres_with(url, &pool).await
             }
         }
     }
@@ -275,14 +455,32 @@ impl Store {
                 let url = r.postgres_url.expose_str().ok_or_else(|| {
                     StoreError::Connect("the PostgreSQL URL is not valid UTF-8".into())
                 })?;
-                Self::open_postgres(url, 1, true).await
+                let pool = PgPoolSettings {
+                    max_connections: 1,
+                    read_only: true,
+                    timeout: storage.postgres_timeout,
+                };
+                Self::open_postgres_with(url, &pool).await
             }
         }
     }
 
-    /// Connects to PostgreSQL at `url` and (unless read-only) runs its migrations. Errors
-    /// name the host, never the URL or password.
+    /// Connects to PostgreSQL at `url` with the default timeout ([`PG_TIMEOUT`]) and
+    /// (unless read-only) runs its migrations. Errors name the host, never the URL or
+    /// password.
     pub async fn open_postgres(url: &str, max_connections: u32, read_only: bool) -> Result<Self> {
+        let pool = PgPoolSettings {
+            max_connections,
+            read_only,
+            timeout: PG_TIMEOUT,
+        };
+        Self::open_postgres_with(url, &pool).await
+    }
+
+    /// Connects to PostgreSQL at `url` as `pool` says and (unless read-only) runs its
+    /// migrations. Every later call is bounded by `pool.timeout` ([`Pg::call`]); opening
+    /// waits up to 5 s for a database that is starting.
+    pub async fn open_postgres_with(url: &str, pool: &PgPoolSettings) -> Result<Self> {
         let options = PgConnectOptions::from_str(url).map_err(|e| {
             StoreError::Connect(format!(
                 "the PostgreSQL URL is not valid: {}",
@@ -295,32 +493,31 @@ impl Store {
             options.get_port(),
             options.get_database().unwrap_or("default")
         );
-        let mut settings = vec![("statement_timeout", PG_STATEMENT_TIMEOUT)];
-        if read_only {
-            settings.push(("default_transaction_read_only", "on"));
+        // The server gives up on a statement when the client does (0 would mean never).
+        let mut settings = vec![(
+            "statement_timeout",
+            format!("{}ms", pool.timeout.as_millis().max(1)),
+        )];
+        if pool.read_only {
+            settings.push(("default_transaction_read_only", "on".into()));
         }
-        let options = options.options(settings);
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections.max(1))
-            .acquire_timeout(PG_CONNECT_TIMEOUT)
-            .connect_with(options)
-            .await
-            .map_err(|e| {
-                let why = match e {
-                    sqlx::Error::PoolTimedOut => format!(
-                        "no connection within {}s (is it running and reachable?)",
-                        PG_CONNECT_TIMEOUT.as_secs()
-                    ),
-                    e => scrub(&e.to_string(), url),
-                };
-                StoreError::Connect(format!("{place} could not be opened: {why}"))
-            })?;
-        if !read_only {
-            PG_MIGRATIONS.run(&pool).await.map_err(|e| {
-                StoreError::Migrate(format!("{place}: {}", scrub(&e.to_string(), url)))
-            })?;
+        let pooled = PgPoolOptions::new()
+            .max_connections(pool.max_connections.max(1))
+            .acquire_timeout(pool.timeout)
+            .connect_lazy_with(options.clone().options(settings));
+        first_connection(&pooled).await.map_err(|why| {
+            StoreError::Connect(format!("{place} could not be opened: {}", scrub(&why, url)))
+        })?;
+        if !pool.read_only {
+            // On a connection of its own, without the statement timeout: a migration (or the
+            // wait for another replica's) may take longer than one request's query.
+            migrate(&options)
+                .await
+                .map_err(|e| StoreError::Migrate(format!("{place}: {}", scrub(&e, url))))?;
         }
-        Ok(Self { db: Db::Pg(pool) })
+        Ok(Self {
+            db: Db::Pg(Pg::new(pooled, pool.timeout)),
+        })
     }
 
     /// Whether this store is PostgreSQL (the replica mode).
@@ -791,13 +988,19 @@ impl Store {
 
     /// Deletes audit rows older than `before`, then the oldest beyond `max_rows`: rows of
     /// the `first` events before any other, so a flood of events anyone can cause never
-    /// pushes the record of real logins out.
+    /// pushes the record of real logins out. At most [`PURGE_BATCH`] rows per statement
+    /// (each statement must fit in `storage.postgres.timeout`): a large backlog goes over
+    /// several calls.
     pub async fn purge_audit(&self, before: i64, max_rows: u64, first: &[&str]) -> Result<u64> {
-        let mut removed = on_db!(&self.db, pool => sqlx::query("DELETE FROM audit WHERE ts < $1")
-            .bind(before)
-            .execute(pool)
-            .await?
-            .rows_affected());
+        let batch = i64::try_from(PURGE_BATCH).unwrap_or(i64::MAX);
+        let mut removed = on_db!(&self.db, pool => sqlx::query(
+            "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE ts < $1 ORDER BY id LIMIT $2)",
+        )
+        .bind(before)
+        .bind(batch)
+        .execute(pool)
+        .await?
+        .rows_affected());
         let rows = u64::try_from(self.audit_rows().await?).unwrap_or(0);
         let mut excess = rows.saturating_sub(max_rows);
         if excess > 0 && !first.is_empty() {
@@ -810,7 +1013,7 @@ impl Store {
                 "DELETE FROM audit WHERE id IN (SELECT id FROM audit \
                  WHERE event IN ({list}) ORDER BY id LIMIT $1)"
             );
-            let limit = i64::try_from(excess).unwrap_or(i64::MAX);
+            let limit = i64::try_from(excess.min(PURGE_BATCH)).unwrap_or(i64::MAX);
             let n = on_db!(&self.db, pool => {
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(limit);
                 for event in first {
@@ -820,9 +1023,13 @@ impl Store {
             });
             removed += n;
             excess = excess.saturating_sub(n);
+            if n >= PURGE_BATCH {
+                // More of the `first` events may be left: they go before any other, next time.
+                return Ok(removed);
+            }
         }
         if excess > 0 {
-            let limit = i64::try_from(excess).unwrap_or(i64::MAX);
+            let limit = i64::try_from(excess.min(PURGE_BATCH)).unwrap_or(i64::MAX);
             removed += on_db!(&self.db, pool => sqlx::query(
                 "DELETE FROM audit WHERE id IN (SELECT id FROM audit ORDER BY id LIMIT $1)",
             )
@@ -1007,6 +1214,50 @@ mod tests {
             expires: 1_000,
             revoked: false,
         }
+    }
+
+    /// A PostgreSQL call is given up after the timeout, the calls right after it fail at
+    /// once (the pause), and the next ones go through again.
+    #[tokio::test]
+    async fn a_slow_postgres_call_is_given_up_and_pauses_the_next_ones_briefly() {
+        let db = testing::TestDb::create();
+        let pool = PgPoolSettings {
+            max_connections: 2,
+            read_only: false,
+            timeout: Duration::from_millis(300),
+        };
+        let store = Store::open_postgres_with(&db.url, &pool).await.unwrap();
+        let pg = match &store.db {
+            Db::Pg(pg) => pg,
+            Db::Sqlite(_) => unreachable!(),
+        };
+        let started = std::time::Instant::now();
+        let slow = pg
+            .call(async {
+                sqlx::query("SELECT pg_sleep(5)").execute(&pg.pool).await?;
+                Ok(())
+            })
+            .await;
+        assert!(slow.is_err());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(matches!(store.ping().await, Err(StoreError::Unreachable)));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        store.ping().await.unwrap();
+        // A statement that is merely wrong is no outage: nothing pauses.
+        let wrong = pg
+            .call(async {
+                sqlx::query("SELECT * FROM no_such_table")
+                    .execute(&pg.pool)
+                    .await?;
+                Ok(())
+            })
+            .await;
+        assert!(wrong.is_err());
+        store.ping().await.unwrap();
     }
 
     #[tokio::test]

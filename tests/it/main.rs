@@ -19,6 +19,7 @@ mod devices;
 mod edge;
 mod exemptions;
 mod explain;
+mod failfast;
 mod forward_auth;
 mod login;
 mod openapi;

@@ -36,6 +36,8 @@ impl Checker<'_> {
                 600,
                 1..=10_000_000,
             )),
+            queue_events: self.size("audit.queue_events", a.queue_events, 10_000, 1..=1_000_000),
+            queue_bytes: self.size("audit.queue_bytes", a.queue_bytes, 8 << 20, 4096..=1 << 30),
         }
     }
 

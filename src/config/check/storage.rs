@@ -16,6 +16,14 @@ impl Checker<'_> {
             Duration::from_secs(60),
             Zero::Allowed,
         );
+        let postgres_timeout = self.store_timeout(
+            "storage.postgres.timeout",
+            s.postgres.as_ref().and_then(|p| p.timeout.as_ref()),
+        );
+        let redis_timeout = self.store_timeout(
+            "storage.redis.timeout",
+            s.redis.as_ref().and_then(|r| r.timeout.as_ref()),
+        );
         let sqlite_set = s.sqlite.is_some();
         let sqlite_path = self.path(
             s.sqlite
@@ -47,7 +55,24 @@ impl Checker<'_> {
             sqlite_path,
             replicated,
             outage_grace,
+            postgres_timeout,
+            redis_timeout,
         }
+    }
+
+    /// `storage.postgres.timeout` / `storage.redis.timeout`: the bound of one call on that
+    /// store (default 1s, from 10ms to 60s).
+    fn store_timeout(&mut self, path: &str, value: Option<&String>) -> Duration {
+        let d = self.duration(path, value, Duration::from_secs(1), Zero::Refused);
+        if !d.is_zero() && d < Duration::from_millis(10) {
+            self.err(
+                path,
+                format!("`{path}` is shorter than 10ms"),
+                "use at least `10ms` (default `1s`): shorter, calls that are merely a little slow fail",
+            );
+            return Duration::from_millis(10);
+        }
+        self.at_most(path, d, Duration::from_secs(60), "60s")
     }
 
     /// The replica mode: PostgreSQL and Redis URLs (secrets: never shown), key prefix, pool.
@@ -203,6 +228,31 @@ mod tests {
             "storage:\n  postgres: { url_env: NIDAN_MISSING }\n  redis: { url_env: NIDAN_TEST_REDIS }\n",
         ))[0];
         assert!(e.message.contains("not set"), "{e}");
+    }
+
+    #[test]
+    fn store_timeouts_default_to_a_second_and_are_checked_where_written() {
+        let c = load_t(MINIMAL).unwrap();
+        assert_eq!(c.storage.postgres_timeout, Duration::from_secs(1));
+        assert_eq!(c.storage.redis_timeout, Duration::from_secs(1));
+        let set = "storage:\n  postgres: { url_env: NIDAN_TEST_PG, timeout: 500ms }\n  redis: { url_env: NIDAN_TEST_REDIS, timeout: 2s }\n";
+        let c = load_t(&with(set)).unwrap();
+        assert_eq!(c.storage.postgres_timeout, Duration::from_millis(500));
+        assert_eq!(c.storage.redis_timeout, Duration::from_secs(2));
+        for (bad, fix) in [
+            ("0s", "`30s`"),
+            ("soon", "`30s`"),
+            ("2ms", "10ms"),
+            ("5m", "60s"),
+        ] {
+            let text = format!(
+                "storage:\n  postgres: {{ url_env: NIDAN_TEST_PG }}\n  redis: {{ url_env: NIDAN_TEST_REDIS, timeout: {bad} }}\n"
+            );
+            let e = &errors(&with(&text))[0];
+            assert!(e.message.contains("storage.redis.timeout"), "{bad}: {e}");
+            assert!(e.fix.contains(fix), "{bad}: {e}");
+            assert_eq!((e.line, e.column), (4, 48), "{bad}: {e}");
+        }
     }
 
     #[test]

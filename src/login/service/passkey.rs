@@ -25,7 +25,7 @@ impl Login {
             .store
             .user_passkeys(&user.id)
             .await
-            .map_err(|_| PasskeyError::Internal)?;
+            .map_err(|_| PasskeyError::Unavailable)?;
         if existing.len() >= MAX_PER_USER {
             return Err(PasskeyError::Full);
         }
@@ -151,7 +151,7 @@ impl Login {
             Ok(crate::store::PasskeyInsert::Added) => {}
             Ok(crate::store::PasskeyInsert::Full) => return Err(PasskeyError::Full),
             Ok(crate::store::PasskeyInsert::Duplicate) => return Err(PasskeyError::Duplicate),
-            Err(_) => return Err(PasskeyError::Internal),
+            Err(_) => return Err(PasskeyError::Unavailable),
         }
         self.audit
             .record(
@@ -252,7 +252,7 @@ impl Login {
                 Ok(false) => Err(WebAuthnError::CounterNotIncreased),
                 Err(_) => {
                     self.failures.abandon(attempt).await;
-                    return Err(PasskeyError::Busy);
+                    return Err(PasskeyError::Unavailable);
                 }
             },
             Err(e) => Err(e),
@@ -358,11 +358,12 @@ impl Login {
             )
             .await
             // Stale: this replica has not read the users file's change yet; soon it has.
-            .map_err(|e| {
-                if let SessionError::Store(e) = e {
+            .map_err(|e| match e {
+                SessionError::Stale => PasskeyError::Busy,
+                SessionError::Store(e) => {
                     tracing::error!(error = %e, "a passkey login's session could not be stored");
+                    PasskeyError::Unavailable
                 }
-                PasskeyError::Busy
             })?;
         self.audit
             .record(

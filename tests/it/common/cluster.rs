@@ -13,6 +13,9 @@ use crate::common::stores::{self, Cut, TestDb, TestRedis};
 use crate::common::{self, Backend, PASSWORD, bin, free_port, set_cookie};
 use serde_json::{Value, json};
 
+/// The bearer token of every replica's admin API (`Node::admin`).
+pub const ADMIN_TOKEN: &str = "admin-token-for-the-replica-tests-0123456789";
+
 pub struct Node {
     pub child: Option<Child>,
     pub addr: SocketAddr,
@@ -71,6 +74,7 @@ impl Cluster {
             None => db.url.clone(),
         };
         let dir = common::deployment_dir();
+        std::fs::write(dir.path().join("admin-token"), format!("{ADMIN_TOKEN}\n")).unwrap();
         let mut c = Self {
             nodes: Vec::new(),
             dir,
@@ -96,7 +100,7 @@ impl Cluster {
             let text = format!(
                 r#"
 version: 1
-server: {{ listen: ["127.0.0.1:{port}"], admin_listen: "127.0.0.1:{admin}", threads: 2, grace_period: 1s }}
+server: {{ listen: ["127.0.0.1:{port}"], admin_listen: "127.0.0.1:{admin}", admin_token_file: admin-token, threads: 2, grace_period: 1s }}
 portal: {{ path_prefix: /_nidan, default_language: en, title: nidan test, allowed_return_hosts: [app.example.com] }}
 trusted_devices:
   signing_keys: [{{ id: k1, secret_file: device-key }}]
