@@ -22,8 +22,9 @@ use moka::future::Cache;
 pub struct SafeCache<K, V> {
     inner: Cache<K, V>,
     epoch: AtomicU64,
-    /// Replica mode: while a shared store has been down longer than the outage grace, the
-    /// entries may miss revocations and are not used (every read goes to the store).
+    /// Replica mode: the entries count only while the replica trusts its caches (it heard
+    /// the revocation authority recently, and no store is down past the outage grace);
+    /// otherwise every read goes to the store (see `replica::health`).
     gate: OnceLock<Arc<crate::replica::Health>>,
 }
 

@@ -73,6 +73,8 @@ impl Chores {
             let now = crate::time::now();
             let _ = self.sessions.purge(now).await;
             let _ = self.store.purge_failures(now - 3_600).await;
+            let keep = i64::try_from(crate::replica::LOG_KEEP.as_secs()).unwrap_or(600);
+            let _ = self.store.purge_revocations(now - keep).await;
         }
     }
 }

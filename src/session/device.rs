@@ -93,13 +93,14 @@ impl Devices {
         self.cache.revoke_all();
     }
 
-    /// Tells the other replicas (replica mode), counted durably first (see `Sessions`).
+    /// Tells the other replicas (replica mode) through the revocation log and the bus;
+    /// returns once none of them accepts these devices any more (`replica::announce`).
     async fn publish(&self, ids: Vec<String>) -> Result<(), StoreError> {
         if let Some(bus) = self.bus.get()
             && !ids.is_empty()
         {
-            self.store.count_revocation().await?;
-            bus.publish(crate::replica::Event::Devices { ids });
+            let event = crate::replica::Event::Devices { ids };
+            crate::replica::announce(&self.store, bus, event).await?;
         }
         Ok(())
     }

@@ -99,14 +99,14 @@ impl Sessions {
         self.cache.revoke_all();
     }
 
-    /// Tells the other replicas (replica mode): counted durably first, so a broadcast that
-    /// never arrives is still noticed (see `replica::Replica::check_count`).
+    /// Tells the other replicas (replica mode), through the revocation log and the bus;
+    /// returns once none of them accepts these sessions any more (`replica::announce`).
     async fn publish(&self, hashes: Vec<String>) -> Result<(), StoreError> {
         if let Some(bus) = self.bus.get()
             && !hashes.is_empty()
         {
-            self.store.count_revocation().await?;
-            bus.publish(crate::replica::Event::Sessions { ids: hashes });
+            let event = crate::replica::Event::Sessions { ids: hashes };
+            crate::replica::announce(&self.store, bus, event).await?;
         }
         Ok(())
     }
