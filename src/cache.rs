@@ -62,6 +62,26 @@ where
         Epoch(self.epoch.load(Ordering::SeqCst))
     }
 
+    /// Like [`epoch`](Self::epoch), for a read on a request path: an error at once when this
+    /// replica knows the durable store is down (its last read of the revocation log
+    /// failed), rather than a read that would only wait for its timeout. The caller answers
+    /// it as any store error: 503 with `Retry-After` (SECURITY 36).
+    pub fn begin_fill(&self) -> Result<Epoch, crate::store::StoreError> {
+        if self
+            .gate
+            .get()
+            .is_some_and(|h| h.durable() == crate::replica::Status::Down)
+        {
+            return Err(crate::store::StoreError::Db(sqlx::Error::Io(
+                std::io::Error::new(
+                    std::io::ErrorKind::NotConnected,
+                    "PostgreSQL is unreachable (the last read of the revocation log failed)",
+                ),
+            )));
+        }
+        Ok(self.epoch())
+    }
+
     /// Caches `value`, read after `seen` was taken. Returns `false` (and caches nothing)
     /// when a revocation ran since: the caller must not trust what it read and should read
     /// again or refuse.

@@ -108,7 +108,7 @@ impl Accounts {
         if let Some(s) = self.settings.get(&user.id).await {
             return Ok(s);
         }
-        let seen = self.settings.epoch();
+        let seen = self.settings.begin_fill()?;
         let stored = self.store.setting(&user.id).await?;
         let setting =
             match stored.and_then(|s| TwoStepMethod::parse(&s.method).map(|m| (s.enabled, m))) {

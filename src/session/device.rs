@@ -128,7 +128,8 @@ impl Devices {
         let device = match self.cache.get(&claims.jti).await {
             Some(d) => d,
             None => {
-                let seen = self.cache.epoch();
+                // PostgreSQL known down: no skip, at once.
+                let seen = self.cache.begin_fill().ok()?;
                 let rec = self.store.device(&claims.jti).await.ok()??;
                 let d = Arc::new(CachedDevice {
                     user_id: rec.user_id,
