@@ -1,7 +1,8 @@
 //! The periodic chores and what a replica does with what it hears: retried revocations,
 //! the users-file and configuration reloads, and (on the one replica holding the lease, or
-//! the only machine) the audit trail's bounds and the purges. Also the bus's receiver:
-//! revocations published elsewhere drop this replica's cached entries.
+//! the only machine) the audit trail's bounds and the purges (the revocation log's too).
+//! Also what the bus and the revocation log deliver to: revocations made elsewhere drop
+//! this replica's cached entries (twice is harmless: both bring every revocation).
 
 use std::sync::Arc;
 
