@@ -22,8 +22,9 @@ use moka::future::Cache;
 pub struct SafeCache<K, V> {
     inner: Cache<K, V>,
     epoch: AtomicU64,
-    /// Replica mode: while a shared store has been down longer than the outage grace, the
-    /// entries may miss revocations and are not used (every read goes to the store).
+    /// Replica mode: the entries count only while the replica trusts its caches (it heard
+    /// the revocation authority recently, and no store is down past the outage grace);
+    /// otherwise every read goes to the store (see `replica::health`).
     gate: OnceLock<Arc<crate::replica::Health>>,
 }
 
@@ -59,6 +60,26 @@ where
     /// Take this before reading the durable record that [`admit`](Self::admit) will cache.
     pub fn epoch(&self) -> Epoch {
         Epoch(self.epoch.load(Ordering::SeqCst))
+    }
+
+    /// Like [`epoch`](Self::epoch), for a read on a request path: an error at once when this
+    /// replica knows the durable store is down (its last read of the revocation log
+    /// failed), rather than a read that would only wait for its timeout. The caller answers
+    /// it as any store error: 503 with `Retry-After` (SECURITY 36).
+    pub fn begin_fill(&self) -> Result<Epoch, crate::store::StoreError> {
+        if self
+            .gate
+            .get()
+            .is_some_and(|h| h.durable() == crate::replica::Status::Down)
+        {
+            return Err(crate::store::StoreError::Db(sqlx::Error::Io(
+                std::io::Error::new(
+                    std::io::ErrorKind::NotConnected,
+                    "PostgreSQL is unreachable (the last read of the revocation log failed)",
+                ),
+            )));
+        }
+        Ok(self.epoch())
     }
 
     /// Caches `value`, read after `seen` was taken. Returns `false` (and caches nothing)

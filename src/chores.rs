@@ -2,8 +2,9 @@
 //! the users-file reload and its consequences (on every replica: each change is applied
 //! once, by the replica whose compare-and-set in the store wrote it), the configuration
 //! reload, and (on the one replica holding the lease, or the only machine) the audit
-//! trail's bounds and the purges. Also the bus's receiver: revocations published elsewhere
-//! drop this replica's cached entries.
+//! trail's bounds and the purges (the revocation log's too). Also what the bus and the
+//! revocation log deliver to: revocations made elsewhere drop this replica's cached
+//! entries (twice is harmless: both bring every revocation).
 
 use std::sync::Arc;
 
@@ -86,6 +87,8 @@ impl Chores {
             let now = crate::time::now();
             let _ = self.sessions.purge(now).await;
             let _ = self.store.purge_failures(now - 3_600).await;
+            let keep = i64::try_from(crate::replica::LOG_KEEP.as_secs()).unwrap_or(600);
+            let _ = self.store.purge_revocations(now - keep).await;
         }
     }
 }

@@ -9,6 +9,8 @@
 //!
 //! [`Store::change_credential`]: crate::store::Store::change_credential
 
+use std::time::Instant;
+
 use serde_json::json;
 
 use super::{Accounts, UserMap};
@@ -106,11 +108,14 @@ impl Accounts {
         let why = self.why(user, &from);
         match self
             .store
-            .change_credential(user, &from, &to, crate::time::now())
+            .change_credential(user, &from, &to, crate::time::now(), &|r| {
+                self.log_events(r)
+            })
             .await
         {
             Ok(CredentialChange::Applied(revoked)) => {
-                self.credentials_applied(user, why, revoked).await;
+                self.credentials_applied(user, why, revoked, Instant::now())
+                    .await;
                 self.settled(user);
             }
             Ok(CredentialChange::Already) => self.settled(user),
@@ -144,23 +149,22 @@ impl Accounts {
     /// This replica's compare-and-set wrote the change: its caches drop what was revoked
     /// at once, the other replicas are told (the messages were counted durably in the
     /// change's transaction), and the change is audited — once, here.
-    async fn credentials_applied(&self, user: &str, why: &str, revoked: Revoked) {
-        let Revoked {
-            sessions,
-            devices,
-            tokens,
-        } = revoked;
+    async fn credentials_applied(&self, user: &str, why: &str, revoked: Revoked, logged: Instant) {
         self.basic_cache.revoke_all();
-        self.sessions.drop_local(&sessions).await;
-        self.devices.drop_local(&devices).await;
-        let (n_sessions, n_devices) = (sessions.len(), devices.len());
-        if !sessions.is_empty() {
-            self.publish(Event::Sessions { ids: sessions });
+        self.sessions.drop_local(&revoked.sessions).await;
+        self.devices.drop_local(&revoked.devices).await;
+        // In the log since the commit: acknowledged once every replica has it or no longer
+        // trusts its cache (`Bus::publish_logged`).
+        if let Some(r) = &self.replica {
+            for event in revocation_events(&revoked) {
+                r.bus.publish_logged(event, logged).await;
+            }
         }
-        if !devices.is_empty() {
-            self.publish(Event::Devices { ids: devices });
-        }
-        self.publish(Event::Basic);
+        let (n_sessions, n_devices, tokens) = (
+            revoked.sessions.len(),
+            revoked.devices.len(),
+            revoked.tokens,
+        );
         self.audit
             .record(
                 "credentials_revoked",
@@ -183,5 +187,34 @@ impl Accounts {
         if let Ok(mut u) = self.unapplied.lock() {
             u.insert(user.to_owned(), from);
         }
+    }
+}
+
+/// The revocation events of a credential change: its sessions and devices, if any, and
+/// every cached Basic credential.
+fn revocation_events(r: &Revoked) -> Vec<Event> {
+    let mut events = Vec::with_capacity(3);
+    if !r.sessions.is_empty() {
+        events.push(Event::Sessions {
+            ids: r.sessions.clone(),
+        });
+    }
+    if !r.devices.is_empty() {
+        events.push(Event::Devices {
+            ids: r.devices.clone(),
+        });
+    }
+    events.push(Event::Basic);
+    events
+}
+
+impl Accounts {
+    /// What a credential change writes to the revocation log in its own transaction
+    /// (replica mode; nobody reads the log on one machine).
+    fn log_events(&self, r: &Revoked) -> Vec<String> {
+        if self.replica.is_none() {
+            return Vec::new();
+        }
+        revocation_events(r).iter().map(Event::text).collect()
     }
 }

@@ -112,7 +112,7 @@ impl Accounts {
         if let Some(s) = self.settings.get(&user.id).await {
             return Ok(s);
         }
-        let seen = self.settings.epoch();
+        let seen = self.settings.begin_fill()?;
         let stored = self.store.setting(&user.id).await?;
         let setting =
             match stored.and_then(|s| TwoStepMethod::parse(&s.method).map(|m| (s.enabled, m))) {
@@ -147,17 +147,18 @@ impl Accounts {
         .await
     }
 
-    /// Publishes a revocation for the other replicas, counted durably first so that one
-    /// whose broadcast never arrives is still noticed (replica mode; nothing otherwise).
+    /// Tells the other replicas of a revocation whose durable write is done, through the
+    /// revocation log and the bus; returns once none of them lets a cached entry decide
+    /// against it (`replica::announce`; replica mode, nothing otherwise).
     pub async fn publish_revocation(&self, event: Event) -> Result<(), StoreError> {
         if let Some(r) = &self.replica {
-            self.store.count_revocation().await?;
-            r.bus.publish(event);
+            crate::replica::announce(&self.store, &r.bus, event).await?;
         }
         Ok(())
     }
 
-    /// Publishes an event for the other replicas (replica mode; nothing otherwise).
+    /// Publishes an event that revokes nothing (a reload, phone changes) for the other
+    /// replicas, without waiting (replica mode; nothing otherwise).
     pub fn publish(&self, event: Event) {
         if let Some(r) = &self.replica {
             r.bus.publish(event);

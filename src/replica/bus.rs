@@ -1,8 +1,17 @@
-//! The revocation bus: Redis pub/sub on `{key_prefix}:revoke`.
+//! The revocation bus: Redis pub/sub on `{key_prefix}:revoke`, and this replica's
+//! heartbeat on a channel of its own.
 //!
-//! Publishing never blocks a request: events go to a bounded queue that a task sends in
-//! order, retrying through an outage. Should the queue overflow, what was lost is replaced
-//! by one `Flush` (every replica drops every cached entry), which is always safe.
+//! Publishing a revocation ([`Bus::publish_logged`]) waits for Redis to take the message
+//! (bounded by [`REDIS_TIMEOUT`]); when it does not, the revoker waits until
+//! [`TRUST`](super::TRUST) has passed since its log write instead, and the message is
+//! retried in the background. Other events ([`Bus::publish`]) go to a bounded queue that a
+//! task sends in order, retrying through an outage; should the queue overflow, what was lost
+//! is replaced by one `Flush` (every replica drops every cached entry), which is always safe.
+//!
+//! Heartbeat: every [`BEAT`](super::BEAT) the replica publishes the time on its own channel;
+//! when it comes back through its subscription, everything Redis took before it has
+//! arrived and been applied (one connection delivers in the order Redis processed), so the
+//! caches may decide for [`TRUST`](super::TRUST) after the time it carries.
 //!
 //! Listening: a task subscribes, and every time it (re)subscribes it flushes the local
 //! caches first, because pub/sub does not keep what was published while this replica was
@@ -11,13 +20,13 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
 
-use super::Event;
-use super::health::Health;
+use super::health::{Health, Status};
+use super::{BEAT, Event, TRUST};
 
 /// Connect and answer timeouts for every Redis call of this module: an outage is noticed in
 /// about a second, never waited out. The default of `storage.redis.timeout`, which sets
@@ -90,6 +99,11 @@ pub struct Bus {
 struct Inner {
     client: redis::Client,
     channel: String,
+    /// This replica's heartbeat channel (`{key_prefix}:beat:{random}`).
+    beat: String,
+    /// The connection for revocations and heartbeats (a multiplexed connection: cloned per
+    /// call, replaced after an error).
+    conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
     tx: mpsc::Sender<Event>,
     rx: std::sync::Mutex<Option<mpsc::Receiver<Event>>>,
     /// Set when an event could not be queued: a `Flush` goes out instead.
@@ -104,6 +118,8 @@ impl Bus {
             inner: Arc::new(Inner {
                 client,
                 channel: format!("{key_prefix}:revoke"),
+                beat: format!("{key_prefix}:beat:{}", crate::secret::random_token(12)),
+                conn: tokio::sync::Mutex::new(None),
                 tx,
                 rx: std::sync::Mutex::new(Some(rx)),
                 overflow: AtomicBool::new(false),
@@ -116,8 +132,33 @@ impl Bus {
         &self.inner.channel
     }
 
-    /// Queues an event for every replica. Call after the durable write, and after the local
-    /// caches dropped the entry (the local drop does not wait for Redis).
+    /// Publishes a revocation already in the log (see [`super::announce`]) and returns when
+    /// every replica has either received it or stopped trusting its cache: as soon as Redis
+    /// took the message; otherwise (Redis down, or no answer within `storage.redis.timeout`) once
+    /// [`TRUST`] has passed since `logged` — by then a replica whose cache still decides has
+    /// read the log after the revocation was in it. The message is then retried in the
+    /// background (it may yet reach a replica that cannot read the log).
+    pub async fn publish_logged(&self, event: Event, logged: Instant) {
+        let payload = event.encode();
+        // Known down (the subscription is lost): not worth a timeout.
+        let taken = self.inner.health.redis() == Status::Ok
+            && matches!(
+                tokio::time::timeout(timeout(), self.inner.send(&self.inner.channel, &payload))
+                    .await,
+                Ok(Ok(()))
+            );
+        if !taken {
+            tracing::warn!(
+                "revocation not taken by Redis: answering once every replica has read the log"
+            );
+            self.publish(event);
+            tokio::time::sleep_until((logged + TRUST).into()).await;
+        }
+    }
+
+    /// Queues an event for every replica, without waiting (not for revocations: see
+    /// [`Bus::publish_logged`]). Call after the durable write, and after the local caches
+    /// dropped the entry.
     pub fn publish(&self, event: Event) {
         if self.inner.tx.try_send(event).is_err() {
             self.inner.overflow.store(true, Ordering::SeqCst);
@@ -133,6 +174,46 @@ impl Bus {
         let Some(rx) = rx else { return };
         tokio::spawn(publisher(self.inner.clone(), rx));
         tokio::spawn(listener(self.inner.clone(), sink));
+        tokio::spawn(heartbeat(self.inner.clone()));
+    }
+}
+
+impl Inner {
+    /// One `PUBLISH` on the shared connection (connecting first if needed).
+    async fn send(&self, channel: &str, payload: &[u8]) -> redis::RedisResult<()> {
+        let mut conn = {
+            let mut guard = self.conn.lock().await;
+            match guard.as_ref() {
+                Some(c) => c.clone(),
+                None => {
+                    let c = connect(&self.client).await?;
+                    *guard = Some(c.clone());
+                    c
+                }
+            }
+        };
+        let sent: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(payload)
+            .query_async(&mut conn)
+            .await;
+        if sent.is_err() {
+            *self.conn.lock().await = None;
+        }
+        sent.map(|_| ())
+    }
+}
+
+/// Publishes the time on this replica's own channel every [`BEAT`]; the listener notes it
+/// when it comes back. The stamp is taken before the message is sent, so Redis processed it
+/// later than the stamp says.
+async fn heartbeat(inner: Arc<Inner>) {
+    let mut tick = tokio::time::interval(BEAT);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let stamp = inner.health.stamp().to_string();
+        let _ = tokio::time::timeout(timeout(), inner.send(&inner.beat, stamp.as_bytes())).await;
     }
 }
 
@@ -179,7 +260,7 @@ async fn listener(inner: Arc<Inner>, sink: Arc<dyn Sink>) {
                 sink.apply(Event::Flush).await;
                 inner.health.set_redis(true);
                 tracing::info!("revocation bus: listening");
-                listen(sub, &*sink).await;
+                listen(sub, &*sink, &inner).await;
                 inner.health.set_redis(false);
                 tracing::warn!("revocation bus: connection to Redis lost, reconnecting");
             }
@@ -213,7 +294,7 @@ async fn subscribe(inner: &Inner) -> redis::RedisResult<Subscription> {
         let mut conn = client
             .get_multiplexed_async_connection_with_config(&cfg)
             .await?;
-        conn.subscribe(&inner.channel).await?;
+        conn.subscribe(&[&inner.channel, &inner.beat]).await?;
         Ok(Subscription { conn, rx })
     };
     tokio::time::timeout(timeout() * 2, fut)
@@ -221,8 +302,9 @@ async fn subscribe(inner: &Inner) -> redis::RedisResult<Subscription> {
         .unwrap_or_else(|_| Err(timed_out()))
 }
 
-/// Applies messages until the connection ends or stops answering pings.
-async fn listen(mut sub: Subscription, sink: &dyn Sink) {
+/// Applies messages until the connection ends or stops answering pings; notes the
+/// heartbeats once everything before them is applied.
+async fn listen(mut sub: Subscription, sink: &dyn Sink, inner: &Inner) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -230,13 +312,22 @@ async fn listen(mut sub: Subscription, sink: &dyn Sink) {
             push = sub.rx.recv() => {
                 let Some(push) = push else { return };
                 match push.kind {
-                    redis::PushKind::Message => {
-                        let event = match push.data.get(1) {
-                            Some(redis::Value::BulkString(bytes)) => Event::decode(bytes),
-                            _ => Event::Flush,
-                        };
-                        sink.apply(event).await;
-                    }
+                    redis::PushKind::Message => match (push.data.first(), push.data.get(1)) {
+                        (
+                            Some(redis::Value::BulkString(channel)),
+                            Some(redis::Value::BulkString(bytes)),
+                        ) if *channel == inner.beat.as_bytes() => {
+                            if let Some(sent) =
+                                std::str::from_utf8(bytes).ok().and_then(|t| t.parse().ok())
+                            {
+                                inner.health.heard(sent);
+                            }
+                        }
+                        (_, Some(redis::Value::BulkString(bytes))) => {
+                            sink.apply(Event::decode(bytes)).await;
+                        }
+                        _ => sink.apply(Event::Flush).await,
+                    },
                     redis::PushKind::Disconnection => return,
                     _ => {}
                 }

@@ -1,12 +1,15 @@
 //! Several replicas (`storage.postgres` + `storage.redis`): what one replica must tell the
 //! others, and what only one of them may do.
 //!
-//! - [`bus`]: every revocation is published on Redis after its durable write; every replica
-//!   drops the entry from its caches (SECURITY 37's epoch bump included), and a replica that
-//!   (re)connects flushes them, since pub/sub forgets what it could not deliver.
+//! - Revocations: after its durable write, every revocation is written to the revocation
+//!   log in PostgreSQL ([`announce`]) and published on Redis ([`bus`]); every replica drops
+//!   the entry from its caches (SECURITY 37's epoch bump included) when the message arrives,
+//!   and reads the log four times a second for what the bus did not bring ([`LogCursor`]).
+//!   A revocation is acknowledged once Redis took its message, or after [`TRUST`].
+//! - [`health`]: whether each store answers, and whether the caches may decide: only while
+//!   this replica has heard the revocation authority within [`TRUST`] (a log read, or its
+//!   own heartbeat back through the bus), and never past `storage.outage_grace` of an outage.
 //! - [`lease`]: the periodic chores with side effects run on the lease holder only.
-//! - [`health`]: whether each store answers; past `storage.outage_grace` of an outage the
-//!   caches stop deciding.
 //!
 //! In the single-machine mode (SQLite) none of this exists and nothing changes.
 
@@ -14,9 +17,8 @@ pub mod bus;
 pub mod health;
 pub mod lease;
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -70,6 +72,11 @@ impl Event {
         .unwrap_or_else(|_| br#"{"v":1,"t":"flush"}"#.to_vec())
     }
 
+    /// The encoded form as text, as the revocation log keeps it.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.encode()).into_owned()
+    }
+
     pub fn decode(bytes: &[u8]) -> Event {
         match serde_json::from_slice::<Wire>(bytes) {
             Ok(w) if w.v == VERSION => w.event,
@@ -78,6 +85,23 @@ impl Event {
     }
 }
 
+/// How long a replica's caches may decide after it last heard the revocation authority:
+/// the start of its last successful read of the revocation log, or the sending of the last
+/// heartbeat it received back through Redis. A revoker whose message Redis did not take
+/// waits this long after its log write before it answers.
+pub const TRUST: Duration = Duration::from_millis(750);
+/// How often the revocation log is read and a heartbeat is published.
+pub const BEAT: Duration = Duration::from_millis(250);
+/// Rows one read of the log takes at most; a fuller page flushes the caches instead.
+pub const LOG_PAGE: i64 = 1_000;
+/// How long log rows are kept (the chores purge older ones).
+pub const LOG_KEEP: Duration = Duration::from_secs(600);
+/// A read of the log that takes longer counts as failed: PostgreSQL is then down.
+const LOG_TIMEOUT: Duration = Duration::from_secs(1);
+/// A replica that could not read the log for this long starts again from the end of it
+/// (and flushes): rows it missed may have been purged meanwhile. Well under `LOG_KEEP`.
+const LOG_STALE: Duration = Duration::from_secs(60);
+
 /// What a replica adds to the gateway in the replica mode.
 pub struct Replica {
     /// Random per process: names the lease holder.
@@ -85,80 +109,6 @@ pub struct Replica {
     pub bus: Bus,
     pub health: Arc<Health>,
     pub lease: Lease,
-    /// Revocation broadcasts received (sessions, devices, setting, Basic).
-    received: AtomicI64,
-    count: std::sync::Mutex<Count>,
-}
-
-/// The durable revocation count against the broadcasts received: a broadcast that never
-/// arrives (its publisher cut off from Redis, or killed before it published) leaves the
-/// count ahead for good, and then the caches are flushed.
-#[derive(Default)]
-struct Count {
-    /// The durable count and the received count at the last look; `None` before the first.
-    last: Option<(i64, i64)>,
-    /// Revocations counted but not (yet) received.
-    owed: i64,
-    /// Looks in a row that found something owed.
-    owed_for: u32,
-}
-
-/// Looks (one a second) a deficit may last before it counts as lost, not in flight.
-const OWED_LOOKS: u32 = 1;
-
-impl Replica {
-    /// A broadcast of one revocation arrived.
-    pub fn received_revocation(&self) {
-        self.received.fetch_add(1, Ordering::SeqCst);
-    }
-
-    /// The caches were flushed (a reconnect, an overflow): nothing is owed any more.
-    pub fn flushed(&self) {
-        if let Ok(mut c) = self.count.lock() {
-            *c = Count::default();
-        }
-    }
-
-    /// Compares the durable count `n` with what arrived, and says whether to flush the
-    /// caches.
-    pub fn check_count(&self, n: i64) -> Look {
-        let received = self.received.load(Ordering::SeqCst);
-        let Ok(mut c) = self.count.lock() else {
-            return Look::Lost;
-        };
-        let Some((last_n, last_received)) = c.last else {
-            // What was cached before this first look may predate a revocation counted
-            // before it, which no later comparison can see: start from empty caches.
-            c.last = Some((n, received));
-            return Look::First;
-        };
-        c.last = Some((n, received));
-        c.owed = (c.owed + (n - last_n) - (received - last_received)).max(0);
-        if c.owed == 0 {
-            c.owed_for = 0;
-            return Look::Even;
-        }
-        c.owed_for += 1;
-        if c.owed_for > OWED_LOOKS {
-            *c = Count {
-                last: Some((n, received)),
-                ..Count::default()
-            };
-            return Look::Lost;
-        }
-        Look::Even
-    }
-}
-
-/// What one look at the durable revocation count found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Look {
-    /// Nothing owed (or owed for too short a time to be lost).
-    Even,
-    /// The first look (at start, or after a flush): flush, then compare from here.
-    First,
-    /// A revocation was counted that no broadcast brought: flush.
-    Lost,
 }
 
 impl Replica {
@@ -171,81 +121,163 @@ impl Replica {
             lease: Lease::new(client, &cfg.key_prefix, &id, LEASE_TTL),
             health,
             id,
-            received: AtomicI64::new(0),
-            count: std::sync::Mutex::new(Count::default()),
         })
     }
+}
+
+/// Makes a revocation whose durable write is done count on every replica: logs it, then
+/// publishes it, and returns once every other replica has either dropped the entry or
+/// stopped trusting its cache (see [`Bus::publish_logged`]). A log write that fails is an
+/// error (the caller answers 503); the message still goes out, in the background.
+pub async fn announce(
+    store: &crate::store::Store,
+    bus: &Bus,
+    event: Event,
+) -> Result<(), crate::store::StoreError> {
+    if let Err(e) = store.log_revocation(&event.text()).await {
+        bus.publish(event);
+        return Err(e);
+    }
+    bus.publish_logged(event, Instant::now()).await;
+    Ok(())
+}
+
+/// Where this replica is in the revocation log: what it read last, and when its last
+/// successful read started.
+#[derive(Debug, Default)]
+pub struct LogCursor {
+    /// The highest `seq` applied; `None` before the first read, or after a gap.
+    last: Option<i64>,
+    read_at: Option<Instant>,
+}
+
+/// What the next read of the log is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogRead {
+    /// The rows after this `seq`.
+    After(i64),
+    /// From the end: read the highest `seq`, flush the caches (what was cached may predate
+    /// a revocation no read will bring), go on from there.
+    FromEnd,
+}
+
+impl LogCursor {
+    pub fn next(&self, now: Instant) -> LogRead {
+        match (self.last, self.read_at) {
+            (Some(last), Some(at)) if now.saturating_duration_since(at) < LOG_STALE => {
+                LogRead::After(last)
+            }
+            _ => LogRead::FromEnd,
+        }
+    }
+
+    /// Takes the rows a [`LogRead::After`] read: the events to apply, oldest first, or
+    /// `None` when the page was full (more may wait than a read takes: start from the end).
+    pub fn rows(&mut self, rows: Vec<(i64, String)>) -> Option<Vec<Event>> {
+        if i64::try_from(rows.len()).unwrap_or(i64::MAX) >= LOG_PAGE {
+            self.last = None;
+            return None;
+        }
+        if let Some(&(seq, _)) = rows.last() {
+            self.last = Some(self.last.map_or(seq, |l| l.max(seq)));
+        }
+        Some(
+            rows.into_iter()
+                .map(|(_, e)| Event::decode(e.as_bytes()))
+                .collect(),
+        )
+    }
+
+    /// A [`LogRead::FromEnd`] read found `latest`, and the caches were flushed.
+    pub fn restarted(&mut self, latest: i64) {
+        self.last = Some(latest);
+    }
+
+    /// The read that started at `started` succeeded and what it found was applied.
+    pub fn done(&mut self, started: Instant) {
+        self.read_at = Some(started);
+    }
+}
+
+/// One read of the log: applies what it finds through `listener`; false when PostgreSQL
+/// did not answer within [`LOG_TIMEOUT`]. Only the reads are timed: once rows are read,
+/// they are applied before the cursor moves on.
+async fn read_log(
+    cursor: &mut LogCursor,
+    store: &crate::store::Store,
+    listener: &dyn Listener,
+) -> bool {
+    let started = Instant::now();
+    if let LogRead::After(last) = cursor.next(started) {
+        let Ok(Ok(rows)) =
+            tokio::time::timeout(LOG_TIMEOUT, store.revocations_after(last, LOG_PAGE)).await
+        else {
+            return false;
+        };
+        if let Some(events) = cursor.rows(rows) {
+            for event in events {
+                listener.apply_remote(event).await;
+            }
+            cursor.done(started);
+            return true;
+        }
+        tracing::warn!("more revocations waiting than one read takes: flushing the caches");
+    }
+    let Ok(Ok(latest)) = tokio::time::timeout(LOG_TIMEOUT, store.latest_revocation()).await else {
+        return false;
+    };
+    listener.apply_remote(Event::Flush).await;
+    cursor.restarted(latest);
+    cursor.done(started);
+    true
 }
 
 /// What a replica does with what it hears: the composition root hands one in (the chores),
 /// so this module knows nothing above the state it carries.
 #[async_trait::async_trait]
 pub trait Listener: Send + Sync {
-    /// Applies what another replica published (or a flush after a reconnect).
+    /// Applies a revocation from the bus or the log (or a flush). Applying one twice is
+    /// harmless: both bring every revocation.
     async fn apply_remote(&self, event: Event);
     /// This replica has just taken the chores lease.
     async fn took_chores(&self);
 }
 
 /// The replica's caches, as the bus's receiver.
-struct ListenerSink {
-    replica: Arc<Replica>,
-    listener: Weak<dyn Listener>,
-}
+struct ListenerSink(Weak<dyn Listener>);
 
 #[async_trait::async_trait]
 impl Sink for ListenerSink {
     async fn apply(&self, event: Event) {
-        if let Some(listener) = self.listener.upgrade() {
-            match &event {
-                Event::Sessions { .. }
-                | Event::Devices { .. }
-                | Event::Setting { .. }
-                | Event::Basic => self.replica.received_revocation(),
-                Event::Flush => self.replica.flushed(),
-                Event::Users | Event::Phones => {}
-            }
+        if let Some(listener) = self.0.upgrade() {
             listener.apply_remote(event).await;
         }
     }
 }
 
-/// Starts the bus, the store probe, the lease and its release on shutdown. `store` is
-/// probed for the durable revocation count; `listener` applies what arrives.
+/// Starts the bus (and its heartbeat), the reads of the revocation log (which are also the
+/// PostgreSQL probe), the lease and its release on shutdown. `listener` applies what
+/// arrives either way.
 pub fn start(r: &Arc<Replica>, store: crate::store::Store, listener: Weak<dyn Listener>) {
     let r = r.clone();
-    r.bus.start(Arc::new(ListenerSink {
-        replica: r.clone(),
-        listener: listener.clone(),
-    }));
+    r.bus.start(Arc::new(ListenerSink(listener.clone())));
 
-    // PostgreSQL reachability, every second, with the same short timeout as Redis calls.
     let weak = listener.clone();
     let health = r.health.clone();
-    let replica = r.clone();
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut tick = tokio::time::interval(BEAT);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut cursor = LogCursor::default();
         loop {
             tick.tick().await;
             let Some(listener) = weak.upgrade() else {
                 return;
             };
-            // The probe reads the revocation count: reachability and lost broadcasts at once.
-            let counted =
-                tokio::time::timeout(bus::REDIS_TIMEOUT, store.revocations_counted()).await;
-            health.set_durable(matches!(counted, Ok(Ok(_))));
-            if let Ok(Ok(n)) = counted {
-                match replica.check_count(n) {
-                    Look::Even => {}
-                    Look::First => listener.apply_remote(Event::Flush).await,
-                    Look::Lost => {
-                        tracing::warn!(
-                            "a revocation was counted that no broadcast brought: flushing the caches"
-                        );
-                        listener.apply_remote(Event::Flush).await;
-                    }
-                }
+            let started = Instant::now();
+            let read = read_log(&mut cursor, &store, &*listener).await;
+            health.set_durable(read);
+            if read {
+                health.polled(started);
             }
         }
     });
@@ -294,44 +326,102 @@ pub fn start(r: &Arc<Replica>, store: crate::store::Store, listener: Weak<dyn Li
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn replica() -> Replica {
-        let cfg = Replicated {
-            postgres_url: crate::config::Secret(b"postgres://x@127.0.0.1:1/x".to_vec()),
-            postgres_max_connections: 1,
-            redis_url: crate::config::Secret(b"redis://127.0.0.1:1/0".to_vec()),
-            key_prefix: "t".into(),
-        };
-        Replica::new(&cfg, Duration::from_secs(60)).unwrap_or_else(|_| unreachable!())
+    fn row(seq: i64, e: &Event) -> (i64, String) {
+        (seq, e.text())
     }
 
     #[test]
-    fn a_counted_revocation_no_broadcast_brought_flushes() {
-        let r = replica();
-        // The first look flushes: a session cached before it may have been revoked before
-        // it, and no later comparison would see that (a replica that cached a login, then
-        // took its first look after the logout elsewhere, kept the session).
-        assert_eq!(r.check_count(10), Look::First);
-        // Counted and received alike: nothing owed.
-        r.received_revocation();
-        assert_eq!(r.check_count(11), Look::Even);
-        // One in flight for one look is not lost yet…
-        assert_eq!(r.check_count(12), Look::Even);
-        // …it arrives: nothing owed.
-        r.received_revocation();
-        assert_eq!(r.check_count(12), Look::Even);
-        // One that never arrives: flushed on the second look that still owes it.
-        assert_eq!(r.check_count(13), Look::Even);
-        assert_eq!(r.check_count(13), Look::Lost);
-        // Owed nothing after the flush.
-        assert_eq!(r.check_count(13), Look::Even);
-        // A flush from the bus (reconnect) forgives what was owed, and the look after it
-        // starts again from flushed caches.
-        assert_eq!(r.check_count(14), Look::Even);
-        r.flushed();
-        assert_eq!(r.check_count(14), Look::First);
-        assert_eq!(r.check_count(14), Look::Even);
+    fn the_log_cursor_starts_from_the_end_and_after_a_gap() {
+        let t0 = Instant::now();
+        let mut c = LogCursor::default();
+        // Before the first read: from the end (and flush: what was cached before may
+        // predate a revocation no read will bring).
+        assert_eq!(c.next(t0), LogRead::FromEnd);
+        c.restarted(41);
+        c.done(t0);
+        assert_eq!(c.next(t0), LogRead::After(41));
+        // Rows apply in order and move the cursor.
+        let s = Event::Sessions {
+            ids: vec!["ab".into()],
+        };
+        let events = c.rows(vec![row(42, &s), row(44, &Event::Basic)]);
+        assert_eq!(events, Some(vec![s, Event::Basic]));
+        assert_eq!(c.next(t0), LogRead::After(44));
+        // Nothing new: nothing moves.
+        assert_eq!(c.rows(Vec::new()), Some(Vec::new()));
+        assert_eq!(c.next(t0), LogRead::After(44));
+        // A row nobody can read is a flush, as on the bus.
+        assert_eq!(
+            c.rows(vec![(45, "garbage".into())]),
+            Some(vec![Event::Flush])
+        );
+        // A full page: more may wait than one read takes; start from the end.
+        let full: Vec<_> = (46..46 + LOG_PAGE).map(|i| row(i, &Event::Basic)).collect();
+        assert_eq!(c.rows(full), None);
+        assert_eq!(c.next(t0), LogRead::FromEnd);
+        c.restarted(5_000);
+        c.done(t0);
+        assert_eq!(c.next(t0 + LOG_STALE / 2), LogRead::After(5_000));
+        // No successful read for a long time: rows missed meanwhile may have been purged.
+        assert_eq!(c.next(t0 + LOG_STALE), LogRead::FromEnd);
+    }
+
+    /// The caches of a replica, as the log reader sees them.
+    #[derive(Default)]
+    struct Applied(std::sync::Mutex<Vec<Event>>);
+
+    #[async_trait::async_trait]
+    impl Listener for Applied {
+        async fn apply_remote(&self, event: Event) {
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).push(event);
+        }
+        async fn took_chores(&self) {}
+    }
+
+    impl Applied {
+        fn take(&self) -> Vec<Event> {
+            std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+        }
+    }
+
+    #[tokio::test]
+    async fn reading_the_log_applies_what_was_logged_once_and_flushes_at_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(&dir.path().join("l.db"))
+            .await
+            .unwrap();
+        let applied = Applied::default();
+        let mut c = LogCursor::default();
+        let logged = Event::Devices {
+            ids: vec!["d1".into()],
+        };
+        store.log_revocation(&logged.text()).await.unwrap();
+        // The first read flushes rather than replaying the past.
+        assert!(read_log(&mut c, &store, &applied).await);
+        assert_eq!(applied.take(), vec![Event::Flush]);
+        assert!(read_log(&mut c, &store, &applied).await);
+        assert_eq!(applied.take(), Vec::new());
+        // What is logged later is applied, once.
+        let s = Event::Sessions {
+            ids: vec!["ab".into()],
+        };
+        store.log_revocation(&s.text()).await.unwrap();
+        store.log_revocation(&Event::Basic.text()).await.unwrap();
+        assert!(read_log(&mut c, &store, &applied).await);
+        assert_eq!(applied.take(), vec![s, Event::Basic]);
+        assert!(read_log(&mut c, &store, &applied).await);
+        assert_eq!(applied.take(), Vec::new());
+        // More than a page behind: one flush, then on from the end.
+        for _ in 0..LOG_PAGE {
+            store.log_revocation(&Event::Basic.text()).await.unwrap();
+        }
+        assert!(read_log(&mut c, &store, &applied).await);
+        assert_eq!(applied.take(), vec![Event::Flush]);
+        assert!(read_log(&mut c, &store, &applied).await);
+        assert_eq!(applied.take(), Vec::new());
     }
 
     #[test]

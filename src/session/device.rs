@@ -96,13 +96,14 @@ impl Devices {
         self.cache.revoke_all();
     }
 
-    /// Tells the other replicas (replica mode), counted durably first (see `Sessions`).
+    /// Tells the other replicas (replica mode) through the revocation log and the bus;
+    /// returns once none of them accepts these devices any more (`replica::announce`).
     async fn publish(&self, ids: Vec<String>) -> Result<(), StoreError> {
         if let Some(bus) = self.bus.get()
             && !ids.is_empty()
         {
-            self.store.count_revocation().await?;
-            bus.publish(crate::replica::Event::Devices { ids });
+            let event = crate::replica::Event::Devices { ids };
+            crate::replica::announce(&self.store, bus, event).await?;
         }
         Ok(())
     }
@@ -130,7 +131,8 @@ impl Devices {
         let device = match self.cache.get(&claims.jti).await {
             Some(d) => d,
             None => {
-                let seen = self.cache.epoch();
+                // PostgreSQL known down: no skip, at once.
+                let seen = self.cache.begin_fill().ok()?;
                 let rec = self.store.device(&claims.jti).await.ok()??;
                 let d = Arc::new(CachedDevice {
                     user_id: rec.user_id,

@@ -110,14 +110,14 @@ impl Sessions {
         self.cache.revoke_all();
     }
 
-    /// Tells the other replicas (replica mode): counted durably first, so a broadcast that
-    /// never arrives is still noticed (see `replica::Replica::check_count`).
+    /// Tells the other replicas (replica mode), through the revocation log and the bus;
+    /// returns once none of them accepts these sessions any more (`replica::announce`).
     async fn publish(&self, hashes: Vec<String>) -> Result<(), StoreError> {
         if let Some(bus) = self.bus.get()
             && !hashes.is_empty()
         {
-            self.store.count_revocation().await?;
-            bus.publish(crate::replica::Event::Sessions { ids: hashes });
+            let event = crate::replica::Event::Sessions { ids: hashes };
+            crate::replica::announce(&self.store, bus, event).await?;
         }
         Ok(())
     }
@@ -278,12 +278,13 @@ impl Sessions {
     /// Reads a session from the store into the cache. Only IDs we issued are in the store,
     /// so unknown ones never enter the cache. A read that raced a revocation is not cached
     /// and is read again (SECURITY 37); under a storm of revocations the last read answers
-    /// this request without entering the cache.
+    /// this request without entering the cache. While PostgreSQL is known down (replica
+    /// mode), an error at once (a 503), not a wait for the store's timeout.
     async fn load(&self, key: [u8; 32]) -> Result<Option<Arc<LiveSession>>, StoreError> {
         let mut tries = 0;
         loop {
             tries += 1;
-            let seen = self.cache.epoch();
+            let seen = self.cache.begin_fill()?;
             let Some(record) = self.store.session(&hex::encode(key)).await? else {
                 return Ok(None);
             };

@@ -15,6 +15,7 @@
 //! Also the phone states of the users file, so a phone change read by several replicas is
 //! handled (audit, mail) by one.
 
+use super::revocations::RevocationLog;
 use super::{DbRow, DeviceRecord, Result, SessionRecord, Store};
 use crate::proof::SecondFactor;
 
@@ -29,14 +30,10 @@ pub struct Revoked {
     pub tokens: u64,
 }
 
-impl Revoked {
-    /// The revocation messages its replica publishes — one for the sessions if any, one for
-    /// the devices if any, one for cached Basic credentials — each counted durably in the
-    /// change's transaction (what the other replicas compare the messages they got with).
-    pub fn broadcasts(&self) -> i64 {
-        1 + i64::from(!self.sessions.is_empty()) + i64::from(!self.devices.is_empty())
-    }
-}
+/// What a change's transaction writes to the revocation log, as encoded events, given what
+/// it revoked (the caller knows the bus's format; the store does not). Empty in the
+/// single-machine mode, where nobody reads the log.
+pub type LogEvents<'a> = &'a (dyn Fn(&Revoked) -> Vec<String> + Sync);
 
 /// What a compare-and-set of a user's credential digest did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,17 +106,6 @@ macro_rules! current_digest {
     }};
 }
 
-/// The durable record of what a credential change revoked, in its transaction: today the
-/// revocation count the replicas compare with the messages they received (one per
-/// message). The one place to change when revocations are logged instead.
-macro_rules! record_revocations {
-    ($tx:ident, $revoked:expr) => {
-        sqlx::query("UPDATE revocation_count SET n = n + $1 WHERE id = 1")
-            .bind($revoked.broadcasts())
-            .execute(&mut *$tx)
-            .await?
-    };
-}
 
 impl Store {
     /// Inserts a session if its credential digest is the user's stored one (stored first
@@ -221,6 +207,7 @@ impl Store {
         from: &str,
         to: &str,
         now: i64,
+        log: LogEvents<'_>,
     ) -> Result<CredentialChange> {
         if from == to {
             return Ok(CredentialChange::Already);
@@ -299,7 +286,10 @@ impl Store {
                 devices,
                 tokens,
             };
-            record_revocations!(tx, revoked);
+            // Last before the commit: the log's lock serialises revocations until it.
+            for event in log(&revoked) {
+                tx.log_revocation(now, &event).await?;
+            }
             tx.commit().await?;
             Ok(CredentialChange::Applied(revoked))
         })

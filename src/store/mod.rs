@@ -59,6 +59,7 @@ macro_rules! with_user_lock {
 mod credentials;
 mod passkeys;
 mod phones;
+pub(crate) mod revocations;
 mod risk;
 mod tokens;
 
@@ -1072,27 +1073,6 @@ impl Store {
             .map(audit_from_row)
             .collect::<Result<Vec<_>>>()),
         }
-    }
-
-    /// Counts one revocation durably (replica mode, after the revocation's own write): the
-    /// other replicas compare the count with the broadcasts they received.
-    pub async fn count_revocation(&self) -> Result<()> {
-        on_db!(&self.db, pool => {
-            sqlx::query("UPDATE revocation_count SET n = n + 1 WHERE id = 1")
-                .execute(pool)
-                .await?;
-        });
-        Ok(())
-    }
-
-    /// How many revocations were counted so far.
-    pub async fn revocations_counted(&self) -> Result<i64> {
-        let n: i64 = on_db!(&self.db, pool => {
-            sqlx::query_scalar("SELECT n FROM revocation_count WHERE id = 1")
-                .fetch_one(pool)
-                .await?
-        });
-        Ok(n)
     }
 
     pub async fn ping(&self) -> Result<()> {

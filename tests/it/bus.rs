@@ -1,7 +1,8 @@
 //! The replica machinery against a real `redis-server` of the test's own, without
 //! PostgreSQL: two buses in one process stand for two replicas (revocations dropped
-//! everywhere within a second, a reconnect flushes), the chores lease (one holder, takeover
-//! after expiry, release), and the outage grace on the caches.
+//! everywhere within a second, a reconnect flushes), the heartbeat that lets the caches
+//! decide, a revocation answered once Redis took it (or after the trust period), the chores
+//! lease (one holder, takeover after expiry, release), and the outage grace on the caches.
 #![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)]
 
 use crate::common::stores;
@@ -73,10 +74,27 @@ async fn connected(r: &Replica) {
         r.flushes.load(std::sync::atomic::Ordering::SeqCst) >= 1
     })
     .await;
+    // Its first heartbeat back: the cache decides from now on.
+    until("trusted", Duration::from_secs(2), async || {
+        r.health.cache_trusted()
+    })
+    .await;
 }
 
 fn healthy(r: &Replica) {
     r.health.set_durable(true);
+}
+
+/// Stands in for a replica whose reads of the revocation log succeed (PostgreSQL answers):
+/// its caches may decide whatever Redis does.
+fn log_read_all_along(r: &Arc<Replica>) {
+    let r = r.clone();
+    tokio::spawn(async move {
+        loop {
+            r.health.polled(Instant::now());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,6 +139,7 @@ async fn a_replica_that_reconnects_flushes_and_the_grace_bounds_the_cache_meanwh
     let (a, b) = (replica(&redis, "t2", grace), replica(&redis, "t2", grace));
     for r in [&a, &b] {
         healthy(r);
+        log_read_all_along(r);
         connected(r).await;
         r.cache.insert_fresh("s".into(), 7).await;
     }
@@ -230,4 +249,89 @@ async fn redis_unreachable_is_noticed_quickly_and_never_hangs() {
         .err()
         .unwrap();
     assert!(!e.to_string().contains("hunter2"));
+}
+
+/// Without reads of the log, the caches decide only while this replica's heartbeat comes
+/// back through Redis: within the trust period of Redis going away they stop, and they
+/// decide again once the bus is back (after the flush of the reconnect).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_log_the_caches_decide_only_while_the_heartbeat_comes_back() {
+    let mut redis = TestRedis::start();
+    let r = replica(&redis, "t5", Duration::from_secs(60));
+    healthy(&r);
+    connected(&r).await;
+    until(
+        "trusted by the heartbeat",
+        Duration::from_secs(2),
+        async || r.health.cache_trusted(),
+    )
+    .await;
+    r.cache.insert_fresh("s".into(), 1).await;
+    assert_eq!(r.cache.get(&"s".to_owned()).await, Some(1));
+    redis.stop();
+    let stopped = Instant::now();
+    until("untrusted", Duration::from_secs(2), async || {
+        !r.health.cache_trusted()
+    })
+    .await;
+    let took = stopped.elapsed();
+    assert!(
+        took <= nidan::replica::TRUST + Duration::from_millis(200),
+        "{took:?}"
+    );
+    assert_eq!(r.cache.get(&"s".to_owned()).await, None);
+    redis.restart();
+    until("trusted again", Duration::from_secs(5), async || {
+        r.health.cache_trusted()
+    })
+    .await;
+    // What was cached before may have missed a revocation: the reconnect flushed it.
+    r.cache.run_pending_tasks().await;
+    assert_eq!(r.cache.get(&"s".to_owned()).await, None);
+}
+
+/// A revocation is answered as soon as Redis took it (and the other replica has it a
+/// moment later); with Redis gone, after the trust period, by which time every replica
+/// whose cache still decides has read the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_is_answered_when_redis_took_it_or_after_the_trust_period() {
+    let mut redis = TestRedis::start();
+    let grace = Duration::from_secs(60);
+    let (a, b) = (replica(&redis, "t6", grace), replica(&redis, "t6", grace));
+    for r in [&a, &b] {
+        healthy(r);
+        connected(r).await;
+    }
+    b.cache.insert_fresh("d".into(), 1).await;
+    let start = Instant::now();
+    a.bus
+        .publish_logged(
+            Event::Devices {
+                ids: vec!["d".into()],
+            },
+            Instant::now(),
+        )
+        .await;
+    let took = start.elapsed();
+    assert!(took < Duration::from_millis(200), "{took:?}");
+    until("received", Duration::from_millis(100), async || {
+        b.cache.get(&"d".to_owned()).await.is_none()
+    })
+    .await;
+    redis.stop();
+    for known in [false, true] {
+        if known {
+            until("outage noticed", Duration::from_secs(3), async || {
+                a.health.redis() == Status::Down
+            })
+            .await;
+        }
+        let logged = Instant::now();
+        a.bus.publish_logged(Event::Basic, logged).await;
+        let took = logged.elapsed();
+        assert!(
+            took >= nidan::replica::TRUST && took < Duration::from_millis(1_500),
+            "known down: {known}: {took:?}"
+        );
+    }
 }

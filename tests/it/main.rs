@@ -32,6 +32,7 @@ mod reload;
 mod replicas;
 mod review2_attacks;
 mod review_attacks;
+mod revocation;
 mod risk;
 mod sessions;
 mod shared_state;

@@ -24,6 +24,9 @@ pub struct Node {
     pub log: std::path::PathBuf,
     /// The Redis URL this replica is given (the cluster's, or a forwarder's that a test cuts).
     pub redis_url: String,
+    /// The PostgreSQL URL this replica is given when not the cluster's (a forwarder's that
+    /// a test cuts for this replica only: [`Cluster::start_links`]).
+    pub pg_url: Option<String>,
 }
 
 pub struct Cluster {
@@ -93,6 +96,34 @@ impl Cluster {
         c
     }
 
+    /// Like [`Cluster::start_on`] (PostgreSQL reached directly), then replica `i` reaches
+    /// PostgreSQL through `pg_links[i]` when that is given (started again so), as a network
+    /// fault between one replica and the database would need.
+    pub fn start_links(
+        redis: TestRedis,
+        redis_urls: &[String],
+        pg_links: &[Option<&Cut>],
+        grace: &str,
+        extra: &str,
+    ) -> Self {
+        let mut c = Self::start_on(redis, redis_urls, grace, extra, None);
+        for (i, link) in pg_links.iter().enumerate() {
+            let Some(link) = link else { continue };
+            c.kill9(i);
+            let mut node = c.nodes.remove(i);
+            node.pg_url = Some(c._db.url.replacen(
+                &pg_addr().to_string(),
+                &format!("127.0.0.1:{}", link.port),
+                1,
+            ));
+            let started = c.spawn(&mut node);
+            c.nodes.insert(i, node);
+            assert!(started, "replica {i} did not start again\n{}", c.log(i));
+            c.wait_ready(i);
+        }
+        c
+    }
+
     pub fn spawn_node(&self, i: usize, redis_url: &str, grace: &str, extra: &str) -> Node {
         let b = self._backend.addr;
         for _ in 0..5 {
@@ -126,6 +157,7 @@ routes:
                 config,
                 log: self.dir.path().join(format!("replica-{i}.log")),
                 redis_url: redis_url.to_owned(),
+                pg_url: None,
             };
             if self.spawn(&mut node) {
                 return node;
@@ -144,7 +176,10 @@ routes:
             .args(["serve", "--config"])
             .arg(&node.config)
             .env("RUST_LOG", "info")
-            .env("NIDAN_DATABASE_URL", &self.pg_url)
+            .env(
+                "NIDAN_DATABASE_URL",
+                node.pg_url.as_deref().unwrap_or(&self.pg_url),
+            )
             .env("NIDAN_REDIS_URL", &node.redis_url)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
