@@ -106,7 +106,6 @@ macro_rules! current_digest {
     }};
 }
 
-
 impl Store {
     /// Inserts a session if its credential digest is the user's stored one (stored first
     /// when the user has none); false, and nothing written, when it is not. A session

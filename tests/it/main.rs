@@ -37,4 +37,5 @@ mod risk;
 mod sessions;
 mod shared_state;
 mod smoke;
+mod soak;
 mod tls;

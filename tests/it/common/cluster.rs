@@ -66,6 +66,26 @@ impl Cluster {
         extra: &str,
         cut: Option<&Cut>,
     ) -> Self {
+        Self::start_in(
+            common::deployment_dir(),
+            redis,
+            redis_urls,
+            grace,
+            extra,
+            cut,
+        )
+    }
+
+    /// [`Cluster::start_on`] in a deployment directory the caller prepared (a users file
+    /// with more users, say).
+    pub fn start_in(
+        dir: tempfile::TempDir,
+        redis: TestRedis,
+        redis_urls: &[String],
+        grace: &str,
+        extra: &str,
+        cut: Option<&Cut>,
+    ) -> Self {
         let backend = Backend::start();
         let db = TestDb::create();
         let pg_url = match cut {
@@ -76,7 +96,6 @@ impl Cluster {
             ),
             None => db.url.clone(),
         };
-        let dir = common::deployment_dir();
         std::fs::write(dir.path().join("admin-token"), format!("{ADMIN_TOKEN}\n")).unwrap();
         let mut c = Self {
             nodes: Vec::new(),
@@ -172,6 +191,11 @@ routes:
             .append(true)
             .open(&node.log)
             .unwrap();
+        // Where this run's lines start (`chores_holder` reads only the last run's).
+        {
+            use std::io::Write as _;
+            let _ = writeln!(&log, "{SPAWNED}");
+        }
         let mut child = Command::new(bin())
             .args(["serve", "--config"])
             .arg(&node.config)
@@ -233,16 +257,6 @@ routes:
             let _ = c.kill();
             let _ = c.wait();
         }
-    }
-
-    /// Starts replica `i` again after [`Cluster::kill9`] (same configuration and
-    /// addresses) and waits until it is ready.
-    pub fn restart(&mut self, i: usize) {
-        let mut node = self.nodes.remove(i);
-        let started = self.spawn(&mut node);
-        self.nodes.insert(i, node);
-        assert!(started, "replica {i} did not restart\n{}", self.log(i));
-        self.wait_ready(i);
     }
 
     /// The replica that took the chores lease (from the logs: call it before any restart),
@@ -319,6 +333,186 @@ routes:
         std::thread::sleep(Duration::from_millis(1100));
         std::fs::write(&path, format!("{head}{tail}")).unwrap();
     }
+}
+
+/// The line [`Cluster::spawn`] writes to a replica's log before each start.
+const SPAWNED: &str = "--- the test starts nidan serve ---";
+
+/// A cluster whose every replica reaches PostgreSQL and Redis only through a forwarder the
+/// test controls, one per store, shared by the replicas: cutting one is that store gone
+/// for everyone, as a failover or a partition on the database side would be.
+pub struct Faulty {
+    pub c: Cluster,
+    /// Between every replica and PostgreSQL.
+    pub pg: Cut,
+    /// Between every replica and Redis (the server itself is `c.redis`, which a test may
+    /// stop and start again behind it).
+    pub redis: Cut,
+}
+
+impl Faulty {
+    /// `users`: entries appended to the users file before any replica starts (list items
+    /// indented as in `config/test/users.yaml`).
+    pub fn start(n: usize, grace: &str, extra: &str, users: &str) -> Self {
+        let redis = TestRedis::start();
+        let redis_cut = Cut::start(format!("127.0.0.1:{}", redis.port).parse().unwrap());
+        let pg = Cut::start(pg_addr());
+        let dir = common::deployment_dir();
+        let file = dir.path().join("users.yaml");
+        let text = std::fs::read_to_string(&file).unwrap();
+        std::fs::write(&file, format!("{text}{users}")).unwrap();
+        let urls = vec![format!("redis://127.0.0.1:{}/0", redis_cut.port); n];
+        let c = Cluster::start_in(dir, redis, &urls, grace, extra, Some(&pg));
+        Self {
+            c,
+            pg,
+            redis: redis_cut,
+        }
+    }
+}
+
+impl Cluster {
+    /// Starts replica `i` again from its configuration, on its ports, after a `kill9`
+    /// (killing it first if it runs), and waits until it is ready.
+    pub fn restart(&mut self, i: usize) {
+        self.kill9(i);
+        let n = &self.nodes[i];
+        let mut node = Node {
+            child: None,
+            addr: n.addr,
+            admin: n.admin,
+            config: n.config.clone(),
+            log: n.log.clone(),
+            redis_url: n.redis_url.clone(),
+            pg_url: n.pg_url.clone(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.spawn(&mut node) {
+            assert!(
+                Instant::now() < deadline,
+                "replica {i} did not start again\n{}",
+                self.log(i)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        self.nodes[i] = node;
+        self.wait_ready(i);
+    }
+
+    /// The running replica whose log (since its last start) last says it took the chores
+    /// lease and not that it lost it, if exactly one does.
+    pub fn chores_holder(&self) -> Option<usize> {
+        let claims: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].child.is_some())
+            .filter(|&i| {
+                let log = self.log(i);
+                let run = log.rsplit(SPAWNED).next().unwrap_or("");
+                let took = run.rfind("now runs the periodic chores");
+                let lost = run.rfind("no longer runs the periodic chores");
+                took.is_some_and(|t| lost.is_none_or(|l| l < t))
+            })
+            .collect();
+        (claims.len() == 1).then(|| claims[0])
+    }
+
+    /// Waits (up to `limit`) until exactly one replica holds the chores; which, if one did.
+    pub fn wait_chores_holder(&self, limit: Duration) -> Option<usize> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let holder = self.chores_holder();
+            if holder.is_some() || Instant::now() > deadline {
+                return holder;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// A reader of the shared outbox that follows it as it grows.
+    pub fn codes(&self) -> Codes {
+        Codes::new(self.dir.path().join("outbox.jsonl"))
+    }
+}
+
+/// The codes in an outbox, read as the file grows (from where the last look stopped, so
+/// many simulated browsers can wait for theirs without re-reading the whole file): per
+/// user, every code in the order sent. A browser notes [`Codes::count`] before the ID
+/// step and waits for the next one, so a code from an earlier login is never taken.
+pub struct Codes {
+    path: std::path::PathBuf,
+    seen: std::sync::Mutex<CodesSeen>,
+}
+
+#[derive(Default)]
+struct CodesSeen {
+    offset: usize,
+    by_user: std::collections::HashMap<String, Vec<String>>,
+}
+
+impl Codes {
+    pub fn new(path: std::path::PathBuf) -> Self {
+        Self {
+            path,
+            seen: std::sync::Mutex::new(CodesSeen::default()),
+        }
+    }
+
+    fn refresh(&self) -> std::sync::MutexGuard<'_, CodesSeen> {
+        use std::io::{Read as _, Seek as _};
+        let mut seen = self.seen.lock().unwrap();
+        let mut bytes = Vec::new();
+        if let Ok(mut f) = std::fs::File::open(&self.path)
+            && f.seek(std::io::SeekFrom::Start(seen.offset as u64)).is_ok()
+        {
+            let _ = f.read_to_end(&mut bytes);
+        }
+        // Whole lines only: a line being appended is read at the next look.
+        let end = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+        if end > 0 {
+            let fresh = String::from_utf8_lossy(&bytes[..end]).into_owned();
+            for line in fresh.lines().filter(|l| !l.trim().is_empty()) {
+                let m: Value = serde_json::from_str(line).unwrap();
+                if let (Some(user), Some(code)) = (m["user"].as_str(), m["code"].as_str()) {
+                    let codes = seen.by_user.entry(user.to_owned()).or_default();
+                    codes.push(code.to_owned());
+                }
+            }
+            seen.offset += end;
+        }
+        seen
+    }
+
+    /// How many codes `user` was sent so far.
+    pub fn count(&self, user: &str) -> usize {
+        self.refresh().by_user.get(user).map_or(0, Vec::len)
+    }
+
+    /// The first code `user` is sent after the first `before`, waiting up to `limit`.
+    pub async fn after(&self, user: &str, before: usize, limit: Duration) -> Option<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let code = self
+                .refresh()
+                .by_user
+                .get(user)
+                .and_then(|c| c.get(before).cloned());
+            if code.is_some() || Instant::now() > deadline {
+                return code;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+/// A client like [`http`] whose connections come from `ip` (any 127.x.y.z on Linux
+/// loopback: another client network for the per-address limits), with `timeout`.
+pub fn http_from(ip: std::net::IpAddr, timeout: Duration) -> reqwest::Client {
+    pingora::tls::install_default_crypto_provider();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(ip)
+        .timeout(timeout)
+        .build()
+        .unwrap()
 }
 
 impl Drop for Cluster {
