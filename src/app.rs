@@ -10,6 +10,7 @@ use moka::future::Cache;
 
 use crate::accounts::Accounts;
 use crate::audit::Audit;
+use crate::auth::Authenticator;
 use crate::cache::{BasicCache, SafeCache};
 use crate::chores::Chores;
 use crate::config::{Config, TwoStepMethod};
@@ -51,17 +52,13 @@ pub struct App {
     pub accounts: Arc<Accounts>,
     /// The login and its short-lived state (flows, budgets, failures, approvals, passkey
     /// challenges): in process, or in Redis when `storage.redis` is set.
-    pub login: Login,
-    /// Recently verified HTTP Basic credentials, so a client sending them on every request
-    /// does not cost a password hash each time. Keyed by a salted digest of ID and password;
-    /// an entry counts only while the user's password hash is the one it was verified
-    /// against, and every revocation drops them all (SECURITY 37).
-    pub basic_cache: Arc<BasicCache>,
-    basic_salt: [u8; 32],
+    pub login: Arc<Login>,
+    /// Who is calling and may they pass: sessions, tokens, HTTP Basic (with its cache of
+    /// verified credentials) and the gate's decision, for the proxy, forward-auth and the
+    /// tunnels; also the signed identity assertions.
+    pub auth: Arc<Authenticator>,
     pub notifier: Arc<Notifier>,
     pub audit: Audit,
-    /// Signed identity assertions for backends (`identity_assertion`), when configured.
-    pub assertions: Option<crate::assertion::Assertions>,
     /// Replica mode (`storage.redis`): the revocation bus, the chores lease, store health.
     pub replica: Option<Arc<crate::replica::Replica>>,
     chores: Arc<Chores>,
@@ -131,7 +128,7 @@ impl App {
             basic_cache: basic_cache.clone(),
             replica: replica.clone(),
         }));
-        let login = Login::new(crate::login::service::Parts {
+        let login = Arc::new(Login::new(crate::login::service::Parts {
             cfg: cfg.clone(),
             store: store.clone(),
             accounts: accounts.clone(),
@@ -141,7 +138,7 @@ impl App {
             notifier: notifier.clone(),
             state,
             hasher,
-        });
+        }));
         let routes = Arc::new(ArcSwap::from_pointee(RouteTable::new(cfg.routes.clone())));
         let chores = Arc::new(Chores {
             cfg: cfg.clone(),
@@ -154,19 +151,27 @@ impl App {
             replica: replica.clone(),
             reload_config: reloader(cfg.clone(), routes.clone()),
         });
+        let auth = Arc::new(Authenticator::new(crate::auth::Parts {
+            cfg: cfg.clone(),
+            accounts: accounts.clone(),
+            sessions: sessions.clone(),
+            login: login.clone(),
+            store: store.clone(),
+            audit: audit.clone(),
+            basic_cache,
+            assertions: cfg
+                .identity_assertion
+                .as_ref()
+                .map(|a| crate::assertion::Assertions::new(a, &cfg.trusted_devices.signing_keys)),
+        }));
         Ok(Arc::new(Self {
             routes,
             sessions,
             devices,
             accounts,
             login,
-            basic_cache,
-            basic_salt: rand::random(),
+            auth,
             notifier,
-            assertions: cfg
-                .identity_assertion
-                .as_ref()
-                .map(|a| crate::assertion::Assertions::new(a, &cfg.trusted_devices.signing_keys)),
             audit,
             store,
             cfg,
@@ -221,12 +226,6 @@ impl App {
     /// See [`Accounts::revoke_everything`]; kept for the portal pages.
     pub async fn revoke_everything(&self, user: &str, why: &str, ip: &str) -> bool {
         self.accounts.revoke_everything(user, why, ip).await
-    }
-
-    /// The Basic-credentials cache key for an ID and password: salted per process, so the
-    /// digests in memory are no password oracle.
-    pub fn basic_key(&self, id: &str, password: &str) -> [u8; 32] {
-        crate::secret::digest(&[&self.basic_salt, id.as_bytes(), password.as_bytes()])
     }
 
     /// The user behind an ID, if they exist and may log in (see [`Accounts::active_user`]).

@@ -9,6 +9,7 @@ pub mod approver;
 pub mod assertion;
 pub mod assurance;
 pub mod audit;
+pub mod auth;
 pub mod cache;
 pub mod chores;
 pub mod config;

@@ -443,9 +443,9 @@ async fn route(ctx: &Ctx<'_>) -> Response {
         }
         // The identity assertion's public keys (RFC 7517), for backends to verify it with.
         (&Method::GET | &Method::HEAD, [".well-known", "jwks.json"])
-            if ctx.app.assertions.is_some() =>
+            if ctx.app.auth.assertions.is_some() =>
         {
-            let jwks = ctx.app.assertions.as_ref().map(|a| a.jwks(ctx.now()));
+            let jwks = ctx.app.auth.assertions.as_ref().map(|a| a.jwks(ctx.now()));
             Response::json(200, &jwks.unwrap_or_default())
                 .with("cache-control", "public, max-age=300")
         }
@@ -552,7 +552,7 @@ pub fn gateway_error(app: &App, req: &pingora::http::RequestHeader, status: u16)
         400..=499 => (t.err_bad_request_heading, t.err_bad_request, "bad_request"),
         _ => (t.err_internal_heading, t.err_internal, "internal"),
     };
-    let resp = if crate::proxy::gate::is_browser(header("accept")) {
+    let resp = if crate::auth::gate::is_browser(header("accept")) {
         let page = views::MessagePage {
             t,
             lang,

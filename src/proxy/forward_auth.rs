@@ -2,7 +2,7 @@
 //! nidan about a request they hold instead of sending it through nidan. The request they
 //! describe is decided exactly as the proxy decides one it receives: the same reading of
 //! target and host ([`target::read`]), the same canonical path ([`path::canonicalize_parts`]),
-//! the same route table, caller and gate ([`Gateway::judge`]); the answer is a status plus the
+//! the same route table, caller and gate ([`Authenticator::authorize`](crate::auth::Authenticator::authorize)); the answer is a status plus the
 //! identity headers (and the signed assertion) instead of a forwarded request, and the host
 //! and target decided on, for the proxy to send the app instead of the client's.
 //!
@@ -13,11 +13,11 @@ use std::net::IpAddr;
 
 use pingora::proxy::Session;
 
-use super::{Ctx, Gateway, Refused, basic_challenge, path, target};
+use super::{Ctx, Gateway, basic_challenge, path, target};
 use crate::assurance::Missing;
-use crate::config::Policy;
+use crate::auth::Refused;
+use crate::auth::gate::{self, Decision, Identity};
 use crate::portal::http::Response;
-use crate::proxy::gate::{self, Decision, Identity};
 
 /// Under the portal prefix.
 pub(crate) const PATH: &str = "/api/authz/forward-auth";
@@ -150,24 +150,20 @@ impl Gateway {
         ctx.route = found.as_ref().map(|f| f.index);
         ctx.table = Some(table.clone());
         let route = found.as_ref().map(|f| f.route.as_ref());
-        let mut used_basic = false;
-        let caller = match route {
-            Some(r) if matches!(r.policy, Policy::Login | Policy::TwoFactor) => {
-                self.caller(headers, ctx.https, &mut used_basic, r, client)
-                    .await
-            }
-            _ => super::CallerState::None,
-        };
-        let decision = match self.judge(route, &caller, client).await {
-            Ok(d) => d,
+        let crate::auth::Authorized {
+            caller,
+            used_basic,
+            decision,
+        } = match self.auth.authorize(route, headers, ctx.https, client).await {
+            Ok(a) => a,
             Err(refused) => return refused_answer(refused),
         };
         let decided = (&authority, &canonical);
         match decision {
             Decision::Allow(identity) => {
-                let assertion = match self.assertion(route, &caller) {
+                let assertion = match self.auth.assertion(route, &caller) {
                     Ok(a) => a,
-                    Err(()) => {
+                    Err(crate::auth::Unsigned) => {
                         return bad(503, "unavailable", "the service is unavailable; try again")
                             .with("retry-after", crate::outage::retry_after());
                     }
@@ -274,6 +270,7 @@ impl Gateway {
         // Empty, under its default name, when assertions are off: the README's
         // snippets copy it either way.
         let assertion_header = app
+            .auth
             .assertions
             .as_ref()
             .map_or("x-nidan-assertion", |a| a.header());

@@ -7,13 +7,12 @@
 pub mod access;
 pub mod conn;
 pub(crate) mod forward_auth;
-pub mod gate;
+pub use crate::auth::gate;
 pub mod path;
 pub mod respond;
 pub mod route;
 pub mod scheme;
 pub mod target;
-mod token;
 pub mod tunnel;
 pub mod upstream;
 
@@ -22,8 +21,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use http::HeaderName;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
@@ -32,14 +29,13 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{ErrorSource, ErrorType};
 
 use crate::app::App;
-use crate::assurance::{self, Exemption, FirstFactor, Proof, Verdict};
-use crate::config::{Policy, SecondStep};
+use crate::assurance;
+use crate::auth::{Authenticator, CallerState, Refused};
 use crate::metrics;
 use crate::portal;
 use crate::portal::http::Response;
 use crate::session::cookie;
-use crate::store::SeenKind;
-use gate::{Caller, Decision, Identity};
+use gate::{Decision, Identity};
 
 /// Largest request body the portal reads.
 const PORTAL_BODY_LIMIT: usize = 64 * 1024;
@@ -53,8 +49,8 @@ pub struct Gateway {
     identity_names: [HeaderName; 4],
     /// The identity assertion's header, parsed once (`None`: assertions are off).
     assertion_name: Option<HeaderName>,
-    /// The session cookie's name over plain HTTP and over HTTPS (`__Host-`), made once.
-    session_cookie: [String; 2],
+    /// Who is calling and may they pass (shared with forward-auth and the tunnels).
+    auth: Arc<Authenticator>,
     /// Open upgraded connections, held to what opened them.
     tunnels: Arc<tunnel::Tunnels>,
 }
@@ -70,6 +66,7 @@ impl Gateway {
         // The assertion's header is ours too: a client's copy never reaches a backend, on any
         // route, whether or not assertions are on.
         let assertion = app
+            .auth
             .assertions
             .as_ref()
             .map_or("x-nidan-assertion", |a| a.header());
@@ -84,15 +81,17 @@ impl Gateway {
         let parsed = |n: &str| HeaderName::from_bytes(n.as_bytes()).ok();
         let identity_names = names
             .map(|n| parsed(n).unwrap_or_else(|| HeaderName::from_static("x-nidan-invalid-name")));
-        let assertion_name = app.assertions.as_ref().and_then(|a| parsed(a.header()));
-        let base = &app.cfg.session.cookie_name;
-        let session_cookie = [cookie::name(base, false), cookie::name(base, true)];
+        let assertion_name = app
+            .auth
+            .assertions
+            .as_ref()
+            .and_then(|a| parsed(a.header()));
         Self {
+            auth: app.auth.clone(),
             app,
             identity_headers,
             identity_names,
             assertion_name,
-            session_cookie,
             tunnels,
         }
     }
@@ -310,24 +309,21 @@ impl Gateway {
         ctx.route = found.as_ref().map(|f| f.index);
         ctx.table = Some(table.clone());
         let route = found.as_ref().map(|f| f.route.as_ref());
-        let caller = match route {
-            Some(r) if matches!(r.policy, Policy::Login | Policy::TwoFactor) => {
-                let headers = &session.req_header().headers;
-                self.caller(headers, ctx.https, &mut ctx.used_basic, r, client)
-                    .await
-            }
-            _ => CallerState::None,
-        };
-        let decision = match self.judge(route, &caller, client).await {
-            Ok(d) => d,
-            Err(refused) => return Ok(Some(refused_answer(app, session.req_header(), refused))),
-        };
+        let headers = &session.req_header().headers;
+        let asked = self.auth.authorize(route, headers, ctx.https, client).await;
         let req = session.req_header();
+        let (caller, decision) = match asked {
+            Ok(a) => {
+                ctx.used_basic = a.used_basic;
+                (a.caller, a.decision)
+            }
+            Err(refused) => return Ok(Some(refused_answer(app, req, refused))),
+        };
         Ok(match decision {
             Decision::Allow(identity) => {
-                match self.assertion(route, &caller) {
+                match self.auth.assertion(route, &caller) {
                     Ok(a) => ctx.assertion = a,
-                    Err(()) => return Ok(Some(unavailable(app, req))),
+                    Err(crate::auth::Unsigned) => return Ok(Some(unavailable(app, req))),
                 }
                 ctx.identity = identity;
                 if ctx.upgrade && !matches!(caller, CallerState::None) {
@@ -407,105 +403,6 @@ impl Gateway {
         Box::pin(portal).await
     }
 
-    /// What the gate decides for this caller on this route (the proxy and forward-auth
-    /// alike); `Err` when the gateway answers without deciding.
-    async fn judge(
-        &self,
-        route: Option<&crate::config::Route>,
-        caller: &CallerState,
-        client: IpAddr,
-    ) -> std::result::Result<Decision, Refused> {
-        let networks = &self.app.cfg.exemptions.networks;
-        match caller {
-            CallerState::Known(user, proof, _) => {
-                // The user's current setting, read only when the decision depends on it; an
-                // error reading it is a 503, never "2-step off" (SECURITY 36).
-                let two_step_on = match route.filter(|r| assurance::needs_setting(r, proof)) {
-                    Some(_) => match self.app.two_step_of(user).await {
-                        Ok((on, _)) => on,
-                        Err(e) => {
-                            tracing::error!(error = %e, "2-step setting unreadable: refusing");
-                            return Err(Refused::Unavailable);
-                        }
-                    },
-                    None => false,
-                };
-                let caller = Caller {
-                    user,
-                    proof,
-                    two_step_on,
-                };
-                Ok(gate::decide(route, Some(caller), client, networks))
-            }
-            CallerState::BadBasic => Err(Refused::BadBasic),
-            CallerState::Unavailable => Err(Refused::Unavailable),
-            CallerState::Throttled(s) => Err(Refused::Throttled(*s)),
-            CallerState::None => Ok(gate::decide(route, None, client, networks)),
-        }
-    }
-
-    /// The signed identity assertion for an allowed caller, where the route carries one;
-    /// `Err` when it could not be signed (the request is refused, not sent without it).
-    fn assertion(
-        &self,
-        route: Option<&crate::config::Route>,
-        caller: &CallerState,
-    ) -> std::result::Result<Option<Arc<str>>, ()> {
-        let (Some(assertions), Some(route), CallerState::Known(user, proof, auth_time)) =
-            (&self.app.assertions, route, caller)
-        else {
-            return Ok(None);
-        };
-        if !route.assertion {
-            return Ok(None);
-        }
-        let subject = crate::assertion::Subject {
-            user,
-            proof,
-            auth_time: *auth_time,
-        };
-        match assertions.token(route, &subject, crate::time::now()) {
-            Ok(t) => Ok(Some(t)),
-            Err(e) => {
-                tracing::error!(error = %e, "refusing the request");
-                Err(())
-            }
-        }
-    }
-
-    /// Who is calling a protected route, and what they proved: a session cookie, or an API
-    /// token or HTTP Basic where the route accepts them (`used_basic` is set when an
-    /// `Authorization` header was read).
-    async fn caller(
-        &self,
-        headers: &http::HeaderMap,
-        https: bool,
-        used_basic: &mut bool,
-        route: &crate::config::Route,
-        client: IpAddr,
-    ) -> CallerState {
-        if route.accept.session
-            && let Some(known) = self.session_caller(headers, https, true).await
-        {
-            return known;
-        }
-        if route.accept.token
-            && let Some((basic_id, presented)) = token::presented(headers)
-        {
-            *used_basic = true;
-            // Boxed, like the portal: rare, and large (store and hashing futures).
-            return Box::pin(self.token_caller(route, basic_id.as_deref(), &presented, client))
-                .await;
-        }
-        if route.accept.basic
-            && let Some((id, password)) = basic_credentials(headers)
-        {
-            *used_basic = true;
-            return Box::pin(self.basic(route, &id, &password, client)).await;
-        }
-        CallerState::None
-    }
-
     /// Whether what opened a tunnel still opens its route now (see [`tunnel`]); `active`:
     /// something moved through it since the last look.
     pub async fn still_open(&self, opened: &tunnel::Opened, active: bool) -> tunnel::Verdict {
@@ -515,256 +412,21 @@ impl Gateway {
         };
         let route = found.route.as_ref();
         let (headers, https, client) = (&opened.headers, opened.https, opened.client);
-        let caller = match self.session_caller(headers, https, active).await {
+        let caller = match self.auth.session_caller(headers, https, active).await {
             Some(known) if route.accept.session => known,
-            _ => self.caller(headers, https, &mut false, route, client).await,
+            _ => {
+                self.auth
+                    .caller(headers, https, &mut false, route, client)
+                    .await
+            }
         };
-        match self.judge(Some(route), &caller, client).await {
+        match self.auth.judge(Some(route), &caller, client).await {
             Ok(Decision::Allow(_)) => tunnel::Verdict::Open,
             // A store that cannot answer, or a throttled re-check, does not say the
             // credential ended: the tunnel is given a second at most (see `tunnel`).
             Err(Refused::Unavailable | Refused::Throttled(_)) => tunnel::Verdict::Unknown,
             _ => tunnel::Verdict::Closed,
         }
-    }
-
-    /// The caller a session cookie names, if it names a live session of an active user;
-    /// `activity`: the request counts as the session's activity (see [`Sessions::peek`]).
-    ///
-    /// [`Sessions::peek`]: crate::session::Sessions::peek
-    async fn session_caller(
-        &self,
-        headers: &http::HeaderMap,
-        https: bool,
-        activity: bool,
-    ) -> Option<CallerState> {
-        let app = &self.app;
-        let now = crate::time::now();
-        // Only the name for this scheme: over HTTPS a plain-HTTP cookie (which a page
-        // downgraded to http:// could have planted) is not read (SECURITY 44).
-        let [plain, host_prefixed] = &self.session_cookie;
-        let name = if https { host_prefixed } else { plain };
-        let found = cookie::get(headers, name);
-        if found.is_none() && https && cookie::get(headers, plain).is_some() {
-            plain_cookie_over_https();
-        }
-        let token = found?;
-        let checked = if activity {
-            app.sessions.check(&token, now).await
-        } else {
-            app.sessions.peek(&token, now).await
-        };
-        match checked {
-            Ok(Some(live)) => {
-                let user = app.active_user(&live.record.user_id)?;
-                let auth_time = Some(live.record.auth_time);
-                Some(CallerState::Known(user, live.record.proof, auth_time))
-            }
-            Ok(None) => None,
-            Err(e) => {
-                tracing::error!(error = %e, "session store unreadable: refusing");
-                Some(CallerState::Unavailable)
-            }
-        }
-    }
-
-    /// HTTP Basic: the password alone, so it opens only routes where that is enough for
-    /// this user. A right password that cannot open the route is treated exactly like a
-    /// wrong one: hashed, counted as a failure, never cached (SECURITY 37).
-    async fn basic(
-        &self,
-        route: &crate::config::Route,
-        id: &str,
-        password: &str,
-        client: IpAddr,
-    ) -> CallerState {
-        let app = &self.app;
-        if password.len() > crate::login::password::MAX_PASSWORD_BYTES
-            || crate::login::valid_id(id).is_none()
-        {
-            return CallerState::BadBasic;
-        }
-        let user = app.active_user(id);
-        let proof = match &user {
-            Some(u) => match self.password_alone(route, u, FirstFactor::Password).await {
-                Ok(p) => p,
-                Err(()) => return CallerState::Unavailable,
-            },
-            None => None,
-        };
-        let key = app.basic_key(id, password);
-        if let (Some(p), Some(u)) = (proof, &user)
-            && self.basic_cached(&key, u).await
-        {
-            return CallerState::Known(u.clone(), p, None);
-        }
-        let now = crate::time::now();
-        let (attempt, prefix) = match self.basic_attempt(id, client, now).await {
-            Ok(begun) => begun,
-            Err(refused) => return refused,
-        };
-        let seen = app.basic_cache.epoch();
-        let ok = match app
-            .login
-            .hasher
-            .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
-            .await
-        {
-            Ok(ok) => ok,
-            Err(_) => {
-                // The hashing queue is full: nobody's answer, so nobody's failure.
-                app.login.failures.abandon(attempt).await;
-                return CallerState::Unavailable;
-            }
-        };
-        let ip = client.to_string();
-        match (user, proof) {
-            (Some(u), Some(p)) if ok => {
-                app.login.failures.succeeded(attempt).await;
-                self.basic_remember(&u, &prefix, now, key, seen).await;
-                app.audit
-                    .record(
-                        "basic_auth_succeeded",
-                        &u.id,
-                        &ip,
-                        serde_json::json!({
-                            "route": route.name,
-                            "exemption": (route.second_step == SecondStep::Exempt)
-                                .then_some("route_exempt"),
-                        }),
-                    )
-                    .await;
-                CallerState::Known(u, p, None)
-            }
-            (user, proof) => {
-                app.login.failures.failed(attempt, now).await;
-                let reason = if ok && user.is_some() && proof.is_none() {
-                    "second_step_required"
-                } else {
-                    "wrong_password"
-                };
-                app.audit
-                    .record(
-                        "login_failed",
-                        id,
-                        &ip,
-                        serde_json::json!({"reason": reason, "via": "basic", "route": route.name}),
-                    )
-                    .await;
-                CallerState::BadBasic
-            }
-        }
-    }
-
-    /// Whether the Basic cache holds `key` for this user with the password hash the user has
-    /// now (a changed password misses).
-    async fn basic_cached(&self, key: &[u8; 32], user: &crate::users::User) -> bool {
-        self.app.basic_cache.get(key).await.is_some_and(|hit| {
-            hit.user_id == user.id
-                && hit.hash == crate::secret::digest(&[user.password_hash.as_bytes()])
-        })
-    }
-
-    /// Counts a Basic password check before its hash: the per-network budget, then the
-    /// failure count of `id` (begun, settled by the caller). Returns the attempt and the
-    /// client's network prefix; `Err` is the caller's answer instead.
-    async fn basic_attempt(
-        &self,
-        id: &str,
-        client: IpAddr,
-        now: i64,
-    ) -> std::result::Result<(crate::login::limits::Attempt, String), CallerState> {
-        let app = &self.app;
-        // A password check costs a hash: anonymous work, budgeted per network like ID steps
-        // (SECURITY 39, 40), so one address cannot fill the hashing queue for everyone.
-        match app.login.budgets.id_step(client, now).await {
-            Ok(Ok(())) => {}
-            Ok(Err(wait)) => return Err(CallerState::Throttled(wait)),
-            Err(e) => {
-                tracing::error!(error = %e, "Basic: the per-network budget could not be counted");
-                return Err(CallerState::Unavailable);
-            }
-        }
-        // Failures from networks where this ID logged in before count in the known pool,
-        // so strangers elsewhere cannot keep the owner's own client out (SECURITY 40).
-        let prefix = crate::login::risk::network_prefix(client);
-        let memory = i64::try_from(app.cfg.risk.network_memory.as_secs()).unwrap_or(i64::MAX);
-        let known = match app
-            .store
-            .seen_since(id, SeenKind::Network, &prefix, now.saturating_sub(memory))
-            .await
-        {
-            Ok(k) => k,
-            Err(e) => {
-                tracing::error!(error = %e, "Basic: the known networks are unreadable: refusing");
-                return Err(CallerState::Unavailable);
-            }
-        };
-        match app.login.failures.begin_as(id, known, now).await {
-            Ok(a) => Ok((a, prefix)),
-            Err(crate::login::limits::Refusal::Wait(wait)) => Err(CallerState::Throttled(wait)),
-            // The count could not be read: no guess goes uncounted (SECURITY 36).
-            Err(crate::login::limits::Refusal::Busy) => Err(CallerState::Unavailable),
-        }
-    }
-
-    /// After a Basic login that opened the route: its network is remembered for the user,
-    /// and the password is cached (unless the cache changed since `seen`).
-    async fn basic_remember(
-        &self,
-        user: &crate::users::User,
-        prefix: &str,
-        now: i64,
-        key: [u8; 32],
-        seen: crate::cache::Epoch,
-    ) {
-        let app = &self.app;
-        if let Err(e) = app
-            .store
-            .remember_seen(&user.id, SeenKind::Network, prefix, now)
-            .await
-        {
-            tracing::warn!(error = %e, "could not remember a Basic client's network");
-        }
-        let entry = crate::cache::BasicEntry {
-            user_id: user.id.clone(),
-            hash: crate::secret::digest(&[user.password_hash.as_bytes()]),
-        };
-        app.basic_cache.admit(key, entry, seen).await;
-    }
-
-    /// The proof a password (or token) alone gives on this route, if it is enough there for
-    /// this user (`Ok(None)` when it is not); `Err` when the user's setting is unreadable.
-    async fn password_alone(
-        &self,
-        route: &crate::config::Route,
-        user: &crate::users::User,
-        first: FirstFactor,
-    ) -> Result<Option<Proof>, ()> {
-        let proof = Proof {
-            first,
-            second: None,
-            exemption: (route.second_step == SecondStep::Exempt).then_some(Exemption::Route),
-            required: false,
-        };
-        let two_step_on = if assurance::needs_setting(route, &proof) {
-            self.app.two_step_of(user).await.map_err(|_| ())?.0
-        } else {
-            false
-        };
-        let cx = assurance::Context {
-            two_step_on,
-            groups: &user.groups,
-            // Network exemptions are a portal login's; the password alone never uses them.
-            client: IpAddr::from([0, 0, 0, 0]),
-            networks: &[],
-        };
-        // A user outside the route's groups still gets a proof: the gate answers 403 only
-        // after the password was checked.
-        Ok(match assurance::evaluate(route, &proof, &cx) {
-            Verdict::Met | Verdict::Deny => Some(proof),
-            Verdict::StepUp(_) => None,
-        })
     }
 
     async fn portal(
@@ -942,40 +604,6 @@ impl Gateway {
     }
 }
 
-enum CallerState {
-    None,
-    /// The user, what they proved, and when they logged in (`None` for Basic and tokens,
-    /// which prove themselves on every request).
-    Known(Arc<crate::users::User>, Proof, Option<i64>),
-    BadBasic,
-    Throttled(u64),
-    /// A store needed for the decision failed: 503 (SECURITY 36).
-    Unavailable,
-}
-
-/// Why the gateway answers without a decision.
-enum Refused {
-    /// Basic credentials (or a token) that do not open the route.
-    BadBasic,
-    /// Too many failed attempts: wait this many seconds.
-    Throttled(u64),
-    /// A store needed for the decision failed: 503 (SECURITY 36).
-    Unavailable,
-}
-
-/// A plain-HTTP session cookie came with an HTTPS request (and no `__Host-` one): refused;
-/// said once per process, as it usually means the proxy in front tells nidan `https` for
-/// some requests but not for the portal's, so the portal sets cookies forward-auth or the
-/// proxy path never reads (a login that does not stick). The value is never logged.
-fn plain_cookie_over_https() {
-    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
-        tracing::warn!(
-            "a plain-HTTP session cookie came with an HTTPS request and was not read (SECURITY 44): if logins do not stick, the proxy in front must send X-Forwarded-Proto: https for the portal too, or set portal.public_url: https://…"
-        );
-    }
-}
-
 /// 503 when the gateway cannot decide (a store failed): never a weaker rule.
 fn unavailable(app: &App, req: &RequestHeader) -> Response {
     portal::gateway_error(app, req, 503).with("retry-after", crate::outage::retry_after())
@@ -1010,19 +638,6 @@ fn basic_challenge() -> Response {
         "www-authenticate",
         "Basic realm=\"nidan\", charset=\"UTF-8\"",
     )
-}
-
-/// `Authorization: Basic` credentials, if well formed.
-fn basic_credentials(headers: &http::HeaderMap) -> Option<(String, String)> {
-    let value = headers.get("authorization")?.to_str().ok()?;
-    let (scheme, b64) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = STANDARD.decode(b64.trim()).ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (id, pw) = text.split_once(':')?;
-    Some((id.to_owned(), pw.to_owned()))
 }
 
 /// A header value for the backend; text that cannot be one refuses the request (500)

@@ -1,18 +1,18 @@
 //! API tokens on proxied routes: `Authorization: Bearer <token>`, or the token as the
 //! password of HTTP Basic, on routes whose `accept` lists `token`. A token counts as the
-//! password alone, so it passes only where that is enough (see `Gateway::password_alone`).
+//! password alone, so it passes only where that is enough (see `Authenticator::password_alone`).
 
 use std::net::IpAddr;
 
 use serde_json::json;
 
-use super::{CallerState, Gateway, basic_credentials};
+use super::{Authenticator, CallerState, basic_credentials};
 use crate::assurance::FirstFactor;
 use crate::config::{Route, SecondStep};
 use crate::tokens::{self, Check};
 
 /// A token in the request: `(Basic user ID if sent that way, token)`.
-pub(super) fn presented(headers: &http::HeaderMap) -> Option<(Option<String>, String)> {
+pub fn presented(headers: &http::HeaderMap) -> Option<(Option<String>, String)> {
     let value = headers.get("authorization")?.to_str().ok()?;
     let (scheme, rest) = value.split_once(' ')?;
     if scheme.eq_ignore_ascii_case("bearer") {
@@ -22,7 +22,7 @@ pub(super) fn presented(headers: &http::HeaderMap) -> Option<(Option<String>, St
     tokens::looks_like_token(&password).then_some((Some(id), password))
 }
 
-impl Gateway {
+impl Authenticator {
     pub(super) async fn token_caller(
         &self,
         route: &Route,
@@ -30,12 +30,11 @@ impl Gateway {
         presented: &str,
         client: IpAddr,
     ) -> CallerState {
-        let app = &self.app;
         let ip = client.to_string();
-        let rec = match tokens::check(&app.store, presented).await {
+        let rec = match tokens::check(&self.store, presented).await {
             Ok(Check::Valid(t)) => t,
             Ok(Check::Revoked(t)) => {
-                app.audit
+                self.audit
                     .record(
                         "token_rejected",
                         &t.user_id,
@@ -51,7 +50,7 @@ impl Gateway {
                 return CallerState::Unavailable;
             }
         };
-        let Some(user) = app.active_user(&rec.user_id) else {
+        let Some(user) = self.accounts.active_user(&rec.user_id) else {
             return CallerState::BadBasic;
         };
         if basic_id.is_some_and(|id| id != user.id) {
@@ -65,7 +64,7 @@ impl Gateway {
         let now = crate::time::now();
         match &state {
             CallerState::Known(u, _, _) => {
-                let first_in_a_while = app
+                let first_in_a_while = self
                     .store
                     .token_used(&rec.id, now, now - tokens::USE_RECORD_INTERVAL)
                     .await
@@ -73,7 +72,7 @@ impl Gateway {
                 if first_in_a_while {
                     let exemption =
                         (route.second_step == SecondStep::Exempt).then_some("route_exempt");
-                    app.audit
+                    self.audit
                         .record(
                             "token_used",
                             &u.id,
@@ -84,7 +83,7 @@ impl Gateway {
                 }
             }
             _ => {
-                app.audit
+                self.audit
                     .record(
                         "token_rejected",
                         &rec.user_id,
