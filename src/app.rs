@@ -93,28 +93,35 @@ impl App {
             (cfg.login_limits.ipv4_prefix, cfg.login_limits.ipv6_prefix),
         );
         let state = crate::state::for_config(&cfg, Some(Arc::new(audit.clone())))?;
-        let sessions = Arc::new(Sessions::new(
+        let sessions = Sessions::new(
             store.clone(),
             cfg.session.idle_timeout,
             cfg.session.absolute_timeout,
-        ));
-        let devices = Arc::new(Devices::new(
+        );
+        let devices = Devices::new(
             store.clone(),
             KeyRing::new(&cfg.trusted_devices.signing_keys),
             cfg.trusted_devices.lifetime,
             cfg.trusted_devices.max_per_user,
-        ));
-        let basic_cache: Arc<BasicCache> = Arc::new(SafeCache::new(
+        );
+        let basic_cache: BasicCache = SafeCache::new(
             Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(300))
                 .build(),
-        ));
-        if let Some(r) = &replica {
-            sessions.attach(r.bus.clone(), r.health.clone());
-            devices.attach(r.bus.clone(), r.health.clone());
-            basic_cache.gate(r.health.clone());
-        }
+        );
+        // Replica mode: revocations go on the bus, and the caches decide only while the
+        // replica hears the revocation authority — given at construction.
+        let (sessions, devices, basic_cache) = match &replica {
+            Some(r) => (
+                sessions.replicated(r.bus.clone(), r.health.clone()),
+                devices.replicated(r.bus.clone(), r.health.clone()),
+                basic_cache.gated_by(r.health.clone()),
+            ),
+            None => (sessions, devices, basic_cache),
+        };
+        let (sessions, devices, basic_cache) =
+            (Arc::new(sessions), Arc::new(devices), Arc::new(basic_cache));
         let notifier = Arc::new(Notifier::new(&cfg.notifiers)?);
         let accounts = Arc::new(Accounts::new(crate::accounts::Parts {
             cfg: cfg.clone(),

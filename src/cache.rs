@@ -14,8 +14,8 @@
 //! happens after the insert, and then the invalidation that follows the bump removes it.
 
 use std::hash::Hash;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 
 use moka::future::Cache;
 
@@ -25,7 +25,7 @@ pub struct SafeCache<K, V> {
     /// Replica mode: the entries count only while the replica trusts its caches (it heard
     /// the revocation authority recently, and no store is down past the outage grace);
     /// otherwise every read goes to the store (see `replica::health`).
-    gate: OnceLock<Arc<crate::replica::Health>>,
+    gate: Option<Arc<crate::replica::Health>>,
 }
 
 /// A reading of the revocation epoch, taken before a durable read.
@@ -41,17 +41,22 @@ where
         Self {
             inner,
             epoch: AtomicU64::new(0),
-            gate: OnceLock::new(),
+            gate: None,
         }
     }
 
-    /// Makes entries count only while `health` trusts the caches (replica mode).
-    pub fn gate(&self, health: Arc<crate::replica::Health>) {
-        let _ = self.gate.set(health);
+    /// The same cache whose entries count only while `health` trusts the caches (replica
+    /// mode), given at construction.
+    #[must_use]
+    pub fn gated_by(self, health: Arc<crate::replica::Health>) -> Self {
+        Self {
+            gate: Some(health),
+            ..self
+        }
     }
 
     pub async fn get(&self, key: &K) -> Option<V> {
-        if self.gate.get().is_some_and(|h| !h.cache_trusted()) {
+        if self.gate.as_ref().is_some_and(|h| !h.cache_trusted()) {
             return None;
         }
         self.inner.get(key).await
@@ -69,7 +74,7 @@ where
     pub fn begin_fill(&self) -> Result<Epoch, crate::store::StoreError> {
         if self
             .gate
-            .get()
+            .as_ref()
             .is_some_and(|h| h.durable() == crate::replica::Status::Down)
         {
             return Err(crate::store::StoreError::Db(sqlx::Error::Io(

@@ -72,9 +72,10 @@ impl Accounts {
                 .time_to_live(std::time::Duration::from_secs(600))
                 .build(),
         );
-        if let Some(r) = &p.replica {
-            settings.gate(r.health.clone());
-        }
+        let settings = match &p.replica {
+            Some(r) => settings.gated_by(r.health.clone()),
+            None => settings,
+        };
         Self {
             cfg: p.cfg,
             users: p.users,

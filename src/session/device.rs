@@ -4,8 +4,8 @@
 //! The cache holds only devices whose token signature checked (SECURITY 17), and revoking
 //! drops the entry at once (SECURITY 15).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use moka::future::Cache;
@@ -48,7 +48,7 @@ pub struct Devices {
     lifetime: i64,
     max_per_user: usize,
     /// Replica mode: where revocations are published for the other replicas.
-    bus: OnceLock<crate::replica::Bus>,
+    bus: Option<crate::replica::Bus>,
 }
 
 /// Checks a device name: trimmed, 1..=64 characters, no control characters.
@@ -74,14 +74,19 @@ impl Devices {
             ),
             lifetime: i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX / 4),
             max_per_user,
-            bus: OnceLock::new(),
+            bus: None,
         }
     }
 
-    /// Replica mode: publish revocations on `bus`; trust the cache only while `health` does.
-    pub fn attach(&self, bus: crate::replica::Bus, health: Arc<crate::replica::Health>) {
-        let _ = self.bus.set(bus);
-        self.cache.gate(health);
+    /// Replica mode, at construction: publish revocations on `bus`; trust the cache only
+    /// while `health` does.
+    #[must_use]
+    pub fn replicated(self, bus: crate::replica::Bus, health: Arc<crate::replica::Health>) -> Self {
+        Self {
+            bus: Some(bus),
+            cache: self.cache.gated_by(health),
+            ..self
+        }
     }
 
     /// Another replica revoked these devices.
@@ -99,7 +104,7 @@ impl Devices {
     /// Tells the other replicas (replica mode) through the revocation log and the bus;
     /// returns once none of them accepts these devices any more (`replica::announce`).
     async fn publish(&self, ids: Vec<String>) -> Result<(), StoreError> {
-        if let Some(bus) = self.bus.get()
+        if let Some(bus) = self.bus.as_ref()
             && !ids.is_empty()
         {
             let event = crate::replica::Event::Devices { ids };

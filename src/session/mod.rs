@@ -7,8 +7,8 @@ pub mod device;
 pub mod list;
 pub mod token;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use moka::future::Cache;
@@ -71,7 +71,7 @@ pub struct Sessions {
     idle: i64,
     absolute: i64,
     /// Replica mode: where revocations are published for the other replicas.
-    bus: OnceLock<crate::replica::Bus>,
+    bus: Option<crate::replica::Bus>,
 }
 
 fn secs(d: Duration) -> i64 {
@@ -90,14 +90,19 @@ impl Sessions {
             ),
             idle: secs(idle),
             absolute: secs(absolute),
-            bus: OnceLock::new(),
+            bus: None,
         }
     }
 
-    /// Replica mode: publish revocations on `bus`; trust the cache only while `health` does.
-    pub fn attach(&self, bus: crate::replica::Bus, health: Arc<crate::replica::Health>) {
-        let _ = self.bus.set(bus);
-        self.cache.gate(health);
+    /// Replica mode, at construction: publish revocations on `bus`; trust the cache only
+    /// while `health` does.
+    #[must_use]
+    pub fn replicated(self, bus: crate::replica::Bus, health: Arc<crate::replica::Health>) -> Self {
+        Self {
+            bus: Some(bus),
+            cache: self.cache.gated_by(health),
+            ..self
+        }
     }
 
     /// Another replica ended these sessions (hex SHA-256 of the cookie values).
@@ -113,7 +118,7 @@ impl Sessions {
     /// Tells the other replicas (replica mode), through the revocation log and the bus;
     /// returns once none of them accepts these sessions any more (`replica::announce`).
     async fn publish(&self, hashes: Vec<String>) -> Result<(), StoreError> {
-        if let Some(bus) = self.bus.get()
+        if let Some(bus) = self.bus.as_ref()
             && !hashes.is_empty()
         {
             let event = crate::replica::Event::Sessions { ids: hashes };
@@ -241,7 +246,7 @@ impl Sessions {
         };
         if now < live.record.expires
             && now - live.last_seen() >= self.idle
-            && self.bus.get().is_some()
+            && self.bus.as_ref().is_some()
         {
             // Replicas: the activity may have reached another replica, which writes it to
             // the store (every TOUCH_EVERY seconds); the store decides, not this cache.

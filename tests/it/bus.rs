@@ -45,12 +45,12 @@ fn replica(redis: &TestRedis, prefix: &str, grace: Duration) -> Arc<Replica> {
     let health = Arc::new(Health::new(grace));
     let client = nidan::replica::bus::client(&redis.url()).unwrap();
     let r = Arc::new(Replica {
-        cache: SafeCache::new(Cache::builder().max_capacity(1_000).build()),
+        cache: SafeCache::new(Cache::builder().max_capacity(1_000).build())
+            .gated_by(health.clone()),
         bus: Bus::new(client, prefix, health.clone()),
         health,
         flushes: Default::default(),
     });
-    r.cache.gate(r.health.clone());
     r.bus.start(Arc::new(Receiver(r.clone())));
     r
 }
