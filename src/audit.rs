@@ -25,24 +25,139 @@ use crate::config::AuditSettings;
 use crate::store::{AuditRecord, Store};
 use crate::window::Window;
 
-/// Events a client that proved nothing can cause as often as it likes.
-const UNAUTHENTICATED: &[&str] = &[
-    "login_failed",
-    "login_throttled",
-    "code_send_limited",
-    "second_step_required",
-    "second_step_skipped",
-    "second_step_unavailable",
-    "risk_scored",
-    "token_rejected",
-    "approval_refused",
-    "approval_fallback_to_code",
-    "id_step_limited",
-    "passkey_start_limited",
-    // Anyone may ask again and again for a record that failed its MAC (SECURITY 48).
-    crate::state::sealed::REJECTED_EVENT,
-    "audit_suppressed",
+/// Every kind of event the audit trail records, by the name its rows and log lines carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Event {
+    AppEnrolled,
+    AppEnrollmentFailed,
+    AppEnrollmentOpened,
+    AppRemoved,
+    ApprovalAnswerRefused,
+    ApprovalApproved,
+    ApprovalDenied,
+    ApprovalFallbackToCode,
+    ApprovalNotMe,
+    ApprovalRefused,
+    ApprovalRequested,
+    ApprovalWrongNumber,
+    AuditDropped,
+    AuditSuppressed,
+    BasicAuthSucceeded,
+    CodeSendFailed,
+    CodeSendLimited,
+    CodeSent,
+    CredentialsRevoked,
+    DeviceRefused,
+    DeviceRegistered,
+    DeviceRenamed,
+    DeviceRevoked,
+    DevicesRevoked,
+    IdStepLimited,
+    LoginFailed,
+    LoginSucceeded,
+    LoginThrottled,
+    Logout,
+    PasskeyDeleted,
+    PasskeyRefused,
+    PasskeyRegistered,
+    PasskeyRenamed,
+    PasskeyStartLimited,
+    PhoneChanged,
+    PhoneGone,
+    RiskScored,
+    SecondStepRequired,
+    SecondStepSkipped,
+    SecondStepUnavailable,
+    SessionsEndedByUser,
+    SettingChanged,
+    ShortLivedRecordRejected,
+    TokenCreated,
+    TokenRejected,
+    TokenRevoked,
+    TokenUsed,
+}
+
+impl Event {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Event::AppEnrolled => "app_enrolled",
+            Event::AppEnrollmentFailed => "app_enrollment_failed",
+            Event::AppEnrollmentOpened => "app_enrollment_opened",
+            Event::AppRemoved => "app_removed",
+            Event::ApprovalAnswerRefused => "approval_answer_refused",
+            Event::ApprovalApproved => "approval_approved",
+            Event::ApprovalDenied => "approval_denied",
+            Event::ApprovalFallbackToCode => "approval_fallback_to_code",
+            Event::ApprovalNotMe => "approval_not_me",
+            Event::ApprovalRefused => "approval_refused",
+            Event::ApprovalRequested => "approval_requested",
+            Event::ApprovalWrongNumber => "approval_wrong_number",
+            Event::AuditDropped => "audit_dropped",
+            Event::AuditSuppressed => "audit_suppressed",
+            Event::BasicAuthSucceeded => "basic_auth_succeeded",
+            Event::CodeSendFailed => "code_send_failed",
+            Event::CodeSendLimited => "code_send_limited",
+            Event::CodeSent => "code_sent",
+            Event::CredentialsRevoked => "credentials_revoked",
+            Event::DeviceRefused => "device_refused",
+            Event::DeviceRegistered => "device_registered",
+            Event::DeviceRenamed => "device_renamed",
+            Event::DeviceRevoked => "device_revoked",
+            Event::DevicesRevoked => "devices_revoked",
+            Event::IdStepLimited => "id_step_limited",
+            Event::LoginFailed => "login_failed",
+            Event::LoginSucceeded => "login_succeeded",
+            Event::LoginThrottled => "login_throttled",
+            Event::Logout => "logout",
+            Event::PasskeyDeleted => "passkey_deleted",
+            Event::PasskeyRefused => "passkey_refused",
+            Event::PasskeyRegistered => "passkey_registered",
+            Event::PasskeyRenamed => "passkey_renamed",
+            Event::PasskeyStartLimited => "passkey_start_limited",
+            Event::PhoneChanged => "phone_changed",
+            Event::PhoneGone => "phone_gone",
+            Event::RiskScored => "risk_scored",
+            Event::SecondStepRequired => "second_step_required",
+            Event::SecondStepSkipped => "second_step_skipped",
+            Event::SecondStepUnavailable => "second_step_unavailable",
+            Event::SessionsEndedByUser => "sessions_ended_by_user",
+            Event::SettingChanged => "setting_changed",
+            Event::ShortLivedRecordRejected => crate::state::sealed::REJECTED_EVENT,
+            Event::TokenCreated => "token_created",
+            Event::TokenRejected => "token_rejected",
+            Event::TokenRevoked => "token_revoked",
+            Event::TokenUsed => "token_used",
+        }
+    }
+
+    /// Events a client that proved nothing can cause as often as it likes: bounded per
+    /// network and overall (the rest are counted in `audit_suppressed`).
+    pub fn unauthenticated(self) -> bool {
+        UNAUTHENTICATED_EVENTS.contains(&self)
+    }
+}
+
+/// The events [`Event::unauthenticated`] names, purged first when the trail is full.
+const UNAUTHENTICATED_EVENTS: &[Event] = &[
+    Event::LoginFailed,
+    Event::LoginThrottled,
+    Event::CodeSendLimited,
+    Event::SecondStepRequired,
+    Event::SecondStepSkipped,
+    Event::SecondStepUnavailable,
+    Event::RiskScored,
+    Event::TokenRejected,
+    Event::ApprovalRefused,
+    Event::ApprovalFallbackToCode,
+    Event::IdStepLimited,
+    Event::PasskeyStartLimited,
+    Event::ShortLivedRecordRejected,
+    Event::AuditSuppressed,
 ];
+
+fn unauthenticated_names() -> Vec<&'static str> {
+    UNAUTHENTICATED_EVENTS.iter().map(|e| e.as_str()).collect()
+}
 
 /// Longest user ID kept in a row (IDs of unknown users are attacker-chosen).
 const MAX_USER_BYTES: usize = 64;
@@ -145,10 +260,11 @@ impl Audit {
         }
     }
 
-    pub async fn record(&self, event: &str, user: &str, ip: &str, detail: Value) {
+    pub async fn record(&self, event: Event, user: &str, ip: &str, detail: Value) {
         if !self.admit(event, ip) {
             return;
         }
+        let event = event.as_str();
         let detail = detail.to_string();
         let user = bounded(user);
         tracing::info!(target: "audit", event, user, ip, detail = %detail);
@@ -227,7 +343,7 @@ impl Audit {
             let count = w.dropped;
             let rec = AuditRecord {
                 ts: crate::time::now(),
-                event: "audit_dropped".to_owned(),
+                event: Event::AuditDropped.as_str().to_owned(),
                 user_id: String::new(),
                 ip: String::new(),
                 detail: serde_json::json!({"count": count}).to_string(),
@@ -252,10 +368,11 @@ impl Audit {
     }
 
     /// Whether this event is written now, or only counted (SECURITY 39).
-    fn admit(&self, event: &str, ip: &str) -> bool {
-        if !UNAUTHENTICATED.contains(&event) {
+    fn admit(&self, event: Event, ip: &str) -> bool {
+        if !event.unauthenticated() {
             return true;
         }
+        let event = event.as_str();
         let b = &self.bounds;
         let net = ip.parse::<IpAddr>().map_or_else(
             |_| ip.chars().take(64).collect(),
@@ -288,7 +405,7 @@ impl Audit {
         let detail = serde_json::json!({"events": counts, "total": total});
         let rec = AuditRecord {
             ts: crate::time::now(),
-            event: "audit_suppressed".to_owned(),
+            event: Event::AuditSuppressed.as_str().to_owned(),
             user_id: String::new(),
             ip: String::new(),
             detail: detail.to_string(),
@@ -302,7 +419,7 @@ impl Audit {
         let keep = i64::try_from(cfg.retention.as_secs()).unwrap_or(i64::MAX / 2);
         match self
             .store
-            .purge_audit(now - keep, cfg.max_rows, UNAUTHENTICATED)
+            .purge_audit(now - keep, cfg.max_rows, &unauthenticated_names())
             .await
         {
             Ok(0) => {}
@@ -334,7 +451,7 @@ fn bounded(user: &str) -> &str {
 #[async_trait::async_trait]
 impl crate::state::sealed::RejectLog for Audit {
     async fn rejected(&self, detail: Value) {
-        self.record(crate::state::sealed::REJECTED_EVENT, "", "", detail)
+        self.record(Event::ShortLivedRecordRejected, "", "", detail)
             .await;
     }
 }
@@ -385,7 +502,12 @@ mod tests {
         for i in 0..5 {
             let detail = serde_json::json!({ "i": i });
             audit
-                .record("logout", &format!("u{i}"), "127.0.0.1", detail)
+                .record(
+                    crate::audit::Event::Logout,
+                    &format!("u{i}"),
+                    "127.0.0.1",
+                    detail,
+                )
                 .await;
         }
         rename_audit(&path, "audit_away", "audit").await;
@@ -415,7 +537,9 @@ mod tests {
         assert_eq!(rows[3].detail, r#"{"count":2}"#);
         // Once the queue is out, rows go straight in again.
         tokio::time::sleep(Duration::from_millis(100)).await;
-        audit.record("logout", "u9", "127.0.0.1", Value::Null).await;
+        audit
+            .record(crate::audit::Event::Logout, "u9", "127.0.0.1", Value::Null)
+            .await;
         assert_eq!(store.audit_rows().await.unwrap(), 5);
     }
 
@@ -434,11 +558,16 @@ mod tests {
         let audit = Audit::with_bounds(store.clone(), &cfg, (32, 64));
         for i in 0..10 {
             audit
-                .record("login_failed", &format!("x{i}"), "2001:db8::1", Value::Null)
+                .record(
+                    crate::audit::Event::LoginFailed,
+                    &format!("x{i}"),
+                    "2001:db8::1",
+                    Value::Null,
+                )
                 .await;
             audit
                 .record(
-                    "login_failed",
+                    crate::audit::Event::LoginFailed,
                     "y",
                     &format!("2001:db8:0:{i}::1"),
                     Value::Null,
@@ -449,7 +578,12 @@ mod tests {
         assert_eq!(store.audit_rows().await.unwrap(), 5);
         // Authenticated events are always written.
         audit
-            .record("login_succeeded", "u", "2001:db8::1", Value::Null)
+            .record(
+                crate::audit::Event::LoginSucceeded,
+                "u",
+                "2001:db8::1",
+                Value::Null,
+            )
             .await;
         audit.flush_suppressed().await;
         let rows = audit.trail(None, 10).await;

@@ -167,7 +167,7 @@ impl Accounts {
         );
         self.audit
             .record(
-                "credentials_revoked",
+                crate::audit::Event::CredentialsRevoked,
                 user,
                 "",
                 json!({"reason": why, "sessions": n_sessions, "devices": n_devices, "tokens": tokens}),

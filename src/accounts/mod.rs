@@ -245,7 +245,7 @@ impl Accounts {
         }
         self.audit
             .record(
-                "credentials_revoked",
+                crate::audit::Event::CredentialsRevoked,
                 user,
                 ip,
                 serde_json::json!({"reason": why, "sessions": sessions, "devices": devices, "tokens": tokens}),

@@ -39,7 +39,7 @@ impl Accounts {
         };
         self.audit
             .record(
-                "phone_changed",
+                crate::audit::Event::PhoneChanged,
                 id,
                 ip,
                 json!({
@@ -87,7 +87,7 @@ impl Accounts {
         if !depends {
             self.audit
                 .record(
-                    "phone_gone",
+                    crate::audit::Event::PhoneGone,
                     &user.id,
                     ip,
                     json!({"source": source.as_str(), "action": Action::None.as_str(), "apps_revoked": apps}),
@@ -111,7 +111,7 @@ impl Accounts {
         }
         self.audit
             .record(
-                "phone_gone",
+                crate::audit::Event::PhoneGone,
                 &user.id,
                 ip,
                 json!({
@@ -181,7 +181,7 @@ impl Accounts {
             self.phone_file_changed(id).await;
             self.audit
                 .record(
-                    "phone_changed",
+                    crate::audit::Event::PhoneChanged,
                     id,
                     "",
                     json!({

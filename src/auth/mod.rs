@@ -304,7 +304,7 @@ impl Authenticator {
                 self.basic_remember(&u, &prefix, now, key, seen).await;
                 self.audit
                     .record(
-                        "basic_auth_succeeded",
+                        crate::audit::Event::BasicAuthSucceeded,
                         &u.id,
                         &ip,
                         serde_json::json!({
@@ -325,7 +325,7 @@ impl Authenticator {
                 };
                 self.audit
                     .record(
-                        "login_failed",
+                        crate::audit::Event::LoginFailed,
                         id,
                         &ip,
                         serde_json::json!({"reason": reason, "via": "basic", "route": route.name}),

@@ -36,7 +36,7 @@ impl Authenticator {
             Ok(Check::Revoked(t)) => {
                 self.audit
                     .record(
-                        "token_rejected",
+                        crate::audit::Event::TokenRejected,
                         &t.user_id,
                         &ip,
                         json!({"reason": "revoked", "token": t.id, "route": route.name}),
@@ -74,7 +74,7 @@ impl Authenticator {
                         (route.second_step == SecondStep::Exempt).then_some("route_exempt");
                     self.audit
                         .record(
-                            "token_used",
+                            crate::audit::Event::TokenUsed,
                             &u.id,
                             &ip,
                             json!({"token": rec.id, "route": route.name, "exemption": exemption}),
@@ -85,7 +85,7 @@ impl Authenticator {
             _ => {
                 self.audit
                     .record(
-                        "token_rejected",
+                        crate::audit::Event::TokenRejected,
                         &rec.user_id,
                         &ip,
                         json!({"reason": "second_step_required", "token": rec.id, "route": route.name}),

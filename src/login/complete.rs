@@ -74,7 +74,7 @@ pub async fn complete(
             login
                 .audit
                 .record(
-                    "login_failed",
+                    crate::audit::Event::LoginFailed,
                     &c.f.user_id,
                     &c.ip,
                     json!({"reason": failure_reason(&err, c.password_ok)}),
@@ -138,7 +138,7 @@ async fn check(
         login
             .audit
             .record(
-                "login_failed",
+                crate::audit::Event::LoginFailed,
                 &f.user_id,
                 &ip,
                 json!({"reason": "approval_required"}),
@@ -226,7 +226,12 @@ async fn begin(login: &Login, client: &Client, c: &Checked) -> Result<Attempt, L
         Err(limits::Refusal::Wait(wait)) => {
             login
                 .audit
-                .record("login_throttled", user, &c.ip, json!({"retry_after": wait}))
+                .record(
+                    crate::audit::Event::LoginThrottled,
+                    user,
+                    &c.ip,
+                    json!({"retry_after": wait}),
+                )
                 .await;
             Err(LoginError::Throttled(wait))
         }
@@ -450,7 +455,7 @@ async fn finish(login: &Login, client: &Client, mut c: Checked) -> Result<Comple
     login
         .audit
         .record(
-            "login_succeeded",
+            crate::audit::Event::LoginSucceeded,
             &user.id,
             ip,
             json!({"methods": methods, "device": c.f.device_id}),
@@ -547,7 +552,7 @@ async fn register_device(
             login
                 .audit
                 .record(
-                    "device_registered",
+                    crate::audit::Event::DeviceRegistered,
                     &user.id,
                     ip,
                     json!({"device": rec.id, "browser": browser}),
@@ -562,7 +567,7 @@ async fn register_device(
             login
                 .audit
                 .record(
-                    "device_refused",
+                    crate::audit::Event::DeviceRefused,
                     &user.id,
                     ip,
                     json!({"reason": "too_many_devices"}),

@@ -286,7 +286,7 @@ async fn record_plan(login: &Login, f: &Flow, ip: &str, target: Option<&Route>) 
             login
                 .audit
                 .record(
-                    "second_step_skipped",
+                    crate::audit::Event::SecondStepSkipped,
                     id,
                     ip,
                     json!({"reason": "trusted_device", "asked_by": reason}),
@@ -295,7 +295,12 @@ async fn record_plan(login: &Login, f: &Flow, ip: &str, target: Option<&Route>) 
         } else if f.plan.exemption.is_none() {
             login
                 .audit
-                .record("second_step_required", id, ip, json!({"reason": reason}))
+                .record(
+                    crate::audit::Event::SecondStepRequired,
+                    id,
+                    ip,
+                    json!({"reason": reason}),
+                )
                 .await;
         }
     }
@@ -332,7 +337,7 @@ async fn first_send(
         login
             .audit
             .record(
-                "second_step_unavailable",
+                crate::audit::Event::SecondStepUnavailable,
                 &f.user_id,
                 ip,
                 json!({"reason": format!("{b:?}")}),
@@ -374,7 +379,7 @@ async fn request_approval(
             login
                 .audit
                 .record(
-                    "approval_requested",
+                    crate::audit::Event::ApprovalRequested,
                     &f.user_id,
                     &ip,
                     json!({"approval": a.id, "context": context}),
@@ -406,7 +411,7 @@ async fn request_approval(
             login
                 .audit
                 .record(
-                    "approval_refused",
+                    crate::audit::Event::ApprovalRefused,
                     &f.user_id,
                     &ip,
                     json!({"reason": reason, "retry_after": wait}),
@@ -465,7 +470,7 @@ pub async fn use_code(
     login
         .audit
         .record(
-            "approval_fallback_to_code",
+            crate::audit::Event::ApprovalFallbackToCode,
             &f.user_id,
             &client.ip.to_string(),
             json!({}),
@@ -582,7 +587,7 @@ async fn send_code(
             f.last_send = Some(now_i);
             login
                 .audit
-                .record("code_sent", &f.user_id, &ip, detail)
+                .record(crate::audit::Event::CodeSent, &f.user_id, &ip, detail)
                 .await;
             Ok(())
         }
@@ -590,7 +595,7 @@ async fn send_code(
             detail["error"] = json!(e.to_string());
             login
                 .audit
-                .record("code_send_failed", &f.user_id, &ip, detail)
+                .record(crate::audit::Event::CodeSendFailed, &f.user_id, &ip, detail)
                 .await;
             Err(LoginError::Delivery)
         }
@@ -630,7 +635,7 @@ async fn spend_send_budget(
         login
             .audit
             .record(
-                "code_send_limited",
+                crate::audit::Event::CodeSendLimited,
                 &f.user_id,
                 ip,
                 json!({"retry_after": wait}),
@@ -786,6 +791,6 @@ async fn record_exemption(
     }
     login
         .audit
-        .record("second_step_skipped", user, ip, detail)
+        .record(crate::audit::Event::SecondStepSkipped, user, ip, detail)
         .await;
 }

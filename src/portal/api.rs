@@ -256,7 +256,7 @@ async fn logout(ctx: &Ctx<'_>) -> Response {
             ctx.app
                 .audit
                 .record(
-                    "logout",
+                    crate::audit::Event::Logout,
                     &live.record.user_id,
                     &ctx.req.peer.to_string(),
                     json!({}),
@@ -383,7 +383,7 @@ async fn device_rename(ctx: &Ctx<'_>, id: &str) -> Response {
             ctx.app
                 .audit
                 .record(
-                    "device_renamed",
+                    crate::audit::Event::DeviceRenamed,
                     &user.id,
                     &ctx.req.peer.to_string(),
                     json!({"device": id}),
@@ -406,7 +406,7 @@ async fn device_delete(ctx: &Ctx<'_>, id: &str) -> Response {
             ctx.app
                 .audit
                 .record(
-                    "device_revoked",
+                    crate::audit::Event::DeviceRevoked,
                     &user.id,
                     &ctx.req.peer.to_string(),
                     json!({"device": id}),
@@ -429,7 +429,7 @@ async fn devices_delete_all(ctx: &Ctx<'_>) -> Response {
             ctx.app
                 .audit
                 .record(
-                    "devices_revoked",
+                    crate::audit::Event::DevicesRevoked,
                     &user.id,
                     &ctx.req.peer.to_string(),
                     json!({"count": n}),

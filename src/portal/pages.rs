@@ -278,7 +278,7 @@ pub async fn logout_post(ctx: &Ctx<'_>) -> Response {
             ctx.app
                 .audit
                 .record(
-                    "logout",
+                    crate::audit::Event::Logout,
                     &live.record.user_id,
                     &ctx.req.peer.to_string(),
                     json!({}),
@@ -913,7 +913,7 @@ pub async fn device_rename(ctx: &Ctx<'_>, id: &str) -> Response {
             ctx.app
                 .audit
                 .record(
-                    "device_renamed",
+                    crate::audit::Event::DeviceRenamed,
                     &user.id,
                     &ctx.req.peer.to_string(),
                     json!({"device": id}),
@@ -978,7 +978,7 @@ pub async fn device_delete(ctx: &Ctx<'_>, id: &str) -> Response {
             ctx.app
                 .audit
                 .record(
-                    "device_revoked",
+                    crate::audit::Event::DeviceRevoked,
                     &user.id,
                     &ctx.req.peer.to_string(),
                     json!({"device": id}),
@@ -1019,7 +1019,7 @@ pub async fn devices_delete_all(ctx: &Ctx<'_>) -> Response {
             ctx.app
                 .audit
                 .record(
-                    "devices_revoked",
+                    crate::audit::Event::DevicesRevoked,
                     &user.id,
                     &ctx.req.peer.to_string(),
                     json!({"count": n}),
@@ -1152,7 +1152,7 @@ pub async fn change_setting(
     ctx.app
         .audit
         .record(
-            "setting_changed",
+            crate::audit::Event::SettingChanged,
             &user.id,
             &ip,
             json!({"enabled": enabled, "method": method.as_str(), "was_enabled": before.0, "was_method": before.1.as_str()}),

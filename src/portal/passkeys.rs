@@ -237,7 +237,7 @@ async fn rename(ctx: &Ctx<'_>, user: &User, id: &str, name: &str) -> Result<(), 
             ctx.app
                 .audit
                 .record(
-                    "passkey_renamed",
+                    crate::audit::Event::PasskeyRenamed,
                     &user.id,
                     &ctx.req.peer.to_string(),
                     json!({"passkey": id}),
@@ -256,7 +256,7 @@ async fn delete(ctx: &Ctx<'_>, user: &User, id: &str) -> Result<(), PasskeyError
             ctx.app
                 .audit
                 .record(
-                    "passkey_deleted",
+                    crate::audit::Event::PasskeyDeleted,
                     &user.id,
                     &ctx.req.peer.to_string(),
                     json!({"passkey": id}),

@@ -83,7 +83,7 @@ pub async fn open(ctx: &Ctx<'_>, user: &User) -> Result<Enrollment, EnrollError>
         .map_err(|_| EnrollError::Busy)?;
     app.audit
         .record(
-            "app_enrollment_opened",
+            crate::audit::Event::AppEnrollmentOpened,
             &user.id,
             &ip,
             json!({"code_to": masked}),
@@ -162,7 +162,7 @@ async fn send_code(
     if app.notifier.send(&msg).await.is_err() {
         app.audit
             .record(
-                "code_send_failed",
+                crate::audit::Event::CodeSendFailed,
                 &user.id,
                 &ip,
                 json!({"channel": destination.0, "to": masked, "for": "app_enrollment"}),
@@ -268,7 +268,12 @@ pub async fn enroll(ctx: &Ctx<'_>) -> Response {
     match app.login.approvals.enroll(&user_id, &name, &key, now).await {
         Ok(rec) => {
             app.audit
-                .record("app_enrolled", &user_id, &ip, json!({"app": rec.id}))
+                .record(
+                    crate::audit::Event::AppEnrolled,
+                    &user_id,
+                    &ip,
+                    json!({"app": rec.id}),
+                )
                 .await;
             // A new way to approve logins: the user hears of it (SECURITY 16).
             if let Some(user) = app.active_user(&user_id) {
@@ -388,11 +393,11 @@ pub async fn answer(ctx: &Ctx<'_>, id: &str) -> Response {
         .answer(&rec.user_id, &rec.id, id, &answer, now)
         .await;
     let event = match (&answer, &result) {
-        (_, Err(AnswerError::WrongNumber)) => "approval_wrong_number",
-        (Answer::Approve { .. }, Ok(Status::Approved)) => "approval_approved",
-        (Answer::NotMe, Ok(_)) => "approval_not_me",
-        (_, Ok(_)) => "approval_denied",
-        (_, Err(_)) => "approval_answer_refused",
+        (_, Err(AnswerError::WrongNumber)) => crate::audit::Event::ApprovalWrongNumber,
+        (Answer::Approve { .. }, Ok(Status::Approved)) => crate::audit::Event::ApprovalApproved,
+        (Answer::NotMe, Ok(_)) => crate::audit::Event::ApprovalNotMe,
+        (_, Ok(_)) => crate::audit::Event::ApprovalDenied,
+        (_, Err(_)) => crate::audit::Event::ApprovalAnswerRefused,
     };
     ctx.app
         .audit
@@ -460,7 +465,7 @@ async fn check_codes(
         }
         app.audit
             .record(
-                "app_enrollment_failed",
+                crate::audit::Event::AppEnrollmentFailed,
                 &t.user_id,
                 &ip,
                 json!({"reason": format!("{check:?}")}),
@@ -503,7 +508,7 @@ pub async fn remove(ctx: &Ctx<'_>, user: &User, id: Option<&str>) -> Result<bool
         ctx.app
             .audit
             .record(
-                "app_removed",
+                crate::audit::Event::AppRemoved,
                 &user.id,
                 &ctx.req.peer.to_string(),
                 json!({"app": id, "count": n}),

@@ -199,7 +199,7 @@ async fn audit_ended(ctx: &Ctx<'_>, user: &str, detail: Value) {
     ctx.app
         .audit
         .record(
-            "sessions_ended_by_user",
+            crate::audit::Event::SessionsEndedByUser,
             user,
             &ctx.req.peer.to_string(),
             detail,

@@ -188,7 +188,7 @@ async fn create(
     ctx.app
         .audit
         .record(
-            "token_created",
+            crate::audit::Event::TokenCreated,
             user,
             &ctx.req.peer.to_string(),
             json!({"token": rec.id}),
@@ -202,7 +202,7 @@ async fn revoke(ctx: &Ctx<'_>, user: &str, id: &str) -> Result<(), TokenError> {
     ctx.app
         .audit
         .record(
-            "token_revoked",
+            crate::audit::Event::TokenRevoked,
             user,
             &ctx.req.peer.to_string(),
             json!({"token": id}),

@@ -15,7 +15,7 @@ impl Login {
         match self.budgets.id_step(client.ip, now).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(wait)) => {
-                self.limited("id_step_limited", client.ip, wait);
+                self.limited(crate::audit::Event::IdStepLimited, client.ip, wait);
                 Err(LoginError::Throttled(wait))
             }
             Err(e) => {
@@ -31,7 +31,7 @@ impl Login {
         match self.budgets.passkey_start(ip, now).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(wait)) => {
-                self.limited("passkey_start_limited", ip, wait);
+                self.limited(crate::audit::Event::PasskeyStartLimited, ip, wait);
                 Err(Some(wait))
             }
             Err(e) => {
@@ -42,7 +42,7 @@ impl Login {
     }
 
     /// Records a refusal in the background (the audit trail bounds these per network).
-    fn limited(&self, event: &'static str, ip: IpAddr, wait: u64) {
+    fn limited(&self, event: crate::audit::Event, ip: IpAddr, wait: u64) {
         let audit = self.audit.clone();
         tokio::spawn(async move {
             audit

@@ -129,7 +129,12 @@ impl Login {
             Ok(n) => n,
             Err(e) => {
                 self.audit
-                    .record("passkey_refused", &user.id, ip, json!({"reason": e.code()}))
+                    .record(
+                        crate::audit::Event::PasskeyRefused,
+                        &user.id,
+                        ip,
+                        json!({"reason": e.code()}),
+                    )
                     .await;
                 return Err(fail(e));
             }
@@ -155,7 +160,7 @@ impl Login {
         }
         self.audit
             .record(
-                "passkey_registered",
+                crate::audit::Event::PasskeyRegistered,
                 &user.id,
                 ip,
                 json!({"passkey": rec.id, "alg": rec.alg}),
@@ -266,7 +271,7 @@ impl Login {
             self.failures.failed(attempt, now).await;
             self.audit
                 .record(
-                    "login_failed",
+                    crate::audit::Event::LoginFailed,
                     &stored.user_id,
                     &ip,
                     json!({"reason": reason, "method": "passkey", "passkey": stored.id}),
@@ -315,7 +320,7 @@ impl Login {
             Err(crate::login::limits::Refusal::Wait(wait)) => {
                 self.audit
                     .record(
-                        "login_throttled",
+                        crate::audit::Event::LoginThrottled,
                         user,
                         ip,
                         json!({"retry_after": wait, "method": "passkey"}),
@@ -367,7 +372,7 @@ impl Login {
             })?;
         self.audit
             .record(
-                "second_step_skipped",
+                crate::audit::Event::SecondStepSkipped,
                 &user.id,
                 ip,
                 json!({"reason": "passkey", "passkey": passkey}),
@@ -375,7 +380,7 @@ impl Login {
             .await;
         self.audit
             .record(
-                "login_succeeded",
+                crate::audit::Event::LoginSucceeded,
                 &user.id,
                 ip,
                 json!({"methods": methods, "method": "passkey", "passkey": passkey}),

@@ -80,7 +80,7 @@ impl Login {
             }
             self.audit
                 .record(
-                    "risk_scored",
+                    crate::audit::Event::RiskScored,
                     id,
                     &client.ip.to_string(),
                     json!({
