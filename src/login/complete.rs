@@ -51,52 +51,54 @@ enum Verdict {
     Refused(LoginError),
 }
 
-/// The final step: password (and code), then a session (and a trusted device if asked).
-pub async fn complete(
-    login: &impl AsRef<Login>,
-    client: &Client,
-    id: &str,
-    input: &Completion<'_>,
-) -> Result<Completed, LoginError> {
-    let login = login.as_ref();
-    let mut c = check(login, client, id, input).await?;
-    let attempt = begin(login, client, &c).await?;
-    let verdict = match verify(login, id, input, &mut c).await {
-        Ok(v) => v,
-        Err(e) => {
-            login.failures.abandon(attempt).await;
-            return Err(e);
-        }
-    };
-    match verdict {
-        Verdict::Refused(err) => {
-            login.failures.failed(attempt, c.now).await;
-            login
-                .audit
-                .record(
-                    crate::audit::Event::LoginFailed,
-                    &c.f.user_id,
-                    &c.ip,
-                    json!({"reason": failure_reason(&err, c.password_ok)}),
-                )
-                .await;
-            Err(err)
-        }
-        Verdict::Passed if c.first_password => {
-            // Right password; now the app is asked (what the fatigue limits guard).
-            login.failures.abandon(attempt).await;
-            ask_app(login, client, &mut c).await
-        }
-        Verdict::Passed => match finish(login, client, c).await {
-            Ok(done) => {
-                login.failures.succeeded(attempt).await;
-                Ok(done)
-            }
+impl Login {
+    /// The final step: password (and code), then a session (and a trusted device if asked).
+    pub async fn complete(
+        &self,
+        client: &Client,
+        id: &str,
+        input: &Completion<'_>,
+    ) -> Result<Completed, LoginError> {
+        let login = self;
+        let mut c = check(login, client, id, input).await?;
+        let attempt = begin(login, client, &c).await?;
+        let verdict = match verify(login, id, input, &mut c).await {
+            Ok(v) => v,
             Err(e) => {
                 login.failures.abandon(attempt).await;
-                Err(e)
+                return Err(e);
             }
-        },
+        };
+        match verdict {
+            Verdict::Refused(err) => {
+                login.failures.failed(attempt, c.now).await;
+                login
+                    .audit
+                    .record(
+                        crate::audit::Event::LoginFailed,
+                        &c.f.user_id,
+                        &c.ip,
+                        json!({"reason": failure_reason(&err, c.password_ok)}),
+                    )
+                    .await;
+                Err(err)
+            }
+            Verdict::Passed if c.first_password => {
+                // Right password; now the app is asked (what the fatigue limits guard).
+                login.failures.abandon(attempt).await;
+                ask_app(login, client, &mut c).await
+            }
+            Verdict::Passed => match finish(login, client, c).await {
+                Ok(done) => {
+                    login.failures.succeeded(attempt).await;
+                    Ok(done)
+                }
+                Err(e) => {
+                    login.failures.abandon(attempt).await;
+                    Err(e)
+                }
+            },
+        }
     }
 }
 

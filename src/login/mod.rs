@@ -19,7 +19,6 @@ pub mod service;
 mod tests;
 
 pub use client::{Client, Completed};
-pub use complete::complete;
 pub use error::LoginError;
 
 use std::time::Instant;
@@ -141,98 +140,100 @@ pub fn valid_id(raw: &str) -> Option<&str> {
     (n > 0 && n <= 64 && !id.chars().any(char::is_control)).then_some(id)
 }
 
-/// The ID step. What the login asks comes from the user and the request: the 2-step
-/// setting, the risk score (on every login) and the trusted network. `target`, the route of
-/// the client-chosen return address (already validated), can only add to it: a `two_factor`
-/// route asks for both steps and may restrict their kind (SECURITY 35).
-pub async fn start(
-    login: &impl AsRef<Login>,
-    client: &Client,
-    raw_id: &str,
-    return_to: &str,
-    target: Option<&Route>,
-) -> Result<Started, LoginError> {
-    let login = login.as_ref();
-    let id = valid_id(raw_id).ok_or(LoginError::BadInput("id"))?;
-    let now = crate::time::now();
-    login.id_step(client, now).await?;
-    let user = login.accounts.active_user(id);
-    let (enabled, method) = setting_of(login, id, user.as_deref()).await?;
-    let step_up = match &user {
-        Some(u) => step_up_session(login, client, &u.id, target, now).await?,
-        None => None,
-    };
-    let device_id = match (&user, &client.device_cookie) {
-        (Some(u), Some(token)) => login.devices.check(token, &u.id, now).await,
-        _ => None,
-    };
-    // Unknown IDs are scored too (same work), so the answer's timing does not tell them apart.
-    let risk_step_up = if risk::applies(&login.cfg.risk, enabled) {
-        login
-            .assess_risk(id, user.is_some(), client, now)
-            .await
-            .map_err(|_| LoginError::Busy)?
-            .step_up
-    } else {
-        false
-    };
-    let network = crate::exempt::trusted_network(&login.cfg.exemptions, client.ip);
-    let plan = flow::plan(&PlanInput {
-        user: user.as_deref(),
-        enabled,
-        method,
-        // The return route adds a requirement when it demands both steps; an exempt or
-        // bypass route removes none.
-        policy: if demands_both(target) {
-            Policy::TwoFactor
+impl Login {
+    /// The ID step. What the login asks comes from the user and the request: the 2-step
+    /// setting, the risk score (on every login) and the trusted network. `target`, the route of
+    /// the client-chosen return address (already validated), can only add to it: a `two_factor`
+    /// route asks for both steps and may restrict their kind (SECURITY 35).
+    pub async fn start(
+        &self,
+        client: &Client,
+        raw_id: &str,
+        return_to: &str,
+        target: Option<&Route>,
+    ) -> Result<Started, LoginError> {
+        let login = self;
+        let id = valid_id(raw_id).ok_or(LoginError::BadInput("id"))?;
+        let now = crate::time::now();
+        login.id_step(client, now).await?;
+        let user = login.accounts.active_user(id);
+        let (enabled, method) = setting_of(login, id, user.as_deref()).await?;
+        let step_up = match &user {
+            Some(u) => step_up_session(login, client, &u.id, target, now).await?,
+            None => None,
+        };
+        let device_id = match (&user, &client.device_cookie) {
+            (Some(u), Some(token)) => login.devices.check(token, &u.id, now).await,
+            _ => None,
+        };
+        // Unknown IDs are scored too (same work), so the answer's timing does not tell them apart.
+        let risk_step_up = if risk::applies(&login.cfg.risk, enabled) {
+            login
+                .assess_risk(id, user.is_some(), client, now)
+                .await
+                .map_err(|_| LoginError::Busy)?
+                .step_up
         } else {
-            Policy::Login
-        },
-        allowed: target.map_or(&[], |r| r.allowed_methods.as_slice()),
-        trusted_device: device_id.is_some(),
-        risk_step_up,
-        trusted_network: network.is_some(),
-        app_enrolled: match &user {
-            Some(u) if method == crate::config::TwoStepMethod::App => {
-                login.approvals.has_app(&u.id).await
-            }
-            _ => false,
-        },
-        feature_phone: login.approvals.is_feature_phone(&client.user_agent),
-    });
-    let mut f = Flow {
-        id: crate::secret::random_token(16),
-        user_id: id.to_owned(),
-        return_to: return_to.to_owned(),
-        // The device is recorded on the session only when it did skip the second step.
-        device_id: device_id.filter(|_| plan.device_skip),
-        plan,
-        code: None,
-        last_send: None,
-        finished: false,
-        approval: None,
-        password_ok: false,
-        decoy: false,
-        network,
-        requires_two: user.is_some() && (enabled || risk_step_up),
-        step_up: None,
-    };
-    // A session of this user already proved the first factor: only a second step that is
-    // asked remains (the password is not asked again).
-    if f.plan.step != Step::Password {
-        f.step_up = step_up;
+            false
+        };
+        let network = crate::exempt::trusted_network(&login.cfg.exemptions, client.ip);
+        let plan = flow::plan(&PlanInput {
+            user: user.as_deref(),
+            enabled,
+            method,
+            // The return route adds a requirement when it demands both steps; an exempt or
+            // bypass route removes none.
+            policy: if demands_both(target) {
+                Policy::TwoFactor
+            } else {
+                Policy::Login
+            },
+            allowed: target.map_or(&[], |r| r.allowed_methods.as_slice()),
+            trusted_device: device_id.is_some(),
+            risk_step_up,
+            trusted_network: network.is_some(),
+            app_enrolled: match &user {
+                Some(u) if method == crate::config::TwoStepMethod::App => {
+                    login.approvals.has_app(&u.id).await
+                }
+                _ => false,
+            },
+            feature_phone: login.approvals.is_feature_phone(&client.user_agent),
+        });
+        let mut f = Flow {
+            id: crate::secret::random_token(16),
+            user_id: id.to_owned(),
+            return_to: return_to.to_owned(),
+            // The device is recorded on the session only when it did skip the second step.
+            device_id: device_id.filter(|_| plan.device_skip),
+            plan,
+            code: None,
+            last_send: None,
+            finished: false,
+            approval: None,
+            password_ok: false,
+            decoy: false,
+            network,
+            requires_two: user.is_some() && (enabled || risk_step_up),
+            step_up: None,
+        };
+        // A session of this user already proved the first factor: only a second step that is
+        // asked remains (the password is not asked again).
+        if f.plan.step != Step::Password {
+            f.step_up = step_up;
+        }
+        if user.is_none() {
+            decoy_for_unknown(login, &mut f, target, risk_step_up);
+        }
+        let ip = client.ip.to_string();
+        record_plan(login, &f, &ip, target).await;
+        // In a step-up the password is already proved: the app is asked at once.
+        f.password_ok = f.step_up.is_some();
+        let send = first_send(login, &mut f, client, target, &ip).await;
+        let v = view_of(login, &f).await?;
+        login.flows.create(&f).await?;
+        Ok(Started { flow: v, send })
     }
-    if user.is_none() {
-        decoy_for_unknown(login, &mut f, target, risk_step_up);
-    }
-    let ip = client.ip.to_string();
-    record_plan(login, &f, &ip, target).await;
-    // In a step-up the password is already proved: the app is asked at once.
-    f.password_ok = f.step_up.is_some();
-    let send = first_send(login, &mut f, client, target, &ip).await;
-    let v = view_of(login, &f).await?;
-    login.flows.create(&f).await?;
-    Ok(Started { flow: v, send })
 }
 
 /// The return route demands both steps (`two_factor` with the second step required).
@@ -451,38 +452,36 @@ async fn switch_to_code(
     send_code(login, f, client, false).await
 }
 
-/// "Log in with a security code instead" on the app's waiting page.
-pub async fn use_code(
-    login: &impl AsRef<Login>,
-    client: &Client,
-    id: &str,
-) -> Result<FlowView, LoginError> {
-    let login = login.as_ref();
-    let service::Loaded {
-        version,
-        flow: mut f,
-    } = login.flows.load(id).await?;
-    if f.finished || f.plan.step != Step::AppApproval {
-        return Err(LoginError::BadInput(
-            "this login is not waiting for the app",
-        ));
+impl Login {
+    /// "Log in with a security code instead" on the app's waiting page.
+    pub async fn use_code(&self, client: &Client, id: &str) -> Result<FlowView, LoginError> {
+        let login = self;
+        let service::Loaded {
+            version,
+            flow: mut f,
+        } = login.flows.load(id).await?;
+        if f.finished || f.plan.step != Step::AppApproval {
+            return Err(LoginError::BadInput(
+                "this login is not waiting for the app",
+            ));
+        }
+        login
+            .audit
+            .record(
+                crate::audit::Event::ApprovalFallbackToCode,
+                &f.user_id,
+                &client.ip.to_string(),
+                json!({}),
+            )
+            .await;
+        let sent = switch_to_code(login, &mut f, client, Notice::AppCodeChosen).await;
+        // Busy: the state could not be reached, nothing is kept (the client tries again).
+        if !matches!(sent, Err(LoginError::Busy)) {
+            save(login, version, &f).await?;
+        }
+        sent?;
+        view_of(login, &f).await
     }
-    login
-        .audit
-        .record(
-            crate::audit::Event::ApprovalFallbackToCode,
-            &f.user_id,
-            &client.ip.to_string(),
-            json!({}),
-        )
-        .await;
-    let sent = switch_to_code(login, &mut f, client, Notice::AppCodeChosen).await;
-    // Busy: the state could not be reached, nothing is kept (the client tries again).
-    if !matches!(sent, Err(LoginError::Busy)) {
-        save(login, version, &f).await?;
-    }
-    sent?;
-    view_of(login, &f).await
 }
 
 /// Writes a changed flow back; when another request changed it first, this one lost and
@@ -528,14 +527,16 @@ async fn step_up_session(
         }))
 }
 
-/// The current state of a flow.
-pub async fn status(login: &impl AsRef<Login>, id: &str) -> Result<FlowView, LoginError> {
-    let login = login.as_ref();
-    let f = login.flows.load(id).await?.flow;
-    if f.finished {
-        return Err(LoginError::FlowNotFound);
+impl Login {
+    /// The current state of a flow.
+    pub async fn status(&self, id: &str) -> Result<FlowView, LoginError> {
+        let login = self;
+        let f = login.flows.load(id).await?.flow;
+        if f.finished {
+            return Err(LoginError::FlowNotFound);
+        }
+        view_of(login, &f).await
     }
-    view_of(login, &f).await
 }
 
 /// Sends (or re-sends) the flow's security code, replacing any earlier one.
@@ -677,70 +678,66 @@ fn code_message(
     }
 }
 
-/// "Send the code again".
-pub async fn resend(
-    login: &impl AsRef<Login>,
-    client: &Client,
-    id: &str,
-) -> Result<FlowView, LoginError> {
-    let login = login.as_ref();
-    let service::Loaded {
-        version,
-        flow: mut f,
-    } = login.flows.load(id).await?;
-    if f.finished || f.plan.step != Step::PasswordAndCode {
-        return Err(LoginError::FlowNotFound);
+impl Login {
+    /// "Send the code again".
+    pub async fn resend(&self, client: &Client, id: &str) -> Result<FlowView, LoginError> {
+        let login = self;
+        let service::Loaded {
+            version,
+            flow: mut f,
+        } = login.flows.load(id).await?;
+        if f.finished || f.plan.step != Step::PasswordAndCode {
+            return Err(LoginError::FlowNotFound);
+        }
+        let sent = send_code(login, &mut f, client, true).await;
+        // A refusal changed nothing; a send (or a failed one, which voids the old code) did.
+        if !matches!(
+            sent,
+            Err(LoginError::ResendTooSoon(_) | LoginError::SendLimited(_) | LoginError::Busy)
+        ) {
+            save(login, version, &f).await?;
+        }
+        sent?;
+        view_of(login, &f).await
     }
-    let sent = send_code(login, &mut f, client, true).await;
-    // A refusal changed nothing; a send (or a failed one, which voids the old code) did.
-    if !matches!(
-        sent,
-        Err(LoginError::ResendTooSoon(_) | LoginError::SendLimited(_) | LoginError::Busy)
-    ) {
-        save(login, version, &f).await?;
-    }
-    sent?;
-    view_of(login, &f).await
 }
 
-/// "Send the code by email instead" (the phone cannot receive SMS, say).
-pub async fn use_email(
-    login: &impl AsRef<Login>,
-    client: &Client,
-    id: &str,
-) -> Result<FlowView, LoginError> {
-    let login = login.as_ref();
-    let service::Loaded {
-        version,
-        flow: mut f,
-    } = login.flows.load(id).await?;
-    if f.finished || f.plan.step != Step::PasswordAndCode || !f.plan.email_alternative {
-        return Err(LoginError::BadInput(
-            "email is not available for this login",
-        ));
+impl Login {
+    /// "Send the code by email instead" (the phone cannot receive SMS, say).
+    pub async fn use_email(&self, client: &Client, id: &str) -> Result<FlowView, LoginError> {
+        let login = self;
+        let service::Loaded {
+            version,
+            flow: mut f,
+        } = login.flows.load(id).await?;
+        if f.finished || f.plan.step != Step::PasswordAndCode || !f.plan.email_alternative {
+            return Err(LoginError::BadInput(
+                "email is not available for this login",
+            ));
+        }
+        let email = if f.decoy {
+            Some(login.decoy_email_of(&f))
+        } else {
+            login
+                .accounts
+                .active_user(&f.user_id)
+                .and_then(|u| u.email.clone())
+        };
+        let Some(email) = email else {
+            return Err(LoginError::BadInput(
+                "email is not available for this login",
+            ));
+        };
+        f.plan.send_to = Some((Channel::Email, email));
+        f.plan.email_alternative = false;
+        let sent = send_code(login, &mut f, client, false).await;
+        // Busy: the state could not be reached, nothing is kept (the client tries again).
+        if !matches!(sent, Err(LoginError::Busy)) {
+            save(login, version, &f).await?;
+        }
+        sent?;
+        view_of(login, &f).await
     }
-    let email = if f.decoy {
-        Some(login.decoy_email_of(&f))
-    } else {
-        login
-            .accounts
-            .active_user(&f.user_id)
-            .and_then(|u| u.email.clone())
-    };
-    let Some(email) = email else {
-        return Err(LoginError::BadInput(
-            "email is not available for this login",
-        ));
-    };
-    f.plan.send_to = Some((Channel::Email, email));
-    f.plan.email_alternative = false;
-    let sent = send_code(login, &mut f, client, false).await;
-    // Busy: the state could not be reached, nothing is kept (the client tries again).
-    if !matches!(sent, Err(LoginError::Busy)) {
-        save(login, version, &f).await?;
-    }
-    sent?;
-    view_of(login, &f).await
 }
 
 /// Sends a notice to the user's contact email in the background (never delays a login).

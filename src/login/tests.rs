@@ -75,7 +75,9 @@ fn with(password: &str, code: Option<&str>) -> Completion<'static> {
 
 /// hanako (2-step by SMS): the ID step plans password + code and sends one.
 async fn started(app: &crate::app::App) -> String {
-    let s = start(&app.login, &client(), "hanako", "/", None)
+    let s = app
+        .login
+        .start(&client(), "hanako", "/", None)
         .await
         .unwrap();
     assert_eq!(s.flow.step, Step::PasswordAndCode);
@@ -88,7 +90,9 @@ async fn the_right_password_and_code_finish_the_login_once() {
     let (app, dir) = service().await;
     let flow = started(&app).await;
     let code = last_code(&dir, "hanako");
-    let done = complete(&app.login, &client(), &flow, &with(PASSWORD, Some(&code)))
+    let done = app
+        .login
+        .complete(&client(), &flow, &with(PASSWORD, Some(&code)))
         .await
         .unwrap();
     assert_eq!(done.user_id, "hanako");
@@ -99,7 +103,10 @@ async fn the_right_password_and_code_finish_the_login_once() {
     let proof = live.unwrap().expect("the session is stored").record.proof;
     assert_eq!(proof.second, Some(SecondFactor::Sms));
     // A finished flow cannot be used again, not even with the same factors.
-    let again = complete(&app.login, &client(), &flow, &with(PASSWORD, Some(&code))).await;
+    let again = app
+        .login
+        .complete(&client(), &flow, &with(PASSWORD, Some(&code)))
+        .await;
     assert!(matches!(again, Err(LoginError::FlowNotFound)));
 }
 
@@ -108,17 +115,27 @@ async fn a_wrong_password_does_not_spend_the_code_and_a_wrong_code_uses_a_try() 
     let (app, dir) = service().await;
     let flow = started(&app).await;
     let code = last_code(&dir, "hanako");
-    let r = complete(&app.login, &client(), &flow, &with("wrong", Some(&code))).await;
+    let r = app
+        .login
+        .complete(&client(), &flow, &with("wrong", Some(&code)))
+        .await;
     assert!(matches!(r, Err(LoginError::Failed)));
     let wrong = if code == "000000" { "111111" } else { "000000" };
-    let r = complete(&app.login, &client(), &flow, &with(PASSWORD, Some(wrong))).await;
+    let r = app
+        .login
+        .complete(&client(), &flow, &with(PASSWORD, Some(wrong)))
+        .await;
     assert!(matches!(r, Err(LoginError::Failed)));
     let f = app.login.flows.load(&flow).await.unwrap().flow;
     assert!(f.code.is_some() && !f.finished);
     // No code at all is a failure, not a pass.
-    let r = complete(&app.login, &client(), &flow, &with(PASSWORD, None)).await;
+    let r = app
+        .login
+        .complete(&client(), &flow, &with(PASSWORD, None))
+        .await;
     assert!(matches!(r, Err(LoginError::Failed)));
-    complete(&app.login, &client(), &flow, &with(PASSWORD, Some(&code)))
+    app.login
+        .complete(&client(), &flow, &with(PASSWORD, Some(&code)))
         .await
         .unwrap();
 }
@@ -131,14 +148,21 @@ async fn the_last_wrong_try_voids_the_code() {
     let wrong = if code == "000000" { "111111" } else { "000000" };
     let mut last = None;
     for _ in 0..app.cfg.security_code.max_attempts {
-        last = Some(complete(&app.login, &client(), &flow, &with(PASSWORD, Some(wrong))).await);
+        last = Some(
+            app.login
+                .complete(&client(), &flow, &with(PASSWORD, Some(wrong)))
+                .await,
+        );
     }
     assert!(
         matches!(last, Some(Err(LoginError::CodeExhausted))),
         "{:?}",
         last.and_then(Result::err)
     );
-    let r = complete(&app.login, &client(), &flow, &with(PASSWORD, Some(&code))).await;
+    let r = app
+        .login
+        .complete(&client(), &flow, &with(PASSWORD, Some(&code)))
+        .await;
     assert!(matches!(r, Err(LoginError::NoCode)), "{:?}", r.err());
 }
 
@@ -151,7 +175,9 @@ async fn parallel_tries_with_the_right_code_finish_the_login_once() {
         .map(|_| {
             let (app, flow, code) = (app.clone(), flow.clone(), code.clone());
             tokio::spawn(async move {
-                complete(&app.login, &client(), &flow, &with(PASSWORD, Some(&code))).await
+                app.login
+                    .complete(&client(), &flow, &with(PASSWORD, Some(&code)))
+                    .await
             })
         })
         .collect();
@@ -170,11 +196,11 @@ async fn parallel_tries_with_the_right_code_finish_the_login_once() {
 async fn a_step_up_flow_needs_the_session_that_started_it() {
     let (app, dir) = service().await;
     // taro has 2-step off: a password alone signs him in.
-    let s = start(&app.login, &client(), "taro", "/", None)
-        .await
-        .unwrap();
+    let s = app.login.start(&client(), "taro", "/", None).await.unwrap();
     assert_eq!(s.flow.step, Step::Password);
-    let done = complete(&app.login, &client(), &s.flow.id, &with(PASSWORD, None))
+    let done = app
+        .login
+        .complete(&client(), &s.flow.id, &with(PASSWORD, None))
         .await
         .unwrap();
     // A two_factor route asks that session for a second step: the password is proved.
@@ -186,15 +212,22 @@ async fn a_step_up_flow_needs_the_session_that_started_it() {
     };
     let mut browser = client();
     browser.session_cookie = Some(done.session_token.clone());
-    let up = start(&app.login, &browser, "taro", "/", Some(&route))
+    let up = app
+        .login
+        .start(&browser, "taro", "/", Some(&route))
         .await
         .unwrap();
     assert!(up.flow.step_up && up.flow.password_ok);
     let code = last_code(&dir, "taro");
     // Without the session that started it, the step-up is no login at all.
-    let r = complete(&app.login, &client(), &up.flow.id, &with("", Some(&code))).await;
+    let r = app
+        .login
+        .complete(&client(), &up.flow.id, &with("", Some(&code)))
+        .await;
     assert!(matches!(r, Err(LoginError::FlowNotFound)), "{:?}", r.err());
-    let stepped = complete(&app.login, &browser, &up.flow.id, &with("", Some(&code)))
+    let stepped = app
+        .login
+        .complete(&browser, &up.flow.id, &with("", Some(&code)))
         .await
         .unwrap();
     assert_ne!(

@@ -37,14 +37,14 @@ pub async fn handle(ctx: &Ctx<'_>, rest: &str) -> Response {
     match endpoint {
         E::OpenApi => super::openapi::serve(ctx),
         E::LoginStart => login_start(ctx).await,
-        E::LoginStatus => match login::status(ctx.app, id).await {
+        E::LoginStatus => match ctx.app.login.status(id).await {
             Ok(v) => Response::json(200, &flow_json(&v)),
             Err(e) => login_error(ctx, &e),
         },
         E::LoginComplete => login_complete(ctx, id).await,
-        E::LoginResend => flow_result(ctx, login::resend(ctx.app, &ctx.client(), id).await),
-        E::LoginUseEmail => flow_result(ctx, login::use_email(ctx.app, &ctx.client(), id).await),
-        E::LoginUseCode => flow_result(ctx, login::use_code(ctx.app, &ctx.client(), id).await),
+        E::LoginResend => flow_result(ctx, ctx.app.login.resend(&ctx.client(), id).await),
+        E::LoginUseEmail => flow_result(ctx, ctx.app.login.use_email(&ctx.client(), id).await),
+        E::LoginUseCode => flow_result(ctx, ctx.app.login.use_code(&ctx.client(), id).await),
         E::AppEnroll => super::phone_app::enroll(ctx).await,
         E::AppEnrollStart => app_enroll_start(ctx).await,
         E::AppApprovals => super::phone_app::approvals(ctx).await,
@@ -196,7 +196,12 @@ async fn login_start(ctx: &Ctx<'_>) -> Response {
     };
     let rd = ctx.safe_rd(body.return_to.as_deref());
     let target = ctx.route_of(&rd);
-    match login::start(ctx.app, &ctx.client(), &body.id, &rd, target.as_ref()).await {
+    match ctx
+        .app
+        .login
+        .start(&ctx.client(), &body.id, &rd, target.as_ref())
+        .await
+    {
         Ok(started) => match started.send {
             Ok(()) => Response::json(200, &flow_json(&started.flow)),
             Err(e) => {
@@ -240,9 +245,9 @@ async fn login_complete(ctx: &Ctx<'_>, flow: &str) -> Response {
         trust_device: body.trust_device,
         device_name: body.device_name.as_deref(),
     };
-    match login::complete(ctx.app, &ctx.client(), flow, &input).await {
+    match ctx.app.login.complete(&ctx.client(), flow, &input).await {
         Ok(done) => signed_in_redirect(ctx, done, 200),
-        Err(LoginError::AwaitingApproval) => match login::status(ctx.app, flow).await {
+        Err(LoginError::AwaitingApproval) => match ctx.app.login.status(flow).await {
             Ok(v) => Response::json(202, &flow_json(&v)),
             Err(e) => login_error(ctx, &e),
         },

@@ -210,7 +210,10 @@ fn too_many(ctx: &Ctx<'_>, secs: u64, back: Option<(String, String)>, ways: Othe
 
 /// The ways around a limit on a login flow's sends or tries.
 async fn flow_ways(ctx: &Ctx<'_>, flow: &str) -> OtherWays {
-    let email = login::status(ctx.app, flow)
+    let email = ctx
+        .app
+        .login
+        .status(flow)
         .await
         .is_ok_and(|v| v.email_alternative && v.code_channel == Some(Channel::Sms));
     OtherWays {
@@ -358,7 +361,12 @@ pub async fn id_post(ctx: &Ctx<'_>) -> Response {
         );
     }
     let target = ctx.route_of(&rd);
-    match login::start(ctx.app, &ctx.client(), raw_id, &rd, target.as_ref()).await {
+    match ctx
+        .app
+        .login
+        .start(&ctx.client(), raw_id, &rd, target.as_ref())
+        .await
+    {
         Ok(started) => {
             let flow_url = format!("{}/login/{}", ctx.prefix(), started.flow.id);
             match started.send {
@@ -461,7 +469,7 @@ pub async fn flow_page(
     error: Option<FieldError>,
     status: u16,
 ) -> Response {
-    let v = match login::status(ctx.app, flow).await {
+    let v = match ctx.app.login.status(flow).await {
         Ok(v) => v,
         Err(_) => return expired(ctx),
     };
@@ -599,7 +607,7 @@ pub async fn use_code_post(ctx: &Ctx<'_>, flow: &str) -> Response {
     if let Err(r) = checked_form(ctx) {
         return r;
     }
-    match login::use_code(ctx.app, &ctx.client(), flow).await {
+    match ctx.app.login.use_code(&ctx.client(), flow).await {
         Ok(_) => Response::redirect(303, &format!("{}/login/{flow}", ctx.prefix())),
         Err(LoginError::FlowNotFound) => expired(ctx),
         Err(LoginError::SendLimited(s)) => {
@@ -661,7 +669,7 @@ pub async fn complete_post(ctx: &Ctx<'_>, flow: &str) -> Response {
         trust_device: field(&form, "trust_device").is_some_and(|v| v == "1" || v == "on"),
         device_name: field(&form, "device_name"),
     };
-    match login::complete(ctx.app, &ctx.client(), flow, &input).await {
+    match ctx.app.login.complete(&ctx.client(), flow, &input).await {
         Ok(done) => signed_in_redirect(ctx, done, 303),
         // The password was right; the app is asked now: show the waiting page.
         Err(LoginError::AwaitingApproval) => {
@@ -731,7 +739,7 @@ pub async fn resend_post(ctx: &Ctx<'_>, flow: &str) -> Response {
     if let Err(r) = checked_form(ctx) {
         return r;
     }
-    match login::resend(ctx.app, &ctx.client(), flow).await {
+    match ctx.app.login.resend(&ctx.client(), flow).await {
         Ok(_) => Response::redirect(303, &format!("{}/login/{flow}?m=resent", ctx.prefix())),
         Err(LoginError::FlowNotFound) => expired(ctx),
         Err(LoginError::SendLimited(s)) => {
@@ -761,7 +769,7 @@ pub async fn use_email_post(ctx: &Ctx<'_>, flow: &str) -> Response {
     if let Err(r) = checked_form(ctx) {
         return r;
     }
-    match login::use_email(ctx.app, &ctx.client(), flow).await {
+    match ctx.app.login.use_email(&ctx.client(), flow).await {
         Ok(_) => Response::redirect(303, &format!("{}/login/{flow}?m=email", ctx.prefix())),
         Err(LoginError::FlowNotFound) => expired(ctx),
         Err(LoginError::SendLimited(s)) => too_many(
