@@ -121,28 +121,7 @@ impl Store {
             if current != credential {
                 return Ok(false);
             }
-            sqlx::query(
-                "INSERT INTO sessions (id_hash, user_id, created, auth_time, last_seen, expires,
-                 two_step, methods, device_id, ip, user_agent, first_factor, second_factor,
-                 exemption, required, credential)
-                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)",
-            )
-            .bind(&s.id_hash)
-            .bind(&s.user_id)
-            .bind(s.created)
-            .bind(s.auth_time)
-            .bind(s.last_seen)
-            .bind(s.expires)
-            .bind(s.proof.second.is_some())
-            .bind(&s.methods)
-            .bind(&s.device_id)
-            .bind(&s.ip)
-            .bind(&s.user_agent)
-            .bind(s.proof.first.as_str())
-            .bind(s.proof.second.map(SecondFactor::as_str))
-            .bind(s.proof.exemption.map(|e| e.to_string()))
-            .bind(s.proof.required)
-            .bind(credential)
+            session_insert!(s)
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
