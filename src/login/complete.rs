@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::assurance::{self, FirstFactor, Proof, SecondFactor};
 use crate::login::code::{CodeCheck, IssuedCode, now_ms};
-use crate::login::flow::{self, Flow, Step, Why};
+use crate::login::flow::{self, Flow, Stage, Step, Why};
 use crate::login::limits::{self, Attempt};
 use crate::login::service::{Loaded, Login};
 use crate::login::{Client, Completed, Completion, LoginError, approval, budget, password};
@@ -39,8 +39,10 @@ struct Checked {
     ip: String,
     /// The password part held (set by [`verify`]).
     password_ok: bool,
-    /// The code a finished flow gave up: handed back if the session cannot be stored.
+    /// The code a finished flow gave up, and the stage it was at: handed back if the
+    /// session cannot be stored.
     spent: Option<IssuedCode>,
+    before: Stage,
 }
 
 /// The verdict of a try, once written to the flow.
@@ -121,7 +123,7 @@ async fn check(
         return Err(LoginError::PasswordTooLong);
     }
     let Loaded { version, flow: f } = login.flows.load(id).await?;
-    if f.finished {
+    if f.finished() {
         return Err(LoginError::FlowNotFound);
     }
     if let Some(b) = f.plan.blocked {
@@ -133,7 +135,7 @@ async fn check(
     let ip = client.ip.to_string();
     let after_password =
         login.cfg.app_approval.order == crate::config::ApprovalOrder::AfterPassword;
-    let first_password = by_app && after_password && !f.password_ok;
+    let first_password = by_app && after_password && !f.password_proved();
     // The app path: the password step needs this flow's approval (SECURITY 12), except
     // the first password of the approval-after-password order.
     if by_app && !first_password && !approved(login, &f, now).await? {
@@ -172,6 +174,7 @@ async fn check(
         ip,
         password_ok: false,
         spent: None,
+        before: Stage::AwaitingFactors,
     })
 }
 
@@ -268,7 +271,9 @@ async fn verify(
         }
         // Someone else changed the flow first: read it again.
         let again = login.flows.load(id).await?;
-        if again.flow.finished || again.flow.plan.step != step || again.flow.approval != approval_id
+        if again.flow.finished()
+            || again.flow.plan.step != step
+            || again.flow.approval != approval_id
         {
             return Err(LoginError::FlowNotFound);
         }
@@ -288,7 +293,7 @@ async fn password_holds(
     let after_password =
         login.cfg.app_approval.order == crate::config::ApprovalOrder::AfterPassword;
     if c.stepped_from.is_some()
-        || (c.by_app && after_password && c.f.password_ok && input.password.is_empty())
+        || (c.by_app && after_password && c.f.password_proved() && input.password.is_empty())
     {
         return Ok(true);
     }
@@ -344,9 +349,10 @@ async fn decide(
         return Err(err);
     }
     if c.first_password {
-        c.f.password_ok = true;
+        c.f.stage = Stage::PasswordProved;
     } else {
-        c.f.finished = true;
+        c.before = c.f.stage;
+        c.f.stage = Stage::Finished;
         c.spent = c.f.code.take();
     }
     Ok(Decided::Write(Verdict::Passed))
@@ -527,7 +533,7 @@ async fn start_session(
 
 /// Reopens a finished flow whose session could not be stored, with the code it gave up.
 async fn give_back(login: &Login, c: &mut Checked) {
-    c.f.finished = false;
+    c.f.stage = c.before;
     c.f.code = c.spent.take();
     if !matches!(login.flows.save(c.version, &c.f).await, Ok(true)) {
         tracing::warn!("a login whose session could not be stored could not be reopened");

@@ -234,6 +234,20 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     plan
 }
 
+/// Where a login stands. What is still asked is the plan's step; the stage says how much
+/// of it is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Nothing proved yet: the factors the plan asks are awaited.
+    AwaitingFactors,
+    /// The password is proved — accepted before the app is asked (approval after the
+    /// password), or by the session a step-up adds to: only the second step is left.
+    PasswordProved,
+    /// The login finished; the flow cannot be used again.
+    Finished,
+}
+
 /// One login in progress, kept server-side under a random ID, in the short-lived state
 /// (serialised: it may be read by another replica).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -248,12 +262,11 @@ pub struct Flow {
     pub last_send: Option<i64>,
     /// Device cookie's ID when it skipped the second step.
     pub device_id: Option<String>,
-    /// The login finished; the flow cannot be used again.
-    pub finished: bool,
+    /// Where the login stands (no default: a record of an older version, without it,
+    /// does not read, and that login starts over).
+    pub stage: Stage,
     /// The app approval asked for this flow, if any.
     pub approval: Option<String>,
-    /// The password was already checked (approval after the password).
-    pub password_ok: bool,
     /// An unknown ID on a route that always asks for a code: the flow looks like a real
     /// user's (a code "is sent", to a made-up masked number) but nothing is sent.
     pub decoy: bool,
@@ -265,6 +278,16 @@ pub struct Flow {
     pub requires_two: bool,
     /// The login is a step-up of this browser's session (the first factor is proved).
     pub step_up: Option<StepUp>,
+}
+
+impl Flow {
+    pub fn finished(&self) -> bool {
+        self.stage == Stage::Finished
+    }
+
+    pub fn password_proved(&self) -> bool {
+        self.stage == Stage::PasswordProved
+    }
 }
 
 /// A step-up: the session that asked for it, and what it had proved.

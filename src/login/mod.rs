@@ -29,7 +29,7 @@ use crate::accounts::Accounts;
 use crate::assurance::{self, Proof};
 use crate::config::{Language, Policy, Route, SecondStep};
 use crate::login::code::{IssuedCode, now_ms};
-use crate::login::flow::{Blocked, Flow, Notice, PlanInput, Step, Why};
+use crate::login::flow::{Blocked, Flow, Notice, PlanInput, Stage, Step, Why};
 use crate::login::flow::{Exemption, Plan};
 use crate::login::service::Login;
 use crate::notify::{self, Channel, Message};
@@ -97,7 +97,7 @@ fn view(f: &Flow, approval: Option<&approval::Approval>, now: i64) -> FlowView {
             .map(|a| a.number.clone()),
         approval: approval.map(|a| a.status),
         denial: approval.and_then(|a| a.denial),
-        password_ok: f.password_ok,
+        password_ok: f.password_proved(),
         step_up: f.step_up.is_some(),
         return_to: f.return_to.clone(),
         id: f.id.clone(),
@@ -209,9 +209,8 @@ impl Login {
             plan,
             code: None,
             last_send: None,
-            finished: false,
             approval: None,
-            password_ok: false,
+            stage: Stage::AwaitingFactors,
             decoy: false,
             network,
             requires_two: user.is_some() && (enabled || risk_step_up),
@@ -228,7 +227,9 @@ impl Login {
         let ip = client.ip.to_string();
         record_plan(login, &f, &ip, target).await;
         // In a step-up the password is already proved: the app is asked at once.
-        f.password_ok = f.step_up.is_some();
+        if f.step_up.is_some() {
+            f.stage = Stage::PasswordProved;
+        }
         let send = first_send(login, &mut f, client, target, &ip).await;
         let v = view_of(login, &f).await?;
         login.flows.create(&f).await?;
@@ -460,7 +461,7 @@ impl Login {
             version,
             flow: mut f,
         } = login.flows.load(id).await?;
-        if f.finished || f.plan.step != Step::AppApproval {
+        if f.finished() || f.plan.step != Step::AppApproval {
             return Err(LoginError::BadInput(
                 "this login is not waiting for the app",
             ));
@@ -532,7 +533,7 @@ impl Login {
     pub async fn status(&self, id: &str) -> Result<FlowView, LoginError> {
         let login = self;
         let f = login.flows.load(id).await?.flow;
-        if f.finished {
+        if f.finished() {
             return Err(LoginError::FlowNotFound);
         }
         view_of(login, &f).await
@@ -686,7 +687,7 @@ impl Login {
             version,
             flow: mut f,
         } = login.flows.load(id).await?;
-        if f.finished || f.plan.step != Step::PasswordAndCode {
+        if f.finished() || f.plan.step != Step::PasswordAndCode {
             return Err(LoginError::FlowNotFound);
         }
         let sent = send_code(login, &mut f, client, true).await;
@@ -710,7 +711,7 @@ impl Login {
             version,
             flow: mut f,
         } = login.flows.load(id).await?;
-        if f.finished || f.plan.step != Step::PasswordAndCode || !f.plan.email_alternative {
+        if f.finished() || f.plan.step != Step::PasswordAndCode || !f.plan.email_alternative {
             return Err(LoginError::BadInput(
                 "email is not available for this login",
             ));

@@ -127,7 +127,7 @@ async fn a_wrong_password_does_not_spend_the_code_and_a_wrong_code_uses_a_try() 
         .await;
     assert!(matches!(r, Err(LoginError::Failed)));
     let f = app.login.flows.load(&flow).await.unwrap().flow;
-    assert!(f.code.is_some() && !f.finished);
+    assert!(f.code.is_some() && !f.finished());
     // No code at all is a failure, not a pass.
     let r = app
         .login

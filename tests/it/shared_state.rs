@@ -759,7 +759,7 @@ async fn an_approval_edited_in_redis_grants_nothing() {
         .await
         .unwrap();
     let forged = edit_json(&record, |f| {
-        f["password_ok"] = json!(true);
+        f["stage"] = json!("password_proved");
         f["plan"]["step"] = json!("Password");
         f["approval"] = Value::Null;
     });
