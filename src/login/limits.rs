@@ -27,9 +27,30 @@ pub struct FailureLimiter {
 }
 
 /// Permission for one attempt; report its outcome with `failed`, `succeeded` or `abandon`.
+/// One dropped without an outcome (an early return, a cancelled request) is abandoned in the
+/// background, so its reservation never counts as a failure until it lapses.
 #[must_use]
 pub struct Attempt {
     ticket: FailureTicket,
+    /// Where to abandon it if it is dropped unsettled; `None` once settled.
+    unsettled: Option<Arc<dyn Ephemeral>>,
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        let Some(state) = self.unsettled.take() else {
+            return;
+        };
+        let ticket = self.ticket.clone();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let now = crate::time::now();
+                if let Err(e) = state.failure_settle(&ticket, Outcome::Abandoned, now).await {
+                    tracing::error!(error = %e, "a dropped login attempt could not be released");
+                }
+            });
+        }
+    }
 }
 
 /// Why no attempt may be made now.
@@ -83,7 +104,12 @@ impl FailureLimiter {
                     Refusal::Busy
                 })?;
             match r {
-                Reserve::Granted(ticket) => return Ok(Attempt { ticket }),
+                Reserve::Granted(ticket) => {
+                    return Ok(Attempt {
+                        ticket,
+                        unsettled: Some(self.state.clone()),
+                    });
+                }
                 Reserve::Wait(s) => return Err(Refusal::Wait(s)),
                 Reserve::Unseeded => self.seed(user, now).await?,
             }
@@ -108,7 +134,8 @@ impl FailureLimiter {
             })
     }
 
-    async fn settle(&self, attempt: &Attempt, outcome: Outcome, now: i64) {
+    async fn settle(&self, attempt: &mut Attempt, outcome: Outcome, now: i64) {
+        attempt.unsettled = None;
         if let Err(e) = self
             .state
             .failure_settle(&attempt.ticket, outcome, now)
@@ -120,8 +147,8 @@ impl FailureLimiter {
     }
 
     /// Records a failure (durably, before the answer goes out).
-    pub async fn failed(&self, attempt: Attempt, now: i64) {
-        self.settle(&attempt, Outcome::Failed, now).await;
+    pub async fn failed(&self, mut attempt: Attempt, now: i64) {
+        self.settle(&mut attempt, Outcome::Failed, now).await;
         let t = &attempt.ticket;
         if let Err(e) = self.store.record_failure(&t.account, t.known, now).await {
             tracing::error!(error = %e, "could not record a login failure");
@@ -130,8 +157,8 @@ impl FailureLimiter {
 
     /// A full login succeeded: delays start over for its pool (the owner's success from a
     /// known browser does not lift the delays strangers earned).
-    pub async fn succeeded(&self, attempt: Attempt) {
-        self.settle(&attempt, Outcome::Succeeded, crate::time::now())
+    pub async fn succeeded(&self, mut attempt: Attempt) {
+        self.settle(&mut attempt, Outcome::Succeeded, crate::time::now())
             .await;
         let t = &attempt.ticket;
         if let Err(e) = self.store.clear_failures(&t.account, t.known).await {
@@ -140,8 +167,8 @@ impl FailureLimiter {
     }
 
     /// Releases the account without counting anything (e.g. the step was incomplete).
-    pub async fn abandon(&self, attempt: Attempt) {
-        self.settle(&attempt, Outcome::Abandoned, crate::time::now())
+    pub async fn abandon(&self, mut attempt: Attempt) {
+        self.settle(&mut attempt, Outcome::Abandoned, crate::time::now())
             .await;
     }
 }
@@ -192,6 +219,47 @@ mod tests {
 
     fn limiter(store: &Store, cfg: &LoginLimits) -> FailureLimiter {
         FailureLimiter::new(store.clone(), Arc::new(MemoryState::new()), cfg)
+    }
+
+    /// Attempts dropped without an outcome (an early return, a cancelled request) are
+    /// released, not left to count as failures until they lapse.
+    #[tokio::test]
+    async fn a_dropped_attempt_is_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("l.db")).await.unwrap();
+        let no_delays = LoginLimits {
+            free_failures: 4,
+            ..limits()
+        };
+        let lim = limiter(&store, &no_delays);
+        let now = crate::time::now();
+        // Strangers' three places (cap 4, one kept for known browsers), all reserved: a
+        // fourth waits.
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(lim.begin("u", now).await.unwrap());
+        }
+        assert!(
+            lim.begin("u", now).await.is_err(),
+            "three reservations count"
+        );
+        drop(held);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match lim.begin("u", now).await {
+                Ok(a) => {
+                    lim.abandon(a).await;
+                    break;
+                }
+                Err(_) => {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "dropped attempts still count"
+                    );
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
     }
 
     #[tokio::test]
