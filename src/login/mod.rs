@@ -15,8 +15,6 @@ pub mod passkey;
 pub mod password;
 pub mod risk;
 pub mod service;
-#[cfg(test)]
-mod tests;
 
 pub use client::{Client, Completed};
 pub use error::LoginError;

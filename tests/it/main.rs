@@ -22,6 +22,7 @@ mod explain;
 mod failfast;
 mod forward_auth;
 mod login;
+mod login_service;
 mod openapi;
 mod passkeys;
 mod phone;

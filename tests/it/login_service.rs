@@ -5,25 +5,17 @@
 
 use std::sync::Arc;
 
-use super::*;
-use crate::assurance::SecondFactor;
-use crate::config::Language;
+use nidan::assurance::SecondFactor;
+use nidan::config::{Language, Policy};
+use nidan::login::flow::Step;
+use nidan::login::{Client, Completion, LoginError};
 
-const PASSWORD: &str = "test-password-1";
+use crate::common::PASSWORD;
 
-/// A login service over a fresh deployment directory (users from `config/test/users.yaml`).
-async fn service() -> (Arc<crate::app::App>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("users.yaml"),
-        include_str!("../../config/test/users.yaml"),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("device-key"),
-        "unit-test-device-signing-key-0123456789",
-    )
-    .unwrap();
+/// A login service over a fresh deployment directory (`common::deployment_dir`: the test
+/// users and a device key).
+async fn service() -> (Arc<nidan::app::App>, tempfile::TempDir) {
+    let dir = crate::common::deployment_dir();
     let yaml = r#"
 version: 1
 server: { listen: ["127.0.0.1:0"] }
@@ -38,8 +30,8 @@ storage: { sqlite: { path: nidan.db } }
 routes:
   - { name: app, hosts: ["*"], path_prefix: /, upstream: ["127.0.0.1:9"], policy: login }
 "#;
-    let cfg = crate::config::load_str(yaml, &dir.path().join("nidan.yaml")).unwrap();
-    (crate::app::App::build(cfg).await.unwrap(), dir)
+    let cfg = nidan::config::load_str(yaml, &dir.path().join("nidan.yaml")).unwrap();
+    (nidan::app::App::build(cfg).await.unwrap(), dir)
 }
 
 fn client() -> Client {
@@ -74,7 +66,7 @@ fn with(password: &str, code: Option<&str>) -> Completion<'static> {
 }
 
 /// hanako (2-step by SMS): the ID step plans password + code and sends one.
-async fn started(app: &crate::app::App) -> String {
+async fn started(app: &nidan::app::App) -> String {
     let s = app
         .login
         .start(&client(), "hanako", "/", None)
@@ -98,7 +90,7 @@ async fn the_right_password_and_code_finish_the_login_once() {
     assert_eq!(done.user_id, "hanako");
     let live = app
         .sessions
-        .check(&done.session_token, crate::time::now())
+        .check(&done.session_token, nidan::time::now())
         .await;
     let proof = live.unwrap().expect("the session is stored").record.proof;
     assert_eq!(proof.second, Some(SecondFactor::Sms));
@@ -204,10 +196,10 @@ async fn a_step_up_flow_needs_the_session_that_started_it() {
         .await
         .unwrap();
     // A two_factor route asks that session for a second step: the password is proved.
-    let route: crate::config::Route = app.cfg.routes[0].clone();
-    let route = crate::config::Route {
+    let route: nidan::config::Route = app.cfg.routes[0].clone();
+    let route = nidan::config::Route {
         policy: Policy::TwoFactor,
-        second_step: crate::config::SecondStep::Required,
+        second_step: nidan::config::SecondStep::Required,
         ..route
     };
     let mut browser = client();
@@ -234,7 +226,7 @@ async fn a_step_up_flow_needs_the_session_that_started_it() {
         stepped.session_token, done.session_token,
         "a new session ID"
     );
-    let now = crate::time::now();
+    let now = nidan::time::now();
     assert!(
         app.sessions
             .check(&done.session_token, now)
