@@ -8,7 +8,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use nidan::proxy::gate::{self, Caller};
+use nidan::auth::gate::{self, Caller};
 use nidan::proxy::path::canonicalize_parts;
 use nidan::proxy::route::RouteTable;
 use nidan::session::{NewSession, Sessions};

@@ -7,7 +7,6 @@
 pub mod access;
 pub mod conn;
 pub(crate) mod forward_auth;
-pub use crate::auth::gate;
 pub mod path;
 pub mod respond;
 pub mod route;
@@ -30,12 +29,12 @@ use pingora::{ErrorSource, ErrorType};
 
 use crate::app::App;
 use crate::assurance;
+use crate::auth::gate::{self, Decision, Identity};
 use crate::auth::{Authenticator, CallerState, Refused};
 use crate::metrics;
 use crate::portal;
 use crate::portal::http::Response;
 use crate::session::cookie;
-use gate::{Decision, Identity};
 
 /// Largest request body the portal reads.
 const PORTAL_BODY_LIMIT: usize = 64 * 1024;
