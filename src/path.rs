@@ -331,7 +331,7 @@ fn remove_dot_segments(path: &str) -> Result<String, PathError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     // Test helpers report failures by panicking with the offending input.
     #![allow(clippy::panic)]
 
@@ -707,10 +707,11 @@ mod tests {
         }
     }
 
-    /// Deterministic xorshift so the generated corpus is the same on every run.
-    struct Rng(u64);
+    /// Deterministic xorshift so a generated corpus is the same on every run (the return
+    /// address tests use it too).
+    pub(crate) struct Rng(pub(crate) u64);
     impl Rng {
-        fn next(&mut self) -> u64 {
+        pub(crate) fn next(&mut self) -> u64 {
             let mut x = self.0;
             x ^= x << 13;
             x ^= x >> 7;
@@ -718,7 +719,7 @@ mod tests {
             self.0 = x;
             x
         }
-        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        pub(crate) fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
             let n = u64::try_from(items.len()).unwrap_or(1);
             let i = usize::try_from(self.next() % n).unwrap_or(0);
             items[i]

@@ -408,23 +408,7 @@ mod tests {
         }
     }
 
-    /// Deterministic xorshift for the generated corpus.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
-        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-            let n = u64::try_from(items.len()).unwrap_or(1);
-            let i = usize::try_from(self.next() % n).unwrap_or(0);
-            items[i]
-        }
-    }
+    use crate::path::tests::Rng;
 
     const PIECES: &[&str] = &[
         "/",
