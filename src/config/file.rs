@@ -150,6 +150,9 @@ pub(crate) struct PortalFile {
     pub flow_lifetime: Option<String>,
     pub time_zone: Option<String>,
     pub brand: Option<BrandFile>,
+    pub help_url: Option<String>,
+    pub account_url: Option<String>,
+    pub recovery_url: Option<String>,
 }
 
 /// The operator's look of the portal.

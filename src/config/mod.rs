@@ -181,6 +181,14 @@ pub struct Portal {
     /// page's language (`Asia/Tokyo` for Japanese, UTC otherwise).
     pub time_zone: Option<chrono_tz::Tz>,
     pub brand: Brand,
+    /// Where users get help (the footer's and error pages' "Help"); `None`: no link.
+    pub help_url: Option<String>,
+    /// The operator's own account page (change password, contact details) for directories
+    /// nidan cannot write; `None`: no link.
+    pub account_url: Option<String>,
+    /// The operator's page for a forgotten ID or password ("Forgot your ID or password?" on
+    /// the ID page); `None`: no link.
+    pub recovery_url: Option<String>,
 }
 
 impl Portal {

@@ -146,6 +146,20 @@ impl Checker<'_> {
         }
     }
 
+    /// An operator page the portal links to: an http(s) address or a path on this site.
+    fn link_url(&mut self, key: &str, url: Option<String>) -> Option<String> {
+        let url = url?.trim().to_owned();
+        if footer_url_ok(&url) {
+            return Some(url);
+        }
+        self.err(
+            key,
+            format!("`{key}` is not an http(s) address or a path on this site"),
+            "write e.g. `https://example.com/help` or `/help`, or remove the key",
+        );
+        None
+    }
+
     pub(super) fn portal(&mut self, p: file::PortalFile) -> Portal {
         let path_prefix = match p.path_prefix {
             None => "/_nidan".to_string(),
@@ -213,9 +227,15 @@ impl Checker<'_> {
             }
         });
         let brand = self.brand(p.brand.unwrap_or_default());
+        let help_url = self.link_url("portal.help_url", p.help_url);
+        let account_url = self.link_url("portal.account_url", p.account_url);
+        let recovery_url = self.link_url("portal.recovery_url", p.recovery_url);
         Portal {
             time_zone,
             brand,
+            help_url,
+            account_url,
+            recovery_url,
             path_prefix,
             public_url,
             default_language: match p.default_language {
@@ -366,5 +386,21 @@ mod tests {
         }
         let c = load_t(&with("portal: { time_zone: Asia/Tokyo }\n")).unwrap();
         assert_eq!(c.portal.time_zone, Some(chrono_tz::Tz::Asia__Tokyo));
+    }
+
+    #[test]
+    fn operator_page_links_are_addresses_or_site_paths() {
+        let c = load_t(&with(
+            "portal: { help_url: /help, account_url: \"https://id.example.com/me\" }\n",
+        ))
+        .unwrap();
+        assert_eq!(c.portal.help_url.as_deref(), Some("/help"));
+        assert_eq!(
+            c.portal.account_url.as_deref(),
+            Some("https://id.example.com/me")
+        );
+        assert_eq!(c.portal.recovery_url, None);
+        let e = &errors(&with("portal: { recovery_url: \"javascript:alert(1)\" }\n"))[0];
+        assert!(e.message.contains("portal.recovery_url"), "{}", e.message);
     }
 }
