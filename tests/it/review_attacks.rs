@@ -203,19 +203,25 @@ async fn a_basic_flood_from_one_address_makes_the_owners_right_password_a_failur
     tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
     // While the flood runs, the owner's mail client logs in a few times.
     let owner = audit::client_from("127.0.0.1", &audit::jar(), "mail-sync/1");
+    // On a machine busy with other work an answer may come late: a request that times out
+    // is recorded as 0 (it was not answered as wrong, which is what this test is about), and
+    // the owner stops asking after 40 s.
     let mut seen = Vec::new();
-    for _ in 0..30 {
+    let asking = std::time::Instant::now();
+    while seen.len() < 30 && asking.elapsed() < std::time::Duration::from_secs(40) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         let s = owner
             .get(&url)
             .basic_auth("taro", Some(PASSWORD))
             .send()
             .await
-            .unwrap()
-            .status()
-            .as_u16();
+            .map_or(0, |r| r.status().as_u16());
         seen.push(s);
     }
+    assert!(
+        seen.iter().any(|s| *s != 0),
+        "the owner got no answer at all during the flood: {seen:?}"
+    );
     let status = if seen.contains(&401) { 401 } else { seen[0] };
     eprintln!("owner statuses {seen:?}");
     eprintln!("owner status {status}");
