@@ -79,8 +79,10 @@ async fn users_are_provisioned_by_the_admin_api_and_log_in() {
     // She logs in with that password.
     let api = Api::new(&gw);
     let done = api.login("alice").await;
-    assert_eq!(done["user"], "alice", "{done}");
-    assert_eq!(api.get("/me").await.0, 200);
+    assert_eq!(done["redirect"], "/", "{done}");
+    let (s, me) = api.get("/me").await;
+    assert_eq!(s, 200);
+    assert_eq!(me["user"], "alice", "{me}");
 
     // Replacing her with the same password keeps her session; PATCH changes the name only.
     let (s, v) = admin(
@@ -324,7 +326,8 @@ async fn import_is_idempotent_and_counts() {
     assert_eq!(v["email"], "seven@example.com");
     // An imported user logs in.
     let api = Api::new(&gw);
-    assert_eq!(api.login("u02500").await["user"], "u02500");
+    api.login("u02500").await;
+    assert_eq!(api.get("/me").await.1["user"], "u02500");
     // A bad file: the line named, nothing written.
     std::fs::write(
         &file,
@@ -333,7 +336,7 @@ async fn import_is_idempotent_and_counts() {
     .unwrap();
     let (ok, out) = import(&gw.config, &file);
     assert!(!ok);
-    assert!(out.contains("bulk.yaml:5:"), "{out}");
+    assert!(out.contains("bulk.yaml:4:32:"), "{out}");
     assert!(!out.contains("plain"), "{out}");
     assert_eq!(admin(a, "GET", "/admin/users/new1", None).await.0, 404);
 }
