@@ -158,6 +158,28 @@ macro_rules! rows_of {
     }};
 }
 
+/// The stored credential digests of `$ids` inside `$tx`, by user.
+macro_rules! digests_of {
+    ($tx:ident, $ids:expr) => {{
+        let mut found: HashMap<String, String> = HashMap::new();
+        let ids: Vec<&str> = $ids.collect();
+        if !ids.is_empty() {
+            let mut q = sqlx::QueryBuilder::new(
+                "SELECT user_id, digest FROM credentials WHERE user_id IN (",
+            );
+            let mut sep = q.separated(", ");
+            for id in ids {
+                sep.push_bind(id.to_owned());
+            }
+            q.push(")");
+            for r in q.build().fetch_all(&mut *$tx).await? {
+                found.insert(r.text("user_id")?, r.text("digest")?);
+            }
+        }
+        found
+    }};
+}
+
 /// One import batch inside `$tx`: compared with what is stored, only the new and changed
 /// rows written, and the credential compare-and-set made for each changed credential.
 macro_rules! import_batch {
@@ -187,8 +209,15 @@ macro_rules! import_batch {
         if !write.is_empty() {
             upsert_rows!($tx, write.iter().copied(), $now);
         }
+        // Only users with a stored digest can hold anything to revoke (a digest is stored
+        // at a user's first session): one read for the batch, a compare-and-set for each
+        // whose digest differs.
+        let stored_digests = digests_of!($tx, digests.iter().map(|(id, _)| *id));
         let mut applied = Vec::new();
         for (id, digest) in digests {
+            if stored_digests.get(id).is_none_or(|d| d == digest) {
+                continue;
+            }
             if let Some(CredentialChange::Applied(r)) = credential_cas!($tx, id, digest, $now, $log)
             {
                 applied.push((id.to_owned(), r));

@@ -514,6 +514,40 @@ mod tests {
     }
 
     #[test]
+    fn duplicates_are_found_in_linear_time_in_a_large_file() {
+        use std::fmt::Write as _;
+        let n = 50_000;
+        let mut text = String::from("version: 1\nusers:\n");
+        for i in 0..n {
+            writeln!(text, "  - {{ id: u{i}, password_hash: \"{HASH}\" }}").unwrap();
+        }
+        let started = std::time::Instant::now();
+        assert_eq!(parse(&text).unwrap().len(), n);
+        writeln!(text, "  - {{ id: u7, password_hash: \"{HASH}\" }}").unwrap();
+        let e = &errors(&text)[0];
+        assert_eq!(e.message, "user ID u7 is already used on line 10");
+        assert_eq!(e.line, n + 3);
+        // Quadratic checking took minutes here; linear takes well under one.
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    }
+
+    #[test]
+    fn one_entry_is_checked_by_the_same_rules_with_its_fields_named() {
+        let doc = |extra: &str| -> UserDoc {
+            serde_yaml::from_str(&format!("{{ id: taro, password_hash: \"{HASH}\"{extra} }}"))
+                .unwrap()
+        };
+        let u = check_one(doc(", name: Taro, groups: [staff]")).unwrap();
+        assert_eq!((u.name.as_str(), u.groups.len()), ("Taro", 1));
+        let errs = check_one(doc(", email: nope, groups: [a, \" \"]")).unwrap_err();
+        let fields: Vec<&str> = errs.iter().map(|e| e.0.as_str()).collect();
+        assert_eq!(fields, ["email", "groups[1]"]);
+        // What it gives back describes the same user.
+        let again = check_one(UserDoc::of(&u)).unwrap();
+        assert_eq!((again.name, again.groups), (u.name, u.groups));
+    }
+
+    #[test]
     fn unreadable_file_names_it() {
         let e = load_users(Path::new("/nonexistent/users.yaml")).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/users.yaml"), "{e}");

@@ -15,6 +15,9 @@ use crate::store::{ImportCounts, Revoked, Store, StoreError, UserRecord};
 /// Users per transaction.
 pub const BATCH: usize = 1_000;
 
+/// The longest one batch may take.
+const IMPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     #[error(
@@ -41,7 +44,11 @@ pub async fn import(
     let users = tokio::task::spawn_blocking(move || super::file::load_users(&file))
         .await
         .map_err(|e| ImportError::Store(StoreError::Connect(e.to_string())))??;
-    let store = Store::connect(&cfg.storage).await?;
+    // A batch is one transaction of a thousand rows: the serving bound on one call
+    // (`storage.postgres.timeout`, a second by default) is for requests, not for this.
+    let mut storage = cfg.storage.clone();
+    storage.postgres_timeout = storage.postgres_timeout.max(IMPORT_TIMEOUT);
+    let store = Store::connect(&storage).await?;
     let replicated = cfg.storage.replicated.is_some();
     let log = |r: &Revoked| -> Vec<String> {
         if replicated {
