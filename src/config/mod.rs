@@ -443,6 +443,9 @@ pub enum TwoStepMethod {
 
 #[derive(Debug, Clone)]
 pub struct UsersSource {
+    /// Where the users are kept.
+    pub directory: DirectoryKind,
+    /// The users file (read only with [`DirectoryKind::File`]).
     pub file: PathBuf,
     /// How often the file's modification time is checked (default 2s).
     pub reload_interval: Duration,
@@ -451,6 +454,16 @@ pub struct UsersSource {
     pub default_method: TwoStepMethod,
     /// What happens to a user's 2-step setting when their phone is marked gone.
     pub on_phone_loss: OnPhoneLoss,
+}
+
+/// `users.file` or `users.database`: which directory holds the users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirectoryKind {
+    /// The operator's YAML users file, read whole (the default).
+    File,
+    /// The durable store (`storage`): users looked up one at a time, written through the
+    /// admin API and `nidan users import`.
+    Database,
 }
 
 /// `users.on_phone_loss`.

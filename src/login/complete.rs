@@ -160,7 +160,11 @@ async fn check(
     } else {
         None
     };
-    let user = login.accounts.active_user(&f.user_id);
+    let user = login
+        .accounts
+        .active_user(&f.user_id)
+        .await
+        .map_err(|_| LoginError::Busy)?;
     Ok(Checked {
         version,
         f,
@@ -298,11 +302,9 @@ async fn password_holds(
         return Ok(true);
     }
     login
-        .hasher
-        .verify(
-            input.password,
-            c.user.as_ref().map(|u| u.password_hash.as_str()),
-        )
+        .accounts
+        .users
+        .verify_password(&login.hasher, c.user.as_deref(), input.password)
         .await
         .map_err(|_| LoginError::Busy)
 }

@@ -198,6 +198,8 @@ impl<'a> Ctx<'a> {
         Ok(self
             .app
             .active_user(&live.record.user_id)
+            .await
+            .map_err(|_| ())?
             .map(|user| (live, user)))
     }
 
@@ -239,7 +241,12 @@ impl<'a> Ctx<'a> {
         if proof.required {
             return Ok(false);
         }
-        let Some(user) = self.app.active_user(&live.record.user_id) else {
+        let Some(user) = self
+            .app
+            .active_user(&live.record.user_id)
+            .await
+            .map_err(|_| ())?
+        else {
             return Ok(false);
         };
         match self.app.two_step_of(&user).await {

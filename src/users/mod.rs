@@ -1,7 +1,11 @@
-//! The user directory: who may log in, read from the operator's YAML users file and
-//! swapped atomically when that file changes (a bad edit keeps the previous directory).
+//! The user directory: who may log in. [`Source`] is the abstraction every service asks
+//! (see [`source`]); [`FileDirectory`] is the operator's YAML users file, read whole and
+//! swapped atomically when the file changes (a bad edit keeps the previous directory).
 
+pub mod database;
 pub mod file;
+pub mod import;
+pub mod source;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -10,7 +14,9 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 
+pub use database::DatabaseDirectory;
 pub use file::{PhoneStatus, UserEntry};
+pub use source::{Directory, DirectoryError, Source, UserMap, Writes, Written};
 
 use crate::config::ConfigErrors;
 
@@ -141,53 +147,39 @@ pub fn header_safe(v: &str) -> std::borrow::Cow<'_, str> {
     out.into()
 }
 
-pub struct Directory {
+/// The users file as a directory: read whole into memory and swapped atomically when the
+/// file changes (a bad edit keeps the previous directory). Read-only: the file is the
+/// operator's. Re-reading runs on a blocking thread: requests are answered from the
+/// previous users meanwhile.
+pub struct FileDirectory {
+    inner: Arc<FileInner>,
+}
+
+struct FileInner {
     path: PathBuf,
     users: ArcSwap<HashMap<String, Arc<User>>>,
     modified: Mutex<Option<SystemTime>>,
 }
 
-impl Directory {
+impl FileDirectory {
     /// Reads the users file; an invalid file is an error (nidan refuses to start on it).
     pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
         let modified = mtime(path);
         let users = file::load_users(path)?;
         Ok(Self {
-            path: path.to_path_buf(),
-            users: ArcSwap::from_pointee(index(users)),
-            modified: Mutex::new(modified),
+            inner: Arc::new(FileInner {
+                path: path.to_path_buf(),
+                users: ArcSwap::from_pointee(index(users)),
+                modified: Mutex::new(modified),
+            }),
         })
     }
+}
 
-    pub fn get(&self, id: &str) -> Option<Arc<User>> {
-        self.users.load().get(id).cloned()
-    }
-
-    /// Every user in the directory now.
-    pub fn all(&self) -> Vec<Arc<User>> {
-        self.users.load().values().cloned().collect()
-    }
-
-    pub fn len(&self) -> usize {
-        self.users.load().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
+impl FileInner {
     /// Re-reads the file when its modification time changed. Returns the previous and new
     /// directories when a reload happened, so callers can react to what changed.
-    #[allow(clippy::type_complexity)]
-    pub fn reload_if_changed(
-        &self,
-    ) -> Result<
-        Option<(
-            Arc<HashMap<String, Arc<User>>>,
-            Arc<HashMap<String, Arc<User>>>,
-        )>,
-        ConfigErrors,
-    > {
+    fn reload_if_changed(&self) -> Result<Option<(UserMap, UserMap)>, ConfigErrors> {
         let now = mtime(&self.path);
         {
             let Ok(mut seen) = self.modified.lock() else {
@@ -205,6 +197,49 @@ impl Directory {
         Ok(Some((old, new)))
     }
 }
+
+#[async_trait::async_trait]
+impl Source for FileDirectory {
+    fn kind(&self) -> &'static str {
+        "file"
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Arc<User>>, DirectoryError> {
+        Ok(self.inner.users.load().get(id).cloned())
+    }
+
+    fn len_hint(&self) -> Option<usize> {
+        Some(self.inner.users.load().len())
+    }
+
+    fn loaded(&self) -> Option<UserMap> {
+        Some(self.inner.users.load_full())
+    }
+
+    fn sample(&self) -> Vec<Arc<User>> {
+        self.inner
+            .users
+            .load()
+            .values()
+            .take(SAMPLE)
+            .cloned()
+            .collect()
+    }
+
+    async fn refresh(&self) -> Result<Option<(UserMap, UserMap)>, ConfigErrors> {
+        let inner = self.inner.clone();
+        match tokio::task::spawn_blocking(move || inner.reload_if_changed()).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "the users file reload stopped");
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// How many users the decoys learn the typical user from.
+pub const SAMPLE: usize = 5_000;
 
 fn index(users: Vec<User>) -> HashMap<String, Arc<User>> {
     users

@@ -197,6 +197,17 @@ impl Login {
     }
 
     /// Checks an assertion and, when it holds, signs the user in with both steps done.
+    /// The passkey's user, if they may log in; a directory that cannot answer is 503.
+    async fn passkey_user(
+        &self,
+        id: &str,
+    ) -> Result<Option<std::sync::Arc<crate::users::User>>, PasskeyError> {
+        self.accounts
+            .active_user(id)
+            .await
+            .map_err(|_| PasskeyError::Unavailable)
+    }
+
     pub async fn passkey_login_finish(
         &self,
         client: &Client,
@@ -225,7 +236,7 @@ impl Login {
         let Ok(Some(stored)) = self.store.passkey_by_credential(&b64(&cred_id)).await else {
             return Err(PasskeyError::Failed(WebAuthnError::NoCredential));
         };
-        let user = self.accounts.active_user(&stored.user_id);
+        let user = self.passkey_user(&stored.user_id).await?;
         let inactive = user.is_none();
         let now = crate::time::now();
         let attempt = self
