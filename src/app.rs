@@ -146,7 +146,7 @@ impl App {
             state,
             hasher,
         }));
-        let routes = Arc::new(ArcSwap::from_pointee(RouteTable::new(cfg.routes.clone())));
+        let routes = Arc::new(ArcSwap::from_pointee(RouteTable::serving(&cfg)));
         let chores = Arc::new(Chores {
             cfg: cfg.clone(),
             store: store.clone(),
@@ -268,7 +268,7 @@ fn reloader(cfg: Arc<Config>, routes: Arc<ArcSwap<RouteTable>>) -> crate::chores
 fn reload_routes(cfg: &Config, routes: &ArcSwap<RouteTable>) -> bool {
     match crate::config::load(&cfg.source) {
         Ok(new) => {
-            routes.store(Arc::new(RouteTable::new(new.routes.clone())));
+            routes.store(Arc::new(RouteTable::serving(&new)));
             tracing::info!(
                 routes = new.routes.len(),
                 "configuration reloaded: routes updated"

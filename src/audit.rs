@@ -159,6 +159,26 @@ fn unauthenticated_names() -> Vec<&'static str> {
     UNAUTHENTICATED_EVENTS.iter().map(|e| e.as_str()).collect()
 }
 
+/// `detail` naming the request that caused the event (`request_id`), so a row can be
+/// followed to the access line, the backend's log and the error page a user reports. A
+/// detail that is not an object is kept whole under `detail`.
+fn with_request_id(detail: Value, id: Option<crate::request_id::RequestId>) -> Value {
+    let Some(id) = id else {
+        return detail;
+    };
+    let mut object = match detail {
+        Value::Object(map) => map,
+        Value::Null => serde_json::Map::new(),
+        other => {
+            let mut map = serde_json::Map::new();
+            map.insert("detail".into(), other);
+            map
+        }
+    };
+    object.insert("request_id".into(), Value::String(id.as_str().to_owned()));
+    Value::Object(object)
+}
+
 /// Longest user ID kept in a row (IDs of unknown users are attacker-chosen).
 const MAX_USER_BYTES: usize = 64;
 
@@ -265,7 +285,7 @@ impl Audit {
             return;
         }
         let event = event.as_str();
-        let detail = detail.to_string();
+        let detail = with_request_id(detail, crate::request_id::current()).to_string();
         let user = bounded(user);
         tracing::info!(target: "audit", event, user, ip, detail = %detail);
         let rec = AuditRecord {

@@ -71,6 +71,8 @@ impl Status {
             ApprovalStatus::Denied => (Status::Denied, Some(Denial::Denied)),
             ApprovalStatus::WrongNumber => (Status::Denied, Some(Denial::WrongNumber)),
             ApprovalStatus::NotMe => (Status::Denied, Some(Denial::NotMe)),
+            // A newer replica's answer this version cannot read: never a grant.
+            ApprovalStatus::Unknown => (Status::Denied, Some(Denial::Denied)),
             ApprovalStatus::Expired => (Status::Expired, None),
         }
     }

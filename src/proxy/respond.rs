@@ -7,6 +7,7 @@ use pingora::prelude::*;
 use pingora::proxy::Session;
 
 use crate::portal::http::Response;
+use crate::request_id::RequestId;
 
 /// `Strict-Transport-Security`, sent on everything served over HTTPS (SECURITY 23, 44).
 pub const HSTS: &str = "strict-transport-security";
@@ -21,6 +22,24 @@ pub fn hsts(resp: Response, https: bool) -> Response {
     } else {
         resp
     }
+}
+
+/// The gateway's own answer naming the request (`X-Request-Id`); a JSON error body (4xx,
+/// 5xx) also names it as `reference`, the id a user or client quotes to support.
+pub fn with_request_id(mut resp: Response, id: &RequestId) -> Response {
+    let json = resp
+        .header("content-type")
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if resp.status >= 400 && json {
+        let body = serde_json::from_slice::<serde_json::Value>(&resp.body);
+        if let Ok(serde_json::Value::Object(mut map)) = body
+            && !map.contains_key("reference")
+        {
+            map.insert("reference".into(), id.as_str().into());
+            resp.body = serde_json::Value::Object(map).to_string().into();
+        }
+    }
+    resp.with(crate::request_id::HEADER_NAME, id.as_str())
 }
 
 /// Writes a complete response. Requests we answer ourselves never leave a body unread
