@@ -482,6 +482,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn rows_name_the_request_that_caused_them() {
+        use crate::request_id::RequestId;
+        use serde_json::json;
+        let id = RequestId::parse(b"r-1").unwrap();
+        let d = with_request_id(json!({"reason": "x"}), Some(id.clone()));
+        assert_eq!(d, json!({"reason": "x", "request_id": "r-1"}));
+        assert_eq!(
+            with_request_id(Value::Null, Some(id.clone())),
+            json!({"request_id": "r-1"})
+        );
+        assert_eq!(
+            with_request_id(json!([1]), Some(id)),
+            json!({"detail": [1], "request_id": "r-1"})
+        );
+        // Outside a request (chores, admin API), the detail is as given.
+        assert_eq!(with_request_id(json!({"a": 1}), None), json!({"a": 1}));
+    }
+
+    #[test]
     fn ids_are_cut_on_a_character_boundary() {
         assert_eq!(bounded("hanako"), "hanako");
         let long = "花".repeat(30);

@@ -321,3 +321,80 @@ impl PeerMetrics {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn pool(n: u16, fail_timeout: Duration) -> Pool {
+        let ups: Vec<Upstream> = (1..=n)
+            .map(|p| Upstream {
+                addr: format!("127.0.0.1:{p}").parse().unwrap(),
+                tls: false,
+                sni: "127.0.0.1".into(),
+            })
+            .collect();
+        let s = UpstreamSettings {
+            fail_timeout,
+            ..UpstreamSettings::default()
+        };
+        Pool::new("unit", &ups, &s)
+    }
+
+    #[test]
+    fn round_robin_skips_the_peers_that_are_out() {
+        let p = pool(3, Duration::from_secs(60));
+        let names =
+            |k: usize| -> Vec<String> { (0..k).map(|_| p.pick().unwrap().name.clone()).collect() };
+        assert_eq!(
+            names(3),
+            ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"].map(String::from)
+        );
+        let second = p.peers()[1].clone();
+        second.connect_failed();
+        assert!(!second.up());
+        assert!(names(6).iter().all(|n| n != "127.0.0.1:2"));
+        assert!(p.another_up(&second));
+        // Active checks: `unhealthy` failures take a peer out, `healthy` successes back,
+        // and a good check ends a passive exclusion.
+        let first = p.peers()[0].clone();
+        let mut streak = (0, 0);
+        first.observe(false, &mut streak, (2, 2));
+        assert!(first.up());
+        first.observe(false, &mut streak, (2, 2));
+        assert!(!first.up());
+        assert_eq!(names(4), vec!["127.0.0.1:3".to_owned(); 4]);
+        p.peers()[2].connect_failed();
+        assert!(p.pick().is_none());
+        assert!(!p.another_up(&second));
+        first.observe(true, &mut streak, (2, 2));
+        assert!(!first.up());
+        first.observe(true, &mut streak, (2, 2));
+        assert!(first.up());
+        let mut other = (0, 0);
+        second.observe(true, &mut other, (1, 1));
+        assert!(second.up(), "a good check ends the exclusion");
+    }
+
+    #[test]
+    fn an_exclusion_ends_by_the_clock() {
+        let p = pool(1, Duration::from_millis(30));
+        p.peers()[0].connect_failed();
+        assert!(p.pick().is_none());
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(p.pick().is_some());
+    }
+
+    #[test]
+    fn tunnels_have_no_read_timeout() {
+        let p = pool(1, Duration::from_secs(1));
+        let peer = &p.peers()[0];
+        assert_eq!(
+            peer.http_peer(false).options.read_timeout,
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(peer.http_peer(true).options.read_timeout, None);
+        assert_eq!(peer.host, "127.0.0.1:1");
+    }
+}

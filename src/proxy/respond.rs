@@ -82,3 +82,24 @@ pub async fn read_body(session: &mut Session, limit: usize) -> Result<Option<Byt
     }
     Ok(Some(buf.freeze()))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn json_errors_name_the_request_and_other_answers_carry_its_header() {
+        let id = RequestId::parse(b"abc-123").unwrap();
+        let r = with_request_id(Response::json_error(502, "bad_gateway", "down"), &id);
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(body["reference"], "abc-123");
+        assert_eq!(body["error"], "bad_gateway");
+        assert_eq!(r.header("x-request-id"), Some("abc-123"));
+        let ok = with_request_id(Response::json(200, &serde_json::json!({"a": 1})), &id);
+        assert_eq!(&ok.body[..], br#"{"a":1}"#);
+        assert_eq!(ok.header("x-request-id"), Some("abc-123"));
+        let page = with_request_id(Response::html(404, "<p>x</p>".into()), &id);
+        assert_eq!(&page.body[..], b"<p>x</p>");
+    }
+}
