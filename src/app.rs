@@ -268,7 +268,9 @@ fn reloader(cfg: Arc<Config>, routes: Arc<ArcSwap<RouteTable>>) -> crate::chores
 fn reload_routes(cfg: &Config, routes: &ArcSwap<RouteTable>) -> bool {
     match crate::config::load(&cfg.source) {
         Ok(new) => {
-            routes.store(Arc::new(RouteTable::serving(&new)));
+            let table = RouteTable::serving(&new);
+            table.keep_health_of(&routes.load());
+            routes.store(Arc::new(table));
             tracing::info!(
                 routes = new.routes.len(),
                 "configuration reloaded: routes updated"

@@ -144,6 +144,15 @@ impl Peer {
         }
     }
 
+    /// Takes over what `old` (the same upstream of the same route in the configuration
+    /// before a reload) knew: a peer found down stays down until checked again.
+    fn keep_health_of(&self, old: &Peer) {
+        self.checked_up
+            .store(old.checked_up.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.out_until
+            .store(old.out_until.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
     /// Publishes whether the peer is up (read when metrics are scraped).
     pub fn export(&self) {
         if let Some(m) = &self.metrics.0 {
@@ -193,10 +202,22 @@ impl Pool {
         &self.peers
     }
 
+    /// Takes over the health of the peers `old` (the same route before a reload) has too.
+    pub fn keep_health_of(&self, old: &Pool) {
+        for peer in &self.peers {
+            if let Some(before) = old.peers.iter().find(|o| o.name == peer.name) {
+                peer.keep_health_of(before);
+            }
+        }
+    }
+
     /// Starts the active checks of every peer (`check` set), on the current tokio runtime;
     /// each ends when its peer is dropped (the route table was replaced).
     pub fn start_checks(&self, check: &HealthCheck) {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(
+                "no runtime to run the upstream health checks on: only the passive check works"
+            );
             return;
         };
         for peer in &self.peers {
@@ -375,6 +396,18 @@ mod tests {
         let mut other = (0, 0);
         second.observe(true, &mut other, (1, 1));
         assert!(second.up(), "a good check ends the exclusion");
+    }
+
+    #[test]
+    fn a_reload_keeps_what_was_known() {
+        let old = pool(2, Duration::from_secs(60));
+        old.peers()[1].connect_failed();
+        let mut streak = (0, 0);
+        old.peers()[0].observe(false, &mut streak, (1, 1));
+        let new = pool(3, Duration::from_secs(60));
+        new.keep_health_of(&old);
+        let up: Vec<bool> = new.peers().iter().map(|p| p.up()).collect();
+        assert_eq!(up, [false, false, true]);
     }
 
     #[test]

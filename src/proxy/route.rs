@@ -144,6 +144,17 @@ impl RouteTable {
         })
     }
 
+    /// Takes over what `old` (the table before a reload) knew of the health of the
+    /// upstreams both have on a route of the same name: a reload does not send requests
+    /// to a peer found down.
+    pub fn keep_health_of(&self, old: &RouteTable) {
+        for (route, pool) in self.pools() {
+            if let Some((_, before)) = old.pools().find(|(r, _)| r.name == route.name) {
+                pool.keep_health_of(before);
+            }
+        }
+    }
+
     /// The upstream peers of route `index`.
     pub fn pool(&self, index: usize) -> Option<&Pool> {
         self.pools.get(index)

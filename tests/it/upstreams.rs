@@ -145,6 +145,30 @@ async fn a_refused_connection_leaves_the_peer_out_and_the_request_goes_to_anothe
     let health = route_health(&gw, "pool").await;
     assert!(health.contains(&(closed.clone(), false)), "{health:?}");
     assert!(gw.log().contains("upstream refused a connection: left out"));
+
+    // A reload builds the peers again, and keeps what was known of them.
+    let (_, before) = admin_get(&gw, "/status").await;
+    let before: Value = serde_json::from_str(&before).unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let text = std::fs::read_to_string(&gw.config).unwrap();
+    std::fs::write(&gw.config, format!("{text}\n# edited\n")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, now) = admin_get(&gw, "/status").await;
+        let now: Value = serde_json::from_str(&now).unwrap();
+        if now["config"]["hash"] != before["config"]["hash"] {
+            assert!(now["config"]["loaded_at"].as_i64() >= before["config"]["loaded_at"].as_i64());
+            break;
+        }
+        assert!(Instant::now() < deadline, "not reloaded: {now}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let health = route_health(&gw, "pool").await;
+    assert!(health.contains(&(closed.clone(), false)), "{health:?}");
+    for _ in 0..10 {
+        let r = http.get(gw.url("/pool/x")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
