@@ -144,7 +144,13 @@ async fn a_refused_connection_leaves_the_peer_out_and_the_request_goes_to_anothe
     }
     let health = route_health(&gw, "pool").await;
     assert!(health.contains(&(closed.clone(), false)), "{health:?}");
-    assert!(gw.log().contains("upstream refused a connection: left out"));
+    // Logged in the request's span: the line names the request.
+    let log = gw.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("upstream refused a connection: left out"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(line.contains("request{id="), "{line}");
 
     // A reload builds the peers again, and keeps what was known of them.
     let (_, before) = admin_get(&gw, "/status").await;
