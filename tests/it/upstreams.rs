@@ -212,6 +212,37 @@ async fn a_route_whose_peers_are_all_down_answers_502_naming_the_request_and_oth
     assert_eq!(code, 200, "{status}");
     let v: Value = serde_json::from_str(&status).unwrap();
     assert_eq!(v["routes"][0]["up"], false, "{v}");
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(v["store"]["status"], "ok");
+    assert_eq!(v["replica"]["role"], "single");
+    assert_eq!(v["listeners"]["http"][0], gw.addr.to_string());
+    assert_eq!(v["config"]["hash"].as_str().unwrap().len(), 16);
+
+    // The same from the command line.
+    let out = std::process::Command::new(common::bin())
+        .args(["status", "--config"])
+        .arg(&gw.config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(cli["routes"], v["routes"]);
+    // Without an admin listener there is nothing to ask: said, exit 2.
+    let text = std::fs::read_to_string(&gw.config).unwrap();
+    let mut doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    doc["server"]
+        .as_mapping_mut()
+        .unwrap()
+        .remove("admin_listen");
+    let bare = gw.path("bare.yaml");
+    std::fs::write(&bare, serde_yaml::to_string(&doc).unwrap()).unwrap();
+    let out = std::process::Command::new(common::bin())
+        .args(["status", "--config"])
+        .arg(&bare)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("server.admin_listen"));
 }
 
 /// Reads the access log until a line names `id` (the writer flushes within 100 ms).
