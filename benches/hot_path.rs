@@ -237,6 +237,7 @@ fn headers_and_log(c: &mut Criterion) {
     .map(String::from)
     .to_vec();
     let entry = Entry {
+        id: "0af7651916cd43dd8448eb211c80319c",
         method: "GET",
         path: "/app/projects/42/issues",
         status: 200,

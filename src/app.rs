@@ -153,7 +153,7 @@ impl App {
             state,
             hasher,
         }));
-        let routes = Arc::new(ArcSwap::from_pointee(RouteTable::new(cfg.routes.clone())));
+        let routes = Arc::new(ArcSwap::from_pointee(RouteTable::serving(&cfg)));
         let chores = Arc::new(Chores {
             cfg: cfg.clone(),
             store: store.clone(),
@@ -278,7 +278,9 @@ fn reloader(cfg: Arc<Config>, routes: Arc<ArcSwap<RouteTable>>) -> crate::chores
 fn reload_routes(cfg: &Config, routes: &ArcSwap<RouteTable>) -> bool {
     match crate::config::load(&cfg.source) {
         Ok(new) => {
-            routes.store(Arc::new(RouteTable::new(new.routes.clone())));
+            let table = RouteTable::serving(&new);
+            table.keep_health_of(&routes.load());
+            routes.store(Arc::new(table));
             tracing::info!(
                 routes = new.routes.len(),
                 "configuration reloaded: routes updated"

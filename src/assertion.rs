@@ -270,6 +270,7 @@ mod tests {
             hosts: vec![],
             path_prefix: "/".into(),
             upstreams: vec![],
+            upstream: Default::default(),
             policy: Policy::Login,
             second_step: SecondStep::Required,
             accept: Accept {

@@ -138,6 +138,7 @@ mod tests {
             hosts: vec![],
             path_prefix: "/".into(),
             upstreams: vec![],
+            upstream: Default::default(),
             policy,
             second_step,
             accept: Accept {

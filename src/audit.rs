@@ -165,6 +165,26 @@ fn unauthenticated_names() -> Vec<&'static str> {
     UNAUTHENTICATED_EVENTS.iter().map(|e| e.as_str()).collect()
 }
 
+/// `detail` naming the request that caused the event (`request_id`), so a row can be
+/// followed to the access line, the backend's log and the error page a user reports. A
+/// detail that is not an object is kept whole under `detail`.
+fn with_request_id(detail: Value, id: Option<crate::request_id::RequestId>) -> Value {
+    let Some(id) = id else {
+        return detail;
+    };
+    let mut object = match detail {
+        Value::Object(map) => map,
+        Value::Null => serde_json::Map::new(),
+        other => {
+            let mut map = serde_json::Map::new();
+            map.insert("detail".into(), other);
+            map
+        }
+    };
+    object.insert("request_id".into(), Value::String(id.as_str().to_owned()));
+    Value::Object(object)
+}
+
 /// Longest user ID kept in a row (IDs of unknown users are attacker-chosen).
 const MAX_USER_BYTES: usize = 64;
 
@@ -271,7 +291,7 @@ impl Audit {
             return;
         }
         let event = event.as_str();
-        let detail = detail.to_string();
+        let detail = with_request_id(detail, crate::request_id::current()).to_string();
         let user = bounded(user);
         tracing::info!(target: "audit", event, user, ip, detail = %detail);
         let rec = AuditRecord {
@@ -466,6 +486,25 @@ impl crate::state::sealed::RejectLog for Audit {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn rows_name_the_request_that_caused_them() {
+        use crate::request_id::RequestId;
+        use serde_json::json;
+        let id = RequestId::parse(b"r-1").unwrap();
+        let d = with_request_id(json!({"reason": "x"}), Some(id.clone()));
+        assert_eq!(d, json!({"reason": "x", "request_id": "r-1"}));
+        assert_eq!(
+            with_request_id(Value::Null, Some(id.clone())),
+            json!({"request_id": "r-1"})
+        );
+        assert_eq!(
+            with_request_id(json!([1]), Some(id)),
+            json!({"detail": [1], "request_id": "r-1"})
+        );
+        // Outside a request (chores, admin API), the detail is as given.
+        assert_eq!(with_request_id(json!({"a": 1}), None), json!({"a": 1}));
+    }
 
     #[test]
     fn ids_are_cut_on_a_character_boundary() {

@@ -28,6 +28,7 @@ pub mod portal;
 pub mod proof;
 pub mod proxy;
 pub mod replica;
+pub mod request_id;
 pub mod secret;
 pub mod server;
 pub mod session;

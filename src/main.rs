@@ -1,4 +1,4 @@
-//! The `nidan` command: serve, demo, check-config, hash-password, echo-backend.
+//! The `nidan` command: serve, demo, check-config, status, hash-password, echo-backend.
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -60,6 +60,13 @@ enum Command {
         /// The client address (after trusted proxies), for exemptions and risk.
         #[arg(long)]
         ip: Option<std::net::IpAddr>,
+    },
+    /// Ask the running gateway (its `server.admin_listen`) for its status: version,
+    /// configuration, listeners, upstream health, stores, replica role. Exit 1 when a store
+    /// is down, 2 when it cannot be asked.
+    Status {
+        #[arg(long, short)]
+        config: PathBuf,
     },
     /// Read a password on standard input and print its argon2id hash for the users file.
     HashPassword,
@@ -177,6 +184,20 @@ fn main() -> ExitCode {
             user,
             ip,
         } => explain(&config, &url, user.as_deref(), ip),
+        Command::Status { config } => match nidan::admin::status::ask(&config) {
+            Ok((code, body)) => {
+                print!("{body}");
+                if code == 200 {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            Err(why) => {
+                eprintln!("{why}");
+                ExitCode::from(2)
+            }
+        },
         Command::HashPassword => {
             let mut input = String::new();
             if std::io::stdin().read_to_string(&mut input).is_err() {

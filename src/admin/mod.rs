@@ -1,7 +1,8 @@
-//! The admin listener: Prometheus metrics, liveness and readiness, and the admin API
-//! (`api.rs`), on its own address.
+//! The admin listener: Prometheus metrics, liveness and readiness, status (`status.rs`)
+//! and the admin API (`api.rs`), on its own address.
 
 pub mod api;
+pub mod status;
 pub mod users;
 
 use std::sync::Arc;
@@ -65,7 +66,16 @@ impl ServeHttp for Admin {
         match path.as_str() {
             "/healthz" => reply(200, "text/plain", "ok\n".into()),
             "/readyz" => readyz(&self.app).await,
+            "/status" => {
+                let (code, body) = status::status(&self.app).await;
+                reply(code, "application/json", format!("{body:#}\n"))
+            }
             "/metrics" => {
+                // Whether each upstream is up is read now (a left-out peer comes back by
+                // the clock, not by an event).
+                for (_, pool) in self.app.routes().pools() {
+                    pool.peers().iter().for_each(|p| p.export());
+                }
                 let mut text = crate::metrics::render();
                 text.push_str(&format!(
                     "# HELP nidan_sessions_cached Sessions in the in-memory cache\n# TYPE nidan_sessions_cached gauge\nnidan_sessions_cached {}\n\

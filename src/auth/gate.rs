@@ -86,6 +86,7 @@ mod tests {
             hosts: vec![],
             path_prefix: "/".into(),
             upstreams: vec![],
+            upstream: Default::default(),
             policy,
             second_step: SecondStep::Required,
             accept: Accept {

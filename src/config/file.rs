@@ -444,6 +444,22 @@ pub(crate) struct RouteFile {
     pub second_steps: Option<Vec<TwoStepMethodFile>>,
     pub case_sensitive: Option<bool>,
     pub identity_assertion: Option<bool>,
+    pub connect_timeout: Option<String>,
+    pub read_timeout: Option<String>,
+    pub write_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub fail_timeout: Option<String>,
+    pub health_check: Option<HealthCheckFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HealthCheckFile {
+    pub path: Option<String>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub healthy: Option<u64>,
+    pub unhealthy: Option<u64>,
 }
 
 /// A string-to-string mapping that keeps the file's order (for SMS headers).

@@ -630,6 +630,56 @@ mod tests {
     }
 
     #[test]
+    fn upstream_timeouts_and_health_checks_are_checked() {
+        let route =
+            |extra: &str| MINIMAL.replace("policy: login }", &format!("policy: login, {extra} }}"));
+        let c = load_t(MINIMAL).unwrap();
+        let u = &c.routes[0].upstream;
+        assert_eq!(u, &crate::config::UpstreamSettings::default());
+        assert_eq!(u.connect_timeout, Duration::from_secs(5));
+        assert!(u.health_check.is_none());
+        let c = load_t(&route(
+            "connect_timeout: 1s, read_timeout: 2m, fail_timeout: 3s, health_check: { path: /healthz, interval: 2s }",
+        ))
+        .unwrap();
+        let u = &c.routes[0].upstream;
+        assert_eq!(u.read_timeout, Duration::from_secs(120));
+        assert_eq!(u.fail_timeout, Duration::from_secs(3));
+        let h = u.health_check.as_ref().unwrap();
+        assert_eq!(
+            (
+                h.path.as_str(),
+                h.interval,
+                h.timeout,
+                h.healthy,
+                h.unhealthy
+            ),
+            (
+                "/healthz",
+                Duration::from_secs(2),
+                Duration::from_secs(2),
+                2,
+                2
+            )
+        );
+        // Each mistake is placed and explained; nothing is guessed.
+        let e = &errors(&route("connect_timeout: 0s"))[0];
+        assert!(e.message.contains("routes[0].connect_timeout"), "{e}");
+        let e = &errors(&route("health_check: { path: healthz }"))[0];
+        assert!(
+            e.message.contains("routes[0].health_check.path") && e.fix.contains("/healthz"),
+            "{e}"
+        );
+        let e = &errors(&route("health_check: { interval: 1s, timeout: 2s }"))[0];
+        assert!(e.message.contains("longer than the interval"), "{e}");
+        let e = &errors(&route("health_check: { unhealthy: 0 }"))[0];
+        assert!(e.fix.contains("from 1 to 100"), "{e}");
+        let e = &errors(&route("health_check: { path: /, every: 1s }"))[0];
+        assert!(e.message.contains("every"), "{e}");
+        assert_eq!((e.line, e.column > 0), (5, true), "{e}");
+    }
+
+    #[test]
     fn unreadable_file_names_it() {
         let e = load(Path::new("/nonexistent/nidan.yaml")).unwrap_err();
         assert_eq!((e.0[0].line, e.0[0].column), (0, 0));

@@ -26,6 +26,11 @@ use ipnet::IpNet;
 pub struct Config {
     /// File the configuration came from (for messages and relative paths).
     pub source: PathBuf,
+    /// The first 8 bytes of the SHA-256 of the file's text, in hex: which configuration
+    /// is live.
+    pub hash: String,
+    /// When the file was read (Unix seconds).
+    pub loaded_at: i64,
     pub server: Server,
     pub portal: Portal,
     pub session: SessionSettings,
@@ -599,6 +604,49 @@ pub struct Upstream {
     pub sni: String,
 }
 
+/// How a route talks to its upstreams: timeouts, and how a peer is found down and up again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamSettings {
+    /// To establish a connection (TCP, and TLS for `https://` upstreams).
+    pub connect_timeout: Duration,
+    /// Between two reads from the upstream (the response head, each body chunk); not for
+    /// upgraded connections (WebSocket), which may be idle for long.
+    pub read_timeout: Duration,
+    /// Between two writes to the upstream.
+    pub write_timeout: Duration,
+    /// How long an idle upstream connection is kept for reuse.
+    pub idle_timeout: Duration,
+    /// How long a peer that refused a connection is left out (passive check).
+    pub fail_timeout: Duration,
+    /// Active checks (off when `None`).
+    pub health_check: Option<HealthCheck>,
+}
+
+impl Default for UpstreamSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(60),
+            fail_timeout: Duration::from_secs(10),
+            health_check: None,
+        }
+    }
+}
+
+/// An active health check: `GET path` every `interval`; a peer is down after `unhealthy`
+/// failed checks in a row (no answer within `timeout`, or a status outside 200–399) and up
+/// again after `healthy` good ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub healthy: u32,
+    pub unhealthy: u32,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Accept {
     pub session: bool,
@@ -615,6 +663,8 @@ pub struct Route {
     /// Canonical, starts with `/`; matches whole segments (`/app` matches `/app` and `/app/x`, not `/apple`).
     pub path_prefix: String,
     pub upstreams: Vec<Upstream>,
+    /// Timeouts and health checks of the upstreams.
+    pub upstream: UpstreamSettings,
     pub policy: Policy,
     pub second_step: SecondStep,
     pub accept: Accept,

@@ -71,6 +71,8 @@ impl Status {
             ApprovalStatus::Denied => (Status::Denied, Some(Denial::Denied)),
             ApprovalStatus::WrongNumber => (Status::Denied, Some(Denial::WrongNumber)),
             ApprovalStatus::NotMe => (Status::Denied, Some(Denial::NotMe)),
+            // A newer replica's answer this version cannot read: never a grant.
+            ApprovalStatus::Unknown => (Status::Denied, Some(Denial::Denied)),
             ApprovalStatus::Expired => (Status::Expired, None),
         }
     }
@@ -556,6 +558,30 @@ mod tests {
 
     use super::*;
     use crate::config::ApprovalOrder;
+
+    /// Rolling upgrades (issue 25): the records of today, kept as fixtures, still read —
+    /// and with a field a newer version adds.
+    #[test]
+    fn stored_records_of_the_previous_format_still_read() {
+        let fixed = include_str!("../../tests/it/fixtures/v1/approval-fixed.json");
+        let f: Fixed = serde_json::from_str(fixed).unwrap();
+        assert_eq!((f.user_id.as_str(), f.number.as_str()), ("jiro", "42"));
+        assert_eq!(f.context.route, "wiki.example.com/");
+        let mut v: serde_json::Value = serde_json::from_str(fixed).unwrap();
+        v["added_later"] = serde_json::json!(1);
+        v["context"]["device"] = serde_json::json!("new");
+        assert!(serde_json::from_value::<Fixed>(v).is_ok());
+        let old: serde_json::Value = serde_json::from_str(fixed).unwrap();
+        assert_eq!(serde_json::to_value(&f).unwrap(), old, "written as it was");
+        let ticket = include_str!("../../tests/it/fixtures/v1/enrollment-ticket.json");
+        let t: Ticket = serde_json::from_str(ticket).unwrap();
+        assert_eq!(t.user_id, "jiro");
+        // A status a newer version writes is a refusal here.
+        assert_eq!(
+            Status::of(ApprovalStatus::Unknown),
+            (Status::Denied, Some(Denial::Denied))
+        );
+    }
 
     fn cfg() -> AppApproval {
         AppApproval {

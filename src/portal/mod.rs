@@ -544,8 +544,14 @@ fn security_headers(resp: Response, https: bool) -> Response {
 }
 
 /// The gateway's own error answer outside the portal (403, 404, 502, ...): an HTML page
-/// for browsers, JSON for other clients. Carries the portal's security headers.
-pub fn gateway_error(app: &App, req: &pingora::http::RequestHeader, status: u16) -> Response {
+/// for browsers, JSON for other clients, each naming `reference` (the request id) for the
+/// user to quote. Carries the portal's security headers.
+pub fn gateway_error(
+    app: &App,
+    req: &pingora::http::RequestHeader,
+    status: u16,
+    reference: &str,
+) -> Response {
     let header = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok());
     let lang =
         Lang::from_accept_language(header("accept-language"), app.cfg.portal.default_language);
@@ -571,13 +577,17 @@ pub fn gateway_error(app: &App, req: &pingora::http::RequestHeader, status: u16)
             message: text.to_owned(),
             hints: Vec::new(),
             link: None,
+            reference: Some(reference.to_owned()),
         };
         match askama::Template::render(&page) {
             Ok(html) => Response::html(status, html),
             Err(_) => Response::new(status, "text/plain; charset=utf-8", text.to_owned()),
         }
     } else {
-        Response::json_error(status, code, text)
+        Response::json(
+            status,
+            &serde_json::json!({"error": code, "message": text, "reference": reference}),
+        )
     };
     security_headers(resp, false)
 }

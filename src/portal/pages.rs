@@ -72,6 +72,7 @@ fn message_with_hints(
             message: text.to_owned(),
             hints,
             link,
+            reference: None,
         },
         status,
     )

@@ -214,6 +214,8 @@ pub struct MessagePage {
     pub hints: Vec<String>,
     /// `(href, label)`.
     pub link: Option<(String, String)>,
+    /// The request id to quote to support ("reference: …"), on the gateway's error pages.
+    pub reference: Option<String>,
 }
 
 /// "Remove this?": the step before a removal, a form that works without JavaScript.
@@ -503,6 +505,7 @@ mod tests {
             message: EVIL.into(),
             hints: vec![EVIL.into()],
             link: Some(("/_nidan/login?rd=/a&b".into(), EVIL.into())),
+            reference: Some(EVIL.into()),
         }
     }
 

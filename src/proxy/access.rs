@@ -32,6 +32,8 @@ pub enum Format {
 
 /// One request, as logged.
 pub struct Entry<'a> {
+    /// The request id (visible ASCII, checked when it was taken).
+    pub id: &'a str,
     pub method: &'a str,
     /// The canonical path, without the query.
     pub path: &'a str,
@@ -231,7 +233,9 @@ fn format_line(out: &mut Vec<u8>, format: Format, now: SystemTime, e: &Entry<'_>
     timestamp(out, format, now);
     match format {
         Format::Text => {
-            out.extend_from_slice(b"  INFO access: method=");
+            out.extend_from_slice(b"  INFO access: request_id=");
+            out.extend_from_slice(e.id.as_bytes());
+            out.extend_from_slice(b" method=");
             out.extend_from_slice(e.method.as_bytes());
             out.extend_from_slice(b" path=");
             debug_str(out, e.path);
@@ -252,7 +256,9 @@ fn format_line(out: &mut Vec<u8>, format: Format, now: SystemTime, e: &Entry<'_>
             out.push(b'\n');
         }
         Format::Json => {
-            out.extend_from_slice(b"\",\"level\":\"INFO\",\"fields\":{\"method\":");
+            out.extend_from_slice(b"\",\"level\":\"INFO\",\"fields\":{\"request_id\":");
+            json_str(out, e.id);
+            out.extend_from_slice(b",\"method\":");
             json_str(out, e.method);
             out.extend_from_slice(b",\"path\":");
             json_str(out, e.path);
@@ -403,6 +409,7 @@ mod tests {
 
     fn entry() -> Entry<'static> {
         Entry {
+            id: "0af7651916cd43dd8448eb211c80319c",
             method: "GET",
             path: "/public/x%22y",
             status: 502,
@@ -425,7 +432,7 @@ mod tests {
         format_line(&mut out, Format::Text, at(), &entry());
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "2026-12-07T05:37:57.605042Z  INFO access: method=GET path=\"/public/x%22y\" status=502 route=\"public\" user=\"-\" client=127.0.0.1 micros=1043 error=\"ConnectRefused\"\n"
+            "2026-12-07T05:37:57.605042Z  INFO access: request_id=0af7651916cd43dd8448eb211c80319c method=GET path=\"/public/x%22y\" status=502 route=\"public\" user=\"-\" client=127.0.0.1 micros=1043 error=\"ConnectRefused\"\n"
         );
         let mut out = Vec::new();
         let e = Entry {
@@ -449,7 +456,7 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,
-            "{\"timestamp\":\"2026-12-07T05:37:57.605042Z\",\"level\":\"INFO\",\"fields\":{\"method\":\"GET\",\"path\":\"/public/x%22y\",\"status\":502,\"route\":\"public\",\"user\":\"-\",\"client\":\"127.0.0.1\",\"micros\":1043,\"error\":\"ConnectRefused\"},\"target\":\"access\"}\n"
+            "{\"timestamp\":\"2026-12-07T05:37:57.605042Z\",\"level\":\"INFO\",\"fields\":{\"request_id\":\"0af7651916cd43dd8448eb211c80319c\",\"method\":\"GET\",\"path\":\"/public/x%22y\",\"status\":502,\"route\":\"public\",\"user\":\"-\",\"client\":\"127.0.0.1\",\"micros\":1043,\"error\":\"ConnectRefused\"},\"target\":\"access\"}\n"
         );
         let mut out = Vec::new();
         let e = Entry {

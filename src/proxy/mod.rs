@@ -8,6 +8,7 @@ pub mod access;
 pub mod conn;
 pub(crate) mod forward_auth;
 pub mod path;
+pub mod peers;
 pub mod respond;
 pub mod route;
 pub mod scheme;
@@ -34,7 +35,9 @@ use crate::auth::{Authenticator, CallerState, Refused};
 use crate::metrics;
 use crate::portal;
 use crate::portal::http::Response;
+use crate::request_id::RequestId;
 use crate::session::cookie;
+use tracing::Instrument;
 
 /// Largest request body the portal reads.
 const PORTAL_BODY_LIMIT: usize = 64 * 1024;
@@ -119,6 +122,12 @@ pub struct Ctx {
     answered: Option<u16>,
     /// An upgrade allowed on credentials: held to them once the tunnel opens.
     opened: Option<tunnel::Opened>,
+    /// The request's id: made here, or a trusted proxy's `X-Request-Id`.
+    id: RequestId,
+    /// The request's span (carrying `id`): the phases' log lines are in it.
+    span: tracing::Span,
+    /// The upstream peer the request went to, and when it was chosen.
+    peer: Option<(Arc<peers::Peer>, Instant)>,
 }
 
 #[async_trait]
@@ -140,11 +149,22 @@ impl ProxyHttp for Gateway {
             used_basic: false,
             answered: None,
             opened: None,
+            id: RequestId::generate(),
+            span: tracing::Span::none(),
+            peer: None,
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        let resp = self.decide(session, ctx).await?;
+        if let Some(id) = self.proxy_request_id(session) {
+            ctx.id = id;
+        }
+        ctx.span = tracing::info_span!("request", id = %ctx.id);
+        let (id, span) = (ctx.id.clone(), ctx.span.clone());
+        // Every audit row the decision causes names the request.
+        let resp = crate::request_id::scope(id, self.decide(session, ctx))
+            .instrument(span)
+            .await?;
         match resp {
             None => {
                 // Going upstream: pingora copies this header for the backend next.
@@ -154,7 +174,7 @@ impl ProxyHttp for Gateway {
             Some(resp) => {
                 ctx.answered = Some(resp.status);
                 let head = session.req_header().method == http::Method::HEAD;
-                let resp = respond::hsts(resp, ctx.https);
+                let resp = respond::with_request_id(respond::hsts(resp, ctx.https), &ctx.id);
                 respond::write(session, resp, head).await?;
                 Ok(true)
             }
@@ -162,14 +182,20 @@ impl ProxyHttp for Gateway {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let up = ctx
+        let pool = ctx
             .route
             .zip(ctx.table.as_ref())
-            .and_then(|(i, t)| t.upstream(i))
-            .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(502), "route has no upstream"))?;
-        let mut peer = HttpPeer::new(up.addr, up.tls, up.sni.clone());
-        peer.options.connection_timeout = Some(std::time::Duration::from_secs(5));
-        Ok(Box::new(peer))
+            .and_then(|(i, t)| t.pool(i));
+        let Some(peer) = pool.and_then(peers::Pool::pick) else {
+            ctx.span
+                .in_scope(|| tracing::debug!("no upstream of the route is up"));
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(502),
+                "no upstream is up",
+            ));
+        };
+        ctx.peer = Some((peer.clone(), Instant::now()));
+        Ok(peer.http_peer(ctx.upgrade))
     }
 
     async fn upstream_request_filter(
@@ -209,9 +235,19 @@ impl ProxyHttp for Gateway {
         &self,
         _session: &mut Session,
         _peer: &HttpPeer,
-        _ctx: &mut Ctx,
-        e: Box<Error>,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
     ) -> Box<Error> {
+        // Nothing was sent: the request may go to another peer that is up (the passive check
+        // leaves this one out for a while).
+        if let Some((peer, _)) = ctx.peer.take() {
+            ctx.span.in_scope(|| peer.connect_failed());
+            let pool = ctx
+                .route
+                .zip(ctx.table.as_ref())
+                .and_then(|(i, t)| t.pool(i));
+            e.set_retry(pool.is_some_and(|p| p.another_up(&peer)));
+        }
         e
     }
 
@@ -232,8 +268,9 @@ impl ProxyHttp for Gateway {
             // The connection is not reused after this (below): say so, or a client
             // sends its next request into a closing connection.
             session.set_keepalive(None);
-            let resp = portal::gateway_error(&self.app, session.req_header(), code);
-            let resp = respond::hsts(resp, ctx.https);
+            let req = session.req_header();
+            let resp = portal::gateway_error(&self.app, req, code, ctx.id.as_str());
+            let resp = respond::with_request_id(respond::hsts(resp, ctx.https), &ctx.id);
             if let Err(err) = respond::write(session, resp, false).await {
                 tracing::debug!(error = %err, "could not send the error page");
             }
@@ -253,6 +290,10 @@ impl ProxyHttp for Gateway {
             .and_then(|(i, t)| t.get(i))
             .map_or("-", |r| r.name.as_str());
         let elapsed = ctx.started.elapsed();
+        if let Some((peer, chosen)) = &ctx.peer {
+            let failed = e.is_some_and(|e| matches!(e.esource(), ErrorSource::Upstream));
+            peer.finished(chosen.elapsed(), failed);
+        }
         match found.and_then(|(i, t)| t.counters(i)) {
             Some(counters) => counters.count(status, elapsed),
             None => metrics::request(route, status, elapsed),
@@ -265,6 +306,7 @@ impl ProxyHttp for Gateway {
             .and_then(|i| target.get(..i))
             .unwrap_or(target);
         access::record(&access::Entry {
+            id: ctx.id.as_str(),
             method: session.req_header().method.as_str(),
             path,
             status,
@@ -316,13 +358,15 @@ impl Gateway {
                 ctx.used_basic = a.used_basic;
                 (a.caller, a.decision)
             }
-            Err(refused) => return Ok(Some(refused_answer(app, req, refused))),
+            Err(refused) => return Ok(Some(refused_answer(app, req, refused, &ctx.id))),
         };
         Ok(match decision {
             Decision::Allow(identity) => {
                 match self.auth.assertion(route, &caller) {
                     Ok(a) => ctx.assertion = a,
-                    Err(crate::auth::Unsigned) => return Ok(Some(unavailable(app, req))),
+                    Err(crate::auth::Unsigned) => {
+                        return Ok(Some(unavailable(app, req, &ctx.id)));
+                    }
                 }
                 ctx.identity = identity;
                 if ctx.upgrade && !matches!(caller, CallerState::None) {
@@ -340,9 +384,33 @@ impl Gateway {
                 step_up,
                 &canonical,
             )),
-            Decision::Deny => Some(portal::gateway_error(app, req, 403)),
-            Decision::NoRoute => Some(portal::gateway_error(app, req, 404)),
+            Decision::Deny => Some(portal::gateway_error(app, req, 403, ctx.id.as_str())),
+            Decision::NoRoute => Some(portal::gateway_error(app, req, 404, ctx.id.as_str())),
         })
+    }
+
+    /// The `X-Request-Id` a trusted proxy (the connection's peer in `trusted_proxies`)
+    /// sent, if it is a valid id; anyone else's is replaced by ours, never forwarded.
+    fn proxy_request_id(&self, session: &Session) -> Option<RequestId> {
+        let peer = session.client_addr().and_then(|a| a.as_inet())?.ip();
+        if !self
+            .app
+            .cfg
+            .trusted_proxies
+            .iter()
+            .any(|n| n.contains(&peer))
+        {
+            return None;
+        }
+        let mut sent = session
+            .req_header()
+            .headers
+            .get_all(crate::request_id::HEADER)
+            .iter();
+        match (sent.next(), sent.next()) {
+            (Some(one), None) => RequestId::parse(one.as_bytes()),
+            _ => None,
+        }
     }
 
     /// Reads the scheme (`ctx.https`) and the client (`ctx.client`) of the request; returns
@@ -557,6 +625,8 @@ impl Gateway {
         if let Some(client) = ctx.client {
             headers.insert(upstream::X_FORWARDED_FOR, upstream::ip_value(client));
         }
+        // Ours replaces any the client sent (a trusted proxy's valid one became ours).
+        headers.insert(crate::request_id::HEADER, ctx.id.header_value());
         let proto = if ctx.https { "https" } else { "http" };
         headers.insert(
             upstream::X_FORWARDED_PROTO,
@@ -570,6 +640,10 @@ impl Gateway {
 
     fn clean_response(&self, resp: &mut ResponseHeader, ctx: &Ctx) -> Result<()> {
         let upgrade = ctx.upgrade && resp.status.as_u16() == 101;
+        // The client learns the id to quote (a backend's own stays).
+        if !resp.headers.contains_key(crate::request_id::HEADER) {
+            resp.insert_header(crate::request_id::HEADER, ctx.id.header_value())?;
+        }
         for name in upstream::response_removals(&resp.headers, upgrade) {
             resp.remove_header(&name);
         }
@@ -603,9 +677,11 @@ impl Gateway {
     }
 }
 
-/// 503 when the gateway cannot decide (a store failed): never a weaker rule.
-fn unavailable(app: &App, req: &RequestHeader) -> Response {
-    portal::gateway_error(app, req, 503).with("retry-after", crate::outage::retry_after())
+/// 503 when the gateway cannot decide (a store failed): never a weaker rule. `id`: the
+/// request's, named on the page.
+fn unavailable(app: &App, req: &RequestHeader, id: &RequestId) -> Response {
+    portal::gateway_error(app, req, 503, id.as_str())
+        .with("retry-after", crate::outage::retry_after())
 }
 
 /// Does a `Cookie` line carry one of the `hidden` cookies, as [`cookie::without`] reads
@@ -672,10 +748,10 @@ fn portal_rest<'a>(prefix: &str, path: &'a str) -> Option<&'a str> {
 }
 
 /// The proxy's answer when the gateway answers without deciding.
-fn refused_answer(app: &App, req: &RequestHeader, refused: Refused) -> Response {
+fn refused_answer(app: &App, req: &RequestHeader, refused: Refused, id: &RequestId) -> Response {
     match refused {
         Refused::BadBasic => basic_challenge(),
-        Refused::Unavailable => unavailable(app, req),
+        Refused::Unavailable => unavailable(app, req, id),
         Refused::Throttled(s) => Response::json_error(
             429,
             "too_many_attempts",

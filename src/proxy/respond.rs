@@ -7,6 +7,7 @@ use pingora::prelude::*;
 use pingora::proxy::Session;
 
 use crate::portal::http::Response;
+use crate::request_id::RequestId;
 
 /// `Strict-Transport-Security`, sent on everything served over HTTPS (SECURITY 23, 44).
 pub const HSTS: &str = "strict-transport-security";
@@ -21,6 +22,14 @@ pub fn hsts(resp: Response, https: bool) -> Response {
     } else {
         resp
     }
+}
+
+/// The gateway's own answer naming the request (`X-Request-Id`). The bodies stay as they
+/// are: the gateway's error answers name it as `reference` themselves
+/// (`portal::gateway_error`), and the portal's answers must stay identical for known and
+/// unknown IDs (SECURITY 41), which a random id in the body would make harder to check.
+pub fn with_request_id(resp: Response, id: &RequestId) -> Response {
+    resp.with(crate::request_id::HEADER_NAME, id.as_str())
 }
 
 /// Writes a complete response. Requests we answer ourselves never leave a body unread
@@ -62,4 +71,27 @@ pub async fn read_body(session: &mut Session, limit: usize) -> Result<Option<Byt
         buf.extend_from_slice(&chunk);
     }
     Ok(Some(buf.freeze()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn answers_carry_the_request_id_header_and_keep_their_body() {
+        let id = RequestId::parse(b"abc-123").unwrap();
+        let r = with_request_id(Response::json_error(401, "login_failed", "wrong"), &id);
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"error": "login_failed", "message": "wrong"})
+        );
+        assert_eq!(r.header("x-request-id"), Some("abc-123"));
+        let ok = with_request_id(Response::json(200, &serde_json::json!({"a": 1})), &id);
+        assert_eq!(&ok.body[..], br#"{"a":1}"#);
+        assert_eq!(ok.header("x-request-id"), Some("abc-123"));
+        let page = with_request_id(Response::html(404, "<p>x</p>".into()), &id);
+        assert_eq!(&page.body[..], b"<p>x</p>");
+    }
 }

@@ -4,16 +4,20 @@
 //! rule applies (DESIGN "The request edge").
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::config::{Accept, HostPattern, Policy, Route, SecondStep, Upstream};
+use super::peers::Pool;
+use crate::config::{Accept, HostPattern, Policy, Route, SecondStep};
 
+/// The routes of one configuration with their upstream peers (built once, with their
+/// health): swapped whole when the configuration changes.
 pub struct RouteTable {
     routes: Vec<Route>,
-    /// Round-robin position per route.
-    next: Vec<AtomicUsize>,
+    /// The upstream peers per route.
+    pools: Vec<Pool>,
     /// Request counters per route.
     counters: Vec<crate::metrics::RouteRequests>,
+    /// The configuration the table came from: its hash and when it was read (status).
+    pub loaded: (String, i64),
 }
 
 /// The route a request goes to, and the rule it is decided by.
@@ -27,17 +31,35 @@ pub struct Found<'a> {
 }
 
 impl RouteTable {
+    /// The table, without active health checks (see [`RouteTable::serving`]).
     pub fn new(routes: Vec<Route>) -> Self {
-        let next = routes.iter().map(|_| AtomicUsize::new(0)).collect();
+        let pools = routes
+            .iter()
+            .map(|r| Pool::new(&r.name, &r.upstreams, &r.upstream))
+            .collect();
         let counters = routes
             .iter()
             .map(|r| crate::metrics::RouteRequests::new(&r.name))
             .collect();
         Self {
             routes,
-            next,
+            pools,
             counters,
+            loaded: (String::new(), 0),
         }
+    }
+
+    /// The table of `cfg` for serving: its routes' active health checks run on the current
+    /// tokio runtime until the table is dropped (replaced by a reload).
+    pub fn serving(cfg: &crate::config::Config) -> Self {
+        let mut table = Self::new(cfg.routes.clone());
+        table.loaded = (cfg.hash.clone(), cfg.loaded_at);
+        for (route, pool) in table.routes.iter().zip(&table.pools) {
+            if let Some(check) = &route.upstream.health_check {
+                pool.start_checks(check);
+            }
+        }
+        table
     }
 
     /// The route for `host` (normalised: lower-case, no port) and `path` (canonical): the
@@ -122,14 +144,25 @@ impl RouteTable {
         })
     }
 
-    /// The route's next upstream, round robin.
-    pub fn upstream(&self, index: usize) -> Option<&Upstream> {
-        let route = self.routes.get(index)?;
-        if route.upstreams.is_empty() {
-            return None;
+    /// Takes over what `old` (the table before a reload) knew of the health of the
+    /// upstreams both have on a route of the same name: a reload does not send requests
+    /// to a peer found down.
+    pub fn keep_health_of(&self, old: &RouteTable) {
+        for (route, pool) in self.pools() {
+            if let Some((_, before)) = old.pools().find(|(r, _)| r.name == route.name) {
+                pool.keep_health_of(before);
+            }
         }
-        let n = self.next.get(index)?.fetch_add(1, Ordering::Relaxed);
-        route.upstreams.get(n % route.upstreams.len())
+    }
+
+    /// The upstream peers of route `index`.
+    pub fn pool(&self, index: usize) -> Option<&Pool> {
+        self.pools.get(index)
+    }
+
+    /// Every route with its peers (for metrics and status).
+    pub fn pools(&self) -> impl Iterator<Item = (&Route, &Pool)> {
+        self.routes.iter().zip(&self.pools)
     }
 
     pub fn routes(&self) -> &[Route] {
@@ -287,6 +320,7 @@ mod tests {
             hosts,
             path_prefix: prefix.into(),
             upstreams: vec![],
+            upstream: Default::default(),
             policy: Policy::Login,
             second_step: SecondStep::Required,
             accept: Accept {

@@ -144,6 +144,9 @@ pub enum ApprovalStatus {
     WrongNumber,
     /// Denied with "this wasn't me" (app prompts are paused).
     NotMe,
+    /// A status this version does not know, written by a newer replica during a rolling
+    /// upgrade: read as a refusal (it never grants), never written.
+    Unknown,
 }
 
 impl ApprovalStatus {
@@ -155,10 +158,23 @@ impl ApprovalStatus {
             ApprovalStatus::Expired => "expired",
             ApprovalStatus::WrongNumber => "wrong_number",
             ApprovalStatus::NotMe => "not_me",
+            ApprovalStatus::Unknown => "unknown",
         }
     }
 
+    /// The status named `s`; a name this version does not know (lower-case letters and
+    /// `_`, as every status is named) is [`ApprovalStatus::Unknown`], anything else `None`
+    /// (a corrupt record).
     pub fn parse(s: &str) -> Option<Self> {
+        Self::known(s).or_else(|| {
+            let name = !s.is_empty()
+                && s.len() <= 32
+                && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+            name.then_some(ApprovalStatus::Unknown)
+        })
+    }
+
+    fn known(s: &str) -> Option<Self> {
         Some(match s {
             "pending" => ApprovalStatus::Pending,
             "approved" => ApprovalStatus::Approved,

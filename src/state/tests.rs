@@ -689,3 +689,64 @@ async fn the_in_process_state_stays_within_its_byte_budgets_with_large_records()
         );
     }
 }
+
+/// Rolling upgrades (issue 25): an approval a newer version answered with a status this
+/// version does not know reads as `Unknown` (a refusal), sealed or not — not as a corrupt
+/// record (which answered 503 to the user's browser).
+#[tokio::test]
+async fn an_approval_status_from_a_newer_version_reads_as_a_refusal() {
+    let redis = LocalRedis::start();
+    let plain = redis::RedisState::new(&redis.url(), "t").unwrap();
+    let sealed = sealed::Sealed::new(
+        Arc::new(redis::RedisState::new(&redis.url(), "s").unwrap()),
+        test_keys("s"),
+        None,
+    );
+    let stores: [(&str, &dyn Ephemeral); 2] = [("t", &plain), ("s", &sealed)];
+    let client = ::redis::Client::open(redis.url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    for (prefix, s) in stores {
+        let w = WindowRule::new("ap", 5, Duration::from_secs(600));
+        let new = NewApproval {
+            id: "n1",
+            user: "jiro",
+            data: b"d",
+            expires: 120,
+            keep: Duration::from_secs(300),
+            tag: &[],
+            expired_tag: &[],
+        };
+        s.approval_create(&new, &w, 0).await.unwrap().unwrap();
+        let _: () = ::redis::cmd("HSET")
+            .arg(format!("{prefix}:ap:n1"))
+            .arg("s")
+            .arg("escalated_to_helpdesk")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let a = s.approval_get("n1").await.unwrap().unwrap();
+        assert_eq!(a.status, ApprovalStatus::Unknown, "{prefix}");
+        assert_eq!(a.data, b"d");
+        // Still not pending: nobody can answer it again.
+        let settled = s
+            .approval_settle(&Settle {
+                id: "n1",
+                user: Some("jiro"),
+                to: ApprovalStatus::Approved,
+                answered_by: Some("app"),
+                suspend: None,
+                now: 3,
+                tag: &[],
+            })
+            .await
+            .unwrap();
+        assert_eq!(settled, Settled::NotPending, "{prefix}");
+    }
+    // What is no status name at all is still a corrupt record.
+    assert_eq!(ApprovalStatus::parse("Approved!"), None);
+    assert_eq!(ApprovalStatus::parse(""), None);
+    assert_eq!(
+        ApprovalStatus::parse("wrong_number"),
+        Some(ApprovalStatus::WrongNumber)
+    );
+}

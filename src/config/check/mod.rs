@@ -39,7 +39,14 @@ pub(super) fn config(
         errors: Errors::new(text, source),
         env,
     };
-    let config = cx.build(file, source);
+    let mut config = cx.build(file, source);
+    // Which configuration is live (status): the file's text, hashed, and when it was read.
+    config.hash = hex::encode(
+        crate::secret::digest(&[text.as_bytes()])
+            .get(..8)
+            .unwrap_or_default(),
+    );
+    config.loaded_at = crate::time::now();
     cx.errors.finish().map(|()| config)
 }
 
@@ -299,6 +306,8 @@ impl Checker<'_> {
         );
         let audit = self.audit(f.audit.unwrap_or_default());
         Config {
+            hash: String::new(),
+            loaded_at: 0,
             source: source.to_path_buf(),
             server,
             portal,

@@ -3,9 +3,14 @@
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
 use crate::config::file;
-use crate::config::{Accept, HostPattern, Policy, Route, SecondStep, TwoStepMethod, Upstream};
+use std::time::Duration;
 
-use super::{Checker, hostname_ok, method, name_ok};
+use crate::config::{
+    Accept, HealthCheck, HostPattern, Policy, Route, SecondStep, TwoStepMethod, Upstream,
+    UpstreamSettings,
+};
+
+use super::{Checker, Zero, hostname_ok, method, name_ok};
 
 impl Checker<'_> {
     /// `assertion`: `identity_assertion.enabled` when the section is there (a route's own
@@ -58,6 +63,7 @@ impl Checker<'_> {
     ) -> (Route, bool) {
         let at = |key: &str| format!("routes[{i}].{key}");
         self.route_name(i, &r.name, earlier);
+        let upstream = self.upstream_settings(i, &r);
         let (hosts, hosts_ok) = self.route_hosts(i, r.hosts);
         let (path_prefix, path_ok) = self.route_path_prefix(i, r.path_prefix);
         let policy = match r.policy {
@@ -83,6 +89,7 @@ impl Checker<'_> {
             hosts,
             path_prefix,
             upstreams,
+            upstream,
             policy,
             second_step: match r.second_step {
                 Some(file::SecondStepFile::Exempt) => SecondStep::Exempt,
@@ -193,6 +200,77 @@ impl Checker<'_> {
         upstreams
     }
 
+    /// The route's upstream timeouts and health checks (defaults when left out).
+    fn upstream_settings(&mut self, i: usize, r: &file::RouteFile) -> UpstreamSettings {
+        let d = UpstreamSettings::default();
+        let mut timeout = |key: &str, value: Option<&String>, default| {
+            let path = format!("routes[{i}].{key}");
+            let t = self.duration(&path, value, default, Zero::Refused);
+            self.at_most(&path, t, Duration::from_secs(86_400), "24h")
+        };
+        UpstreamSettings {
+            connect_timeout: timeout(
+                "connect_timeout",
+                r.connect_timeout.as_ref(),
+                d.connect_timeout,
+            ),
+            read_timeout: timeout("read_timeout", r.read_timeout.as_ref(), d.read_timeout),
+            write_timeout: timeout("write_timeout", r.write_timeout.as_ref(), d.write_timeout),
+            idle_timeout: timeout("idle_timeout", r.idle_timeout.as_ref(), d.idle_timeout),
+            fail_timeout: timeout("fail_timeout", r.fail_timeout.as_ref(), d.fail_timeout),
+            health_check: r.health_check.as_ref().map(|h| self.health_check(i, h)),
+        }
+    }
+
+    /// An active health check: `GET path` every `interval` (5s), answered within `timeout`
+    /// (2s, at most the interval); down after `unhealthy` (2) failures in a row, up after
+    /// `healthy` (2) successes.
+    fn health_check(&mut self, i: usize, h: &file::HealthCheckFile) -> HealthCheck {
+        let at = |key: &str| format!("routes[{i}].health_check.{key}");
+        let path = match h.path.as_deref().map(str::trim) {
+            None => "/".to_owned(),
+            Some(p) if health_path_ok(p) => p.to_owned(),
+            Some(_) => {
+                self.err(
+                    &at("path"),
+                    format!("`{}` is not a plain request path", at("path")),
+                    "write a path starting with `/`, without spaces or control characters, e.g. `/healthz`",
+                );
+                "/".to_owned()
+            }
+        };
+        let interval = self.duration(
+            &at("interval"),
+            h.interval.as_ref(),
+            Duration::from_secs(5),
+            Zero::Refused,
+        );
+        let interval = self.at_most(&at("interval"), interval, Duration::from_secs(3600), "1h");
+        let timeout = self.duration(
+            &at("timeout"),
+            h.timeout.as_ref(),
+            Duration::from_secs(2),
+            Zero::Refused,
+        );
+        if timeout > interval {
+            self.err(
+                &at("timeout"),
+                format!("`{}` is longer than the interval", at("timeout")),
+                "make the timeout at most the interval (a check ends before the next starts)",
+            );
+        }
+        let count = |cx: &mut Self, key: &str, v: Option<u64>| {
+            u32::try_from(cx.number(&at(key), v, 2, 1..=100)).unwrap_or(2)
+        };
+        HealthCheck {
+            path,
+            interval,
+            timeout: timeout.min(interval),
+            healthy: count(self, "healthy", h.healthy),
+            unhealthy: count(self, "unhealthy", h.unhealthy),
+        }
+    }
+
     /// Which credentials the route takes (a session when left out).
     fn route_accept(&mut self, i: usize, accept: Option<Vec<file::AcceptFile>>) -> Accept {
         let list = accept.unwrap_or_else(|| vec![file::AcceptFile::Session]);
@@ -273,6 +351,14 @@ pub(super) fn host_pattern(text: &str) -> Option<HostPattern> {
         return Some(HostPattern::Exact(format!("[{v6}]")));
     }
     hostname_ok(bare).then(|| HostPattern::Exact(bare.to_string()))
+}
+
+/// A health check's path (and query): origin-form, visible ASCII, no fragment.
+fn health_path_ok(p: &str) -> bool {
+    p.starts_with('/')
+        && !p.starts_with("//")
+        && p.len() <= 1024
+        && p.bytes().all(|b| b.is_ascii_graphic() && b != b'#')
 }
 
 /// Checks a route's path prefix and removes a trailing slash (except for `/`).

@@ -155,7 +155,12 @@ impl Flows {
             .await
             .map_err(|e| busy(&e))?
             .ok_or(LoginError::FlowNotFound)?;
-        let flow = serde_json::from_slice(&v.data).map_err(|_| LoginError::Internal)?;
+        // A flow this version cannot read was written by another version of nidan (a rolling
+        // upgrade): that login starts over, as an expired one does; never a 500 or a 503.
+        let flow = serde_json::from_slice(&v.data).map_err(|e| {
+            tracing::info!(error = %e, "a login flow in another version's format: it starts over");
+            LoginError::FlowNotFound
+        })?;
         Ok(Loaded {
             version: v.version,
             flow,

@@ -108,8 +108,17 @@ pub struct Backend {
 
 impl Backend {
     pub fn start() -> Self {
+        Self::start_at("127.0.0.1:0")
+    }
+
+    /// An echo backend on `addr` again (after the one there was stopped).
+    pub fn start_on(addr: SocketAddr) -> Self {
+        Self::start_at(&addr.to_string())
+    }
+
+    fn start_at(listen: &str) -> Self {
         let mut child = Command::new(bin())
-            .args(["echo-backend", "--listen", "127.0.0.1:0"])
+            .args(["echo-backend", "--listen", listen])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
