@@ -40,3 +40,4 @@ mod shared_state;
 mod smoke;
 mod soak;
 mod tls;
+mod upgrade;
