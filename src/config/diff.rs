@@ -180,7 +180,9 @@ mod tests {
     use crate::config::load_str;
 
     fn cfg(extra: &str) -> Config {
-        let dir = tempfile::tempdir().unwrap();
+        static DIR: std::sync::LazyLock<tempfile::TempDir> =
+            std::sync::LazyLock::new(|| tempfile::tempdir().unwrap());
+        let dir = &*DIR;
         std::fs::write(dir.path().join("users.yaml"), "users: []\n").unwrap();
         std::fs::write(dir.path().join("k"), "0123456789abcdef0123456789abcdef").unwrap();
         std::fs::write(dir.path().join("k2"), "fedcba9876543210fedcba9876543210").unwrap();
