@@ -178,6 +178,7 @@ impl App {
             certs.clone(),
             devices.clone(),
             auth.clone(),
+            notifier.clone(),
         ));
         let chores = Arc::new(Chores {
             cfg: cfg.clone(),

@@ -2,7 +2,7 @@
 //! everything that can be checked is checked before anything is swapped, so a bad file or
 //! an unreadable certificate changes nothing. What a reload applies: the routes, the TLS
 //! certificate and key (new handshakes), the trusted-device signing keys (which also sign
-//! the identity assertions). What it cannot apply is named in the log and keeps its
+//! the identity assertions), the notifiers (SMTP, SMS gateway, push, outbox). What it cannot apply is named in the log and keeps its
 //! running value until a restart or `nidan serve --upgrade` (see `config::diff`).
 
 use std::path::Path;
@@ -13,6 +13,7 @@ use arc_swap::ArcSwap;
 use crate::auth::Authenticator;
 use crate::certs::Certificates;
 use crate::config::{self, Config};
+use crate::notify::{Notifier, Transports};
 use crate::proxy::route::RouteTable;
 use crate::session::device::Devices;
 use crate::session::token::KeyRing;
@@ -25,6 +26,7 @@ pub struct Reloader {
     certs: Option<Arc<Certificates>>,
     devices: Arc<Devices>,
     auth: Arc<Authenticator>,
+    notifier: Arc<Notifier>,
     /// The hash of the file in force and when it was loaded (Unix time).
     live: Mutex<(String, i64)>,
 }
@@ -43,6 +45,7 @@ impl Reloader {
         certs: Option<Arc<Certificates>>,
         devices: Arc<Devices>,
         auth: Arc<Authenticator>,
+        notifier: Arc<Notifier>,
     ) -> Self {
         let hash = std::fs::read(&started.source)
             .map(|b| config::diff::hash(&b))
@@ -55,6 +58,7 @@ impl Reloader {
             certs,
             devices,
             auth,
+            notifier,
             live: Mutex::new((hash, now)),
         }
     }
@@ -117,6 +121,16 @@ impl Reloader {
             },
             _ => None,
         };
+        let transports = match Transports::new(&new.notifiers) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(
+                    "configuration not reloaded, the running one stays:\n{}: notifiers: {e}",
+                    source.display()
+                );
+                return false;
+            }
+        };
         let changes = config::diff::diff(&self.started, &new);
         let restart = config::diff::needs_restart(&changes);
         // Applied: each part is swapped whole; a request keeps the snapshot it started with.
@@ -135,6 +149,8 @@ impl Reloader {
             a.set_keys(keys);
         }
         applied.push("trusted_devices.signing_keys");
+        self.notifier.replace(transports);
+        applied.push("notifiers");
         let hash = config::diff::hash(&text);
         let now = crate::time::now();
         crate::metrics::config_loaded(&hash, now);

@@ -20,8 +20,8 @@ pub struct Change {
 }
 
 /// What a reload applies: the routes (hosts, paths, upstreams, policies), the TLS
-/// certificate and key, and the trusted-device signing keys (which also sign the identity
-/// assertions). Everything else is read at start.
+/// certificate and key, the trusted-device signing keys (which also sign the identity
+/// assertions) and the notifiers. Everything else is read at start.
 pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
     let mut out = Vec::new();
     let mut check = |key: &'static str, changed: bool, reloads: bool| {
@@ -114,7 +114,7 @@ fn sections(old: &Config, new: &Config, check: &mut impl FnMut(&'static str, boo
         differs(&old.app_approval, &new.app_approval),
         false,
     );
-    check("notifiers", differs(&old.notifiers, &new.notifiers), false);
+    check("notifiers", differs(&old.notifiers, &new.notifiers), true);
     check("users", differs(&old.users, &new.users), false);
     check(
         "identity_headers",

@@ -351,3 +351,29 @@ fn check_config_diff_names_what_needs_a_restart() {
     assert!(said.contains("server.listen: needs a restart"), "{said}");
     assert!(!said.contains("routes"), "{said}");
 }
+
+/// The notifiers are rebuilt by a reload: codes go to the new outbox from then on.
+#[tokio::test]
+async fn a_reload_rebuilds_the_notifiers() {
+    let gw = Gateway::builder()
+        .set("users.reload_interval", "1h")
+        .start();
+    let text = std::fs::read_to_string(&gw.config).unwrap();
+    let moved = text.replacen("path: outbox.jsonl", "path: outbox-2.jsonl", 1);
+    assert_ne!(moved, text, "{text}");
+    std::fs::write(&gw.config, &moved).unwrap();
+    gw.signal("HUP");
+    logged(&gw, "configuration reloaded", 1).await;
+    assert!(gw.log().contains("notifiers"), "{}", gw.log());
+    let r = plain()
+        .post(gw.url("/_nidan/api/login"))
+        .json(&serde_json::json!({"id": "hanako"}))
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["step"], "password_and_code", "{v}");
+    let code = last_code_in(&gw.path("outbox-2.jsonl"), "hanako");
+    assert_eq!(code.len(), 6, "{code}");
+    assert!(gw.outbox().is_empty(), "{:?}", gw.outbox());
+}
