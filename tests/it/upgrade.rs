@@ -238,3 +238,73 @@ async fn an_upgrade_with_a_bad_configuration_leaves_the_running_process_serving(
     assert_eq!(r.status(), 200);
     assert!(!gw.log().contains("SIGQUIT"), "{}", gw.log());
 }
+
+/// Every `nidan_…` name in `text` (histogram series named by their metric).
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("nidan_") {
+        let tail = &rest[i..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+            .unwrap_or(tail.len());
+        let name = &tail[..end];
+        let name = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(name);
+        out.insert(name.to_owned());
+        rest = &tail[end..];
+    }
+    out
+}
+
+fn source_text(dir: &std::path::Path, into: &mut String) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            source_text(&path, into);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            into.push_str(&std::fs::read_to_string(&path).unwrap());
+        }
+    }
+}
+
+/// docs/monitoring.md lists the metrics; the alert set and the dashboard name only those,
+/// and every one listed is registered by the code. Both files parse.
+#[test]
+fn the_monitoring_files_name_only_metrics_nidan_exports() {
+    let page = std::fs::read_to_string(repo().join("docs/monitoring.md")).unwrap();
+    let listed: std::collections::BTreeSet<String> = page
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `nidan_"))
+        .map(|l| format!("nidan_{}", l.split('`').next().unwrap()))
+        .collect();
+    assert!(listed.len() >= 10, "{listed:?}");
+    let alerts = std::fs::read_to_string(repo().join("docs/monitoring/alerts.yml")).unwrap();
+    let rules: serde_yaml::Value = serde_yaml::from_str(&alerts).unwrap();
+    assert!(rules["groups"][0]["rules"].as_sequence().unwrap().len() >= 5);
+    let dashboard =
+        std::fs::read_to_string(repo().join("docs/monitoring/grafana-dashboard.json")).unwrap();
+    let board: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
+    assert!(board["panels"].as_array().unwrap().len() >= 5);
+    for (file, text) in [
+        ("alerts.yml", &alerts),
+        ("grafana-dashboard.json", &dashboard),
+    ] {
+        for name in metric_names(text) {
+            assert!(
+                listed.contains(&name),
+                "{file} names {name}, which docs/monitoring.md does not list"
+            );
+        }
+    }
+    let mut src = String::new();
+    source_text(&repo().join("src"), &mut src);
+    for name in &listed {
+        assert!(
+            src.contains(name.as_str()),
+            "{name} is listed but nothing registers it"
+        );
+    }
+}
