@@ -179,6 +179,7 @@ impl App {
             devices.clone(),
             auth.clone(),
             notifier.clone(),
+            login.clone(),
         ));
         let chores = Arc::new(Chores {
             cfg: cfg.clone(),

@@ -2,7 +2,8 @@
 //! everything that can be checked is checked before anything is swapped, so a bad file or
 //! an unreadable certificate changes nothing. What a reload applies: the routes, the TLS
 //! certificate and key (new handshakes), the trusted-device signing keys (which also sign
-//! the identity assertions), the notifiers (SMTP, SMS gateway, push, outbox). What it cannot apply is named in the log and keeps its
+//! the identity assertions), the notifiers (SMTP, SMS gateway, push, outbox), the risk
+//! signals, weights and threshold. What it cannot apply is named in the log and keeps its
 //! running value until a restart or `nidan serve --upgrade` (see `config::diff`).
 
 use std::path::Path;
@@ -13,6 +14,7 @@ use arc_swap::ArcSwap;
 use crate::auth::Authenticator;
 use crate::certs::Certificates;
 use crate::config::{self, Config};
+use crate::login::service::Login;
 use crate::notify::{Notifier, Transports};
 use crate::proxy::route::RouteTable;
 use crate::session::device::Devices;
@@ -27,6 +29,7 @@ pub struct Reloader {
     devices: Arc<Devices>,
     auth: Arc<Authenticator>,
     notifier: Arc<Notifier>,
+    login: Arc<Login>,
     /// The hash of the file in force and when it was loaded (Unix time).
     live: Mutex<(String, i64)>,
 }
@@ -46,6 +49,7 @@ impl Reloader {
         devices: Arc<Devices>,
         auth: Arc<Authenticator>,
         notifier: Arc<Notifier>,
+        login: Arc<Login>,
     ) -> Self {
         let hash = std::fs::read(&started.source)
             .map(|b| config::diff::hash(&b))
@@ -59,6 +63,7 @@ impl Reloader {
             devices,
             auth,
             notifier,
+            login,
             live: Mutex::new((hash, now)),
         }
     }
@@ -151,6 +156,8 @@ impl Reloader {
         applied.push("trusted_devices.signing_keys");
         self.notifier.replace(transports);
         applied.push("notifiers");
+        self.login.set_risk(new.risk.clone());
+        applied.push("risk");
         let hash = config::diff::hash(&text);
         let now = crate::time::now();
         crate::metrics::config_loaded(&hash, now);

@@ -21,7 +21,7 @@ pub struct Change {
 
 /// What a reload applies: the routes (hosts, paths, upstreams, policies), the TLS
 /// certificate and key, the trusted-device signing keys (which also sign the identity
-/// assertions) and the notifiers. Everything else is read at start.
+/// assertions), the notifiers and the risk settings. Everything else is read at start.
 pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
     let mut out = Vec::new();
     let mut check = |key: &'static str, changed: bool, reloads: bool| {
@@ -131,7 +131,7 @@ fn sections(old: &Config, new: &Config, check: &mut impl FnMut(&'static str, boo
         differs(&old.exemptions, &new.exemptions),
         false,
     );
-    check("risk", differs(&old.risk, &new.risk), false);
+    check("risk", differs(&old.risk, &new.risk), true);
     check("passkeys", differs(&old.passkeys, &new.passkeys), false);
     check("audit", differs(&old.audit, &new.audit), false);
     check(

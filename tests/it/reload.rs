@@ -377,3 +377,31 @@ async fn a_reload_rebuilds_the_notifiers() {
     assert_eq!(code.len(), 6, "{code}");
     assert!(gw.outbox().is_empty(), "{:?}", gw.outbox());
 }
+
+/// The risk settings are swapped by a reload: a threshold of 0 asks every login of a user
+/// without 2-step for a code from then on.
+#[tokio::test]
+async fn a_reload_changes_the_risk_threshold_for_the_next_login() {
+    let gw = Gateway::builder()
+        .set("users.reload_interval", "1h")
+        .set("risk", "{ threshold: 1000, score_first_login: true }")
+        .start();
+    let step = || async {
+        let r = plain()
+            .post(gw.url("/_nidan/api/login"))
+            .json(&serde_json::json!({"id": "taro"}))
+            .send()
+            .await
+            .unwrap();
+        let v: serde_json::Value = r.json().await.unwrap();
+        v["step"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(step().await, "password");
+    let text = std::fs::read_to_string(&gw.config).unwrap();
+    let strict = text.replacen("threshold: 1000", "threshold: 1", 1);
+    assert_ne!(strict, text, "{text}");
+    std::fs::write(&gw.config, &strict).unwrap();
+    gw.signal("HUP");
+    logged(&gw, "configuration reloaded", 1).await;
+    assert_eq!(step().await, "password_and_code");
+}
