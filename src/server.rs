@@ -101,8 +101,6 @@ fn build(app: Arc<App>, tunnels: Arc<crate::proxy::tunnel::Tunnels>, start: Star
         grace_period_seconds: Some(grace),
         graceful_shutdown_timeout_seconds: Some(grace.max(1)),
         upgrade_sock: cfg.server.upgrade_sock.to_string_lossy().into_owned(),
-        // The old process may be slow to answer `SIGQUIT` on a loaded machine.
-        upgrade_sock_connect_accept_max_retries: Some(15),
         ..ServerConf::default()
     };
     let opt = pingora::server::configuration::Opt {
