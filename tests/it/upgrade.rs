@@ -308,3 +308,101 @@ fn the_monitoring_files_name_only_metrics_nidan_exports() {
         );
     }
 }
+
+/// pingora's own sequence, by hand: `serve --upgrade` without `--old-pid` waits for the
+/// sockets, the operator sends `SIGQUIT`; the TLS listener and the admin listener move too
+/// (same certificate served, `/healthz` answered by the new process).
+#[tokio::test]
+async fn sigquit_by_hand_hands_over_the_tls_and_admin_listeners() {
+    let tls_port = free_port();
+    let certs = repo().join("config/test/tls");
+    let mut gw = Gateway::builder()
+        .set("server.grace_period", "1s")
+        .set("server.admin_listen", "\"127.0.0.1:1\"")
+        .set(
+            "server.tls",
+            &format!(
+                "{{ listen: [\"127.0.0.1:{tls_port}\"], cert: \"{}\", key: \"{}\" }}",
+                certs.join("cert.pem").display(),
+                certs.join("key.pem").display()
+            ),
+        )
+        .start();
+    let admin = gw.admin.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", tls_port)).is_err() {
+        assert!(Instant::now() < deadline, "no TLS listener:\n{}", gw.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    pingora::tls::install_default_crypto_provider();
+    let https = reqwest::Client::builder()
+        .tls_danger_accept_invalid_certs(true)
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let tls_url = format!("https://127.0.0.1:{tls_port}/public/x");
+    assert_eq!(https.get(&tls_url).send().await.unwrap().status(), 200);
+
+    let log = gw.path("new.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let new = Command::new(bin())
+        .args(["serve", "--upgrade", "--config"])
+        .arg(&gw.config)
+        .env("RUST_LOG", "info")
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let _adopted = Adopted(new.id());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("send it SIGQUIT")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    gw.signal("QUIT");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while gw.exited().is_none() {
+        // Served all along, by one process or the other.
+        assert_eq!(https.get(&tls_url).send().await.unwrap().status(), 200);
+        let r = plain()
+            .get(format!("http://{admin}/healthz"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(Instant::now() < deadline, "the old process did not exit");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Only the new process is left to answer.
+    assert_eq!(https.get(&tls_url).send().await.unwrap().status(), 200);
+    assert_eq!(
+        plain()
+            .get(format!("http://{admin}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        plain()
+            .get(gw.url("/public/x"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        said.contains("this process serves the listening sockets now"),
+        "{said}"
+    );
+}
