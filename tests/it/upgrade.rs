@@ -48,6 +48,18 @@ impl Drop for Adopted {
     }
 }
 
+/// A process this test spawned: interrupted and waited for on drop.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
 #[derive(Default)]
 struct Tally {
     ok: AtomicU64,
@@ -345,15 +357,16 @@ async fn sigquit_by_hand_hands_over_the_tls_and_admin_listeners() {
 
     let log = gw.path("new.log");
     let out = std::fs::File::create(&log).unwrap();
-    let new = Command::new(bin())
-        .args(["serve", "--upgrade", "--config"])
-        .arg(&gw.config)
-        .env("RUST_LOG", "info")
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .unwrap();
-    let _adopted = Adopted(new.id());
+    let _new = Reaped(
+        Command::new(bin())
+            .args(["serve", "--upgrade", "--config"])
+            .arg(&gw.config)
+            .env("RUST_LOG", "info")
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap(),
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     while !std::fs::read_to_string(&log)
         .unwrap_or_default()
