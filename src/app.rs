@@ -287,5 +287,5 @@ impl AsRef<Accounts> for App {
 }
 
 fn on_reload(reloader: Arc<Reloader>) -> crate::chores::ReloadConfig {
-    Box::new(move || reloader.reload())
+    Box::new(move || reloader.reload_if_changed())
 }

@@ -32,6 +32,31 @@ pub struct Reloader {
     login: Arc<Login>,
     /// The hash of the file in force and when it was loaded (Unix time).
     live: Mutex<(String, i64)>,
+    /// The watched files (the configuration, the TLS certificate and key) as last seen.
+    seen: Mutex<Fingerprint>,
+}
+
+/// Modification time and size of each watched file.
+type Fingerprint = Vec<(std::path::PathBuf, Option<(std::time::SystemTime, u64)>)>;
+
+fn fingerprint(cfg: &Config) -> Fingerprint {
+    let mut files = vec![cfg.source.clone()];
+    if let Some(tls) = &cfg.server.tls {
+        files.push(tls.cert.clone());
+        files.push(tls.key.clone());
+    }
+    files
+        .into_iter()
+        .map(|f| {
+            let meta = stat(&f);
+            (f, meta)
+        })
+        .collect()
+}
+
+fn stat(file: &Path) -> Option<(std::time::SystemTime, u64)> {
+    let meta = std::fs::metadata(file).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
 }
 
 /// The configuration in force: the SHA-256 of its file and when it was loaded.
@@ -56,6 +81,7 @@ impl Reloader {
             .unwrap_or_default();
         let now = crate::time::now();
         crate::metrics::config_loaded(&hash, now);
+        let seen = Mutex::new(fingerprint(&started));
         Self {
             started,
             routes,
@@ -65,6 +91,7 @@ impl Reloader {
             notifier,
             login,
             live: Mutex::new((hash, now)),
+            seen,
         }
     }
 
@@ -76,6 +103,23 @@ impl Reloader {
             .map(|l| l.clone())
             .unwrap_or_else(|p| p.into_inner().clone());
         Live { hash, loaded }
+    }
+
+    /// [`Self::reload`] when the configuration file, or the TLS certificate or key it names,
+    /// changed since the last look (the chores' file watch). A refused reload is not tried
+    /// again until one of them changes again (a certificate written before its key is
+    /// refused, then applied once the key follows).
+    pub fn reload_if_changed(&self) -> bool {
+        let Ok(mut seen) = self.seen.lock() else {
+            return false;
+        };
+        let now: Fingerprint = seen.iter().map(|(f, _)| (f.clone(), stat(f))).collect();
+        if now == *seen {
+            return false;
+        }
+        *seen = now;
+        drop(seen);
+        self.reload()
     }
 
     /// Reads the file again and applies what can be applied; `false` (and nothing
@@ -163,6 +207,9 @@ impl Reloader {
         crate::metrics::config_loaded(&hash, now);
         if let Ok(mut live) = self.live.lock() {
             *live = (hash.clone(), now);
+        }
+        if let Ok(mut seen) = self.seen.lock() {
+            *seen = fingerprint(&new);
         }
         tracing::info!(
             hash = %hash,

@@ -405,3 +405,62 @@ async fn a_reload_changes_the_risk_threshold_for_the_next_login() {
     logged(&gw, "configuration reloaded", 1).await;
     assert_eq!(step().await, "password_and_code");
 }
+
+/// The file watch covers the certificate and key too: replaced on disk (as a renewal tool
+/// does), the new certificate is served without a signal.
+#[tokio::test]
+async fn a_certificate_renewed_on_disk_is_served_without_a_signal() {
+    use crate::common::nginx::throwaway_cert;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    let (cert_a, key_a) = throwaway_cert(&a, "old.example");
+    let (cert_b, key_b) = throwaway_cert(&b, "renewed.example");
+    let tls_port = free_port();
+    let gw = Gateway::builder()
+        .set(
+            "server.tls",
+            &format!(
+                "{{ listen: [\"127.0.0.1:{tls_port}\"], cert: \"{}\", key: \"{}\" }}",
+                cert_a.display(),
+                key_a.display()
+            ),
+        )
+        .start();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", tls_port)).is_err() {
+        assert!(Instant::now() < deadline, "no TLS listener:\n{}", gw.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    pingora::tls::install_default_crypto_provider();
+    let url = format!("https://127.0.0.1:{tls_port}/public/x");
+    let served = || async {
+        let http = reqwest::Client::builder()
+            .tls_danger_accept_invalid_certs(true)
+            .tls_info(true)
+            .build()
+            .unwrap();
+        let r = http.get(&url).send().await.unwrap();
+        r.extensions()
+            .get::<reqwest::tls::TlsInfo>()
+            .and_then(|i| i.peer_certificate().map(<[u8]>::to_vec))
+            .unwrap()
+    };
+    let first = served().await;
+    // The key first, then the certificate: in between the pair does not match and is
+    // refused; once both are there, the renewed one is served.
+    std::fs::copy(&key_b, &key_a).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    std::fs::copy(&cert_b, &cert_a).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while served().await == first {
+        assert!(
+            Instant::now() < deadline,
+            "still the old certificate:\n{}",
+            gw.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(gw.log().contains("server.tls certificate"), "{}", gw.log());
+}
