@@ -19,6 +19,7 @@ use crate::login::password::Hasher;
 use crate::login::service::Login;
 use crate::notify::Notifier;
 use crate::proxy::route::RouteTable;
+use crate::reload::Reloader;
 use crate::session::Sessions;
 use crate::session::device::Devices;
 use crate::session::token::KeyRing;
@@ -39,6 +40,8 @@ pub enum StartError {
     Redis(#[from] crate::replica::BadUrl),
     #[error("{0}")]
     State(#[from] crate::state::StateError),
+    #[error("server.tls: {0}")]
+    Tls(#[from] crate::certs::CertError),
 }
 
 pub struct App {
@@ -63,6 +66,9 @@ pub struct App {
     /// Replica mode (`storage.redis`): the revocation bus, the chores lease, store health.
     pub replica: Option<Arc<crate::replica::Replica>>,
     chores: Arc<Chores>,
+    /// The gateway's own TLS certificate, swapped by a reload (`server.tls`).
+    pub certs: Option<Arc<crate::certs::Certificates>>,
+    reloader: Arc<Reloader>,
 }
 
 impl App {
@@ -154,6 +160,34 @@ impl App {
             hasher,
         }));
         let routes = Arc::new(ArcSwap::from_pointee(RouteTable::serving(&cfg)));
+        let auth = Arc::new(Authenticator::new(crate::auth::Parts {
+            cfg: cfg.clone(),
+            accounts: accounts.clone(),
+            sessions: sessions.clone(),
+            login: login.clone(),
+            store: store.clone(),
+            audit: audit.clone(),
+            basic_cache: basic_cache.clone(),
+            assertions: cfg
+                .identity_assertion
+                .as_ref()
+                .map(|a| crate::assertion::Assertions::new(a, &cfg.trusted_devices.signing_keys)),
+        }));
+        let certs = match &cfg.server.tls {
+            Some(tls) => Some(Arc::new(crate::certs::Certificates::new(
+                crate::certs::load(&tls.cert, &tls.key)?,
+            ))),
+            None => None,
+        };
+        let reloader = Arc::new(Reloader::new(
+            cfg.clone(),
+            routes.clone(),
+            certs.clone(),
+            devices.clone(),
+            auth.clone(),
+            notifier.clone(),
+            login.clone(),
+        ));
         let chores = Arc::new(Chores {
             cfg: cfg.clone(),
             store: store.clone(),
@@ -163,21 +197,8 @@ impl App {
             basic_cache: basic_cache.clone(),
             audit: audit.clone(),
             replica: replica.clone(),
-            reload_config: reloader(cfg.clone(), routes.clone()),
+            reload_config: on_reload(reloader.clone()),
         });
-        let auth = Arc::new(Authenticator::new(crate::auth::Parts {
-            cfg: cfg.clone(),
-            accounts: accounts.clone(),
-            sessions: sessions.clone(),
-            login: login.clone(),
-            store: store.clone(),
-            audit: audit.clone(),
-            basic_cache,
-            assertions: cfg
-                .identity_assertion
-                .as_ref()
-                .map(|a| crate::assertion::Assertions::new(a, &cfg.trusted_devices.signing_keys)),
-        }));
         Ok(Arc::new(Self {
             routes,
             sessions,
@@ -191,6 +212,8 @@ impl App {
             cfg,
             replica,
             chores,
+            certs,
+            reloader,
         }))
     }
 
@@ -212,9 +235,14 @@ impl App {
         self.routes.load_full()
     }
 
-    /// Re-reads the configuration file (see [`reload_routes`]).
+    /// Re-reads the configuration file and applies what a reload can (see [`Reloader`]).
     pub fn reload_config(&self) -> bool {
-        reload_routes(&self.cfg, &self.routes)
+        self.reloader.reload()
+    }
+
+    /// The configuration in force: its file's hash and when it was loaded.
+    pub fn live_config(&self) -> crate::reload::Live {
+        self.reloader.live()
     }
 
     /// A user's effective 2-step setting (see [`Accounts::two_step`]); kept for the portal
@@ -268,28 +296,6 @@ impl AsRef<Accounts> for App {
     }
 }
 
-fn reloader(cfg: Arc<Config>, routes: Arc<ArcSwap<RouteTable>>) -> crate::chores::ReloadConfig {
-    Box::new(move || reload_routes(&cfg, &routes))
-}
-
-/// Re-reads the configuration file. Valid: the routes (hosts, paths, upstreams,
-/// policies) take effect for new requests. Invalid: every problem is logged and the
-/// running configuration stays (SECURITY 31). Other sections need a restart.
-fn reload_routes(cfg: &Config, routes: &ArcSwap<RouteTable>) -> bool {
-    match crate::config::load(&cfg.source) {
-        Ok(new) => {
-            let table = RouteTable::serving(&new);
-            table.keep_health_of(&routes.load());
-            routes.store(Arc::new(table));
-            tracing::info!(
-                routes = new.routes.len(),
-                "configuration reloaded: routes updated"
-            );
-            true
-        }
-        Err(e) => {
-            tracing::error!("configuration not reloaded, the running one stays:\n{e}");
-            false
-        }
-    }
+fn on_reload(reloader: Arc<Reloader>) -> crate::chores::ReloadConfig {
+    Box::new(move || reloader.reload_if_changed())
 }

@@ -51,8 +51,9 @@ pub struct Assertions {
     audience: Option<String>,
     lifetime: i64,
     rotation: i64,
-    /// The trusted-device signing keys: the first signs, all are published.
-    keys: Vec<SigningKey>,
+    /// The trusted-device signing keys: the first signs, all are published; swapped whole
+    /// by a configuration reload.
+    keys: arc_swap::ArcSwap<Vec<SigningKey>>,
     /// Signed tokens by a digest of everything they say but the times and `jti`, reused
     /// until shortly before they expire; bounded in bytes.
     cache: moka::sync::Cache<[u8; 32], Signed>,
@@ -97,7 +98,7 @@ impl Assertions {
             audience: cfg.audience.clone(),
             lifetime,
             rotation: secs(cfg.key_rotation),
-            keys: keys.to_vec(),
+            keys: arc_swap::ArcSwap::from_pointee(keys.to_vec()),
             cache: moka::sync::Cache::builder()
                 .max_capacity(32 * 1024 * 1024)
                 .weigher(|_k: &[u8; 32], v: &Signed| {
@@ -107,6 +108,13 @@ impl Assertions {
                 .build(),
             margin,
         }
+    }
+
+    /// From now on the first of `keys` signs and all are published (a configuration
+    /// reload); tokens signed before are not reused.
+    pub fn set_keys(&self, keys: &[SigningKey]) {
+        self.keys.store(Arc::new(keys.to_vec()));
+        self.cache.invalidate_all();
     }
 
     /// The request header the token travels in.
@@ -154,7 +162,8 @@ impl Assertions {
             exp,
             jti: crate::secret::random_token(16),
         };
-        let signer = self.keys.first().ok_or(AssertionError::Sign)?;
+        let keys = self.keys.load();
+        let signer = keys.first().ok_or(AssertionError::Sign)?;
         let epoch = now.div_euclid(self.rotation);
         let mut header = Header::new(Algorithm::EdDSA);
         header.typ = Some("JWT".into());
@@ -182,7 +191,7 @@ impl Assertions {
         let epoch = now.div_euclid(self.rotation);
         let previous_lives = now < epoch * self.rotation + self.lifetime + SKEW;
         let mut keys = Vec::new();
-        for (i, k) in self.keys.iter().enumerate() {
+        for (i, k) in self.keys.load().iter().enumerate() {
             if previous_lives {
                 keys.push(jwk(k, epoch - 1));
             }

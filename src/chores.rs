@@ -17,7 +17,8 @@ use crate::session::Sessions;
 use crate::session::device::Devices;
 use crate::store::Store;
 
-/// Re-reads the configuration file (the routes); true when it was valid.
+/// Reloads the configuration if its file (or the TLS certificate or key) changed since the
+/// last look; true when it did and was valid.
 pub type ReloadConfig = Box<dyn Fn() -> bool + Send + Sync>;
 
 pub struct Chores {
@@ -51,7 +52,6 @@ impl Chores {
             let mut reconciled = chores.accounts.reconcile_credentials().await;
             let mut tick = tokio::time::interval(chores.cfg.users.reload_interval);
             let mut rounds: u64 = 0;
-            let mut config_seen = modified(&chores.cfg.source);
             loop {
                 tick.tick().await;
                 rounds += 1;
@@ -65,11 +65,9 @@ impl Chores {
                     reconciled = chores.accounts.reconcile_credentials().await;
                 }
                 chores.accounts.retry_credentials(due).await;
-                let now_seen = modified(&chores.cfg.source);
-                if now_seen != config_seen {
-                    config_seen = now_seen;
-                    (chores.reload_config)();
-                }
+                // The configuration file, or a file it names that a reload applies (the TLS
+                // certificate and key), changed: reload.
+                (chores.reload_config)();
                 if !chores.accounts.runs_chores() {
                     continue;
                 }
@@ -122,8 +120,4 @@ impl crate::replica::Listener for Chores {
     async fn took_chores(&self) {
         self.accounts.took_chores().await;
     }
-}
-
-fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }

@@ -28,6 +28,15 @@ enum Command {
     Serve {
         #[arg(long, short)]
         config: PathBuf,
+        /// Graceful upgrade: take the listening sockets from the nidan serving now (over
+        /// `server.upgrade_sock`) instead of binding them; the old process finishes its
+        /// in-flight requests within `server.grace_period` and exits.
+        #[arg(long)]
+        upgrade: bool,
+        /// With --upgrade: the running nidan's process ID, sent SIGQUIT once this process is
+        /// ready to take its sockets (systemd: `$MAINPID`). Without it, send SIGQUIT yourself.
+        #[arg(long, requires = "upgrade", value_name = "PID")]
+        old_pid: Option<u32>,
     },
     /// Run the gateway on its embedded defaults, in front of a built-in echo backend.
     Demo {
@@ -42,9 +51,13 @@ enum Command {
         data: Option<PathBuf>,
     },
     /// Validate a configuration file; lists every problem with file, line and column.
+    /// With --diff OLD NEW: validate both and name what changed, and what of it a reload
+    /// applies and what needs a restart (exit 3 when something does).
     CheckConfig {
-        #[arg(long, short)]
-        config: PathBuf,
+        #[arg(long, short, required_unless_present = "diff")]
+        config: Option<PathBuf>,
+        #[arg(long, num_args = 2, value_names = ["OLD", "NEW"], conflicts_with = "config")]
+        diff: Option<Vec<PathBuf>>,
     },
     /// Explain what the gateway would do with a URL: route, policy, exemptions, and for a
     /// user their 2-step setting and the risk signals known offline. Sends no traffic.
@@ -159,7 +172,14 @@ fn init_logging() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::CheckConfig { config } => match nidan::config::load(&config) {
+        Command::CheckConfig {
+            diff: Some(files), ..
+        } => check_diff(&files),
+        Command::CheckConfig { config: None, .. } => ExitCode::FAILURE,
+        Command::CheckConfig {
+            config: Some(config),
+            ..
+        } => match nidan::config::load(&config) {
             Ok(cfg) => {
                 println!("{}: valid ({} routes)", config.display(), cfg.routes.len());
                 for k in placeholder_keys(&cfg) {
@@ -221,7 +241,11 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Serve { config } => {
+        Command::Serve {
+            config,
+            upgrade,
+            old_pid,
+        } => {
             init_logging();
             let cfg = match nidan::config::load(&config) {
                 Ok(c) => c,
@@ -241,7 +265,8 @@ fn main() -> ExitCode {
                 );
                 return ExitCode::FAILURE;
             }
-            report(nidan::server::run(cfg, None))
+            let start = nidan::server::Start { upgrade, old_pid };
+            report(nidan::server::run_with(cfg, None, start))
         }
         Command::Demo {
             listen,
@@ -307,6 +332,49 @@ fn import_users(config: &std::path::Path, users: &std::path::Path) -> ExitCode {
             eprintln!("nothing more was imported.");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `check-config --diff OLD NEW`: both must be valid; names every changed setting and
+/// whether a reload applies it. Exit 0: nothing needs a restart; 3: something does.
+fn check_diff(files: &[PathBuf]) -> ExitCode {
+    let [old, new] = files else {
+        return ExitCode::FAILURE;
+    };
+    let mut loaded = Vec::new();
+    for path in [old, new] {
+        match nidan::config::load(path) {
+            Ok(c) => loaded.push(c),
+            Err(errors) => {
+                eprintln!("{errors}");
+                eprintln!("{} problem(s) found in {}.", errors.0.len(), path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let changes = nidan::config::diff::diff(&loaded[0], &loaded[1]);
+    if changes.is_empty() {
+        println!("{} → {}: no setting changed", old.display(), new.display());
+        return ExitCode::SUCCESS;
+    }
+    println!("{} → {}:", old.display(), new.display());
+    for c in &changes {
+        if c.reloads {
+            println!(
+                "  {}: applied by a reload (SIGHUP or the file watch)",
+                c.key
+            );
+        } else {
+            println!(
+                "  {}: needs a restart (`nidan serve --upgrade`); a reload keeps the running value",
+                c.key
+            );
+        }
+    }
+    if nidan::config::diff::needs_restart(&changes).is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
     }
 }
 

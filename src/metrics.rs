@@ -56,6 +56,55 @@ static CONNECTIONS_REFUSED: LazyLock<Option<IntCounterVec>> = LazyLock::new(|| {
     .ok()
 });
 
+static CONFIG_INFO: LazyLock<Option<prometheus::IntGaugeVec>> = LazyLock::new(|| {
+    prometheus::register_int_gauge_vec!(
+        Opts::new(
+            "nidan_config_info",
+            "The configuration in force: 1 for the SHA-256 of the file's bytes last loaded"
+        ),
+        &["hash"]
+    )
+    .ok()
+});
+
+static CONFIG_LOADED: LazyLock<Option<prometheus::IntGauge>> = LazyLock::new(|| {
+    prometheus::register_int_gauge!(
+        "nidan_config_loaded_timestamp_seconds",
+        "When the configuration in force was loaded (start or last successful reload), Unix time"
+    )
+    .ok()
+});
+
+static CONFIG_RELOADS: LazyLock<Option<IntCounterVec>> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        Opts::new(
+            "nidan_config_reloads_total",
+            "Configuration reloads by result (ok: applied; error: refused, the running configuration stays)"
+        ),
+        &["result"]
+    )
+    .ok()
+});
+
+/// The configuration with this hash is in force since `loaded` (Unix time).
+pub fn config_loaded(hash: &str, loaded: i64) {
+    if let Some(g) = CONFIG_INFO.as_ref() {
+        g.reset();
+        g.with_label_values(&[hash]).set(1);
+    }
+    if let Some(g) = CONFIG_LOADED.as_ref() {
+        g.set(loaded);
+    }
+}
+
+/// Counts a reload, applied (`true`) or refused.
+pub fn config_reload(ok: bool) {
+    if let Some(c) = CONFIG_RELOADS.as_ref() {
+        c.with_label_values(&[if ok { "ok" } else { "error" }])
+            .inc();
+    }
+}
+
 /// Counts a connection the guard refused or ended (`proxy::conn`).
 pub fn connection_refused(reason: &str) {
     if let Some(c) = CONNECTIONS_REFUSED.as_ref() {

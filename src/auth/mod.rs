@@ -375,7 +375,7 @@ impl Authenticator {
         // Failures from networks where this ID logged in before count in the known pool,
         // so strangers elsewhere cannot keep the owner's own client out (SECURITY 40).
         let prefix = crate::login::risk::network_prefix(client);
-        let memory = i64::try_from(self.cfg.risk.network_memory.as_secs()).unwrap_or(i64::MAX);
+        let memory = i64::try_from(self.login.risk().network_memory.as_secs()).unwrap_or(i64::MAX);
         let known = match self
             .store
             .seen_since(id, SeenKind::Network, &prefix, now.saturating_sub(memory))

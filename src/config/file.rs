@@ -109,6 +109,7 @@ pub(crate) struct ServerFile {
     pub admin_token_env: Option<String>,
     pub threads: Option<u64>,
     pub grace_period: Option<String>,
+    pub upgrade_sock: Option<String>,
     pub limits: Option<LimitsFile>,
 }
 

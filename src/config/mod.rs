@@ -5,6 +5,7 @@
 //! been an enum, an address or a duration.
 
 mod check;
+pub mod diff;
 pub(crate) mod errors;
 mod file;
 pub(crate) mod load;
@@ -117,6 +118,9 @@ pub struct Server {
     pub threads: usize,
     /// Grace period for in-flight requests on shutdown (default 5s).
     pub grace_period: Duration,
+    /// The Unix socket over which a running process hands its listening sockets to the one
+    /// started with `serve --upgrade` (default `nidan-upgrade.sock` next to the file).
+    pub upgrade_sock: PathBuf,
 }
 
 /// How large a request head may be (SECURITY 39), like nginx's header buffers.

@@ -169,7 +169,7 @@ impl Login {
             _ => None,
         };
         // Unknown IDs are scored too (same work), so the answer's timing does not tell them apart.
-        let risk_step_up = if risk::applies(&login.cfg.risk, enabled) {
+        let risk_step_up = if risk::applies(&login.risk(), enabled) {
             login
                 .assess_risk(id, user.is_some(), client, now)
                 .await

@@ -55,8 +55,15 @@ pub enum NotifyError {
     Push(String),
 }
 
-/// All configured transports; cheap to share behind an `Arc`.
+/// All configured transports; cheap to share behind an `Arc`. A configuration reload
+/// replaces them whole ([`Notifier::replace`]); a message being sent keeps the ones it
+/// started with.
 pub struct Notifier {
+    now: arc_swap::ArcSwap<Transports>,
+}
+
+/// The transports of one configuration, built and checked before they are put in force.
+pub struct Transports {
     email: Option<email::EmailSender>,
     sms: Option<sms::SmsSender>,
     push: Option<push::PushSender>,
@@ -65,15 +72,41 @@ pub struct Notifier {
 
 impl std::fmt::Debug for Notifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = self.now.load();
         f.debug_struct("Notifier")
-            .field("email", &self.email.is_some())
-            .field("sms", &self.sms.is_some())
-            .field("outbox", &self.outbox.is_some())
+            .field("email", &t.email.is_some())
+            .field("sms", &t.sms.is_some())
+            .field("outbox", &t.outbox.is_some())
             .finish()
     }
 }
 
 impl Notifier {
+    /// Builds the transports (see [`Transports::new`]).
+    pub fn new(cfg: &Notifiers) -> Result<Self, NotifyError> {
+        Ok(Self {
+            now: arc_swap::ArcSwap::from_pointee(Transports::new(cfg)?),
+        })
+    }
+
+    /// From now on messages go through `next` (a configuration reload).
+    pub fn replace(&self, next: Transports) {
+        self.now.store(std::sync::Arc::new(next));
+    }
+
+    /// Whether `send` has somewhere to put a message for `channel`.
+    pub fn can_send(&self, channel: Channel) -> bool {
+        self.now.load().can_send(channel)
+    }
+
+    /// See [`Transports::send`]; with the transports in force when it is called.
+    pub async fn send(&self, msg: &Message) -> Result<(), NotifyError> {
+        let transports = self.now.load_full();
+        transports.send(msg).await
+    }
+}
+
+impl Transports {
     /// Builds the transports. The SMS client uses rustls without a built-in provider: the
     /// process must have installed one first (`main` calls
     /// `pingora::tls::install_default_crypto_provider()` at start; tests do the same).

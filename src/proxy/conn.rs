@@ -134,11 +134,30 @@ impl Counts {
     }
 }
 
+/// Set once the process is handing over (graceful upgrade) or shutting down gracefully.
+static DRAINING: AtomicBool = AtomicBool::new(false);
+
+/// From now on every answer closes its connection (`Connection: close`), so a kept-alive
+/// client sends its next request on a new connection, which the listening socket gives to
+/// the process that carries on (a graceful upgrade) — never a request on a connection this
+/// process is about to close.
+pub fn drain() {
+    DRAINING.store(true, Ordering::Release);
+}
+
+/// Whether this process is draining its connections (see [`drain`]).
+pub fn draining() -> bool {
+    DRAINING.load(Ordering::Acquire)
+}
+
 /// pingora's HTTP application with every client connection guarded.
 pub struct Guarded<A> {
     inner: Arc<A>,
     limits: Arc<ConnLimits>,
     counts: Arc<Counts>,
+    /// How long a shutdown waits for kept-alive connections to finish their last request
+    /// before pingora drops the idle ones.
+    drain_for: Duration,
 }
 
 impl<A> Guarded<A> {
@@ -147,7 +166,16 @@ impl<A> Guarded<A> {
             inner: Arc::new(inner),
             limits: Arc::new(limits),
             counts: Arc::new(Counts::default()),
+            drain_for: Duration::ZERO,
         }
+    }
+
+    /// At shutdown, waits up to `grace` for the open connections to close on their own
+    /// (each answer meanwhile says `Connection: close`) before idle ones are dropped.
+    #[must_use]
+    pub fn draining_for(mut self, grace: Duration) -> Self {
+        self.drain_for = grace;
+        self
     }
 }
 
@@ -189,6 +217,15 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
     }
 
     async fn cleanup(&self) {
+        // pingora's cleanup drops every idle kept-alive connection at once: a client that
+        // sent its next request at that moment would see its connection reset. Until the
+        // grace period is nearly over, such clients are answered instead (with
+        // `Connection: close`), and come back on a new connection.
+        drain();
+        let deadline = Instant::now() + self.drain_for.saturating_sub(Duration::from_millis(500));
+        while self.counts.total.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         self.inner.cleanup().await;
     }
 }

@@ -156,6 +156,10 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        if conn::draining() {
+            // Handing over or stopping: this answer closes the connection (`Connection: close`).
+            session.set_keepalive(None);
+        }
         if let Some(id) = self.proxy_request_id(session) {
             ctx.id = id;
         }

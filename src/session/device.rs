@@ -41,7 +41,8 @@ pub enum DeviceError {
 
 pub struct Devices {
     store: Store,
-    ring: KeyRing,
+    /// Swapped whole by a configuration reload: the first key signs, every key verifies.
+    ring: arc_swap::ArcSwap<KeyRing>,
     /// Revocation-safe: a cache miss that raced a revocation never keeps what it read
     /// before it (SECURITY 15, 37).
     cache: SafeCache<String, Arc<CachedDevice>>,
@@ -62,10 +63,16 @@ pub fn valid_name(raw: &str) -> Option<String> {
 }
 
 impl Devices {
+    /// From now on `ring`'s first key signs new device cookies and its keys verify; a
+    /// cookie signed with a key no longer in it is refused (a configuration reload).
+    pub fn set_keys(&self, ring: KeyRing) {
+        self.ring.store(Arc::new(ring));
+    }
+
     pub fn new(store: Store, ring: KeyRing, lifetime: Duration, max_per_user: usize) -> Self {
         Self {
             store,
-            ring,
+            ring: arc_swap::ArcSwap::from_pointee(ring),
             cache: SafeCache::new(
                 Cache::builder()
                     .max_capacity(1_000_000)
@@ -123,12 +130,12 @@ impl Devices {
 
     /// The device ID in a cookie whose signature and claims check, whoever it belongs to.
     pub fn token_device(&self, token: &str, now: i64) -> Option<DeviceClaims> {
-        self.ring.verify(token, now).ok()
+        self.ring.load().verify(token, now).ok()
     }
 
     /// Does this cookie make `user_id`'s second step skippable? Returns the device ID.
     pub async fn check(&self, token: &str, user_id: &str, now: i64) -> Option<String> {
-        let claims = self.ring.verify(token, now).ok()?;
+        let claims = self.ring.load().verify(token, now).ok()?;
         // The server-side cap holds even for a token signed with a longer lifetime.
         if claims.sub != user_id || claims.exp - claims.iat > self.lifetime {
             return None;
@@ -185,6 +192,7 @@ impl Devices {
         };
         let token = self
             .ring
+            .load()
             .sign(&DeviceClaims {
                 sub: user_id.to_owned(),
                 jti: id.clone(),

@@ -42,4 +42,5 @@ mod shared_state;
 mod smoke;
 mod soak;
 mod tls;
+mod upgrade;
 mod upstreams;

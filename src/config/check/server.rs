@@ -73,6 +73,7 @@ impl Checker<'_> {
             Zero::Allowed,
         );
         let limits = self.limits(s.limits.unwrap_or_default());
+        let upgrade_sock = self.upgrade_sock(s.upgrade_sock.as_deref());
         Server {
             limits,
             listen,
@@ -81,7 +82,26 @@ impl Checker<'_> {
             admin_token,
             threads: usize::try_from(threads).unwrap_or(2),
             grace_period,
+            upgrade_sock,
         }
+    }
+
+    /// `server.upgrade_sock`: a Unix socket path, short enough for `sun_path`.
+    fn upgrade_sock(&mut self, value: Option<&str>) -> PathBuf {
+        let path = self.path(value.unwrap_or("nidan-upgrade.sock"));
+        // sun_path holds 108 bytes with the terminating NUL.
+        if path.as_os_str().len() > 107 {
+            self.err(
+                "server.upgrade_sock",
+                format!(
+                    "the upgrade socket path {} is {} bytes long; a Unix socket path holds at most 107",
+                    path.display(),
+                    path.as_os_str().len()
+                ),
+                "give a shorter absolute path, e.g. `/run/nidan/upgrade.sock`",
+            );
+        }
+        path
     }
 
     /// The gateway's own HTTPS listener.

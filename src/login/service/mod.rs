@@ -65,9 +65,21 @@ pub struct Login {
     pub passkeys: Challenges,
     /// Security codes are kept as an HMAC under these keys.
     pub codes: CodeKeys,
+    /// Risk signals, weights and threshold: swapped whole by a configuration reload.
+    risk: arc_swap::ArcSwap<crate::config::RiskSettings>,
 }
 
 impl Login {
+    /// The risk settings in force (`risk`); a login reads them once.
+    pub fn risk(&self) -> Arc<crate::config::RiskSettings> {
+        self.risk.load_full()
+    }
+
+    /// From the next login on, `risk` scores (a configuration reload).
+    pub fn set_risk(&self, risk: crate::config::RiskSettings) {
+        self.risk.store(Arc::new(risk));
+    }
+
     pub fn new(p: Parts) -> Self {
         let Parts {
             cfg,
@@ -92,6 +104,7 @@ impl Login {
             approvals: Approvals::new(cfg.app_approval.clone(), store.clone(), state.clone()),
             passkeys: Challenges::new(state.clone()),
             codes: CodeKeys::new(&cfg.trusted_devices.signing_keys),
+            risk: arc_swap::ArcSwap::from_pointee(cfg.risk.clone()),
             state,
             cfg,
             store,

@@ -19,7 +19,8 @@ impl Login {
         client: &Client,
         now: i64,
     ) -> Result<Signals, crate::store::StoreError> {
-        let cfg = &self.cfg.risk;
+        let risk = self.risk();
+        let cfg = &*risk;
         let store = &self.store;
         let memory = i64::try_from(cfg.network_memory.as_secs()).unwrap_or(i64::MAX);
         let window = i64::try_from(cfg.failure_window.as_secs()).unwrap_or(3_600);
@@ -72,7 +73,8 @@ impl Login {
         now: i64,
     ) -> Result<Assessment, crate::store::StoreError> {
         let s = self.risk_signals(id, client, now).await?;
-        let a = score(&s, &self.cfg.risk);
+        let risk = self.risk();
+        let a = score(&s, &risk);
         if known {
             let mut points = serde_json::Map::new();
             for (name, w) in &a.reasons {
@@ -85,7 +87,7 @@ impl Login {
                     &client.ip.to_string(),
                     json!({
                         "score": a.score,
-                        "threshold": self.cfg.risk.threshold,
+                        "threshold": risk.threshold,
                         "step_up": a.step_up,
                         "reasons": a.reasons.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
                         "points": points,

@@ -47,11 +47,17 @@ pub fn repo() -> PathBuf {
 /// documented deployments from there, verbatim but for addresses ([`substitute`]), so the
 /// documentation cannot drift from what is tested.
 pub fn readme_snippet(name: &str) -> String {
-    let readme = std::fs::read_to_string(repo().join("docs/forward-auth.md")).unwrap();
+    doc_snippet("docs/forward-auth.md", name)
+}
+
+/// The fenced block that follows `<!-- snippet: {name} -->` in `page` (a path from the
+/// repository's root), e.g. the systemd unit in docs/operations.md.
+pub fn doc_snippet(page: &str, name: &str) -> String {
+    let readme = std::fs::read_to_string(repo().join(page)).unwrap();
     let marker = format!("<!-- snippet: {name} -->");
     let after = readme
         .split_once(&marker)
-        .unwrap_or_else(|| panic!("docs/forward-auth.md has no {marker}"))
+        .unwrap_or_else(|| panic!("{page} has no {marker}"))
         .1;
     let mut lines = after.lines().skip_while(|l| l.trim().is_empty());
     let fence = lines.next().unwrap_or("");
@@ -339,6 +345,23 @@ impl Gateway {
     /// The gateway process's id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// The gateway process's exit status once it has exited on its own (e.g. after handing
+    /// its sockets to a new process); `None` while it runs.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Sends the gateway process a signal by name (`HUP`, `QUIT`, …).
+    pub fn signal(&self, sig: &str) {
+        let pid = self.pid().expect("running");
+        Command::new("kill")
+            .args([&format!("-{sig}"), &pid.to_string()])
+            .status()
+            .unwrap();
     }
 
     /// Kill -9, as a crash would.
