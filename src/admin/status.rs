@@ -50,13 +50,14 @@ pub async fn status(app: &App) -> (u16, Value) {
         None => store["status"] == "ok",
         Some(r) => r.health.all_ok(),
     };
-    let (hash, loaded_at) = &table.loaded;
+    // The same hash and time as `nidan_config_info` / `nidan_config_loaded_timestamp_seconds`.
+    let live = app.live_config();
     let body = json!({
         "version": env!("CARGO_PKG_VERSION"),
         "config": {
             "file": cfg.source.display().to_string(),
-            "hash": hash,
-            "loaded_at": loaded_at,
+            "hash": live.hash,
+            "loaded_at": live.loaded,
         },
         "listeners": {
             "http": cfg.server.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),

@@ -27,11 +27,6 @@ use ipnet::IpNet;
 pub struct Config {
     /// File the configuration came from (for messages and relative paths).
     pub source: PathBuf,
-    /// The first 8 bytes of the SHA-256 of the file's text, in hex: which configuration
-    /// is live.
-    pub hash: String,
-    /// When the file was read (Unix seconds).
-    pub loaded_at: i64,
     pub server: Server,
     pub portal: Portal,
     pub session: SessionSettings,

@@ -16,8 +16,6 @@ pub struct RouteTable {
     pools: Vec<Pool>,
     /// Request counters per route.
     counters: Vec<crate::metrics::RouteRequests>,
-    /// The configuration the table came from: its hash and when it was read (status).
-    pub loaded: (String, i64),
 }
 
 /// The route a request goes to, and the rule it is decided by.
@@ -45,15 +43,13 @@ impl RouteTable {
             routes,
             pools,
             counters,
-            loaded: (String::new(), 0),
         }
     }
 
     /// The table of `cfg` for serving: its routes' active health checks run on the current
     /// tokio runtime until the table is dropped (replaced by a reload).
     pub fn serving(cfg: &crate::config::Config) -> Self {
-        let mut table = Self::new(cfg.routes.clone());
-        table.loaded = (cfg.hash.clone(), cfg.loaded_at);
+        let table = Self::new(cfg.routes.clone());
         for (route, pool) in table.routes.iter().zip(&table.pools) {
             if let Some(check) = &route.upstream.health_check {
                 pool.start_checks(check);

@@ -216,7 +216,7 @@ async fn a_route_whose_peers_are_all_down_answers_502_naming_the_request_and_oth
     assert_eq!(v["store"]["status"], "ok");
     assert_eq!(v["replica"]["role"], "single");
     assert_eq!(v["listeners"]["http"][0], gw.addr.to_string());
-    assert_eq!(v["config"]["hash"].as_str().unwrap().len(), 16);
+    assert_eq!(v["config"]["hash"].as_str().unwrap().len(), 64);
 
     // The same from the command line.
     let out = std::process::Command::new(common::bin())

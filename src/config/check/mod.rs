@@ -39,14 +39,7 @@ pub(super) fn config(
         errors: Errors::new(text, source),
         env,
     };
-    let mut config = cx.build(file, source);
-    // Which configuration is live (status): the file's text, hashed, and when it was read.
-    config.hash = hex::encode(
-        crate::secret::digest(&[text.as_bytes()])
-            .get(..8)
-            .unwrap_or_default(),
-    );
-    config.loaded_at = crate::time::now();
+    let config = cx.build(file, source);
     cx.errors.finish().map(|()| config)
 }
 
@@ -306,8 +299,6 @@ impl Checker<'_> {
         );
         let audit = self.audit(f.audit.unwrap_or_default());
         Config {
-            hash: String::new(),
-            loaded_at: 0,
             source: source.to_path_buf(),
             server,
             portal,
