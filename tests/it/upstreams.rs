@@ -64,7 +64,7 @@ async fn a_dead_peer_is_taken_out_by_the_health_checks_and_no_request_fails() {
     let gw = gateway_with(
         &format!(
             "{{ name: pool, path_prefix: /pool, upstream: [\"{a_addr}\", \"{b_addr}\"], policy: bypass, \
-             health_check: {{ path: /healthz, interval: 200ms, timeout: 150ms, healthy: 1, unhealthy: 1 }} }}"
+             health_check: {{ path: /healthz, interval: 400ms, timeout: 350ms, healthy: 1, unhealthy: 1 }} }}"
         ),
         &[],
     );
@@ -362,7 +362,7 @@ async fn under_load_a_killed_peer_costs_no_request() {
     let gw = gateway_with(
         &format!(
             "{{ name: pool, path_prefix: /pool, upstream: [\"{}\", \"{b_addr}\"], policy: bypass, \
-             health_check: {{ path: /, interval: 300ms, timeout: 200ms, healthy: 1, unhealthy: 1 }} }}",
+             health_check: {{ path: /, interval: 400ms, timeout: 350ms, healthy: 1, unhealthy: 1 }} }}",
             a.addr
         ),
         &[],
