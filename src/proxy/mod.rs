@@ -644,12 +644,13 @@ impl Gateway {
 
     fn clean_response(&self, resp: &mut ResponseHeader, ctx: &Ctx) -> Result<()> {
         let upgrade = ctx.upgrade && resp.status.as_u16() == 101;
-        // The client learns the id to quote (a backend's own stays).
-        if !resp.headers.contains_key(crate::request_id::HEADER) {
-            resp.insert_header(crate::request_id::HEADER, ctx.id.header_value())?;
-        }
         for name in upstream::response_removals(&resp.headers, upgrade) {
             resp.remove_header(&name);
+        }
+        // The client learns the id to quote (a backend's own stays); after the removals, so
+        // a backend's `Connection` cannot take it away.
+        if !resp.headers.contains_key(crate::request_id::HEADER) {
+            resp.insert_header(crate::request_id::HEADER, ctx.id.header_value())?;
         }
         // Served over HTTPS: the browser keeps to HTTPS for this host (SECURITY 23, 44); a
         // backend's own policy (includeSubDomains, preload) is left as it is.

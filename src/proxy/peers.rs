@@ -83,6 +83,12 @@ impl Peer {
             && self.out_until.load(Ordering::Relaxed) <= now_ms()
     }
 
+    /// Has the peer not refused a connection within `fail_timeout` (whatever the active
+    /// checks say)?
+    fn reachable(&self) -> bool {
+        self.out_until.load(Ordering::Relaxed) <= now_ms()
+    }
+
     /// The peer for one request; `tunnel`: an upgraded connection (WebSocket), which may
     /// stay quiet longer than the read timeout.
     pub fn http_peer(&self, tunnel: bool) -> Box<HttpPeer> {
@@ -178,24 +184,29 @@ impl Pool {
         }
     }
 
-    /// The next peer that is up, round robin; `None` when every peer is down (or there
-    /// are none).
+    /// The next peer that is up, round robin. When the active checks have every peer down,
+    /// the next one that has not refused a connection lately (a check can be wrong — a
+    /// slow answer on a busy machine — and a route is not given up on its word alone; a
+    /// peer that is really gone refuses, and is then left out). `None` when every peer
+    /// refused a connection within `fail_timeout` (or there are none): the route answers
+    /// 502 without trying.
     pub fn pick(&self) -> Option<&Arc<Peer>> {
         let n = self.peers.len();
         if n == 0 {
             return None;
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        (0..n)
-            .filter_map(|k| self.peers.get(start.wrapping_add(k) % n))
+        let turn = || (0..n).filter_map(|k| self.peers.get(start.wrapping_add(k) % n));
+        turn()
             .find(|p| p.up())
+            .or_else(|| turn().find(|p| p.reachable()))
     }
 
-    /// Is some peer other than `tried` up (worth a retry)?
+    /// Is a peer other than `tried` worth a retry (it has not refused a connection lately)?
     pub fn another_up(&self, tried: &Peer) -> bool {
         self.peers
             .iter()
-            .any(|p| !std::ptr::eq(p.as_ref(), tried) && p.up())
+            .any(|p| !std::ptr::eq(p.as_ref(), tried) && p.reachable())
     }
 
     pub fn peers(&self) -> &[Arc<Peer>] {
@@ -387,8 +398,14 @@ mod tests {
         assert!(!first.up());
         assert_eq!(names(4), vec!["127.0.0.1:3".to_owned(); 4]);
         p.peers()[2].connect_failed();
+        // Every peer down: the one the checks took out is still tried (it has refused
+        // nothing), the ones that refused a connection are not.
+        assert_eq!(names(3), vec!["127.0.0.1:1".to_owned(); 3]);
+        assert!(p.another_up(&second));
+        first.connect_failed();
         assert!(p.pick().is_none());
         assert!(!p.another_up(&second));
+        first.out_until.store(0, Ordering::Relaxed);
         first.observe(true, &mut streak, (2, 2));
         assert!(!first.up());
         first.observe(true, &mut streak, (2, 2));

@@ -1041,3 +1041,43 @@ async fn existing_databases_gain_the_credential_column() {
             .unwrap()
     );
 }
+
+// Rolling upgrades (issue 25): a session a newer version wrote with a first factor this
+// version does not know is no session here (its holder logs in again), not a store error
+// that would answer 503 on every request; the user's other sessions still list.
+contract!(
+    a_session_from_a_newer_version_is_no_session_here,
+    |store: Store| async move {
+        let proof = Proof {
+            first: FirstFactor::Password,
+            second: None,
+            exemption: None,
+            required: false,
+        };
+        store
+            .insert_session(&session("old", "taro", proof))
+            .await
+            .unwrap();
+        store
+            .insert_session(&session("new", "taro", proof))
+            .await
+            .unwrap();
+        let newer: Result<()> = async {
+            on_db!(&store.db, pool => {
+                sqlx::query("UPDATE sessions SET first_factor = 'sso' WHERE id_hash = 'new'")
+                    .execute(pool)
+                    .await?;
+            });
+            Ok(())
+        }
+        .await;
+        newer.unwrap();
+        assert!(store.session("new").await.unwrap().is_none());
+        assert!(store.session("old").await.unwrap().is_some());
+        let listed = store.user_sessions("taro").await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].id_hash, "old");
+        // Revoking everything still reaches it.
+        assert_eq!(store.delete_user_sessions("taro").await.unwrap().len(), 2);
+    }
+);

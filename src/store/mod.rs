@@ -681,7 +681,8 @@ impl Store {
             .fetch_optional(pool)
             .await?
             .map(|r| session_from_row(&r))
-            .transpose())
+            .transpose()
+            .map(Option::flatten))
     }
 
     pub async fn touch_session(&self, id_hash: &str, last_seen: i64) -> Result<()> {
@@ -726,7 +727,7 @@ impl Store {
         .fetch_all(pool)
         .await?
         .iter()
-        .map(session_from_row)
+        .filter_map(|r| session_from_row(r).transpose())
         .collect())
     }
 
@@ -1145,27 +1146,33 @@ fn audit_from_row<R: DbRow>(r: &R) -> Result<AuditRecord> {
     })
 }
 
-fn session_from_row<R: DbRow>(r: &R) -> Result<SessionRecord> {
-    Ok(SessionRecord {
+/// A session row; `None` for one a newer version wrote with a first factor this version does
+/// not know (rolling upgrades): it cannot be judged here, so it is no session here — the
+/// caller logs in again — rather than a store error (503).
+fn session_from_row<R: DbRow>(r: &R) -> Result<Option<SessionRecord>> {
+    let Some(proof) = proof_from_row(r)? else {
+        return Ok(None);
+    };
+    Ok(Some(SessionRecord {
         id_hash: r.text("id_hash")?,
         user_id: r.text("user_id")?,
         created: r.int("created")?,
         auth_time: r.int("auth_time")?,
         last_seen: r.int("last_seen")?,
         expires: r.int("expires")?,
-        proof: proof_from_row(r)?,
+        proof,
         methods: r.text("methods")?,
         device_id: r.opt_text("device_id")?,
         ip: r.text("ip")?,
         user_agent: r.text("user_agent")?,
         credential: r.opt_text("credential")?,
-    })
+    }))
 }
 
 /// A session's proof. Rows written before proofs were recorded carry only `methods`: their
 /// factors are read from it, and the risk decision, not recorded then, counts as "the
 /// second step was required" when one was done.
-fn proof_from_row<R: DbRow>(r: &R) -> Result<Proof> {
+fn proof_from_row<R: DbRow>(r: &R) -> Result<Option<Proof>> {
     let methods = r.text("methods")?;
     let Some(first) = r.opt_text("first_factor")? else {
         let second = match methods.as_str() {
@@ -1181,26 +1188,28 @@ fn proof_from_row<R: DbRow>(r: &R) -> Result<Proof> {
         } else {
             FirstFactor::Password
         };
-        return Ok(Proof {
+        return Ok(Some(Proof {
             first,
             second,
             exemption: None,
             required: second.is_some(),
-        });
+        }));
     };
     let second = r.opt_text("second_factor")?;
     let exemption = r.opt_text("exemption")?;
     let required = r.opt_flag("required")?;
-    // An unreadable value must not become a weaker proof: a bad first factor fails the
-    // read; unreadable second factors or exemptions count as absent (less proved).
-    let first = FirstFactor::parse(&first)
-        .ok_or_else(|| StoreError::Db(sqlx::Error::Decode("unknown first factor".into())))?;
-    Ok(Proof {
+    // An unreadable value must not become a weaker proof: a first factor this version does
+    // not know makes no session here (`None`); unreadable second factors or exemptions
+    // count as absent (less proved).
+    let Some(first) = FirstFactor::parse(&first) else {
+        return Ok(None);
+    };
+    Ok(Some(Proof {
         first,
         second: second.as_deref().and_then(SecondFactor::parse),
         exemption: exemption.as_deref().and_then(Exemption::parse),
         required: required.unwrap_or(true),
-    })
+    }))
 }
 
 fn enrollment_from_row<R: DbRow>(r: &R) -> Result<EnrollmentRecord> {

@@ -64,7 +64,7 @@ async fn a_dead_peer_is_taken_out_by_the_health_checks_and_no_request_fails() {
     let gw = gateway_with(
         &format!(
             "{{ name: pool, path_prefix: /pool, upstream: [\"{a_addr}\", \"{b_addr}\"], policy: bypass, \
-             health_check: {{ path: /healthz, interval: 200ms, timeout: 150ms, healthy: 1, unhealthy: 1 }} }}"
+             health_check: {{ path: /healthz, interval: 400ms, timeout: 350ms, healthy: 1, unhealthy: 1 }} }}"
         ),
         &[],
     );
@@ -348,4 +348,83 @@ async fn only_a_trusted_proxy_may_name_the_request_and_only_with_a_plain_id() {
     let got = sent(stranger, uuid).await;
     assert_ne!(got, uuid);
     let _ = access_line(&gw, &got).await;
+}
+
+/// Steady concurrent load (keep-alive and new connections) while one peer is killed: once
+/// the checks have noticed, not one request fails (counted, not sampled). Before, only the
+/// requests the killed process was answering at that instant may fail (a refused
+/// connection is retried on the other peer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_load_a_killed_peer_costs_no_request() {
+    let a = Backend::start();
+    let b = Backend::start();
+    let b_addr = b.addr.to_string();
+    let gw = gateway_with(
+        &format!(
+            "{{ name: pool, path_prefix: /pool, upstream: [\"{}\", \"{b_addr}\"], policy: bypass, \
+             health_check: {{ path: /, interval: 400ms, timeout: 350ms, healthy: 1, unhealthy: 1 }} }}",
+            a.addr
+        ),
+        &[],
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Set once the checks have taken the killed peer out: only then is a failure counted.
+    let noticed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for w in 0..6 {
+        let (stop, noticed, url) = (stop.clone(), noticed.clone(), gw.url("/pool/x"));
+        workers.push(tokio::spawn(async move {
+            // Half keep their connections, half open a new one for each request.
+            let http = if w % 2 == 0 {
+                client()
+            } else {
+                reqwest::Client::builder()
+                    .pool_max_idle_per_host(0)
+                    .build()
+                    .unwrap()
+            };
+            let (mut ok, mut failed, mut before) = (0u32, Vec::new(), 0u32);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let counted = noticed.load(std::sync::atomic::Ordering::SeqCst);
+                let status = match http.get(&url).send().await {
+                    Ok(r) => r.status().as_u16(),
+                    Err(_) => 0,
+                };
+                match (status, counted) {
+                    (200, true) => ok += 1,
+                    (200, false) => {}
+                    (s, true) => failed.push(s),
+                    (_, false) => before += 1,
+                }
+            }
+            (ok, failed, before)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    drop(b);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !route_health(&gw, "pool")
+        .await
+        .contains(&(b_addr.clone(), false))
+    {
+        assert!(Instant::now() < deadline, "never taken out");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    noticed.store(true, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut failed, mut before) = (0, Vec::new(), 0);
+    for w in workers {
+        let (o, f, b) = w.await.unwrap();
+        ok += o;
+        failed.extend(f);
+        before += b;
+    }
+    eprintln!("after the checks noticed: {ok} ok; before: {before} failed");
+    assert!(ok > 100, "only {ok} requests");
+    assert!(
+        failed.is_empty(),
+        "{} of {ok} failed: {failed:?}",
+        failed.len()
+    );
 }
