@@ -59,6 +59,8 @@ pub struct FlowView {
     pub step_up: bool,
     /// Where the login leads (validated at the ID step): a fresh start keeps it.
     pub return_to: String,
+    /// Why the second step is asked (the page explains a risk step-up).
+    pub why: Option<Why>,
 }
 
 /// The ID step's result: the flow, and how sending the code went.
@@ -98,6 +100,7 @@ fn view(f: &Flow, approval: Option<&approval::Approval>, now: i64) -> FlowView {
         password_ok: f.password_proved(),
         step_up: f.step_up.is_some(),
         return_to: f.return_to.clone(),
+        why: f.plan.second_step,
         id: f.id.clone(),
         user_id: f.user_id.clone(),
         // Once the app approved, only the password is left.
@@ -264,13 +267,16 @@ async fn setting_of(
 /// two_factor routes, and where the risk engine would step a returning user up
 /// (SECURITY 4, 41).
 fn decoy_for_unknown(login: &Login, f: &mut Flow, target: Option<&Route>, risk_step_up: bool) {
+    // In the order a real user's plan takes them: the route, the setting, the risk engine.
+    // (A decoy shown the risk reason where a typical user is asked by the setting would
+    // tell the two apart.)
     let asked = if demands_both(target) {
         Some(Why::RoutePolicy)
-    } else if risk_step_up && f.network.is_none() {
-        Some(Why::Risk)
     } else if f.network.is_none() && login.typical_two_step() {
         // Most users have 2-step on: an unknown ID answers like one of them.
         Some(Why::UserSetting)
+    } else if risk_step_up && f.network.is_none() {
+        Some(Why::Risk)
     } else {
         None
     };

@@ -51,6 +51,8 @@ fn a_person_logs_in_with_a_real_browser() {
         "no sideways scrolling on a phone: {seen}"
     );
     assert_eq!(seen["destination"], "***-****-5678");
+    assert_eq!(seen["trust_ticked"], true, "ticked by default: {seen}");
+    assert_eq!(seen["name_suggested"], "Chrome on Linux", "{seen}");
     assert_eq!(seen["backend_sees_user"], true, "{seen}");
     assert!(
         seen["devices_page"]
@@ -87,6 +89,7 @@ const STATES: &[&str] = &[
     "password-code-email",
     "wrong-code",
     "trust-device",
+    "landing",
     "signed-in",
     "devices",
     "confirm-remove-device",
@@ -99,6 +102,7 @@ const STATES: &[&str] = &[
     "logged-out",
     "password-only",
     "not-found",
+    "step-up-code",
     "throttled",
     "password-code-phone-kept",
     "password-code-no-app",
