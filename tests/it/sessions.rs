@@ -213,13 +213,19 @@ async fn the_page_lists_and_ends_sessions_without_javascript() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 200);
-    assert!(
-        r.text()
-            .await
-            .unwrap()
-            .contains("That browser is logged out.")
-    );
+    // Post/Redirect/Get: the list says what was done.
+    assert_eq!(r.status(), 303);
+    let to = r.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(to, "/_nidan/sessions?m=ended");
+    let done = a
+        .get(gw.url(&to))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(done.contains("That browser is logged out."), "{done}");
     assert_eq!(status(&b, &gw, "/wiki").await, 401);
     assert_eq!(status(&a, &gw, "/wiki").await, 200);
 }
@@ -650,8 +656,9 @@ async fn the_page_offers_both_choices_and_says_what_each_does() {
     let csrf = csrf_of(&confirm).unwrap();
     let post = |path: &str, csrf: &str| owner.post(gw.url(path)).form(&[("csrf", csrf)]).send();
     let r = post("/_nidan/sessions/delete-others", &csrf).await.unwrap();
-    assert_eq!(r.status(), 200);
-    let done = r.text().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let to = r.headers()["location"].to_str().unwrap().to_owned();
+    let done = get(&format!("{to}&lang=en")).await;
     assert!(
         done.contains("Every other browser is logged out."),
         "{done}"
@@ -678,8 +685,9 @@ async fn the_page_offers_both_choices_and_says_what_each_does() {
     assert_eq!(status(&third, &gw, "/wiki").await, 200);
     assert_eq!(step_with_device(&gw, "hanako", &device).await, "password");
     let r = post(action, &csrf).await.unwrap();
-    assert_eq!(r.status(), 200);
-    let done = r.text().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let to = r.headers()["location"].to_str().unwrap().to_owned();
+    let done = get(&format!("{to}&lang=en")).await;
     assert!(
         done.contains("every trusted device and app password is forgotten"),
         "{done}"
