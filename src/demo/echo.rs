@@ -240,7 +240,8 @@ impl Echo {
              <style>body{font-family:sans-serif;margin:0 auto;padding:1em;max-width:60em;line-height:1.5}\
              .scroll{overflow-x:auto}td,th{border:1px solid #767676;padding:.2em .5em;\
              text-align:left;vertical-align:top;overflow-wrap:anywhere}table{border-collapse:collapse;width:100%}\
-             nav a{display:inline-block;margin:.2em 1em .2em 0;padding:.4em 0}</style></head><body>\n\
+             nav a{display:inline-block;margin:.2em 1em .2em 0;padding:.4em 0}a{color:#0b57d0}\
+             a:focus-visible{outline:3px solid #0b57d0;outline-offset:2px}</style></head><body>\n\
              <header><p><strong>nidan demo</strong></p></header>\n<main>\n<h1>nidan echo backend</h1>\n",
         );
         if let Some(user) = header("remote-user") {
@@ -320,7 +321,8 @@ fn help_page() -> String {
         "<!doctype html>\n<html lang=\"ja\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>ヘルプ | nidan demo</title>\
-         <style>body{{font-family:sans-serif;margin:0 auto;padding:1em;max-width:40em;line-height:1.6}}</style>\
+         <style>body{{font-family:sans-serif;margin:0 auto;padding:1em;max-width:40em;line-height:1.6}}\
+         a{{color:#0b57d0}}a:focus-visible{{outline:3px solid #0b57d0;outline-offset:2px}}</style>\
          </head><body>\n<main>\n<h1>ヘルプ</h1>\n\
          <h2 id=\"forgot\">IDまたはパスワードをお忘れの方</h2>\n\
          <p>このデモのIDは taro、hanako、jiro で、パスワードはすべて <code>{pw}</code> です。\

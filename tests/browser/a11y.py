@@ -466,6 +466,8 @@ try:
     check("password-code-no-app")
     drv.find_element(By.ID, "password").send_keys("test-password-1")
     drv.find_element(By.ID, "code").send_keys(code)
+    # Ticked by default: untick it, or the app is never asked in this browser again.
+    drv.find_element(By.ID, "trust_device").click()
     click("form button.primary", "the backend")
     go("/_nidan/app")
     check("app")
