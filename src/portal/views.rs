@@ -973,6 +973,53 @@ mod tests {
     }
 
     #[test]
+    fn id_page_offers_passkey_autofill_help_and_says_who_is_logged_in() {
+        for lang in LANGS {
+            let t = texts(lang);
+            let html = id_page(lang).render().unwrap();
+            assert!(html.contains("autocomplete=\"username webauthn\""));
+            assert!(html.contains(&format!("<a href=\"/forgot\">{}</a>", t.forgot_link)));
+            assert!(
+                html.contains("href=\"/_nidan/\""),
+                "a way back to the portal"
+            );
+            let mut plain = id_page(lang);
+            plain.passkeys = false;
+            plain.recovery_url = None;
+            plain.signed_in_as = None;
+            let html = plain.render().unwrap();
+            assert!(html.contains("autocomplete=\"username\""));
+            assert!(!html.contains(t.forgot_link) && !html.contains(t.link_account));
+        }
+    }
+
+    #[test]
+    fn the_code_page_says_why_how_long_and_focuses_what_to_fix() {
+        for lang in LANGS {
+            let t = texts(lang);
+            let mut page = password_page(lang, true, true);
+            page.risk_reason = true;
+            page.error_fields = &["device_name"];
+            let html = page.render().unwrap();
+            assert!(html.contains(t.notice_risk_step_up));
+            assert!(html.contains(&t.code_valid_for(5)));
+            assert_eq!(html.matches(" autofocus").count(), 1);
+            assert!(
+                html.contains("id=\"device_name\" name=\"device_name\" value=\"&#60;script")
+                    || html.contains("value=\"&lt;script")
+            );
+            assert!(page.focus("device_name") && !page.focus("password"));
+            // A step-up: no password field, the heading asks for the code only.
+            page.password_known = true;
+            page.error = None;
+            let html = page.render().unwrap();
+            assert!(!html.contains("name=\"password\""));
+            assert!(html.contains(&format!("<h1>{}</h1>", t.code_only_heading)));
+            assert!(page.focus("code"));
+        }
+    }
+
+    #[test]
     fn message_page_without_link() {
         let mut page = message_page(Lang::Ja);
         page.link = None;
