@@ -369,14 +369,24 @@ try:
     code = new_code("hanako", n)
     wait_until("the code field", lambda d: d.find_elements(By.ID, "code"))
     check("password-code-email")
+    # "Send the code again" at once: the cooldown, said in seconds; nothing is sent.
+    click("form[action$='/resend'] button", "the resend cooldown")
+    wait_until("the cooldown", lambda d: d.find_elements(By.CSS_SELECTOR, ".error"))
+    check("resend-cooldown")
     drv.find_element(By.ID, "password").send_keys("test-password-1")
     drv.find_element(By.ID, "code").send_keys("000000" if code != "000000" else "111111")
     click("form button.primary", "the wrong-code page")
     wait_until("the wrong-code error", lambda d: d.find_elements(By.CSS_SELECTOR, ".error"))
     check("wrong-code")
+    # Ticked by default, kept ticked after the wrong code; without a name it is refused.
     drv.find_element(By.ID, "password").send_keys("test-password-1")
     drv.find_element(By.ID, "code").send_keys(code)
-    # Ticked by default, kept ticked after the wrong code.
+    drv.find_element(By.ID, "device_name").clear()
+    click("form button.primary", "the device-name error")
+    wait_until("the device-name error", lambda d: d.find_elements(By.CSS_SELECTOR, ".error"))
+    check("trust-without-name")
+    drv.find_element(By.ID, "password").send_keys("test-password-1")
+    drv.find_element(By.ID, "code").send_keys(code)
     if not drv.find_element(By.ID, "trust_device").is_selected():
         raise SystemExit("the trust choice was lost after an error")
     name = drv.find_element(By.ID, "device_name")
@@ -424,6 +434,8 @@ try:
     check("password-only")
     go("/_nidan/no-such-page")
     check("not-found")
+    go("/_nidan/login/no-such-login")
+    check("flow-expired")
     # A page that asks for both steps, to a browser that proved only the password: the
     # code is sent at once and only the code is asked.
     go("/_nidan/login")
