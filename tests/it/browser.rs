@@ -137,23 +137,29 @@ fn every_page_passes_axe_in_both_languages_with_and_without_javascript() {
     for (lang, js) in [("ja", "on"), ("en", "on"), ("ja", "off"), ("en", "off")] {
         // Passkeys are offered only on a domain name: `localhost` points at 127.0.0.1. It is
         // named in the configuration, so the app enrollment can hand out this address.
-        // The operator's look: a logo and footer links everywhere; the walks without
-        // JavaScript also get a primary colour of their own (brand.css).
-        let mut builder = Gateway::builder()
-            .set("portal.title", "nidan")
-            .set(
-                "portal.allowed_return_hosts",
-                "[app.example.com, localhost]",
-            )
-            .set(
+        // The walks with JavaScript (the gallery's) have the demo's own look and links
+        // (config/demo.yaml: help, account and recovery pages, Japan's time); the walks
+        // without it have an operator's look: a logo, footer links and a primary colour of
+        // their own (brand.css).
+        let mut builder = Gateway::builder().set(
+            "portal.allowed_return_hosts",
+            "[app.example.com, localhost]",
+        );
+        if js == "on" {
+            builder = builder
+                .set("portal.title", "nidan demo")
+                .set("portal.time_zone", "Asia/Tokyo")
+                .set("portal.help_url", "/public/help")
+                .set("portal.account_url", "/_nidan/")
+                .set("portal.recovery_url", "/public/help#forgot");
+        } else {
+            builder = builder.set("portal.title", "nidan").set(
                 "portal.brand",
                 &format!(
-                    "{{name: nidan, logo_file: {:?}, footer_links: [{{label: {{ja: ヘルプ, en: Help}}, url: /help}}, {{label: {{ja: 利用規約, en: Terms}}, url: /terms}}, {{label: {{ja: プライバシー, en: Privacy}}, url: /privacy}}]}}",
+                    "{{name: nidan, logo_file: {:?}, primary_color: \"#8a3b12\", footer_links: [{{label: {{ja: ヘルプ, en: Help}}, url: /help}}, {{label: {{ja: 利用規約, en: Terms}}, url: /terms}}, {{label: {{ja: プライバシー, en: Privacy}}, url: /privacy}}]}}",
                     repo().join("tests/browser/logo.svg")
                 ),
             );
-        if js == "off" {
-            builder = builder.set("portal.brand.primary_color", "\"#8a3b12\"");
         }
         let gw = builder.start();
         let base = format!("http://localhost:{}", gw.addr.port());
