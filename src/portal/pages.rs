@@ -393,9 +393,13 @@ pub async fn id_page(ctx: &Ctx<'_>) -> Response {
     // A step-up of this browser's own session: the ID is known and the password proved, so
     // the second step starts at once (no "Next" on a page showing the user's own ID). Not
     // when another site sent the browser here: that page gets the button.
+    // Only a real navigation sends a code: never a HEAD, a prefetch or a prerender.
     let step_up = ctx.req.query_param("step_up").as_deref() == Some("1");
     let cross_site = ctx.req.header("sec-fetch-site") == Some("cross-site");
-    if step_up && !cross_site {
+    let speculative = ["sec-purpose", "purpose", "x-moz", "x-purpose"]
+        .iter()
+        .any(|h| ctx.req.header(h).is_some());
+    if step_up && !cross_site && !speculative && ctx.req.method == ::http::Method::GET {
         return start_login(ctx, &user.id, rd).await;
     }
     id_view_as(ctx, rd, user.id.clone(), None, 200, Some(user.id.clone()))

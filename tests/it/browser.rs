@@ -119,6 +119,36 @@ const STATES: &[&str] = &[
     "password-code-app-limit",
 ];
 
+/// The gateway of one walk. Passkeys are offered only on a domain name: `localhost` points
+/// at 127.0.0.1. It is named in the configuration, so the app enrollment can hand out this
+/// address. The walks with JavaScript (the gallery's) have the demo's own look and links
+/// (config/demo.yaml: help, account and recovery pages, Japan's time); the walks without it
+/// have an operator's look: a logo, footer links and a primary colour of their own
+/// (brand.css).
+fn walk_gateway(js: &str) -> Gateway {
+    let mut builder = Gateway::builder().set(
+        "portal.allowed_return_hosts",
+        "[app.example.com, localhost]",
+    );
+    if js == "on" {
+        builder = builder
+            .set("portal.title", "nidan demo")
+            .set("portal.time_zone", "Asia/Tokyo")
+            .set("portal.help_url", "/public/help")
+            .set("portal.account_url", "/_nidan/")
+            .set("portal.recovery_url", "/public/help#forgot");
+    } else {
+        builder = builder.set("portal.title", "nidan").set(
+            "portal.brand",
+            &format!(
+                "{{name: nidan, logo_file: {:?}, primary_color: \"#8a3b12\", footer_links: [{{label: {{ja: ヘルプ, en: Help}}, url: /help}}, {{label: {{ja: 利用規約, en: Terms}}, url: /terms}}, {{label: {{ja: プライバシー, en: Privacy}}, url: /privacy}}]}}",
+                repo().join("tests/browser/logo.svg")
+            ),
+        );
+    }
+    builder.start()
+}
+
 /// axe-core (WCAG 2.0–2.2 A/AA and best practices) finds nothing on any page state, in
 /// Japanese and English, with JavaScript on and off, at 1280 and 375 px and in the dark
 /// colour scheme; the focus ring has 3:1 against what surrounds it, every control is at
@@ -135,33 +165,7 @@ fn every_page_passes_axe_in_both_languages_with_and_without_javascript() {
     let mut report: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     let mut total = 0;
     for (lang, js) in [("ja", "on"), ("en", "on"), ("ja", "off"), ("en", "off")] {
-        // Passkeys are offered only on a domain name: `localhost` points at 127.0.0.1. It is
-        // named in the configuration, so the app enrollment can hand out this address.
-        // The walks with JavaScript (the gallery's) have the demo's own look and links
-        // (config/demo.yaml: help, account and recovery pages, Japan's time); the walks
-        // without it have an operator's look: a logo, footer links and a primary colour of
-        // their own (brand.css).
-        let mut builder = Gateway::builder().set(
-            "portal.allowed_return_hosts",
-            "[app.example.com, localhost]",
-        );
-        if js == "on" {
-            builder = builder
-                .set("portal.title", "nidan demo")
-                .set("portal.time_zone", "Asia/Tokyo")
-                .set("portal.help_url", "/public/help")
-                .set("portal.account_url", "/_nidan/")
-                .set("portal.recovery_url", "/public/help#forgot");
-        } else {
-            builder = builder.set("portal.title", "nidan").set(
-                "portal.brand",
-                &format!(
-                    "{{name: nidan, logo_file: {:?}, primary_color: \"#8a3b12\", footer_links: [{{label: {{ja: ヘルプ, en: Help}}, url: /help}}, {{label: {{ja: 利用規約, en: Terms}}, url: /terms}}, {{label: {{ja: プライバシー, en: Privacy}}, url: /privacy}}]}}",
-                    repo().join("tests/browser/logo.svg")
-                ),
-            );
-        }
-        let gw = builder.start();
+        let gw = walk_gateway(js);
         let base = format!("http://localhost:{}", gw.addr.port());
         let mut cmd = Command::new("python3");
         cmd.arg(repo().join("tests/browser/a11y.py"))

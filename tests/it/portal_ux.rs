@@ -682,6 +682,17 @@ async fn a_step_up_asks_only_for_the_code_and_sends_it_at_once() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    // Nor by a prefetch or a HEAD.
+    let r = other
+        .http
+        .get(gw.url(&login))
+        .header("sec-purpose", "prefetch")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = other.http.head(gw.url(&login)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
     assert_eq!(gw.codes_sent("taro"), sent);
 }
 
