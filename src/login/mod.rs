@@ -652,6 +652,14 @@ async fn spend_send_budget(
     Ok(())
 }
 
+/// The host an SMS code is bound to (WebOTP, `@host #code`): the https `portal.public_url`'s
+/// host on the default port (WebOTP needs a secure origin; none is named otherwise).
+fn webotp_host(public_url: Option<&str>) -> Option<&str> {
+    let authority = public_url?.strip_prefix("https://")?;
+    let host = authority.split(['/', '?', '#']).next()?;
+    (!host.is_empty() && !host.contains([':', '@', '[']) && host.is_ascii()).then_some(host)
+}
+
 /// The message that carries a code, in the client's language.
 fn code_message(
     login: &Login,
@@ -666,10 +674,12 @@ fn code_message(
     let (subject, body) = match channel {
         Channel::Sms => {
             let (subject, _) = notify::messages::security_code(client.lang, &plain, minutes, site);
-            (
-                subject,
-                notify::messages::security_code_sms(client.lang, &plain, minutes, site),
-            )
+            let mut body = notify::messages::security_code_sms(client.lang, &plain, minutes, site);
+            // The origin-bound line (WebOTP): the browser offers the code to this site only.
+            if let Some(host) = webotp_host(login.cfg.portal.public_url.as_deref()) {
+                body.push_str(&format!("\n\n@{host} #{plain}"));
+            }
+            (subject, body)
         }
         _ => notify::messages::security_code(client.lang, &plain, minutes, site),
     };
@@ -795,4 +805,30 @@ async fn record_exemption(
         .audit
         .record(crate::audit::Event::SecondStepSkipped, user, ip, detail)
         .await;
+}
+
+#[cfg(test)]
+mod webotp_tests {
+    use super::webotp_host;
+
+    #[test]
+    fn only_an_https_origin_on_the_default_port_binds_the_code() {
+        assert_eq!(
+            webotp_host(Some("https://login.example.com")),
+            Some("login.example.com")
+        );
+        assert_eq!(
+            webotp_host(Some("https://login.example.com/sso/")),
+            Some("login.example.com")
+        );
+        for none in [
+            None,
+            Some("http://localhost:8080"),
+            Some("https://login.example.com:8443"),
+            Some("https://[::1]"),
+            Some("https://"),
+        ] {
+            assert_eq!(webotp_host(none), None, "{none:?}");
+        }
+    }
 }

@@ -576,7 +576,13 @@ pub async fn flow_page_kept(
     });
     let t = ctx.t;
     let now = ctx.now();
-    let notice = notice_text(t, ctx.req.query_param("m").as_deref(), v.notice, now);
+    let m = ctx.req.query_param("m");
+    let notice = if m.as_deref() == Some("cooldown") {
+        let secs = ctx.req.query_param("s").and_then(|s| s.parse::<u64>().ok());
+        Some(t.resend_in(secs.unwrap_or(30).clamp(1, 600)))
+    } else {
+        notice_text(t, m.as_deref(), v.notice, now)
+    };
     if v.step == Step::AppApproval
         && let Some(page) = approval_page(ctx, &v, error.as_ref(), status)
     {
@@ -856,6 +862,11 @@ pub async fn resend_post(ctx: &Ctx<'_>, flow: &str) -> Response {
     match ctx.app.login.resend(&ctx.client(), flow).await {
         Ok(_) => Response::redirect(303, &format!("{}/login/{flow}?m=resent", ctx.prefix())),
         Err(LoginError::FlowNotFound) => expired(ctx),
+        // Too soon: a notice on the page (nothing is wrong), after a redirect.
+        Err(LoginError::ResendTooSoon(s)) => Response::redirect(
+            303,
+            &format!("{}/login/{flow}?m=cooldown&s={s}", ctx.prefix()),
+        ),
         Err(LoginError::SendLimited(s)) => {
             let ways = flow_ways(ctx, flow).await;
             too_many(

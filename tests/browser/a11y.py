@@ -371,7 +371,7 @@ try:
     check("password-code-email")
     # "Send the code again" at once: the cooldown, said in seconds; nothing is sent.
     click("form[action$='/resend'] button", "the resend cooldown")
-    wait_until("the cooldown", lambda d: d.find_elements(By.CSS_SELECTOR, ".error"))
+    wait_until("the cooldown", lambda d: "m=cooldown" in d.current_url)
     check("resend-cooldown")
     drv.find_element(By.ID, "password").send_keys("test-password-1")
     drv.find_element(By.ID, "code").send_keys("000000" if code != "000000" else "111111")

@@ -524,6 +524,17 @@ async fn the_trust_choice_survives_every_error() {
     assert_eq!(html.matches(" autofocus").count(), 1, "{html}");
     // The code's validity is on the page.
     assert!(html.contains("valid for 5 minutes"), "{html}");
+    // "Send the code again" at once: a notice after a redirect, not a red error.
+    let r = post_form(&api, &format!("{flow}/resend"), &[("csrf", &csrf)]).await;
+    assert_eq!(r.status(), 303);
+    let to = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(to.contains("m=cooldown&s="), "{to}");
+    let (_, cooled) = page(&api, &to).await;
+    assert!(
+        cooled.contains("<p class=\"notice\" role=\"status\">You can"),
+        "{cooled}"
+    );
+    assert!(!cooled.contains("class=\"error\""), "{cooled}");
     let code = gw.last_code("hanako");
     // A wrong code: the tick and the name stay, the password and code are cleared.
     let r = post_form(
