@@ -980,6 +980,7 @@ async fn devices_view(
             name: d.name,
             created: ctx.time(d.created),
             last_used: ctx.time(d.last_used),
+            expires: ctx.time(d.expires),
             browser: d.browser,
         })
         .collect();

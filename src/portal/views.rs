@@ -172,6 +172,8 @@ pub struct DeviceRow {
     pub name: String,
     pub created: String,
     pub last_used: String,
+    /// When the registration lapses (the second step is asked again).
+    pub expires: String,
     pub browser: String,
     /// The device cookie of this very browser.
     pub current: bool,
@@ -510,6 +512,7 @@ mod tests {
                     name: EVIL.into(),
                     created: "2026-04-01".into(),
                     last_used: "2026-05-01".into(),
+                    expires: "2026-05-31".into(),
                     browser: EVIL.into(),
                     current: true,
                 },
@@ -518,6 +521,7 @@ mod tests {
                     name: "Work PC".into(),
                     created: "2026-03-01".into(),
                     last_used: "2026-03-02".into(),
+                    expires: "2026-03-31".into(),
                     browser: "Firefox on Linux".into(),
                     current: false,
                 },

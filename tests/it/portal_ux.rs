@@ -818,6 +818,8 @@ async fn changes_redirect_so_a_reload_never_posts_again() {
     assert_eq!(r.headers()["location"], "/_nidan/devices?m=renamed");
     let (_, html) = page(&api, "/_nidan/devices?m=renamed").await;
     assert!(html.contains("The device was renamed."), "{html}");
+    // Each device says until when it is registered.
+    assert!(html.contains("<dt>Registered until</dt><dd>20"), "{html}");
     let r = post_form(
         &api,
         &format!("/_nidan/devices/{id}/delete"),
