@@ -294,6 +294,14 @@ impl Accounts {
             return;
         };
         let (subject, body) = make(lang, self.cfg.portal.site_name());
+        // Every notice says when it happened, in the portal's zone (as pages without
+        // JavaScript show times).
+        let zone = self.cfg.portal.time_zone.unwrap_or(match lang {
+            Language::Ja => chrono_tz::Tz::Asia__Tokyo,
+            Language::En => chrono_tz::Tz::UTC,
+        });
+        let when = crate::time::display_in(crate::time::now(), zone);
+        let body = crate::i18n::messages::stamped(lang, &body, &when);
         let msg = Message {
             channel: Channel::Email,
             user: user.id.clone(),

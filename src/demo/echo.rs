@@ -115,6 +115,14 @@ async fn handle(mut req: Request<Incoming>) -> Result<Response<EchoBody>, Infall
         }
     }
 
+    if path == "/public/help" {
+        let mut r = Response::new(full(help_page()));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        return Ok(r);
+    }
     let wants_html = req
         .headers()
         .get_all(header::ACCEPT)
@@ -215,43 +223,123 @@ impl Echo {
         obj.to_string()
     }
 
+    /// The page a browser sees after the demo's login: who is logged in, a way to the
+    /// portal, and the request as the backend received it (readable at 375 px: the tables
+    /// scroll inside their box, long values wrap).
     fn html(&self) -> String {
+        let header = |name: &str| {
+            self.headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
         let mut s = String::from(
-            "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>nidan echo backend</title>\
-             <style>body{font-family:sans-serif;margin:2em}td,th{border:1px solid #ccc;padding:.2em .5em;\
-             text-align:left;vertical-align:top}table{border-collapse:collapse}</style></head><body>\n\
-             <h1>nidan echo backend</h1>\n<table>\n",
+            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+             <title>nidan echo backend</title>\
+             <style>body{font-family:sans-serif;margin:0 auto;padding:1em;max-width:60em;line-height:1.5}\
+             .scroll{overflow-x:auto}td,th{border:1px solid #767676;padding:.2em .5em;\
+             text-align:left;vertical-align:top;overflow-wrap:anywhere}table{border-collapse:collapse;width:100%}\
+             nav a{display:inline-block;margin:.2em 1em .2em 0;padding:.4em 0}a{color:#0b57d0}\
+             a:focus-visible{outline:3px solid #0b57d0;outline-offset:2px}</style></head><body>\n\
+             <header><p><strong>nidan demo</strong></p></header>\n<main>\n<h1>nidan echo backend</h1>\n",
+        );
+        if let Some(user) = header("remote-user") {
+            // Remote-Name carries UTF-8 percent-encoded (a header is ASCII): shown decoded.
+            let name = header("remote-name")
+                .map(|n| {
+                    percent_encoding::percent_decode_str(n)
+                        .decode_utf8_lossy()
+                        .into_owned()
+                })
+                .unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "<p>You are logged in as <strong>{}</strong>{}. \
+                 <span lang=\"ja\">ログインしています。</span></p>",
+                escape(user),
+                if name.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", escape(&name))
+                }
+            );
+        }
+        s.push_str(
+            "<nav aria-label=\"nidan\"><a href=\"/_nidan/\">Your account (portal) \
+             <span lang=\"ja\">アカウント</span></a><a href=\"/admin/\">A page that asks \
+             for both steps</a><a href=\"/public/help\">Help <span lang=\"ja\">ヘルプ</span></a></nav>\n",
+        );
+        s.push_str("<h2>Request</h2>\n<div class=\"scroll\"><table>\n");
+        let _ = writeln!(
+            s,
+            "<tr><th scope=\"row\">method</th><td>{}</td></tr>",
+            escape(&self.method)
         );
         let _ = writeln!(
             s,
-            "<tr><th>method</th><td>{}</td></tr>",
-            escape(&self.method)
+            "<tr><th scope=\"row\">path</th><td>{}</td></tr>",
+            escape(&self.path)
         );
-        let _ = writeln!(s, "<tr><th>path</th><td>{}</td></tr>", escape(&self.path));
         let query = self
             .query
             .as_deref()
             .map(escape)
             .unwrap_or_else(|| "<i>none</i>".into());
-        let _ = writeln!(s, "<tr><th>query</th><td>{query}</td></tr>");
+        let _ = writeln!(s, "<tr><th scope=\"row\">query</th><td>{query}</td></tr>");
         let _ = writeln!(
             s,
-            "<tr><th>body length</th><td>{}</td></tr>",
+            "<tr><th scope=\"row\">body length</th><td>{}</td></tr>",
             self.body_length
         );
-        s.push_str("</table>\n<h2>Headers</h2>\n<table>\n<tr><th>name</th><th>value</th></tr>\n");
+        s.push_str(
+            "</table></div>\n<h2>Headers</h2>\n<div class=\"scroll\"><table>\n\
+             <tr><th scope=\"col\">name</th><th scope=\"col\">value</th></tr>\n",
+        );
         for (k, v) in &self.headers {
             let _ = writeln!(s, "<tr><td>{}</td><td>{}</td></tr>", escape(k), escape(v));
         }
-        s.push_str("</table>\n");
+        s.push_str("</table></div>\n");
         if let Some(body) = &self.body
             && !body.is_empty()
         {
-            let _ = writeln!(s, "<h2>Body</h2>\n<pre>{}</pre>", escape(body));
+            let _ = writeln!(
+                s,
+                "<h2>Body</h2>\n<pre class=\"scroll\">{}</pre>",
+                escape(body)
+            );
         }
-        s.push_str("</body></html>\n");
+        s.push_str("</main>\n</body></html>\n");
         s
     }
+}
+
+/// The demo's help page (`portal.help_url` and `portal.recovery_url` point here), in
+/// Japanese and English.
+fn help_page() -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"ja\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>ヘルプ | nidan demo</title>\
+         <style>body{{font-family:sans-serif;margin:0 auto;padding:1em;max-width:40em;line-height:1.6}}\
+         a{{color:#0b57d0}}a:focus-visible{{outline:3px solid #0b57d0;outline-offset:2px}}</style>\
+         </head><body>\n<main>\n<h1>ヘルプ</h1>\n\
+         <h2 id=\"forgot\">IDまたはパスワードをお忘れの方</h2>\n\
+         <p>このデモのIDは taro、hanako、jiro で、パスワードはすべて <code>{pw}</code> です。\
+         実際のサービスでは、ここに再設定の手続きを案内します。</p>\n\
+         <h2>セキュリティコードが届かない方</h2>\n\
+         <p>このデモでは、セキュリティコードは nidan を起動した画面に表示されます。</p>\n\
+         <p><a href=\"/_nidan/\">ログイン画面へ</a></p>\n\
+         <section lang=\"en\">\n<h2 id=\"en\">Help</h2>\n\
+         <h3 id=\"forgot-en\">Forgot your ID or password?</h3>\n\
+         <p>The demo's IDs are taro, hanako and jiro; every password is <code>{pw}</code>. \
+         A real service explains how to reset them here.</p>\n\
+         <h3>Security code not arriving?</h3>\n\
+         <p>In the demo, security codes are printed where nidan was started.</p>\n\
+         <p><a href=\"/_nidan/?lang=en\">To the login page</a></p>\n</section>\n\
+         </main>\n</body></html>\n",
+        pw = super::PASSWORD
+    )
 }
 
 /// Header names lower-case (as `http` stores them), repeated values joined with `, `,

@@ -19,6 +19,15 @@ fn with_footer(lang: Language, body: String) -> String {
     format!("{body}\n\n--\n{footer}\n")
 }
 
+/// A notice's body with the date and time it happened on its first line.
+pub fn stamped(lang: Language, body: &str, when: &str) -> String {
+    let label = match lang {
+        Language::Ja => "日時",
+        Language::En => "Date and time",
+    };
+    format!("{label}: {when}\n\n{body}")
+}
+
 /// A security code for the second step, as an email.
 pub fn security_code(lang: Language, code: &str, minutes: u64, site: &str) -> (String, String) {
     let code_word = terms(lang).security_code;
@@ -42,11 +51,11 @@ pub fn security_code(lang: Language, code: &str, minutes: u64, site: &str) -> (S
             with_footer(
                 lang,
                 format!(
-                    "Your {code_word} for signing in to {site} is:\n\n\
+                    "Your {code_word} for logging in to {site} is:\n\n\
                      \x20   {code}\n\n\
                      It is valid for {minutes} {}.\n\
                      Do not share this code with anyone. {site} staff will never ask you for it.\n\n\
-                     If you did not try to sign in, you can ignore this message, but someone may \
+                     If you did not try to log in, you can ignore this message, but someone may \
                      know your password: we recommend changing it.",
                     plural_minutes(minutes)
                 ),
@@ -295,7 +304,7 @@ pub fn two_step_changed(
                     "お使いの {site} アカウントで、2段階認証が有効になりました。{}\n\n\
                      今後のログインでは、パスワードに加えて確認が必要になります。\n\n\
                      お心当たりのない場合は、すぐにパスワードを変更し、管理者にお問い合わせください。",
-                    label_line_ja("認証方法", method_label)
+                    label_line_ja("確認方法", method_label)
                 ),
             ),
         ),
@@ -308,7 +317,7 @@ pub fn two_step_changed(
                      現在はパスワードだけでログインできる状態です。\n\n\
                      お心当たりのない場合は、すぐにパスワードを変更し、\
                      設定画面から2段階認証をもう一度有効にしてください。",
-                    label_line_ja("これまでの認証方法", method_label)
+                    label_line_ja("これまでの確認方法", method_label)
                 ),
             ),
         ),
@@ -318,7 +327,7 @@ pub fn two_step_changed(
                 lang,
                 format!(
                     "2-step verification was turned on for your {site} account.{}\n\n\
-                     From now on, signing in needs a second step after your password.\n\n\
+                     From now on, logging in needs a second step after your password.\n\n\
                      If this was not you, change your password right away and contact your \
                      administrator.",
                     label_line_en("Method", method_label)
@@ -331,7 +340,7 @@ pub fn two_step_changed(
                 lang,
                 format!(
                     "2-step verification was turned off for your {site} account.{}\n\n\
-                     Your password alone is now enough to sign in.\n\n\
+                     Your password alone is now enough to log in.\n\n\
                      If this was not you, change your password right away and turn 2-step \
                      verification back on in your settings.",
                     label_line_en("Previous method", method_label)
@@ -351,7 +360,7 @@ fn two_step_method_changed(lang: Language, method_label: &str, site: &str) -> (S
                 format!(
                     "お使いの {site} アカウントで、2段階認証の方法が変更されました。{}\n\n\
                      お心当たりのない場合は、すぐにパスワードを変更し、管理者にお問い合わせください。",
-                    label_line_ja("新しい認証方法", method_label)
+                    label_line_ja("新しい確認方法", method_label)
                 ),
             ),
         ),
@@ -380,7 +389,7 @@ pub fn two_step_disabled_phone_gone(lang: Language, site: &str) -> (String, Stri
                 format!(
                     "お使いの {site} アカウントに登録されていた電話番号が利用できなくなったと\
                      管理者から連絡があったため、2段階認証を無効にしました。\
-                     あわせて、認証アプリの登録も解除しました。\n\n\
+                     あわせて、登録済みのアプリを削除しました。\n\n\
                      現在はパスワードだけでログインできる状態です。\
                      アカウントを守るため、ログイン後に設定画面から2段階認証をもう一度有効にしてください。\n\n\
                      お心当たりのない場合は、管理者にお問い合わせください。"
@@ -396,9 +405,9 @@ pub fn two_step_disabled_phone_gone(lang: Language, site: &str) -> (String, Stri
                 format!(
                     "Your administrator reported that the phone number on your {site} account is \
                      no longer in use, so 2-step verification was turned off and the \
-                     authenticator app was unlinked.\n\n\
-                     Your password alone is now enough to sign in. To keep your account safe, \
-                     please sign in and turn 2-step verification back on in your settings.\n\n\
+                     enrolled app was removed.\n\n\
+                     Your password alone is now enough to log in. To keep your account safe, \
+                     please log in and turn 2-step verification back on in your settings.\n\n\
                      If you did not expect this, contact your administrator."
                 ),
             ),
@@ -418,7 +427,7 @@ pub fn two_step_switched_to_email_phone_gone(lang: Language, site: &str) -> (Str
                 format!(
                     "お使いの {site} アカウントに登録されていた電話番号が利用できなくなったと\
                      管理者から連絡があったため、セキュリティコードの送り先をこのメールアドレスに変更しました。\
-                     あわせて、認証アプリの登録と、信頼できる端末の登録も解除しました。\n\n\
+                     あわせて、登録済みのアプリと信頼できる端末を削除しました。\n\n\
                      新しい電話番号をお持ちの場合は、ログイン後に設定画面から変更してください。\n\n\
                      お心当たりのない場合は、管理者にお問い合わせください。"
                 ),
@@ -433,8 +442,8 @@ pub fn two_step_switched_to_email_phone_gone(lang: Language, site: &str) -> (Str
                 format!(
                     "Your administrator reported that the phone number on your {site} account is \
                      no longer in use, so security codes are now sent to this email address. \
-                     The authenticator app was unlinked and your trusted devices were removed.\n\n\
-                     If you have a new phone number, sign in and update your settings.\n\n\
+                     The enrolled app was removed and your trusted devices were removed.\n\n\
+                     If you have a new phone number, log in and update your settings.\n\n\
                      If you did not expect this, contact your administrator."
                 ),
             ),
@@ -458,11 +467,11 @@ pub fn new_browser_signin(lang: Language, browser: &str, ip: &str, site: &str) -
             ),
         ),
         Language::En => (
-            format!("New sign-in to your {site} account"),
+            format!("New login to your {site} account"),
             with_footer(
                 lang,
                 format!(
-                    "Your {site} account was just signed in to from a browser not used before.\n\n\
+                    "Your {site} account was just logged in to from a browser not used before.\n\n\
                      Browser: {browser}\n\
                      IP address: {ip}\n\n\
                      If this was you, there is nothing to do.\n\
@@ -488,10 +497,10 @@ pub fn login_approval_request(
             ),
         ),
         Language::En => (
-            format!("Approve sign-in to {site}?"),
+            format!("Approve login to {site}?"),
             format!(
-                "Someone is signing in to {site}. If it is you, choose the number {number} shown on \
-                 the sign-in page. If it is not you, deny the request."
+                "Someone is logging in to {site}. If it is you, choose the number {number} shown on \
+                 the login page. If it is not you, deny the request."
             ),
         ),
     }
@@ -551,7 +560,7 @@ mod tests {
         let (s2, _) = two_step_changed(Language::Ja, true, true, "メール", "nidan");
         assert!(s2.contains("方法が変更") && !s2.contains("有効"), "{s2}");
         let (s, b) = two_step_changed(Language::Ja, false, true, "", "nidan");
-        assert!(s.contains("無効") && !b.contains("認証方法:"));
+        assert!(s.contains("無効") && !b.contains("確認方法:"));
         let (_, b) = two_step_disabled_phone_gone(Language::Ja, "nidan");
         assert!(b.contains("電話番号"));
         let (_, b) = new_browser_signin(Language::En, "Safari", "2001:db8::1", "nidan");

@@ -79,6 +79,10 @@ pub const DRIFT_JA: &[(&str, &str)] = &[
     ("確認・解除", "確認・削除"),
     ("解除する", "削除する"),
     ("最終利用」", "最終利用日時"),
+    // Mails say what the pages say.
+    ("認証方法", "確認方法"),
+    ("認証アプリ", "アプリ"),
+    ("登録も解除", "削除"),
 ];
 
 pub const DRIFT_EN: &[(&str, &str)] = &[
@@ -90,6 +94,18 @@ pub const DRIFT_EN: &[(&str, &str)] = &[
     ("Delete", "Remove"),
     ("delete", "remove"),
     ("Revoke", "Remove"),
+    // One pair of words for the login: "log in" / "log out" (the buttons say so).
+    ("Sign in", "Log in"),
+    ("sign in", "log in"),
+    ("Sign-in", "Login"),
+    ("sign-in", "login"),
+    ("Signed in", "Logged in"),
+    ("signed in", "logged in"),
+    ("signing in", "logging in"),
+    ("Sign out", "Log out"),
+    ("sign out", "log out"),
+    ("Signs out", "Logs out"),
+    ("signed out", "logged out"),
 ];
 
 /// Latin words a Japanese page may show (names of things, not English sentences).
@@ -130,6 +146,10 @@ pub fn check_ja(text: &str) -> Vec<String> {
         if text.contains(wrong) {
             problems.push(format!("「{wrong}」: write 「{right}」"));
         }
+    }
+    // A column of times is 「最終利用日時」 on every list.
+    if text == "最終利用" {
+        problems.push("「最終利用」: write 「最終利用日時」".to_owned());
     }
     if text.contains('(') || text.contains(')') {
         problems.push("half-width brackets: write （ ）".to_owned());
@@ -196,6 +216,10 @@ mod tests {
         let mut all = strings(&format!("{:?}", texts(lang)));
         all.extend(strings(&format!("{:?}", lang.passkeys())));
         all.extend(strings(&format!("{:?}", lang.tokens())));
+        all.extend(strings(&format!(
+            "{:?}",
+            crate::portal::i18n::session_texts(lang)
+        )));
         all.extend(strings(&format!("{:?}", terms(lang))));
         for (s, b) in messages::samples(lang) {
             all.push(s);
@@ -245,5 +269,9 @@ mod tests {
         assert_eq!(check_en("Delete the two-step device").len(), 2);
         assert_eq!(check_en("セキュリティ").len(), 1);
         assert!(check_en("日本語").is_empty());
+        assert_eq!(check_en("Sign out other browsers").len(), 1);
+        assert_eq!(check_en("Where you are signed in").len(), 1);
+        assert_eq!(check_ja("認証方法: SMS").len(), 1);
+        assert_eq!(check_ja("最終利用").len(), 1);
     }
 }

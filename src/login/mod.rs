@@ -59,6 +59,8 @@ pub struct FlowView {
     pub step_up: bool,
     /// Where the login leads (validated at the ID step): a fresh start keeps it.
     pub return_to: String,
+    /// Why the second step is asked (the page explains a risk step-up).
+    pub why: Option<Why>,
 }
 
 /// The ID step's result: the flow, and how sending the code went.
@@ -98,6 +100,7 @@ fn view(f: &Flow, approval: Option<&approval::Approval>, now: i64) -> FlowView {
         password_ok: f.password_proved(),
         step_up: f.step_up.is_some(),
         return_to: f.return_to.clone(),
+        why: f.plan.second_step,
         id: f.id.clone(),
         user_id: f.user_id.clone(),
         // Once the app approved, only the password is left.
@@ -268,13 +271,16 @@ async fn setting_of(
 /// two_factor routes, and where the risk engine would step a returning user up
 /// (SECURITY 4, 41).
 fn decoy_for_unknown(login: &Login, f: &mut Flow, target: Option<&Route>, risk_step_up: bool) {
+    // In the order a real user's plan takes them: the route, the setting, the risk engine.
+    // (A decoy shown the risk reason where a typical user is asked by the setting would
+    // tell the two apart.)
     let asked = if demands_both(target) {
         Some(Why::RoutePolicy)
-    } else if risk_step_up && f.network.is_none() {
-        Some(Why::Risk)
     } else if f.network.is_none() && login.typical_two_step() {
         // Most users have 2-step on: an unknown ID answers like one of them.
         Some(Why::UserSetting)
+    } else if risk_step_up && f.network.is_none() {
+        Some(Why::Risk)
     } else {
         None
     };
@@ -650,6 +656,14 @@ async fn spend_send_budget(
     Ok(())
 }
 
+/// The host an SMS code is bound to (WebOTP, `@host #code`): the https `portal.public_url`'s
+/// host on the default port (WebOTP needs a secure origin; none is named otherwise).
+fn webotp_host(public_url: Option<&str>) -> Option<&str> {
+    let authority = public_url?.strip_prefix("https://")?;
+    let host = authority.split(['/', '?', '#']).next()?;
+    (!host.is_empty() && !host.contains([':', '@', '[']) && host.is_ascii()).then_some(host)
+}
+
 /// The message that carries a code, in the client's language.
 fn code_message(
     login: &Login,
@@ -664,10 +678,12 @@ fn code_message(
     let (subject, body) = match channel {
         Channel::Sms => {
             let (subject, _) = notify::messages::security_code(client.lang, &plain, minutes, site);
-            (
-                subject,
-                notify::messages::security_code_sms(client.lang, &plain, minutes, site),
-            )
+            let mut body = notify::messages::security_code_sms(client.lang, &plain, minutes, site);
+            // The origin-bound line (WebOTP): the browser offers the code to this site only.
+            if let Some(host) = webotp_host(login.cfg.portal.public_url.as_deref()) {
+                body.push_str(&format!("\n\n@{host} #{plain}"));
+            }
+            (subject, body)
         }
         _ => notify::messages::security_code(client.lang, &plain, minutes, site),
     };
@@ -795,4 +811,30 @@ async fn record_exemption(
         .audit
         .record(crate::audit::Event::SecondStepSkipped, user, ip, detail)
         .await;
+}
+
+#[cfg(test)]
+mod webotp_tests {
+    use super::webotp_host;
+
+    #[test]
+    fn only_an_https_origin_on_the_default_port_binds_the_code() {
+        assert_eq!(
+            webotp_host(Some("https://login.example.com")),
+            Some("login.example.com")
+        );
+        assert_eq!(
+            webotp_host(Some("https://login.example.com/sso/")),
+            Some("login.example.com")
+        );
+        for none in [
+            None,
+            Some("http://localhost:8080"),
+            Some("https://login.example.com:8443"),
+            Some("https://[::1]"),
+            Some("https://"),
+        ] {
+            assert_eq!(webotp_host(none), None, "{none:?}");
+        }
+    }
 }

@@ -164,9 +164,6 @@ pub struct Texts {
     pub wait_lead: &'static str,
     pub wait_number_label: &'static str,
     pub wait_number_help: &'static str,
-    pub wait_auto_refresh: &'static str,
-    pub wait_check_now: &'static str,
-    pub wait_expiry: &'static str,
     pub use_code_button: &'static str,
     pub use_code_help: &'static str,
 
@@ -212,6 +209,8 @@ pub struct Texts {
     pub devices_none: &'static str,
     pub device_created: &'static str,
     pub device_last_used: &'static str,
+    /// When a trusted device's registration lapses.
+    pub device_expires: &'static str,
     pub device_browser: &'static str,
     pub this_browser: &'static str,
     pub rename_label: &'static str,
@@ -315,7 +314,6 @@ pub struct Texts {
     pub other_ways_heading: &'static str,
     pub other_way_passkey: &'static str,
     pub other_way_device: &'static str,
-    pub other_way_email: &'static str,
     /// The step indicator's name (ID → verification → done).
     pub steps_label: &'static str,
     pub step_id: &'static str,
@@ -342,6 +340,8 @@ pub struct Texts {
     pub approval_stopped_heading: &'static str,
     /// The app page after the QR code, until the app has enrolled.
     pub app_waiting: &'static str,
+    /// The set-up link that opens the app on the same phone (the `nidan-app://` URI).
+    pub app_open_link: &'static str,
     /// The link that checks by hand (without JavaScript).
     pub app_waiting_check: &'static str,
     pub app_not_yet: &'static str,
@@ -360,6 +360,28 @@ pub struct Texts {
     pub logo_alt: &'static str,
     /// The settings page's link to app passwords.
     pub app_passwords_link: &'static str,
+    /// The step-up page's heading: only the code is asked.
+    pub code_only_heading: &'static str,
+    pub code_only_lead: &'static str,
+    /// How long a code works: `{n}` minutes.
+    pub code_valid: &'static str,
+    /// The link to the operator's help page (`portal.help_url`).
+    pub help_link: &'static str,
+    /// The footer's link to the operator's account page (`portal.account_url`).
+    pub account_link: &'static str,
+    /// The ID page's link to `portal.recovery_url`.
+    pub forgot_link: &'static str,
+    /// The login page seen by someone logged in: `{name}` is the ID.
+    pub signed_in_as: &'static str,
+    /// Back to the portal's own page.
+    pub link_account: &'static str,
+    /// The idle timeout, said as one (`{n}` minutes), not as a deadline.
+    pub idle_note: &'static str,
+    /// The app's waiting page without JavaScript: the user moves on.
+    pub wait_no_js: &'static str,
+    pub wait_approved_button: &'static str,
+    /// How long an approval can be answered: `{n}` minutes.
+    pub wait_expiry_minutes: &'static str,
 }
 
 impl Texts {
@@ -396,9 +418,54 @@ impl Texts {
         self.err_resend_in.replace("{n}", &secs.to_string())
     }
 
+    /// "The code is valid for N minutes."
+    pub fn code_valid_for(&self, minutes: u64) -> String {
+        plural(
+            self.code_valid.replace("{n}", &minutes.to_string()),
+            minutes,
+        )
+    }
+
+    /// "Logged out after N minutes without activity."
+    pub fn idle_line(&self, minutes: u64) -> String {
+        plural(self.idle_note.replace("{n}", &minutes.to_string()), minutes)
+    }
+
+    /// "The request expires after N minutes."
+    pub fn wait_expiry_line(&self, minutes: u64) -> String {
+        plural(
+            self.wait_expiry_minutes
+                .replace("{n}", &minutes.to_string()),
+            minutes,
+        )
+    }
+
+    /// How a session proved the second step (its `methods`), in words: never the internal
+    /// name (`password+sms`).
+    pub fn how_logged_in(&self, lang: Lang, methods: &str) -> &'static str {
+        match methods {
+            "password+sms" => self.two_step_code_sms,
+            "password+email" => self.two_step_code_email,
+            "password+device" => self.two_step_trusted_device,
+            "password+app" => self.two_step_app,
+            "password+network" => self.two_step_exempt,
+            "passkey" => lang.passkeys().two_step_passkey,
+            _ => self.two_step_none,
+        }
+    }
+
     /// "Up to N devices can be registered."
     pub fn devices_max_line(&self, n: usize) -> String {
         self.devices_max.replace("{n}", &n.to_string())
+    }
+}
+
+/// "1 minutes" said right.
+fn plural(text: String, n: u64) -> String {
+    if n == 1 {
+        text.replace("1 minutes", "1 minute")
+    } else {
+        text
     }
 }
 
@@ -466,9 +533,6 @@ static JA: Texts = Texts {
     wait_lead: "2段階認証を設定したスマートフォンのアプリに、ログインしてよいか確認する画面が表示されます。下の番号を選び、「はい」を選択してください。",
     wait_number_label: "確認番号",
     wait_number_help: "アプリで同じ番号を選んでください。",
-    wait_auto_refresh: "アプリで操作すると、この画面は自動で切り替わります。",
-    wait_check_now: "切り替わらない場合はこちら",
-    wait_expiry: "一定時間内に操作がない場合、確認は無効になります。",
     use_code_button: "セキュリティコードでログインする",
     use_code_help: "アプリの画面が表示されない場合（アプリを削除した場合など）は、セキュリティコードでログインしてください。",
 
@@ -511,6 +575,7 @@ static JA: Texts = Texts {
     devices_none: "信頼できる端末は登録されていません。",
     device_created: "登録日時",
     device_last_used: "最終利用日時",
+    device_expires: "登録の有効期限",
     device_browser: "ブラウザ",
     this_browser: "このブラウザ",
     rename_label: "新しい端末名",
@@ -596,7 +661,6 @@ static JA: Texts = Texts {
     other_ways_heading: "ほかのログイン方法",
     other_way_passkey: "パスキーを登録している場合は、ログイン画面の「パスキーでログイン」からログインできます。",
     other_way_device: "信頼できる端末として登録したブラウザでは、2段階認証を省略してログインできます。",
-    other_way_email: "SMSを受け取れない場合は、ご登録のメールアドレスでセキュリティコードを受け取ることもできます。",
     steps_label: "ログインの手順",
     step_id: "ID",
     step_verify: "確認",
@@ -614,8 +678,9 @@ static JA: Texts = Texts {
     confirm_button: "削除する",
     cancel: "キャンセル",
     approval_stopped_heading: "ログインを中止しました",
-    app_waiting: "アプリでの登録を待っています。アプリでQRコードを読み取り、届いたセキュリティコードを入力してください。登録が終わると、この画面は自動で切り替わります。",
-    app_waiting_check: "登録が終わったら、ここを押して確認してください",
+    app_waiting: "アプリでの登録を待っています。アプリでQRコードを読み取り（このスマートフォンでは下のボタンからアプリを開けます）、届いたセキュリティコードを入力してください。登録が終わったら、下のボタンで確認してください。",
+    app_open_link: "このスマートフォンでアプリを開く",
+    app_waiting_check: "登録が終わったので確認する",
     app_not_yet: "まだアプリが登録されていません。アプリでの登録を済ませてから、もう一度確認してください。",
     msg_app_enrolled: "アプリを登録しました。",
     app_use_hint: "ログインの確認にアプリを使うには、「2段階認証の設定」で確認方法を「アプリでログインを許可する」にしてください。",
@@ -626,6 +691,18 @@ static JA: Texts = Texts {
     footer_label: "サイト情報",
     logo_alt: "{name}のロゴ",
     app_passwords_link: "アプリパスワード（2段階認証に対応していないアプリ用）",
+    code_only_heading: "セキュリティコード入力",
+    code_only_lead: "届いたセキュリティコードを入力し、「ログイン」を押してください。",
+    code_valid: "セキュリティコードの有効期限は{n}分間です。",
+    help_link: "ヘルプ",
+    account_link: "アカウント情報",
+    forgot_link: "IDまたはパスワードをお忘れの方",
+    signed_in_as: "このブラウザでは、ID「{name}」でログインしています。",
+    link_account: "ログイン中の画面へ",
+    idle_note: "{n}分間操作がない場合は、自動的にログアウトします。",
+    wait_no_js: "アプリで「はい」を選んだら、下のボタンを押してください。",
+    wait_approved_button: "アプリで許可したので次へ",
+    wait_expiry_minutes: "{n}分以内に操作がない場合、確認は無効になります。",
 };
 
 static EN: Texts = Texts {
@@ -679,13 +756,10 @@ static EN: Texts = Texts {
     wait_lead: "The app on the smartphone where you set up 2-step verification asks whether this login may go ahead. Choose the number below and select Yes.",
     wait_number_label: "Number",
     wait_number_help: "Choose the same number in the app.",
-    wait_auto_refresh: "This page moves on by itself once you respond in the app.",
-    wait_check_now: "If it does not, select here",
-    wait_expiry: "The request expires if nothing happens for a while.",
     use_code_button: "Log in with a security code instead",
     use_code_help: "If the app does not show the request (for example, it was uninstalled), log in with a security code.",
 
-    signed_in_heading: "Signed in",
+    signed_in_heading: "Logged in",
     signed_in_lead: "You are logged in.",
     name_label: "Name",
     email_label: "Email",
@@ -724,6 +798,7 @@ static EN: Texts = Texts {
     devices_none: "No trusted devices are registered.",
     device_created: "Registered",
     device_last_used: "Last used",
+    device_expires: "Registered until",
     device_browser: "Browser",
     this_browser: "This browser",
     rename_label: "New name",
@@ -809,7 +884,6 @@ static EN: Texts = Texts {
     other_ways_heading: "Other ways to log in",
     other_way_passkey: "If you have registered a passkey, use \"Log in with a passkey\" on the login page.",
     other_way_device: "A browser registered as a trusted device skips 2-step verification.",
-    other_way_email: "If you cannot receive SMS, you can get the security code at your registered email address instead.",
     steps_label: "Login steps",
     step_id: "ID",
     step_verify: "Verify",
@@ -827,8 +901,9 @@ static EN: Texts = Texts {
     confirm_button: "Remove",
     cancel: "Cancel",
     approval_stopped_heading: "Login stopped",
-    app_waiting: "Waiting for the app. Scan the QR code in the app and enter the security code you received. This page moves on by itself once the app is set up.",
-    app_waiting_check: "Once the app is set up, select here to check",
+    app_waiting: "Waiting for the app. Scan the QR code in the app (on this phone, open the app with the button below) and enter the security code you received. Once the app is set up, check with the button below.",
+    app_open_link: "Open the app on this phone",
+    app_waiting_check: "The app is set up: check",
     app_not_yet: "No app is set up yet. Finish the setup in the app, then check again.",
     msg_app_enrolled: "The app is set up.",
     app_use_hint: "To use the app at login, choose \"Approve in the app\" under 2-step verification settings.",
@@ -839,6 +914,18 @@ static EN: Texts = Texts {
     footer_label: "Site information",
     logo_alt: "{name} logo",
     app_passwords_link: "App passwords (for apps that cannot do 2-step verification)",
+    code_only_heading: "Enter your security code",
+    code_only_lead: "Enter the security code you received, then select Log in.",
+    code_valid: "The code is valid for {n} minutes.",
+    help_link: "Help",
+    account_link: "Your account",
+    forgot_link: "Forgot your ID or password?",
+    signed_in_as: "This browser is logged in with the ID \"{name}\".",
+    link_account: "Go to your account page",
+    idle_note: "You are logged out automatically after {n} minutes without activity.",
+    wait_no_js: "Once you have selected Yes in the app, select the button below.",
+    wait_approved_button: "I approved it in the app: continue",
+    wait_expiry_minutes: "If you do not respond within {n} minutes, the request expires.",
 };
 
 /// The passkey texts (login button, the passkeys page, the signed-in link).
@@ -1008,6 +1095,7 @@ impl Lang {
 
 /// The strings of "where you are signed in" (`{prefix}/sessions`), kept apart from
 /// [`Texts`] so the page can grow without touching every other page's table.
+#[derive(Debug)]
 pub struct SessionTexts {
     pub heading: &'static str,
     pub lead: &'static str,
@@ -1045,8 +1133,8 @@ static SESSIONS_JA: SessionTexts = SessionTexts {
     nav: "ログイン中のブラウザの確認",
     address: "IPアドレス",
     signed_in: "ログイン日時",
-    last_seen: "最終利用",
-    how: "ログイン方法",
+    last_seen: "最終利用日時",
+    how: "2段階認証",
     end_button: "ログアウトさせる",
     end_others_heading: "他のすべてのブラウザからログアウト",
     end_others_help: "このブラウザ以外のすべてのブラウザからログアウトします。信頼できる端末とアプリパスワードはそのまま使えます（信頼できる端末では次回のログインでも2段階認証が省略され、アプリパスワードを使っているアプリもそのまま動きます）。",
@@ -1062,25 +1150,25 @@ static SESSIONS_JA: SessionTexts = SessionTexts {
 };
 
 static SESSIONS_EN: SessionTexts = SessionTexts {
-    heading: "Where you are signed in",
-    lead: "Browsers signed in to this account. Sign out any you do not recognise.",
-    nav: "See where you are signed in",
+    heading: "Where you are logged in",
+    lead: "Browsers logged in to this account. Log out any you do not recognise.",
+    nav: "See where you are logged in",
     address: "IP address",
-    signed_in: "Signed in",
+    signed_in: "Logged in",
     last_seen: "Last active",
-    how: "Signed in with",
-    end_button: "Sign out",
-    end_others_heading: "Sign out everywhere else",
-    end_others_help: "Signs out every browser but this one. Trusted devices and app passwords keep working: a trusted device still skips the second step at its next login, and apps that use an app password stay signed in.",
-    end_others_button: "Sign out other browsers",
-    forget_help: "Signs out every browser but this one, and also forgets every trusted device (this browser's too: every next login asks for the second step) and removes every app password (apps that use one cannot log in until you give them a new one). Passkeys and enrolled phone apps stay.",
+    how: "2-step verification",
+    end_button: "Log out",
+    end_others_heading: "Log out everywhere else",
+    end_others_help: "Logs out every browser but this one. Trusted devices and app passwords keep working: a trusted device still skips the second step at its next login, and apps that use an app password stay logged in.",
+    end_others_button: "Log out other browsers",
+    forget_help: "Logs out every browser but this one, and also forgets every trusted device (this browser's too: every next login asks for the second step) and removes every app password (apps that use one cannot log in until you give them a new one). Passkeys and enrolled phone apps stay.",
     forget_button: "Also forget trusted devices and app passwords",
-    confirm_end_others: "Sign out every other browser?",
-    confirm_forget: "Sign out every other browser, and forget all trusted devices and app passwords?",
-    msg_ended: "That browser is signed out.",
-    msg_others_ended: "Every other browser is signed out. Trusted devices and app passwords still work.",
-    msg_forgotten: "Every other browser is signed out, and every trusted device and app password is forgotten.",
-    err_not_found: "That sign-in no longer exists.",
+    confirm_end_others: "Log out every other browser?",
+    confirm_forget: "Log out every other browser, and forget all trusted devices and app passwords?",
+    msg_ended: "That browser is logged out.",
+    msg_others_ended: "Every other browser is logged out. Trusted devices and app passwords still work.",
+    msg_forgotten: "Every other browser is logged out, and every trusted device and app password is forgotten.",
+    err_not_found: "That login no longer exists.",
 };
 
 #[cfg(test)]

@@ -96,18 +96,30 @@ impl<'a> Ctx<'a> {
                 .primary_color
                 .as_ref()
                 .map(|_| format!("{prefix}/static/brand.css")),
-            footer: brand
-                .footer_links
-                .iter()
-                .map(|l| {
-                    let label = match self.lang {
-                        Lang::Ja => &l.label_ja,
-                        Lang::En => &l.label_en,
-                    };
-                    (l.url.clone(), label.clone())
-                })
-                .collect(),
+            footer: self.footer(),
         }
+    }
+
+    /// The footer's links: the operator's help and account pages (`portal.help_url`,
+    /// `portal.account_url`), then `portal.brand.footer_links`.
+    fn footer(&self) -> Vec<(String, String)> {
+        let portal = &self.app.cfg.portal;
+        let own = [
+            (&portal.help_url, self.t.help_link),
+            (&portal.account_url, self.t.account_link),
+        ];
+        let mut links: Vec<(String, String)> = own
+            .into_iter()
+            .filter_map(|(url, label)| url.as_ref().map(|u| (u.clone(), label.to_owned())))
+            .collect();
+        links.extend(portal.brand.footer_links.iter().map(|l| {
+            let label = match self.lang {
+                Lang::Ja => &l.label_ja,
+                Lang::En => &l.label_en,
+            };
+            (l.url.clone(), label.clone())
+        }));
+        links
     }
 
     /// The zone this user's times are shown in: the browser's (nidan.js reports it in a
@@ -478,7 +490,10 @@ async fn route(ctx: &Ctx<'_>) -> Response {
         (&Method::GET | &Method::HEAD, ["logout"]) => {
             Response::redirect(302, &format!("{}/", ctx.prefix()))
         }
-        (&Method::GET | &Method::HEAD, ["devices"]) => pages::devices_page(ctx, None, None).await,
+        (&Method::GET | &Method::HEAD, ["devices"]) => {
+            let m = ctx.req.query_param("m");
+            pages::devices_page(ctx, pages::devices_message(ctx.t, m.as_deref()), None).await
+        }
         (&Method::GET | &Method::HEAD, ["devices", "delete-all"]) => {
             pages::devices_delete_all_confirm(ctx).await
         }
@@ -494,7 +509,9 @@ async fn route(ctx: &Ctx<'_>) -> Response {
         }
         (&Method::POST, ["settings"]) => pages::settings_post(ctx).await,
         (&Method::GET | &Method::HEAD, ["settings", "tokens"]) => {
-            tokens::page(ctx, None, None, None).await
+            let removed = ctx.req.query_param("m").as_deref() == Some("removed");
+            let msg = removed.then_some(ctx.lang.tokens().msg_revoked);
+            tokens::page(ctx, None, msg, None).await
         }
         (&Method::POST, ["settings", "tokens"]) => tokens::create_post(ctx).await,
         (&Method::GET | &Method::HEAD, ["settings", "tokens", id, "delete"]) => {

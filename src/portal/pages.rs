@@ -13,7 +13,7 @@ use super::views::{
 use super::{Ctx, i18n::Texts};
 use crate::config::TwoStepMethod;
 use crate::login::approval::{Denial, Status as ApprovalStatus};
-use crate::login::flow::{Blocked, Notice, Step};
+use crate::login::flow::{Blocked, Notice, Step, Why};
 use crate::login::{self, Completion, FlowView, LoginError};
 use crate::notify::{self, Channel};
 use crate::session::device::{self, DeviceError};
@@ -78,14 +78,14 @@ fn message_with_hints(
     )
 }
 
-/// The portal's 404 page.
+/// The portal's 404 page, with a way out (the portal's page, or the login before it).
 pub fn not_found(ctx: &Ctx<'_>) -> Response {
     message(
         ctx,
         404,
         ctx.t.err_not_found_heading,
         ctx.t.err_not_found,
-        None,
+        Some((format!("{}/", ctx.prefix()), ctx.t.link_home.to_owned())),
     )
 }
 
@@ -142,11 +142,40 @@ pub(super) fn confirm_to(
     )
 }
 
+/// Post/Redirect/Get: a change that was made is shown by a GET of its page, `?m=` naming
+/// what was done, so reloading the result never posts the change again.
+pub(super) fn done(ctx: &Ctx<'_>, page: &str, what: &str) -> Response {
+    Response::redirect(303, &format!("{}/{page}?m={what}", ctx.prefix()))
+        .with("cache-control", "no-store")
+}
+
+/// The message `?m=` names on the devices page.
+pub fn devices_message(t: &Texts, m: Option<&str>) -> Option<&'static str> {
+    match m? {
+        "renamed" => Some(t.msg_device_renamed),
+        "removed" => Some(t.msg_device_removed),
+        "all_removed" => Some(t.msg_devices_all_removed),
+        _ => None,
+    }
+}
+
+/// "To the login page", keeping the return address this request carries (its query's or
+/// its form's `rd`, validated again): a dead end never drops where the user was going.
 fn login_link(ctx: &Ctx<'_>) -> Option<(String, String)> {
-    Some((
-        format!("{}/login", ctx.prefix()),
-        ctx.t.link_login.to_owned(),
-    ))
+    let raw = ctx.req.query_param("rd").or_else(|| {
+        ctx.req
+            .form()
+            .and_then(|f| field(&f, "rd").map(str::to_owned))
+    });
+    let href = match raw {
+        Some(r) => format!(
+            "{}/login?rd={}",
+            ctx.prefix(),
+            encode_rd(&ctx.safe_rd(Some(&r)))
+        ),
+        None => format!("{}/login", ctx.prefix()),
+    };
+    Some((href, ctx.t.link_login.to_owned()))
 }
 
 fn forbidden_csrf(ctx: &Ctx<'_>) -> Response {
@@ -176,27 +205,26 @@ fn checked_form(ctx: &Ctx<'_>) -> Result<Vec<(String, String)>, Response> {
     Ok(form)
 }
 
-/// Which other ways in a throttling page lists (a passkey whenever passkeys are on).
+/// Which other ways in a throttling page lists: only ways that work now. (Email is never
+/// one: it spends the same sending budget and meets the same wait.)
 #[derive(Clone, Copy, Default)]
 struct OtherWays {
     /// A trusted device (or a browser the account used before) is not held up here.
     device: bool,
-    /// The code can go to the email address instead.
-    email: bool,
+    /// A passkey login (it asks for no code): where the user has one, or where the user
+    /// is not known yet.
+    passkey: bool,
 }
 
 /// "Please wait": how long, in minutes rounded up, and the other ways in.
 fn too_many(ctx: &Ctx<'_>, secs: u64, back: Option<(String, String)>, ways: OtherWays) -> Response {
     let t = ctx.t;
     let mut hints = Vec::new();
-    if ctx.app.cfg.passkeys.enabled {
+    if ways.passkey && ctx.app.cfg.passkeys.enabled {
         hints.push(t.other_way_passkey.to_owned());
     }
     if ways.device {
         hints.push(t.other_way_device.to_owned());
-    }
-    if ways.email {
-        hints.push(t.other_way_email.to_owned());
     }
     message_with_hints(
         ctx,
@@ -209,17 +237,30 @@ fn too_many(ctx: &Ctx<'_>, secs: u64, back: Option<(String, String)>, ways: Othe
     .with("retry-after", secs.to_string())
 }
 
-/// The ways around a limit on a login flow's sends or tries.
-async fn flow_ways(ctx: &Ctx<'_>, flow: &str) -> OtherWays {
-    let email = ctx
-        .app
-        .login
-        .status(flow)
-        .await
-        .is_ok_and(|v| v.email_alternative && v.code_channel == Some(Channel::Sms));
+/// The ways around a limit on the login of `user_id`: a trusted device, and a passkey if the
+/// user has one (an unknown ID has none, like most users).
+async fn ways_for(ctx: &Ctx<'_>, user_id: &str) -> OtherWays {
+    let passkey = ctx.app.cfg.passkeys.enabled
+        && ctx
+            .app
+            .store
+            .user_passkeys(user_id)
+            .await
+            .is_ok_and(|p| !p.is_empty());
     OtherWays {
         device: true,
-        email,
+        passkey,
+    }
+}
+
+/// The ways around a limit on a login flow's sends or tries.
+async fn flow_ways(ctx: &Ctx<'_>, flow: &str) -> OtherWays {
+    match ctx.app.login.status(flow).await {
+        Ok(v) => ways_for(ctx, &v.user_id).await,
+        Err(_) => OtherWays {
+            device: true,
+            passkey: false,
+        },
     }
 }
 
@@ -242,15 +283,9 @@ pub async fn home(ctx: &Ctx<'_>) -> Response {
         );
     };
     let r = &live.record;
-    let two_step = match r.methods.as_str() {
-        "password+sms" => ctx.t.two_step_code_sms,
-        "password+email" => ctx.t.two_step_code_email,
-        "password+device" => ctx.t.two_step_trusted_device,
-        "password+app" => ctx.t.two_step_app,
-        "passkey" => ctx.lang.passkeys().two_step_passkey,
-        _ => ctx.t.two_step_none,
-    };
-    let idle = i64::try_from(ctx.app.cfg.session.idle_timeout.as_secs()).unwrap_or(0);
+    let two_step = ctx.t.how_logged_in(ctx.lang, &r.methods);
+    // The deadline is the absolute one; the idle timeout is said as what it is.
+    let idle_minutes = ctx.app.cfg.session.idle_timeout.as_secs().div_ceil(60);
     render(
         SignedInPage {
             t: ctx.t,
@@ -265,7 +300,8 @@ pub async fn home(ctx: &Ctx<'_>) -> Response {
             groups: user.groups.clone(),
             two_step: two_step.to_owned(),
             login_at: ctx.time(r.created),
-            expires_at: ctx.time(r.expires.min(live.last_seen() + idle)),
+            expires_at: ctx.time(r.expires),
+            idle_line: ctx.t.idle_line(idle_minutes),
             passkeys: ctx.app.cfg.passkeys.enabled,
             just_signed_in: ctx.req.query_param("m").as_deref() == Some("signed_in"),
         },
@@ -317,6 +353,18 @@ pub async fn logout_post(ctx: &Ctx<'_>) -> Response {
 // --- the login --------------------------------------------------------------------------
 
 fn id_view(ctx: &Ctx<'_>, rd: String, id: String, error: Option<String>, status: u16) -> Response {
+    id_view_as(ctx, rd, id, error, status, None)
+}
+
+/// The ID page; `signed_in_as` names the user this browser is logged in as.
+fn id_view_as(
+    ctx: &Ctx<'_>,
+    rd: String,
+    id: String,
+    error: Option<String>,
+    status: u16,
+    signed_in_as: Option<String>,
+) -> Response {
     let step_up = ctx.req.query_param("step_up").as_deref() == Some("1");
     render(
         IdPage {
@@ -331,6 +379,8 @@ fn id_view(ctx: &Ctx<'_>, rd: String, id: String, error: Option<String>, status:
             error,
             passkeys: ctx.app.cfg.passkeys.enabled,
             step_up,
+            signed_in_as,
+            recovery_url: ctx.app.cfg.portal.recovery_url.clone(),
         },
         status,
     )
@@ -338,11 +388,22 @@ fn id_view(ctx: &Ctx<'_>, rd: String, id: String, error: Option<String>, status:
 
 pub async fn id_page(ctx: &Ctx<'_>) -> Response {
     let rd = ctx.safe_rd(ctx.req.query_param("rd").as_deref());
-    let prefill = match ctx.session().await {
-        Some((_, user)) => user.id.clone(),
-        None => String::new(),
+    let Some((_, user)) = ctx.session().await else {
+        return id_view(ctx, rd, String::new(), None, 200);
     };
-    id_view(ctx, rd, prefill, None, 200)
+    // A step-up of this browser's own session: the ID is known and the password proved, so
+    // the second step starts at once (no "Next" on a page showing the user's own ID). Not
+    // when another site sent the browser here: that page gets the button.
+    // Only a real navigation sends a code: never a HEAD, a prefetch or a prerender.
+    let step_up = ctx.req.query_param("step_up").as_deref() == Some("1");
+    let cross_site = ctx.req.header("sec-fetch-site") == Some("cross-site");
+    let speculative = ["sec-purpose", "purpose", "x-moz", "x-purpose"]
+        .iter()
+        .any(|h| ctx.req.header(h).is_some());
+    if step_up && !cross_site && !speculative && ctx.req.method == ::http::Method::GET {
+        return start_login(ctx, &user.id, rd).await;
+    }
+    id_view_as(ctx, rd, user.id.clone(), None, 200, Some(user.id.clone()))
 }
 
 pub async fn id_post(ctx: &Ctx<'_>) -> Response {
@@ -361,6 +422,11 @@ pub async fn id_post(ctx: &Ctx<'_>) -> Response {
             400,
         );
     }
+    start_login(ctx, raw_id, rd).await
+}
+
+/// Starts a login for `raw_id` going to `rd`: off to its flow's page, or why not.
+async fn start_login(ctx: &Ctx<'_>, raw_id: &str, rd: String) -> Response {
     let target = ctx.route_of(&rd);
     match ctx
         .app
@@ -375,15 +441,10 @@ pub async fn id_post(ctx: &Ctx<'_>) -> Response {
                 Err(LoginError::Delivery) => {
                     Response::redirect(303, &format!("{flow_url}?e=delivery"))
                 }
-                Err(LoginError::SendLimited(s)) => too_many(
-                    ctx,
-                    s,
-                    login_link(ctx),
-                    OtherWays {
-                        device: true,
-                        email: false,
-                    },
-                ),
+                Err(LoginError::SendLimited(s)) => {
+                    let ways = ways_for(ctx, raw_id).await;
+                    too_many(ctx, s, login_link(ctx), ways)
+                }
                 Err(LoginError::Blocked(b)) => message(
                     ctx,
                     403,
@@ -402,7 +463,15 @@ pub async fn id_post(ctx: &Ctx<'_>) -> Response {
             400,
         ),
         // Too many ID steps from this network: a passkey is the other way in.
-        Err(LoginError::Throttled(s)) => too_many(ctx, s, login_link(ctx), OtherWays::default()),
+        Err(LoginError::Throttled(s)) => too_many(
+            ctx,
+            s,
+            login_link(ctx),
+            OtherWays {
+                device: false,
+                passkey: true,
+            },
+        ),
         Err(e) => login_failed_page(ctx, &e),
     }
 }
@@ -463,12 +532,31 @@ fn login_again_link(ctx: &Ctx<'_>, return_to: &str) -> Option<(String, String)> 
     ))
 }
 
+/// What the user chose on the password page: shown again as it was after an error (only
+/// the password and code are cleared).
+pub struct Kept {
+    pub trust: bool,
+    pub device_name: String,
+}
+
 /// The password (and code) page of a flow, with an optional error.
 pub async fn flow_page(
     ctx: &Ctx<'_>,
     flow: &str,
     error: Option<FieldError>,
     status: u16,
+) -> Response {
+    flow_page_kept(ctx, flow, error, status, None).await
+}
+
+/// [`flow_page`] showing the trust choice as the user left it (`None`: ticked, as the seed
+/// has it, with the browser's description as a name to keep or change).
+pub async fn flow_page_kept(
+    ctx: &Ctx<'_>,
+    flow: &str,
+    error: Option<FieldError>,
+    status: u16,
+    kept: Option<Kept>,
 ) -> Response {
     let v = match ctx.app.login.status(flow).await {
         Ok(v) => v,
@@ -489,7 +577,13 @@ pub async fn flow_page(
     });
     let t = ctx.t;
     let now = ctx.now();
-    let notice = notice_text(t, ctx.req.query_param("m").as_deref(), v.notice, now);
+    let m = ctx.req.query_param("m");
+    let notice = if m.as_deref() == Some("cooldown") {
+        let secs = ctx.req.query_param("s").and_then(|s| s.parse::<u64>().ok());
+        Some(t.resend_in(secs.unwrap_or(30).clamp(1, 600)))
+    } else {
+        notice_text(t, m.as_deref(), v.notice, now)
+    };
     if v.step == Step::AppApproval
         && let Some(page) = approval_page(ctx, &v, error.as_ref(), status)
     {
@@ -497,6 +591,10 @@ pub async fn flow_page(
     }
     let app_approved = v.approval == Some(ApprovalStatus::Approved);
     let with_code = v.step == Step::PasswordAndCode;
+    let kept = kept.unwrap_or_else(|| Kept {
+        trust: true,
+        device_name: device::browser_summary(&ctx.req.user_agent()),
+    });
     render(
         PasswordPage {
             t: ctx.t,
@@ -525,6 +623,12 @@ pub async fn flow_page(
             error: error.map(|e| e.text),
             app_approved,
             password_known: v.step_up,
+            return_to: v.return_to.clone(),
+            risk_reason: with_code && v.why == Some(Why::Risk),
+            trust_checked: kept.trust,
+            device_name: kept.device_name,
+            code_minutes: ctx.app.cfg.security_code.lifetime.as_secs().div_ceil(60),
+            help_url: ctx.app.cfg.portal.help_url.clone(),
         },
         status,
     )
@@ -571,7 +675,8 @@ fn approval_page(
                 user_id: v.user_id.clone(),
                 number: v.approval_number.clone().unwrap_or_default(),
                 poll_url: format!("{}/api/login/{}", ctx.prefix(), v.id),
-                refresh_seconds: 5,
+                expiry_minutes: ctx.app.cfg.app_approval.lifetime.as_secs().div_ceil(60),
+                return_to: v.return_to.clone(),
                 error: error.map(|e| e.text.clone()),
             },
             status,
@@ -670,6 +775,21 @@ pub async fn complete_post(ctx: &Ctx<'_>, flow: &str) -> Response {
         trust_device: field(&form, "trust_device").is_some_and(|v| v == "1" || v == "on"),
         device_name: field(&form, "device_name"),
     };
+    let kept = || Kept {
+        trust: input.trust_device,
+        device_name: input.device_name.unwrap_or("").chars().take(64).collect(),
+    };
+    // Letters in the code: said as such (nothing is tried, nothing counted).
+    if let Some(code) = input.code
+        && !code.trim().is_empty()
+        && !code.trim().chars().all(|c| c.is_ascii_digit())
+    {
+        let error = FieldError {
+            text: ctx.t.err_code_format.to_owned(),
+            fields: &["code"],
+        };
+        return flow_page_kept(ctx, flow, Some(error), 400, Some(kept())).await;
+    }
     match ctx.app.login.complete(&ctx.client(), flow, &input).await {
         Ok(done) => signed_in_redirect(ctx, done, 303),
         // The password was right; the app is asked now: show the waiting page.
@@ -695,7 +815,7 @@ pub async fn complete_post(ctx: &Ctx<'_>, flow: &str) -> Response {
         Err(e) => {
             let status = e.status();
             let error = error_text(ctx.t, &e, input.device_name);
-            let mut resp = flow_page(ctx, flow, Some(error), status).await;
+            let mut resp = flow_page_kept(ctx, flow, Some(error), status, Some(kept())).await;
             if let Some(s) = e.retry_after() {
                 resp = resp.with("retry-after", s.to_string());
             }
@@ -743,6 +863,11 @@ pub async fn resend_post(ctx: &Ctx<'_>, flow: &str) -> Response {
     match ctx.app.login.resend(&ctx.client(), flow).await {
         Ok(_) => Response::redirect(303, &format!("{}/login/{flow}?m=resent", ctx.prefix())),
         Err(LoginError::FlowNotFound) => expired(ctx),
+        // Too soon: a notice on the page (nothing is wrong), after a redirect.
+        Err(LoginError::ResendTooSoon(s)) => Response::redirect(
+            303,
+            &format!("{}/login/{flow}?m=cooldown&s={s}", ctx.prefix()),
+        ),
         Err(LoginError::SendLimited(s)) => {
             let ways = flow_ways(ctx, flow).await;
             too_many(
@@ -773,18 +898,18 @@ pub async fn use_email_post(ctx: &Ctx<'_>, flow: &str) -> Response {
     match ctx.app.login.use_email(&ctx.client(), flow).await {
         Ok(_) => Response::redirect(303, &format!("{}/login/{flow}?m=email", ctx.prefix())),
         Err(LoginError::FlowNotFound) => expired(ctx),
-        Err(LoginError::SendLimited(s)) => too_many(
-            ctx,
-            s,
-            Some((
-                format!("{}/login/{flow}", ctx.prefix()),
-                ctx.t.back.to_owned(),
-            )),
-            OtherWays {
-                device: true,
-                email: false,
-            },
-        ),
+        Err(LoginError::SendLimited(s)) => {
+            let ways = flow_ways(ctx, flow).await;
+            too_many(
+                ctx,
+                s,
+                Some((
+                    format!("{}/login/{flow}", ctx.prefix()),
+                    ctx.t.back.to_owned(),
+                )),
+                ways,
+            )
+        }
         Err(e) => flow_page(ctx, flow, Some(error_text(ctx.t, &e, None)), e.status()).await,
     }
 }
@@ -856,6 +981,7 @@ async fn devices_view(
             name: d.name,
             created: ctx.time(d.created),
             last_used: ctx.time(d.last_used),
+            expires: ctx.time(d.expires),
             browser: d.browser,
         })
         .collect();
@@ -928,7 +1054,7 @@ pub async fn device_rename(ctx: &Ctx<'_>, id: &str) -> Response {
                     json!({"device": id}),
                 )
                 .await;
-            devices_page(ctx, Some(ctx.t.msg_device_renamed), None).await
+            done(ctx, "devices", "renamed")
         }
         Err(DeviceError::NotFound) => {
             devices_page(ctx, None, Some(ctx.t.err_device_not_found)).await
@@ -993,7 +1119,7 @@ pub async fn device_delete(ctx: &Ctx<'_>, id: &str) -> Response {
                     json!({"device": id}),
                 )
                 .await;
-            devices_page(ctx, Some(ctx.t.msg_device_removed), None).await
+            done(ctx, "devices", "removed")
         }
         Err(DeviceError::NotFound) => {
             devices_page(ctx, None, Some(ctx.t.err_device_not_found)).await
@@ -1034,7 +1160,7 @@ pub async fn devices_delete_all(ctx: &Ctx<'_>) -> Response {
                     json!({"count": n}),
                 )
                 .await;
-            devices_page(ctx, Some(ctx.t.msg_devices_all_removed), None).await
+            done(ctx, "devices", "all_removed")
         }
         Err(e) => device_failed(ctx, &e),
     }
@@ -1258,6 +1384,7 @@ pub async fn app_page(ctx: &Ctx<'_>) -> Response {
     let t = ctx.t;
     let msg = match ctx.req.query_param("m").as_deref() {
         Some("enrolled") => Some(t.msg_app_enrolled),
+        Some("removed") => Some(t.msg_app_removed),
         Some("check") => {
             let before: usize = ctx
                 .req
@@ -1342,7 +1469,7 @@ pub async fn app_delete_post(ctx: &Ctx<'_>, id: &str) -> Response {
         Err(r) => return r,
     };
     match super::phone_app::remove(ctx, &user, Some(id)).await {
-        Ok(true) => app_view(ctx, None, Some(ctx.t.msg_app_removed), None, 200).await,
+        Ok(true) => done(ctx, "app", "removed"),
         Ok(false) => app_view(ctx, None, None, Some(ctx.t.err_device_not_found), 404).await,
         Err(()) => unavailable_page(ctx),
     }

@@ -98,7 +98,15 @@ pub async fn route(ctx: &Ctx<'_>, rest: &[&str]) -> Response {
     }
     let method = &ctx.req.method;
     match (method, rest) {
-        (&Method::GET | &Method::HEAD, []) => page(ctx, None, None).await,
+        (&Method::GET | &Method::HEAD, []) => {
+            let pt = ctx.lang.passkeys();
+            let msg = match ctx.req.query_param("m").as_deref() {
+                Some("renamed") => Some(pt.msg_renamed),
+                Some("removed") => Some(pt.msg_deleted),
+                _ => None,
+            };
+            page(ctx, msg, None).await
+        }
         (&Method::POST, [id, "rename"]) => rename_post(ctx, id).await,
         (&Method::GET | &Method::HEAD, [id, "delete"]) => delete_confirm(ctx, id).await,
         (&Method::POST, [id, "delete"]) => delete_post(ctx, id).await,
@@ -107,13 +115,7 @@ pub async fn route(ctx: &Ctx<'_>, rest: &[&str]) -> Response {
 }
 
 fn not_found(ctx: &Ctx<'_>) -> Response {
-    super::pages::message(
-        ctx,
-        404,
-        ctx.t.err_not_found_heading,
-        ctx.t.err_not_found,
-        None,
-    )
+    super::pages::not_found(ctx)
 }
 
 pub async fn page(ctx: &Ctx<'_>, msg: Option<&str>, error: Option<&str>) -> Response {
@@ -175,7 +177,7 @@ async fn rename_post(ctx: &Ctx<'_>, id: &str) -> Response {
         return page(ctx, None, Some(text)).await;
     };
     match rename(ctx, &user, id, &name).await {
-        Ok(()) => page(ctx, Some(pt.msg_renamed), None).await,
+        Ok(()) => super::pages::done(ctx, "passkeys", "renamed"),
         Err(PasskeyError::NotFound) => page(ctx, None, Some(pt.err_not_found)).await,
         Err(e) => failed(ctx, &e),
     }
@@ -210,7 +212,7 @@ async fn delete_post(ctx: &Ctx<'_>, id: &str) -> Response {
     };
     let pt = ctx.lang.passkeys();
     match delete(ctx, &user, id).await {
-        Ok(()) => page(ctx, Some(pt.msg_deleted), None).await,
+        Ok(()) => super::pages::done(ctx, "passkeys", "removed"),
         Err(PasskeyError::NotFound) => page(ctx, None, Some(pt.err_not_found)).await,
         Err(e) => failed(ctx, &e),
     }

@@ -30,7 +30,16 @@ pub async fn api(ctx: &Ctx<'_>, endpoint: super::endpoints::Endpoint, id: &str) 
 /// `{prefix}/sessions…`
 pub async fn route(ctx: &Ctx<'_>, rest: &[&str]) -> Response {
     match (&ctx.req.method, rest) {
-        (&Method::GET | &Method::HEAD, []) => page(ctx, None, None).await,
+        (&Method::GET | &Method::HEAD, []) => {
+            let s = session_texts(ctx.lang);
+            let msg = match ctx.req.query_param("m").as_deref() {
+                Some("ended") => Some(s.msg_ended),
+                Some("others_ended") => Some(s.msg_others_ended),
+                Some("forgotten") => Some(s.msg_forgotten),
+                _ => None,
+            };
+            page(ctx, msg, None).await
+        }
         (&Method::GET | &Method::HEAD, ["delete-others"]) => end_others_confirm(ctx, false).await,
         (&Method::POST, ["delete-others"]) => end_others_post(ctx, false).await,
         (&Method::GET | &Method::HEAD, ["delete-others-and-forget"]) => {
@@ -38,13 +47,7 @@ pub async fn route(ctx: &Ctx<'_>, rest: &[&str]) -> Response {
         }
         (&Method::POST, ["delete-others-and-forget"]) => end_others_post(ctx, true).await,
         (&Method::POST, [id, "delete"]) => end_post(ctx, id).await,
-        _ => message(
-            ctx,
-            404,
-            ctx.t.err_not_found_heading,
-            ctx.t.err_not_found,
-            None,
-        ),
+        _ => super::pages::not_found(ctx),
     }
 }
 
@@ -271,7 +274,7 @@ async fn page(ctx: &Ctx<'_>, msg: Option<&str>, error: Option<&str>) -> Response
             address: s.ip,
             created: ctx.time(s.created),
             last_seen: ctx.time(s.last_seen),
-            methods: s.methods,
+            methods: ctx.t.how_logged_in(ctx.lang, &s.methods).to_owned(),
             current: s.current,
         })
         .collect();
@@ -302,7 +305,7 @@ async fn end_post(ctx: &Ctx<'_>, id: &str) -> Response {
     match ctx.app.sessions.end_handle(&user.id, id).await {
         Ok(true) => {
             audit_ended(ctx, &user.id, json!({"session": id})).await;
-            page(ctx, Some(s.msg_ended), None).await
+            super::pages::done(ctx, "sessions", "ended")
         }
         Ok(false) => page(ctx, None, Some(s.err_not_found)).await,
         Err(_) => message(
@@ -356,10 +359,9 @@ async fn end_others_post(ctx: &Ctx<'_>, forget: bool) -> Response {
     let Some(token) = ctx.session_token() else {
         return reauth_redirect(ctx, "sessions");
     };
-    let s = session_texts(ctx.lang);
     match sign_out_elsewhere(ctx, &user.id, &token, forget).await {
-        Ok(done) if done.forgotten.is_some() => page(ctx, Some(s.msg_forgotten), None).await,
-        Ok(_) => page(ctx, Some(s.msg_others_ended), None).await,
+        Ok(done) if done.forgotten.is_some() => super::pages::done(ctx, "sessions", "forgotten"),
+        Ok(_) => super::pages::done(ctx, "sessions", "others_ended"),
         Err(()) => message(
             ctx,
             503,

@@ -148,7 +148,7 @@ pub async fn delete_post(ctx: &Ctx<'_>, id: &str) -> Response {
     };
     let tt = ctx.lang.tokens();
     match revoke(ctx, &user.id, id).await {
-        Ok(()) => page(ctx, None, Some(tt.msg_revoked), None).await,
+        Ok(()) => super::pages::done(ctx, "settings/tokens", "removed"),
         Err(TokenError::NotFound) => page(ctx, None, None, Some(tt.err_not_found)).await,
         Err(e) => failed(ctx, &e),
     }

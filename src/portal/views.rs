@@ -64,6 +64,10 @@ pub struct IdPage {
     pub passkeys: bool,
     /// Came here by a step-up: the session lacks the second step for the page asked for.
     pub step_up: bool,
+    /// This browser is logged in as this ID (the page says so, with a way back).
+    pub signed_in_as: Option<String>,
+    /// "Forgot your ID or password?" (`portal.recovery_url`).
+    pub recovery_url: Option<String>,
 }
 
 /// Step 2: the password, with the security code when `with_code`.
@@ -95,6 +99,20 @@ pub struct PasswordPage {
     pub app_approved: bool,
     /// A step-up: the session proved the password, which is not asked again.
     pub password_known: bool,
+    /// Where the login leads: the forms carry it, so a login that expired starts again
+    /// towards it.
+    pub return_to: String,
+    /// The code is asked because the risk engine asked for it: the page says so.
+    pub risk_reason: bool,
+    /// "Register as a trusted device" is ticked: by default (the seed), and as the user
+    /// left it after an error.
+    pub trust_checked: bool,
+    /// The device name as the user typed it (kept after an error), else a suggestion.
+    pub device_name: String,
+    /// How many minutes a code is valid.
+    pub code_minutes: u64,
+    /// The operator's help page (`portal.help_url`).
+    pub help_url: Option<String>,
 }
 
 /// Step 2 (app): waiting for the approval in the phone app.
@@ -113,8 +131,10 @@ pub struct WaitingPage {
     pub number: String,
     /// JSON status URL polled by nidan.js.
     pub poll_url: String,
-    /// `<meta http-equiv=refresh>` interval for browsers without JavaScript.
-    pub refresh_seconds: u32,
+    /// How long the approval can be answered, in minutes.
+    pub expiry_minutes: u64,
+    /// Where the login leads (carried by the forms, see [`PasswordPage::return_to`]).
+    pub return_to: String,
     pub error: Option<String>,
 }
 
@@ -135,7 +155,10 @@ pub struct SignedInPage {
     /// How the second step was done (one of `t.two_step_*`).
     pub two_step: String,
     pub login_at: String,
+    /// The absolute end of the login.
     pub expires_at: String,
+    /// The idle timeout, in words.
+    pub idle_line: String,
     /// Link to the passkeys page.
     pub passkeys: bool,
     /// Came here at the end of a login started on the portal: the last step is shown.
@@ -149,6 +172,8 @@ pub struct DeviceRow {
     pub name: String,
     pub created: String,
     pub last_used: String,
+    /// When the registration lapses (the second step is asked again).
+    pub expires: String,
     pub browser: String,
     /// The device cookie of this very browser.
     pub current: bool,
@@ -303,11 +328,34 @@ impl PasswordPage {
         self.error.is_some() && self.error_fields.contains(&field)
     }
 
+    /// Does `field` get the focus: the first field in error, else the first field to fill.
+    pub fn focus(&self, field: &str) -> bool {
+        let shown = |f: &str| match f {
+            "password" => !self.password_known,
+            "code" => self.with_code,
+            "device_name" => self.offer_trust,
+            _ => false,
+        };
+        let mut fields = ["password", "code", "device_name"]
+            .into_iter()
+            .filter(|f| shown(f));
+        let first = fields
+            .clone()
+            .find(|f| self.invalid(f))
+            .or_else(|| fields.next());
+        first == Some(field)
+    }
+
+    /// "The code is valid for N minutes."
+    pub fn code_validity(&self) -> String {
+        self.t.code_valid_for(self.code_minutes)
+    }
+
     pub fn page_heading(&self) -> &str {
-        if self.with_code {
-            self.t.pw_code_heading
-        } else {
-            self.t.pw_heading
+        match (self.with_code, self.password_known) {
+            (true, true) => self.t.code_only_heading,
+            (true, false) => self.t.pw_code_heading,
+            _ => self.t.pw_heading,
         }
     }
 }
@@ -315,6 +363,10 @@ impl PasswordPage {
 impl WaitingPage {
     pub fn page_heading(&self) -> &str {
         self.t.wait_heading
+    }
+
+    pub fn expiry_line(&self) -> String {
+        self.t.wait_expiry_line(self.expiry_minutes)
     }
 }
 
@@ -374,6 +426,8 @@ mod tests {
             error: Some(EVIL.into()),
             passkeys: true,
             step_up: true,
+            signed_in_as: Some(EVIL.into()),
+            recovery_url: Some("/forgot".into()),
         }
     }
 
@@ -398,6 +452,12 @@ mod tests {
             error_fields: &["password", "code"],
             app_approved: !with_code,
             password_known: false,
+            return_to: "/app?x=1".into(),
+            risk_reason: false,
+            trust_checked: true,
+            device_name: EVIL.into(),
+            code_minutes: 5,
+            help_url: Some("/help".into()),
         }
     }
 
@@ -413,7 +473,8 @@ mod tests {
             user_id: "alice".into(),
             number: "42".into(),
             poll_url: "/_nidan/api/login/FLOW123".into(),
-            refresh_seconds: 5,
+            expiry_minutes: 2,
+            return_to: "/app?x=1".into(),
             error: Some(EVIL.into()),
         }
     }
@@ -433,6 +494,7 @@ mod tests {
             two_step: texts(lang).two_step_app.into(),
             login_at: "2026-05-01 10:00".into(),
             expires_at: "2026-05-01 22:00".into(),
+            idle_line: texts(lang).idle_line(30),
             passkeys: true,
             just_signed_in: false,
         }
@@ -452,6 +514,7 @@ mod tests {
                     name: EVIL.into(),
                     created: "2026-04-01".into(),
                     last_used: "2026-05-01".into(),
+                    expires: "2026-05-31".into(),
                     browser: EVIL.into(),
                     current: true,
                 },
@@ -460,6 +523,7 @@ mod tests {
                     name: "Work PC".into(),
                     created: "2026-03-01".into(),
                     last_used: "2026-03-02".into(),
+                    expires: "2026-03-31".into(),
                     browser: "Firefox on Linux".into(),
                     current: false,
                 },
@@ -712,11 +776,8 @@ mod tests {
                     1,
                     "{name}"
                 );
-                assert_eq!(
-                    html.contains("http-equiv=\"refresh\""),
-                    name == "waiting",
-                    "{name}"
-                );
+                // No page reloads itself (axe `meta-refresh`): the waiting page has a button.
+                assert!(!html.contains("http-equiv=\"refresh\""), "{name}");
             }
             let mut no_passkeys = id_page(lang);
             no_passkeys.passkeys = false;
@@ -725,9 +786,8 @@ mod tests {
             let html = id_page(lang).render().unwrap();
             assert!(html.contains("id=\"nidan-passkey-login\"") && html.contains(" hidden>"));
             let w = waiting_page(lang).render().unwrap();
-            // The reload only without JavaScript: with it, the page polls.
-            assert!(w.contains("<noscript><meta http-equiv=\"refresh\" content=\"5\"></noscript>"));
-            assert_eq!(w.matches("http-equiv=\"refresh\"").count(), 1);
+            // Without JavaScript the user moves on with a button; with it, the page polls.
+            assert!(w.contains("class=\"button primary\" href=\"/_nidan/login/FLOW123\""));
             assert!(w.contains("data-poll=\"/_nidan/api/login/FLOW123\""));
             assert!(w.contains(">42<"));
             assert!(w.contains("action=\"/_nidan/login/FLOW123/use-code\""));
@@ -916,6 +976,53 @@ mod tests {
             let mut page = message_page(lang);
             page.hints.clear();
             assert!(!page.render().unwrap().contains("hints"));
+        }
+    }
+
+    #[test]
+    fn id_page_offers_passkey_autofill_help_and_says_who_is_logged_in() {
+        for lang in LANGS {
+            let t = texts(lang);
+            let html = id_page(lang).render().unwrap();
+            assert!(html.contains("autocomplete=\"username webauthn\""));
+            assert!(html.contains(&format!("<a href=\"/forgot\">{}</a>", t.forgot_link)));
+            assert!(
+                html.contains("href=\"/_nidan/\""),
+                "a way back to the portal"
+            );
+            let mut plain = id_page(lang);
+            plain.passkeys = false;
+            plain.recovery_url = None;
+            plain.signed_in_as = None;
+            let html = plain.render().unwrap();
+            assert!(html.contains("autocomplete=\"username\""));
+            assert!(!html.contains(t.forgot_link) && !html.contains(t.link_account));
+        }
+    }
+
+    #[test]
+    fn the_code_page_says_why_how_long_and_focuses_what_to_fix() {
+        for lang in LANGS {
+            let t = texts(lang);
+            let mut page = password_page(lang, true, true);
+            page.risk_reason = true;
+            page.error_fields = &["device_name"];
+            let html = page.render().unwrap();
+            assert!(html.contains(t.notice_risk_step_up));
+            assert!(html.contains(&t.code_valid_for(5)));
+            assert_eq!(html.matches(" autofocus").count(), 1);
+            assert!(
+                html.contains("id=\"device_name\" name=\"device_name\" value=\"&#60;script")
+                    || html.contains("value=\"&lt;script")
+            );
+            assert!(page.focus("device_name") && !page.focus("password"));
+            // A step-up: no password field, the heading asks for the code only.
+            page.password_known = true;
+            page.error = None;
+            let html = page.render().unwrap();
+            assert!(!html.contains("name=\"password\""));
+            assert!(html.contains(&format!("<h1>{}</h1>", t.code_only_heading)));
+            assert!(page.focus("code"));
         }
     }
 

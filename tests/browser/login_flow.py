@@ -75,8 +75,12 @@ try:
     seen["destination"] = drv.find_element(By.CSS_SELECTOR, ".dest").text
     drv.find_element(By.ID, "password").send_keys("test-password-1")
     drv.find_element(By.ID, "code").send_keys(code)
-    drv.find_element(By.ID, "trust_device").click()
-    drv.find_element(By.ID, "device_name").send_keys("Chromium のテスト")
+    # Ticked by default (the seed), with the browser's description as a name to change.
+    seen["trust_ticked"] = drv.find_element(By.ID, "trust_device").is_selected()
+    name = drv.find_element(By.ID, "device_name")
+    seen["name_suggested"] = name.get_attribute("value")
+    name.clear()
+    name.send_keys("Chromium のテスト")
     drv.save_screenshot(f"{shots}/2-password-code-phone.png")
     submit(drv)
     wait_until(drv, "the return address", lambda d: d.current_url.endswith("/app/page?x=1"))

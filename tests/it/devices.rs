@@ -1115,9 +1115,10 @@ async fn the_devices_page_forms_need_csrf() {
     .await;
     assert_eq!(s, 403, "cross-site");
     assert_eq!(devices_of(&a).await[0]["name"], "My laptop", "unchanged");
+    // Post/Redirect/Get: the list, fetched again, shows the new name.
     let (s, body) = post(rename, vec![name(), ("csrf", csrf.clone())], None).await;
-    assert_eq!(s, 200, "{body}");
-    assert!(body.contains("Renamed laptop"), "{body}");
+    assert_eq!(s, 303, "{body}");
+    assert!(page(&a).await.contains("Renamed laptop"));
     assert_eq!(devices_of(&a).await[0]["name"], "Renamed laptop");
     // Remove all, by form.
     let (s, _) = post("/_nidan/devices/delete-all".into(), vec![], None).await;
@@ -1129,7 +1130,7 @@ async fn the_devices_page_forms_need_csrf() {
         None,
     )
     .await;
-    assert_eq!(s, 200);
+    assert_eq!(s, 303);
     assert_eq!(devices_of(&a).await.len(), 0);
     assert_eq!(
         step_with_device(&gw, "hanako", &token).await,

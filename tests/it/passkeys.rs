@@ -580,7 +580,8 @@ async fn registering_a_passkey_is_mailed_and_removing_one_is_confirmed() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/_nidan/passkeys?m=removed");
     let (_, v) = api.get("/passkeys").await;
     assert!(v["passkeys"].as_array().unwrap().is_empty());
 }

@@ -10,6 +10,7 @@ use crate::common;
 use std::process::Command;
 use std::sync::Arc;
 
+use common::audit::{FIREFOX, client_from, jar};
 use common::*;
 use serde_json::{Value, json};
 
@@ -124,8 +125,10 @@ async fn waits_are_said_in_minutes_with_the_other_ways_in() {
     );
     assert!(!html.contains("seconds"), "{html}");
     assert!(html.contains("Other ways to log in"), "{html}");
-    assert!(html.contains("Log in with a passkey"), "{html}");
     assert!(html.contains("trusted device"), "{html}");
+    // Only ways that work now: hanako has no passkey, and email spends the same budget.
+    assert!(!html.contains("Log in with a passkey"), "{html}");
+    assert!(!html.contains("registered email address"), "{html}");
 
     // In Japanese, 「約N分後」.
     let r = api
@@ -277,7 +280,7 @@ async fn removals_are_confirmed_first() {
     assert_eq!(list["devices"].as_array().unwrap().len(), 1);
     let csrf = hidden(&html, "csrf").unwrap();
     let r = post_form(&api, &confirm_url, &[("csrf", &csrf)]).await;
-    assert_eq!(r.status(), 200);
+    assert_eq!(r.status(), 303);
     let (_, list) = api.get("/devices").await;
     assert!(list["devices"].as_array().unwrap().is_empty());
     // An unknown device: said so, nothing asked.
@@ -482,4 +485,409 @@ fn a_pale_primary_colour_is_refused_with_its_place() {
     assert!(err.contains("footer_links[0].url"), "{err}");
     assert!(err.contains("nidan.yaml:8:"), "{err}");
     assert!(err.contains("portal.time_zone"), "{err}");
+}
+
+/// An HTML login as far as the password page: the flow's URL and the CSRF token.
+async fn to_password_page(api: &Api<'_>, id: &str, rd: &str) -> (String, String) {
+    let (_, html) = page(api, "/_nidan/login").await;
+    let csrf = hidden(&html, "csrf").unwrap();
+    let r = post_form(
+        api,
+        "/_nidan/login",
+        &[("id", id), ("rd", rd), ("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    (r.headers()["location"].to_str().unwrap().to_owned(), csrf)
+}
+
+/// The `<input …>` tag whose `id` is `id`.
+fn input<'h>(html: &'h str, id: &str) -> &'h str {
+    let at = html
+        .find(&format!(" id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no input {id}: {html}"));
+    let start = html[..at].rfind("<input").unwrap();
+    let end = html[start..].find('>').unwrap() + start;
+    &html[start..end]
+}
+
+#[tokio::test]
+async fn the_trust_choice_survives_every_error() {
+    let gw = Gateway::start();
+    let api = browser_with(&gw, &[]);
+    let (flow, csrf) = to_password_page(&api, "hanako", "/wiki").await;
+    // As the seed has it: ticked, with a name to keep or change; focus on the password.
+    let (_, html) = page(&api, &flow).await;
+    assert!(input(&html, "trust_device").contains(" checked"), "{html}");
+    assert!(input(&html, "device_name").contains("value=\"Unknown browser\""));
+    assert!(input(&html, "password").contains(" autofocus"));
+    assert_eq!(html.matches(" autofocus").count(), 1, "{html}");
+    // The code's validity is on the page.
+    assert!(html.contains("valid for 5 minutes"), "{html}");
+    // "Send the code again" at once: a notice after a redirect, not a red error.
+    let r = post_form(&api, &format!("{flow}/resend"), &[("csrf", &csrf)]).await;
+    assert_eq!(r.status(), 303);
+    let to = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(to.contains("m=cooldown&s="), "{to}");
+    let (_, cooled) = page(&api, &to).await;
+    assert!(
+        cooled.contains("<p class=\"notice\" role=\"status\">You can"),
+        "{cooled}"
+    );
+    assert!(!cooled.contains("class=\"error\""), "{cooled}");
+    let code = gw.last_code("hanako");
+    // A wrong code: the tick and the name stay, the password and code are cleared.
+    let r = post_form(
+        &api,
+        &flow,
+        &[
+            ("password", PASSWORD),
+            ("code", "000000"),
+            ("trust_device", "1"),
+            ("device_name", "Work PC"),
+            ("csrf", &csrf),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 401);
+    let html = r.text().await.unwrap();
+    assert!(input(&html, "trust_device").contains(" checked"), "{html}");
+    assert!(input(&html, "device_name").contains("value=\"Work PC\""));
+    assert!(!input(&html, "password").contains("value="));
+    assert!(!input(&html, "code").contains("value="));
+    // The "enter a device name" error: still ticked, the focus on the name.
+    let r = post_form(
+        &api,
+        &flow,
+        &[
+            ("password", PASSWORD),
+            ("code", &code),
+            ("trust_device", "1"),
+            ("device_name", " "),
+            ("csrf", &csrf),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let html = r.text().await.unwrap();
+    assert!(input(&html, "trust_device").contains(" checked"), "{html}");
+    let name = input(&html, "device_name");
+    assert!(
+        name.contains(" autofocus") && name.contains("aria-invalid"),
+        "{name}"
+    );
+    assert_eq!(html.matches(" autofocus").count(), 1, "{html}");
+    // Unticked by the user: stays unticked after an error.
+    let r = post_form(
+        &api,
+        &flow,
+        &[
+            ("password", "wrong"),
+            ("code", &code),
+            ("device_name", "Work PC"),
+            ("csrf", &csrf),
+        ],
+    )
+    .await;
+    let html = r.text().await.unwrap();
+    assert!(!input(&html, "trust_device").contains(" checked"), "{html}");
+    // Fixing only the name registers the browser.
+    let r = post_form(
+        &api,
+        &flow,
+        &[
+            ("password", PASSWORD),
+            ("code", &gw.last_code("hanako")),
+            ("trust_device", "1"),
+            ("device_name", "Work PC"),
+            ("csrf", &csrf),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    let (_, list) = api.get("/devices").await;
+    assert_eq!(list["devices"][0]["name"], "Work PC", "{list}");
+}
+
+#[tokio::test]
+async fn a_code_asked_by_the_risk_engine_says_why() {
+    let gw = Gateway::builder()
+        .set("risk", "{ watch_networks: [\"127.0.0.7/32\"] }")
+        .start();
+    let why = "To keep your account safe";
+    let j = jar();
+    let watched = Api {
+        gw: &gw,
+        http: client_from("127.0.0.7", &j, FIREFOX),
+    };
+    // taro has 2-step off: the code comes from the risk engine, and the page says so.
+    let (flow, _) = to_password_page(&watched, "taro", "/").await;
+    let (_, html) = page(&watched, &flow).await;
+    assert!(html.contains("name=\"code\""), "{html}");
+    assert!(html.contains(why), "{html}");
+    // hanako's code comes from her own setting: no risk reason.
+    let (flow, _) = to_password_page(&watched, "hanako", "/").await;
+    let (_, html) = page(&watched, &flow).await;
+    assert!(!html.contains(why), "{html}");
+    // An unknown ID answers like a typical user (most have 2-step on): no reason either.
+    let (flow, _) = to_password_page(&watched, "nobody-here", "/").await;
+    let (_, html) = page(&watched, &flow).await;
+    assert!(
+        html.contains("name=\"code\"") && !html.contains(why),
+        "{html}"
+    );
+    // In Japanese too.
+    let (flow, _) = to_password_page(&watched, "taro", "/").await;
+    let (_, html) = page(&watched, &format!("{flow}?lang=ja")).await;
+    assert!(html.contains("安全にご利用いただくため"), "{html}");
+}
+
+#[tokio::test]
+async fn a_step_up_asks_only_for_the_code_and_sends_it_at_once() {
+    let gw = Gateway::start();
+    let api = browser_with(&gw, &[]);
+    api.login("taro").await;
+    let sent = gw.codes_sent("taro");
+    let r = api
+        .http
+        .get(gw.url("/admin/report"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    let login = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(login.contains("step_up=1"), "{login}");
+    // No "Next" on a page showing the user's own ID: the code is sent at once.
+    let r = api.http.get(gw.url(&login)).send().await.unwrap();
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    let flow = r.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(gw.codes_sent("taro"), sent + 1);
+    let (_, html) = page(&api, &flow).await;
+    assert!(html.contains("<h1>Enter your security code</h1>"), "{html}");
+    assert!(!html.contains("name=\"password\""), "{html}");
+    assert!(!html.contains("password and"), "{html}");
+    assert!(input(&html, "code").contains(" autofocus"), "{html}");
+    let csrf = hidden(&html, "csrf").unwrap();
+    let r = post_form(
+        &api,
+        &flow,
+        &[
+            ("code", &gw.last_code("taro")),
+            ("device_name", "Office"),
+            ("csrf", &csrf),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/admin/report");
+    // Sent here by another site: the page asks first (nothing is sent by a link elsewhere).
+    let other = browser_with(&gw, &[]);
+    other.login("taro").await;
+    let sent = gw.codes_sent("taro");
+    let r = other
+        .http
+        .get(gw.url(&login))
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Nor by a prefetch or a HEAD.
+    let r = other
+        .http
+        .get(gw.url(&login))
+        .header("sec-purpose", "prefetch")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = other.http.head(gw.url(&login)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(gw.codes_sent("taro"), sent);
+}
+
+#[tokio::test]
+async fn methods_have_human_names_and_lists_one_column_name() {
+    let gw = Gateway::start();
+    let api = browser_with(&gw, &[]);
+    api.login("hanako").await;
+    let (_, html) = page(&api, "/_nidan/sessions").await;
+    assert!(
+        html.contains("Confirmed with a security code by SMS"),
+        "{html}"
+    );
+    assert!(!html.contains("password+"), "{html}");
+    let (_, html) = page(&api, "/_nidan/sessions?lang=ja").await;
+    assert!(html.contains("SMSのセキュリティコードで確認済み"), "{html}");
+    assert!(html.contains("<dt>最終利用日時</dt>"), "{html}");
+    assert!(!html.contains("<dt>最終利用</dt>"), "{html}");
+    // The signed-in page: the absolute deadline, the idle timeout said as one.
+    let (_, html) = page(&api, "/_nidan/?lang=en").await;
+    assert!(
+        html.contains("logged out automatically after 30 minutes"),
+        "{html}"
+    );
+}
+
+#[tokio::test]
+async fn help_and_ways_out_on_every_page() {
+    let gw = Gateway::builder()
+        .set("portal.help_url", "/public/help")
+        .set("portal.account_url", "https://id.example.com/account")
+        .set("portal.recovery_url", "/public/help#forgot")
+        .start();
+    let api = browser_with(&gw, &[]);
+    let (_, html) = page(&api, "/_nidan/login").await;
+    let csrf = hidden(&html, "csrf").unwrap();
+    assert!(
+        html.contains("<a href=\"/public/help#forgot\">Forgot your ID or password?</a>"),
+        "{html}"
+    );
+    for (href, label) in [
+        ("/public/help", "Help"),
+        ("https://id.example.com/account", "Your account"),
+    ] {
+        assert!(
+            html.contains(&format!("<li><a href=\"{href}\">{label}</a></li>")),
+            "{html}"
+        );
+    }
+    // The code page's help box links to the help page.
+    let (flow, _) = to_password_page(&api, "hanako", "/").await;
+    let (_, html) = page(&api, &flow).await;
+    assert!(
+        html.contains("<p><a href=\"/public/help\">Help</a></p>"),
+        "{html}"
+    );
+    // The not-found page has a way out.
+    let (s, html) = page(&api, "/_nidan/nowhere").await;
+    assert_eq!(s, 404);
+    assert!(html.contains("href=\"/_nidan/\""), "{html}");
+    // A login that expired starts again towards where it was going.
+    let r = post_form(
+        &api,
+        "/_nidan/login/no-such-flow",
+        &[("password", "x"), ("rd", "/wiki/page?a=1"), ("csrf", &csrf)],
+    )
+    .await;
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("href=\"/_nidan/login?rd=%2Fwiki%2Fpage%3Fa%3D1\""),
+        "{html}"
+    );
+    // The login page seen by someone logged in says who.
+    api.login("taro").await;
+    let (_, html) = page(&api, "/_nidan/login").await;
+    assert!(
+        html.contains("logged in with the ID &#34;taro&#34;")
+            || html.contains("logged in with the ID &quot;taro&quot;"),
+        "{html}"
+    );
+    // Without the settings: no footer, no forgot link.
+    let bare = Gateway::start();
+    let api = browser_with(&bare, &[]);
+    let (_, html) = page(&api, "/_nidan/login").await;
+    assert!(
+        !html.contains("<footer") && !html.contains("Forgot"),
+        "{html}"
+    );
+}
+
+#[tokio::test]
+async fn changes_redirect_so_a_reload_never_posts_again() {
+    let gw = Gateway::start();
+    let api = browser_with(&gw, &[]);
+    let (_, v) = api.start("hanako").await;
+    api.complete(
+        v["flow"].as_str().unwrap(),
+        json!({"password": PASSWORD, "code": gw.last_code("hanako"), "trust_device": true, "device_name": "Home"}),
+    )
+    .await;
+    let (_, list) = api.get("/devices").await;
+    let id = list["devices"][0]["id"].as_str().unwrap().to_owned();
+    let (_, html) = page(&api, "/_nidan/devices").await;
+    let csrf = hidden(&html, "csrf").unwrap();
+    let r = post_form(
+        &api,
+        &format!("/_nidan/devices/{id}/rename"),
+        &[("name", "Office"), ("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/_nidan/devices?m=renamed");
+    let (_, html) = page(&api, "/_nidan/devices?m=renamed").await;
+    assert!(html.contains("The device was renamed."), "{html}");
+    // Each device says until when it is registered.
+    assert!(html.contains("<dt>Registered until</dt><dd>20"), "{html}");
+    let r = post_form(
+        &api,
+        &format!("/_nidan/devices/{id}/delete"),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/_nidan/devices?m=removed");
+    // Another browser, logged out from here.
+    let other = browser_with(&gw, &[]);
+    other.login("hanako").await;
+    let (_, sessions) = api.get("/sessions").await;
+    let handle = sessions["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["current"] == false)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = post_form(
+        &api,
+        &format!("/_nidan/sessions/{handle}/delete"),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/_nidan/sessions?m=ended");
+    let (_, html) = page(&api, "/_nidan/sessions?m=ended").await;
+    assert!(html.contains("That browser is logged out."), "{html}");
+}
+
+#[tokio::test]
+async fn notice_mails_say_when() {
+    let gw = Gateway::builder()
+        .set("portal.time_zone", "Asia/Tokyo")
+        .start();
+    let api = browser_with(&gw, &[]);
+    let (_, v) = api.start("hanako").await;
+    api.complete(
+        v["flow"].as_str().unwrap(),
+        json!({"password": PASSWORD, "code": gw.last_code("hanako"), "trust_device": true, "device_name": "Home"}),
+    )
+    .await;
+    let mail = wait_for(&gw, |m| {
+        m["channel"] == "email" && m["subject"].as_str().unwrap().contains("trusted device")
+    });
+    let body = mail["body"].as_str().unwrap();
+    let first = body.lines().next().unwrap();
+    assert!(
+        first.starts_with("Date and time: 20") && first.ends_with(" JST"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn the_first_page_after_the_login_is_readable() {
+    let gw = Gateway::start();
+    let api = browser_with(&gw, &[]);
+    api.login("taro").await;
+    let (s, html) = page(&api, "/wiki").await;
+    assert_eq!(s, 200);
+    assert!(html.contains("<html lang=\"en\">"), "{html}");
+    assert!(
+        html.contains("<main>") && html.contains("name=\"viewport\""),
+        "{html}"
+    );
+    assert!(html.contains("(Taro Yamada)"), "{html}");
+    assert!(html.contains("href=\"/_nidan/\""), "{html}");
 }

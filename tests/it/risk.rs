@@ -105,7 +105,7 @@ async fn first_login_learns_then_new_browser_and_network_need_a_code() {
         let mail = gw.outbox().into_iter().find(|m| {
             m["user"] == "taro"
                 && m["channel"] == "email"
-                && m["subject"].as_str().unwrap().contains("New sign-in")
+                && m["subject"].as_str().unwrap().contains("New login")
         });
         if let Some(m) = mail {
             assert_eq!(m["to"], "taro@example.com");

@@ -1,4 +1,4 @@
-//! "Where you are signed in" through the real binary: a user lists their sessions (browser,
+//! "Where you are logged in" through the real binary: a user lists their sessions (browser,
 //! address, times, how), ends one or all others, and the ended sessions stop working at once;
 //! the handles open nothing and reach no one else's session; ending needs a recent login and
 //! a same-site request; the page works without JavaScript.
@@ -126,7 +126,7 @@ async fn a_user_sees_their_sessions_and_ends_them_at_once() {
     assert_eq!(status(&b, &gw, "/wiki").await, 401);
     assert_eq!(status(&b, &gw, "/_nidan/api/me").await, 401);
     assert_eq!(sessions(&a, &gw).await.len(), 2);
-    // "Sign out everywhere else": C goes, A stays.
+    // "Log out everywhere else": C goes, A stays.
     let (s, v) = delete(&a, &gw, "/sessions").await;
     assert_eq!((s, v["ended"].as_u64()), (200, Some(1)), "{v}");
     assert_eq!(status(&c, &gw, "/wiki").await, 401);
@@ -180,8 +180,8 @@ async fn the_page_lists_and_ends_sessions_without_javascript() {
         .text()
         .await
         .unwrap();
-    assert!(page.contains("Where you are signed in"), "{page}");
-    assert!(page.contains("Sign out everywhere else"), "{page}");
+    assert!(page.contains("Where you are logged in"), "{page}");
+    assert!(page.contains("Log out everywhere else"), "{page}");
     // One "Sign out" form: for the other browser, not this one.
     let action = "/sessions/";
     let forms: Vec<&str> = page
@@ -213,13 +213,19 @@ async fn the_page_lists_and_ends_sessions_without_javascript() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 200);
-    assert!(
-        r.text()
-            .await
-            .unwrap()
-            .contains("That browser is signed out.")
-    );
+    // Post/Redirect/Get: the list says what was done.
+    assert_eq!(r.status(), 303);
+    let to = r.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(to, "/_nidan/sessions?m=ended");
+    let done = a
+        .get(gw.url(&to))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(done.contains("That browser is logged out."), "{done}");
     assert_eq!(status(&b, &gw, "/wiki").await, 401);
     assert_eq!(status(&a, &gw, "/wiki").await, 200);
 }
@@ -254,7 +260,7 @@ async fn the_list_shows_no_markup_and_no_token() {
         .text()
         .await
         .unwrap();
-    assert!(page.contains("Where you are signed in"), "{page}");
+    assert!(page.contains("Where you are logged in"), "{page}");
     assert!(!page.contains("<script>alert"), "{page}");
     assert!(!page.contains("<img src=x"), "{page}");
     let api = get("/_nidan/api/sessions")
@@ -621,8 +627,8 @@ async fn the_page_offers_both_choices_and_says_what_each_does() {
     };
     let page = get("/_nidan/sessions?lang=en").await;
     for text in [
-        "Sign out everywhere else",
-        "Sign out other browsers",
+        "Log out everywhere else",
+        "Log out other browsers",
         "Trusted devices and app passwords keep working",
         "Also forget trusted devices and app passwords",
         "forgets every trusted device",
@@ -637,10 +643,10 @@ async fn the_page_offers_both_choices_and_says_what_each_does() {
     ] {
         assert!(ja.contains(text), "{text:?} is not on the page: {ja}");
     }
-    // "Sign out other browsers": a confirmation page, then the other browser only.
+    // "Log out other browsers": a confirmation page, then the other browser only.
     let confirm = get("/_nidan/sessions/delete-others?lang=en").await;
     assert!(
-        confirm.contains("Sign out every other browser?"),
+        confirm.contains("Log out every other browser?"),
         "{confirm}"
     );
     assert!(
@@ -650,10 +656,11 @@ async fn the_page_offers_both_choices_and_says_what_each_does() {
     let csrf = csrf_of(&confirm).unwrap();
     let post = |path: &str, csrf: &str| owner.post(gw.url(path)).form(&[("csrf", csrf)]).send();
     let r = post("/_nidan/sessions/delete-others", &csrf).await.unwrap();
-    assert_eq!(r.status(), 200);
-    let done = r.text().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let to = r.headers()["location"].to_str().unwrap().to_owned();
+    let done = get(&format!("{to}&lang=en")).await;
     assert!(
-        done.contains("Every other browser is signed out."),
+        done.contains("Every other browser is logged out."),
         "{done}"
     );
     assert_eq!(status(&other, &gw, "/wiki").await, 401);
@@ -678,8 +685,9 @@ async fn the_page_offers_both_choices_and_says_what_each_does() {
     assert_eq!(status(&third, &gw, "/wiki").await, 200);
     assert_eq!(step_with_device(&gw, "hanako", &device).await, "password");
     let r = post(action, &csrf).await.unwrap();
-    assert_eq!(r.status(), 200);
-    let done = r.text().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let to = r.headers()["location"].to_str().unwrap().to_owned();
+    let done = get(&format!("{to}&lang=en")).await;
     assert!(
         done.contains("every trusted device and app password is forgotten"),
         "{done}"

@@ -179,11 +179,50 @@
   }
 
   var login = document.getElementById("nidan-passkey-login");
+  // Passkey autofill (conditional mediation): the ID field (autocomplete="username
+  // webauthn") offers the browser's passkeys; the button asks explicitly. Only one request
+  // can be open, so the button first cancels the autofill one.
+  var pending = null;
+  function conditional() {
+    var PKC = window.PublicKeyCredential;
+    if (!PKC.isConditionalMediationAvailable || !window.AbortController) { return; }
+    PKC.isConditionalMediationAvailable().then(function (ok) {
+      if (!ok) { return; }
+      pending = new AbortController();
+      var signal = pending.signal;
+      post(login.getAttribute("data-start"), { return_to: login.getAttribute("data-rd") || "/" })
+        .then(function (o) {
+          return navigator.credentials.get({
+            mediation: "conditional",
+            signal: signal,
+            publicKey: {
+              challenge: toBuffer(o.challenge),
+              rpId: o.rpId,
+              timeout: o.timeout,
+              userVerification: o.userVerification,
+              allowCredentials: []
+            }
+          });
+        })
+        .then(function (cred) {
+          if (!cred) { throw new Error("no credential"); }
+          return post(login.getAttribute("data-finish"), { credential: credentialJson(cred) });
+        })
+        .then(function (data) { window.location.assign(data.redirect || "/"); })
+        .catch(function (e) {
+          if (!signal.aborted && e && e.name !== "AbortError") {
+            showError(login, login.getAttribute("data-error"));
+          }
+        });
+    }).catch(function () { /* the button still works */ });
+  }
   if (login) {
     var button = login.querySelector("button");
     login.hidden = false;
+    conditional();
     button.addEventListener("click", function () {
       button.disabled = true;
+      if (pending) { pending.abort(); pending = null; }
       post(login.getAttribute("data-start"), { return_to: login.getAttribute("data-rd") || "/" })
         .then(function (o) {
           return navigator.credentials.get({
