@@ -21,6 +21,7 @@ mod exemptions;
 mod explain;
 mod failfast;
 mod forward_auth;
+mod ldap;
 mod login;
 mod login_service;
 mod openapi;

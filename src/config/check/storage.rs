@@ -182,6 +182,7 @@ impl Checker<'_> {
                 None | Some(file::OnPhoneLossFile::Disable) => OnPhoneLoss::Disable,
                 Some(file::OnPhoneLossFile::SwitchToEmail) => OnPhoneLoss::SwitchToEmail,
             },
+            ldap: u.ldap.and_then(|l| self.ldap(l)),
         }
     }
 }
