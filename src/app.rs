@@ -69,7 +69,7 @@ impl App {
     pub async fn build(cfg: Config) -> Result<Arc<Self>, StartError> {
         let cfg = Arc::new(cfg);
         let store = Store::connect(&cfg.storage).await?;
-        let users = Directory::load(&cfg.users.file)?;
+        let users = Directory::open(&cfg.users)?;
         let hashers = if cfg.login_limits.max_concurrent_hashes == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
         } else {

@@ -2,6 +2,7 @@
 //! swapped atomically when that file changes (a bad edit keeps the previous directory).
 
 pub mod file;
+pub mod ldap;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -145,9 +146,38 @@ pub struct Directory {
     path: PathBuf,
     users: ArcSwap<HashMap<String, Arc<User>>>,
     modified: Mutex<Option<SystemTime>>,
+    /// `users.ldap`: the users come from this server; the users file is not read.
+    ldap: Option<ldap::LdapDirectory>,
+    /// LDAP users as last looked up, for the readers that cannot wait for a look-up (admin
+    /// API, phone chores): kept as long as the look-up cache keeps them.
+    resolved: moka::sync::Cache<String, Arc<User>>,
 }
 
+/// A user could not be looked up: the directory did not answer. Deciding callers answer 503
+/// (SECURITY 36), never "no such user".
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("the user directory could not be read: {0}")]
+pub struct LookupError(pub String);
+
 impl Directory {
+    /// Reads the users file, or connects nothing yet for `users.ldap` (connections are made
+    /// on first use); an invalid file is an error (nidan refuses to start on it).
+    pub fn open(cfg: &crate::config::UsersSource) -> Result<Self, ConfigErrors> {
+        let Some(l) = &cfg.ldap else {
+            return Self::load(&cfg.file);
+        };
+        Ok(Self {
+            path: cfg.file.clone(),
+            users: ArcSwap::from_pointee(HashMap::new()),
+            modified: Mutex::new(None),
+            resolved: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(l.cache_ttl.max(std::time::Duration::from_secs(1)))
+                .build(),
+            ldap: Some(ldap::LdapDirectory::new(l.clone())),
+        })
+    }
+
     /// Reads the users file; an invalid file is an error (nidan refuses to start on it).
     pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
         let modified = mtime(path);
@@ -156,15 +186,50 @@ impl Directory {
             path: path.to_path_buf(),
             users: ArcSwap::from_pointee(index(users)),
             modified: Mutex::new(modified),
+            ldap: None,
+            resolved: moka::sync::Cache::new(0),
         })
     }
 
+    /// The LDAP directory, when the users come from one.
+    pub fn ldap(&self) -> Option<&ldap::LdapDirectory> {
+        self.ldap.as_ref()
+    }
+
+    /// The user behind an ID as the directory says now: the users file, or an LDAP look-up
+    /// (cached briefly). An error when the directory could not be asked.
+    pub async fn lookup(&self, id: &str) -> Result<Option<Arc<User>>, LookupError> {
+        let Some(l) = &self.ldap else {
+            return Ok(self.get(id));
+        };
+        match l.lookup(id).await {
+            Ok(Some(u)) => {
+                let user = Arc::new(from_ldap(&u));
+                self.resolved.insert(user.id.clone(), user.clone());
+                Ok(Some(user))
+            }
+            Ok(None) => {
+                self.resolved.invalidate(id);
+                Ok(None)
+            }
+            Err(e) => Err(LookupError(e.0)),
+        }
+    }
+
+    /// The user behind an ID without asking a server: the users file, or the LDAP user as
+    /// last looked up (`None` once that look-up expired).
     pub fn get(&self, id: &str) -> Option<Arc<User>> {
+        if self.ldap.is_some() {
+            return self.resolved.get(id);
+        }
         self.users.load().get(id).cloned()
     }
 
-    /// Every user in the directory now.
+    /// Every user in the users file now (LDAP: the users looked up lately).
     pub fn all(&self) -> Vec<Arc<User>> {
+        if self.ldap.is_some() {
+            return self.resolved.iter().map(|(_, u)| u).collect();
+        }
         self.users.load().values().cloned().collect()
     }
 
@@ -177,7 +242,8 @@ impl Directory {
     }
 
     /// Re-reads the file when its modification time changed. Returns the previous and new
-    /// directories when a reload happened, so callers can react to what changed.
+    /// directories when a reload happened, so callers can react to what changed. Never
+    /// with LDAP (no file).
     #[allow(clippy::type_complexity)]
     pub fn reload_if_changed(
         &self,
@@ -188,6 +254,9 @@ impl Directory {
         )>,
         ConfigErrors,
     > {
+        if self.ldap.is_some() {
+            return Ok(None);
+        }
         let now = mtime(&self.path);
         {
             let Ok(mut seen) = self.modified.lock() else {
@@ -203,6 +272,23 @@ impl Directory {
         let new = Arc::new(index(users));
         let old = self.users.swap(new.clone());
         Ok(Some((old, new)))
+    }
+}
+
+/// nidan's view of an LDAP user: no password hash (the password is checked by a bind; an
+/// empty hash never verifies), the phone active, 2-step as configured by default.
+fn from_ldap(u: &ldap::LdapUser) -> User {
+    UserEntry {
+        id: u.id.clone(),
+        password_hash: String::new(),
+        name: u.name.clone(),
+        email: u.email.clone(),
+        phone: u.phone.clone(),
+        phone_status: PhoneStatus::Active,
+        groups: u.groups.clone(),
+        disabled: false,
+        two_step: None,
+        identity: std::sync::OnceLock::new(),
     }
 }
 
