@@ -7,6 +7,7 @@
 //! Built once by `App` with its collaborators; the edges and the login call its methods.
 
 mod credentials;
+pub mod new_password;
 mod phone;
 
 use std::collections::HashMap;
