@@ -43,6 +43,10 @@ impl Accounts {
     /// digest have made no session since the upgrade: nothing to do. False when the store
     /// could not be read (tried again at the next tick).
     pub async fn reconcile_credentials(&self) -> bool {
+        if self.users.ldap().is_some() {
+            // No users file: the stored digests are nidan's own (password changes).
+            return true;
+        }
         let stored = match self.store.credentials().await {
             Ok(s) => s,
             Err(e) => {

@@ -7,6 +7,7 @@
 //! Built once by `App` with its collaborators; the edges and the login call its methods.
 
 mod credentials;
+pub mod directory;
 pub mod new_password;
 mod phone;
 
@@ -96,15 +97,20 @@ impl Accounts {
 
     /// The user behind an ID, if they exist and may log in.
     pub fn active_user(&self, id: &str) -> Option<Arc<User>> {
-        if self.unrevoked.lock().map_or(true, |u| u.contains_key(id))
-            || self.unapplied.lock().map_or(true, |u| u.contains_key(id))
-        {
+        if self.refused_here(id) {
             return None;
         }
         self.users
             .get(id)
             .filter(|u| !u.disabled)
             .map(|u| self.phones.apply(u))
+    }
+
+    /// Whether this replica refuses the user until a revocation or credential change a store
+    /// error interrupted is done.
+    fn refused_here(&self, id: &str) -> bool {
+        self.unrevoked.lock().map_or(true, |u| u.contains_key(id))
+            || self.unapplied.lock().map_or(true, |u| u.contains_key(id))
     }
 
     /// A user's effective 2-step setting: their own choice if they made one, else the users

@@ -243,7 +243,13 @@ impl Authenticator {
         };
         match checked {
             Ok(Some(live)) => {
-                let user = self.accounts.active_user(&live.record.user_id)?;
+                let user = match self.accounts.user(&live.record.user_id).await {
+                    Ok(u) => u?,
+                    Err(e) => {
+                        tracing::error!(error = %e, "user directory unreadable: refusing");
+                        return Some(CallerState::Unavailable);
+                    }
+                };
                 let auth_time = Some(live.record.auth_time);
                 Some(CallerState::Known(user, live.record.proof, auth_time))
             }
@@ -264,7 +270,13 @@ impl Authenticator {
         {
             return CallerState::BadBasic;
         }
-        let user = self.accounts.active_user(id);
+        let user = match self.accounts.user(id).await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::error!(error = %e, "user directory unreadable: refusing");
+                return CallerState::Unavailable;
+            }
+        };
         let proof = match &user {
             Some(u) => match self.password_alone(route, u, FirstFactor::Password).await {
                 Ok(p) => p,
@@ -285,9 +297,8 @@ impl Authenticator {
         };
         let seen = self.basic_cache.epoch();
         let ok = match self
-            .login
-            .hasher
-            .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
+            .accounts
+            .check_password(&self.login.hasher, user.as_deref(), password)
             .await
         {
             Ok(ok) => ok,

@@ -50,8 +50,13 @@ impl Authenticator {
                 return CallerState::Unavailable;
             }
         };
-        let Some(user) = self.accounts.active_user(&rec.user_id) else {
-            return CallerState::BadBasic;
+        let user = match self.accounts.user(&rec.user_id).await {
+            Ok(Some(u)) => u,
+            Ok(None) => return CallerState::BadBasic,
+            Err(e) => {
+                tracing::error!(error = %e, "user directory unreadable: refusing");
+                return CallerState::Unavailable;
+            }
         };
         if basic_id.is_some_and(|id| id != user.id) {
             return CallerState::BadBasic;

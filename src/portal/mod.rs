@@ -195,10 +195,13 @@ impl<'a> Ctx<'a> {
         else {
             return Ok(None);
         };
-        Ok(self
+        let user = self
             .app
-            .active_user(&live.record.user_id)
-            .map(|user| (live, user)))
+            .accounts
+            .user(&live.record.user_id)
+            .await
+            .map_err(|e| tracing::error!(error = %e, "user directory unreadable"))?;
+        Ok(user.map(|user| (live, user)))
     }
 
     /// May this session add a factor that counts as a second step (a passkey, an enrolled

@@ -224,3 +224,154 @@ async fn users_change_their_own_password_where_the_server_allows_it() {
     );
     assert!(refusing.binds("bob", "bob-pass-1"));
 }
+
+/// A gateway whose users come from `s` (`users.ldap`, look-ups kept `cache_ttl`).
+pub fn ldap_gateway(s: &Slapd, cache_ttl: &str) -> crate::common::Gateway {
+    let secret = s.path("reader-password");
+    std::fs::write(&secret, format!("{READER_PASSWORD}\n")).unwrap();
+    crate::common::Gateway::builder()
+        .set(
+            "users",
+            &format!(
+                "{{ ldap: {{ url: \"{url}\", bind_dn: \"{READER}\", bind_password_file: \"{secret}\", \
+                 base_dn: \"ou=people,{BASE}\", user_filter: \"(&(objectClass=inetOrgPerson)(uid={{id}}))\", \
+                 timeout: 2s, cache_ttl: {cache_ttl} }} }}",
+                url = s.url(),
+                secret = secret.display(),
+            ),
+        )
+        .start()
+}
+
+/// alice (staff, ops) and hanako (the harness's PASSWORD, staff).
+fn gateway_users(s: &Slapd) {
+    s.add_user("alice", "alice-pass-1");
+    s.add_user("hanako", crate::common::PASSWORD);
+    s.add_group("staff", &["alice", "hanako"]);
+    s.add_group("ops", &["alice"]);
+}
+
+async fn login_status(
+    http: &reqwest::Client,
+    gw: &crate::common::Gateway,
+    id: &str,
+    password: &str,
+) -> u16 {
+    let r = http
+        .post(gw.url("/_nidan/api/login"))
+        .json(&serde_json::json!({"id": id}))
+        .send()
+        .await
+        .unwrap();
+    if r.status() != 200 {
+        return r.status().as_u16();
+    }
+    let v: serde_json::Value = r.json().await.unwrap();
+    let flow = v["flow"].as_str().unwrap();
+    http.post(gw.url(&format!("/_nidan/api/login/{flow}/complete")))
+        .json(&serde_json::json!({"password": password}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn users_log_in_through_ldap_and_the_backend_sees_their_ldap_identity() {
+    let s = Slapd::start(SelfWrite::Allowed);
+    gateway_users(&s);
+    let gw = ldap_gateway(&s, "30s");
+    let http = crate::common::client();
+    assert_eq!(login_status(&http, &gw, "alice", "alice-pass-1").await, 200);
+    let r = http.get(gw.url("/app/who")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let echo: serde_json::Value = r.json().await.unwrap();
+    let h = &echo["headers"];
+    assert_eq!(h["remote-user"], "alice", "{echo}");
+    assert_eq!(h["remote-name"], "alice Example", "{echo}");
+    assert_eq!(h["remote-email"], "alice@example.org", "{echo}");
+    let mut groups: Vec<&str> = h["remote-groups"].as_str().unwrap().split(',').collect();
+    groups.sort_unstable();
+    assert_eq!(groups, ["ops", "staff"], "{echo}");
+    // The shared helpers work as with the users file.
+    let (api, _) = crate::common::login(&gw, "hanako").await;
+    assert_eq!(api.get("/me").await.0, 200);
+}
+
+/// The attacks on the directory, through the gateway: an empty password (which this
+/// server would take as an unauthenticated bind), a wrong one, filter syntax as the ID, and
+/// the ID in another letter case.
+#[tokio::test]
+async fn empty_passwords_filter_syntax_and_case_variants_do_not_log_in() {
+    let s = Slapd::start(SelfWrite::Allowed);
+    gateway_users(&s);
+    let gw = ldap_gateway(&s, "30s");
+    let fresh = || crate::common::client();
+    assert!(
+        s.binds("alice", ""),
+        "the server accepts an unauthenticated bind"
+    );
+    assert_ne!(login_status(&fresh(), &gw, "alice", "").await, 200);
+    assert_ne!(
+        login_status(&fresh(), &gw, "alice", "wrong-password").await,
+        200
+    );
+    for id in ["*", "*)(uid=*", "ALICE"] {
+        for pw in ["alice-pass-1", ""] {
+            assert_ne!(
+                login_status(&fresh(), &gw, id, pw).await,
+                200,
+                "{id:?} {pw:?}"
+            );
+        }
+    }
+    // The ID step itself does not tell which IDs exist, nor that one was filter syntax.
+    let http = fresh();
+    let known = http
+        .post(gw.url("/_nidan/api/login"))
+        .json(&serde_json::json!({"id": "alice"}))
+        .send()
+        .await
+        .unwrap();
+    let star = http
+        .post(gw.url("/_nidan/api/login"))
+        .json(&serde_json::json!({"id": "*"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(known.status(), star.status());
+}
+
+/// An LDAP outage is a 503 for what needs the directory (a login, a session whose look-up
+/// expired), never a pass and never "logged out"; it ends by itself when the server is back.
+#[tokio::test]
+async fn an_ldap_outage_is_a_503_never_a_weaker_answer() {
+    let mut s = Slapd::start(SelfWrite::Allowed);
+    gateway_users(&s);
+    let gw = ldap_gateway(&s, "1s");
+    let http = crate::common::client();
+    assert_eq!(login_status(&http, &gw, "alice", "alice-pass-1").await, 200);
+    assert_eq!(
+        http.get(gw.url("/app/x")).send().await.unwrap().status(),
+        200
+    );
+    s.stop();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let t = Instant::now();
+    let r = http.get(gw.url("/app/x")).send().await.unwrap();
+    assert_eq!(r.status(), 503, "{}", r.text().await.unwrap());
+    assert!(t.elapsed() < Duration::from_secs(5));
+    let other = crate::common::client();
+    assert_eq!(
+        login_status(&other, &gw, "hanako", crate::common::PASSWORD).await,
+        503
+    );
+    s.resume();
+    let r = http.get(gw.url("/app/x")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        login_status(&other, &gw, "hanako", crate::common::PASSWORD).await,
+        200
+    );
+}

@@ -225,7 +225,10 @@ impl Login {
         let Ok(Some(stored)) = self.store.passkey_by_credential(&b64(&cred_id)).await else {
             return Err(PasskeyError::Failed(WebAuthnError::NoCredential));
         };
-        let user = self.accounts.active_user(&stored.user_id);
+        let user = self.accounts.user(&stored.user_id).await.map_err(|e| {
+            tracing::error!(error = %e, "user directory unreadable: the passkey login waits");
+            PasskeyError::Unavailable
+        })?;
         let inactive = user.is_none();
         let now = crate::time::now();
         let attempt = self
@@ -342,6 +345,10 @@ impl Login {
         now: i64,
     ) -> Result<String, PasskeyError> {
         let methods = "passkey";
+        let credential = self.accounts.credential(user).await.map_err(|e| {
+            tracing::error!(error = %e, "a passkey login's credentials could not be read");
+            PasskeyError::Unavailable
+        })?;
         let (session_token, _) = self
             .sessions
             .create(
@@ -358,7 +365,7 @@ impl Login {
                     ip,
                     user_agent: &client.user_agent,
                 },
-                &user.credential(),
+                &credential,
                 now,
             )
             .await
