@@ -13,7 +13,7 @@ use nidan::proxy::path::canonicalize_parts;
 use nidan::proxy::route::RouteTable;
 use nidan::session::{NewSession, Sessions};
 use nidan::store::Store;
-use nidan::users::Directory;
+use nidan::users::{FileDirectory, Source};
 
 /// Ten routes, the request matching the last one (the catch-all), as in a typical file.
 /// Built through the real configuration loader so the bench follows the config types.
@@ -40,7 +40,7 @@ routes:
 struct Fixture {
     _dir: tempfile::TempDir,
     table: RouteTable,
-    users: Directory,
+    users: FileDirectory,
 }
 
 fn fixture() -> Fixture {
@@ -62,7 +62,7 @@ fn fixture() -> Fixture {
     std::fs::write(&path, CONFIG).unwrap();
     let cfg = nidan::config::load(&path).unwrap_or_else(|e| panic!("bench config: {e}"));
     assert_eq!(cfg.routes.len(), 10);
-    let users = Directory::load(&cfg.users.file).unwrap();
+    let users = FileDirectory::load(&cfg.users.file).unwrap();
     Fixture {
         table: RouteTable::new(cfg.routes.clone()),
         users,
@@ -174,7 +174,7 @@ fn decision(c: &mut Criterion) {
     let f = fixture();
     let bypass = f.table.get(0).unwrap();
     let login = f.table.get(9).unwrap();
-    let u = f.users.get("taro").unwrap();
+    let u = f.users.loaded().unwrap().get("taro").cloned().unwrap();
     let client = std::net::IpAddr::from([127, 0, 0, 1]);
     let proof = nidan::assurance::Proof {
         first: nidan::assurance::FirstFactor::Password,

@@ -13,6 +13,7 @@ use crate::audit::Audit;
 use crate::auth::Authenticator;
 use crate::cache::{BasicCache, SafeCache};
 use crate::chores::Chores;
+use crate::config::DirectoryKind;
 use crate::config::{Config, TwoStepMethod};
 use crate::login::password::Hasher;
 use crate::login::service::Login;
@@ -22,7 +23,7 @@ use crate::session::Sessions;
 use crate::session::device::Devices;
 use crate::session::token::KeyRing;
 use crate::store::Store;
-use crate::users::{Directory, User};
+use crate::users::{DatabaseDirectory, Directory, FileDirectory, User};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -69,7 +70,6 @@ impl App {
     pub async fn build(cfg: Config) -> Result<Arc<Self>, StartError> {
         let cfg = Arc::new(cfg);
         let store = Store::connect(&cfg.storage).await?;
-        let users = Directory::open(&cfg.users)?;
         let hashers = if cfg.login_limits.max_concurrent_hashes == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
         } else {
@@ -86,6 +86,21 @@ impl App {
                 )?))
             }
             None => None,
+        };
+        let users: Directory = match cfg.users.directory {
+            DirectoryKind::File => Arc::new(FileDirectory::load(&cfg.users.file)?),
+            DirectoryKind::Database => Arc::new(DatabaseDirectory::new(
+                store.clone(),
+                replica.as_ref().map(|r| r.health.clone()),
+            )),
+            DirectoryKind::Ldap => match &cfg.users.ldap {
+                Some(l) => Arc::new(crate::users::ldap::LdapSource::new(
+                    l.clone(),
+                    replica.as_ref().map(|r| r.health.clone()),
+                )),
+                // Checked at load: `Ldap` comes with its settings.
+                None => Arc::new(FileDirectory::load(&cfg.users.file)?),
+            },
         };
         let audit = Audit::with_bounds(
             store.clone(),
@@ -236,8 +251,11 @@ impl App {
     }
 
     /// The user behind an ID, if they exist and may log in (see [`Accounts::active_user`]).
-    pub fn active_user(&self, id: &str) -> Option<Arc<User>> {
-        self.accounts.active_user(id)
+    pub async fn active_user(
+        &self,
+        id: &str,
+    ) -> Result<Option<Arc<User>>, crate::users::DirectoryError> {
+        self.accounts.active_user(id).await
     }
 
     /// Runs the periodic chores and, in the replica mode, the bus, probe and lease.

@@ -75,6 +75,10 @@ pub enum Event {
     TokenRejected,
     TokenRevoked,
     TokenUsed,
+    /// A user created or replaced in the database directory (admin API, import).
+    UserWritten,
+    /// A user removed from the database directory.
+    UserDeleted,
 }
 
 impl Event {
@@ -127,6 +131,8 @@ impl Event {
             Event::TokenRejected => "token_rejected",
             Event::TokenRevoked => "token_revoked",
             Event::TokenUsed => "token_used",
+            Event::UserWritten => "user_written",
+            Event::UserDeleted => "user_deleted",
         }
     }
 

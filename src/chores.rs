@@ -101,13 +101,18 @@ impl crate::replica::Listener for Chores {
             Event::Devices { ids } => self.devices.drop_local(&ids).await,
             Event::Setting { user } => self.accounts.forget_setting(&user).await,
             Event::Basic => self.basic_cache.revoke_all(),
-            // Another replica applied a users-file change: read the file now.
-            Event::Users => self.accounts.reload_users().await,
+            // Another replica applied a users-file change, or wrote a user of a database
+            // directory: drop what is cached of users and read the file now.
+            Event::Users => {
+                self.accounts.users.forget(None).await;
+                self.accounts.reload_users().await;
+            }
             Event::Phones => self.accounts.refresh_phones().await,
             Event::Flush => {
                 self.sessions.flush();
                 self.devices.flush();
                 self.accounts.forget_settings();
+                self.accounts.users.forget(None).await;
                 self.basic_cache.revoke_all();
                 self.accounts.refresh_phones().await;
             }

@@ -165,14 +165,10 @@ pub async fn explain(
     let Some(id) = user else {
         return Ok(out);
     };
-    let users = match crate::users::file::load_users(&cfg.users.file) {
-        Ok(u) => u,
-        Err(e) => {
-            let _ = writeln!(w, "user {id}: the users file could not be read:\n{e}");
-            return Ok(out);
-        }
-    };
     let store = open_store(w, cfg).await;
+    let Some(users) = users_of(w, cfg, id, store.as_ref()).await else {
+        return Ok(out);
+    };
     user_section(
         w,
         cfg,
@@ -299,6 +295,53 @@ fn exemptions(w: &mut String, cfg: &Config, route: &Route, ip: Option<IpAddr>) -
 
 /// The store, read-only through its own code: PostgreSQL in the replica mode, else the
 /// SQLite file when it exists.
+/// The user `id` as the configured directory has them (the whole users file, or the one
+/// user from the database directory); `None` when the directory could not be read.
+async fn users_of(
+    w: &mut String,
+    cfg: &Config,
+    id: &str,
+    store: Option<&Store>,
+) -> Option<Vec<User>> {
+    match cfg.users.directory {
+        crate::config::DirectoryKind::File => match crate::users::file::load_users(&cfg.users.file)
+        {
+            Ok(u) => Some(u),
+            Err(e) => {
+                let _ = writeln!(w, "user {id}: the users file could not be read:\n{e}");
+                None
+            }
+        },
+        crate::config::DirectoryKind::Ldap => {
+            let Some(l) = &cfg.users.ldap else {
+                return Some(Vec::new());
+            };
+            let dir = crate::users::ldap::LdapSource::new(l.clone(), None);
+            match crate::users::Source::get(&dir, id).await {
+                Ok(u) => Some(u.map(|u| vec![User::clone(&u)]).unwrap_or_default()),
+                Err(e) => {
+                    let _ = writeln!(w, "user {id}: the LDAP directory could not be read: {e}");
+                    None
+                }
+            }
+        }
+        // The database directory: this one user, read from the store.
+        crate::config::DirectoryKind::Database => {
+            let Some(store) = store else {
+                return Some(Vec::new());
+            };
+            let dir = crate::users::DatabaseDirectory::new(store.clone(), None);
+            match crate::users::Source::get(&dir, id).await {
+                Ok(u) => Some(u.map(|u| vec![User::clone(&u)]).unwrap_or_default()),
+                Err(e) => {
+                    let _ = writeln!(w, "user {id}: the user directory could not be read: {e}");
+                    None
+                }
+            }
+        }
+    }
+}
+
 async fn open_store(w: &mut String, cfg: &Config) -> Option<Store> {
     if cfg.storage.replicated.is_some() || cfg.storage.sqlite_path.exists() {
         match Store::connect_read_only(&cfg.storage).await {

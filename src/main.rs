@@ -63,6 +63,11 @@ enum Command {
     },
     /// Read a password on standard input and print its argon2id hash for the users file.
     HashPassword,
+    /// The database directory (`users: { database: {} }`).
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
     /// Run only the echo backend (for tests and trials).
     EchoBackend {
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -75,6 +80,18 @@ enum Command {
         key: PathBuf,
         #[command(subcommand)]
         command: AppCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Load a users file (pre-hashed passwords) into the database directory: creates new
+    /// users, updates changed ones, leaves the rest; reports the counts. Idempotent.
+    Import {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// A users file (`version: 1`, `users: [...]`).
+        users: PathBuf,
     },
 }
 
@@ -218,6 +235,57 @@ fn main() -> ExitCode {
             echo(listen)
         }
         Command::App { key, command } => app_client(&key, command),
+        Command::Users {
+            command: UsersCommand::Import { config, users },
+        } => import_users(&config, &users),
+    }
+}
+
+fn import_users(config: &std::path::Path, users: &std::path::Path) -> ExitCode {
+    let cfg = match nidan::config::load(config) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("fix the configuration first (`nidan check-config`).");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let started = std::time::Instant::now();
+    let mut last = std::time::Instant::now();
+    let mut progress = |c: &nidan::store::ImportCounts| {
+        if last.elapsed() >= std::time::Duration::from_secs(5) {
+            last = std::time::Instant::now();
+            eprintln!("… {} users so far", c.created + c.updated + c.unchanged);
+        }
+    };
+    match rt.block_on(nidan::users::import::import(&cfg, users, &mut progress)) {
+        Ok(c) => {
+            println!(
+                "{}: {} created, {} updated, {} unchanged ({:.1} s)",
+                users.display(),
+                c.created,
+                c.updated,
+                c.unchanged,
+                started.elapsed().as_secs_f64()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("nothing more was imported.");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -24,13 +24,23 @@ impl Accounts {
     /// added to the file is compared with the stored digest, if any (a user removed earlier
     /// and back again).
     pub(super) async fn credentials_changed(&self, old: &UserMap, new: &UserMap) {
-        let digest = |m: &UserMap, id: &str| m.get(id).map(|u| u.credential());
+        // Compared field by field first: a million unchanged users cost no digest and no
+        // store write; only the changed ones are applied.
+        let same = |id: &str| match (old.get(id), new.get(id)) {
+            (Some(a), Some(b)) => a.password_hash == b.password_hash && a.disabled == b.disabled,
+            _ => false,
+        };
         let ids = old
             .keys()
             .chain(new.keys().filter(|id| !old.contains_key(*id)));
         for id in ids {
-            let before = digest(old, id);
-            let after = digest(new, id).unwrap_or_else(|| REMOVED.to_owned());
+            if same(id) {
+                continue;
+            }
+            let before = old.get(id).map(|u| u.credential());
+            let after = new
+                .get(id)
+                .map_or_else(|| REMOVED.to_owned(), |u| u.credential());
             if before.as_ref() != Some(&after) {
                 self.apply_credential(id, before).await;
             }
@@ -43,8 +53,9 @@ impl Accounts {
     /// digest have made no session since the upgrade: nothing to do. False when the store
     /// could not be read (tried again at the next tick).
     pub async fn reconcile_credentials(&self) -> bool {
-        if self.users.ldap().is_some() {
-            // No users file: the stored digests are nidan's own (password changes).
+        if self.users.loaded().is_none() {
+            // A directory in the store writes a user and their digest in one transaction:
+            // nothing to reconcile.
             return true;
         }
         let stored = match self.store.credentials().await {
@@ -88,9 +99,13 @@ impl Accounts {
 
     /// The user's credential digest in this replica's users file.
     fn file_credential(&self, id: &str) -> String {
-        self.users
-            .get(id)
+        self.file_user(id)
             .map_or_else(|| REMOVED.to_owned(), |u| u.credential())
+    }
+
+    /// The user in this replica's users file (a directory held in memory).
+    fn file_user(&self, id: &str) -> Option<std::sync::Arc<crate::users::User>> {
+        self.users.loaded().and_then(|m| m.get(id).cloned())
     }
 
     /// Changes the user's stored digest from `from` (`None`: whatever is stored, if
@@ -142,7 +157,7 @@ impl Accounts {
 
     /// What the change was, for the audit trail.
     fn why(&self, user: &str, from: &str) -> &'static str {
-        match self.users.get(user) {
+        match self.file_user(user) {
             None => "account_removed",
             Some(u) if u.disabled => "account_disabled",
             Some(u) if credential_digest(&u.password_hash, true) == from => "account_enabled",
@@ -153,7 +168,13 @@ impl Accounts {
     /// This replica's compare-and-set wrote the change: its caches drop what was revoked
     /// at once, the other replicas are told (the messages were counted durably in the
     /// change's transaction), and the change is audited — once, here.
-    async fn credentials_applied(&self, user: &str, why: &str, revoked: Revoked, logged: Instant) {
+    pub(super) async fn credentials_applied(
+        &self,
+        user: &str,
+        why: &str,
+        revoked: Revoked,
+        logged: Instant,
+    ) {
         self.basic_cache.revoke_all();
         self.sessions.drop_local(&revoked.sessions).await;
         self.devices.drop_local(&revoked.devices).await;
@@ -196,7 +217,7 @@ impl Accounts {
 
 /// The revocation events of a credential change: its sessions and devices, if any, and
 /// every cached Basic credential.
-fn revocation_events(r: &Revoked) -> Vec<Event> {
+pub(crate) fn revocation_events(r: &Revoked) -> Vec<Event> {
     let mut events = Vec::with_capacity(3);
     if !r.sessions.is_empty() {
         events.push(Event::Sessions {
@@ -215,7 +236,7 @@ fn revocation_events(r: &Revoked) -> Vec<Event> {
 impl Accounts {
     /// What a credential change writes to the revocation log in its own transaction
     /// (replica mode; nobody reads the log on one machine).
-    fn log_events(&self, r: &Revoked) -> Vec<String> {
+    pub(super) fn log_events(&self, r: &Revoked) -> Vec<String> {
         if self.replica.is_none() {
             return Vec::new();
         }

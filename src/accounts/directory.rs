@@ -1,81 +1,112 @@
-//! The directory behind accounts, asked on each decision: the user as the directory says
-//! now (an LDAP look-up may fail: that is an error, never "no such user"), their password
-//! checked where the directory keeps it (an argon2 hash in the users file, a bind as the
-//! user with LDAP), and the credential digest a new session is bound to.
+//! Writes to the directory (admin API, a user's own password change): the directory
+//! writes the user and the credential compare-and-set in one transaction; here the
+//! consequences of a change that this write applied — caches dropped, the other replicas
+//! told (acknowledged as any revocation), the audit trail — exactly as for a users-file
+//! change ([`super::credentials`]).
 
 use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::json;
 
 use super::Accounts;
-use crate::login::password::{HashError, Hasher};
-use crate::store::StoreError;
-use crate::users::{LookupError, User};
-
-/// A password could not be checked (nobody's answer, so nobody's failure).
-#[derive(Debug, thiserror::Error)]
-pub enum CheckError {
-    #[error(transparent)]
-    Hash(#[from] HashError),
-    #[error(transparent)]
-    Directory(#[from] LookupError),
-}
+use crate::login::password::Hasher;
+use crate::phone::Source;
+use crate::replica::Event;
+use crate::store::CredentialChange;
+use crate::users::{DirectoryError, PhoneStatus, User, Written};
 
 impl Accounts {
-    /// The user behind an ID, if they exist and may log in, as the directory says now. An
-    /// error when the directory could not be asked (deciding callers answer 503).
-    pub async fn user(&self, id: &str) -> Result<Option<Arc<User>>, LookupError> {
-        if self.refused_here(id) {
-            return Ok(None);
-        }
-        Ok(self
-            .users
-            .lookup(id)
-            .await?
-            .filter(|u| !u.disabled)
-            .map(|u| self.phones.apply(u)))
-    }
-
-    /// Whether `password` is `user`'s (`None`: an unknown ID, which costs the same hash as a
-    /// known one). With LDAP the server checks it by a bind as the user; nidan never sees
-    /// the stored password.
-    pub async fn check_password(
-        &self,
-        hasher: &Hasher,
-        user: Option<&User>,
-        password: &str,
-    ) -> Result<bool, CheckError> {
-        let Some(ldap) = self.users.ldap() else {
-            return Ok(hasher
-                .verify(password, user.map(|u| u.password_hash.as_str()))
-                .await?);
+    /// Creates or replaces a user (validated by the caller with `users::file::check_one`).
+    pub async fn put_user(&self, user: &User, ip: &str) -> Result<Written, DirectoryError> {
+        let before = self.users.get(&user.id).await?;
+        let written = self.users.put(user, &|r| self.log_events(r)).await?;
+        let why = match &before {
+            None => "account_created",
+            Some(_) if user.disabled => "account_disabled",
+            Some(b) if b.disabled => "account_enabled",
+            Some(_) => "password_changed",
         };
-        let entry = match user {
-            Some(u) => ldap.lookup(&u.id).await.map_err(|e| LookupError(e.0))?,
-            None => None,
-        };
-        match entry {
-            Some(entry) => Ok(ldap
-                .verify_password(&entry, password)
-                .await
-                .map_err(|e| LookupError(e.0))?),
-            None => {
-                // An unknown ID: the same kind of work as a known one's check.
-                hasher.verify(password, None).await?;
-                Ok(false)
+        self.written(&user.id, why, &written).await;
+        if let Some(b) = &before
+            && (b.phone != user.phone || b.phone_status != user.phone_status)
+        {
+            // The directory's phone is newer than any admin-API phone override.
+            self.phone_file_changed(&user.id).await;
+            if user.phone_status == PhoneStatus::Gone
+                && b.phone_status != PhoneStatus::Gone
+                && let Ok(Some(current)) = self.active_user(&user.id).await
+            {
+                self.phone_gone(&current, Source::AdminApi, ip).await;
             }
         }
+        self.audit
+            .record(
+                crate::audit::Event::UserWritten,
+                &user.id,
+                ip,
+                json!({"created": written.created, "credentials_changed": applied(&written)}),
+            )
+            .await;
+        Ok(written)
     }
 
-    /// The credential digest a new session (or trusted device) of `user` is bound to: the
-    /// users file's, or with LDAP the one nidan stored at the user's last password change
-    /// (the store refuses a session whose digest is no longer current).
-    pub async fn credential(&self, user: &User) -> Result<String, StoreError> {
-        if self.users.ldap().is_none() {
-            return Ok(user.credential());
-        }
-        Ok(self
-            .store
-            .credential(&user.id)
-            .await?
-            .map_or_else(|| user.credential(), |(digest, _)| digest))
+    /// Removes a user: what they held ends everywhere.
+    pub async fn delete_user(&self, id: &str, ip: &str) -> Result<Written, DirectoryError> {
+        let written = self.users.delete(id, &|r| self.log_events(r)).await?;
+        self.written(id, "account_removed", &written).await;
+        self.audit
+            .record(crate::audit::Event::UserDeleted, id, ip, json!({}))
+            .await;
+        Ok(written)
     }
+
+    /// Sets a user's password (hashed by the directory, or changed on the LDAP server):
+    /// sessions, trusted devices and app passwords of the old one end on every replica.
+    pub async fn set_password(
+        &self,
+        hasher: &Hasher,
+        id: &str,
+        password: &str,
+        ip: &str,
+    ) -> Result<Written, DirectoryError> {
+        let written = self
+            .users
+            .set_password(hasher, id, password, &|r| self.log_events(r))
+            .await?;
+        self.written(id, "password_changed", &written).await;
+        self.audit
+            .record(
+                crate::audit::Event::UserWritten,
+                id,
+                ip,
+                json!({"created": false, "credentials_changed": applied(&written), "password": true}),
+            )
+            .await;
+        Ok(written)
+    }
+
+    /// After a write: this replica's caches drop the user; a credential change this write
+    /// applied has its consequences here (once); the other replicas hear of it.
+    async fn written(&self, id: &str, why: &'static str, written: &Written) {
+        self.settings.revoke([&id.to_owned()]).await;
+        self.basic_cache.revoke_all();
+        match &written.credential {
+            Some(CredentialChange::Applied(revoked)) => {
+                self.credentials_applied(id, why, revoked.clone(), Instant::now())
+                    .await;
+            }
+            _ => self.publish(Event::Users),
+        }
+    }
+
+    /// The directory's user as it is now, past every cache (the admin API's answers).
+    pub async fn directory_user(&self, id: &str) -> Result<Option<Arc<User>>, DirectoryError> {
+        self.users.forget(Some(id)).await;
+        self.users.get(id).await
+    }
+}
+
+fn applied(w: &Written) -> bool {
+    matches!(w.credential, Some(CredentialChange::Applied(_)))
 }

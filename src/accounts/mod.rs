@@ -7,8 +7,10 @@
 //! Built once by `App` with its collaborators; the edges and the login call its methods.
 
 mod credentials;
-pub mod directory;
+mod directory;
 pub mod new_password;
+
+pub(crate) use credentials::revocation_events;
 mod phone;
 
 use std::collections::HashMap;
@@ -23,9 +25,7 @@ use crate::replica::{Event, Replica};
 use crate::session::Sessions;
 use crate::session::device::Devices;
 use crate::store::{SettingRecord, Store, StoreError};
-use crate::users::{Directory, User};
-
-type UserMap = Arc<HashMap<String, Arc<User>>>;
+use crate::users::{Directory, DirectoryError, User, UserMap};
 
 /// What accounts are built with.
 pub struct Parts {
@@ -95,22 +95,20 @@ impl Accounts {
         }
     }
 
-    /// The user behind an ID, if they exist and may log in.
-    pub fn active_user(&self, id: &str) -> Option<Arc<User>> {
-        if self.refused_here(id) {
-            return None;
-        }
-        self.users
-            .get(id)
-            .filter(|u| !u.disabled)
-            .map(|u| self.phones.apply(u))
-    }
-
-    /// Whether this replica refuses the user until a revocation or credential change a store
-    /// error interrupted is done.
-    fn refused_here(&self, id: &str) -> bool {
-        self.unrevoked.lock().map_or(true, |u| u.contains_key(id))
+    /// The user behind an ID, if they exist and may log in. An error when the directory
+    /// could not be asked: callers deciding on access answer 503 (SECURITY 36).
+    pub async fn active_user(&self, id: &str) -> Result<Option<Arc<User>>, DirectoryError> {
+        if self.unrevoked.lock().map_or(true, |u| u.contains_key(id))
             || self.unapplied.lock().map_or(true, |u| u.contains_key(id))
+        {
+            return Ok(None);
+        }
+        Ok(self
+            .users
+            .get(id)
+            .await?
+            .filter(|u| !u.disabled)
+            .map(|u| self.phones.apply(u)))
     }
 
     /// A user's effective 2-step setting: their own choice if they made one, else the users
@@ -204,9 +202,9 @@ impl Accounts {
     /// Re-reads the users file if it changed, and applies what changed — on every replica:
     /// credential changes and phone changes are compare-and-sets in the store, so the one
     /// replica that writes a change applies its consequences, once, whoever holds the
-    /// chores (see [`credentials`]).
+    /// chores (see [`credentials`]). Other directories refresh what they keep.
     pub async fn reload_users(&self) {
-        match self.users.reload_if_changed() {
+        match self.users.refresh().await {
             Ok(None) => {}
             Ok(Some((old, new))) => {
                 tracing::info!(users = new.len(), "users file reloaded");
@@ -215,6 +213,8 @@ impl Accounts {
                 self.basic_cache.revoke_all();
                 self.credentials_changed(&old, &new).await;
                 self.phones_after_reload(&old, &new).await;
+                // A million entries are freed off the runtime's threads.
+                tokio::task::spawn_blocking(move || drop((old, new)));
             }
             Err(e) => tracing::error!("users file not reloaded, keeping the previous one:\n{e}"),
         }

@@ -23,7 +23,7 @@ impl Accounts {
         phone: Option<String>,
         ip: &str,
     ) -> Result<(Arc<User>, Action), StoreError> {
-        let before = self.active_user(id);
+        let before = self.active_user(id).await.map_err(directory_down)?;
         self.store
             .put_phone_override(&PhoneOverrideRecord {
                 user_id: id.to_owned(),
@@ -34,7 +34,7 @@ impl Accounts {
             .await?;
         self.phones.set(id, Some((status, phone.clone())));
         self.publish(crate::replica::Event::Phones);
-        let Some(user) = self.active_user(id) else {
+        let Some(user) = self.active_user(id).await.map_err(directory_down)? else {
             return Err(StoreError::Db(sqlx::Error::RowNotFound));
         };
         self.audit
@@ -60,7 +60,7 @@ impl Accounts {
     }
 
     /// The users file changed a user's phone: the file is newer than any admin-API change.
-    async fn phone_file_changed(&self, id: &str) {
+    pub(super) async fn phone_file_changed(&self, id: &str) {
         if self.phones.contains(id) {
             if let Err(e) = self.store.delete_phone_override(id).await {
                 tracing::error!(error = %e, "could not drop a phone override");
@@ -194,7 +194,7 @@ impl Accounts {
                 .await;
             if user.phone_status == PhoneStatus::Gone
                 && before.phone_status != PhoneStatus::Gone
-                && let Some(current) = self.active_user(id)
+                && let Ok(Some(current)) = self.active_user(id).await
             {
                 self.phone_gone(&current, Source::UsersFile, "").await;
             }
@@ -204,8 +204,13 @@ impl Accounts {
     /// At start: users whose file entry says `gone` while 2-step still depends on the phone
     /// (the file changed while nidan was stopped) get the same treatment.
     pub async fn check_all_phones(&self) {
-        for user in self.users.all() {
-            let Some(user) = self.active_user(&user.id) else {
+        // Only a directory held in memory: a database directory handles `gone` when the
+        // user is written.
+        let Some(all) = self.users.loaded() else {
+            return;
+        };
+        for user in all.values() {
+            let Ok(Some(user)) = self.active_user(&user.id).await else {
                 continue;
             };
             if user.phone_status == PhoneStatus::Gone {
@@ -219,4 +224,9 @@ impl Accounts {
             }
         }
     }
+}
+
+/// A directory that could not answer, as the store error the admin API answers 503 for.
+fn directory_down(e: crate::users::DirectoryError) -> StoreError {
+    StoreError::Connect(e.to_string())
 }

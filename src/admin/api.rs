@@ -15,7 +15,7 @@ use crate::app::App;
 /// Largest request body read.
 const MAX_BODY: usize = 16 * 1024;
 
-fn error(status: u16, code: &str, message: &str) -> Response<Vec<u8>> {
+pub(super) fn error(status: u16, code: &str, message: &str) -> Response<Vec<u8>> {
     reply(
         status,
         "application/json",
@@ -54,7 +54,7 @@ fn authorize(app: &App, session: &ServerSession) -> Option<Response<Vec<u8>>> {
     None
 }
 
-async fn body(session: &mut ServerSession) -> Result<Vec<u8>, Response<Vec<u8>>> {
+pub(super) async fn body(session: &mut ServerSession) -> Result<Vec<u8>, Response<Vec<u8>>> {
     let mut out = Vec::new();
     loop {
         match session.read_request_body().await {
@@ -87,9 +87,15 @@ struct PhoneBody {
 /// A phone contract change.
 const PHONE: (&str, &str) = ("POST", "/admin/users/{id}/phone");
 
+const USERS: (&str, &str) = ("GET", "/admin/users");
+const USER_GET: (&str, &str) = ("GET", "/admin/users/{id}");
+const USER_PUT: (&str, &str) = ("PUT", "/admin/users/{id}");
+const USER_PATCH: (&str, &str) = ("PATCH", "/admin/users/{id}");
+const USER_DELETE: (&str, &str) = ("DELETE", "/admin/users/{id}");
+
 /// Every endpoint of the admin API (method, path); the OpenAPI description is checked
 /// against this list.
-pub const ENDPOINTS: &[(&str, &str)] = &[PHONE];
+pub const ENDPOINTS: &[(&str, &str)] = &[PHONE, USERS, USER_GET, USER_PUT, USER_PATCH, USER_DELETE];
 
 pub async fn handle(app: &App, session: &mut ServerSession, path: &str) -> Response<Vec<u8>> {
     if let Some(r) = authorize(app, session) {
@@ -97,20 +103,33 @@ pub async fn handle(app: &App, session: &mut ServerSession, path: &str) -> Respo
     }
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let method = session.req_header().method.as_str().to_owned();
-    match crate::portal::endpoints::fits(PHONE.1, &segments) {
-        Some(Some(id)) if method == PHONE.0 => {
-            let id = id.to_owned();
-            phone(app, session, &id).await
+    let mut allowed: Vec<&str> = Vec::new();
+    for &(m, template) in ENDPOINTS {
+        let Some(param) = crate::portal::endpoints::fits(template, &segments) else {
+            continue;
+        };
+        if m != method {
+            allowed.push(m);
+            continue;
         }
-        Some(_) => {
-            let mut r = error(405, "method_not_allowed", "this method is not allowed here");
-            if let Ok(v) = http::HeaderValue::from_str(PHONE.0) {
-                r.headers_mut().insert(http::header::ALLOW, v);
-            }
-            r
-        }
-        None => error(404, "not_found", "no such admin endpoint"),
+        let id = param.unwrap_or("").to_owned();
+        return match (m, template) {
+            _ if (m, template) == PHONE => phone(app, session, &id).await,
+            _ if (m, template) == USERS => super::users::list(app, session).await,
+            _ if (m, template) == USER_GET => super::users::get(app, &id).await,
+            _ if (m, template) == USER_PUT => super::users::put(app, session, &id).await,
+            _ if (m, template) == USER_PATCH => super::users::patch(app, session, &id).await,
+            _ => super::users::delete(app, session, &id).await,
+        };
     }
+    if allowed.is_empty() {
+        return error(404, "not_found", "no such admin endpoint");
+    }
+    let mut r = error(405, "method_not_allowed", "this method is not allowed here");
+    if let Ok(v) = http::HeaderValue::from_str(&allowed.join(", ")) {
+        r.headers_mut().insert(http::header::ALLOW, v);
+    }
+    r
 }
 
 async fn phone(app: &App, session: &mut ServerSession, id: &str) -> Response<Vec<u8>> {
@@ -145,8 +164,16 @@ async fn phone(app: &App, session: &mut ServerSession, id: &str) -> Response<Vec
             "write digits with an optional leading +, spaces, - and parentheses",
         );
     }
-    if app.active_user(id).is_none() {
-        return error(404, "not_found", "no such user");
+    match app.active_user(id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return error(404, "not_found", "no such user"),
+        Err(_) => {
+            return error(
+                503,
+                "unavailable",
+                "the user directory is unavailable; try again",
+            );
+        }
     }
     let ip = session
         .client_addr()

@@ -2,6 +2,7 @@
 //! (`api.rs`), on its own address.
 
 pub mod api;
+pub mod users;
 
 use std::sync::Arc;
 
@@ -72,7 +73,7 @@ impl ServeHttp for Admin {
                      # HELP nidan_users Users in the directory\n# TYPE nidan_users gauge\nnidan_users {}\n",
                     self.app.sessions.cached(),
                     self.app.devices.cached(),
-                    self.app.accounts.users.len(),
+                    self.app.accounts.users.len_hint().unwrap_or(0),
                 ));
                 reply(200, "text/plain; version=0.0.4", text)
             }

@@ -243,8 +243,8 @@ impl Authenticator {
         };
         match checked {
             Ok(Some(live)) => {
-                let user = match self.accounts.user(&live.record.user_id).await {
-                    Ok(u) => u?,
+                let user = match self.accounts.active_user(&live.record.user_id).await {
+                    Ok(user) => user?,
                     Err(e) => {
                         tracing::error!(error = %e, "user directory unreadable: refusing");
                         return Some(CallerState::Unavailable);
@@ -270,12 +270,8 @@ impl Authenticator {
         {
             return CallerState::BadBasic;
         }
-        let user = match self.accounts.user(id).await {
-            Ok(u) => u,
-            Err(e) => {
-                tracing::error!(error = %e, "user directory unreadable: refusing");
-                return CallerState::Unavailable;
-            }
+        let Ok(user) = self.accounts.active_user(id).await else {
+            return CallerState::Unavailable;
         };
         let proof = match &user {
             Some(u) => match self.password_alone(route, u, FirstFactor::Password).await {
@@ -298,7 +294,8 @@ impl Authenticator {
         let seen = self.basic_cache.epoch();
         let ok = match self
             .accounts
-            .check_password(&self.login.hasher, user.as_deref(), password)
+            .users
+            .verify_password(&self.login.hasher, user.as_deref(), password)
             .await
         {
             Ok(ok) => ok,

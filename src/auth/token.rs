@@ -50,8 +50,8 @@ impl Authenticator {
                 return CallerState::Unavailable;
             }
         };
-        let user = match self.accounts.user(&rec.user_id).await {
-            Ok(Some(u)) => u,
+        let user = match self.accounts.active_user(&rec.user_id).await {
+            Ok(Some(user)) => user,
             Ok(None) => return CallerState::BadBasic,
             Err(e) => {
                 tracing::error!(error = %e, "user directory unreadable: refusing");

@@ -43,25 +43,36 @@ impl From<ConfigError> for ConfigErrors {
     }
 }
 
-/// Collects errors placed by path inside one document.
+/// Collects errors placed by path inside one document. The document's positions are
+/// worked out only when an error is recorded: a valid users file of a million entries is
+/// not parsed a second time for positions nobody asks for.
 pub(crate) struct Errors {
     source: PathBuf,
-    locator: Locator,
+    text: String,
+    locator: std::sync::OnceLock<Locator>,
     list: Vec<ConfigError>,
+    /// The path each error was recorded at, in recording order (see [`Errors::by_field`]).
+    paths: Vec<String>,
 }
 
 impl Errors {
     pub(crate) fn new(text: &str, source: &Path) -> Self {
         Errors {
             source: source.to_path_buf(),
-            locator: Locator::new(text),
+            text: text.to_owned(),
+            locator: std::sync::OnceLock::new(),
             list: Vec::new(),
+            paths: Vec::new(),
         }
+    }
+
+    fn locator(&self) -> &Locator {
+        self.locator.get_or_init(|| Locator::new(&self.text))
     }
 
     /// Records an error at the node `path` (or its nearest ancestor).
     pub(crate) fn at(&mut self, path: &str, message: impl Into<String>, fix: impl Into<String>) {
-        let (line, column) = self.locator.find(path);
+        let (line, column) = self.locator().find(path);
         self.list.push(ConfigError {
             file: self.source.clone(),
             line,
@@ -69,11 +80,22 @@ impl Errors {
             message: message.into(),
             fix: fix.into(),
         });
+        self.paths.push(path.to_owned());
     }
 
     /// The line where the node at `path` starts.
     pub(crate) fn line_of(&self, path: &str) -> usize {
-        self.locator.find(path).0
+        self.locator().find(path).0
+    }
+
+    /// Every error as (path, message, fix), in recording order: for input that is not a
+    /// file (an admin-API body), where the field matters and no line does.
+    pub(crate) fn by_field(self) -> Vec<(String, String, String)> {
+        self.paths
+            .into_iter()
+            .zip(self.list)
+            .map(|(p, e)| (p, e.message, e.fix))
+            .collect()
     }
 
     /// `Ok` when nothing was recorded, else every error in file order.

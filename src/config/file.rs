@@ -344,10 +344,17 @@ pub(crate) struct PushFile {
     pub timeout: Option<String>,
 }
 
+/// `users.database`: no settings yet (the store is `storage`'s).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DatabaseUsersFile {}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UsersFile {
     pub file: Option<String>,
+    /// `database: {}`: the users are kept in the durable store (issue 24).
+    pub database: Option<DatabaseUsersFile>,
     pub reload_interval: Option<String>,
     pub default_two_step: Option<bool>,
     pub default_method: Option<TwoStepMethodFile>,

@@ -443,6 +443,9 @@ pub enum TwoStepMethod {
 
 #[derive(Debug, Clone)]
 pub struct UsersSource {
+    /// Where the users are kept.
+    pub directory: DirectoryKind,
+    /// The users file (read only with [`DirectoryKind::File`]).
     pub file: PathBuf,
     /// How often the file's modification time is checked (default 2s).
     pub reload_interval: Duration,
@@ -534,6 +537,19 @@ impl fmt::Debug for LdapSettings {
             .field("cache_ttl", &self.cache_ttl)
             .finish_non_exhaustive()
     }
+}
+
+/// `users.file` or `users.database`: which directory holds the users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirectoryKind {
+    /// The operator's YAML users file, read whole (the default).
+    File,
+    /// The durable store (`storage`): users looked up one at a time, written through the
+    /// admin API and `nidan users import`.
+    Database,
+    /// An LDAP / Active Directory server (`users.ldap`): users looked up and passwords
+    /// checked by binds, cached briefly.
+    Ldap,
 }
 
 /// `users.on_phone_loss`.

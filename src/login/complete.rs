@@ -160,10 +160,11 @@ async fn check(
     } else {
         None
     };
-    let user = login.accounts.user(&f.user_id).await.map_err(|e| {
-        tracing::error!(error = %e, "user directory unreadable: the login waits");
-        LoginError::Busy
-    })?;
+    let user = login
+        .accounts
+        .active_user(&f.user_id)
+        .await
+        .map_err(|_| LoginError::Busy)?;
     Ok(Checked {
         version,
         f,
@@ -302,12 +303,10 @@ async fn password_holds(
     }
     login
         .accounts
-        .check_password(&login.hasher, c.user.as_deref(), input.password)
+        .users
+        .verify_password(&login.hasher, c.user.as_deref(), input.password)
         .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "the password could not be checked");
-            LoginError::Busy
-        })
+        .map_err(|_| LoginError::Busy)
 }
 
 /// One decision on the flow as read: the code checked (a wrong try is used up), and on
@@ -523,13 +522,7 @@ async fn start_session(
     // that has not read a new users file yet fails the old password like a wrong one.
     let made = match &c.stepped_from {
         Some((_, old)) => login.sessions.replace(&old.record, new, c.now).await,
-        None => {
-            let credential = login.accounts.credential(user).await.map_err(|e| {
-                tracing::error!(error = %e, "a login's credentials could not be read");
-                LoginError::Busy
-            })?;
-            login.sessions.create(new, &credential, c.now).await
-        }
+        None => login.sessions.create(new, &user.credential(), c.now).await,
     };
     made.map(|(token, _)| token).map_err(|e| match e {
         SessionError::Stale => LoginError::Failed,
@@ -560,16 +553,9 @@ async fn register_device(
     now: i64,
 ) -> Option<String> {
     let browser = browser_summary(&client.user_agent);
-    let credential = match login.accounts.credential(user).await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "no trusted device: the credentials could not be read");
-            return None;
-        }
-    };
     match login
         .devices
-        .register(&user.id, &credential, name, &browser, ip, now)
+        .register(&user.id, &user.credential(), name, &browser, ip, now)
         .await
     {
         Ok((token, rec)) => {

@@ -154,10 +154,11 @@ impl Login {
         let id = valid_id(raw_id).ok_or(LoginError::BadInput("id"))?;
         let now = crate::time::now();
         login.id_step(client, now).await?;
-        let user = login.accounts.user(id).await.map_err(|e| {
-            tracing::error!(error = %e, "user directory unreadable: the login waits");
-            LoginError::Busy
-        })?;
+        let user = login
+            .accounts
+            .active_user(id)
+            .await
+            .map_err(|_| LoginError::Busy)?;
         let (enabled, method) = setting_of(login, id, user.as_deref()).await?;
         let step_up = match &user {
             Some(u) => step_up_session(login, client, &u.id, target, now).await?,
@@ -723,6 +724,8 @@ impl Login {
             login
                 .accounts
                 .active_user(&f.user_id)
+                .await
+                .map_err(|_| LoginError::Busy)?
                 .and_then(|u| u.email.clone())
         };
         let Some(email) = email else {

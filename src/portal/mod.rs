@@ -195,13 +195,12 @@ impl<'a> Ctx<'a> {
         else {
             return Ok(None);
         };
-        let user = self
+        Ok(self
             .app
-            .accounts
-            .user(&live.record.user_id)
+            .active_user(&live.record.user_id)
             .await
-            .map_err(|e| tracing::error!(error = %e, "user directory unreadable"))?;
-        Ok(user.map(|user| (live, user)))
+            .map_err(|_| ())?
+            .map(|user| (live, user)))
     }
 
     /// May this session add a factor that counts as a second step (a passkey, an enrolled
@@ -242,7 +241,12 @@ impl<'a> Ctx<'a> {
         if proof.required {
             return Ok(false);
         }
-        let Some(user) = self.app.active_user(&live.record.user_id) else {
+        let Some(user) = self
+            .app
+            .active_user(&live.record.user_id)
+            .await
+            .map_err(|_| ())?
+        else {
             return Ok(false);
         };
         match self.app.two_step_of(&user).await {

@@ -276,7 +276,7 @@ pub async fn enroll(ctx: &Ctx<'_>) -> Response {
                 )
                 .await;
             // A new way to approve logins: the user hears of it (SECURITY 16).
-            if let Some(user) = app.active_user(&user_id) {
+            if let Ok(Some(user)) = app.active_user(&user_id).await {
                 crate::login::notify_user(app, &user, ctx.lang, |lang, site| {
                     notify::messages::app_enrolled(lang, &name, &ip, site)
                 });
@@ -411,7 +411,7 @@ pub async fn answer(ctx: &Ctx<'_>, id: &str) -> Response {
     match result {
         Ok(status) => {
             if answer == Answer::NotMe
-                && let Some(user) = ctx.app.active_user(&rec.user_id)
+                && let Ok(Some(user)) = ctx.app.active_user(&rec.user_id).await
             {
                 let minutes = ctx.app.cfg.app_approval.suspend_after_denial.as_secs() / 60;
                 crate::login::notify_user(ctx.app, &user, ctx.lang, |lang, site| {

@@ -231,39 +231,7 @@ impl Store {
                     CredentialChange::Differs(current)
                 });
             }
-            let sessions = sqlx::query(
-                "DELETE FROM sessions WHERE user_id = $1
-                 AND (credential IS NULL OR credential <> $2) RETURNING id_hash",
-            )
-            .bind(user)
-            .bind(to)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|r| r.text("id_hash"))
-            .collect::<Result<Vec<_>>>()?;
-            let devices = sqlx::query(
-                "UPDATE devices SET revoked = TRUE WHERE user_id = $1 AND revoked = FALSE
-                 RETURNING id",
-            )
-            .bind(user)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|r| r.text("id"))
-            .collect::<Result<Vec<_>>>()?;
-            let tokens = sqlx::query(
-                "UPDATE api_tokens SET revoked = TRUE WHERE user_id = $1 AND revoked = FALSE",
-            )
-            .bind(user)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            let revoked = Revoked {
-                sessions,
-                devices,
-                tokens,
-            };
+            let revoked = revoke_predating!(tx, user, to);
             // Last before the commit: the log's lock serialises revocations until it.
             for event in log(&revoked) {
                 tx.log_revocation(now, &event).await?;

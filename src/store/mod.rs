@@ -56,6 +56,47 @@ macro_rules! with_user_lock {
     };
 }
 
+/// In the transaction `$tx` of a credential change that this call wrote (the user's digest
+/// is now `$to`): ends the user's sessions of any other digest, revokes their trusted
+/// devices and app passwords, and is the [`Revoked`] of it. Both backends.
+macro_rules! revoke_predating {
+    ($tx:ident, $user:expr, $to:expr) => {{
+        let sessions = sqlx::query(
+            "DELETE FROM sessions WHERE user_id = $1
+             AND (credential IS NULL OR credential <> $2) RETURNING id_hash",
+        )
+        .bind($user)
+        .bind($to)
+        .fetch_all(&mut *$tx)
+        .await?
+        .iter()
+        .map(|r| r.text("id_hash"))
+        .collect::<Result<Vec<_>>>()?;
+        let devices = sqlx::query(
+            "UPDATE devices SET revoked = TRUE WHERE user_id = $1 AND revoked = FALSE
+             RETURNING id",
+        )
+        .bind($user)
+        .fetch_all(&mut *$tx)
+        .await?
+        .iter()
+        .map(|r| r.text("id"))
+        .collect::<Result<Vec<_>>>()?;
+        let tokens = sqlx::query(
+            "UPDATE api_tokens SET revoked = TRUE WHERE user_id = $1 AND revoked = FALSE",
+        )
+        .bind($user)
+        .execute(&mut *$tx)
+        .await?
+        .rows_affected();
+        $crate::store::Revoked {
+            sessions,
+            devices,
+            tokens,
+        }
+    }};
+}
+
 /// The `INSERT` of one session row, with the credential digest its login verified (NULL
 /// for none); both backends, any executor.
 macro_rules! session_insert {
@@ -91,12 +132,14 @@ mod phones;
 pub(crate) mod revocations;
 mod risk;
 mod tokens;
+mod users;
 
-pub use credentials::{CredentialChange, DeviceInsert, Revoked};
+pub use credentials::{CredentialChange, DeviceInsert, LogEvents, Revoked};
 pub use passkeys::{PasskeyInsert, PasskeyRecord};
 pub use phones::PhoneOverrideRecord;
 pub use risk::SeenKind;
 pub use tokens::TokenRecord;
+pub use users::{ImportCounts, UserRecord};
 
 use std::path::Path;
 use std::str::FromStr;

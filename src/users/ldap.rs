@@ -452,3 +452,153 @@ mod tests {
         assert_eq!(ldap_escape("*)(uid=*"), "\\2a\\29\\28uid=\\2a");
     }
 }
+
+/// The LDAP directory as a [`Source`]: look-ups and binds against the server, nothing kept
+/// but the brief look-up cache. Users are the server's (no admin-API writes); a user changes
+/// their own password as themselves ([`LdapSource::change_own_password`]).
+pub struct LdapSource {
+    dir: LdapDirectory,
+    /// Users looked up lately, from which decoys learn what a typical user looks like.
+    sample: moka::sync::Cache<String, Arc<super::User>>,
+}
+
+/// What an LDAP directory answers a write nidan cannot make.
+pub const LDAP_IS_READ_ONLY: &str = "the users are kept on the LDAP server: change them there (users change their own password on the portal's password page where the server allows it)";
+
+impl LdapSource {
+    pub fn new(s: LdapSettings, health: Option<Arc<crate::replica::Health>>) -> Self {
+        let dir = LdapDirectory::new(s);
+        let dir = match health {
+            Some(h) => dir.gated_by(h),
+            None => dir,
+        };
+        Self {
+            dir,
+            sample: moka::sync::Cache::new(1_000),
+        }
+    }
+
+    /// Changes the user's password on the server, as the user (a bind with `current`, then
+    /// the password modify extended operation).
+    pub async fn change_own_password(
+        &self,
+        user: &super::User,
+        current: &str,
+        new: &str,
+    ) -> Result<PasswordChange, LdapError> {
+        let Some(entry) = self.dir.lookup(&user.id).await? else {
+            return Ok(PasswordChange::WrongPassword);
+        };
+        self.dir.change_password(&entry, current, new).await
+    }
+}
+
+/// nidan's view of an LDAP user: no password hash (the password is checked by a bind; an
+/// empty hash never verifies), the phone active, 2-step as configured by default.
+fn to_user(u: &LdapUser) -> super::User {
+    super::UserEntry {
+        id: u.id.clone(),
+        password_hash: String::new(),
+        name: u.name.clone(),
+        email: u.email.clone(),
+        phone: u.phone.clone(),
+        phone_status: super::PhoneStatus::Active,
+        groups: u.groups.clone(),
+        disabled: false,
+        two_step: None,
+        identity: std::sync::OnceLock::new(),
+    }
+}
+
+fn unavailable(e: LdapError) -> super::DirectoryError {
+    super::DirectoryError::Unavailable(e.0)
+}
+
+#[async_trait::async_trait]
+impl super::Source for LdapSource {
+    fn kind(&self) -> &'static str {
+        "ldap"
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Arc<super::User>>, super::DirectoryError> {
+        let Some(entry) = self.dir.lookup(id).await.map_err(unavailable)? else {
+            return Ok(None);
+        };
+        let user = Arc::new(to_user(&entry));
+        self.sample.insert(user.id.clone(), user.clone());
+        Ok(Some(user))
+    }
+
+    /// A bind as the user; an unknown ID costs a hash instead (the same kind of work).
+    async fn verify_password(
+        &self,
+        hasher: &crate::login::password::Hasher,
+        user: Option<&super::User>,
+        password: &str,
+    ) -> Result<bool, super::DirectoryError> {
+        let entry = match user {
+            Some(u) => self.dir.lookup(&u.id).await.map_err(unavailable)?,
+            None => None,
+        };
+        match entry {
+            Some(entry) => self
+                .dir
+                .verify_password(&entry, password)
+                .await
+                .map_err(unavailable),
+            None => {
+                hasher
+                    .verify(password, None)
+                    .await
+                    .map_err(|_| super::DirectoryError::Busy)?;
+                Ok(false)
+            }
+        }
+    }
+
+    fn writes(&self) -> super::Writes {
+        // Only a user's own password, as the user, where the server allows it.
+        super::Writes {
+            users: false,
+            password: true,
+        }
+    }
+
+    fn sample(&self) -> Vec<Arc<super::User>> {
+        self.sample.iter().map(|(_, u)| u).collect()
+    }
+
+    async fn forget(&self, id: Option<&str>) {
+        match id {
+            Some(id) => self.dir.forget([&id.to_owned()]).await,
+            None => self.dir.forget_all().await,
+        }
+    }
+
+    async fn put(
+        &self,
+        _user: &super::User,
+        _log: crate::store::LogEvents<'_>,
+    ) -> Result<super::Written, super::DirectoryError> {
+        Err(super::DirectoryError::ReadOnly(LDAP_IS_READ_ONLY))
+    }
+
+    async fn delete(
+        &self,
+        _id: &str,
+        _log: crate::store::LogEvents<'_>,
+    ) -> Result<super::Written, super::DirectoryError> {
+        Err(super::DirectoryError::ReadOnly(LDAP_IS_READ_ONLY))
+    }
+
+    /// Without the current password nidan cannot change it (it binds as the user).
+    async fn set_password(
+        &self,
+        _hasher: &crate::login::password::Hasher,
+        _id: &str,
+        _password: &str,
+        _log: crate::store::LogEvents<'_>,
+    ) -> Result<super::Written, super::DirectoryError> {
+        Err(super::DirectoryError::ReadOnly(LDAP_IS_READ_ONLY))
+    }
+}

@@ -1,8 +1,12 @@
-//! The user directory: who may log in, read from the operator's YAML users file and
-//! swapped atomically when that file changes (a bad edit keeps the previous directory).
+//! The user directory: who may log in. [`Source`] is the abstraction every service asks
+//! (see [`source`]); [`FileDirectory`] is the operator's YAML users file, read whole and
+//! swapped atomically when the file changes (a bad edit keeps the previous directory).
 
+pub mod database;
 pub mod file;
+pub mod import;
 pub mod ldap;
+pub mod source;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,7 +15,9 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 
+pub use database::DatabaseDirectory;
 pub use file::{PhoneStatus, UserEntry};
+pub use source::{Directory, DirectoryError, Source, UserMap, Writes, Written};
 
 use crate::config::ConfigErrors;
 
@@ -142,121 +148,39 @@ pub fn header_safe(v: &str) -> std::borrow::Cow<'_, str> {
     out.into()
 }
 
-pub struct Directory {
+/// The users file as a directory: read whole into memory and swapped atomically when the
+/// file changes (a bad edit keeps the previous directory). Read-only: the file is the
+/// operator's. Re-reading runs on a blocking thread: requests are answered from the
+/// previous users meanwhile.
+pub struct FileDirectory {
+    inner: Arc<FileInner>,
+}
+
+struct FileInner {
     path: PathBuf,
     users: ArcSwap<HashMap<String, Arc<User>>>,
     modified: Mutex<Option<SystemTime>>,
-    /// `users.ldap`: the users come from this server; the users file is not read.
-    ldap: Option<ldap::LdapDirectory>,
-    /// LDAP users as last looked up, for the readers that cannot wait for a look-up (admin
-    /// API, phone chores): kept as long as the look-up cache keeps them.
-    resolved: moka::sync::Cache<String, Arc<User>>,
 }
 
-/// A user could not be looked up: the directory did not answer. Deciding callers answer 503
-/// (SECURITY 36), never "no such user".
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-#[error("the user directory could not be read: {0}")]
-pub struct LookupError(pub String);
-
-impl Directory {
-    /// Reads the users file, or connects nothing yet for `users.ldap` (connections are made
-    /// on first use); an invalid file is an error (nidan refuses to start on it).
-    pub fn open(cfg: &crate::config::UsersSource) -> Result<Self, ConfigErrors> {
-        let Some(l) = &cfg.ldap else {
-            return Self::load(&cfg.file);
-        };
-        Ok(Self {
-            path: cfg.file.clone(),
-            users: ArcSwap::from_pointee(HashMap::new()),
-            modified: Mutex::new(None),
-            resolved: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(l.cache_ttl.max(std::time::Duration::from_secs(1)))
-                .build(),
-            ldap: Some(ldap::LdapDirectory::new(l.clone())),
-        })
-    }
-
+impl FileDirectory {
     /// Reads the users file; an invalid file is an error (nidan refuses to start on it).
     pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
         let modified = mtime(path);
         let users = file::load_users(path)?;
         Ok(Self {
-            path: path.to_path_buf(),
-            users: ArcSwap::from_pointee(index(users)),
-            modified: Mutex::new(modified),
-            ldap: None,
-            resolved: moka::sync::Cache::new(0),
+            inner: Arc::new(FileInner {
+                path: path.to_path_buf(),
+                users: ArcSwap::from_pointee(index(users)),
+                modified: Mutex::new(modified),
+            }),
         })
     }
+}
 
-    /// The LDAP directory, when the users come from one.
-    pub fn ldap(&self) -> Option<&ldap::LdapDirectory> {
-        self.ldap.as_ref()
-    }
-
-    /// The user behind an ID as the directory says now: the users file, or an LDAP look-up
-    /// (cached briefly). An error when the directory could not be asked.
-    pub async fn lookup(&self, id: &str) -> Result<Option<Arc<User>>, LookupError> {
-        let Some(l) = &self.ldap else {
-            return Ok(self.get(id));
-        };
-        match l.lookup(id).await {
-            Ok(Some(u)) => {
-                let user = Arc::new(from_ldap(&u));
-                self.resolved.insert(user.id.clone(), user.clone());
-                Ok(Some(user))
-            }
-            Ok(None) => {
-                self.resolved.invalidate(id);
-                Ok(None)
-            }
-            Err(e) => Err(LookupError(e.0)),
-        }
-    }
-
-    /// The user behind an ID without asking a server: the users file, or the LDAP user as
-    /// last looked up (`None` once that look-up expired).
-    pub fn get(&self, id: &str) -> Option<Arc<User>> {
-        if self.ldap.is_some() {
-            return self.resolved.get(id);
-        }
-        self.users.load().get(id).cloned()
-    }
-
-    /// Every user in the users file now (LDAP: the users looked up lately).
-    pub fn all(&self) -> Vec<Arc<User>> {
-        if self.ldap.is_some() {
-            return self.resolved.iter().map(|(_, u)| u).collect();
-        }
-        self.users.load().values().cloned().collect()
-    }
-
-    pub fn len(&self) -> usize {
-        self.users.load().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
+impl FileInner {
     /// Re-reads the file when its modification time changed. Returns the previous and new
-    /// directories when a reload happened, so callers can react to what changed. Never
-    /// with LDAP (no file).
-    #[allow(clippy::type_complexity)]
-    pub fn reload_if_changed(
-        &self,
-    ) -> Result<
-        Option<(
-            Arc<HashMap<String, Arc<User>>>,
-            Arc<HashMap<String, Arc<User>>>,
-        )>,
-        ConfigErrors,
-    > {
-        if self.ldap.is_some() {
-            return Ok(None);
-        }
+    /// directories when a reload happened, so callers can react to what changed.
+    fn reload_if_changed(&self) -> Result<Option<(UserMap, UserMap)>, ConfigErrors> {
         let now = mtime(&self.path);
         {
             let Ok(mut seen) = self.modified.lock() else {
@@ -275,22 +199,48 @@ impl Directory {
     }
 }
 
-/// nidan's view of an LDAP user: no password hash (the password is checked by a bind; an
-/// empty hash never verifies), the phone active, 2-step as configured by default.
-fn from_ldap(u: &ldap::LdapUser) -> User {
-    UserEntry {
-        id: u.id.clone(),
-        password_hash: String::new(),
-        name: u.name.clone(),
-        email: u.email.clone(),
-        phone: u.phone.clone(),
-        phone_status: PhoneStatus::Active,
-        groups: u.groups.clone(),
-        disabled: false,
-        two_step: None,
-        identity: std::sync::OnceLock::new(),
+#[async_trait::async_trait]
+impl Source for FileDirectory {
+    fn kind(&self) -> &'static str {
+        "file"
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Arc<User>>, DirectoryError> {
+        Ok(self.inner.users.load().get(id).cloned())
+    }
+
+    fn len_hint(&self) -> Option<usize> {
+        Some(self.inner.users.load().len())
+    }
+
+    fn loaded(&self) -> Option<UserMap> {
+        Some(self.inner.users.load_full())
+    }
+
+    fn sample(&self) -> Vec<Arc<User>> {
+        self.inner
+            .users
+            .load()
+            .values()
+            .take(SAMPLE)
+            .cloned()
+            .collect()
+    }
+
+    async fn refresh(&self) -> Result<Option<(UserMap, UserMap)>, ConfigErrors> {
+        let inner = self.inner.clone();
+        match tokio::task::spawn_blocking(move || inner.reload_if_changed()).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "the users file reload stopped");
+                Ok(None)
+            }
+        }
     }
 }
+
+/// How many users the decoys learn the typical user from.
+pub const SAMPLE: usize = 5_000;
 
 fn index(users: Vec<User>) -> HashMap<String, Arc<User>> {
     users

@@ -16,6 +16,7 @@ mod codes;
 mod config_cli;
 mod credentials;
 mod devices;
+mod directory;
 mod edge;
 mod exemptions;
 mod explain;

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use crate::config::file;
-use crate::config::{OnPhoneLoss, Replicated, Secret, Storage, TwoStepMethod, UsersSource};
+use crate::config::{
+    DirectoryKind, OnPhoneLoss, Replicated, Secret, Storage, TwoStepMethod, UsersSource,
+};
 
 use super::{Checker, Zero, method};
 
@@ -168,7 +170,29 @@ impl Checker<'_> {
     }
 
     pub(super) fn users(&mut self, u: file::UsersFile) -> UsersSource {
+        let directory = if u.ldap.is_some() {
+            if u.file.is_some() || u.database.is_some() {
+                self.err(
+                    "users.ldap",
+                    "`users` names an `ldap` directory and also a `file` or `database` one",
+                    "keep one: `ldap: {...}` for an LDAP / Active Directory server, `file:` or `database: {}` otherwise",
+                );
+            }
+            DirectoryKind::Ldap
+        } else if u.database.is_some() {
+            if u.file.is_some() {
+                self.err(
+                    "users.database",
+                    "`users` names both a `file` and a `database` directory",
+                    "keep one: `file: users.yaml` for a users file, or `database: {}` to keep the users in the store",
+                );
+            }
+            DirectoryKind::Database
+        } else {
+            DirectoryKind::File
+        };
         UsersSource {
+            directory,
             file: self.path(u.file.as_deref().unwrap_or("users.yaml")),
             reload_interval: self.duration(
                 "users.reload_interval",

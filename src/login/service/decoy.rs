@@ -11,7 +11,7 @@ use crate::notify::Channel;
 impl Login {
     fn typical(&self) -> Typical {
         self.decoys.typical(
-            || self.accounts.users.all(),
+            || self.accounts.users.sample(),
             self.cfg.users.default_two_step,
         )
     }

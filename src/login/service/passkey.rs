@@ -197,6 +197,17 @@ impl Login {
     }
 
     /// Checks an assertion and, when it holds, signs the user in with both steps done.
+    /// The passkey's user, if they may log in; a directory that cannot answer is 503.
+    async fn passkey_user(
+        &self,
+        id: &str,
+    ) -> Result<Option<std::sync::Arc<crate::users::User>>, PasskeyError> {
+        self.accounts
+            .active_user(id)
+            .await
+            .map_err(|_| PasskeyError::Unavailable)
+    }
+
     pub async fn passkey_login_finish(
         &self,
         client: &Client,
@@ -225,10 +236,7 @@ impl Login {
         let Ok(Some(stored)) = self.store.passkey_by_credential(&b64(&cred_id)).await else {
             return Err(PasskeyError::Failed(WebAuthnError::NoCredential));
         };
-        let user = self.accounts.user(&stored.user_id).await.map_err(|e| {
-            tracing::error!(error = %e, "user directory unreadable: the passkey login waits");
-            PasskeyError::Unavailable
-        })?;
+        let user = self.passkey_user(&stored.user_id).await?;
         let inactive = user.is_none();
         let now = crate::time::now();
         let attempt = self
@@ -345,10 +353,6 @@ impl Login {
         now: i64,
     ) -> Result<String, PasskeyError> {
         let methods = "passkey";
-        let credential = self.accounts.credential(user).await.map_err(|e| {
-            tracing::error!(error = %e, "a passkey login's credentials could not be read");
-            PasskeyError::Unavailable
-        })?;
         let (session_token, _) = self
             .sessions
             .create(
@@ -365,7 +369,7 @@ impl Login {
                     ip,
                     user_agent: &client.user_agent,
                 },
-                &credential,
+                &user.credential(),
                 now,
             )
             .await
