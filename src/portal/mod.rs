@@ -9,6 +9,7 @@ pub mod i18n;
 pub mod openapi;
 pub mod pages;
 pub mod passkeys;
+pub mod password;
 pub mod phone_app;
 pub mod redirect;
 pub mod sessions;
@@ -493,6 +494,8 @@ async fn route(ctx: &Ctx<'_>) -> Response {
             pages::settings_page(ctx, saved.then_some(ctx.t.msg_settings_saved), None).await
         }
         (&Method::POST, ["settings"]) => pages::settings_post(ctx).await,
+        (&Method::GET | &Method::HEAD, ["password"]) => password::get(ctx).await,
+        (&Method::POST, ["password"]) => password::post(ctx).await,
         (&Method::GET | &Method::HEAD, ["settings", "tokens"]) => {
             tokens::page(ctx, None, None, None).await
         }

@@ -556,6 +556,27 @@ impl super::Source for LdapSource {
         }
     }
 
+    async fn change_own_password(
+        &self,
+        _hasher: &crate::login::password::Hasher,
+        user: &super::User,
+        current: &str,
+        new: &str,
+    ) -> Result<super::OwnPassword, super::DirectoryError> {
+        use super::OwnPassword as O;
+        Ok(
+            match LdapSource::change_own_password(self, user, current, new)
+                .await
+                .map_err(unavailable)?
+            {
+                PasswordChange::Changed => O::Changed,
+                PasswordChange::WrongPassword => O::WrongPassword,
+                PasswordChange::NotAllowed => O::NotAllowed,
+                PasswordChange::Rejected => O::Rejected,
+            },
+        )
+    }
+
     fn writes(&self) -> super::Writes {
         // Only a user's own password, as the user, where the server allows it.
         super::Writes {
