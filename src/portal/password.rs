@@ -114,17 +114,20 @@ enum Refusal {
 
 /// The change from this request's session; the session stays.
 async fn change(ctx: &Ctx<'_>, current: &str, new: &str) -> Result<(), Refusal> {
-    let (live, user) = match ctx.session_checked().await {
-        Ok(Some(s)) => s,
-        Ok(None) => return Err(Refusal::Page(401, ctx.t.err_bad_request)),
-        Err(()) => return Err(Refusal::Unavailable),
+    let (Some(keep), Some((_, user))) = (
+        session_hash(ctx),
+        ctx.session_checked()
+            .await
+            .map_err(|()| Refusal::Unavailable)?,
+    ) else {
+        return Err(Refusal::Page(401, ctx.t.err_bad_request));
     };
     let pt = ctx.lang.password();
     let ip = ctx.req.peer.to_string();
     let r = ctx
         .app
         .login
-        .change_password(&user, &live.record.id_hash, current, new, &ip, ctx.lang)
+        .change_password(&user, &keep, current, new, &ip, ctx.lang)
         .await;
     match r {
         Ok(()) => Ok(()),
@@ -140,6 +143,11 @@ async fn change(ctx: &Ctx<'_>, current: &str, new: &str) -> Result<(), Refusal> 
             ChangeError::Weak(w) => Refusal::Page(400, weak_text(pt, w)),
         }),
     }
+}
+
+/// The stored key of this request's session (its cookie value's hex SHA-256).
+fn session_hash(ctx: &Ctx<'_>) -> Option<String> {
+    ctx.session_token().map(|t| crate::secret::token_hash(&t))
 }
 
 fn weak_text(pt: &PasswordTexts, w: Weak) -> &'static str {
@@ -169,10 +177,10 @@ pub async fn api_put(ctx: &Ctx<'_>) -> Response {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let (live, user) = match ctx.session_checked().await {
-        Ok(Some(s)) => s,
-        Ok(None) => return super::endpoints::unauthorized(),
-        Err(()) => return super::endpoints::unavailable(),
+    let (keep, user) = match (session_hash(ctx), ctx.session_checked().await) {
+        (Some(keep), Ok(Some((_, user)))) => (keep, user),
+        (_, Err(())) => return super::endpoints::unavailable(),
+        _ => return super::endpoints::unauthorized(),
     };
     let ip = ctx.req.peer.to_string();
     let r = ctx
@@ -180,7 +188,7 @@ pub async fn api_put(ctx: &Ctx<'_>) -> Response {
         .login
         .change_password(
             &user,
-            &live.record.id_hash,
+            &keep,
             &body.current_password,
             &body.new_password,
             &ip,

@@ -225,32 +225,6 @@ async fn users_change_their_own_password_where_the_server_allows_it() {
     assert!(refusing.binds("bob", "bob-pass-1"));
 }
 
-/// A gateway whose users come from `s` (`users.ldap`, look-ups kept `cache_ttl`).
-pub fn ldap_gateway(s: &Slapd, cache_ttl: &str) -> crate::common::Gateway {
-    let secret = s.path("reader-password");
-    std::fs::write(&secret, format!("{READER_PASSWORD}\n")).unwrap();
-    crate::common::Gateway::builder()
-        .set(
-            "users",
-            &format!(
-                "{{ ldap: {{ url: \"{url}\", bind_dn: \"{READER}\", bind_password_file: \"{secret}\", \
-                 base_dn: \"ou=people,{BASE}\", user_filter: \"(&(objectClass=inetOrgPerson)(uid={{id}}))\", \
-                 timeout: 2s, cache_ttl: {cache_ttl} }} }}",
-                url = s.url(),
-                secret = secret.display(),
-            ),
-        )
-        .start()
-}
-
-/// alice (staff, ops) and hanako (the harness's PASSWORD, staff).
-fn gateway_users(s: &Slapd) {
-    s.add_user("alice", "alice-pass-1");
-    s.add_user("hanako", crate::common::PASSWORD);
-    s.add_group("staff", &["alice", "hanako"]);
-    s.add_group("ops", &["alice"]);
-}
-
 async fn login_status(
     http: &reqwest::Client,
     gw: &crate::common::Gateway,
@@ -280,8 +254,8 @@ async fn login_status(
 #[tokio::test]
 async fn users_log_in_through_ldap_and_the_backend_sees_their_ldap_identity() {
     let s = Slapd::start(SelfWrite::Allowed);
-    gateway_users(&s);
-    let gw = ldap_gateway(&s, "30s");
+    crate::common::ldap::gateway_users(&s);
+    let gw = crate::common::ldap::gateway(&s, "30s");
     let http = crate::common::client();
     assert_eq!(login_status(&http, &gw, "alice", "alice-pass-1").await, 200);
     let r = http.get(gw.url("/app/who")).send().await.unwrap();
@@ -305,8 +279,8 @@ async fn users_log_in_through_ldap_and_the_backend_sees_their_ldap_identity() {
 #[tokio::test]
 async fn empty_passwords_filter_syntax_and_case_variants_do_not_log_in() {
     let s = Slapd::start(SelfWrite::Allowed);
-    gateway_users(&s);
-    let gw = ldap_gateway(&s, "30s");
+    crate::common::ldap::gateway_users(&s);
+    let gw = crate::common::ldap::gateway(&s, "30s");
     let fresh = || crate::common::client();
     assert!(
         s.binds("alice", ""),
@@ -348,8 +322,8 @@ async fn empty_passwords_filter_syntax_and_case_variants_do_not_log_in() {
 #[tokio::test]
 async fn an_ldap_outage_is_a_503_never_a_weaker_answer() {
     let mut s = Slapd::start(SelfWrite::Allowed);
-    gateway_users(&s);
-    let gw = ldap_gateway(&s, "1s");
+    crate::common::ldap::gateway_users(&s);
+    let gw = crate::common::ldap::gateway(&s, "1s");
     let http = crate::common::client();
     assert_eq!(login_status(&http, &gw, "alice", "alice-pass-1").await, 200);
     assert_eq!(

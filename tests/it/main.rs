@@ -27,6 +27,7 @@ mod login;
 mod login_service;
 mod openapi;
 mod passkeys;
+mod password;
 mod phone;
 mod portal_ux;
 mod postgres;

@@ -240,6 +240,36 @@ impl Slapd {
     }
 }
 
+/// A gateway whose users come from `s` (`users.ldap`, look-ups kept `cache_ttl`).
+pub fn gateway(s: &Slapd, cache_ttl: &str) -> crate::common::Gateway {
+    builder(s, cache_ttl).start()
+}
+
+/// [`gateway`]'s configuration, for a test to add to.
+pub fn builder(s: &Slapd, cache_ttl: &str) -> crate::common::GatewayBuilder {
+    let secret = s.path("reader-password");
+    std::fs::write(&secret, format!("{READER_PASSWORD}\n")).unwrap();
+    crate::common::Gateway::builder()
+        .set(
+            "users",
+            &format!(
+                "{{ ldap: {{ url: \"{url}\", bind_dn: \"{READER}\", bind_password_file: \"{secret}\", \
+                 base_dn: \"ou=people,{BASE}\", user_filter: \"(&(objectClass=inetOrgPerson)(uid={{id}}))\", \
+                 timeout: 2s, cache_ttl: {cache_ttl} }} }}",
+                url = s.url(),
+                secret = secret.display(),
+            ),
+        )
+}
+
+/// alice (staff, ops) and hanako (the harness's PASSWORD, staff).
+pub fn gateway_users(s: &Slapd) {
+    s.add_user("alice", "alice-pass-1");
+    s.add_user("hanako", crate::common::PASSWORD);
+    s.add_group("staff", &["alice", "hanako"]);
+    s.add_group("ops", &["alice"]);
+}
+
 impl Drop for Slapd {
     fn drop(&mut self) {
         self.stop();
