@@ -429,30 +429,6 @@ fn dedup(groups: Vec<String>) -> Vec<String> {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_group_is_named_by_its_first_rdn() {
-        assert_eq!(
-            rdn_value("cn=staff,ou=groups,dc=example,dc=org").as_deref(),
-            Some("staff")
-        );
-        assert_eq!(
-            rdn_value("CN=Domain Users,CN=Users,DC=ad").as_deref(),
-            Some("Domain Users")
-        );
-        assert_eq!(rdn_value("cn=a\\,b,ou=g").as_deref(), Some("a,b"));
-        assert_eq!(rdn_value("cn=,ou=g"), None);
-    }
-
-    #[test]
-    fn ids_are_escaped_in_filters() {
-        assert_eq!(ldap_escape("*)(uid=*"), "\\2a\\29\\28uid=\\2a");
-    }
-}
-
 /// The LDAP directory as a [`Source`]: look-ups and binds against the server, nothing kept
 /// but the brief look-up cache. Users are the server's (no admin-API writes); a user changes
 /// their own password as themselves ([`LdapSource::change_own_password`]).
@@ -621,5 +597,29 @@ impl super::Source for LdapSource {
         _log: crate::store::LogEvents<'_>,
     ) -> Result<super::Written, super::DirectoryError> {
         Err(super::DirectoryError::ReadOnly(LDAP_IS_READ_ONLY))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_is_named_by_its_first_rdn() {
+        assert_eq!(
+            rdn_value("cn=staff,ou=groups,dc=example,dc=org").as_deref(),
+            Some("staff")
+        );
+        assert_eq!(
+            rdn_value("CN=Domain Users,CN=Users,DC=ad").as_deref(),
+            Some("Domain Users")
+        );
+        assert_eq!(rdn_value("cn=a\\,b,ou=g").as_deref(), Some("a,b"));
+        assert_eq!(rdn_value("cn=,ou=g"), None);
+    }
+
+    #[test]
+    fn ids_are_escaped_in_filters() {
+        assert_eq!(ldap_escape("*)(uid=*"), "\\2a\\29\\28uid=\\2a");
     }
 }
