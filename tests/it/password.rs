@@ -245,3 +245,41 @@ async fn where_the_server_refuses_or_the_users_file_holds_passwords_the_page_poi
     let (st, _) = put_password(&me, PASSWORD, NEW).await;
     assert_eq!(st, 409);
 }
+
+/// Two replicas on PostgreSQL + Redis with the users on LDAP: a change made on one replica
+/// ends the old password's sessions on every replica within a second; the session it was
+/// made from stays on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_replicas_the_old_passwords_sessions_end_everywhere_and_this_one_stays() {
+    use crate::common::cluster::{Browser, Cluster, everywhere, http};
+    let s = Slapd::start(SelfWrite::Allowed);
+    crate::common::ldap::gateway_users(&s);
+    let users = crate::common::ldap::users_yaml(&s, "30s");
+    let c = Cluster::start_full(2, "60s", &format!("users: {users}"), None);
+    let mut me = Browser::default();
+    me.login(&c, 0, 0, "hanako", false).await;
+    let mut other = Browser::default();
+    other.login(&c, 1, 1, "hanako", false).await;
+    for i in 0..2 {
+        assert!(me.signed_in(&c, i).await && other.signed_in(&c, i).await);
+    }
+    let r = http()
+        .put(c.url(1, "/_nidan/api/password"))
+        .header("cookie", me.cookies())
+        .json(&json!({"current_password": PASSWORD, "new_password": NEW}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204, "{}", r.text().await.unwrap());
+    everywhere(
+        &c,
+        "the old password's other session refused",
+        std::time::Duration::from_secs(1),
+        async |i| !other.signed_in(&c, i).await,
+    )
+    .await;
+    for i in 0..2 {
+        assert!(me.signed_in(&c, i).await, "replica {i}: {}", c.log(i));
+    }
+    assert!(s.binds("hanako", NEW));
+}

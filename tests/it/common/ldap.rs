@@ -247,19 +247,21 @@ pub fn gateway(s: &Slapd, cache_ttl: &str) -> crate::common::Gateway {
 
 /// [`gateway`]'s configuration, for a test to add to.
 pub fn builder(s: &Slapd, cache_ttl: &str) -> crate::common::GatewayBuilder {
+    crate::common::Gateway::builder().set("users", &users_yaml(s, cache_ttl))
+}
+
+/// The `users` value that points nidan at `s` (the service account's password written to a
+/// file beside the server's).
+pub fn users_yaml(s: &Slapd, cache_ttl: &str) -> String {
     let secret = s.path("reader-password");
     std::fs::write(&secret, format!("{READER_PASSWORD}\n")).unwrap();
-    crate::common::Gateway::builder()
-        .set(
-            "users",
-            &format!(
-                "{{ ldap: {{ url: \"{url}\", bind_dn: \"{READER}\", bind_password_file: \"{secret}\", \
-                 base_dn: \"ou=people,{BASE}\", user_filter: \"(&(objectClass=inetOrgPerson)(uid={{id}}))\", \
-                 timeout: 2s, cache_ttl: {cache_ttl} }} }}",
-                url = s.url(),
-                secret = secret.display(),
-            ),
-        )
+    format!(
+        "{{ ldap: {{ url: \"{url}\", bind_dn: \"{READER}\", bind_password_file: \"{secret}\", \
+         base_dn: \"ou=people,{BASE}\", user_filter: \"(&(objectClass=inetOrgPerson)(uid={{id}}))\", \
+         timeout: 2s, cache_ttl: {cache_ttl} }} }}",
+        url = s.url(),
+        secret = secret.display(),
+    )
 }
 
 /// alice (staff, ops) and hanako (the harness's PASSWORD, staff).
