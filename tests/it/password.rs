@@ -283,3 +283,40 @@ async fn on_replicas_the_old_passwords_sessions_end_everywhere_and_this_one_stay
     }
     assert!(s.binds("hanako", NEW));
 }
+
+/// The database directory: the new password is hashed and written with the credential
+/// compare-and-set; the same rules hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_the_database_directory_the_change_keeps_this_session_only() {
+    let secrets = tempfile::tempdir().unwrap();
+    let token = "admin-token-for-the-password-tests-0123456789";
+    let file = secrets.path().join("admin-token");
+    std::fs::write(&file, format!("{token}\n")).unwrap();
+    let gw = Gateway::builder()
+        .set("users", "{ database: {} }")
+        .set("server.admin_listen", "\"127.0.0.1:1\"")
+        .set(
+            "server.admin_token_file",
+            &format!("\"{}\"", file.display()),
+        )
+        .start();
+    let r = crate::common::client()
+        .put(format!("http://{}/admin/users/hanako", gw.admin.unwrap()))
+        .header("authorization", format!("Bearer {token}"))
+        .json(&json!({"password": PASSWORD, "email": "hanako@example.com", "two_step": {"enabled": false}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let (me, _) = login(&gw, "hanako").await;
+    let (other, _) = login(&gw, "hanako").await;
+    assert_eq!(put_password(&me, "wrong-password-1", NEW).await.0, 403);
+    assert_eq!(put_password(&me, PASSWORD, "password1").await.0, 400);
+    assert_eq!(other.get("/me").await.0, 200);
+    assert_eq!(put_password(&me, PASSWORD, NEW).await.0, 204);
+    assert_eq!(me.get("/me").await.0, 200);
+    assert_eq!(other.get("/me").await.0, 401);
+    assert!(try_login(&gw, "hanako", PASSWORD).await.is_none());
+    assert!(try_login(&gw, "hanako", NEW).await.is_some());
+    assert_eq!(me.get("/me").await.0, 200);
+}
