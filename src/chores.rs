@@ -105,6 +105,7 @@ impl crate::replica::Listener for Chores {
             // directory: drop what is cached of users and read the file now.
             Event::Users => {
                 self.accounts.users.forget(None).await;
+                self.accounts.forget_settings();
                 self.accounts.reload_users().await;
             }
             Event::Phones => self.accounts.refresh_phones().await,

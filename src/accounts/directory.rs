@@ -91,12 +91,15 @@ impl Accounts {
     async fn written(&self, id: &str, why: &'static str, written: &Written) {
         self.settings.revoke([&id.to_owned()]).await;
         self.basic_cache.revoke_all();
-        match &written.credential {
-            Some(CredentialChange::Applied(revoked)) => {
-                self.credentials_applied(id, why, revoked.clone(), Instant::now())
-                    .await;
-            }
-            _ => self.publish(Event::Users),
+        if let Some(CredentialChange::Applied(revoked)) = &written.credential {
+            self.credentials_applied(id, why, revoked.clone(), Instant::now())
+                .await;
+        }
+        // Whatever changed (a 2-step default, groups, a phone) is a rule the other replicas
+        // must not decide on from cache: answered once every replica has dropped its cached
+        // users and 2-step settings, or no longer trusts its caches (as every revocation).
+        if let Err(e) = self.publish_revocation(Event::Users).await {
+            tracing::error!(user = id, error = %e, "the other replicas were not told of a user change; their caches expire or distrust themselves");
         }
     }
 

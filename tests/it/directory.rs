@@ -411,6 +411,24 @@ async fn a_change_on_one_replica_ends_the_sessions_on_the_other() {
     )
     .await;
     assert!(c.audited("alice", "credentials_revoked").await >= 2);
+
+    // A tightened rule is not decided from a cache: 2-step turned on through replica A is
+    // asked at once by replica B, which had just looked the user up with 2-step off.
+    let body = json!({"password": PASSWORD, "name": "Bob", "email": "bob@example.com"});
+    assert_eq!(admin(a, "PUT", "/admin/users/bob", Some(body)).await.0, 201);
+    assert_eq!(Browser::default().step(&c, 1, "bob").await, "password");
+    let (s, v) = admin(
+        a,
+        "PATCH",
+        "/admin/users/bob",
+        Some(json!({"two_step": {"enabled": true, "method": "email"}})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        Browser::default().step(&c, 1, "bob").await,
+        "password_and_code"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -437,6 +437,20 @@ mod tests {
     }
 
     #[test]
+    fn the_directory_is_a_file_or_the_database() {
+        use crate::config::DirectoryKind;
+        let c = load_t(&with("users: { database: {} }\n")).unwrap();
+        assert_eq!(c.users.directory, DirectoryKind::Database);
+        let c = load_t(MINIMAL).unwrap();
+        assert_eq!(c.users.directory, DirectoryKind::File);
+        let e = &errors(&with("users: { file: u.yaml, database: {} }\n"))[0];
+        assert!(e.message.contains("both"), "{e}");
+        assert!(e.fix.contains("database: {}"), "{e}");
+        let e = &errors(&with("users: { database: { url: x } }\n"))[0];
+        assert!(e.message.contains("unknown field"), "{e}");
+    }
+
+    #[test]
     fn relative_paths_follow_the_config_file() {
         let c = load_with_env(MINIMAL, Path::new("nidan.yaml"), &test_env).unwrap();
         assert_eq!(c.users.file, PathBuf::from("./users.yaml"));
