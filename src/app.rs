@@ -99,6 +99,14 @@ impl App {
                 store.clone(),
                 replica.as_ref().map(|r| r.health.clone()),
             )),
+            DirectoryKind::Ldap => match &cfg.users.ldap {
+                Some(l) => Arc::new(crate::users::ldap::LdapSource::new(
+                    l.clone(),
+                    replica.as_ref().map(|r| r.health.clone()),
+                )),
+                // Checked at load: `Ldap` comes with its settings.
+                None => Arc::new(FileDirectory::load(&cfg.users.file)?),
+            },
         };
         let audit = Audit::with_bounds(
             store.clone(),

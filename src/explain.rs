@@ -312,6 +312,19 @@ async fn users_of(
                 None
             }
         },
+        crate::config::DirectoryKind::Ldap => {
+            let Some(l) = &cfg.users.ldap else {
+                return Some(Vec::new());
+            };
+            let dir = crate::users::ldap::LdapSource::new(l.clone(), None);
+            match crate::users::Source::get(&dir, id).await {
+                Ok(u) => Some(u.map(|u| vec![User::clone(&u)]).unwrap_or_default()),
+                Err(e) => {
+                    let _ = writeln!(w, "user {id}: the LDAP directory could not be read: {e}");
+                    None
+                }
+            }
+        }
         // The database directory: this one user, read from the store.
         crate::config::DirectoryKind::Database => {
             let Some(store) = store else {

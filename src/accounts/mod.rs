@@ -8,6 +8,8 @@
 
 mod credentials;
 mod directory;
+pub mod new_password;
+pub mod password;
 
 pub(crate) use credentials::revocation_events;
 mod phone;

@@ -360,6 +360,50 @@ pub(crate) struct UsersFile {
     pub default_two_step: Option<bool>,
     pub default_method: Option<TwoStepMethodFile>,
     pub on_phone_loss: Option<OnPhoneLossFile>,
+    /// The users come from an LDAP / Active Directory server instead of the file.
+    pub ldap: Option<LdapFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LdapFile {
+    pub url: Option<String>,
+    pub bind_dn: Option<String>,
+    pub bind_password_file: Option<String>,
+    pub bind_password_env: Option<String>,
+    pub base_dn: Option<String>,
+    pub user_filter: Option<String>,
+    pub attributes: Option<LdapAttributesFile>,
+    pub group_search: Option<LdapGroupSearchFile>,
+    pub tls: Option<LdapTlsFile>,
+    pub timeout: Option<String>,
+    pub pool: Option<u64>,
+    pub cache_ttl: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LdapAttributesFile {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub groups: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LdapGroupSearchFile {
+    pub base_dn: Option<String>,
+    pub filter: Option<String>,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LdapTlsFile {
+    pub ca_file: Option<String>,
+    pub starttls: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

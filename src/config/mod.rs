@@ -458,6 +458,89 @@ pub struct UsersSource {
     pub default_method: TwoStepMethod,
     /// What happens to a user's 2-step setting when their phone is marked gone.
     pub on_phone_loss: OnPhoneLoss,
+    /// `users.ldap`: the users come from this LDAP / Active Directory server (the users file
+    /// is then not read).
+    pub ldap: Option<LdapSettings>,
+}
+
+/// Where an LDAP user's groups come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LdapGroups {
+    /// An attribute of the user's entry holding group DNs (`memberOf`: Active Directory,
+    /// OpenLDAP's memberof overlay); each group is named by its DN's first RDN value.
+    Attribute(String),
+    /// A search under `base_dn` with `filter` (`{dn}`: the user's DN, `{id}`: the ID, both
+    /// escaped); each group is named by its `name` attribute.
+    Search {
+        base_dn: String,
+        filter: String,
+        name: String,
+    },
+}
+
+/// Which attributes of an LDAP user's entry give what nidan knows about the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LdapAttributes {
+    /// The user's ID: the entry must hold exactly the ID asked for (LDAP matching is often
+    /// case-insensitive: `ALICE` must not become a second user with settings of its own).
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    pub phone: String,
+}
+
+impl Default for LdapAttributes {
+    fn default() -> Self {
+        Self {
+            id: "uid".into(),
+            name: "cn".into(),
+            email: "mail".into(),
+            phone: "mobile".into(),
+        }
+    }
+}
+
+/// `users.ldap`, checked.
+#[derive(Clone)]
+pub struct LdapSettings {
+    /// `ldap://host:port` or `ldaps://host:port`.
+    pub url: String,
+    /// The service account look-ups bind as (`None`: anonymous look-ups).
+    pub bind_dn: Option<String>,
+    pub bind_password: Option<std::sync::Arc<Secret>>,
+    pub base_dn: String,
+    /// A filter with `{id}` where the (escaped) ID goes, e.g. `(uid={id})`.
+    pub user_filter: String,
+    pub attributes: LdapAttributes,
+    pub groups: LdapGroups,
+    /// Trust for `ldaps://` and StartTLS: `None` uses the system's roots.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// `ldap://` upgraded with StartTLS before anything is sent.
+    pub starttls: bool,
+    /// Deadline of each connection and each operation.
+    pub timeout: Duration,
+    /// Connections kept open for look-ups, and the bound on concurrent operations.
+    pub pool: usize,
+    /// How long a look-up is kept (dropped at once by a revocation).
+    pub cache_ttl: Duration,
+}
+
+impl fmt::Debug for LdapSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LdapSettings")
+            .field("url", &self.url)
+            .field("bind_dn", &self.bind_dn)
+            .field("base_dn", &self.base_dn)
+            .field("user_filter", &self.user_filter)
+            .field("attributes", &self.attributes)
+            .field("groups", &self.groups)
+            .field("tls", &self.tls.is_some())
+            .field("starttls", &self.starttls)
+            .field("timeout", &self.timeout)
+            .field("pool", &self.pool)
+            .field("cache_ttl", &self.cache_ttl)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `users.file` or `users.database`: which directory holds the users.
@@ -468,6 +551,9 @@ pub enum DirectoryKind {
     /// The durable store (`storage`): users looked up one at a time, written through the
     /// admin API and `nidan users import`.
     Database,
+    /// An LDAP / Active Directory server (`users.ldap`): users looked up and passwords
+    /// checked by binds, cached briefly.
+    Ldap,
 }
 
 /// `users.on_phone_loss`.

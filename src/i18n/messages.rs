@@ -211,6 +211,36 @@ pub fn app_enrolled(lang: Language, name: &str, ip: &str, site: &str) -> (String
     }
 }
 
+/// The user changed their password in the portal: every other session ended.
+pub fn password_changed(lang: Language, ip: &str, site: &str) -> (String, String) {
+    match lang {
+        Language::Ja => (
+            format!("【{site}】パスワードが変更されました"),
+            with_footer(
+                lang,
+                format!(
+                    "お使いの {site} アカウントのパスワードが変更されました。\
+                     変更した画面以外のログインはすべて終了し、アプリ用パスワードは無効になりました。\n\n\
+                     IPアドレス: {ip}\n\n\
+                     お心当たりのない場合は、すぐに管理者にお問い合わせください。"
+                ),
+            ),
+        ),
+        Language::En => (
+            format!("The password of your {site} account was changed"),
+            with_footer(
+                lang,
+                format!(
+                    "The password of your {site} account was changed. Every sign-in except \
+                     the one it was changed from has ended, and app passwords no longer work.\n\n\
+                     IP address: {ip}\n\n\
+                     If this was not you, contact your administrator right away."
+                ),
+            ),
+        ),
+    }
+}
+
 /// "This wasn't me" in the app: the login was refused and app prompts are paused.
 pub fn not_me_refused(lang: Language, minutes: u64, site: &str) -> (String, String) {
     match lang {

@@ -522,7 +522,13 @@ async fn start_session(
     // that has not read a new users file yet fails the old password like a wrong one.
     let made = match &c.stepped_from {
         Some((_, old)) => login.sessions.replace(&old.record, new, c.now).await,
-        None => login.sessions.create(new, &user.credential(), c.now).await,
+        None => {
+            let credential = login.accounts.credential(user).await.map_err(|e| {
+                tracing::error!(error = %e, "a login's credentials could not be read");
+                LoginError::Busy
+            })?;
+            login.sessions.create(new, &credential, c.now).await
+        }
     };
     made.map(|(token, _)| token).map_err(|e| match e {
         SessionError::Stale => LoginError::Failed,
@@ -553,9 +559,16 @@ async fn register_device(
     now: i64,
 ) -> Option<String> {
     let browser = browser_summary(&client.user_agent);
+    let credential = match login.accounts.credential(user).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "no trusted device: the credentials could not be read");
+            return None;
+        }
+    };
     match login
         .devices
-        .register(&user.id, &user.credential(), name, &browser, ip, now)
+        .register(&user.id, &credential, name, &browser, ip, now)
         .await
     {
         Ok((token, rec)) => {

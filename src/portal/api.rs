@@ -70,6 +70,7 @@ pub async fn handle(ctx: &Ctx<'_>, rest: &str) -> Response {
         E::DeviceDelete => device_delete(ctx, id).await,
         E::SettingsGet => settings_get(ctx).await,
         E::SettingsPut => settings_put(ctx).await,
+        E::PasswordPut => super::password::api_put(ctx).await,
         E::Tokens => super::tokens::api_list(ctx).await,
         E::TokenCreate => super::tokens::api_create(ctx).await,
         E::TokenDelete => super::tokens::api_delete(ctx, id).await,

@@ -1093,6 +1093,92 @@ impl Lang {
     }
 }
 
+/// The strings of the password page (`{prefix}/password`).
+pub struct PasswordTexts {
+    pub heading: &'static str,
+    pub lead: &'static str,
+    pub current_label: &'static str,
+    pub new_label: &'static str,
+    pub new_help: &'static str,
+    pub confirm_label: &'static str,
+    pub change_button: &'static str,
+    pub msg_changed: &'static str,
+    pub err_wrong: &'static str,
+    pub err_mismatch: &'static str,
+    pub err_too_short: &'static str,
+    pub err_too_long: &'static str,
+    pub err_like_id: &'static str,
+    pub err_common: &'static str,
+    pub err_unchanged: &'static str,
+    pub err_invalid: &'static str,
+    pub err_rejected: &'static str,
+    pub err_wait: &'static str,
+    pub managed_heading: &'static str,
+    pub managed: &'static str,
+    pub managed_link: &'static str,
+    pub link: &'static str,
+}
+
+static PASSWORD_JA: PasswordTexts = PasswordTexts {
+    heading: "パスワードの変更",
+    lead: "今のパスワードと新しいパスワードを入力してください。変更すると、この画面以外のログインはすべて終了し、登録済みのデバイスとアプリパスワードは使えなくなります。",
+    current_label: "今のパスワード",
+    new_label: "新しいパスワード",
+    new_help: "8文字以上。IDを含むものや、よく使われるパスワードは使えません。",
+    confirm_label: "新しいパスワード（確認）",
+    change_button: "変更する",
+    msg_changed: "パスワードを変更しました。この画面以外のログインはすべて終了しました。",
+    err_wrong: "今のパスワードが正しくありません。",
+    err_mismatch: "確認のために入力した新しいパスワードが一致しません。",
+    err_too_short: "新しいパスワードは8文字以上にしてください。",
+    err_too_long: "新しいパスワードが長すぎます。",
+    err_like_id: "IDを含むパスワードは使えません。",
+    err_common: "よく使われているパスワードなので使えません。推測されにくいものにしてください。",
+    err_unchanged: "新しいパスワードが今のパスワードと同じです。",
+    err_invalid: "新しいパスワードに使えない文字が含まれています。",
+    err_rejected: "ディレクトリの規則により、このパスワードは使えません（以前のパスワードと同じなど）。",
+    err_wait: "失敗が続いたため、しばらく待ってからもう一度お試しください。",
+    managed_heading: "パスワードは管理者が管理しています",
+    managed: "このサービスでは、パスワードの変更は管理者が行います。変更が必要な場合は管理者のページから手続きしてください。",
+    managed_link: "アカウント管理のページへ",
+    link: "パスワードの変更",
+};
+
+static PASSWORD_EN: PasswordTexts = PasswordTexts {
+    heading: "Change your password",
+    lead: "Enter your current password and a new one. After the change every other sign-in ends, and your trusted devices and app passwords stop working.",
+    current_label: "Current password",
+    new_label: "New password",
+    new_help: "At least 8 characters. It cannot contain your ID or be a commonly used password.",
+    confirm_label: "New password again",
+    change_button: "Change password",
+    msg_changed: "Your password was changed. Every other sign-in has ended.",
+    err_wrong: "The current password is not right.",
+    err_mismatch: "The two new passwords are not the same.",
+    err_too_short: "The new password needs at least 8 characters.",
+    err_too_long: "The new password is too long.",
+    err_like_id: "The new password cannot contain your ID.",
+    err_common: "That password is too common. Choose one that is harder to guess.",
+    err_unchanged: "The new password is the same as the current one.",
+    err_invalid: "The new password contains characters that cannot be used.",
+    err_rejected: "The directory's rules do not allow this password (for example, one you used before).",
+    err_wait: "Too many wrong passwords. Wait a while and try again.",
+    managed_heading: "Your administrator manages passwords",
+    managed: "Passwords for this service are changed by your administrator. Use their account page if you need a new one.",
+    managed_link: "Go to the account page",
+    link: "Change password",
+};
+
+impl Lang {
+    /// The password page's texts in this language.
+    pub fn password(self) -> &'static PasswordTexts {
+        match self {
+            Lang::Ja => &PASSWORD_JA,
+            Lang::En => &PASSWORD_EN,
+        }
+    }
+}
+
 /// The strings of "where you are signed in" (`{prefix}/sessions`), kept apart from
 /// [`Texts`] so the page can grow without touching every other page's table.
 #[derive(Debug)]

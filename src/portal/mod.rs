@@ -9,6 +9,7 @@ pub mod i18n;
 pub mod openapi;
 pub mod pages;
 pub mod passkeys;
+pub mod password;
 pub mod phone_app;
 pub mod redirect;
 pub mod sessions;
@@ -508,6 +509,8 @@ async fn route(ctx: &Ctx<'_>) -> Response {
             pages::settings_page(ctx, saved.then_some(ctx.t.msg_settings_saved), None).await
         }
         (&Method::POST, ["settings"]) => pages::settings_post(ctx).await,
+        (&Method::GET | &Method::HEAD, ["password"]) => password::get(ctx).await,
+        (&Method::POST, ["password"]) => password::post(ctx).await,
         (&Method::GET | &Method::HEAD, ["settings", "tokens"]) => {
             let removed = ctx.req.query_param("m").as_deref() == Some("removed");
             let msg = removed.then_some(ctx.lang.tokens().msg_revoked);

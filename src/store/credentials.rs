@@ -241,6 +241,23 @@ impl Store {
         })
     }
 
+    /// Binds a live session of `user` to the credential digest `to` that a change the user is
+    /// making from it is about to store: the change then ends every other session (their
+    /// digest differs) and not this one. Harmless if the change does not happen: a session's
+    /// digest is compared only by a later change, which ends it either way.
+    pub async fn rebind_session(&self, id_hash: &str, user: &str, to: &str) -> Result<()> {
+        on_db!(&self.db, pool => sqlx::query(
+            "UPDATE sessions SET credential = $1 WHERE id_hash = $2 AND user_id = $3",
+        )
+        .bind(to)
+        .bind(id_hash)
+        .bind(user)
+        .execute(pool)
+        .await
+        .map(|_| ())?);
+        Ok(())
+    }
+
     /// A user's stored credential digest and how many changes it has seen.
     pub async fn credential(&self, user: &str) -> Result<Option<(String, i64)>> {
         on_db!(&self.db, pool => sqlx::query(

@@ -5,6 +5,7 @@
 pub mod database;
 pub mod file;
 pub mod import;
+pub mod ldap;
 pub mod source;
 
 use std::collections::HashMap;
@@ -16,7 +17,7 @@ use arc_swap::ArcSwap;
 
 pub use database::DatabaseDirectory;
 pub use file::{PhoneStatus, UserEntry};
-pub use source::{Directory, DirectoryError, Source, UserMap, Writes, Written};
+pub use source::{Directory, DirectoryError, OwnPassword, Source, UserMap, Writes, Written};
 
 use crate::config::ConfigErrors;
 

@@ -88,6 +88,21 @@ pub struct Written {
     pub credential: Option<CredentialChange>,
 }
 
+/// How a user's own password change went in the directory ([`Source::change_own_password`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnPassword {
+    /// The current password is right; the new one is hashed, for the caller to write (with
+    /// the credential compare-and-set) through [`Source::put`].
+    Hash(String),
+    /// The directory changed it itself (LDAP, as the user).
+    Changed,
+    WrongPassword,
+    /// The directory does not let users change their own password (an LDAP ACL).
+    NotAllowed,
+    /// The directory's own policy refused the new password (history, quality).
+    Rejected,
+}
+
 /// The message a read-only users file answers a write with.
 pub const FILE_IS_READ_ONLY: &str = "the users are kept in the users file, which is the operator's: edit the file (or configure `users: { database: {} }` to manage users through nidan)";
 
@@ -166,6 +181,22 @@ pub trait Source: Send + Sync {
         _log: LogEvents<'_>,
     ) -> Result<Written, DirectoryError> {
         Err(DirectoryError::ReadOnly(FILE_IS_READ_ONLY))
+    }
+
+    /// A user changes their own password, proving the current one. Sources that keep hashes
+    /// verify it and hash the new one (the caller writes it); LDAP changes it on the server.
+    async fn change_own_password(
+        &self,
+        hasher: &Hasher,
+        user: &User,
+        current: &str,
+        new: &str,
+    ) -> Result<OwnPassword, DirectoryError> {
+        if !self.verify_password(hasher, Some(user), current).await? {
+            return Ok(OwnPassword::WrongPassword);
+        }
+        let hash = hasher.hash(new).await.map_err(|_| DirectoryError::Busy)?;
+        Ok(OwnPassword::Hash(hash))
     }
 
     /// Up to `limit` users with IDs after `after`, in ID order.

@@ -4,6 +4,7 @@
 
 mod assertion;
 mod exemptions;
+mod ldap;
 mod login;
 mod notifiers;
 mod passkeys;

@@ -170,7 +170,16 @@ impl Checker<'_> {
     }
 
     pub(super) fn users(&mut self, u: file::UsersFile) -> UsersSource {
-        let directory = if u.database.is_some() {
+        let directory = if u.ldap.is_some() {
+            if u.file.is_some() || u.database.is_some() {
+                self.err(
+                    "users.ldap",
+                    "`users` names an `ldap` directory and also a `file` or `database` one",
+                    "keep one: `ldap: {...}` for an LDAP / Active Directory server, `file:` or `database: {}` otherwise",
+                );
+            }
+            DirectoryKind::Ldap
+        } else if u.database.is_some() {
             if u.file.is_some() {
                 self.err(
                     "users.database",
@@ -197,6 +206,7 @@ impl Checker<'_> {
                 None | Some(file::OnPhoneLossFile::Disable) => OnPhoneLoss::Disable,
                 Some(file::OnPhoneLossFile::SwitchToEmail) => OnPhoneLoss::SwitchToEmail,
             },
+            ldap: u.ldap.and_then(|l| self.ldap(l)),
         }
     }
 }

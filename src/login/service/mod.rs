@@ -7,6 +7,7 @@
 mod budget;
 mod decoy;
 mod passkey;
+pub mod password_change;
 mod risk;
 
 use std::sync::Arc;

@@ -353,6 +353,10 @@ impl Login {
         now: i64,
     ) -> Result<String, PasskeyError> {
         let methods = "passkey";
+        let credential = self.accounts.credential(user).await.map_err(|e| {
+            tracing::error!(error = %e, "a passkey login's credentials could not be read");
+            PasskeyError::Unavailable
+        })?;
         let (session_token, _) = self
             .sessions
             .create(
@@ -369,7 +373,7 @@ impl Login {
                     ip,
                     user_agent: &client.user_agent,
                 },
-                &user.credential(),
+                &credential,
                 now,
             )
             .await

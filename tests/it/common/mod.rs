@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod caddy;
 pub mod cluster;
+pub mod ldap;
 pub mod login;
 pub mod nginx;
 pub mod pg;
