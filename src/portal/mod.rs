@@ -420,25 +420,9 @@ fn no_store_with_cookies(mut resp: Response) -> Response {
     resp
 }
 
-async fn route(ctx: &Ctx<'_>) -> Response {
-    let req = ctx.req;
-    let path = req.path.as_str();
-    if let Some(r) = &ctx.app.replica
-        && !r.health.all_ok()
-        && starts_login(path)
-    {
-        // A login needs both shared stores; said at once rather than after timeouts.
-        return if path.starts_with("/api/") {
-            endpoints::unavailable()
-        } else {
-            pages::unavailable_page(ctx)
-        };
-    }
-    if let Some(rest) = path.strip_prefix("/api/") {
-        return api::handle(ctx, rest).await;
-    }
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match (&req.method, segments.as_slice()) {
+/// The portal's static files and the identity assertion's public keys; `None`: not one.
+fn asset(ctx: &Ctx<'_>, segments: &[&str]) -> Option<Response> {
+    let resp = match (&ctx.req.method, segments) {
         (&Method::GET | &Method::HEAD, ["static", "nidan.css"]) => {
             Response::new(200, "text/css; charset=utf-8", CSS)
                 .with("cache-control", "public, max-age=3600")
@@ -469,6 +453,33 @@ async fn route(ctx: &Ctx<'_>) -> Response {
             Response::json(200, &jwks.unwrap_or_default())
                 .with("cache-control", "public, max-age=300")
         }
+        _ => return None,
+    };
+    Some(resp)
+}
+
+async fn route(ctx: &Ctx<'_>) -> Response {
+    let req = ctx.req;
+    let path = req.path.as_str();
+    if let Some(r) = &ctx.app.replica
+        && !r.health.all_ok()
+        && starts_login(path)
+    {
+        // A login needs both shared stores; said at once rather than after timeouts.
+        return if path.starts_with("/api/") {
+            endpoints::unavailable()
+        } else {
+            pages::unavailable_page(ctx)
+        };
+    }
+    if let Some(rest) = path.strip_prefix("/api/") {
+        return api::handle(ctx, rest).await;
+    }
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if let Some(resp) = asset(ctx, segments.as_slice()) {
+        return resp;
+    }
+    match (&req.method, segments.as_slice()) {
         (&Method::GET | &Method::HEAD, [""]) => pages::home(ctx).await,
         (&Method::GET | &Method::HEAD, ["login"]) => pages::id_page(ctx).await,
         (&Method::POST, ["login"]) => pages::id_post(ctx).await,
