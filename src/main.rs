@@ -245,29 +245,7 @@ fn main() -> ExitCode {
             config,
             upgrade,
             old_pid,
-        } => {
-            init_logging();
-            let cfg = match nidan::config::load(&config) {
-                Ok(c) => c,
-                Err(errors) => {
-                    eprintln!("{errors}");
-                    eprintln!("nidan did not start: fix the configuration above.");
-                    return ExitCode::FAILURE;
-                }
-            };
-            // A published key would let anyone forge trusted-device cookies.
-            let placeholders = placeholder_keys(&cfg);
-            if !placeholders.is_empty() {
-                eprintln!(
-                    "{}: trusted_devices.signing_keys {} hold the example's published placeholder: anyone could forge trusted-device cookies.\n  fix: write a secret of your own into the key file, e.g. `head -c 48 /dev/urandom | base64 > secrets/device-k1`\nnidan did not start.",
-                    config.display(),
-                    placeholders.join(", ")
-                );
-                return ExitCode::FAILURE;
-            }
-            let start = nidan::server::Start { upgrade, old_pid };
-            report(nidan::server::run_with(cfg, None, start))
-        }
+        } => serve(&config, nidan::server::Start { upgrade, old_pid }),
         Command::Demo {
             listen,
             outbox,
@@ -422,6 +400,30 @@ fn explain(
             ExitCode::from(2)
         }
     }
+}
+
+/// `nidan serve`: fresh, or a graceful upgrade (`start`).
+fn serve(config: &std::path::Path, start: nidan::server::Start) -> ExitCode {
+    init_logging();
+    let cfg = match nidan::config::load(config) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("nidan did not start: fix the configuration above.");
+            return ExitCode::FAILURE;
+        }
+    };
+    // A published key would let anyone forge trusted-device cookies.
+    let placeholders = placeholder_keys(&cfg);
+    if !placeholders.is_empty() {
+        eprintln!(
+            "{}: trusted_devices.signing_keys {} hold the example's published placeholder: anyone could forge trusted-device cookies.\n  fix: write a secret of your own into the key file, e.g. `head -c 48 /dev/urandom | base64 > secrets/device-k1`\nnidan did not start.",
+            config.display(),
+            placeholders.join(", ")
+        );
+        return ExitCode::FAILURE;
+    }
+    report(nidan::server::run_with(cfg, None, start))
 }
 
 fn report(r: Result<(), nidan::app::StartError>) -> ExitCode {
