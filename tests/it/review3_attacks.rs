@@ -1,0 +1,122 @@
+//! Attack review of issue 25 (operations without downtime), against the real binary: each
+//! test is an attack found in the graceful upgrade, reload, upstreams or request ids.
+#![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)]
+
+use crate::common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A process this test spawned: killed and waited for on drop.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `nidan serve --upgrade` for `gw`'s configuration (`args` after it), its output in `log`.
+fn upgrade(gw: &Gateway, args: &[&str], log: &std::path::Path) -> Reaped {
+    let out = std::fs::File::create(log).unwrap();
+    Reaped(
+        Command::new(bin())
+            .args(["serve", "--upgrade"])
+            .args(args)
+            .arg("--config")
+            .arg(&gw.config)
+            .env("RUST_LOG", "info")
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Waits up to `secs` for `child` to exit.
+async fn exit_within(child: &mut Child, secs: u64) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+/// Can a process of another local user (`nobody`) connect to the Unix socket `sock`? Only
+/// answerable as root (which can become `nobody`) with `/usr/bin/python3`; `None` otherwise.
+fn nobody_connects(sock: &std::path::Path) -> Option<bool> {
+    let python = std::path::Path::new("/usr/bin/python3");
+    let root = Command::new("id").arg("-u").output().ok()?.stdout == b"0\n";
+    if !root || !python.exists() {
+        return None;
+    }
+    let status = Command::new(python)
+        .args([
+            "-c",
+            "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])",
+        ])
+        .arg(sock)
+        .uid(65534)
+        .gid(65534)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .ok()?;
+    Some(status.success())
+}
+
+/// pingora makes the upgrade socket mode 0666: in a directory other users may enter (as
+/// `/etc/nidan`, next to the configuration, usually is), any local user could connect while
+/// `serve --upgrade` waits and hand it listening sockets of his own (or none: the real ones
+/// are then closed by the old process). The socket is made in a 0700 directory of its own;
+/// one that others can enter (made by someone else beforehand) refuses the upgrade.
+#[tokio::test]
+async fn an_upgrade_socket_other_users_can_reach_is_refused() {
+    let gw = Gateway::start();
+    std::fs::set_permissions(gw.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let configured = gw.path("nidan-upgrade.sock");
+    let private = gw.path("nidan-upgrade.sock.d/sock");
+    let log = gw.path("new.log");
+    let mut new = upgrade(&gw, &[], &log);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let reached = loop {
+        let sock = [&configured, &private].into_iter().find(|p| p.exists());
+        if let Some(sock) = sock {
+            break nobody_connects(sock);
+        }
+        assert!(new.0.try_wait().unwrap().is_none(), "{}", gw.log());
+        assert!(Instant::now() < deadline, "no upgrade socket");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_ne!(
+        reached,
+        Some(true),
+        "another user reached the upgrade socket:\n{text}"
+    );
+    drop(new);
+
+    // The directory made by someone else, open to others: refused before anything starts.
+    let dir = gw.path("nidan-upgrade.sock.d");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut new = upgrade(&gw, &[], &log);
+    let exited = exit_within(&mut new.0, 10).await;
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let exited = exited.unwrap_or_else(|| panic!("the upgrade waited on the socket:\n{text}"));
+    assert!(!exited.success(), "{text}");
+    assert!(
+        text.contains("server.upgrade_sock") && text.contains("0700"),
+        "{text}"
+    );
+    // The running process serves on.
+    let r = client().get(gw.url("/public/x")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
