@@ -233,8 +233,9 @@ mod upgrade {
     }
 
     /// What is checked before a graceful upgrade starts anything: the socket's private
-    /// directory (made mode 0700, or already so and this user's). An error names the fix.
-    pub(super) fn preflight(sock: &Path, _old_pid: Option<u32>) -> Result<(), String> {
+    /// directory (made mode 0700, or already so and this user's), and that `old_pid` is a
+    /// nidan (`SIGQUIT` ends most other programs). An error names the fix.
+    pub(super) fn preflight(sock: &Path, old_pid: Option<u32>) -> Result<(), String> {
         let private = private_sock(sock);
         let dir = private.parent().unwrap_or(Path::new("."));
         match std::fs::DirBuilder::new().mode(0o700).create(dir) {
@@ -257,7 +258,28 @@ mod upgrade {
                 dir.display()
             ));
         }
+        if let Some(pid) = old_pid {
+            is_nidan(pid)?;
+        }
         Ok(())
+    }
+
+    /// Is process `pid` a nidan (the same program name as this process)?
+    fn is_nidan(pid: u32) -> Result<(), String> {
+        let comm = |p: &str| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).map(|c| c.trim_end().to_owned())
+        };
+        let mine =
+            comm("self").map_err(|e| format!("--old-pid: cannot read /proc/self/comm: {e}"))?;
+        match comm(&pid.to_string()) {
+            Ok(theirs) if theirs == mine => Ok(()),
+            Ok(theirs) => Err(format!(
+                "--old-pid {pid}: process {pid} is `{theirs}`, not nidan: no signal sent\n  fix: give the process ID of the running nidan (systemd: ${{MAINPID}})"
+            )),
+            Err(_) => Err(format!(
+                "--old-pid {pid}: there is no process {pid}: no signal sent\n  fix: give the process ID of the running nidan (systemd: ${{MAINPID}})"
+            )),
+        }
     }
 
     /// Removes a stale upgrade socket, then (with `old_pid`) waits in a thread until pingora

@@ -120,3 +120,26 @@ async fn an_upgrade_socket_other_users_can_reach_is_refused() {
     let r = client().get(gw.url("/public/x")).send().await.unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// `--old-pid` naming a process that is not nidan (a typo, a reused PID): it must not be
+/// sent SIGQUIT (the default action ends it, with a core dump); the upgrade is refused.
+#[tokio::test]
+async fn old_pid_of_a_process_that_is_not_nidan_gets_no_signal() {
+    let gw = Gateway::start();
+    let mut bystander = Reaped(Command::new("sleep").arg("60").spawn().unwrap());
+    let pid = bystander.0.id().to_string();
+    let log = gw.path("new.log");
+    let mut new = upgrade(&gw, &["--old-pid", &pid], &log);
+    let exited = exit_within(&mut new.0, 5).await;
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        bystander.0.try_wait().unwrap(),
+        None,
+        "the bystander was signalled:\n{text}"
+    );
+    let exited = exited.unwrap_or_else(|| panic!("the upgrade went on:\n{text}"));
+    assert!(!exited.success(), "{text}");
+    assert!(text.contains(&pid) && text.contains("not nidan"), "{text}");
+    let r = client().get(gw.url("/public/x")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
