@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use common::{Backend, yaml};
 
 /// A process this test spawned: killed and waited for on drop.
 struct Reaped(Child);
@@ -142,4 +143,56 @@ async fn old_pid_of_a_process_that_is_not_nidan_gets_no_signal() {
     assert!(text.contains(&pid) && text.contains("not nidan"), "{text}");
     let r = client().get(gw.url("/public/x")).send().await.unwrap();
     assert_eq!(r.status(), 200);
+}
+
+/// A peer found down by the active checks kept "down" across a reload that removes the
+/// route's `health_check`: with no check left to bring it back, it was out for good (every
+/// request to a single-peer route a 502 until a restart). Without checks, a reload takes
+/// over only the passive exclusion, which ends by the clock.
+#[tokio::test]
+async fn a_reload_without_health_checks_does_not_keep_a_peer_out_for_good() {
+    let a = Backend::start();
+    let mut b = Gateway::builder();
+    b.doc()
+        .get_mut("routes")
+        .unwrap()
+        .as_sequence_mut()
+        .unwrap()
+        .insert(
+            0,
+            yaml(&format!(
+                "{{ name: pool, path_prefix: /pool, upstream: [\"{}\"], policy: bypass, \
+                 health_check: {{ path: /__echo/status/503, interval: 200ms, timeout: 150ms, healthy: 1, unhealthy: 1 }} }}",
+                a.addr
+            )),
+        );
+    let gw = b.start();
+    let http = client();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while http.get(gw.url("/pool/x")).send().await.unwrap().status() != 502 {
+        assert!(Instant::now() < deadline, "never taken out:\n{}", gw.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The operator turns the checks off.
+    let mut doc: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&gw.config).unwrap()).unwrap();
+    doc["routes"][0]
+        .as_mapping_mut()
+        .unwrap()
+        .remove("health_check");
+    std::fs::write(&gw.config, serde_yaml::to_string(&doc).unwrap()).unwrap();
+    gw.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = http.get(gw.url("/pool/x")).send().await.unwrap().status();
+        if status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {status} after the reload:\n{}",
+            gw.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
