@@ -42,6 +42,9 @@ pub enum StartError {
     State(#[from] crate::state::StateError),
     #[error("server.tls: {0}")]
     Tls(#[from] crate::certs::CertError),
+    /// A graceful upgrade refused before it started (`serve --upgrade`).
+    #[error("{0}")]
+    Upgrade(String),
 }
 
 pub struct App {

@@ -37,6 +37,10 @@ pub fn run(cfg: Config, banner: Option<String>) -> Result<(), StartError> {
 
 /// [`run`], fresh or as a graceful upgrade.
 pub fn run_with(cfg: Config, banner: Option<String>, start: Start) -> Result<(), StartError> {
+    if start.upgrade {
+        // Before anything is built: a refused upgrade leaves the running process alone.
+        upgrade::preflight(&cfg.server.upgrade_sock, start.old_pid).map_err(StartError::Upgrade)?;
+    }
     pingora::tls::install_default_crypto_provider();
     let background = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -100,7 +104,10 @@ fn build(app: Arc<App>, tunnels: Arc<crate::proxy::tunnel::Tunnels>, start: Star
         threads: cfg.server.threads.max(1),
         grace_period_seconds: Some(grace),
         graceful_shutdown_timeout_seconds: Some(grace.max(1)),
-        upgrade_sock: cfg.server.upgrade_sock.to_string_lossy().into_owned(),
+        // In a directory only this user can enter (pingora makes the socket 0666).
+        upgrade_sock: upgrade::private_sock(&cfg.server.upgrade_sock)
+            .to_string_lossy()
+            .into_owned(),
         ..ServerConf::default()
     };
     let opt = pingora::server::configuration::Opt {
@@ -109,7 +116,10 @@ fn build(app: Arc<App>, tunnels: Arc<crate::proxy::tunnel::Tunnels>, start: Star
     };
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     if start.upgrade {
-        upgrade::ask_old_process(&cfg.server.upgrade_sock, start.old_pid);
+        upgrade::ask_old_process(
+            &upgrade::private_sock(&cfg.server.upgrade_sock),
+            start.old_pid,
+        );
     }
     // Upgrading: blocks until the old process has sent its listening sockets.
     server.bootstrap();
@@ -207,8 +217,70 @@ mod upgrade {
     //! old process to hand over once this one listens on the upgrade socket, and telling
     //! systemd (`Type=notify`) which process is the service now.
 
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
     use std::path::{Path, PathBuf};
     use std::time::{Duration, Instant};
+
+    /// Where the upgrade socket really is: `server.upgrade_sock` inside a directory
+    /// `<upgrade_sock>.d/sock`, in a directory that only this process's user may enter. pingora makes the socket
+    /// itself mode 0666, so in a directory others can enter (`/etc/nidan` usually is) any
+    /// local user could connect while a new process waits and hand it sockets of his own.
+    /// Both sides (the old process sending, the new one receiving) compute the same path.
+    pub(crate) fn private_sock(sock: &Path) -> PathBuf {
+        let mut dir = sock.as_os_str().to_owned();
+        dir.push(".d");
+        PathBuf::from(dir).join("sock")
+    }
+
+    /// What is checked before a graceful upgrade starts anything: the socket's private
+    /// directory (made mode 0700, or already so and this user's), and that `old_pid` is a
+    /// nidan (`SIGQUIT` ends most other programs). An error names the fix.
+    pub(super) fn preflight(sock: &Path, old_pid: Option<u32>) -> Result<(), String> {
+        let private = private_sock(sock);
+        let dir = private.parent().unwrap_or(Path::new("."));
+        match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(format!(
+                    "server.upgrade_sock: cannot create the upgrade socket's directory {}: {e}\n  fix: let nidan's user write next to the upgrade socket, or set server.upgrade_sock to e.g. /run/nidan/upgrade.sock",
+                    dir.display()
+                ));
+            }
+        }
+        let me = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+        let ok = std::fs::symlink_metadata(dir)
+            .is_ok_and(|m| m.is_dir() && Some(m.uid()) == me && m.mode() & 0o077 == 0);
+        if !ok {
+            return Err(format!(
+                "server.upgrade_sock: {} must be a directory of nidan's user that nobody else can enter (mode 0700): another local user could hand the new process listening sockets of his own\n  fix: `chmod 0700 {}` (owned by nidan's user), or remove it and nidan makes it",
+                dir.display(),
+                dir.display()
+            ));
+        }
+        if let Some(pid) = old_pid {
+            is_nidan(pid)?;
+        }
+        Ok(())
+    }
+
+    /// Is process `pid` a nidan (the same program name as this process)?
+    fn is_nidan(pid: u32) -> Result<(), String> {
+        let comm = |p: &str| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).map(|c| c.trim_end().to_owned())
+        };
+        let mine =
+            comm("self").map_err(|e| format!("--old-pid: cannot read /proc/self/comm: {e}"))?;
+        match comm(&pid.to_string()) {
+            Ok(theirs) if theirs == mine => Ok(()),
+            Ok(theirs) => Err(format!(
+                "--old-pid {pid}: process {pid} is `{theirs}`, not nidan: no signal sent\n  fix: give the process ID of the running nidan (systemd: ${{MAINPID}})"
+            )),
+            Err(_) => Err(format!(
+                "--old-pid {pid}: there is no process {pid}: no signal sent\n  fix: give the process ID of the running nidan (systemd: ${{MAINPID}})"
+            )),
+        }
+    }
 
     /// Removes a stale upgrade socket, then (with `old_pid`) waits in a thread until pingora
     /// has bound a new one and sends the old process `SIGQUIT`: it connects and sends its

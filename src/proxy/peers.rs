@@ -151,10 +151,14 @@ impl Peer {
     }
 
     /// Takes over what `old` (the same upstream of the same route in the configuration
-    /// before a reload) knew: a peer found down stays down until checked again.
-    fn keep_health_of(&self, old: &Peer) {
-        self.checked_up
-            .store(old.checked_up.load(Ordering::Relaxed), Ordering::Relaxed);
+    /// before a reload) knew: a peer found down stays down until checked again; `checked`:
+    /// the route still has active checks (without them nothing would bring it back, so
+    /// only the passive exclusion, which ends by the clock, is kept).
+    fn keep_health_of(&self, old: &Peer, checked: bool) {
+        if checked {
+            self.checked_up
+                .store(old.checked_up.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
         self.out_until
             .store(old.out_until.load(Ordering::Relaxed), Ordering::Relaxed);
     }
@@ -213,11 +217,12 @@ impl Pool {
         &self.peers
     }
 
-    /// Takes over the health of the peers `old` (the same route before a reload) has too.
-    pub fn keep_health_of(&self, old: &Pool) {
+    /// Takes over the health of the peers `old` (the same route before a reload) has too;
+    /// `checked`: the route still has active checks (else only passive exclusions are kept).
+    pub fn keep_health_of(&self, old: &Pool, checked: bool) {
         for peer in &self.peers {
             if let Some(before) = old.peers.iter().find(|o| o.name == peer.name) {
-                peer.keep_health_of(before);
+                peer.keep_health_of(before, checked);
             }
         }
     }
@@ -422,9 +427,14 @@ mod tests {
         let mut streak = (0, 0);
         old.peers()[0].observe(false, &mut streak, (1, 1));
         let new = pool(3, Duration::from_secs(60));
-        new.keep_health_of(&old);
+        new.keep_health_of(&old, true);
         let up: Vec<bool> = new.peers().iter().map(|p| p.up()).collect();
         assert_eq!(up, [false, false, true]);
+        // Without active checks, nothing would bring the checked-down peer back.
+        let unchecked = pool(3, Duration::from_secs(60));
+        unchecked.keep_health_of(&old, false);
+        let up: Vec<bool> = unchecked.peers().iter().map(|p| p.up()).collect();
+        assert_eq!(up, [true, false, true]);
     }
 
     #[test]

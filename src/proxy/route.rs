@@ -146,7 +146,9 @@ impl RouteTable {
     pub fn keep_health_of(&self, old: &RouteTable) {
         for (route, pool) in self.pools() {
             if let Some((_, before)) = old.pools().find(|(r, _)| r.name == route.name) {
-                pool.keep_health_of(before);
+                // What the active checks found is kept only where checks still run to
+                // bring a peer back.
+                pool.keep_health_of(before, route.upstream.health_check.is_some());
             }
         }
     }

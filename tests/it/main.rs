@@ -35,6 +35,7 @@ mod proxy;
 mod reload;
 mod replicas;
 mod review2_attacks;
+mod review3_attacks;
 mod review_attacks;
 mod revocation;
 mod risk;

@@ -12,6 +12,9 @@ use crate::config::{AuditSettings, IdentityHeaders, Limits, Server, Tls};
 
 use super::{Checker, Zero, token_ok};
 
+/// Longest `server.upgrade_sock`: the socket, `<path>.d/sock`, fits in `sun_path` (107).
+const MAX_UPGRADE_SOCK: usize = 100;
+
 impl Checker<'_> {
     pub(super) fn audit(&mut self, a: file::AuditFile) -> AuditSettings {
         let retention = self.duration(
@@ -89,12 +92,13 @@ impl Checker<'_> {
     /// `server.upgrade_sock`: a Unix socket path, short enough for `sun_path`.
     fn upgrade_sock(&mut self, value: Option<&str>) -> PathBuf {
         let path = self.path(value.unwrap_or("nidan-upgrade.sock"));
-        // sun_path holds 108 bytes with the terminating NUL.
-        if path.as_os_str().len() > 107 {
+        // sun_path holds 108 bytes with the terminating NUL; the socket is
+        // `<upgrade_sock>.d/sock` (src/server.rs), 7 bytes longer.
+        if path.as_os_str().len() > MAX_UPGRADE_SOCK {
             self.err(
                 "server.upgrade_sock",
                 format!(
-                    "the upgrade socket path {} is {} bytes long; a Unix socket path holds at most 107",
+                    "the upgrade socket path {} is {} bytes long; the socket is made as `<path>.d/sock`, so the path holds at most {MAX_UPGRADE_SOCK}",
                     path.display(),
                     path.as_os_str().len()
                 ),
