@@ -152,7 +152,7 @@ async fn old_pid_of_a_process_that_is_not_nidan_gets_no_signal() {
 #[tokio::test]
 async fn a_reload_without_health_checks_does_not_keep_a_peer_out_for_good() {
     let a = Backend::start();
-    let mut b = Gateway::builder();
+    let mut b = Gateway::builder().set("server.admin_listen", "\"127.0.0.1:1\"");
     b.doc()
         .get_mut("routes")
         .unwrap()
@@ -167,9 +167,8 @@ async fn a_reload_without_health_checks_does_not_keep_a_peer_out_for_good() {
             )),
         );
     let gw = b.start();
-    let http = client();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while http.get(gw.url("/pool/x")).send().await.unwrap().status() != 502 {
+    while route_health(&gw, "pool").await.iter().any(|(_, up)| *up) {
         assert!(Instant::now() < deadline, "never taken out:\n{}", gw.log());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -184,15 +183,17 @@ async fn a_reload_without_health_checks_does_not_keep_a_peer_out_for_good() {
     gw.signal("HUP");
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let status = http.get(gw.url("/pool/x")).send().await.unwrap().status();
-        if status == 200 {
+        let health = route_health(&gw, "pool").await;
+        if health.iter().all(|(_, up)| *up) {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "still {status} after the reload:\n{}",
+            "still out after the reload: {health:?}\n{}",
             gw.log()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let r = client().get(gw.url("/pool/x")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
 }

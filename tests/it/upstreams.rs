@@ -7,7 +7,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{self, Backend, Gateway, audit, client, free_port, yaml};
+use crate::common::{
+    self, Backend, Gateway, admin_get, audit, client, free_port, route_health, yaml,
+};
 use base64::Engine;
 use serde_json::Value;
 
@@ -26,33 +28,6 @@ fn gateway_with(route: &str, extra: &[(&str, &str)]) -> Gateway {
         .unwrap()
         .insert(0, yaml(route));
     b.start()
-}
-
-async fn admin_get(gw: &Gateway, path: &str) -> (u16, String) {
-    let r = client()
-        .get(format!("http://{}{path}", gw.admin.unwrap()))
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
-}
-
-/// The status page's view of `route`: upstream name → up.
-async fn route_health(gw: &Gateway, route: &str) -> Vec<(String, bool)> {
-    let (_, text) = admin_get(gw, "/status").await;
-    let v: Value = serde_json::from_str(&text).unwrap();
-    let r = v["routes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == route)
-        .unwrap_or_else(|| panic!("no route {route} in {v}"));
-    r["upstreams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| (u["upstream"].as_str().unwrap().to_owned(), u["up"] == true))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

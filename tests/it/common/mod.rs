@@ -622,3 +622,31 @@ pub fn listening(
     }
     panic!("{what} did not start; log:\n{}", log());
 }
+
+/// A GET on the gateway's admin listener (it must have one): status and body.
+pub async fn admin_get(gw: &Gateway, path: &str) -> (u16, String) {
+    let r = client()
+        .get(format!("http://{}{path}", gw.admin.unwrap()))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// The status page's view of `route`: upstream name → up.
+pub async fn route_health(gw: &Gateway, route: &str) -> Vec<(String, bool)> {
+    let (_, text) = admin_get(gw, "/status").await;
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let r = v["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == route)
+        .unwrap_or_else(|| panic!("no route {route} in {v}"));
+    r["upstreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| (u["upstream"].as_str().unwrap().to_owned(), u["up"] == true))
+        .collect()
+}
