@@ -511,7 +511,10 @@ async fn route(ctx: &Ctx<'_>) -> Response {
         (&Method::GET | &Method::HEAD, ["settings", "tokens"]) => {
             let removed = ctx.req.query_param("m").as_deref() == Some("removed");
             let msg = removed.then_some(ctx.lang.tokens().msg_revoked);
-            tokens::page(ctx, None, msg, None).await
+            match ctx.req.query_param("new") {
+                Some(h) => tokens::page(ctx, tokens::NewToken::Handle(&h), msg, None).await,
+                None => tokens::page(ctx, tokens::NewToken::None, msg, None).await,
+            }
         }
         (&Method::POST, ["settings", "tokens"]) => tokens::create_post(ctx).await,
         (&Method::GET | &Method::HEAD, ["settings", "tokens", id, "delete"]) => {
