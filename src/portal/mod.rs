@@ -508,14 +508,7 @@ async fn route(ctx: &Ctx<'_>) -> Response {
             pages::settings_page(ctx, saved.then_some(ctx.t.msg_settings_saved), None).await
         }
         (&Method::POST, ["settings"]) => pages::settings_post(ctx).await,
-        (&Method::GET | &Method::HEAD, ["settings", "tokens"]) => {
-            let removed = ctx.req.query_param("m").as_deref() == Some("removed");
-            let msg = removed.then_some(ctx.lang.tokens().msg_revoked);
-            match ctx.req.query_param("new") {
-                Some(h) => tokens::page(ctx, tokens::NewToken::Handle(&h), msg, None).await,
-                None => tokens::page(ctx, tokens::NewToken::None, msg, None).await,
-            }
-        }
+        (&Method::GET | &Method::HEAD, ["settings", "tokens"]) => tokens::page_get(ctx).await,
         (&Method::POST, ["settings", "tokens"]) => tokens::create_post(ctx).await,
         (&Method::GET | &Method::HEAD, ["settings", "tokens", id, "delete"]) => {
             tokens::delete_confirm(ctx, id).await

@@ -54,6 +54,16 @@ pub enum NewToken<'a> {
     Handle(&'a str),
 }
 
+/// `GET settings/tokens`: `?m=removed` after a removal, `?new=` after a creation.
+pub async fn page_get(ctx: &Ctx<'_>) -> Response {
+    let removed = ctx.req.query_param("m").as_deref() == Some("removed");
+    let msg = removed.then_some(ctx.lang.tokens().msg_revoked);
+    match ctx.req.query_param("new") {
+        Some(h) => page(ctx, NewToken::Handle(&h), msg, None).await,
+        None => page(ctx, NewToken::None, msg, None).await,
+    }
+}
+
 pub async fn page(
     ctx: &Ctx<'_>,
     new: NewToken<'_>,
@@ -71,7 +81,7 @@ pub async fn page(
         NewToken::Handle(_) if ctx.req.method == http::Method::HEAD => (None, false),
         NewToken::Handle(h) => {
             let state = &*ctx.app.login.state;
-            match tokens::take_reveal(state, &live.record.id_hash, h).await {
+            match tokens::take_reveal(state, &session_key(ctx), h).await {
                 Ok(Some(p)) => (Some(p), false),
                 Ok(None) => (None, true),
                 Err(e) => {
@@ -153,10 +163,16 @@ pub async fn create_post(ctx: &Ctx<'_>) -> Response {
         return page(ctx, NewToken::None, None, Some(text)).await;
     };
     match create(ctx, &user.id, &name).await {
-        Ok((plain, _)) => reveal(ctx, &live.record.id_hash, plain).await,
+        Ok((plain, _)) => reveal(ctx, &session_key(ctx), plain).await,
         Err(TokenError::Full) => page(ctx, NewToken::None, None, Some(tt.err_full)).await,
         Err(e) => failed(ctx, &e),
     }
+}
+
+/// What binds a waiting token to this session: the hash of its cookie (the session was
+/// checked first; the cached session record carries no hash).
+fn session_key(ctx: &Ctx<'_>) -> String {
+    crate::secret::token_hash(&ctx.session_token().unwrap_or_default())
 }
 
 /// Post/Redirect/Get for a new token: kept server-side (minutes, this session only) and
