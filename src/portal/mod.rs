@@ -522,11 +522,7 @@ async fn route(ctx: &Ctx<'_>) -> Response {
         (&Method::POST, ["settings"]) => pages::settings_post(ctx).await,
         (&Method::GET | &Method::HEAD, ["password"]) => password::get(ctx).await,
         (&Method::POST, ["password"]) => password::post(ctx).await,
-        (&Method::GET | &Method::HEAD, ["settings", "tokens"]) => {
-            let removed = ctx.req.query_param("m").as_deref() == Some("removed");
-            let msg = removed.then_some(ctx.lang.tokens().msg_revoked);
-            tokens::page(ctx, None, msg, None).await
-        }
+        (&Method::GET | &Method::HEAD, ["settings", "tokens"]) => tokens::page_get(ctx).await,
         (&Method::POST, ["settings", "tokens"]) => tokens::create_post(ctx).await,
         (&Method::GET | &Method::HEAD, ["settings", "tokens", id, "delete"]) => {
             tokens::delete_confirm(ctx, id).await

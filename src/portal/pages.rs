@@ -189,7 +189,7 @@ fn forbidden_csrf(ctx: &Ctx<'_>) -> Response {
 }
 
 /// Reads the form of a state-changing request, refusing cross-site posts and bad tokens.
-fn checked_form(ctx: &Ctx<'_>) -> Result<Vec<(String, String)>, Response> {
+pub(super) fn checked_form(ctx: &Ctx<'_>) -> Result<Vec<(String, String)>, Response> {
     let Some(form) = ctx.req.form() else {
         return Err(message(
             ctx,

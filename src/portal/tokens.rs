@@ -32,6 +32,8 @@ pub struct TokensPage {
     pub tokens: Vec<TokenRow>,
     /// The token just created: shown this once.
     pub new_token: Option<String>,
+    /// The page was asked for a new token that was already shown (a reload): say so.
+    pub reveal_gone: bool,
     pub needs_recent_login: bool,
     pub message: Option<String>,
     pub error: Option<String>,
@@ -43,15 +45,56 @@ impl TokensPage {
     }
 }
 
+/// What the page shows of a new token.
+pub enum NewToken<'a> {
+    None,
+    /// Just created, shown on the POST answer (only when it could not be kept for the GET).
+    Plain(String),
+    /// The one-time handle of the GET after the POST (`?new=`).
+    Handle(&'a str),
+}
+
+/// `GET settings/tokens`: `?m=removed` after a removal, `?new=` after a creation.
+pub async fn page_get(ctx: &Ctx<'_>) -> Response {
+    let removed = ctx.req.query_param("m").as_deref() == Some("removed");
+    let msg = removed.then_some(ctx.lang.tokens().msg_revoked);
+    match ctx.req.query_param("new") {
+        Some(h) => page(ctx, NewToken::Handle(&h), msg, None).await,
+        None => page(ctx, NewToken::None, msg, None).await,
+    }
+}
+
 pub async fn page(
     ctx: &Ctx<'_>,
-    new_token: Option<String>,
+    new: NewToken<'_>,
     msg: Option<&str>,
     error: Option<&str>,
 ) -> Response {
     let (live, user) = match super::pages::page_session(ctx, "settings/tokens").await {
         Ok(s) => s,
         Err(r) => return r,
+    };
+    let (new_token, reveal_gone) = match new {
+        NewToken::None => (None, false),
+        NewToken::Plain(p) => (Some(p), false),
+        // HEAD takes nothing: only the GET that shows it uses the password up.
+        NewToken::Handle(_) if ctx.req.method == http::Method::HEAD => (None, false),
+        NewToken::Handle(h) => {
+            let state = &*ctx.app.login.state;
+            match tokens::take_reveal(state, &session_key(ctx), h).await {
+                Ok(Some(p)) => (Some(p), false),
+                Ok(None) => (None, true),
+                Err(e) => {
+                    tracing::error!(error = %e, "a new app password could not be read");
+                    return super::pages::unavailable_page(ctx);
+                }
+            }
+        }
+    };
+    let msg = if new_token.is_some() {
+        Some(ctx.lang.tokens().msg_created)
+    } else {
+        msg
     };
     // A store error is a 503, never an empty list; except right after a token was made,
     // whose only showing must not be lost: then the page says the list is unavailable.
@@ -85,6 +128,7 @@ pub async fn page(
             csrf: ctx.csrf.clone(),
             tokens: rows,
             new_token,
+            reveal_gone,
             needs_recent_login: !ctx.may_manage(&live).await,
             message: msg.map(str::to_owned),
             error: error.map(str::to_owned),
@@ -95,10 +139,19 @@ pub async fn page(
 }
 
 pub async fn create_post(ctx: &Ctx<'_>) -> Response {
-    let (form, user) = match recent_user(ctx, "settings/tokens").await {
-        Ok(v) => v,
+    let form = match super::pages::checked_form(ctx) {
+        Ok(f) => f,
         Err(r) => return r,
     };
+    let (live, user) = match super::pages::page_session(ctx, "settings/tokens").await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match super::pages::manages(ctx, &live).await {
+        Ok(true) => {}
+        Ok(false) => return super::pages::reauth_redirect(ctx, "settings/tokens"),
+        Err(r) => return r,
+    }
     let tt = ctx.lang.tokens();
     let raw = field(&form, "name").unwrap_or("");
     let Some(name) = device::valid_name(raw) else {
@@ -107,12 +160,36 @@ pub async fn create_post(ctx: &Ctx<'_>) -> Response {
         } else {
             tt.err_name
         };
-        return page(ctx, None, None, Some(text)).await;
+        return page(ctx, NewToken::None, None, Some(text)).await;
     };
     match create(ctx, &user.id, &name).await {
-        Ok((plain, _)) => page(ctx, Some(plain), Some(tt.msg_created), None).await,
-        Err(TokenError::Full) => page(ctx, None, None, Some(tt.err_full)).await,
+        Ok((plain, _)) => reveal(ctx, &session_key(ctx), plain).await,
+        Err(TokenError::Full) => page(ctx, NewToken::None, None, Some(tt.err_full)).await,
         Err(e) => failed(ctx, &e),
+    }
+}
+
+/// What binds a waiting token to this session: the hash of its cookie (the session was
+/// checked first; the cached session record carries no hash).
+fn session_key(ctx: &Ctx<'_>) -> String {
+    crate::secret::token_hash(&ctx.session_token().unwrap_or_default())
+}
+
+/// Post/Redirect/Get for a new token: kept server-side (minutes, this session only) and
+/// shown by the GET its handle names, so a reload creates no second one. Should the
+/// short-lived state be unavailable, the POST answer shows it: it was made, and its only
+/// showing must not be lost.
+async fn reveal(ctx: &Ctx<'_>, session: &str, plain: String) -> Response {
+    match tokens::stash_reveal(&*ctx.app.login.state, session, &plain).await {
+        Ok(handle) => Response::redirect(
+            303,
+            &format!("{}/settings/tokens?new={handle}", ctx.prefix()),
+        )
+        .with("cache-control", "no-store"),
+        Err(e) => {
+            tracing::error!(error = %e, "a new app password could not be kept for its page");
+            page(ctx, NewToken::Plain(plain), None, None).await
+        }
     }
 }
 
@@ -130,7 +207,13 @@ pub async fn delete_confirm(ctx: &Ctx<'_>, id: &str) -> Response {
         }
     };
     let Some(tk) = found else {
-        return page(ctx, None, None, Some(ctx.lang.tokens().err_not_found)).await;
+        return page(
+            ctx,
+            NewToken::None,
+            None,
+            Some(ctx.lang.tokens().err_not_found),
+        )
+        .await;
     };
     super::pages::confirm(
         ctx,
@@ -149,7 +232,7 @@ pub async fn delete_post(ctx: &Ctx<'_>, id: &str) -> Response {
     let tt = ctx.lang.tokens();
     match revoke(ctx, &user.id, id).await {
         Ok(()) => super::pages::done(ctx, "settings/tokens", "removed"),
-        Err(TokenError::NotFound) => page(ctx, None, None, Some(tt.err_not_found)).await,
+        Err(TokenError::NotFound) => page(ctx, NewToken::None, None, Some(tt.err_not_found)).await,
         Err(e) => failed(ctx, &e),
     }
 }

@@ -322,6 +322,11 @@ async fn tokens_are_managed_on_the_settings_page() {
         .send()
         .await
         .unwrap();
+    // Post/Redirect/Get: the page the 303 names shows the new token (portal_ux has more).
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let r = api.http.get(gw.url(&location)).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["cache-control"], "no-store");
     let html = r.text().await.unwrap();
@@ -331,7 +336,7 @@ async fn tokens_are_managed_on_the_settings_page() {
         "{html}"
     );
     let token = html
-        .split("<code class=\"token\">")
+        .split("<code class=\"token\" id=\"new-token\">")
         .nth(1)
         .unwrap()
         .split('<')

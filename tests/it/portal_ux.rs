@@ -891,3 +891,71 @@ async fn the_first_page_after_the_login_is_readable() {
     assert!(html.contains("(Taro Yamada)"), "{html}");
     assert!(html.contains("href=\"/_nidan/\""), "{html}");
 }
+
+/// The `<code class="token">` of a tokens page, if it shows one.
+fn shown_token(html: &str) -> Option<String> {
+    let start = html.find("<code class=\"token\" id=\"new-token\">")?;
+    let rest = &html[start..];
+    let open = rest.find('>')? + 1;
+    let close = rest.find("</code>")?;
+    Some(rest[open..close].to_owned())
+}
+
+#[tokio::test]
+async fn a_new_app_password_is_shown_once_after_a_redirect() {
+    let gw = Gateway::start();
+    let api = browser_with(&gw, &[]);
+    api.login("taro").await;
+    let (_, html) = page(&api, "/_nidan/settings/tokens").await;
+    let csrf = hidden(&html, "csrf").unwrap();
+    let r = post_form(
+        &api,
+        "/_nidan/settings/tokens",
+        &[("name", "Mail"), ("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let handle = location
+        .strip_prefix("/_nidan/settings/tokens?new=")
+        .unwrap()
+        .to_owned();
+    assert_eq!(handle.len(), 43, "{location}");
+
+    // Another session of the same user, holding the handle, reads nothing (and takes
+    // nothing away from the right one).
+    let other = browser_with(&gw, &[]);
+    other.login("taro").await;
+    let (status, html) = page(&other, &location).await;
+    assert_eq!(status, 200);
+    assert!(shown_token(&html).is_none(), "{html}");
+    assert!(html.contains("is shown only once"), "{html}");
+
+    // The GET after the POST shows it, once: letters without look-alikes, grouped, and a
+    // copy button hidden until the script shows it.
+    let (status, html) = page(&api, &location).await;
+    assert_eq!(status, 200);
+    let token = shown_token(&html).expect("the new password is shown");
+    let body = token.strip_prefix("nidan_").unwrap();
+    assert!(body.split('-').all(|g| g.len() == 4), "{token}");
+    assert!(!body.contains(['0', 'O', 'o', '1', 'l', 'I']), "{token}");
+    assert!(html.contains("The app password was created."), "{html}");
+    assert!(
+        html.contains("data-copy=\"new-token\"") && html.contains(" hidden>Copy</button>"),
+        "{html}"
+    );
+    // A reload shows it no more, says so, and creates nothing.
+    let (status, html) = page(&api, &location).await;
+    assert_eq!(status, 200);
+    assert!(shown_token(&html).is_none(), "{html}");
+    assert!(!html.contains(&token));
+    assert!(html.contains("is shown only once"), "{html}");
+    let (_, list) = api.get("/tokens").await;
+    assert_eq!(list["tokens"].as_array().unwrap().len(), 1, "{list}");
+
+    // Never in a URL, a log or the state's records in clear.
+    assert!(!location.contains(body));
+    assert!(!gw.log().contains(&token));
+    assert!(!gw.log().contains(&handle));
+}

@@ -786,3 +786,109 @@ async fn an_approval_edited_in_redis_grants_nothing() {
         );
     }
 }
+
+// --- a new app password waits in Redis for its page, not in clear ------------------------
+
+/// Every string value in the pair's Redis.
+async fn redis_values(pair: &Pair) -> Vec<Vec<u8>> {
+    let mut con = redis_of(pair).await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for k in keys {
+        let kind: String = redis::cmd("TYPE")
+            .arg(&k)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        if kind == "string" {
+            let v: Vec<u8> = redis::cmd("GET")
+                .arg(&k)
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            out.push(v);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_new_app_password_is_shown_on_the_other_replica_and_never_stored_in_clear() {
+    let pair = Pair::start("");
+    let (a, b) = (&pair.a, &pair.b);
+    let http = client();
+    let (_, v) = post(&http, a.api("/login"), json!({"id": "hanako"})).await;
+    let flow = v["flow"].as_str().unwrap().to_owned();
+    let code = pair.last_code("hanako");
+    let (s, e) = post(
+        &http,
+        a.api(&format!("/login/{flow}/complete")),
+        json!({"password": PASSWORD, "code": code}),
+    )
+    .await;
+    assert_eq!(s, 200, "{e}");
+    let html = http
+        .get(a.url("/_nidan/settings/tokens"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let r = http
+        .post(a.url("/_nidan/settings/tokens"))
+        .form(&[("name", "Mail"), ("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "{}", pair.logs());
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let stored = redis_values(&pair).await;
+    // Replica B shows it (the short-lived state is shared), once.
+    let html = http
+        .get(b.url(&location))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let token = html
+        .split("<code class=\"token\" id=\"new-token\">")
+        .nth(1)
+        .expect("the new password is shown")
+        .split('<')
+        .next()
+        .unwrap()
+        .to_owned();
+    let html = http
+        .get(a.url(&location))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!html.contains(&token), "shown once");
+    // What Redis held while it waited was not the password, in any spelling.
+    let body = token.strip_prefix("nidan_").unwrap();
+    let bare = body.replace('-', "");
+    for v in &stored {
+        for needle in [body.as_bytes(), bare.as_bytes()] {
+            assert!(!v.windows(needle.len()).any(|w| w == needle));
+        }
+    }
+    assert!(!pair.logs().contains(&token));
+}

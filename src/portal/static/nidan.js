@@ -284,3 +284,22 @@
     });
   }
 })();
+
+// Copy buttons (a new app password): hidden without JavaScript, where the text stays
+// selectable; the button names the element to copy and the text to say once copied.
+(function () {
+  "use strict";
+  if (!navigator.clipboard || !window.isSecureContext) { return; }
+  var buttons = document.querySelectorAll("button[data-copy]");
+  Array.prototype.forEach.call(buttons, function (b) {
+    var source = document.getElementById(b.getAttribute("data-copy"));
+    if (!source) { return; }
+    var status = b.parentNode.querySelector(".copy-status");
+    b.hidden = false;
+    b.addEventListener("click", function () {
+      navigator.clipboard.writeText(source.textContent.trim()).then(function () {
+        if (status) { status.textContent = b.getAttribute("data-copied") || ""; }
+      }, function () { /* the text stays selectable */ });
+    });
+  });
+})();
