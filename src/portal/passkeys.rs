@@ -409,7 +409,7 @@ async fn register_start(ctx: &Ctx<'_>) -> Response {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RegisterBody {
+pub(crate) struct RegisterBody {
     name: String,
     credential: CredentialJson,
 }
@@ -454,7 +454,7 @@ async fn register_finish(ctx: &Ctx<'_>) -> Response {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct LoginStartBody {
+pub(crate) struct LoginStartBody {
     #[serde(default)]
     return_to: Option<String>,
 }
@@ -491,7 +491,7 @@ async fn login_start(ctx: &Ctx<'_>) -> Response {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct LoginFinishBody {
+pub(crate) struct LoginFinishBody {
     credential: CredentialJson,
 }
 
@@ -521,7 +521,7 @@ async fn login_finish(ctx: &Ctx<'_>) -> Response {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RenameBody {
+pub(crate) struct RenameBody {
     name: String,
 }
 
