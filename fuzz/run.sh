@@ -8,7 +8,7 @@
 # land in fuzz/artifacts/<target>/.
 # Environment: NIDAN_FUZZ_TARGET_DIR (the build, default fuzz/target), NIDAN_FUZZ_CORPUS
 # (libFuzzer's growing corpus, default fuzz/corpus), NIDAN_FUZZ_JOBS (parallel runs of one
-# target, default 1).
+# target, default 1), NIDAN_FUZZ_TOOLCHAIN=stable (use stable even where nightly is installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 here=$PWD/fuzz
@@ -28,7 +28,11 @@ if ! command -v cargo-fuzz >/dev/null; then
   echo "fuzz/run.sh: cargo-fuzz is not installed (cargo install --locked cargo-fuzz)" >&2
   exit 1
 fi
-if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+toolchain="${NIDAN_FUZZ_TOOLCHAIN:-}"
+if [ -z "$toolchain" ] && rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+  toolchain=nightly
+fi
+if [ "$toolchain" = nightly ]; then
   fuzz=(cargo +nightly fuzz)
 else
   # libFuzzer's instrumentation needs unstable flags: stable accepts them with this.

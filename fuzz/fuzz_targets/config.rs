@@ -17,7 +17,8 @@ static DIR: LazyLock<PathBuf> = LazyLock::new(|| {
 });
 
 fn placed(errors: &ConfigErrors, text: &str) {
-    let lines = text.split('\n').count();
+    // YAML's line breaks: LF, CRLF and a lone CR.
+    let lines = text.replace("\r\n", "\n").split(['\n', '\r']).count();
     assert!(!errors.0.is_empty(), "an error without any entry");
     for e in &errors.0 {
         assert!(e.line >= 1 && e.column >= 1, "unplaced: {e}");

@@ -38,6 +38,10 @@ fuzz_target!(|data: &[u8]| {
         landed.username().is_empty() && landed.password().is_none(),
         "{landed}"
     );
+    // Escaping can make it longer than the 2048 bytes a return address may have.
+    if out.len() > 2048 {
+        return;
+    }
     assert_eq!(
         safe_return_to(&out, &allowed).as_deref(),
         Some(out.as_str()),

@@ -131,6 +131,9 @@ pub fn check_against_url(a: &Authority, c: &Canonical) {
     let text = format!("http://{}{}", a.to_header(), c.path);
     let url = match url::Url::parse(&text) {
         Ok(u) => u,
+        // An `xn--` label that is not valid punycode: WHATWG readers refuse the whole host,
+        // so no backend routes it elsewhere (nidan routes it as spelled).
+        Err(url::ParseError::IdnaError) if a.host.contains("xn--") => return,
         Err(e) => panic!("url refuses what nidan accepted: {text:?}: {e}"),
     };
     match url.host() {
@@ -143,7 +146,11 @@ pub fn check_against_url(a: &Authority, c: &Canonical) {
                 .and_then(|h| h.parse().ok());
             assert_eq!(ours, Some(ip), "url reads another address");
         }
-        _ => assert_eq!(url.host_str(), Some(a.host.as_str()), "url reads another host"),
+        _ => assert_eq!(
+            url.host_str(),
+            Some(a.host.as_str()),
+            "url reads another host"
+        ),
     }
     assert_eq!(url.path(), c.path, "url reads another path");
     if a.port != Some(80) {
