@@ -37,7 +37,11 @@ fuzz_target!(|data: &[u8]| {
     let which = usize::from(*mode);
     if which < PORTAL_BODIES.len() {
         if portal_body(which, body).is_ok() {
-            let v: Value = serde_json::from_slice(body).expect("accepted body is JSON");
+            // Fields a body type ignores (inside `credential`) are skipped unread, so a lone
+            // surrogate escape there is accepted where a full JSON reader refuses it.
+            let Ok(v) = serde_json::from_slice::<Value>(body) else {
+                return;
+            };
             // serde also reads a struct from an array of its fields in order (`["alice"]`):
             // the same fields by position, a known leniency (docs/fuzzing.md).
             let Some(obj) = v.as_object() else {
