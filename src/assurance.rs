@@ -323,3 +323,266 @@ mod tests {
         }
     }
 }
+
+/// Generated cases for the rule (issue 29): whatever the route, the proof, the user's
+/// setting, the groups and the networks, a request without a second factor never passes a
+/// route that demands both steps, and adding a requirement never loosens the verdict.
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::config::Accept;
+
+    const METHODS: [TwoStepMethod; 3] =
+        [TwoStepMethod::Sms, TwoStepMethod::Email, TwoStepMethod::App];
+    const GROUPS: [&str; 3] = ["a", "b", "c"];
+
+    fn policy() -> impl Strategy<Value = Policy> {
+        prop_oneof![
+            Just(Policy::Bypass),
+            Just(Policy::Login),
+            Just(Policy::TwoFactor),
+            Just(Policy::Deny)
+        ]
+    }
+
+    fn second() -> impl Strategy<Value = Option<SecondFactor>> {
+        prop_oneof![
+            Just(None),
+            Just(Some(SecondFactor::Sms)),
+            Just(Some(SecondFactor::Email)),
+            Just(Some(SecondFactor::App)),
+            Just(Some(SecondFactor::TrustedDevice)),
+            Just(Some(SecondFactor::Passkey)),
+        ]
+    }
+
+    fn subset<T: Copy>(all: &[T], mask: u8) -> Vec<T> {
+        all.iter()
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << i) != 0)
+            .map(|(_, t)| *t)
+            .collect()
+    }
+
+    fn names(mask: u8) -> Vec<String> {
+        subset(&GROUPS, mask)
+            .into_iter()
+            .map(String::from)
+            .collect()
+    }
+
+    /// One generated case: route, proof and request context.
+    #[derive(Debug, Clone)]
+    struct Case {
+        policy: Policy,
+        exempt: bool,
+        methods: u8,
+        groups: u8,
+        user_groups: u8,
+        first: FirstFactor,
+        second: Option<SecondFactor>,
+        network_exemption: bool,
+        required: bool,
+        two_step_on: bool,
+        inside: bool,
+        listed: bool,
+    }
+
+    fn case() -> impl Strategy<Value = Case> {
+        (
+            (policy(), any::<bool>(), 0u8..8, 0u8..8, 0u8..8),
+            (
+                prop_oneof![
+                    Just(FirstFactor::Password),
+                    Just(FirstFactor::Token),
+                    Just(FirstFactor::Passkey)
+                ],
+                second(),
+                any::<bool>(),
+                any::<bool>(),
+            ),
+            (any::<bool>(), any::<bool>(), any::<bool>()),
+        )
+            .prop_map(
+                |(
+                    (policy, exempt, methods, groups, user_groups),
+                    (first, second, ne, required),
+                    (on, inside, listed),
+                )| Case {
+                    policy,
+                    exempt,
+                    methods,
+                    groups,
+                    user_groups,
+                    first,
+                    second,
+                    network_exemption: ne,
+                    required,
+                    two_step_on: on,
+                    inside,
+                    listed,
+                },
+            )
+    }
+
+    fn net() -> IpNet {
+        "10.0.0.0/8".parse().expect("a network")
+    }
+
+    fn route(c: &Case) -> Route {
+        Route {
+            name: "r".into(),
+            hosts: vec![],
+            path_prefix: "/".into(),
+            upstreams: vec![],
+            policy: c.policy,
+            second_step: if c.exempt {
+                SecondStep::Exempt
+            } else {
+                SecondStep::Required
+            },
+            accept: Accept {
+                session: true,
+                basic: true,
+                token: true,
+            },
+            groups: names(c.groups),
+            groups_also: vec![],
+            allowed_methods: subset(&METHODS, c.methods),
+            case_sensitive: false,
+            assertion: false,
+        }
+    }
+
+    fn verdict(r: &Route, c: &Case) -> Verdict {
+        let proof = Proof {
+            first: c.first,
+            second: c.second,
+            exemption: c.network_exemption.then(|| Exemption::Network(net())),
+            required: c.required,
+        };
+        let client: IpAddr = if c.inside {
+            [10, 1, 2, 3]
+        } else {
+            [192, 0, 2, 9]
+        }
+        .into();
+        let networks = if c.listed { vec![net()] } else { vec![] };
+        let groups = names(c.user_groups);
+        let cx = Context {
+            two_step_on: c.two_step_on,
+            groups: &groups,
+            client,
+            networks: &networks,
+        };
+        evaluate(r, &proof, &cx)
+    }
+
+    /// Met < StepUp < Deny: how much a verdict holds back.
+    fn strictness(v: Verdict) -> u8 {
+        match v {
+            Verdict::Met => 0,
+            Verdict::StepUp(_) => 1,
+            Verdict::Deny => 2,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        #[test]
+        fn no_second_factor_never_passes_a_two_factor_route(c in case()) {
+            let mut c = c;
+            c.policy = Policy::TwoFactor;
+            c.exempt = false;
+            c.second = None;
+            prop_assert_ne!(verdict(&route(&c), &c), Verdict::Met);
+        }
+
+        #[test]
+        fn a_user_who_needs_the_second_step_gets_no_pass_without_one(c in case()) {
+            let mut c = c;
+            c.second = None;
+            c.exempt = false;
+            c.network_exemption = false;
+            c.policy = Policy::Login;
+            prop_assume!(c.two_step_on || c.required);
+            prop_assert_ne!(verdict(&route(&c), &c), Verdict::Met);
+        }
+
+        #[test]
+        fn adding_a_requirement_never_loosens_the_verdict(c in case(), pick in 0u8..7, mask in 0u8..8) {
+            let base = route(&c);
+            let before = strictness(verdict(&base, &c));
+            let mut stricter = base.clone();
+            let mut sc = c.clone();
+            match pick {
+                // Login → TwoFactor
+                0 => if base.policy == Policy::Login { stricter.policy = Policy::TwoFactor },
+                // Exempt → Required
+                1 => stricter.second_step = SecondStep::Required,
+                // Fewer accepted kinds of second step.
+                2 => {
+                    let all = if restricts_kind(&base.allowed_methods) {
+                        base.allowed_methods.clone()
+                    } else {
+                        METHODS.to_vec()
+                    };
+                    let fewer = subset(&METHODS, mask).into_iter().filter(|m| all.contains(m)).collect::<Vec<_>>();
+                    if !fewer.is_empty() {
+                        stricter.allowed_methods = fewer;
+                    }
+                }
+                // One more group list that must hold.
+                3 => stricter.groups_also.push(names(mask)),
+                // The user's 2-step turned on; the login's risk demanded the second step.
+                4 => sc.two_step_on = true,
+                5 => sc.required = true,
+                // The trusted network no longer listed.
+                _ => sc.listed = false,
+            }
+            let after = strictness(verdict(&stricter, &sc));
+            prop_assert!(after >= before, "{pick}: {before} -> {after} for {c:?}");
+        }
+
+        #[test]
+        fn the_gate_allows_only_what_the_rule_meets(c in case(), known in any::<bool>()) {
+            use crate::auth::gate::{self, Caller, Decision};
+            let r = route(&c);
+            let user = crate::users::User {
+                id: "u".into(),
+                password_hash: String::new(),
+                name: "U".into(),
+                email: None,
+                phone: None,
+                phone_status: crate::users::PhoneStatus::Active,
+                groups: names(c.user_groups),
+                disabled: false,
+                two_step: None,
+                identity: Default::default(),
+            };
+            let proof = Proof {
+                first: c.first,
+                second: c.second,
+                exemption: c.network_exemption.then(|| Exemption::Network(net())),
+                required: c.required,
+            };
+            let client: IpAddr = if c.inside { [10, 1, 2, 3] } else { [192, 0, 2, 9] }.into();
+            let networks = if c.listed { vec![net()] } else { vec![] };
+            let caller = known.then_some(Caller { user: &user, proof: &proof, two_step_on: c.two_step_on });
+            let d = gate::decide(Some(&r), caller, client, &networks);
+            match (&d, r.policy) {
+                (_, Policy::Deny) => prop_assert_eq!(&d, &Decision::Deny),
+                (_, Policy::Bypass) => prop_assert_eq!(&d, &Decision::Allow(None)),
+                (Decision::Allow(_), _) => {
+                    prop_assert!(known, "an anonymous request allowed on {:?}", r.policy);
+                    prop_assert_eq!(verdict(&r, &c), Verdict::Met);
+                }
+                _ => prop_assert!(!known || verdict(&r, &c) != Verdict::Met),
+            }
+            prop_assert_eq!(gate::decide(None, None, client, &networks), Decision::NoRoute);
+        }
+    }
+}

@@ -17,6 +17,8 @@ pub mod config;
 pub mod demo;
 pub mod exempt;
 pub mod explain;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod i18n;
 pub mod login;
 pub mod metrics;

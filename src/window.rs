@@ -119,3 +119,58 @@ impl Window {
         Ok(())
     }
 }
+
+/// Generated cases for the budget (issue 29): over any sequence of hits at non-decreasing
+/// times, no key ever counts more than `max` events inside one window, and `hit_all` counts
+/// in every window or in none.
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn no_window_ever_holds_more_than_max(
+            max in 0u32..6, window in 1u64..30,
+            hits in proptest::collection::vec((0usize..3, 0i64..10), 0..80),
+        ) {
+            let w = Window::new(max, Duration::from_secs(window));
+            let keys = ["a", "b", "c"];
+            let mut now = 1_000;
+            let mut counted: Vec<(usize, i64)> = Vec::new();
+            for (k, step) in hits {
+                now += step;
+                let allowed = w.hit(keys[k], now).is_ok();
+                let live = counted
+                    .iter()
+                    .filter(|(key, t)| *key == k && *t > now - i64::try_from(window).unwrap_or(1))
+                    .count();
+                prop_assert_eq!(allowed, u32::try_from(live).unwrap_or(u32::MAX) < max);
+                if allowed {
+                    counted.push((k, now));
+                }
+                prop_assert_eq!(w.peek(keys[k], now).is_ok(), u32::try_from(live + usize::from(allowed)).unwrap_or(u32::MAX) < max);
+            }
+        }
+
+        #[test]
+        fn hit_all_counts_everywhere_or_nowhere(
+            a in 0u32..4, b in 0u32..4, rounds in 1usize..12,
+        ) {
+            let (wa, wb) = (Window::new(a, Duration::from_secs(60)), Window::new(b, Duration::from_secs(60)));
+            let mut done = 0u32;
+            for _ in 0..rounds {
+                if Window::hit_all(&[(&wa, "k"), (&wb, "k")], 5_000).is_ok() {
+                    done += 1;
+                }
+            }
+            prop_assert_eq!(done, a.min(b).min(u32::try_from(rounds).unwrap_or(u32::MAX)));
+            // Whatever was refused left no event behind: exactly `done` in each.
+            let left_a = (0..a).filter(|_| wa.hit("k", 5_000).is_ok()).count();
+            prop_assert_eq!(u32::try_from(left_a).unwrap_or(0), a - done);
+        }
+    }
+}

@@ -544,3 +544,108 @@ mod tests {
         assert_eq!(plan(&i).step, Step::Password);
     }
 }
+
+/// Generated cases for the ID step's plan (issue 29): for any user, setting, route and
+/// circumstance, a login that needs the second step is never planned as the password alone,
+/// a route that demands both steps is never exempted, and a code goes only by a channel the
+/// route accepts.
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const METHODS: [TwoStepMethod; 3] =
+        [TwoStepMethod::Sms, TwoStepMethod::Email, TwoStepMethod::App];
+
+    fn user(phone: bool, status: u8, email: bool) -> User {
+        User {
+            id: "u".into(),
+            password_hash: String::new(),
+            name: "U".into(),
+            email: email.then(|| "u@example.com".to_owned()),
+            phone: phone.then(|| "+819012345678".to_owned()),
+            phone_status: match status % 3 {
+                0 => PhoneStatus::Active,
+                1 => PhoneStatus::Kept,
+                _ => PhoneStatus::Gone,
+            },
+            groups: vec![],
+            disabled: false,
+            two_step: None,
+            identity: Default::default(),
+        }
+    }
+
+    fn allowed(mask: u8) -> Vec<TwoStepMethod> {
+        METHODS
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << i) != 0)
+            .map(|(_, m)| *m)
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        #[test]
+        fn the_plan_never_lets_the_password_alone_through(
+            known in any::<bool>(), phone in any::<bool>(), status in 0u8..3, email in any::<bool>(),
+            enabled in any::<bool>(), method in 0usize..3, two_factor in any::<bool>(), mask in 0u8..8,
+            flags in any::<[bool; 5]>(),
+        ) {
+            let u = user(phone, status, email);
+            let allowed = allowed(mask);
+            let [trusted_device, risk_step_up, trusted_network, app_enrolled, feature_phone] = flags;
+            let input = PlanInput {
+                user: known.then_some(&u),
+                enabled,
+                method: METHODS[method],
+                policy: if two_factor { Policy::TwoFactor } else { Policy::Login },
+                allowed: &allowed,
+                trusted_device,
+                risk_step_up,
+                trusted_network,
+                app_enrolled,
+                feature_phone,
+            };
+            let p = plan(&input);
+            if !known {
+                // Unknown IDs follow the path of a user without 2-step.
+                prop_assert_eq!(p.step, Step::Password);
+                prop_assert_eq!(p.second_step, None);
+                return Ok(());
+            }
+            let needs = two_factor || enabled || risk_step_up;
+            prop_assert_eq!(p.second_step.is_some(), needs);
+            if needs && p.step == Step::Password {
+                // Only a trusted device (where the route takes any kind) or a trusted
+                // network (never on a route that demands both steps) stands in.
+                prop_assert!(p.device_skip || p.exemption.is_some(), "{p:?}");
+                prop_assert!(!p.device_skip || !crate::assurance::restricts_kind(&allowed));
+                prop_assert!(p.exemption.is_none() || !two_factor, "{p:?}");
+            }
+            if two_factor {
+                prop_assert_eq!(p.exemption, None);
+            }
+            if let Some((channel, _)) = &p.send_to {
+                let m = match channel {
+                    Channel::Sms => TwoStepMethod::Sms,
+                    Channel::Email => TwoStepMethod::Email,
+                    Channel::Push => TwoStepMethod::App,
+                };
+                prop_assert!(allowed.is_empty() || allowed.contains(&m), "{p:?}");
+            }
+            if p.step == Step::AppApproval {
+                prop_assert!(allowed.is_empty() || allowed.contains(&TwoStepMethod::App));
+                prop_assert!(app_enrolled && !feature_phone && METHODS[method] == TwoStepMethod::App);
+                prop_assert!(enabled || two_factor, "a risk step-up is a code, not an approval");
+            }
+            // Demanding both steps never removes the second step a Login plan has.
+            let mut stricter = input;
+            stricter.policy = Policy::TwoFactor;
+            prop_assert!(plan(&stricter).second_step.is_some());
+        }
+    }
+}

@@ -184,7 +184,7 @@ fn flow_result(ctx: &Ctx<'_>, r: Result<FlowView, LoginError>) -> Response {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StartBody {
+pub(crate) struct StartBody {
     id: String,
     #[serde(default)]
     return_to: Option<String>,
@@ -223,7 +223,7 @@ async fn login_start(ctx: &Ctx<'_>) -> Response {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CompleteBody {
+pub(crate) struct CompleteBody {
     /// Not needed in a step-up, where the session proved it.
     #[serde(default)]
     password: String,
@@ -364,7 +364,7 @@ async fn devices(ctx: &Ctx<'_>) -> Response {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RenameBody {
+pub(crate) struct RenameBody {
     name: String,
 }
 
@@ -480,7 +480,7 @@ async fn settings_get(ctx: &Ctx<'_>) -> Response {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SettingsBody {
+pub(crate) struct SettingsBody {
     enabled: bool,
     method: String,
 }

@@ -411,7 +411,7 @@ async fn register_start(ctx: &Ctx<'_>) -> Response {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RegisterBody {
+pub(crate) struct RegisterBody {
     name: String,
     credential: CredentialJson,
 }
@@ -456,7 +456,7 @@ async fn register_finish(ctx: &Ctx<'_>) -> Response {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct LoginStartBody {
+pub(crate) struct LoginStartBody {
     #[serde(default)]
     return_to: Option<String>,
 }
@@ -493,7 +493,7 @@ async fn login_start(ctx: &Ctx<'_>) -> Response {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct LoginFinishBody {
+pub(crate) struct LoginFinishBody {
     credential: CredentialJson,
 }
 
@@ -523,7 +523,7 @@ async fn login_finish(ctx: &Ctx<'_>) -> Response {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RenameBody {
+pub(crate) struct RenameBody {
     name: String,
 }
 

@@ -188,7 +188,7 @@ pub fn qr_data_uri(text: &str) -> Option<String> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct EnrollBody {
+pub(crate) struct EnrollBody {
     user: String,
     enrollment_code: String,
     security_code: String,
@@ -199,7 +199,7 @@ struct EnrollBody {
 
 /// The enrollment request: its body, the app's name and its Ed25519 public key; a 400
 /// answer naming what is wrong.
-fn enroll_request(bytes: &[u8]) -> Result<(EnrollBody, String, [u8; 32]), Response> {
+pub(crate) fn enroll_request(bytes: &[u8]) -> Result<(EnrollBody, String, [u8; 32]), Response> {
     let body: EnrollBody = match serde_json::from_slice(bytes) {
         Ok(b) => b,
         Err(_) => {
@@ -344,7 +344,7 @@ pub async fn approvals(ctx: &Ctx<'_>) -> Response {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AnswerBody {
+pub(crate) struct AnswerBody {
     approve: bool,
     #[serde(default)]
     number: Option<String>,

@@ -324,7 +324,7 @@ pub async fn api_list(ctx: &Ctx<'_>) -> Response {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateBody {
+pub(crate) struct CreateBody {
     name: String,
 }
 

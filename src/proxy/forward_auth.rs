@@ -119,6 +119,41 @@ fn bad(status: u16, code: &str, message: &str) -> Response {
     Response::json_error(status, code, message).with("cache-control", "no-store")
 }
 
+/// The described request, read as the proxy reads the requests it receives: its host and
+/// canonical target, or why it is refused (400).
+fn read_described(original: &Original<'_>) -> Result<(target::Authority, path::Canonical), String> {
+    let method = match original.method {
+        "CONNECT" => target::MethodKind::Connect,
+        "OPTIONS" => target::MethodKind::Options,
+        _ => target::MethodKind::Other,
+    };
+    let hosts: Vec<&[u8]> = original.host.map(str::as_bytes).into_iter().collect();
+    let reading = target::read(method, original.target.as_bytes(), &hosts, None, true)
+        .map_err(|e| e.to_string())?;
+    let (Some(authority), target::Target::Path { path, query: q }) =
+        (reading.authority, reading.target)
+    else {
+        return Err("the request names no resource".into());
+    };
+    let canonical = path::canonicalize_parts(path, q).map_err(|e| e.to_string())?;
+    Ok((authority, canonical))
+}
+
+/// The whole reading of a forward-auth question from its headers, for the fuzz targets
+/// (`fuzz/`): the described scheme, method, host and canonical target, or why it is refused.
+pub(crate) fn described_for_fuzzing(
+    headers: &http::HeaderMap,
+) -> Result<(String, String, target::Authority, path::Canonical), String> {
+    let original = original(headers)?;
+    let (authority, canonical) = read_described(&original)?;
+    Ok((
+        original.scheme.to_owned(),
+        original.method.to_owned(),
+        authority,
+        canonical,
+    ))
+}
+
 impl Gateway {
     /// `GET {prefix}/api/authz/forward-auth` (any method: nginx asks with the original one).
     /// 200 + identity headers when the request may pass; 401 (with `Location` of the login
@@ -209,30 +244,8 @@ impl Gateway {
         // the proxy's, not the browser's. The session cookie is read under that scheme's
         // name only, as the portal behind the same proxy wrote it (SECURITY 44).
         ctx.https = super::scheme::https(self.app.cfg.always_https(), false, Some(original.scheme));
-        // The described request, read as the proxy reads the requests it receives.
-        let method = match original.method {
-            "CONNECT" => target::MethodKind::Connect,
-            "OPTIONS" => target::MethodKind::Options,
-            _ => target::MethodKind::Other,
-        };
-        let hosts: Vec<&[u8]> = original.host.map(str::as_bytes).into_iter().collect();
-        let reading = match target::read(method, original.target.as_bytes(), &hosts, None, true) {
-            Ok(r) => r,
-            Err(e) => return Err(bad(400, "bad_forwarded_request", &e.to_string())),
-        };
-        let (Some(authority), target::Target::Path { path, query: q }) =
-            (reading.authority, reading.target)
-        else {
-            return Err(bad(
-                400,
-                "bad_forwarded_request",
-                "the request names no resource",
-            ));
-        };
-        let canonical = match path::canonicalize_parts(path, q) {
-            Ok(c) => c,
-            Err(e) => return Err(bad(400, "bad_forwarded_request", &e.to_string())),
-        };
+        let (authority, canonical) =
+            read_described(&original).map_err(|why| bad(400, "bad_forwarded_request", &why))?;
         Ok((original, authority, canonical))
     }
 

@@ -571,21 +571,14 @@ impl Gateway {
             headers.remove(http::header::AUTHORIZATION);
         }
         let gateway = gateway_cookies(app);
-        let sent = &session.req_header().headers;
-        // Rebuild the Cookie header only when it carries a gateway cookie (hot path).
-        let carries_ours = sent
-            .get_all(http::header::COOKIE)
-            .iter()
-            .any(|v| names_one_of(v.as_bytes(), &gateway));
-        if carries_ours {
-            match cookie::without(sent, &gateway) {
-                // Inserting replaces every `Cookie` line.
-                Some(kept) => {
-                    headers.insert(http::header::COOKIE, value(kept)?);
-                }
-                None => {
-                    headers.remove(http::header::COOKIE);
-                }
+        match backend_cookie(&session.req_header().headers, &gateway) {
+            None => {}
+            // Inserting replaces every `Cookie` line.
+            Some(Some(kept)) => {
+                headers.insert(http::header::COOKIE, value(kept)?);
+            }
+            Some(None) => {
+                headers.remove(http::header::COOKIE);
             }
         }
         // Forward exactly the canonical target in origin-form (an absolute-form or odd
@@ -687,6 +680,17 @@ impl Gateway {
 fn unavailable(app: &App, req: &RequestHeader, id: &RequestId) -> Response {
     portal::gateway_error(app, req, 503, id.as_str())
         .with("retry-after", crate::outage::retry_after())
+}
+
+/// The `Cookie` header the backend gets instead of the client's (SECURITY 20): `None` to
+/// pass the client's on unchanged, `Some(None)` to remove it, `Some(Some(kept))` to replace
+/// it. Rebuilt only when it carries a gateway cookie (hot path).
+pub(crate) fn backend_cookie(sent: &http::HeaderMap, gateway: &[&str]) -> Option<Option<String>> {
+    let carries_ours = sent
+        .get_all(http::header::COOKIE)
+        .iter()
+        .any(|v| names_one_of(v.as_bytes(), gateway));
+    carries_ours.then(|| cookie::without(sent, gateway))
 }
 
 /// Does a `Cookie` line carry one of the `hidden` cookies, as [`cookie::without`] reads
@@ -805,15 +809,15 @@ fn login_answer(
 }
 
 /// What the request edge read: the host and the canonical target (`None` for `OPTIONS *`).
-struct Edge {
-    authority: Option<target::Authority>,
-    canonical: Option<path::Canonical>,
+pub(crate) struct Edge {
+    pub(crate) authority: Option<target::Authority>,
+    pub(crate) canonical: Option<path::Canonical>,
 }
 
 /// The request read once, the way backends read it (DESIGN "The request edge"): sizes
 /// (414/431), framing, target form and Host ([`target::read`]), then the path
 /// ([`path::canonicalize_parts`]). `Err` is the answer to send.
-fn read_edge(
+pub(crate) fn read_edge(
     req: &RequestHeader,
     limits: &crate::config::Limits,
     sent_lengths: impl FnOnce() -> usize,
@@ -911,8 +915,12 @@ fn sent_content_lengths(session: &Session) -> usize {
     let Some(h1) = session.as_http1() else {
         return 0;
     };
-    h1.get_headers_raw_bytes()
-        .split(|b| *b == b'\n')
+    content_length_lines(&h1.get_headers_raw_bytes())
+}
+
+/// How many header lines of a raw request head (request line first) name `Content-Length`.
+pub(crate) fn content_length_lines(head: &[u8]) -> usize {
+    head.split(|b| *b == b'\n')
         .skip(1)
         .filter(|line| {
             line.iter()

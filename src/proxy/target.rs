@@ -254,7 +254,7 @@ pub fn parse_host(value: &[u8]) -> Result<Authority, EdgeError> {
         let end = value.iter().position(|b| *b == b':').unwrap_or(value.len());
         let (name, after) = value.split_at(end);
         let name = name.strip_suffix(b".").unwrap_or(name);
-        if !reg_name_ok(name) {
+        if !reg_name_ok(name) || (ends_in_number(name) && !dotted_quad(name)) {
             return Err(EdgeError::BadHost);
         }
         // ASCII only (checked above).
@@ -277,6 +277,34 @@ fn reg_name_ok(name: &[u8]) -> bool {
                 && label
                     .iter()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~'))
+        })
+}
+
+/// Does the name end in a number (the WHATWG URL standard's "ends in a number": its last
+/// label is all digits, or `0x` and hex digits)? Browsers and WHATWG parsers then read the
+/// whole name as an IPv4 address in one of its legacy spellings: `127.1`, `0x7f.1`,
+/// `010.0.0.1` (octal: 8.0.0.1) and `2130706433` are all 127.0.0.1 or another address to
+/// them, while nidan would route on the spelling.
+fn ends_in_number(name: &[u8]) -> bool {
+    let last = name.rsplit(|b| *b == b'.').next().unwrap_or_default();
+    let hex = last
+        .strip_prefix(b"0x")
+        .or_else(|| last.strip_prefix(b"0X"))
+        .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit));
+    hex || (!last.is_empty() && last.iter().all(u8::is_ascii_digit))
+}
+
+/// Exactly four decimal labels of 0 to 255 without leading zeros: the one IPv4 spelling
+/// every reader reads the same way.
+fn dotted_quad(name: &[u8]) -> bool {
+    let labels: Vec<&[u8]> = name.split(|b| *b == b'.').collect();
+    labels.len() == 4
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 3
+                && l.iter().all(u8::is_ascii_digit)
+                && (l.len() == 1 || !l.starts_with(b"0"))
+                && l.iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0')) <= 255
         })
 }
 
@@ -377,6 +405,47 @@ mod tests {
         let too_long = format!("{}.test", "a".repeat(MAX_HOST_LEN));
         assert_eq!(host(&too_long), Err(EdgeError::BadHost));
         assert_eq!(parse_host(b"wiki\xff.test"), Err(EdgeError::BadHost));
+    }
+
+    /// The differential targets (`fuzz/`: host, edge, forward_auth, against the WHATWG `url`
+    /// reader): a name that ends in a number is an IPv4 address to browsers and WHATWG
+    /// parsers (`127.1` is 127.0.0.1, `010.0.0.1` is 8.0.0.1), while nidan routed on the
+    /// spelling. Only the dotted quad, read the same way by every reader, is accepted.
+    #[test]
+    fn hosts_that_end_in_a_number_are_dotted_quads() {
+        for ok in [
+            "127.0.0.1",
+            "10.0.0.255",
+            "0.0.0.0",
+            "1.2.3.4:8080",
+            "a.1b",
+            "v1.example",
+            "example.0x1g",
+            "1e.example",
+        ] {
+            assert!(host(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "127.1",
+            "1.2.3",
+            "2130706433",
+            "0x7f.0.0.1",
+            "127.0.0.0x1",
+            "010.0.0.1",
+            "1.2.3.04",
+            "256.0.0.1",
+            "1.2.3.4.5",
+            "a.0x",
+            "wiki.123",
+            "a.b.0X1F:80",
+        ] {
+            assert_eq!(host(bad), Err(EdgeError::BadHost), "{bad}");
+        }
+        // The same rule for an absolute-form target's authority.
+        assert_eq!(
+            read_get("http://127.1/admin", &[]),
+            Err(EdgeError::AbsoluteAuthority)
+        );
     }
 
     #[test]
