@@ -3,12 +3,12 @@
 #   fuzz/run.sh 20s            # the CI smoke run
 #   fuzz/run.sh 30m            # a longer local run (30 minutes a target)
 #   fuzz/run.sh 2h edge path   # only some targets
-# Nightly where rustup has one, else stable with RUSTC_BOOTSTRAP=1. A target that does not
+# Stable with RUSTC_BOOTSTRAP=1, else (or with NIDAN_FUZZ_TOOLCHAIN=nightly) rustup's nightly. A target that does not
 # build, or that finds a crash, makes the script fail (after the others ran); crash inputs
 # land in fuzz/artifacts/<target>/.
 # Environment: NIDAN_FUZZ_TARGET_DIR (the build, default fuzz/target), NIDAN_FUZZ_CORPUS
 # (libFuzzer's growing corpus, default fuzz/corpus), NIDAN_FUZZ_JOBS (parallel runs of one
-# target, default 1), NIDAN_FUZZ_TOOLCHAIN=stable (use stable even where nightly is installed).
+# target, default 1), NIDAN_FUZZ_TOOLCHAIN=nightly (build with rustup's nightly).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 here=$PWD/fuzz
@@ -28,17 +28,21 @@ if ! command -v cargo-fuzz >/dev/null; then
   echo "fuzz/run.sh: cargo-fuzz is not installed (cargo install --locked cargo-fuzz)" >&2
   exit 1
 fi
-toolchain="${NIDAN_FUZZ_TOOLCHAIN:-}"
-if [ -z "$toolchain" ] && rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
-  toolchain=nightly
-fi
-if [ "$toolchain" = nightly ]; then
-  fuzz=(cargo +nightly fuzz)
-else
-  # libFuzzer's instrumentation needs unstable flags: stable accepts them with this.
-  export RUSTC_BOOTSTRAP=1
-  fuzz=(cargo fuzz)
-fi
+# The stable toolchain with RUSTC_BOOTSTRAP=1 first (libFuzzer's instrumentation needs
+# unstable flags; this is the build measured in docs/fuzzing.md, and rustup's nightly, where
+# there is one, may be older than stable); nightly where it is asked for, or where stable
+# cannot build the targets.
+toolchain="${NIDAN_FUZZ_TOOLCHAIN:-stable}"
+use_toolchain() {
+  if [ "$1" = nightly ]; then
+    unset RUSTC_BOOTSTRAP
+    fuzz=(cargo +nightly fuzz)
+  else
+    export RUSTC_BOOTSTRAP=1
+    fuzz=(cargo fuzz)
+  fi
+}
+use_toolchain "$toolchain"
 export CARGO_TARGET_DIR="${NIDAN_FUZZ_TARGET_DIR:-$here/target}"
 corpus="${NIDAN_FUZZ_CORPUS:-$here/corpus}"
 jobs="${NIDAN_FUZZ_JOBS:-1}"
@@ -55,8 +59,15 @@ fi
 
 start=$(date +%s)
 if ! "${fuzz[@]}" build "${opts[@]}"; then
-  echo "fuzz/run.sh: the fuzz targets do not build (see above)" >&2
-  exit 1
+  if [ "$toolchain" != nightly ] && rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    echo "fuzz/run.sh: the fuzz targets do not build on stable; trying nightly" >&2
+    use_toolchain nightly
+    toolchain=nightly
+  fi
+  if [ "$toolchain" != nightly ] || ! "${fuzz[@]}" build "${opts[@]}"; then
+    echo "fuzz/run.sh: the fuzz targets do not build (see above)" >&2
+    exit 1
+  fi
 fi
 echo "fuzz/run.sh: built ${#targets[@]} targets in $(( $(date +%s) - start )) s"
 
