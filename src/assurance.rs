@@ -437,6 +437,7 @@ mod props {
             hosts: vec![],
             path_prefix: "/".into(),
             upstreams: vec![],
+            upstream: Default::default(),
             policy: c.policy,
             second_step: if c.exempt {
                 SecondStep::Exempt
