@@ -62,7 +62,10 @@ impl Tunnel {
         let want = 2 + payload.len();
         while self.buf.len() < want {
             let mut chunk = [0u8; 4096];
-            match tokio::time::timeout(Duration::from_secs(3), self.stream.read(&mut chunk)).await {
+            // Generous: on a machine busy with a browser walk an echo can take seconds; a
+            // closed tunnel answers at once (end of stream) whatever the bound.
+            match tokio::time::timeout(Duration::from_secs(10), self.stream.read(&mut chunk)).await
+            {
                 Ok(Ok(n)) if n > 0 => self.buf.extend_from_slice(&chunk[..n]),
                 _ => return false,
             }
